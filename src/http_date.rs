@@ -1,0 +1,1 @@
+//! HTTP-date parsing and formatting (RFC 9110 §5.6.7).

@@ -1,0 +1,1 @@
+//! Cache keys: method, scheme, host, normalised path and query.

@@ -1,0 +1,31 @@
+//! edgecache: a portable HTTP edge cache whose core is `no_std` + `alloc`.
+//!
+//! The core (everything not behind a host feature) does no I/O and never reads a clock:
+//! every time-dependent function takes `now`. Hosts (native server, Cloudflare Worker,
+//! browser WASM) are thin glue around it.
+//!
+//! Map of the core:
+//! - [`time`]: millisecond [`time::Timestamp`] and the [`time::Clock`] trait.
+//! - [`headers`]: a small, ordered, case-insensitive header list ([`headers::Headers`]).
+//! - [`http_date`]: HTTP-date parsing and formatting (RFC 9110 §5.6.7).
+//! - [`cache_control`]: the Cache-Control tokenizer and directive sets (RFC 9111 §5.2,
+//!   RFC 9213 targeted fields).
+//! - [`policy`]: storability, freshness, age, stale serving, Vary, conditional requests,
+//!   304 merge, invalidation and Cache-Status (RFC 9111, 5861, 9211).
+//! - [`key`]: cache keys.
+//! - [`entry`]: the stored response and its versioned binary encoding.
+//! - [`store`]: the L1 store (LRU + admission, TTL, stale windows, tags, byte bounds).
+#![cfg_attr(not(feature = "std"), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod cache_control;
+pub mod entry;
+pub mod headers;
+pub mod http_date;
+pub mod key;
+pub mod policy;
+pub mod store;
+pub mod time;
