@@ -3,8 +3,8 @@
 //! Surrogate-Control).
 //!
 //! The tokenizer is total: any byte string yields a defined result. The rules for junk are:
-//! - names are case-insensitive and trimmed of whitespace; a name containing whitespace or
-//!   other non-token bytes (e.g. `max-age =3600`) is an unknown directive and ignored;
+//! - names are case-insensitive; a name containing whitespace or other non-token bytes
+//!   (e.g. `max-age =3600`) is an unknown directive and ignored;
 //! - values may be tokens or quoted strings (RFC 9111 §5.2: recipients accept the
 //!   quoted-string form of delta-seconds); an unterminated quote runs to the end of the item;
 //! - delta-seconds (§1.2.2) must be ASCII digits; values beyond 2^31 are capped at 2^31;
@@ -17,7 +17,7 @@ use alloc::borrow::Cow;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::headers::{split_list, trim_ows, Headers};
+use crate::headers::{split_list, Headers};
 
 /// The cap on delta-seconds values: 2^31 (RFC 9111 §1.2.2).
 pub const DELTA_SECONDS_CAP: u32 = 1 << 31;
@@ -46,7 +46,8 @@ pub fn tokenize(value: &[u8]) -> impl Iterator<Item = Directive<'_>> {
             Some(eq) => (&item[..eq], Some(unquote(&item[eq + 1..]))),
             None => (item, None),
         };
-        let name = trim_ows(name);
+        // `item` is already trimmed at both ends; whitespace left inside the name (as in
+        // `max-age =60`) makes it a non-token, ignored by the directive parsers.
         if name.is_empty() {
             None
         } else {

@@ -1,0 +1,112 @@
+//! Validation: conditional request construction (RFC 9111 §4.3.1) and freshening a stored
+//! response from a `304 Not Modified` (§4.3.3–§4.3.4, header update rules §3.2).
+
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::time::Timestamp;
+
+use super::hop_by_hop;
+
+/// The precondition fields to add to a forwarded request to validate `stored`
+/// (RFC 9111 §4.3.1): `If-None-Match` with its entity tag and `If-Modified-Since` with its
+/// `Last-Modified`. Empty when the stored response has no validator.
+pub fn conditional_headers(stored: &CachedResponse) -> Headers {
+    let mut conditions = Headers::new();
+    if let Some(etag) = stored.headers.get("etag") {
+        conditions.append("if-none-match", etag);
+    }
+    if let Some(last_modified) = stored.headers.get("last-modified") {
+        conditions.append("if-modified-since", last_modified);
+    }
+    conditions
+}
+
+/// Whether `stored` carries a validator a conditional request can use.
+pub fn has_validator(stored_headers: &Headers) -> bool {
+    stored_headers.contains("etag") || stored_headers.contains("last-modified")
+}
+
+/// The outcome of applying a `304` to a stored response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Freshened {
+    /// The `304` selects the stored response, which is returned updated (§4.3.4).
+    Updated(CachedResponse),
+    /// The `304`'s validators identify a different representation than the stored one
+    /// (§4.3.4): the stored response must not be used; fetch unconditionally.
+    Mismatch,
+}
+
+/// Fields a `304` must not change in the stored response: those describing the stored
+/// content itself (RFC 9111 §3.2 excepts `Content-Length`; the others describe the exact
+/// bytes the cache holds, and the cache cannot change them without the content), and the
+/// validator, which the selection already matched.
+const NOT_UPDATED_BY_304: [&str; 6] = [
+    "content-length",
+    "content-encoding",
+    "content-range",
+    "content-md5",
+    "etag",
+    "transfer-encoding",
+];
+
+/// Freshens `stored` with a `304` response's fields (RFC 9111 §4.3.4): the `304` selects the
+/// stored response when its strong `ETag` equals the stored one, or, without an `ETag`, when
+/// its `Last-Modified` equals the stored one or it has no validator at all. The selected
+/// response's fields are replaced by those in the `304` (§3.2), except hop-by-hop fields and
+/// [`NOT_UPDATED_BY_304`]; request and response times become those of the validation, so
+/// its age restarts (§4.2.3). A soft-purge mark is cleared.
+pub fn freshen(
+    stored: &CachedResponse,
+    not_modified: &Headers,
+    request_time: Timestamp,
+    response_time: Timestamp,
+) -> Freshened {
+    if !selects(&stored.headers, not_modified) {
+        return Freshened::Mismatch;
+    }
+    let nominated = hop_by_hop::connection_nominated(not_modified);
+    let mut headers = stored.headers.clone();
+    let mut replaced: alloc::vec::Vec<&str> = alloc::vec::Vec::new();
+    for (name, _) in not_modified.iter() {
+        if hop_by_hop::is_hop_by_hop(name, &nominated)
+            || NOT_UPDATED_BY_304.contains(&name)
+            || replaced.contains(&name)
+        {
+            continue;
+        }
+        headers.remove(name);
+        for value in not_modified.get_all(name) {
+            headers.append(name, value);
+        }
+        replaced.push(name);
+    }
+    Freshened::Updated(CachedResponse {
+        headers,
+        request_time,
+        response_time,
+        invalidated: false,
+        ..stored.clone()
+    })
+}
+
+/// Whether a `304`'s validators select the stored response (RFC 9111 §4.3.4).
+fn selects(stored: &Headers, not_modified: &Headers) -> bool {
+    if let Some(new_etag) = not_modified.get("etag") {
+        return !new_etag.starts_with(b"W/") && stored.get("etag") == Some(new_etag)
+            || new_etag.starts_with(b"W/") && weak_eq(stored.get("etag"), new_etag);
+    }
+    match (
+        not_modified.get("last-modified"),
+        stored.get("last-modified"),
+    ) {
+        (Some(new_lm), Some(old_lm)) => new_lm == old_lm,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+/// Weak comparison of entity tags (RFC 9110 §8.8.3.2): equal opaque tags, ignoring `W/`.
+fn weak_eq(stored: Option<&[u8]>, new: &[u8]) -> bool {
+    let strip = |t: &[u8]| -> alloc::vec::Vec<u8> { t.strip_prefix(b"W/").unwrap_or(t).to_vec() };
+    stored.is_some_and(|s| strip(s) == strip(new))
+}

@@ -1,0 +1,203 @@
+//! May a stored response be reused for this request, and how? (RFC 9111 §4, §4.2.4, §5.2.1;
+//! RFC 5861 §3–4).
+
+use crate::cache_control::{FieldScope, MaxStale, RequestDirectives};
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::time::Timestamp;
+
+use super::freshness::{current_age, freshness_lifetime, Freshness};
+use super::storable::ResponseView;
+use super::{vary, PolicyConfig};
+
+/// What to do with a stored response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reuse {
+    /// Fresh and acceptable to the request: serve it (§4.2).
+    Fresh,
+    /// Stale, but the request's `max-stale` accepts it (§5.2.1.2): serve it; no validation
+    /// is required.
+    StaleAcceptedByRequest,
+    /// Stale within the `stale-while-revalidate` window (RFC 5861 §3): serve it now and
+    /// revalidate in the background.
+    StaleWhileRevalidate,
+    /// Must be validated with the origin before use (§4.3); build the request with
+    /// [`super::conditional::conditional_headers`]. If validation fails, the response may
+    /// still be served when [`Evaluation::stale_if_error`] allows it.
+    Revalidate(RevalidateReason),
+    /// The request's selecting headers differ from the stored ones (§4.1): this stored
+    /// response cannot be used at all.
+    VaryMismatch,
+}
+
+/// Why a stored response needs validation before use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RevalidateReason {
+    /// Stale, and no rule allows serving it stale (§4.2.4).
+    Stale,
+    /// The response said `no-cache` (§5.2.2.4).
+    ResponseNoCache,
+    /// The request said `no-cache` or `Pragma: no-cache` (§5.2.1.4, §5.4).
+    RequestNoCache,
+    /// The request's `max-age` or `min-fresh` is stricter than the response's freshness
+    /// (§5.2.1.1, §5.2.1.3).
+    RequestFreshness,
+    /// Marked stale by a purge or invalidation, with no stale window to serve it in.
+    Invalidated,
+}
+
+/// The full verdict on a stored response, with the figures hosts report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Evaluation {
+    /// What to do.
+    pub reuse: Reuse,
+    /// Current age in seconds (§4.2.3), for the `Age` header (§5.1).
+    pub age_secs: u64,
+    /// Freshness lifetime and its source (§4.2.1).
+    pub freshness: Freshness,
+    /// Seconds of freshness left; negative once stale (RFC 9211 §2.5 `ttl`).
+    pub ttl_secs: i64,
+    /// Whether this response may be served stale if validation or the origin fails now
+    /// (RFC 5861 §4, RFC 9111 §4.2.4).
+    pub stale_if_error: bool,
+}
+
+/// Stale windows a stored response allows, in seconds past its freshness lifetime.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StaleWindows {
+    /// `stale-while-revalidate` (RFC 5861 §3), or the configured default.
+    pub while_revalidate_secs: u64,
+    /// `stale-if-error` (RFC 5861 §4), or the configured default.
+    pub if_error_secs: u64,
+}
+
+/// The stale windows a response allows a shared cache. Zero when stale serving is prohibited
+/// by `must-revalidate`, `proxy-revalidate`, `s-maxage` (which implies proxy-revalidate for a
+/// shared cache, §5.2.2.10) or unqualified `no-cache` (§4.2.4).
+pub fn stale_windows(view: &ResponseView, config: &PolicyConfig) -> StaleWindows {
+    let d = &view.directives;
+    if stale_prohibited(view) {
+        return StaleWindows::default();
+    }
+    StaleWindows {
+        while_revalidate_secs: u64::from(
+            d.stale_while_revalidate
+                .unwrap_or(config.default_stale_while_revalidate_secs),
+        ),
+        if_error_secs: u64::from(
+            d.stale_if_error
+                .unwrap_or(config.default_stale_if_error_secs),
+        ),
+    }
+}
+
+/// Whether the response forbids a shared cache from serving it stale (§4.2.4).
+fn stale_prohibited(view: &ResponseView) -> bool {
+    let d = &view.directives;
+    d.must_revalidate
+        || d.proxy_revalidate
+        || d.s_maxage.is_some()
+        || d.no_cache == Some(FieldScope::All)
+}
+
+/// Evaluates whether `stored` can satisfy a request with `request_headers` at `now`
+/// (RFC 9111 §4): Vary matching (§4.1), freshness (§4.2) against the request's `max-age`,
+/// `min-fresh`, `max-stale` and `no-cache` (§5.2.1), `no-cache` in the response (§5.2.2.4),
+/// stale serving (§4.2.4, RFC 5861) and soft-purge marks.
+pub fn evaluate(
+    request_headers: &Headers,
+    stored: &CachedResponse,
+    now: Timestamp,
+    config: &PolicyConfig,
+) -> Evaluation {
+    let view = ResponseView::new(&stored.headers, config);
+    let freshness = freshness_lifetime(
+        stored.status,
+        &stored.headers,
+        &view.directives,
+        &view.source,
+        stored.response_time,
+        config,
+    );
+    // An invalid Age header makes the response stale (RFC 9111 §4.2.3 and §5.1).
+    let age = current_age(
+        &stored.headers,
+        stored.request_time,
+        stored.response_time,
+        now,
+    );
+    // A soft-purged response counts as having just become stale: it may be served within
+    // its stale windows while it is refetched, never as fresh.
+    let age_secs = age.unwrap_or(freshness.lifetime_secs);
+    let effective_lifetime = match age {
+        None => 0,
+        Some(_) if stored.invalidated => freshness.lifetime_secs.min(age_secs),
+        Some(_) => freshness.lifetime_secs,
+    };
+    let ttl_secs = signed(effective_lifetime) - signed(age_secs);
+    let fresh = effective_lifetime > age_secs;
+    let staleness = age_secs.saturating_sub(effective_lifetime);
+    let windows = stale_windows(&view, config);
+    let req = RequestDirectives::from_headers(request_headers);
+    let prohibited = stale_prohibited(&view);
+
+    let reuse = if !vary::matches(&stored.headers, &stored.vary, request_headers) {
+        Reuse::VaryMismatch
+    } else if req.no_cache {
+        Reuse::Revalidate(RevalidateReason::RequestNoCache)
+    } else if view.directives.no_cache == Some(FieldScope::All) {
+        Reuse::Revalidate(RevalidateReason::ResponseNoCache)
+    } else if fresh && !request_freshness_ok(&req, effective_lifetime, age_secs) {
+        Reuse::Revalidate(RevalidateReason::RequestFreshness)
+    } else if fresh {
+        Reuse::Fresh
+    } else if prohibited {
+        Reuse::Revalidate(RevalidateReason::Stale)
+    } else if req_accepts_staleness(&req, staleness) {
+        Reuse::StaleAcceptedByRequest
+    } else if req.max_age.is_none()
+        && req.min_fresh.is_none()
+        && windows.while_revalidate_secs > 0
+        && staleness <= windows.while_revalidate_secs
+    {
+        Reuse::StaleWhileRevalidate
+    } else if stored.invalidated {
+        Reuse::Revalidate(RevalidateReason::Invalidated)
+    } else {
+        Reuse::Revalidate(RevalidateReason::Stale)
+    };
+    let if_error_window = windows
+        .if_error_secs
+        .max(req.stale_if_error.map_or(0, u64::from));
+    Evaluation {
+        reuse,
+        age_secs,
+        freshness,
+        ttl_secs,
+        stale_if_error: reuse != Reuse::VaryMismatch
+            && !prohibited
+            && (fresh || (if_error_window > 0 && staleness <= if_error_window)),
+    }
+}
+
+/// `max-age` (§5.2.1.1) and `min-fresh` (§5.2.1.3) in the request.
+fn request_freshness_ok(req: &RequestDirectives, lifetime: u64, age: u64) -> bool {
+    let max_age_ok = req.max_age.is_none_or(|max| age <= u64::from(max));
+    let min_fresh_ok = req
+        .min_fresh
+        .is_none_or(|min| lifetime.saturating_sub(age) >= u64::from(min));
+    max_age_ok && min_fresh_ok
+}
+
+/// `max-stale` (§5.2.1.2): any staleness, or up to N seconds.
+fn req_accepts_staleness(req: &RequestDirectives, staleness: u64) -> bool {
+    match req.max_stale {
+        Some(MaxStale::Any) => true,
+        Some(MaxStale::Secs(n)) => staleness <= u64::from(n),
+        None => false,
+    }
+}
+
+fn signed(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,139 @@
+//! Preparing a storable response for the cache: which fields to keep (RFC 9111 §3.1,
+//! §5.2.2.4, §5.2.2.7), purge tags, and how long each tier keeps it.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::cache_control::FieldScope;
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::http_date::format_http_date;
+use crate::time::Timestamp;
+
+use super::conditional::has_validator;
+use super::freshness::{current_age, freshness_lifetime};
+use super::reuse::stale_windows;
+use super::storable::ResponseView;
+use super::{hop_by_hop, vary, PolicyConfig};
+
+/// When a stored response stops being fresh, stops being servable stale, and can be dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetimes {
+    /// Fresh until this instant (freshness lifetime minus current age, from `now`).
+    pub fresh_until: Timestamp,
+    /// Servable stale while revalidating until this instant (RFC 5861 §3).
+    pub stale_while_revalidate_until: Timestamp,
+    /// Servable stale when the origin fails until this instant (RFC 5861 §4).
+    pub stale_if_error_until: Timestamp,
+    /// Worth keeping until this instant: the latest of the above, extended by
+    /// [`PolicyConfig::validator_retention_secs`] when the response has a validator, so it
+    /// can still be revalidated cheaply with a conditional request (RFC 9111 §4.3).
+    pub keep_until: Timestamp,
+}
+
+impl Lifetimes {
+    /// Seconds from `now` until [`Lifetimes::keep_until`]: the TTL to give a shared-tier key.
+    pub fn keep_secs(&self, now: Timestamp) -> u64 {
+        self.keep_until.secs_since(now)
+    }
+}
+
+/// Computes the [`Lifetimes`] of `stored` as seen at `now` (RFC 9111 §4.2, RFC 5861).
+pub fn lifetimes(stored: &CachedResponse, now: Timestamp, config: &PolicyConfig) -> Lifetimes {
+    let view = ResponseView::new(&stored.headers, config);
+    let freshness = freshness_lifetime(
+        stored.status,
+        &stored.headers,
+        &view.directives,
+        &view.source,
+        stored.response_time,
+        config,
+    );
+    let age = current_age(
+        &stored.headers,
+        stored.request_time,
+        stored.response_time,
+        now,
+    );
+    let remaining = match age {
+        Some(age) if !stored.invalidated => freshness.lifetime_secs.saturating_sub(age),
+        _ => 0,
+    };
+    let windows = stale_windows(&view, config);
+    let fresh_until = now.plus_secs(remaining);
+    let stale_while_revalidate_until = fresh_until.plus_secs(windows.while_revalidate_secs);
+    let stale_if_error_until = fresh_until.plus_secs(windows.if_error_secs);
+    let mut keep_until = stale_while_revalidate_until.max(stale_if_error_until);
+    if has_validator(&stored.headers) {
+        keep_until =
+            keep_until.max(fresh_until.plus_secs(u64::from(config.validator_retention_secs)));
+    }
+    Lifetimes {
+        fresh_until,
+        stale_while_revalidate_until,
+        stale_if_error_until,
+        keep_until,
+    }
+}
+
+/// Builds the entry to store from a storable response (check
+/// [`super::storable::storability`] first): hop-by-hop fields removed (§3.1), fields named by
+/// qualified `private` or `no-cache` removed so they are never served from the cache
+/// (§5.2.2.7, §5.2.2.4), a `Date` added if the origin sent none (RFC 9110 §6.6.1), the
+/// request's Vary-selected values recorded (§4.1), and purge tags collected.
+#[allow(clippy::too_many_arguments)]
+pub fn prepare(
+    request_headers: &Headers,
+    status: u16,
+    response_headers: &Headers,
+    body: Vec<u8>,
+    request_time: Timestamp,
+    response_time: Timestamp,
+    config: &PolicyConfig,
+) -> CachedResponse {
+    let view = ResponseView::new(response_headers, config);
+    let mut headers = response_headers.clone();
+    hop_by_hop::strip(&mut headers);
+    for scope in [&view.directives.private, &view.directives.no_cache] {
+        if let Some(FieldScope::Fields(fields)) = scope {
+            for field in fields {
+                headers.remove(field);
+            }
+        }
+    }
+    if !headers.contains("date") {
+        headers.append("date", format_http_date(response_time));
+    }
+    CachedResponse {
+        status,
+        vary: vary::select(&headers, request_headers),
+        tags: purge_tags(response_headers),
+        headers,
+        body,
+        request_time,
+        response_time,
+        invalidated: false,
+    }
+}
+
+/// Purge tags from `Surrogate-Key` (space-separated, Fastly convention) and `Cache-Tag`
+/// (comma-separated, Cloudflare convention), deduplicated, in order.
+pub fn purge_tags(response_headers: &Headers) -> Vec<String> {
+    let mut tags: Vec<String> = Vec::new();
+    let surrogate = response_headers
+        .get_all("surrogate-key")
+        .flat_map(|v| v.split(|b| *b == b' ' || *b == b'\t'));
+    let cache_tag = response_headers.list_items("cache-tag");
+    for tag in surrogate.chain(cache_tag) {
+        let tag = crate::headers::trim_ows(tag);
+        if tag.is_empty() {
+            continue;
+        }
+        if let Ok(tag) = core::str::from_utf8(tag) {
+            if !tags.iter().any(|t| t == tag) {
+                tags.push(String::from(tag));
+            }
+        }
+    }
+    tags
+}
