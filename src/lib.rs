@@ -28,4 +28,5 @@ pub mod http_date;
 pub mod key;
 pub mod policy;
 pub mod store;
+pub mod engine;
 pub mod time;

@@ -110,3 +110,57 @@ fn weak_eq(stored: Option<&[u8]>, new: &[u8]) -> bool {
     let strip = |t: &[u8]| -> alloc::vec::Vec<u8> { t.strip_prefix(b"W/").unwrap_or(t).to_vec() };
     stored.is_some_and(|s| strip(s) == strip(new))
 }
+
+/// Whether a client's own preconditions are met by the response the cache is about to
+/// serve, so it should answer `304 Not Modified` instead (RFC 9111 §4.3.2, RFC 9110
+/// §13.1.2–§13.1.3, evaluation order §13.2.2): `If-None-Match` (weak comparison, `*` matches
+/// any) takes precedence; otherwise `If-Modified-Since` is compared with `Last-Modified`
+/// (or `Date` when there is none). Only for `GET` / `HEAD` and `200` responses.
+pub fn client_not_modified(
+    method: &str,
+    request_headers: &Headers,
+    status: u16,
+    response_headers: &Headers,
+) -> bool {
+    if !matches!(method, "GET" | "HEAD") || status != 200 {
+        return false;
+    }
+    if request_headers.contains("if-none-match") {
+        let Some(etag) = response_headers.get("etag") else {
+            return false;
+        };
+        return request_headers
+            .list_items("if-none-match")
+            .any(|tag| tag == b"*" || weak_eq(Some(etag), tag));
+    }
+    let Some(since) = request_headers
+        .get("if-modified-since")
+        .and_then(crate::http_date::parse_http_date)
+    else {
+        return false;
+    };
+    let validator = response_headers
+        .get("last-modified")
+        .or_else(|| response_headers.get("date"))
+        .and_then(crate::http_date::parse_http_date);
+    validator.is_some_and(|modified| modified <= since)
+}
+
+/// The header fields a `304` generated from a stored response carries (RFC 9110 §15.4.5).
+pub fn not_modified_headers(response_headers: &Headers) -> Headers {
+    let mut headers = Headers::new();
+    for name in [
+        "cache-control",
+        "content-location",
+        "date",
+        "etag",
+        "expires",
+        "vary",
+        "last-modified",
+    ] {
+        for value in response_headers.get_all(name) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}

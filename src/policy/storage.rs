@@ -117,7 +117,8 @@ pub fn prepare(
 }
 
 /// Purge tags from `Surrogate-Key` (space-separated, Fastly convention) and `Cache-Tag`
-/// (comma-separated, Cloudflare convention), deduplicated, in order.
+/// (comma-separated, Cloudflare convention), deduplicated, in order. Tags with control
+/// characters are dropped.
 pub fn purge_tags(response_headers: &Headers) -> Vec<String> {
     let mut tags: Vec<String> = Vec::new();
     let surrogate = response_headers
@@ -126,7 +127,7 @@ pub fn purge_tags(response_headers: &Headers) -> Vec<String> {
     let cache_tag = response_headers.list_items("cache-tag");
     for tag in surrogate.chain(cache_tag) {
         let tag = crate::headers::trim_ows(tag);
-        if tag.is_empty() {
+        if tag.is_empty() || tag.iter().any(u8::is_ascii_control) {
             continue;
         }
         if let Ok(tag) = core::str::from_utf8(tag) {

@@ -1,0 +1,384 @@
+//! The admin API under [`super::config::AdminConfig::path`]: purge by URL, by tag, soft, all;
+//! stats as JSON and Prometheus text. Every endpoint requires `Authorization: Bearer
+//! <token>`, compared in constant time; with no token configured the API is disabled.
+//!
+//! | method | path | effect |
+//! |---|---|---|
+//! | `POST` | `{admin}/purge?url=/path?q` (or an absolute URL) | remove that URL's responses |
+//! | `POST` | `{admin}/purge?tag=T` | remove every response tagged `T` |
+//! | `POST` | `{admin}/purge?all=1` | remove everything |
+//! | | add `&soft=1` to any purge | mark stale instead: served within stale windows while refetched |
+//! | `GET` | `{admin}/stats` | counters as JSON |
+//! | `GET` | `{admin}/metrics` | counters as Prometheus text |
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::key::cache_key;
+
+use super::host::{Lock, Runtime};
+use super::{Body, Engine, Host, Request, Response};
+
+/// Whether `path_and_query` is under the admin prefix `admin_path`.
+pub fn is_admin_path(admin_path: &str, path_and_query: &str) -> bool {
+    let path = path_and_query.split('?').next().unwrap_or("");
+    path == admin_path
+        || path
+            .strip_prefix(admin_path)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// Compares two byte strings in time that depends only on their lengths, not on where they
+/// differ, so a token cannot be guessed byte by byte from response times.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut diff = 0u8;
+    for (x, y) in a.iter().zip(b) {
+        diff |= x ^ y;
+    }
+    diff == 0
+}
+
+/// Whether `headers` carry `Authorization: Bearer <token>` for `token`.
+pub fn authorized(headers: &Headers, token: &str) -> bool {
+    let Some(value) = headers.get("authorization") else {
+        return false;
+    };
+    let Some(scheme_end) = value.iter().position(|&b| b == b' ') else {
+        return false;
+    };
+    let (scheme, rest) = value.split_at(scheme_end);
+    scheme.eq_ignore_ascii_case(b"bearer")
+        && constant_time_eq(crate::headers::trim_ows(rest), token.as_bytes())
+}
+
+/// Decodes `%XX` escapes and `+` in a query component; invalid escapes are kept as is.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = |b: u8| (b as char).to_digit(16);
+                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                    (Some(h), Some(l)) => {
+                        out.push((h * 16 + l) as u8);
+                        i += 2;
+                    }
+                    _ => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of query parameter `name` in `path_and_query`, decoded.
+fn query_param(path_and_query: &str, name: &str) -> Option<String> {
+    let query = path_and_query.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k) == name).then(|| percent_decode(v))
+    })
+}
+
+fn text<B>(status: u16, message: &str) -> Response<B> {
+    let mut headers = Headers::new();
+    headers.set("content-type", "text/plain; charset=utf-8");
+    headers.set("cache-control", "no-store");
+    Response {
+        status,
+        headers,
+        body: Body::Bytes(format!("{message}\n").into_bytes()),
+    }
+}
+
+fn json<B>(body: String) -> Response<B> {
+    let mut headers = Headers::new();
+    headers.set("content-type", "application/json");
+    headers.set("cache-control", "no-store");
+    Response {
+        status: 200,
+        headers,
+        body: Body::Bytes(body.into_bytes()),
+    }
+}
+
+/// What a purge request asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PurgeTarget {
+    /// One URL: scheme, host and path-and-query.
+    Url {
+        /// `http` / `https`.
+        scheme: String,
+        /// Host.
+        host: String,
+        /// Path and query.
+        path_and_query: String,
+    },
+    /// Every response with this tag.
+    Tag(String),
+    /// Everything.
+    All,
+}
+
+impl<H: Host> Engine<H> {
+    /// Answers an admin request.
+    pub(crate) async fn admin(&self, request: &Request<H::Body>) -> Response<H::Body> {
+        let admin = &self.config.admin;
+        let path = request.path_and_query.split('?').next().unwrap_or("");
+        let sub = &path[admin.path.len().min(path.len())..];
+        let cors = self.cors_origin(&request.headers);
+        if request.method == "OPTIONS" && sub == "/stats" {
+            let mut response = text::<H::Body>(204, "");
+            response.body = Body::Empty;
+            if let Some(origin) = cors {
+                add_cors(&mut response.headers, &origin);
+                response
+                    .headers
+                    .set("access-control-allow-methods", "GET, OPTIONS");
+                response
+                    .headers
+                    .set("access-control-allow-headers", "authorization");
+                response.headers.set("access-control-max-age", "600");
+            }
+            return response;
+        }
+        let Some(token) = admin.token.as_deref() else {
+            return text(404, "admin API disabled: set admin.token to enable it");
+        };
+        if !authorized(&request.headers, token) {
+            self.count(|s| s.admin_unauthorized += 1);
+            let mut response =
+                text::<H::Body>(401, "unauthorized: send Authorization: Bearer <token>");
+            response
+                .headers
+                .set("www-authenticate", "Bearer realm=\"edgecache-admin\"");
+            if let Some(origin) = cors {
+                add_cors(&mut response.headers, &origin);
+            }
+            return response;
+        }
+        match (request.method.as_str(), sub) {
+            ("GET", "/stats") => {
+                let mut response = json::<H::Body>(self.snapshot().to_json());
+                if let Some(origin) = cors {
+                    add_cors(&mut response.headers, &origin);
+                }
+                response
+            }
+            ("GET", "/metrics") => {
+                let mut response = text::<H::Body>(200, "");
+                response
+                    .headers
+                    .set("content-type", "text/plain; version=0.0.4");
+                response.body = Body::Bytes(self.snapshot().to_prometheus().into_bytes());
+                response
+            }
+            ("POST", "/purge") => {
+                let soft = query_param(&request.path_and_query, "soft")
+                    .is_some_and(|v| v == "1" || v == "true");
+                let target = if let Some(url) = query_param(&request.path_and_query, "url") {
+                    parse_purge_url(&url, &request.scheme, &request.host)
+                } else if let Some(tag) = query_param(&request.path_and_query, "tag") {
+                    (!tag.is_empty()).then_some(PurgeTarget::Tag(tag))
+                } else if query_param(&request.path_and_query, "all").is_some() {
+                    Some(PurgeTarget::All)
+                } else {
+                    None
+                };
+                let Some(target) = target else {
+                    return text(400, "purge needs one of url=, tag= or all=1");
+                };
+                let purged = self.purge(&target, soft).await;
+                json(format!("{{\"purged\":{purged},\"soft\":{soft}}}"))
+            }
+            (_, "/stats" | "/metrics" | "/purge") => text(405, "method not allowed"),
+            _ => text(404, "no such admin endpoint"),
+        }
+    }
+
+    /// The allowed CORS origin matching the request's `Origin`, if any.
+    fn cors_origin(&self, headers: &Headers) -> Option<String> {
+        let origin = headers.get_str("origin")?;
+        let allowed = &self.config.admin.cors_allow_origins;
+        allowed
+            .iter()
+            .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+            .then(|| String::from(origin))
+    }
+
+    /// Purges `target` from every tier; `soft` marks stale instead of removing. Returns how
+    /// many L1 entries were affected.
+    pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> usize {
+        self.count(|s| s.purges += 1);
+        let now = self.runtime.now();
+        let affected = match target {
+            PurgeTarget::Url {
+                scheme,
+                host,
+                path_and_query,
+            } => {
+                let key = cache_key("GET", scheme, host, path_and_query, &self.config.key);
+                let tag = super::read::url_tag(&key);
+                if soft {
+                    self.soft_purge_where(now, |_| true, Some(&tag))
+                } else {
+                    let n = self.state.with(|s| {
+                        let n = s.l1.purge_tag(&tag);
+                        n + usize::from(s.l1.remove(key.as_str()))
+                    });
+                    self.l2_delete(&[key]).await;
+                    n
+                }
+            }
+            PurgeTarget::Tag(tag) => {
+                if soft {
+                    self.soft_purge_where(now, |e| e.tags.iter().any(|t| t == tag), None)
+                } else {
+                    self.state.with(|s| s.l1.purge_tag(tag))
+                }
+            }
+            PurgeTarget::All => {
+                if soft {
+                    self.soft_purge_where(now, |_| true, None)
+                } else {
+                    self.state.with(|s| {
+                        let n = s.l1.len();
+                        s.l1.clear();
+                        n
+                    })
+                }
+            }
+        };
+        affected
+    }
+
+    /// Marks matching L1 entries invalidated (soft purge): they stay servable within their
+    /// stale windows while a refetch happens (RFC 5861), and are never fresh again.
+    fn soft_purge_where(
+        &self,
+        now: crate::time::Timestamp,
+        matches: impl Fn(&CachedResponse) -> bool,
+        tag: Option<&str>,
+    ) -> usize {
+        self.state.with(|s| {
+            let targets: Vec<(String, Arc<CachedResponse>)> =
+                s.l1.iter()
+                    .filter(|(_, e)| match tag {
+                        Some(tag) => e.tags.iter().any(|t| t == tag),
+                        None => matches(e.value),
+                    })
+                    .map(|(k, e)| (k.clone(), e.value.clone()))
+                    .collect();
+            for (key, stored) in &targets {
+                let mut marked = CachedResponse::clone(stored);
+                marked.invalidated = true;
+                s.l1.soft_purge(key.as_str(), now);
+                if let Some(entry) = s.l1.peek(key.as_str()) {
+                    let meta = crate::store::EntryMeta {
+                        windows: entry.windows,
+                        size: entry.size,
+                        tags: entry.tags.to_vec(),
+                    };
+                    s.l1.insert(key.clone(), Arc::new(marked), meta, now);
+                }
+            }
+            targets.len()
+        })
+    }
+}
+
+fn add_cors(headers: &mut Headers, origin: &str) {
+    headers.set("access-control-allow-origin", origin);
+    headers.set("vary", "Origin");
+}
+
+/// Parses the `url=` of a purge: an absolute `http(s)://host/path` or a path on the admin
+/// request's own scheme and host.
+fn parse_purge_url(url: &str, scheme: &str, host: &str) -> Option<PurgeTarget> {
+    if let Some((s, rest)) = url.split_once("://") {
+        if !(s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
+            return None;
+        }
+        let (h, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        return (!h.is_empty()).then(|| PurgeTarget::Url {
+            scheme: String::from(s),
+            host: String::from(h),
+            path_and_query: String::from(path),
+        });
+    }
+    url.starts_with('/').then(|| PurgeTarget::Url {
+        scheme: String::from(scheme),
+        host: String::from(host),
+        path_and_query: String::from(url),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(constant_time_eq(b"secret-token", b"secret-token"));
+        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
+        assert!(!constant_time_eq(b"secret", b"secret-token"));
+    }
+
+    #[test]
+    fn bearer_auth() {
+        let h = Headers::from_pairs([("Authorization", "Bearer 0123456789abcdef")]);
+        assert!(authorized(&h, "0123456789abcdef"));
+        assert!(!authorized(&h, "0123456789abcdeX"));
+        let h = Headers::from_pairs([("Authorization", "Basic 0123456789abcdef")]);
+        assert!(!authorized(&h, "0123456789abcdef"));
+        assert!(!authorized(&Headers::new(), "0123456789abcdef"));
+    }
+
+    #[test]
+    fn admin_paths() {
+        assert!(is_admin_path("/_edgecache", "/_edgecache/stats"));
+        assert!(is_admin_path("/_edgecache", "/_edgecache?x"));
+        assert!(!is_admin_path("/_edgecache", "/_edgecachex/stats"));
+        assert!(!is_admin_path("/_edgecache", "/a/_edgecache/stats"));
+    }
+
+    #[test]
+    fn query_params_decode() {
+        assert_eq!(
+            query_param("/p?url=%2Fa%3Fb%3D1&soft=1", "url").as_deref(),
+            Some("/a?b=1")
+        );
+        assert_eq!(query_param("/p?tag=a+b", "tag").as_deref(), Some("a b"));
+        assert_eq!(query_param("/p?x=%zz%", "x").as_deref(), Some("%zz%"));
+        assert_eq!(query_param("/p", "x"), None);
+    }
+
+    #[test]
+    fn purge_urls() {
+        assert_eq!(
+            parse_purge_url("https://Example.com/a?b", "http", "h"),
+            Some(PurgeTarget::Url {
+                scheme: "https".into(),
+                host: "Example.com".into(),
+                path_and_query: "/a?b".into()
+            })
+        );
+        assert!(parse_purge_url("ftp://x/y", "http", "h").is_none());
+        assert!(parse_purge_url("relative", "http", "h").is_none());
+    }
+}

@@ -1,0 +1,298 @@
+//! The engine's configuration: one serde schema for every host (TOML natively, `[vars]` on
+//! Workers), validated with errors that name the offending field.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::key::KeyConfig;
+use crate::policy::PolicyConfig;
+
+/// Everything the engine needs to know. Hosts add their own fields (listen address, origin
+/// URL, Redis URL) around it.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// The name this cache uses in `Cache-Status` (RFC 9211 §2); tiers append `-l1`, `-l2`.
+    pub cache_name: String,
+    /// HTTP caching policy knobs.
+    pub policy: PolicyConfig,
+    /// Cache key normalisation.
+    pub key: KeyConfig,
+    /// In-process (L1) store bounds.
+    pub l1: L1Config,
+    /// Shared-tier (L2) layout.
+    pub l2: L2Config,
+    /// Size and time limits.
+    pub limits: Limits,
+    /// The admin API (purge, stats).
+    pub admin: AdminConfig,
+    /// Per-route overrides, first match wins.
+    pub routes: Vec<RouteRule>,
+}
+
+/// Bounds of the in-process store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L1Config {
+    /// Most entries.
+    pub max_entries: usize,
+    /// Most bytes (bodies, headers, keys).
+    pub max_bytes: usize,
+}
+
+/// Layout of the shared tier.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct L2Config {
+    /// Prefix of every key edgecache writes.
+    pub key_prefix: String,
+    /// Bodies larger than this are not written to the shared tier.
+    pub max_object_bytes: usize,
+    /// Bodies at least this large are deflate-compressed in the shared tier.
+    pub compress_min_bytes: usize,
+    /// How long one instance holds the fetch lease for a key (`SET NX PX`), in ms.
+    pub lease_ms: u64,
+    /// How long a shared-tier command may take before the engine gives up on it, in ms.
+    pub timeout_ms: u64,
+    /// After this many consecutive shared-tier failures the tier is skipped (circuit open).
+    pub breaker_failures: u32,
+    /// How long the circuit stays open before one probe is let through, in ms.
+    pub breaker_cooldown_ms: u64,
+    /// How often an instance checks the shared purge epoch, in ms.
+    pub purge_poll_ms: u64,
+}
+
+/// Size and time limits.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Larger responses stream through uncached.
+    pub max_object_bytes: usize,
+    /// Requests whose header section is larger are refused with 431.
+    pub max_header_bytes: usize,
+    /// An origin fetch that takes longer fails (and may be answered stale-if-error), in ms.
+    pub origin_timeout_ms: u64,
+    /// How long a coalesced request waits for the leader's fetch before fetching itself, ms.
+    pub coalesce_wait_ms: u64,
+}
+
+/// The admin API.
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Path prefix of the admin endpoints.
+    pub path: String,
+    /// Bearer token the admin endpoints require. No token: the admin API is disabled.
+    /// Never logged or echoed.
+    pub token: Option<String>,
+    /// Origins allowed to read the stats endpoint from a browser (CORS). Empty: none.
+    pub cors_allow_origins: Vec<String>,
+}
+
+/// A per-route override, matched by path prefix.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRule {
+    /// Path prefix this rule applies to (e.g. `/static/`).
+    pub prefix: String,
+    /// Never cache: forward untouched.
+    #[serde(default)]
+    pub bypass: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            cache_name: "edgecache".to_string(),
+            policy: PolicyConfig::default(),
+            key: KeyConfig::default(),
+            l1: L1Config::default(),
+            l2: L2Config::default(),
+            limits: Limits::default(),
+            admin: AdminConfig::default(),
+            routes: Vec::new(),
+        }
+    }
+}
+
+impl Default for L1Config {
+    fn default() -> Self {
+        L1Config {
+            max_entries: 100_000,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Default for L2Config {
+    fn default() -> Self {
+        L2Config {
+            key_prefix: "ec:v1:".to_string(),
+            max_object_bytes: 1 << 20,
+            compress_min_bytes: 1024,
+            lease_ms: 5_000,
+            timeout_ms: 250,
+            breaker_failures: 5,
+            breaker_cooldown_ms: 5_000,
+            purge_poll_ms: 1_000,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_object_bytes: 8 << 20,
+            max_header_bytes: 64 << 10,
+            origin_timeout_ms: 10_000,
+            coalesce_wait_ms: 10_000,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            path: "/_edgecache".to_string(),
+            token: None,
+            cors_allow_origins: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("cache_name", &self.cache_name)
+            .field("policy", &self.policy)
+            .field("key", &self.key)
+            .field("l1", &self.l1)
+            .field("l2", &self.l2)
+            .field("limits", &self.limits)
+            .field("admin", &self.admin)
+            .field("routes", &self.routes)
+            .finish()
+    }
+}
+
+impl fmt::Debug for AdminConfig {
+    /// The token is a secret: shown only as set or unset.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("path", &self.path)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("cors_allow_origins", &self.cors_allow_origins)
+            .finish()
+    }
+}
+
+/// A configuration value that cannot work, naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted path of the field, e.g. `l1.max_entries`.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid config `{}`: {}", self.field, self.message)
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for ConfigError {}
+
+fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+impl EngineConfig {
+    /// Checks every value that could make the engine misbehave.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let is_token = |s: &str| {
+            !s.is_empty()
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        };
+        if !is_token(&self.cache_name) {
+            return Err(invalid(
+                "cache_name",
+                "must be non-empty and use only letters, digits, '-', '_' and '.'",
+            ));
+        }
+        if self.l1.max_entries == 0 {
+            return Err(invalid("l1.max_entries", "must be at least 1"));
+        }
+        if self.l1.max_bytes < 1024 {
+            return Err(invalid("l1.max_bytes", "must be at least 1024"));
+        }
+        if self.l2.key_prefix.is_empty()
+            || self
+                .l2
+                .key_prefix
+                .bytes()
+                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+        {
+            return Err(invalid(
+                "l2.key_prefix",
+                "must be non-empty, without whitespace or control characters",
+            ));
+        }
+        if self.l2.lease_ms == 0 {
+            return Err(invalid("l2.lease_ms", "must be at least 1"));
+        }
+        if self.l2.timeout_ms == 0 {
+            return Err(invalid("l2.timeout_ms", "must be at least 1"));
+        }
+        if self.limits.max_object_bytes == 0 {
+            return Err(invalid("limits.max_object_bytes", "must be at least 1"));
+        }
+        if self.limits.max_header_bytes < 1024 {
+            return Err(invalid("limits.max_header_bytes", "must be at least 1024"));
+        }
+        if self.limits.origin_timeout_ms == 0 {
+            return Err(invalid("limits.origin_timeout_ms", "must be at least 1"));
+        }
+        if !self.admin.path.starts_with('/')
+            || self.admin.path.len() < 2
+            || self.admin.path.ends_with('/')
+        {
+            return Err(invalid(
+                "admin.path",
+                "must start with '/', not be '/' alone, and not end with '/'",
+            ));
+        }
+        if let Some(token) = &self.admin.token {
+            if token.len() < 16 {
+                return Err(invalid(
+                    "admin.token",
+                    "must be at least 16 characters (it guards purge and stats)",
+                ));
+            }
+        }
+        if self.policy.heuristic_percent > 100 {
+            return Err(invalid("policy.heuristic_percent", "must be 0 to 100"));
+        }
+        for (i, route) in self.routes.iter().enumerate() {
+            if !route.prefix.starts_with('/') {
+                return Err(invalid(
+                    &format!("routes[{i}].prefix"),
+                    "must start with '/'",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The first route rule whose prefix matches `path`.
+    pub fn route_for(&self, path: &str) -> Option<&RouteRule> {
+        self.routes.iter().find(|r| path.starts_with(&r.prefix))
+    }
+}

@@ -1,0 +1,182 @@
+//! The small traits a host implements so the one engine can run on it: an origin fetcher, an
+//! optional shared store (the Redis tier), a runtime (clock and timers) and a lock.
+//!
+//! The traits use `async fn` without `Send` bounds on purpose: JavaScript futures are
+//! `!Send`. A native host whose implementations are `Send` gets `Send` engine futures, since
+//! the compiler sees the concrete types where the host calls the engine.
+#![allow(async_fn_in_trait)]
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+use core::future::Future;
+
+use crate::headers::Headers;
+use crate::time::Timestamp;
+
+/// A request the engine sends to the origin.
+#[derive(Debug)]
+pub struct OriginRequest<B> {
+    /// Method, as received (RFC 9110 §9.1: case-sensitive).
+    pub method: String,
+    /// `http` or `https`, as the client used.
+    pub scheme: String,
+    /// The client's `Host` / authority.
+    pub host: String,
+    /// Path and query, forwarded untouched.
+    pub path_and_query: String,
+    /// Header fields to send (hop-by-hop fields already removed).
+    pub headers: Headers,
+    /// The client's request body, if any, passed through untouched.
+    pub body: Option<B>,
+}
+
+/// What the origin returned.
+#[derive(Debug)]
+pub struct OriginResponse<B> {
+    /// Status code.
+    pub status: u16,
+    /// Header fields as received.
+    pub headers: Headers,
+    /// The content: buffered when it fit in the engine's limit, else still streaming.
+    pub body: OriginBody<B>,
+}
+
+/// A response body from the origin.
+#[derive(Debug)]
+pub enum OriginBody<B> {
+    /// The whole body, read because it was no larger than the buffer limit.
+    Buffered(Vec<u8>),
+    /// Larger than the limit (or of unknown length beyond it): the host's stream, with any
+    /// prefix it already read put back in front. Passed through, never stored.
+    Streaming(B),
+}
+
+/// Why an origin fetch failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OriginError {
+    /// No response within the configured origin timeout.
+    Timeout,
+    /// The origin could not be reached (DNS, connect, TLS).
+    Unreachable(String),
+    /// The connection failed mid-response, or the response was malformed.
+    Broken(String),
+}
+
+impl fmt::Display for OriginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OriginError::Timeout => f.write_str("origin timed out"),
+            OriginError::Unreachable(why) => write!(f, "origin unreachable: {why}"),
+            OriginError::Broken(why) => write!(f, "origin response broken: {why}"),
+        }
+    }
+}
+
+/// Fetches from the origin. The host owns connections, TLS and body streaming.
+pub trait Origin {
+    /// The host's streaming body type (request and response).
+    type Body;
+
+    /// Sends `request` and returns the response, buffering its body when it is at most
+    /// `buffer_limit` bytes.
+    async fn fetch(
+        &self,
+        request: OriginRequest<Self::Body>,
+        buffer_limit: usize,
+    ) -> Result<OriginResponse<Self::Body>, OriginError>;
+}
+
+/// A failure of the shared tier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shared store error: {}", self.0)
+    }
+}
+
+/// A Redis-compatible shared tier, as a handful of commands. The engine decides every key
+/// name and value ([`super::l2`]); implementations only run the commands.
+pub trait SharedStore {
+    /// `GET key`.
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// `MGET keys…` (one round trip).
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    /// `SET key value PX ttl_ms`.
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError>;
+    /// `SET key value NX PX ttl_ms`; whether it was set (the lease was won).
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl_ms: u64)
+        -> Result<bool, StoreError>;
+    /// `DEL keys…`.
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
+    /// `INCR key`, returning the new value.
+    async fn increment(&self, key: &str) -> Result<i64, StoreError>;
+}
+
+/// The host's clock and timers.
+pub trait Runtime {
+    /// The current time (system clock natively, `Date.now()` in JS, manual in tests).
+    fn now(&self) -> Timestamp;
+    /// Completes after `ms` milliseconds.
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
+}
+
+/// Mutual exclusion for the engine's in-memory state: `RefCell` on single-threaded hosts
+/// (Workers, browsers), `std::sync::Mutex` natively. Critical sections never span an await.
+pub trait Lock<T> {
+    /// Wraps `value`.
+    fn new(value: T) -> Self;
+    /// Runs `f` with exclusive access.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R;
+}
+
+impl<T> Lock<T> for core::cell::RefCell<T> {
+    fn new(value: T) -> Self {
+        core::cell::RefCell::new(value)
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
+
+#[cfg(feature = "std")]
+impl<T> Lock<T> for std::sync::Mutex<T> {
+    fn new(value: T) -> Self {
+        std::sync::Mutex::new(value)
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        // A panic while holding the lock cannot leave the cache inconsistent in a way that
+        // matters more than availability: keep serving.
+        let mut guard = self
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
+    }
+}
+
+/// A shared tier that is not there: the engine runs L1 + origin only.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoSharedStore;
+
+impl SharedStore for NoSharedStore {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        Ok(keys.iter().map(|_| None).collect())
+    }
+    async fn set(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn set_if_absent(&self, _k: &str, _v: &[u8], _ttl_ms: u64) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    async fn delete(&self, _keys: &[String]) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn increment(&self, _key: &str) -> Result<i64, StoreError> {
+        Ok(0)
+    }
+}

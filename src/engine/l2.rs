@@ -1,0 +1,194 @@
+//! The shared tier as the engine uses it: key layout, entry encoding, a circuit breaker and
+//! bounded command timeouts. Any failure here degrades to L1 + origin, never to an error
+//! response.
+//!
+//! Layout (every key under [`super::config::L2Config::key_prefix`], `ec:v1:` by default):
+//! - `{prefix}obj:{cache key}`: an [`crate::entry`] encoding, with a TTL of the entry's
+//!   freshness plus stale and validator-retention windows.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use crate::entry::{decode, encode, CachedResponse, DecodeLimits, EncodeOptions};
+use crate::policy::storage::lifetimes;
+use crate::time::Timestamp;
+
+use core::future::Future;
+
+use super::host::{Lock, Runtime, SharedStore, StoreError};
+use super::{Engine, Host};
+
+/// Skips the shared tier after repeated failures, and lets one probe through after a
+/// cool-down (closed → open → half-open → closed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Breaker {
+    consecutive_failures: u32,
+    open_until: Option<Timestamp>,
+}
+
+impl Breaker {
+    /// Whether calls should be skipped at `now`.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.open_until.is_some_and(|until| now < until)
+    }
+
+    /// Records a successful call: the circuit closes.
+    pub fn success(&mut self) {
+        self.consecutive_failures = 0;
+        self.open_until = None;
+    }
+
+    /// Records a failed call; opens the circuit for `cooldown_ms` once `threshold` failures
+    /// in a row have been seen (a failed probe re-opens it at once).
+    pub fn failure(&mut self, now: Timestamp, threshold: u32, cooldown_ms: u64) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if self.consecutive_failures >= threshold.max(1) {
+            self.open_until = Some(now.plus_millis(cooldown_ms));
+        }
+    }
+}
+
+/// Runs `future`, giving up after `ms` milliseconds.
+pub(crate) async fn with_timeout<R: Runtime, F: core::future::Future>(
+    runtime: &R,
+    ms: u64,
+    future: F,
+) -> Option<F::Output> {
+    let mut future = alloc::boxed::Box::pin(future);
+    let mut sleep = alloc::boxed::Box::pin(runtime.sleep(ms));
+    core::future::poll_fn(move |cx| {
+        if let core::task::Poll::Ready(v) = future.as_mut().poll(cx) {
+            return core::task::Poll::Ready(Some(v));
+        }
+        if sleep.as_mut().poll(cx).is_ready() {
+            return core::task::Poll::Ready(None);
+        }
+        core::task::Poll::Pending
+    })
+    .await
+}
+
+impl<H: Host> Engine<H> {
+    /// The shared-tier key of a stored object.
+    pub(crate) fn l2_object_key(&self, cache_key: &str) -> String {
+        format!("{}obj:{}", self.config.l2.key_prefix, cache_key)
+    }
+
+    /// The shared tier, unless it is absent or its circuit is open.
+    pub(crate) fn l2_store(&self) -> Option<&H::Store> {
+        let store = self.store.as_ref()?;
+        let now = self.runtime.now();
+        (!self.state.with(|s| s.breaker.is_open(now))).then_some(store)
+    }
+
+    /// Awaits one shared-tier command within the timeout, recording the outcome in the
+    /// breaker. `None` when it failed (the failure is counted).
+    pub(crate) async fn l2_guarded<T>(
+        &self,
+        command: impl core::future::Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        let result = with_timeout(&self.runtime, self.config.l2.timeout_ms, command).await;
+        let l2 = &self.config.l2;
+        match result {
+            Some(Ok(value)) => {
+                self.state.with(|s| s.breaker.success());
+                Some(value)
+            }
+            Some(Err(_)) | None => {
+                let now = self.runtime.now();
+                self.state.with(|s| {
+                    s.stats.l2_errors += 1;
+                    s.breaker
+                        .failure(now, l2.breaker_failures, l2.breaker_cooldown_ms);
+                });
+                None
+            }
+        }
+    }
+
+    /// Reads and decodes the object stored under `cache_key`. Corrupt entries are misses
+    /// (counted, deleted, never served).
+    pub(crate) async fn l2_read(&self, cache_key: &str) -> Option<Arc<CachedResponse>> {
+        let key = self.l2_object_key(cache_key);
+        let store = self.l2_store()?;
+        let bytes = self.l2_guarded(store.get(&key)).await??;
+        let limits = DecodeLimits {
+            max_body_bytes: self.config.l2.max_object_bytes,
+            ..DecodeLimits::default()
+        };
+        match decode(&bytes, &limits) {
+            Ok(entry) => Some(Arc::new(entry)),
+            Err(_) => {
+                self.count(|s| s.l2_corrupt += 1);
+                let keys = [key];
+                self.l2_guarded(store.delete(&keys)).await;
+                None
+            }
+        }
+    }
+
+    /// Writes `stored` under `cache_key` with a TTL covering every window it may be served
+    /// in. Bodies above the shared tier's size limit are not written.
+    pub(crate) async fn l2_write(&self, cache_key: &str, stored: &CachedResponse) {
+        if self.store.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
+            return;
+        }
+        let now = self.runtime.now();
+        let ttl_ms = lifetimes(stored, now, &self.config.policy)
+            .keep_until
+            .millis_since(now);
+        if ttl_ms == 0 {
+            return;
+        }
+        let options = EncodeOptions {
+            compress_min_bytes: self.config.l2.compress_min_bytes,
+            ..EncodeOptions::default()
+        };
+        let bytes = encode(stored, &options);
+        let key = self.l2_object_key(cache_key);
+        if let Some(store) = self.l2_store() {
+            self.l2_guarded(store.set(&key, &bytes, ttl_ms)).await;
+        }
+    }
+
+    /// Deletes the objects of `cache_keys` from the shared tier.
+    pub(crate) async fn l2_delete(&self, cache_keys: &[String]) {
+        if self.store.is_none() || cache_keys.is_empty() {
+            return;
+        }
+        let keys: alloc::vec::Vec<String> =
+            cache_keys.iter().map(|k| self.l2_object_key(k)).collect();
+        if let Some(store) = self.l2_store() {
+            self.l2_guarded(store.delete(&keys)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn breaker_opens_after_threshold_and_recovers() {
+        let mut b = Breaker::default();
+        let t = Timestamp::from_secs(100);
+        b.failure(t, 3, 1000);
+        b.failure(t, 3, 1000);
+        assert!(!b.is_open(t));
+        b.failure(t, 3, 1000);
+        assert!(b.is_open(t));
+        assert!(b.is_open(t.plus_millis(999)));
+        assert!(
+            !b.is_open(t.plus_millis(1000)),
+            "half-open: one probe may go"
+        );
+        b.failure(t.plus_millis(1000), 3, 1000);
+        assert!(
+            b.is_open(t.plus_millis(1001)),
+            "a failed probe re-opens at once"
+        );
+        b.success();
+        assert!(!b.is_open(t.plus_millis(1001)));
+    }
+}

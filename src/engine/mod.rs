@@ -1,0 +1,319 @@
+//! The one cache engine every host runs: the tiered read path L1 → L2 → origin with request
+//! coalescing, stale-while-revalidate, stale-if-error, conditional revalidation, write-through
+//! invalidation, purges and statistics. Generic over the [`host`] traits; no I/O of its own.
+//!
+//! A host turns its native request into a [`Request`], calls [`Engine::handle`], writes the
+//! [`Response`] back, and runs the returned background [`Job`] (if any) with
+//! [`Engine::run_job`] without making the client wait (`ctx.wait_until` on Workers, a spawned
+//! task natively).
+
+pub mod admin;
+pub mod config;
+pub mod flight;
+pub mod host;
+pub mod l2;
+pub mod stats;
+
+mod read;
+mod respond;
+mod write;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::store::{L1Store, StoreConfig};
+
+pub use config::{ConfigError, EngineConfig};
+pub use host::{
+    Lock, NoSharedStore, Origin, OriginBody, OriginError, OriginRequest, OriginResponse, Runtime,
+    SharedStore, StoreError,
+};
+pub use stats::{EngineStats, Snapshot};
+
+/// The types a host plugs into the engine.
+pub trait Host {
+    /// The host's streaming body type.
+    type Body;
+    /// Fetches from the origin.
+    type Origin: Origin<Body = Self::Body>;
+    /// The shared tier ([`NoSharedStore`] when there is none).
+    type Store: SharedStore;
+    /// Clock and timers.
+    type Runtime: Runtime;
+    /// The lock around the engine's in-memory state.
+    type Lock: Lock<EngineState>;
+}
+
+/// A client request, as the host hands it over.
+#[derive(Debug)]
+pub struct Request<B> {
+    /// Method (case-sensitive).
+    pub method: String,
+    /// `http` or `https`.
+    pub scheme: String,
+    /// Host / authority the client asked for.
+    pub host: String,
+    /// Path and query as received.
+    pub path_and_query: String,
+    /// Header fields.
+    pub headers: Headers,
+    /// The request body, passed to the origin untouched (unsafe methods).
+    pub body: Option<B>,
+}
+
+/// The request line and headers, without the body: what background work keeps.
+#[derive(Clone, Debug)]
+pub struct RequestHead {
+    /// Method.
+    pub method: String,
+    /// Scheme.
+    pub scheme: String,
+    /// Host.
+    pub host: String,
+    /// Path and query.
+    pub path_and_query: String,
+    /// Header fields.
+    pub headers: Headers,
+}
+
+impl<B> Request<B> {
+    /// Splits off the body.
+    pub fn into_parts(self) -> (RequestHead, Option<B>) {
+        (
+            RequestHead {
+                method: self.method,
+                scheme: self.scheme,
+                host: self.host,
+                path_and_query: self.path_and_query,
+                headers: self.headers,
+            },
+            self.body,
+        )
+    }
+}
+
+impl RequestHead {
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.path_and_query
+            .split('?')
+            .next()
+            .unwrap_or(&self.path_and_query)
+    }
+}
+
+/// A response for the host to send.
+#[derive(Debug)]
+pub struct Response<B> {
+    /// Status code.
+    pub status: u16,
+    /// Header fields (hop-by-hop fields removed; `Age` and `Cache-Status` set).
+    pub headers: Headers,
+    /// The content.
+    pub body: Body<B>,
+}
+
+/// Response content.
+#[derive(Debug)]
+pub enum Body<B> {
+    /// No content (HEAD, 304, 204).
+    Empty,
+    /// Content the engine produced (errors, admin answers).
+    Bytes(Vec<u8>),
+    /// A stored response's content, shared without copying.
+    Cached(Arc<CachedResponse>),
+    /// The origin's stream, passed through.
+    Stream(B),
+}
+
+/// Work to do after the response is sent.
+#[derive(Debug)]
+pub enum Job {
+    /// Revalidate a stale response served under stale-while-revalidate (RFC 5861 §3).
+    Revalidate {
+        /// The request that found it stale.
+        head: RequestHead,
+        /// The L1/L2 key it is stored under.
+        key: String,
+        /// The stale response.
+        stored: Arc<CachedResponse>,
+    },
+    /// Write a freshly stored response to the shared tier.
+    WriteL2 {
+        /// The keys it is stored under (primary, and variant when it varies).
+        keys: Vec<String>,
+        /// The response.
+        stored: Arc<CachedResponse>,
+    },
+    /// Several jobs.
+    Batch(Vec<Job>),
+}
+
+impl Job {
+    /// Combines two optional jobs.
+    pub fn merge(a: Option<Job>, b: Option<Job>) -> Option<Job> {
+        match (a, b) {
+            (None, x) | (x, None) => x,
+            (Some(Job::Batch(mut v)), Some(b)) => {
+                v.push(b);
+                Some(Job::Batch(v))
+            }
+            (Some(a), Some(b)) => Some(Job::Batch(alloc::vec![a, b])),
+        }
+    }
+}
+
+/// A response and the work to do after sending it.
+#[derive(Debug)]
+pub struct Handled<B> {
+    /// What to send to the client.
+    pub response: Response<B>,
+    /// What to run afterwards, if anything.
+    pub job: Option<Job>,
+}
+
+impl<B> Handled<B> {
+    fn now(response: Response<B>) -> Self {
+        Handled {
+            response,
+            job: None,
+        }
+    }
+}
+
+/// The engine's in-memory state, behind the host's [`Lock`].
+pub struct EngineState {
+    /// The L1 store: cache key (or variant key) → stored response.
+    pub l1: L1Store<String, Arc<CachedResponse>>,
+    /// Origin fetches in progress, for coalescing.
+    pub flights: flight::Flights,
+    /// Counters.
+    pub stats: EngineStats,
+    /// The shared tier's circuit breaker.
+    pub breaker: l2::Breaker,
+}
+
+impl EngineState {
+    /// Fresh state for `config`.
+    pub fn new(config: &EngineConfig) -> Self {
+        EngineState {
+            l1: L1Store::new(StoreConfig::new(config.l1.max_entries, config.l1.max_bytes)),
+            flights: flight::Flights::default(),
+            stats: EngineStats::default(),
+            breaker: l2::Breaker::default(),
+        }
+    }
+}
+
+/// The cache engine. Share it between requests (`Arc` natively, `Rc` on JS hosts).
+pub struct Engine<H: Host> {
+    config: EngineConfig,
+    origin: H::Origin,
+    store: Option<H::Store>,
+    runtime: H::Runtime,
+    state: H::Lock,
+}
+
+impl<H: Host> Engine<H> {
+    /// Builds an engine after validating `config`.
+    pub fn new(
+        config: EngineConfig,
+        origin: H::Origin,
+        store: Option<H::Store>,
+        runtime: H::Runtime,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let state = H::Lock::new(EngineState::new(&config));
+        Ok(Engine {
+            config,
+            origin,
+            store,
+            runtime,
+            state,
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The host's runtime.
+    pub fn runtime(&self) -> &H::Runtime {
+        &self.runtime
+    }
+
+    /// Counters and store figures now.
+    pub fn snapshot(&self) -> Snapshot {
+        let now = self.runtime.now();
+        let store_configured = self.store.is_some();
+        self.state.with(|s| {
+            Snapshot::new(
+                s.stats,
+                &s.l1.stats(),
+                store_configured,
+                s.breaker.is_open(now),
+            )
+        })
+    }
+
+    /// Handles one client request: admin API, pass-through, write-through or cached read.
+    pub async fn handle(&self, request: Request<H::Body>) -> Handled<H::Body> {
+        if admin::is_admin_path(&self.config.admin.path, &request.path_and_query) {
+            return Handled::now(self.admin(&request).await);
+        }
+        self.count(|s| s.requests += 1);
+        let header_bytes = request.headers.size_bytes() + request.path_and_query.len();
+        if header_bytes > self.config.limits.max_header_bytes {
+            return Handled::now(respond::error(
+                431,
+                "request header fields too large",
+                self.l1_status_entry(),
+            ));
+        }
+        let (head, body) = request.into_parts();
+        let route_bypass = self.config.route_for(head.path()).is_some_and(|r| r.bypass);
+        match crate::policy::request::classify(&head.method, &head.headers) {
+            _ if route_bypass => {
+                self.pass(head, body, crate::policy::cache_status::Forward::Bypass)
+                    .await
+            }
+            crate::policy::request::RequestClass::Bypass(reason) => {
+                let fwd = match reason {
+                    crate::policy::request::BypassReason::Method => {
+                        crate::policy::cache_status::Forward::Method
+                    }
+                    _ => crate::policy::cache_status::Forward::Bypass,
+                };
+                self.pass(head, body, fwd).await
+            }
+            crate::policy::request::RequestClass::Unsafe => self.write_through(head, body).await,
+            crate::policy::request::RequestClass::Lookup => self.read(head).await,
+        }
+    }
+
+    /// Runs background work returned by [`Engine::handle`].
+    pub async fn run_job(&self, job: Job) {
+        let mut queue = alloc::vec![job];
+        while let Some(job) = queue.pop() {
+            match job {
+                Job::Batch(jobs) => queue.extend(jobs),
+                Job::Revalidate { head, key, stored } => {
+                    self.revalidate_in_background(head, key, stored).await
+                }
+                Job::WriteL2 { keys, stored } => {
+                    for key in keys {
+                        self.l2_write(&key, &stored).await;
+                    }
+                }
+            }
+        }
+    }
+
+    fn count(&self, f: impl FnOnce(&mut EngineStats)) {
+        self.state.with(|s| f(&mut s.stats));
+    }
+}

@@ -1,0 +1,632 @@
+//! The read path for `GET` and `HEAD`: L1, then L2, then the origin, with coalescing,
+//! stale-while-revalidate, stale-if-error and conditional revalidation (RFC 9111 §4,
+//! RFC 5861).
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::cache_control::RequestDirectives;
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::key::cache_key;
+use crate::policy::cache_status::{CacheStatusEntry, Forward};
+use crate::policy::conditional::{conditional_headers, freshen, Freshened};
+use crate::policy::freshness::freshness_lifetime;
+use crate::policy::hop_by_hop;
+use crate::policy::reuse::{evaluate, Evaluation, Reuse};
+use crate::policy::storable::{storability, ResponseView};
+use crate::policy::storage::{lifetimes, prepare};
+use crate::policy::vary;
+use crate::store::{EntryMeta, Windows};
+
+use super::flight::{Outcome, Role};
+use super::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
+use super::l2::with_timeout;
+use super::{respond, Body, Engine, Handled, Host, Job, RequestHead};
+
+/// Where a stored response was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Tier {
+    L1,
+    L2,
+}
+
+/// A stored response found for a request, with its verdict.
+struct Candidate {
+    stored: Arc<CachedResponse>,
+    evaluation: Evaluation,
+    tier: Tier,
+}
+
+/// The internal L1 tag every entry stored for primary key `key` carries (its Vary variants
+/// included), so a URL purge finds them all. Origin tags cannot contain U+001F.
+pub(crate) fn url_tag(key: &str) -> String {
+    format!("\u{1f}url {key}")
+}
+
+/// The statuses RFC 5861 §4 counts as an origin error for stale-if-error.
+fn is_error_status(status: u16) -> bool {
+    matches!(status, 500 | 502 | 503 | 504)
+}
+
+/// Request fields the cache answers itself when it fills the cache: forwarding them would
+/// fetch a `304` it could not store (RFC 9111 §4.3.2).
+const CLIENT_VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
+
+impl<H: Host> Engine<H> {
+    pub(crate) fn l1_name(&self) -> String {
+        format!("{}-l1", self.config.cache_name)
+    }
+
+    pub(crate) fn l2_name(&self) -> String {
+        format!("{}-l2", self.config.cache_name)
+    }
+
+    pub(crate) fn l1_status_entry(&self) -> CacheStatusEntry {
+        CacheStatusEntry::new(&self.l1_name())
+    }
+
+    /// The key a request's response is stored under (RFC 9111 §2: the target URI; `HEAD`
+    /// shares `GET`'s).
+    pub(crate) fn key_for(&self, head: &RequestHead) -> String {
+        cache_key(
+            "GET",
+            &head.scheme,
+            &head.host,
+            &head.path_and_query,
+            &self.config.key,
+        )
+    }
+
+    /// Serves a `GET` or `HEAD`.
+    pub(crate) async fn read(&self, head: RequestHead) -> Handled<H::Body> {
+        let key = self.key_for(&head);
+        let now = self.runtime.now();
+        let mut candidate = self
+            .l1_find(&key, &head.headers, now)
+            .map(|stored| Candidate {
+                evaluation: evaluate(&head.headers, &stored, now, &self.config.policy),
+                stored,
+                tier: Tier::L1,
+            });
+        let l1_usable = candidate
+            .as_ref()
+            .is_some_and(|c| c.evaluation.reuse != Reuse::VaryMismatch);
+        if !l1_usable && self.store.is_some() {
+            if let Some(stored) = self.l2_find(&key, &head.headers).await {
+                let now = self.runtime.now();
+                let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+                if evaluation.reuse != Reuse::VaryMismatch {
+                    self.l1_insert(&key, &stored, &head.headers, now);
+                    candidate = Some(Candidate {
+                        stored,
+                        evaluation,
+                        tier: Tier::L2,
+                    });
+                }
+            }
+        }
+        if let Some(c) = candidate {
+            match c.evaluation.reuse {
+                Reuse::Fresh | Reuse::StaleAcceptedByRequest => {
+                    self.count(|s| match c.tier {
+                        Tier::L1 => s.l1_hits += 1,
+                        Tier::L2 => s.l2_hits += 1,
+                    });
+                    let entries = self.hit_entries(&c, None);
+                    return Handled::now(respond::from_cache(
+                        &head.method,
+                        &head.headers,
+                        c.stored,
+                        c.evaluation.age_secs,
+                        &entries,
+                    ));
+                }
+                Reuse::StaleWhileRevalidate => {
+                    self.count(|s| s.stale_while_revalidate += 1);
+                    let entries = self.hit_entries(&c, Some("stale-while-revalidate"));
+                    let already = self.state.with(|s| s.flights.in_flight(&key));
+                    let job = (!already).then(|| Job::Revalidate {
+                        head: head.clone(),
+                        key: key.clone(),
+                        stored: c.stored.clone(),
+                    });
+                    return Handled {
+                        response: respond::from_cache(
+                            &head.method,
+                            &head.headers,
+                            c.stored,
+                            c.evaluation.age_secs,
+                            &entries,
+                        ),
+                        job,
+                    };
+                }
+                Reuse::Revalidate(_) => {
+                    let fwd = if RequestDirectives::from_headers(&head.headers).no_cache {
+                        Forward::Request
+                    } else {
+                        Forward::Stale
+                    };
+                    return self.fetch_coalesced(head, key, Some(c), fwd).await;
+                }
+                Reuse::VaryMismatch => {
+                    self.count(|s| s.misses += 1);
+                    return self.miss(head, key, Forward::VaryMiss).await;
+                }
+            }
+        }
+        self.count(|s| s.misses += 1);
+        self.miss(head, key, Forward::UriMiss).await
+    }
+
+    async fn miss(&self, head: RequestHead, key: String, fwd: Forward) -> Handled<H::Body> {
+        if RequestDirectives::from_headers(&head.headers).only_if_cached {
+            // RFC 9111 §5.2.1.7: nothing stored that can be used, so 504.
+            let mut entry = self.l1_status_entry();
+            entry.detail = Some(String::from("only-if-cached"));
+            return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
+        }
+        self.fetch_coalesced(head, key, None, fwd).await
+    }
+
+    /// `Cache-Status` entries for a response served from a tier.
+    fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
+        let name = match c.tier {
+            Tier::L1 => self.l1_name(),
+            Tier::L2 => self.l2_name(),
+        };
+        let hit = CacheStatusEntry {
+            hit: true,
+            ttl: Some(c.evaluation.ttl_secs),
+            detail: detail.map(String::from),
+            ..CacheStatusEntry::new(&name)
+        };
+        match c.tier {
+            Tier::L1 => alloc::vec![hit],
+            Tier::L2 => alloc::vec![
+                hit,
+                CacheStatusEntry {
+                    fwd: Some(Forward::UriMiss),
+                    stored: true,
+                    ..self.l1_status_entry()
+                }
+            ],
+        }
+    }
+
+    /// Looks `key` up in L1, following the stored response's `Vary` to the variant entry
+    /// for this request (RFC 9111 §4.1). May return a response whose Vary does not match;
+    /// [`evaluate`] says so.
+    fn l1_find(
+        &self,
+        key: &str,
+        request_headers: &Headers,
+        now: crate::time::Timestamp,
+    ) -> Option<Arc<CachedResponse>> {
+        self.state.with(|s| {
+            let primary = s.l1.get(key, now).into_value()?;
+            if vary::matches(&primary.headers, &primary.vary, request_headers) {
+                return Some(primary);
+            }
+            let names = vary::nominated_fields(&primary.headers);
+            let variant = format!("{key}{}", vary::variant_suffix(&names, request_headers));
+            Some(s.l1.get(&variant, now).into_value().unwrap_or(primary))
+        })
+    }
+
+    /// Looks `key` up in L2, following `Vary` like [`Self::l1_find`].
+    async fn l2_find(&self, key: &str, request_headers: &Headers) -> Option<Arc<CachedResponse>> {
+        let primary = self.l2_read(key).await?;
+        if vary::matches(&primary.headers, &primary.vary, request_headers) {
+            return Some(primary);
+        }
+        let names = vary::nominated_fields(&primary.headers);
+        let variant = format!("{key}{}", vary::variant_suffix(&names, request_headers));
+        Some(self.l2_read(&variant).await.unwrap_or(primary))
+    }
+
+    /// The keys a response is stored under: the primary key, and the variant key when it
+    /// varies (RFC 9111 §4.1).
+    fn store_keys(
+        &self,
+        key: &str,
+        stored: &CachedResponse,
+        request_headers: &Headers,
+    ) -> Vec<String> {
+        let names = vary::nominated_fields(&stored.headers);
+        let mut keys = alloc::vec![String::from(key)];
+        if !names.is_empty() {
+            keys.push(format!(
+                "{key}{}",
+                vary::variant_suffix(&names, request_headers)
+            ));
+        }
+        keys
+    }
+
+    /// Inserts `stored` into L1 under its keys; returns them.
+    pub(crate) fn l1_insert(
+        &self,
+        key: &str,
+        stored: &Arc<CachedResponse>,
+        request_headers: &Headers,
+        now: crate::time::Timestamp,
+    ) -> Vec<String> {
+        let l = lifetimes(stored, now, &self.config.policy);
+        let windows = Windows {
+            stored_at: now,
+            fresh_until: l.fresh_until,
+            stale_while_revalidate_until: l.stale_while_revalidate_until,
+            // L1 keeps the entry as long as the policy finds it useful (stale-if-error or
+            // validator retention); `evaluate` decides how it may be used.
+            stale_if_error_until: l.keep_until,
+        };
+        let keys = self.store_keys(key, stored, request_headers);
+        self.state.with(|s| {
+            for k in &keys {
+                let meta = EntryMeta::new(windows, stored.size_bytes() + k.len()).with_tags(
+                    stored
+                        .tags
+                        .iter()
+                        .cloned()
+                        .chain(core::iter::once(url_tag(key))),
+                );
+                s.l1.insert(k.clone(), stored.clone(), meta, now);
+            }
+        });
+        keys
+    }
+
+    /// Fetches for `key`, coalescing with a fetch already in progress (RFC 9111 §4 allows
+    /// one response to satisfy several waiting requests when it is storable and matches).
+    async fn fetch_coalesced(
+        &self,
+        head: RequestHead,
+        key: String,
+        candidate: Option<Candidate>,
+        fwd: Forward,
+    ) -> Handled<H::Body> {
+        match self.state.with(|s| s.flights.join(&key)) {
+            Role::Waiter(id) => {
+                self.count(|s| s.coalesced += 1);
+                let wait = core::future::poll_fn(|cx| {
+                    self.state.with(|s| s.flights.poll(&key, id, cx.waker()))
+                });
+                let outcome =
+                    with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait).await;
+                if outcome.is_none() {
+                    self.state.with(|s| s.flights.leave(&key, id));
+                }
+                if let Some(Outcome::Stored(stored)) = outcome {
+                    let now = self.runtime.now();
+                    let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+                    if matches!(
+                        evaluation.reuse,
+                        Reuse::Fresh | Reuse::StaleAcceptedByRequest
+                    ) {
+                        let entry = CacheStatusEntry {
+                            fwd: Some(fwd),
+                            collapsed: true,
+                            ttl: Some(evaluation.ttl_secs),
+                            ..self.l1_status_entry()
+                        };
+                        return Handled::now(respond::from_cache(
+                            &head.method,
+                            &head.headers,
+                            stored,
+                            evaluation.age_secs,
+                            &[entry],
+                        ));
+                    }
+                }
+                let (handled, _) = self.fetch(&head, &key, candidate, fwd).await;
+                handled
+            }
+            Role::Leader(id) => {
+                let guard = FlightGuard {
+                    state: &self.state,
+                    key: &key,
+                    id,
+                    finished: false,
+                };
+                let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
+                guard.finish(outcome);
+                handled
+            }
+        }
+    }
+
+    /// Revalidates a response served under stale-while-revalidate, unless another request
+    /// is already fetching the key.
+    pub(crate) async fn revalidate_in_background(
+        &self,
+        head: RequestHead,
+        key: String,
+        stored: Arc<CachedResponse>,
+    ) {
+        let id = match self.state.with(|s| s.flights.join(&key)) {
+            Role::Leader(id) => id,
+            Role::Waiter(id) => {
+                // Someone else is already fetching it.
+                self.state.with(|s| s.flights.leave(&key, id));
+                return;
+            }
+        };
+        let guard = FlightGuard {
+            state: &self.state,
+            key: &key,
+            id,
+            finished: false,
+        };
+        let now = self.runtime.now();
+        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        let candidate = Candidate {
+            stored,
+            evaluation: Evaluation {
+                reuse: Reuse::Revalidate(crate::policy::reuse::RevalidateReason::Stale),
+                ..evaluation
+            },
+            tier: Tier::L1,
+        };
+        let (handled, outcome) = self
+            .fetch(&head, &key, Some(candidate), Forward::Stale)
+            .await;
+        guard.finish(outcome);
+        // Only shared-tier writes come back from a fetch; run them now.
+        if let Some(Job::WriteL2 { keys, stored }) = handled.job {
+            for k in keys {
+                self.l2_write(&k, &stored).await;
+            }
+        }
+    }
+
+    /// Sends the request to the origin within the origin timeout. `HEAD` is fetched as
+    /// `GET` so the response can be stored; the client's validators are replaced by the
+    /// cache's own when it revalidates `conditional_for`.
+    async fn origin_fetch(
+        &self,
+        head: &RequestHead,
+        conditional_for: Option<&CachedResponse>,
+    ) -> Result<super::OriginResponse<H::Body>, OriginError> {
+        let mut headers = head.headers.clone();
+        hop_by_hop::strip(&mut headers);
+        for field in CLIENT_VALIDATORS {
+            headers.remove(field);
+        }
+        if let Some(stored) = conditional_for {
+            for (name, value) in conditional_headers(stored).iter() {
+                headers.append(name, value);
+            }
+        }
+        let request = OriginRequest {
+            method: String::from("GET"),
+            scheme: head.scheme.clone(),
+            host: head.host.clone(),
+            path_and_query: head.path_and_query.clone(),
+            headers,
+            body: None,
+        };
+        self.count(|s| s.origin_fetches += 1);
+        let limit = self.config.limits.max_object_bytes;
+        let result = with_timeout(
+            &self.runtime,
+            self.config.limits.origin_timeout_ms,
+            self.origin.fetch(request, limit),
+        )
+        .await
+        .unwrap_or(Err(OriginError::Timeout));
+        if result.is_err() {
+            self.count(|s| s.origin_errors += 1);
+        }
+        result
+    }
+
+    /// One origin round trip for a read, and what to tell coalesced waiters.
+    async fn fetch(
+        &self,
+        head: &RequestHead,
+        key: &str,
+        candidate: Option<Candidate>,
+        fwd: Forward,
+    ) -> (Handled<H::Body>, Outcome) {
+        let revalidating = candidate
+            .as_ref()
+            .filter(|c| matches!(c.evaluation.reuse, Reuse::Revalidate(_)))
+            .map(|c| c.stored.clone());
+        let request_time = self.runtime.now();
+        let result = self.origin_fetch(head, revalidating.as_deref()).await;
+        let response_time = self.runtime.now();
+        let response = match result {
+            Ok(response) if !is_error_status(response.status) => response,
+            other => {
+                // RFC 5861 §4 / RFC 9111 §4.2.4: serve stale on error when allowed.
+                if let Some(c) = candidate.filter(|c| c.evaluation.stale_if_error) {
+                    self.count(|s| s.stale_if_error += 1);
+                    let age = crate::policy::freshness::current_age(
+                        &c.stored.headers,
+                        c.stored.request_time,
+                        c.stored.response_time,
+                        response_time,
+                    )
+                    .unwrap_or(c.evaluation.age_secs);
+                    let entry = CacheStatusEntry {
+                        hit: true,
+                        ttl: Some(c.evaluation.ttl_secs),
+                        fwd_status: other.as_ref().ok().map(|r| r.status),
+                        detail: Some(String::from("stale-if-error")),
+                        ..self.l1_status_entry()
+                    };
+                    let response =
+                        respond::from_cache(&head.method, &head.headers, c.stored, age, &[entry]);
+                    return (Handled::now(response), Outcome::NotShared);
+                }
+                match other {
+                    Ok(response) => response,
+                    Err(error) => {
+                        let (status, text) = match error {
+                            OriginError::Timeout => (504, "origin timed out"),
+                            _ => (502, "origin unreachable"),
+                        };
+                        let entry = CacheStatusEntry {
+                            fwd: Some(fwd),
+                            detail: Some(String::from(if status == 504 {
+                                "origin-timeout"
+                            } else {
+                                "origin-error"
+                            })),
+                            ..self.l1_status_entry()
+                        };
+                        return (
+                            Handled::now(respond::error(status, text, entry)),
+                            Outcome::NotShared,
+                        );
+                    }
+                }
+            }
+        };
+
+        // A 304 answering our own conditional request: freshen the stored response.
+        if response.status == 304 {
+            if let Some(stored) = revalidating.as_ref() {
+                match freshen(stored, &response.headers, request_time, response_time) {
+                    Freshened::Updated(updated) => {
+                        self.count(|s| s.revalidated += 1);
+                        return self.store_and_serve(head, key, updated, fwd, 304);
+                    }
+                    Freshened::Mismatch => {
+                        // RFC 9111 §4.3.4: not our representation; fetch it whole.
+                        let (handled, outcome) = Box::pin(self.fetch(head, key, None, fwd)).await;
+                        return (handled, outcome);
+                    }
+                }
+            }
+        }
+
+        let status = response.status;
+        let view = ResponseView::new(&response.headers, &self.config.policy);
+        let freshness = freshness_lifetime(
+            status,
+            &response.headers,
+            &view.directives,
+            &view.source,
+            response_time,
+            &self.config.policy,
+        );
+        let verdict = storability(
+            "GET",
+            &head.headers,
+            status,
+            &response.headers,
+            &view,
+            freshness.source,
+            &self.config.policy,
+        );
+        match (verdict, response.body) {
+            (Ok(()), OriginBody::Buffered(body)) => {
+                let entry = prepare(
+                    &head.headers,
+                    status,
+                    &response.headers,
+                    body,
+                    request_time,
+                    response_time,
+                    &self.config.policy,
+                );
+                self.store_and_serve(head, key, entry, fwd, status)
+            }
+            (verdict, body) => {
+                self.count(|s| s.passes += 1);
+                let mut entry = CacheStatusEntry {
+                    fwd: Some(fwd),
+                    fwd_status: Some(status),
+                    ..self.l1_status_entry()
+                };
+                entry.detail = match (&verdict, &body) {
+                    (Err(reason), _) => Some(String::from(reason.as_str())),
+                    (Ok(()), OriginBody::Streaming(_)) => Some(String::from("too-large")),
+                    _ => None,
+                };
+                let body = match body {
+                    _ if head.method == "HEAD" => Body::Empty,
+                    OriginBody::Buffered(bytes) => Body::Bytes(bytes),
+                    OriginBody::Streaming(stream) => Body::Stream(stream),
+                };
+                let response = respond::from_origin(status, response.headers, body, &[entry]);
+                (Handled::now(response), Outcome::NotShared)
+            }
+        }
+    }
+
+    /// Stores a response in L1 (and L2 in the background) and serves it.
+    fn store_and_serve(
+        &self,
+        head: &RequestHead,
+        key: &str,
+        entry: CachedResponse,
+        fwd: Forward,
+        fwd_status: u16,
+    ) -> (Handled<H::Body>, Outcome) {
+        let now = self.runtime.now();
+        let stored = Arc::new(entry);
+        let keys = self.l1_insert(key, &stored, &head.headers, now);
+        self.count(|s| s.stored += 1);
+        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        let mut entries = Vec::new();
+        if self.store.is_some() {
+            entries.push(CacheStatusEntry {
+                fwd: Some(fwd),
+                stored: true,
+                ..CacheStatusEntry::new(&self.l2_name())
+            });
+        }
+        entries.push(CacheStatusEntry {
+            fwd: Some(fwd),
+            fwd_status: Some(fwd_status),
+            stored: true,
+            ttl: Some(evaluation.ttl_secs),
+            ..self.l1_status_entry()
+        });
+        let response = respond::from_cache(
+            &head.method,
+            &head.headers,
+            stored.clone(),
+            evaluation.age_secs,
+            &entries,
+        );
+        let job = self.store.is_some().then(|| Job::WriteL2 {
+            keys,
+            stored: stored.clone(),
+        });
+        (Handled { response, job }, Outcome::Stored(stored))
+    }
+}
+
+/// Completes a flight when the leader finishes, or as not shared if the leader is dropped
+/// mid-fetch, so waiters never hang.
+struct FlightGuard<'a, L: Lock<super::EngineState>> {
+    state: &'a L,
+    key: &'a str,
+    id: u64,
+    finished: bool,
+}
+
+impl<L: Lock<super::EngineState>> FlightGuard<'_, L> {
+    fn finish(mut self, outcome: Outcome) {
+        self.finished = true;
+        self.state
+            .with(|s| s.flights.finish(self.key, self.id, outcome));
+    }
+}
+
+impl<L: Lock<super::EngineState>> Drop for FlightGuard<'_, L> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state
+                .with(|s| s.flights.finish(self.key, self.id, Outcome::NotShared));
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Engine counters, rendered as JSON (for the stats endpoint and the demo page) and as
+//! Prometheus text exposition.
+
+use alloc::string::String;
+use core::fmt::Write;
+
+use crate::store::StoreStats;
+
+/// What the engine counts. All counters only go up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineStats {
+    /// Requests handled (admin requests excluded).
+    pub requests: u64,
+    /// Served fresh from L1.
+    pub l1_hits: u64,
+    /// Served fresh from L2 (and backfilled into L1).
+    pub l2_hits: u64,
+    /// Not in any tier.
+    pub misses: u64,
+    /// Served stale while revalidating in the background (RFC 5861 §3).
+    pub stale_while_revalidate: u64,
+    /// Served stale because the origin failed (RFC 5861 §4).
+    pub stale_if_error: u64,
+    /// Validations answered `304` and merged (RFC 9111 §4.3.4).
+    pub revalidated: u64,
+    /// Requests that waited for another request's origin fetch instead of making their own.
+    pub coalesced: u64,
+    /// Requests sent to the origin.
+    pub origin_fetches: u64,
+    /// Origin fetches that failed (timeout, unreachable, broken).
+    pub origin_errors: u64,
+    /// Responses stored.
+    pub stored: u64,
+    /// Requests forwarded without using the cache (method, range, route rule, not storable).
+    pub passes: u64,
+    /// Shared-tier commands that failed or timed out.
+    pub l2_errors: u64,
+    /// Shared-tier entries that could not be decoded (counted as misses, never served).
+    pub l2_corrupt: u64,
+    /// Purge requests carried out.
+    pub purges: u64,
+    /// Admin requests refused for a missing or wrong token.
+    pub admin_unauthorized: u64,
+}
+
+/// A point-in-time view of everything countable: engine counters plus the L1 store's.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
+pub struct Snapshot {
+    /// Engine counters.
+    pub engine: EngineStats,
+    /// L1 entries now.
+    pub l1_entries: usize,
+    /// L1 bytes now.
+    pub l1_bytes: usize,
+    /// L1 evictions so far (capacity).
+    pub l1_evictions: u64,
+    /// L1 expirations so far (past every window).
+    pub l1_expirations: u64,
+    /// L1 inserts refused by the admission policy.
+    pub l1_rejected: u64,
+    /// Whether the shared tier is configured.
+    pub l2_configured: bool,
+    /// Whether the shared tier's circuit breaker is open now.
+    pub l2_circuit_open: bool,
+}
+
+impl Snapshot {
+    /// Builds a snapshot.
+    pub fn new(
+        engine: EngineStats,
+        l1: &StoreStats,
+        l2_configured: bool,
+        l2_circuit_open: bool,
+    ) -> Self {
+        Snapshot {
+            engine,
+            l1_entries: l1.entries,
+            l1_bytes: l1.bytes,
+            l1_evictions: l1.evictions,
+            l1_expirations: l1.expirations,
+            l1_rejected: l1.rejected,
+            l2_configured,
+            l2_circuit_open,
+        }
+    }
+
+    /// The snapshot as a JSON object.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
+    }
+
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    pub fn to_prometheus(&self) -> String {
+        let e = &self.engine;
+        let mut out = String::new();
+        let counters: [(&str, &str, u64); 16] = [
+            ("requests_total", "Requests handled", e.requests),
+            ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
+            ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
+            ("misses_total", "Requests found in no tier", e.misses),
+            (
+                "stale_while_revalidate_total",
+                "Stale responses served while revalidating",
+                e.stale_while_revalidate,
+            ),
+            (
+                "stale_if_error_total",
+                "Stale responses served because the origin failed",
+                e.stale_if_error,
+            ),
+            (
+                "revalidated_total",
+                "Validations answered 304 and merged",
+                e.revalidated,
+            ),
+            (
+                "coalesced_total",
+                "Requests that waited on another request's fetch",
+                e.coalesced,
+            ),
+            (
+                "origin_fetches_total",
+                "Requests sent to the origin",
+                e.origin_fetches,
+            ),
+            (
+                "origin_errors_total",
+                "Origin fetches that failed",
+                e.origin_errors,
+            ),
+            ("stored_total", "Responses stored", e.stored),
+            (
+                "passes_total",
+                "Requests forwarded without the cache",
+                e.passes,
+            ),
+            (
+                "l2_errors_total",
+                "Shared-tier commands that failed",
+                e.l2_errors,
+            ),
+            (
+                "l2_corrupt_total",
+                "Shared-tier entries that failed to decode",
+                e.l2_corrupt,
+            ),
+            ("purges_total", "Purges carried out", e.purges),
+            (
+                "admin_unauthorized_total",
+                "Admin requests refused",
+                e.admin_unauthorized,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
+            let _ = writeln!(out, "# TYPE edgecache_{name} counter");
+            let _ = writeln!(out, "edgecache_{name} {value}");
+        }
+        let l1_counters: [(&str, &str, u64); 3] = [
+            (
+                "l1_evictions_total",
+                "L1 entries evicted for capacity",
+                self.l1_evictions,
+            ),
+            (
+                "l1_expirations_total",
+                "L1 entries expired",
+                self.l1_expirations,
+            ),
+            (
+                "l1_rejected_total",
+                "L1 inserts refused by admission",
+                self.l1_rejected,
+            ),
+        ];
+        for (name, help, value) in l1_counters {
+            let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
+            let _ = writeln!(out, "# TYPE edgecache_{name} counter");
+            let _ = writeln!(out, "edgecache_{name} {value}");
+        }
+        let gauges: [(&str, &str, u64); 3] = [
+            ("l1_entries", "L1 entries", self.l1_entries as u64),
+            ("l1_bytes", "L1 bytes", self.l1_bytes as u64),
+            (
+                "l2_circuit_open",
+                "1 when the shared tier is being skipped",
+                u64::from(self.l2_circuit_open),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
+            let _ = writeln!(out, "# TYPE edgecache_{name} gauge");
+            let _ = writeln!(out, "edgecache_{name} {value}");
+        }
+        out
+    }
+}

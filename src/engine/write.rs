@@ -1,0 +1,153 @@
+//! Requests that do not read the cache: pass-through (bypass rules, uncacheable methods,
+//! ranges) and write-through for unsafe methods, which invalidates what they change
+//! (RFC 9111 §4.4).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::key::cache_key;
+use crate::policy::cache_status::{CacheStatusEntry, Forward};
+use crate::policy::hop_by_hop;
+use crate::policy::invalidation::invalidated_targets;
+
+use super::host::{Lock, Origin, OriginBody, OriginError, OriginRequest};
+use super::l2::with_timeout;
+use super::{respond, Body, Engine, Handled, Host, RequestHead};
+
+impl<H: Host> Engine<H> {
+    /// Forwards a request untouched (but for hop-by-hop fields) and relays the response.
+    async fn forward(
+        &self,
+        head: &RequestHead,
+        body: Option<H::Body>,
+    ) -> Result<super::OriginResponse<H::Body>, OriginError> {
+        let mut headers = head.headers.clone();
+        hop_by_hop::strip(&mut headers);
+        let request = OriginRequest {
+            method: head.method.clone(),
+            scheme: head.scheme.clone(),
+            host: head.host.clone(),
+            path_and_query: head.path_and_query.clone(),
+            headers,
+            body,
+        };
+        self.count(|s| s.origin_fetches += 1);
+        let result = with_timeout(
+            &self.runtime,
+            self.config.limits.origin_timeout_ms,
+            // Nothing forwarded here is stored: do not buffer it.
+            self.origin.fetch(request, 0),
+        )
+        .await
+        .unwrap_or(Err(OriginError::Timeout));
+        if result.is_err() {
+            self.count(|s| s.origin_errors += 1);
+        }
+        result
+    }
+
+    fn relay(
+        &self,
+        head: &RequestHead,
+        result: Result<super::OriginResponse<H::Body>, OriginError>,
+        fwd: Forward,
+    ) -> Handled<H::Body> {
+        match result {
+            Ok(response) => {
+                let entry = CacheStatusEntry {
+                    fwd: Some(fwd),
+                    fwd_status: Some(response.status),
+                    ..self.l1_status_entry()
+                };
+                let body = match response.body {
+                    _ if head.method == "HEAD" => Body::Empty,
+                    OriginBody::Buffered(bytes) if bytes.is_empty() => Body::Empty,
+                    OriginBody::Buffered(bytes) => Body::Bytes(bytes),
+                    OriginBody::Streaming(stream) => Body::Stream(stream),
+                };
+                Handled::now(respond::from_origin(
+                    response.status,
+                    response.headers,
+                    body,
+                    &[entry],
+                ))
+            }
+            Err(error) => {
+                let status = if error == OriginError::Timeout {
+                    504
+                } else {
+                    502
+                };
+                let entry = CacheStatusEntry {
+                    fwd: Some(fwd),
+                    detail: Some(String::from(if status == 504 {
+                        "origin-timeout"
+                    } else {
+                        "origin-error"
+                    })),
+                    ..self.l1_status_entry()
+                };
+                let text = if status == 504 {
+                    "origin timed out"
+                } else {
+                    "origin unreachable"
+                };
+                Handled::now(respond::error(status, text, entry))
+            }
+        }
+    }
+
+    /// Forwards without using or filling the cache.
+    pub(crate) async fn pass(
+        &self,
+        head: RequestHead,
+        body: Option<H::Body>,
+        fwd: Forward,
+    ) -> Handled<H::Body> {
+        self.count(|s| s.passes += 1);
+        let result = self.forward(&head, body).await;
+        self.relay(&head, result, fwd)
+    }
+
+    /// Forwards an unsafe request and, when the origin answers 2xx or 3xx, invalidates the
+    /// target and same-origin `Location` / `Content-Location` in every tier (RFC 9111 §4.4).
+    pub(crate) async fn write_through(
+        &self,
+        head: RequestHead,
+        body: Option<H::Body>,
+    ) -> Handled<H::Body> {
+        self.count(|s| s.passes += 1);
+        let result = self.forward(&head, body).await;
+        if let Ok(response) = &result {
+            let targets = invalidated_targets(
+                &head.method,
+                response.status,
+                &response.headers,
+                &head.scheme,
+                &head.host,
+                &head.path_and_query,
+            );
+            let keys: Vec<String> = targets
+                .iter()
+                .map(|path| cache_key("GET", &head.scheme, &head.host, path, &self.config.key))
+                .collect();
+            self.invalidate_keys(&keys).await;
+        }
+        self.relay(&head, result, Forward::Method)
+    }
+
+    /// Removes `keys` and their Vary variants from L1, and `keys` from L2 (an L2 variant
+    /// is only ever reached through its primary key, so it is unreachable once that goes).
+    pub(crate) async fn invalidate_keys(&self, keys: &[String]) {
+        if keys.is_empty() {
+            return;
+        }
+        self.state.with(|s| {
+            for key in keys {
+                s.l1.purge_tag(&super::read::url_tag(key));
+                s.l1.remove(key.as_str());
+            }
+        });
+        self.l2_delete(keys).await;
+    }
+}

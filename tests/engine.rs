@@ -1,0 +1,703 @@
+//! Engine tests on a test host: an in-process origin that counts its fetches, a manual clock
+//! and a single-threaded executor. They exercise the real engine code paths; the native
+//! host's integration tests (real sockets, real Redis) come on top of these.
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use edgecache::engine::config::EngineConfig;
+use edgecache::engine::{
+    Body, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody, OriginError,
+    OriginRequest, OriginResponse, Request, Runtime,
+};
+use edgecache::headers::Headers;
+use edgecache::time::{Clock, ManualClock, Timestamp};
+
+const T0_MS: u64 = 1_700_000_000_000;
+
+/// One scripted origin answer.
+#[derive(Clone)]
+enum Answer {
+    Respond(u16, Vec<(&'static str, String)>, &'static str),
+    Fail,
+    Hang,
+}
+
+#[derive(Default)]
+struct OriginLog {
+    requests: RefCell<Vec<OriginRequest<()>>>,
+}
+
+struct TestOrigin {
+    clock: Rc<ManualClock>,
+    script: Rc<RefCell<VecDeque<Answer>>>,
+    default: Rc<RefCell<Answer>>,
+    log: Rc<OriginLog>,
+    /// How many times a fetch yields before answering (to let others pile up).
+    yields: Rc<Cell<u32>>,
+}
+
+/// Yields `n` times, waking itself, then completes.
+struct YieldN(u32);
+impl Future for YieldN {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+impl Origin for TestOrigin {
+    type Body = ();
+    async fn fetch(
+        &self,
+        request: OriginRequest<()>,
+        buffer_limit: usize,
+    ) -> Result<OriginResponse<()>, OriginError> {
+        self.log.requests.borrow_mut().push(OriginRequest {
+            body: None,
+            headers: request.headers.clone(),
+            ..request
+        });
+        YieldN(self.yields.get()).await;
+        let answer = self
+            .script
+            .borrow_mut()
+            .pop_front()
+            .unwrap_or_else(|| self.default.borrow().clone());
+        match answer {
+            Answer::Respond(status, headers, body) => {
+                let body = body.as_bytes().to_vec();
+                Ok(OriginResponse {
+                    status,
+                    headers: Headers::from_pairs(headers.iter().map(|(n, v)| (*n, v.as_str()))),
+                    body: if body.len() <= buffer_limit {
+                        OriginBody::Buffered(body)
+                    } else {
+                        OriginBody::Streaming(())
+                    },
+                })
+            }
+            Answer::Fail => Err(OriginError::Unreachable("connection refused".into())),
+            Answer::Hang => loop {
+                // Time passes while the origin does not answer.
+                self.clock.advance_secs(1);
+                YieldN(1).await;
+            },
+        }
+    }
+}
+
+struct TestRuntime {
+    clock: Rc<ManualClock>,
+}
+
+impl Runtime for TestRuntime {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        let clock = self.clock.clone();
+        let deadline = clock.now().plus_millis(ms);
+        std::future::poll_fn(move |cx| {
+            if clock.now() >= deadline {
+                Poll::Ready(())
+            } else {
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        })
+    }
+}
+
+struct TestHost;
+impl Host for TestHost {
+    type Body = ();
+    type Origin = TestOrigin;
+    type Store = NoSharedStore;
+    type Runtime = TestRuntime;
+    type Lock = RefCell<EngineState>;
+}
+
+struct Harness {
+    engine: Engine<TestHost>,
+    clock: Rc<ManualClock>,
+    script: Rc<RefCell<VecDeque<Answer>>>,
+    default: Rc<RefCell<Answer>>,
+    log: Rc<OriginLog>,
+    yields: Rc<Cell<u32>>,
+}
+
+const TOKEN: &str = "test-token-0123456789";
+
+fn harness_with(config: EngineConfig) -> Harness {
+    let clock = Rc::new(ManualClock::new(Timestamp::from_millis(T0_MS)));
+    let script = Rc::new(RefCell::new(VecDeque::new()));
+    let default = Rc::new(RefCell::new(Answer::Respond(
+        200,
+        vec![("cache-control", "max-age=60".into())],
+        "default body",
+    )));
+    let log = Rc::new(OriginLog::default());
+    let yields = Rc::new(Cell::new(0));
+    let origin = TestOrigin {
+        clock: clock.clone(),
+        script: script.clone(),
+        default: default.clone(),
+        log: log.clone(),
+        yields: yields.clone(),
+    };
+    let runtime = TestRuntime {
+        clock: clock.clone(),
+    };
+    let engine = Engine::new(config, origin, None, runtime).expect("valid config");
+    Harness {
+        engine,
+        clock,
+        script,
+        default,
+        log,
+        yields,
+    }
+}
+
+fn harness() -> Harness {
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.into());
+    harness_with(config)
+}
+
+fn get(path: &str, headers: &[(&str, &str)]) -> Request<()> {
+    request("GET", path, headers)
+}
+
+fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<()> {
+    Request {
+        method: method.into(),
+        scheme: "http".into(),
+        host: "example.com".into(),
+        path_and_query: path.into(),
+        headers: Headers::from_pairs(headers.iter().copied()),
+        body: None,
+    }
+}
+
+fn body_of(handled: &Handled<()>) -> String {
+    match &handled.response.body {
+        Body::Empty => String::new(),
+        Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+        Body::Cached(c) => String::from_utf8_lossy(&c.body).into_owned(),
+        Body::Stream(()) => "<stream>".into(),
+    }
+}
+
+fn status_header(handled: &Handled<()>) -> String {
+    handled
+        .response
+        .headers
+        .get_str("cache-status")
+        .unwrap_or("")
+        .to_string()
+}
+
+impl Harness {
+    fn send(&self, req: Request<()>) -> Handled<()> {
+        futures::executor::block_on(self.engine.handle(req))
+    }
+
+    fn send_and_run_jobs(&self, req: Request<()>) -> Handled<()> {
+        let mut handled = self.send(req);
+        if let Some(job) = handled.job.take() {
+            futures::executor::block_on(self.engine.run_job(job));
+        }
+        handled
+    }
+
+    fn respond(&self, status: u16, headers: &[(&'static str, &str)], body: &'static str) {
+        self.script.borrow_mut().push_back(Answer::Respond(
+            status,
+            headers.iter().map(|(n, v)| (*n, v.to_string())).collect(),
+            body,
+        ));
+    }
+
+    fn fetches(&self) -> usize {
+        self.log.requests.borrow().len()
+    }
+}
+
+/// RFC 9111 §4, RFC 9211: a miss is fetched, stored and reported; the next request hits.
+#[test]
+fn miss_then_hit_with_cache_status() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "hello");
+    let first = h.send(get("/a", &[]));
+    assert_eq!(first.response.status, 200);
+    assert_eq!(body_of(&first), "hello");
+    assert_eq!(
+        status_header(&first),
+        "edgecache-l1; fwd=uri-miss; fwd-status=200; ttl=60; stored"
+    );
+    h.clock.advance_secs(10);
+    let second = h.send(get("/a", &[]));
+    assert_eq!(body_of(&second), "hello");
+    assert_eq!(status_header(&second), "edgecache-l1; hit; ttl=50");
+    assert_eq!(second.response.headers.get_str("age"), Some("10"));
+    assert_eq!(h.fetches(), 1);
+    let stats = h.engine.snapshot().engine;
+    assert_eq!((stats.misses, stats.l1_hits, stats.stored), (1, 1, 1));
+}
+
+/// RFC 9111 §3: responses a shared cache must not store are passed through every time.
+#[test]
+fn private_and_no_store_are_not_cached() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "private, max-age=60")], "mine");
+    h.respond(200, &[("cache-control", "private, max-age=60")], "mine");
+    let first = h.send(get("/p", &[]));
+    assert!(
+        status_header(&first).contains("detail=private"),
+        "{}",
+        status_header(&first)
+    );
+    h.send(get("/p", &[]));
+    assert_eq!(h.fetches(), 2);
+    h.respond(200, &[("cache-control", "max-age=60")], "auth");
+    h.respond(200, &[("cache-control", "max-age=60")], "auth");
+    h.send(get("/auth", &[("authorization", "Bearer x")]));
+    h.send(get("/auth", &[("authorization", "Bearer x")]));
+    assert_eq!(
+        h.fetches(),
+        4,
+        "RFC 9111 §3.5: Authorization without public/s-maxage"
+    );
+}
+
+/// RFC 5861 §3: stale within SWR is served at once and refreshed in the background.
+#[test]
+fn stale_while_revalidate_serves_stale_and_refreshes() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=10, stale-while-revalidate=60")],
+        "v1",
+    );
+    h.send(get("/s", &[]));
+    h.clock.advance_secs(15);
+    h.respond(
+        200,
+        &[("cache-control", "max-age=10, stale-while-revalidate=60")],
+        "v2",
+    );
+    let stale = h.send(get("/s", &[]));
+    assert_eq!(body_of(&stale), "v1");
+    assert!(status_header(&stale).contains("detail=stale-while-revalidate"));
+    assert!(
+        stale.job.is_some(),
+        "a background revalidation is scheduled"
+    );
+    assert_eq!(h.fetches(), 1, "the client did not wait for the origin");
+    futures::executor::block_on(h.engine.run_job(stale.job.unwrap()));
+    assert_eq!(h.fetches(), 2);
+    let fresh = h.send(get("/s", &[]));
+    assert_eq!(body_of(&fresh), "v2");
+    assert!(status_header(&fresh).contains("hit"));
+}
+
+/// RFC 5861 §4: when the origin fails, a response within stale-if-error is served.
+#[test]
+fn stale_if_error_on_origin_failure_and_5xx() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=10, stale-if-error=300")],
+        "good",
+    );
+    h.send(get("/e", &[]));
+    h.clock.advance_secs(20);
+    h.script.borrow_mut().push_back(Answer::Fail);
+    let served = h.send(get("/e", &[]));
+    assert_eq!(served.response.status, 200);
+    assert_eq!(body_of(&served), "good");
+    assert!(status_header(&served).contains("detail=stale-if-error"));
+    h.respond(503, &[], "down");
+    let served = h.send(get("/e", &[]));
+    assert_eq!(body_of(&served), "good");
+    assert!(status_header(&served).contains("fwd-status=503"));
+    assert_eq!(h.engine.snapshot().engine.stale_if_error, 2);
+}
+
+/// RFC 9111 §4.2.4: without stale-if-error the origin's failure is passed on.
+#[test]
+fn origin_failure_without_stale_allowance_is_502() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=10")], "good");
+    h.send(get("/f", &[]));
+    h.clock.advance_secs(20);
+    h.script.borrow_mut().push_back(Answer::Fail);
+    let served = h.send(get("/f", &[]));
+    assert_eq!(served.response.status, 502);
+    assert!(status_header(&served).contains("detail=origin-error"));
+}
+
+/// Limits: an origin that does not answer within the timeout yields 504.
+#[test]
+fn origin_timeout_is_504() {
+    let h = harness();
+    h.script.borrow_mut().push_back(Answer::Hang);
+    let served = h.send(get("/slow", &[]));
+    assert_eq!(served.response.status, 504);
+    assert!(status_header(&served).contains("origin-timeout"));
+    assert_eq!(h.engine.snapshot().engine.origin_errors, 1);
+}
+
+/// RFC 9111 §4.3.1, §4.3.4: a stale response with a validator is revalidated with a
+/// conditional request, and a 304 freshens it.
+#[test]
+fn conditional_revalidation_with_304() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=10"), ("etag", "\"v1\"")],
+        "body-v1",
+    );
+    h.send(get("/c", &[]));
+    h.clock.advance_secs(20);
+    h.respond(
+        304,
+        &[("cache-control", "max-age=100"), ("etag", "\"v1\"")],
+        "",
+    );
+    let served = h.send(get("/c", &[]));
+    assert_eq!(served.response.status, 200);
+    assert_eq!(body_of(&served), "body-v1");
+    let sent = &h.log.requests.borrow()[1];
+    assert_eq!(sent.headers.get_str("if-none-match"), Some("\"v1\""));
+    assert!(status_header(&served).contains("fwd=stale; fwd-status=304"));
+    assert_eq!(
+        served.response.headers.get_str("cache-control"),
+        Some("max-age=100")
+    );
+    h.clock.advance_secs(50);
+    let again = h.send(get("/c", &[]));
+    assert!(
+        status_header(&again).contains("hit"),
+        "freshened by the 304"
+    );
+    assert_eq!(h.engine.snapshot().engine.revalidated, 1);
+}
+
+/// RFC 9111 §4.3.2: a client's own conditional request is answered 304 from the cache.
+#[test]
+fn client_conditional_answered_from_cache() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=60"), ("etag", "\"x\"")],
+        "payload",
+    );
+    h.send(get("/n", &[]));
+    let served = h.send(get("/n", &[("if-none-match", "\"x\"")]));
+    assert_eq!(served.response.status, 304);
+    assert!(matches!(served.response.body, Body::Empty));
+    assert_eq!(h.fetches(), 1);
+}
+
+/// Coalescing: N concurrent misses for one key make exactly one origin fetch.
+#[test]
+fn concurrent_misses_coalesce_to_one_fetch() {
+    let h = harness();
+    h.yields.set(5);
+    h.respond(200, &[("cache-control", "max-age=60")], "shared");
+    let requests: Vec<_> = (0..200)
+        .map(|_| h.engine.handle(get("/hot", &[])))
+        .collect();
+    let results = futures::executor::block_on(futures::future::join_all(requests));
+    assert_eq!(h.fetches(), 1);
+    assert!(results
+        .iter()
+        .all(|r| body_of(r) == "shared" && r.response.status == 200));
+    let collapsed = results
+        .iter()
+        .filter(|r| status_header(r).contains("collapsed"))
+        .count();
+    assert_eq!(collapsed, 199);
+    assert_eq!(h.engine.snapshot().engine.coalesced, 199);
+}
+
+/// Coalescing: waiters on an uncacheable response go to the origin themselves rather than
+/// receiving someone else's private response.
+#[test]
+fn waiters_do_not_share_uncacheable_responses() {
+    let h = harness();
+    h.yields.set(3);
+    *h.default.borrow_mut() =
+        Answer::Respond(200, vec![("cache-control", "private".into())], "private");
+    let requests: Vec<_> = (0..5).map(|_| h.engine.handle(get("/priv", &[]))).collect();
+    futures::executor::block_on(futures::future::join_all(requests));
+    assert_eq!(h.fetches(), 5);
+}
+
+/// RFC 9111 §4.1: Vary selects between stored variants.
+#[test]
+fn vary_variants_are_kept_apart() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        "english",
+    );
+    h.respond(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "Accept-Language")],
+        "french",
+    );
+    assert_eq!(
+        body_of(&h.send(get("/v", &[("accept-language", "en")]))),
+        "english"
+    );
+    let fr = h.send(get("/v", &[("accept-language", "fr")]));
+    assert_eq!(body_of(&fr), "french");
+    assert!(status_header(&fr).contains("fwd=vary-miss"));
+    assert_eq!(
+        body_of(&h.send(get("/v", &[("accept-language", "en")]))),
+        "english"
+    );
+    assert_eq!(
+        body_of(&h.send(get("/v", &[("accept-language", "FR")]))),
+        "french"
+    );
+    assert_eq!(h.fetches(), 2);
+}
+
+/// RFC 9111 §4.4: a successful POST invalidates the target; the next GET refetches.
+#[test]
+fn unsafe_method_invalidates() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "old");
+    h.send(get("/item", &[]));
+    h.respond(204, &[], "");
+    let post = h.send(request("POST", "/item", &[]));
+    assert_eq!(post.response.status, 204);
+    assert!(status_header(&post).contains("fwd=method"));
+    h.respond(200, &[("cache-control", "max-age=60")], "new");
+    assert_eq!(body_of(&h.send(get("/item", &[]))), "new");
+    assert_eq!(h.fetches(), 3);
+    assert_eq!(h.log.requests.borrow()[1].method, "POST");
+}
+
+/// RFC 9111 §4.4: a failed POST invalidates nothing.
+#[test]
+fn failed_unsafe_method_keeps_cache() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "kept");
+    h.send(get("/k", &[]));
+    h.respond(500, &[], "");
+    h.send(request("DELETE", "/k", &[]));
+    assert_eq!(body_of(&h.send(get("/k", &[]))), "kept");
+}
+
+/// HEAD is answered from the stored GET response, without a body.
+#[test]
+fn head_uses_get_response() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "content");
+    let head = h.send(request("HEAD", "/h", &[]));
+    assert!(matches!(head.response.body, Body::Empty));
+    assert_eq!(h.log.requests.borrow()[0].method, "GET");
+    let get_after = h.send(get("/h", &[]));
+    assert_eq!(body_of(&get_after), "content");
+    assert_eq!(h.fetches(), 1);
+}
+
+/// RFC 9111 §5.2.1.7: only-if-cached with nothing stored is a 504.
+#[test]
+fn only_if_cached_miss_is_504() {
+    let h = harness();
+    let r = h.send(get("/nothing", &[("cache-control", "only-if-cached")]));
+    assert_eq!(r.response.status, 504);
+    assert_eq!(h.fetches(), 0);
+}
+
+/// Limits: a response larger than the object limit streams through, uncached.
+#[test]
+fn oversized_response_streams_uncached() {
+    let mut config = EngineConfig::default();
+    config.limits.max_object_bytes = 4;
+    let h = harness_with(config);
+    h.respond(200, &[("cache-control", "max-age=60")], "too big");
+    h.respond(200, &[("cache-control", "max-age=60")], "too big");
+    let r = h.send(get("/big", &[]));
+    assert!(matches!(r.response.body, Body::Stream(())));
+    assert!(status_header(&r).contains("detail=too-large"));
+    h.send(get("/big", &[]));
+    assert_eq!(h.fetches(), 2);
+}
+
+/// Limits: oversized request headers are refused with 431 and never forwarded.
+#[test]
+fn oversized_request_headers_are_431() {
+    let h = harness();
+    let big = "x".repeat(70_000);
+    let r = h.send(get("/", &[("x-big", &big)]));
+    assert_eq!(r.response.status, 431);
+    assert_eq!(h.fetches(), 0);
+}
+
+/// Admin API: purge needs the bearer token; with it, URL, tag and all purges work.
+#[test]
+fn purge_requires_token_and_purges() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=60"), ("surrogate-key", "t1 t2")],
+        "a",
+    );
+    h.respond(
+        200,
+        &[("cache-control", "max-age=60"), ("cache-tag", "t2")],
+        "b",
+    );
+    h.send(get("/a", &[]));
+    h.send(get("/b", &[]));
+    let denied = h.send(request("POST", "/_edgecache/purge?tag=t2", &[]));
+    assert_eq!(denied.response.status, 401);
+    let wrong = h.send(request(
+        "POST",
+        "/_edgecache/purge?tag=t2",
+        &[("authorization", "Bearer wrong-token-xxxxxxxx")],
+    ));
+    assert_eq!(wrong.response.status, 401);
+    assert_eq!(h.engine.snapshot().engine.admin_unauthorized, 2);
+    assert!(
+        status_header(&h.send(get("/a", &[]))).contains("hit"),
+        "nothing purged yet"
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let ok = h.send(request(
+        "POST",
+        "/_edgecache/purge?tag=t2",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(ok.response.status, 200);
+    assert_eq!(body_of(&ok), "{\"purged\":2,\"soft\":false}");
+    h.respond(200, &[("cache-control", "max-age=60")], "a2");
+    assert_eq!(body_of(&h.send(get("/a", &[]))), "a2");
+    let ok = h.send(request(
+        "POST",
+        "/_edgecache/purge?url=/a",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(body_of(&ok), "{\"purged\":1,\"soft\":false}");
+    h.respond(200, &[("cache-control", "max-age=60")], "a3");
+    assert_eq!(body_of(&h.send(get("/a", &[]))), "a3");
+    let ok = h.send(request(
+        "POST",
+        "/_edgecache/purge?all=1",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(ok.response.status, 200);
+    assert_eq!(h.engine.snapshot().l1_entries, 0);
+}
+
+/// Soft purge: content is marked stale and served under SWR while refetched.
+#[test]
+fn soft_purge_serves_stale_while_refetching() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=600, stale-while-revalidate=60")],
+        "old",
+    );
+    h.send(get("/sp", &[]));
+    let auth = format!("Bearer {TOKEN}");
+    let ok = h.send(request(
+        "POST",
+        "/_edgecache/purge?url=/sp&soft=1",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(body_of(&ok), "{\"purged\":1,\"soft\":true}");
+    h.respond(200, &[("cache-control", "max-age=600")], "new");
+    let stale = h.send_and_run_jobs(get("/sp", &[]));
+    assert_eq!(body_of(&stale), "old");
+    assert!(status_header(&stale).contains("stale-while-revalidate"));
+    assert_eq!(body_of(&h.send(get("/sp", &[]))), "new");
+}
+
+/// Admin API: disabled without a token; stats and metrics with it.
+#[test]
+fn admin_disabled_without_token_and_stats_with_it() {
+    let h = harness_with(EngineConfig::default());
+    assert_eq!(h.send(get("/_edgecache/stats", &[])).response.status, 404);
+    let h = harness();
+    let auth = format!("Bearer {TOKEN}");
+    h.send(get("/x", &[]));
+    let stats = h.send(get("/_edgecache/stats", &[("authorization", &auth)]));
+    let json: serde_json::Value = serde_json::from_str(&body_of(&stats)).unwrap();
+    assert_eq!(json["engine"]["misses"], 1);
+    assert_eq!(
+        json["engine"]["requests"], 1,
+        "admin requests are not counted"
+    );
+    let metrics = h.send(get("/_edgecache/metrics", &[("authorization", &auth)]));
+    assert!(body_of(&metrics).contains("edgecache_misses_total 1\n"));
+}
+
+/// Config: bad values are refused with the field named.
+#[test]
+fn bad_config_names_the_field() {
+    let mut config = EngineConfig::default();
+    config.l1.max_entries = 0;
+    let err = EngineConfig::validate(&config).unwrap_err();
+    assert_eq!(err.field, "l1.max_entries");
+    let mut config = EngineConfig::default();
+    config.admin.token = Some("short".into());
+    assert_eq!(config.validate().unwrap_err().field, "admin.token");
+    assert!(
+        !format!("{config:?}").contains("short"),
+        "the token is never printed"
+    );
+}
+
+/// Bypass route rules forward without caching.
+#[test]
+fn bypass_route() {
+    let mut config = EngineConfig::default();
+    config.routes.push(edgecache::engine::config::RouteRule {
+        prefix: "/live/".into(),
+        bypass: true,
+    });
+    let h = harness_with(config);
+    h.send(get("/live/feed", &[]));
+    let r = h.send(get("/live/feed", &[]));
+    assert!(status_header(&r).contains("fwd=bypass"));
+    assert_eq!(h.fetches(), 2);
+}
+
+/// Hop-by-hop request fields are not forwarded (RFC 9110 §7.6.1).
+#[test]
+fn hop_by_hop_not_forwarded() {
+    let h = harness();
+    h.send(get(
+        "/hop",
+        &[
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("x-keep", "2"),
+        ],
+    ));
+    let sent = &h.log.requests.borrow()[0];
+    assert!(!sent.headers.contains("x-secret") && !sent.headers.contains("connection"));
+    assert_eq!(sent.headers.get_str("x-keep"), Some("2"));
+}
