@@ -29,4 +29,6 @@ pub mod key;
 pub mod policy;
 pub mod store;
 pub mod engine;
+#[cfg(feature = "server")]
+pub mod native;
 pub mod time;

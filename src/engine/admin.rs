@@ -21,7 +21,7 @@ use crate::headers::Headers;
 use crate::key::cache_key;
 
 use super::host::{Lock, Runtime};
-use super::{Body, Engine, Host, Request, Response};
+use super::{Body, Engine, Host, RequestHead, Response};
 
 /// Whether `path_and_query` is under the admin prefix `admin_path`.
 pub fn is_admin_path(admin_path: &str, path_and_query: &str) -> bool {
@@ -134,7 +134,7 @@ pub enum PurgeTarget {
 
 impl<H: Host> Engine<H> {
     /// Answers an admin request.
-    pub(crate) async fn admin(&self, request: &Request<H::Body>) -> Response<H::Body> {
+    pub(crate) async fn admin(&self, request: &RequestHead) -> Response<H::Body> {
         let admin = &self.config.admin;
         let path = request.path_and_query.split('?').next().unwrap_or("");
         let sub = &path[admin.path.len().min(path.len())..];

@@ -263,7 +263,8 @@ impl<H: Host> Engine<H> {
     /// Handles one client request: admin API, pass-through, write-through or cached read.
     pub async fn handle(&self, request: Request<H::Body>) -> Handled<H::Body> {
         if admin::is_admin_path(&self.config.admin.path, &request.path_and_query) {
-            return Handled::now(self.admin(&request).await);
+            let (head, _) = request.into_parts();
+            return Handled::now(self.admin(&head).await);
         }
         self.count(|s| s.requests += 1);
         let header_bytes = request.headers.size_bytes() + request.path_and_query.len();

@@ -1,0 +1,83 @@
+//! The native body type: any `http_body::Body` of `Bytes`, boxed, plus a body that replays
+//! an already-read prefix before the rest of a stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+
+/// A boxed error from any body.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The body type the native host passes through the engine (client request bodies, origin
+/// response streams) and sends to clients.
+pub type ProxyBody = UnsyncBoxBody<Bytes, BoxError>;
+
+/// Boxes any body into a [`ProxyBody`].
+pub fn boxed<B>(body: B) -> ProxyBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// A body with nothing in it.
+pub fn empty() -> ProxyBody {
+    boxed(http_body_util::Empty::<Bytes>::new())
+}
+
+/// A body holding `bytes`.
+pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
+    boxed(http_body_util::Full::new(bytes.into()))
+}
+
+/// Replays `prefix` (frames already read while deciding whether to buffer) and then the
+/// rest of the stream.
+pub struct Prefixed {
+    prefix: std::collections::VecDeque<Bytes>,
+    rest: ProxyBody,
+}
+
+impl Prefixed {
+    /// A body of `prefix` followed by `rest`.
+    pub fn new(prefix: Vec<Bytes>, rest: ProxyBody) -> Self {
+        Prefixed {
+            prefix: prefix.into(),
+            rest,
+        }
+    }
+}
+
+impl Body for Prefixed {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(chunk) = self.prefix.pop_front() {
+            return Poll::Ready(Some(Ok(Frame::data(chunk))));
+        }
+        Pin::new(&mut self.rest).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.prefix.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let prefix: u64 = self.prefix.iter().map(|b| b.len() as u64).sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + prefix);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + prefix);
+        }
+        hint
+    }
+}

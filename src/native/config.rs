@@ -1,0 +1,156 @@
+//! The native configuration: a TOML file with the server's own fields around the shared
+//! engine schema, overridden by command-line flags, validated before anything starts.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8787"
+//! origin = "http://127.0.0.1:8080"
+//! # redis = "redis://127.0.0.1:6379/0"   # optional shared tier; memory only without it
+//!
+//! [cache.l1]
+//! max_entries = 100000
+//! max_bytes = 268435456
+//!
+//! [cache.admin]
+//! # token: prefer the EDGECACHE_ADMIN_TOKEN environment variable
+//! ```
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::engine::config::{ConfigError, EngineConfig};
+
+/// Everything `edgecache serve` needs.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Origin base URL (`http://host:port`).
+    #[serde(default)]
+    pub origin: String,
+    /// Redis URL of the shared tier; none runs memory-only.
+    #[serde(default)]
+    pub redis: Option<String>,
+    /// The cache engine's settings.
+    #[serde(default)]
+    pub cache: EngineConfig,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8787".to_string()
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            listen: default_listen(),
+            origin: String::new(),
+            redis: None,
+            cache: EngineConfig::default(),
+        }
+    }
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug)]
+pub enum LoadError {
+    /// The file could not be read.
+    Read(String, std::io::Error),
+    /// The file is not valid TOML for this schema (the message names the field).
+    Parse(String, String),
+    /// A value is out of range.
+    Invalid(ConfigError),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Read(path, e) => write!(f, "cannot read config file {path}: {e}"),
+            LoadError::Parse(path, e) => write!(f, "config file {path}: {e}"),
+            LoadError::Invalid(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+impl ServeConfig {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, LoadError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| LoadError::Read(name.clone(), e))?;
+        Self::from_toml(&text).map_err(|e| match e {
+            LoadError::Parse(_, msg) => LoadError::Parse(name, msg),
+            other => other,
+        })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, LoadError> {
+        toml::from_str(text).map_err(|e| LoadError::Parse("<inline>".into(), e.to_string()))
+    }
+
+    /// Checks the server's own fields and the engine's.
+    pub fn validate(&self) -> Result<SocketAddr, LoadError> {
+        let invalid = |field: &str, message: String| {
+            LoadError::Invalid(ConfigError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        let listen: SocketAddr = self.listen.parse().map_err(|e| {
+            invalid(
+                "listen",
+                format!("`{}` is not an address:port ({e})", self.listen),
+            )
+        })?;
+        if self.origin.is_empty() {
+            return Err(invalid(
+                "origin",
+                "is required (e.g. --origin http://127.0.0.1:8080)".into(),
+            ));
+        }
+        super::origin::HyperOrigin::new(&self.origin).map_err(|m| invalid("origin", m))?;
+        if let Some(redis) = &self.redis {
+            if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
+                return Err(invalid(
+                    "redis",
+                    "must start with redis:// or rediss://".into(),
+                ));
+            }
+        }
+        self.cache.validate().map_err(LoadError::Invalid)?;
+        Ok(listen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let err = ServeConfig::from_toml("origin = \"http://a\"\n[cache.l1]\nmax_entriez = 5\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("max_entriez"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_fields() {
+        let c = ServeConfig::from_toml("origin = \"ftp://x\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("`origin`"));
+        let c = ServeConfig::from_toml("origin = \"http://x\"\nlisten = \"nope\"").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("`listen`"));
+        let c =
+            ServeConfig::from_toml("origin = \"http://x\"\n[cache.limits]\norigin_timeout_ms = 0")
+                .unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("limits.origin_timeout_ms"));
+        let c = ServeConfig::from_toml("origin = \"http://127.0.0.1:1\"").unwrap();
+        assert!(c.validate().is_ok());
+    }
+}

@@ -1,0 +1,23 @@
+//! The native host (`edgecache serve`): tokio + hyper around the shared engine. It only
+//! translates types and runs I/O; every caching decision is the engine's.
+
+pub mod body;
+pub mod config;
+pub mod origin;
+pub mod runtime;
+pub mod server;
+
+use std::sync::Mutex;
+
+use crate::engine::{EngineState, Host, NoSharedStore};
+
+/// The native host's types.
+pub struct NativeHost;
+
+impl Host for NativeHost {
+    type Body = body::ProxyBody;
+    type Origin = origin::HyperOrigin;
+    type Store = NoSharedStore;
+    type Runtime = runtime::TokioRuntime;
+    type Lock = Mutex<EngineState>;
+}

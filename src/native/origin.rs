@@ -1,0 +1,149 @@
+//! The origin fetcher: a pooled hyper HTTP/1.1 client. Bodies up to the engine's buffer
+//! limit are read whole; larger ones are handed back as a stream (with the part already
+//! read replayed first), so they pass through without being held in memory.
+
+use bytes::Bytes;
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::http::{HeaderName, HeaderValue, Method, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::body::{boxed, empty, BoxError, Prefixed, ProxyBody};
+use crate::engine::{Origin, OriginBody, OriginError, OriginRequest, OriginResponse};
+use crate::headers::Headers;
+
+/// Fetches from one origin base URL (`http://host:port`, optionally with a path prefix).
+#[derive(Clone)]
+pub struct HyperOrigin {
+    base: String,
+    client: Client<HttpConnector, ProxyBody>,
+}
+
+impl HyperOrigin {
+    /// A client for `base`, which must be an `http://` URL.
+    pub fn new(base: &str) -> Result<Self, String> {
+        let uri: Uri = base
+            .parse()
+            .map_err(|e| format!("origin `{base}` is not a URL: {e}"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some(other) => {
+                return Err(format!(
+                    "origin scheme `{other}` is not supported natively yet; use http://"
+                ))
+            }
+            None => return Err(format!("origin `{base}` needs a scheme, e.g. http://")),
+        }
+        if uri.host().is_none() {
+            return Err(format!("origin `{base}` has no host"));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .build(connector);
+        Ok(HyperOrigin {
+            base: base.trim_end_matches('/').to_string(),
+            client,
+        })
+    }
+}
+
+/// Converts engine headers to an `http` header map, skipping fields `http` cannot carry.
+pub fn to_header_map(headers: &Headers) -> hyper::http::HeaderMap {
+    let mut map = hyper::http::HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers.iter() {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            map.append(name, value);
+        }
+    }
+    map
+}
+
+/// Converts an `http` header map to engine headers.
+pub fn from_header_map(map: &hyper::http::HeaderMap) -> Headers {
+    let mut headers = Headers::new();
+    for (name, value) in map {
+        headers.append(name.as_str(), value.as_bytes());
+    }
+    headers
+}
+
+impl Origin for HyperOrigin {
+    type Body = ProxyBody;
+
+    async fn fetch(
+        &self,
+        request: OriginRequest<ProxyBody>,
+        buffer_limit: usize,
+    ) -> Result<OriginResponse<ProxyBody>, OriginError> {
+        let uri: Uri = format!("{}{}", self.base, request.path_and_query)
+            .parse()
+            .map_err(|e| OriginError::Broken(format!("bad request target: {e}")))?;
+        let method = Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| OriginError::Broken("bad method".into()))?;
+        let mut builder = hyper::Request::builder().method(method).uri(uri);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = to_header_map(&request.headers);
+            if !headers.contains_key(hyper::header::HOST) {
+                if let Ok(host) = HeaderValue::from_str(&request.host) {
+                    headers.insert(hyper::header::HOST, host);
+                }
+            }
+        }
+        let outgoing = builder
+            .body(request.body.unwrap_or_else(empty))
+            .map_err(|e| OriginError::Broken(e.to_string()))?;
+        let response = self.client.request(outgoing).await.map_err(|e| {
+            if e.is_connect() {
+                OriginError::Unreachable(e.to_string())
+            } else {
+                OriginError::Broken(e.to_string())
+            }
+        })?;
+        let (parts, incoming) = response.into_parts();
+        let headers = from_header_map(&parts.headers);
+        let body = read_up_to(boxed(incoming), buffer_limit).await?;
+        Ok(OriginResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        })
+    }
+}
+
+/// Reads `body` whole if it is at most `limit` bytes; otherwise returns it as a stream.
+async fn read_up_to(
+    mut body: ProxyBody,
+    limit: usize,
+) -> Result<OriginBody<ProxyBody>, OriginError> {
+    if body.is_end_stream() {
+        return Ok(OriginBody::Buffered(Vec::new()));
+    }
+    if body.size_hint().lower() > limit as u64 {
+        return Ok(OriginBody::Streaming(body));
+    }
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e: BoxError| OriginError::Broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            total += data.len();
+            chunks.push(data);
+            if total > limit {
+                return Ok(OriginBody::Streaming(boxed(Prefixed::new(chunks, body))));
+            }
+        }
+    }
+    let mut bytes = Vec::with_capacity(total);
+    for chunk in chunks {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(OriginBody::Buffered(bytes))
+}

@@ -1,0 +1,20 @@
+//! The native runtime: the system clock and tokio timers.
+
+use std::future::Future;
+
+use crate::engine::Runtime;
+use crate::time::{Clock, SystemClock, Timestamp};
+
+/// System clock + `tokio::time::sleep`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioRuntime;
+
+impl Runtime for TokioRuntime {
+    fn now(&self) -> Timestamp {
+        SystemClock.now()
+    }
+
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        tokio::time::sleep(std::time::Duration::from_millis(ms))
+    }
+}

@@ -1,0 +1,172 @@
+//! The HTTP/1.1 server: accepts connections, turns each request into an engine request,
+//! sends the engine's response, runs background jobs on spawned tasks, and shuts down
+//! gracefully (stops accepting, lets in-flight requests finish) on SIGTERM / SIGINT.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use super::body::{boxed, empty, full, ProxyBody};
+use super::origin::{from_header_map, to_header_map, HyperOrigin};
+use super::runtime::TokioRuntime;
+use super::NativeHost;
+use crate::engine::{Body, Engine, EngineConfig, Request};
+use crate::entry::CachedResponse;
+
+/// The engine as the native host runs it.
+pub type NativeEngine = Engine<NativeHost>;
+
+/// Builds the engine for `origin` with `config`.
+pub fn build_engine(config: EngineConfig, origin: &str) -> Result<Arc<NativeEngine>, String> {
+    let origin = HyperOrigin::new(origin)?;
+    Engine::new(config, origin, None, TokioRuntime)
+        .map(Arc::new)
+        .map_err(|e| e.to_string())
+}
+
+/// A stored body shared with hyper without copying.
+struct SharedBody(Arc<CachedResponse>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
+    }
+}
+
+/// Converts a hyper request, runs it through the engine, converts the response back.
+pub async fn serve_one(
+    engine: Arc<NativeEngine>,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<ProxyBody> {
+    let (parts, incoming) = request.into_parts();
+    let host = parts
+        .headers
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".to_string());
+    let request = Request {
+        method: parts.method.as_str().to_string(),
+        scheme: "http".to_string(),
+        host,
+        path_and_query,
+        headers: from_header_map(&parts.headers),
+        body: Some(boxed(incoming)),
+    };
+    let handled = engine.handle(request).await;
+    if let Some(job) = handled.job {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.run_job(job).await });
+    }
+    let response = handled.response;
+    let body = match response.body {
+        Body::Empty => empty(),
+        Body::Bytes(bytes) => full(bytes),
+        Body::Cached(stored) => full(Bytes::from_owner(SharedBody(stored))),
+        Body::Stream(stream) => stream,
+    };
+    let mut out = hyper::Response::new(body);
+    *out.status_mut() =
+        hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
+    *out.headers_mut() = to_header_map(&response.headers);
+    // The body length is hyper's to compute from the body we send.
+    out.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+    out
+}
+
+/// Serves on `listener` until `shutdown` completes, then waits up to `grace` for in-flight
+/// requests to finish.
+pub async fn run(
+    engine: Arc<NativeEngine>,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let engine = engine.clone();
+                let service = service_fn(move |req| {
+                    let engine = engine.clone();
+                    async move { Ok::<_, Infallible>(serve_one(engine, req).await) }
+                });
+                let connection = http1::Builder::new()
+                    .keep_alive(true)
+                    .max_buf_size(engine_header_limit())
+                    .serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            _ = &mut shutdown => {
+                tracing::info!("shutting down: no new connections, finishing in-flight requests");
+                break;
+            }
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// hyper's read buffer bounds the request head; the engine enforces its own header limit.
+fn engine_header_limit() -> usize {
+    1 << 20
+}
+
+/// Binds `addr`.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
