@@ -412,13 +412,20 @@ pub fn shared_cache_directives<S: AsRef<str>>(
     )
 }
 
-/// Parses `Surrogate-Control`, including the `max-age=N+M` form (Edge Architecture 1.0).
+/// Parses `Surrogate-Control`, including the `max-age=N+M` form and `;target` suffixes
+/// (Edge Architecture 1.0). A directive targeted at a named surrogate is taken as applying
+/// to this cache: edgecache does not advertise a `Surrogate-Capability` name to be
+/// targeted by, so it is the surrogate the origin addresses.
 fn surrogate_control(headers: &Headers) -> ResponseDirectives {
+    fn untargeted(bytes: &[u8]) -> &[u8] {
+        bytes.split(|&b| b == b';').next().unwrap_or_default()
+    }
     let mut d = ResponseDirectives::default();
     for line in headers.get_all("surrogate-control") {
         for dir in tokenize(line) {
-            if dir.is("max-age") {
-                let raw = dir.value.as_deref().unwrap_or_default();
+            let name = untargeted(dir.name);
+            if name.eq_ignore_ascii_case(b"max-age") {
+                let raw = untargeted(dir.value.as_deref().unwrap_or_default());
                 let (fresh, stale) = match raw.iter().position(|&b| b == b'+') {
                     Some(plus) => (&raw[..plus], Some(&raw[plus + 1..])),
                     None => (raw, None),
@@ -427,7 +434,7 @@ fn surrogate_control(headers: &Headers) -> ResponseDirectives {
                 if let Some(secs) = stale.and_then(parse_delta_seconds) {
                     first(&mut d.stale_if_error, secs);
                 }
-            } else if dir.is("no-store") {
+            } else if name.eq_ignore_ascii_case(b"no-store") {
                 d.no_store = true;
             }
         }
@@ -505,6 +512,13 @@ mod tests {
         ]);
         let (d, src) = shared_cache_directives(&h, &DEFAULT_TARGETED_FIELDS);
         assert_eq!((d.max_age, src), (Some(5), DirectiveSource::CacheControl));
+    }
+
+    #[test]
+    fn surrogate_control_targets() {
+        let h = Headers::from_pairs([("Surrogate-Control", "max-age=100;edge1, no-store;edge2")]);
+        let (d, _) = shared_cache_directives(&h, &DEFAULT_TARGETED_FIELDS);
+        assert_eq!((d.max_age, d.no_store), (Some(100), true));
     }
 
     #[test]

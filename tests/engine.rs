@@ -701,3 +701,23 @@ fn hop_by_hop_not_forwarded() {
     assert!(!sent.headers.contains("x-secret") && !sent.headers.contains("connection"));
     assert_eq!(sent.headers.get_str("x-keep"), Some("2"));
 }
+
+/// RFC 9111 §5.2.2.7: fields named by qualified private reach the client that caused the
+/// fetch, but are never served from the cache.
+#[test]
+fn qualified_private_fields_only_on_the_filling_response() {
+    let h = harness();
+    h.respond(
+        200,
+        &[
+            ("cache-control", "max-age=60, private=\"x-user\""),
+            ("x-user", "alice"),
+        ],
+        "page",
+    );
+    let first = h.send(get("/q", &[]));
+    assert_eq!(first.response.headers.get_str("x-user"), Some("alice"));
+    let second = h.send(get("/q", &[]));
+    assert!(status_header(&second).contains("hit"));
+    assert!(!second.response.headers.contains("x-user"));
+}

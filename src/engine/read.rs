@@ -495,7 +495,7 @@ impl<H: Host> Engine<H> {
                 match freshen(stored, &response.headers, request_time, response_time) {
                     Freshened::Updated(updated) => {
                         self.count(|s| s.revalidated += 1);
-                        return self.store_and_serve(head, key, updated, fwd, 304);
+                        return self.store_and_serve(head, key, updated, None, fwd, 304);
                     }
                     Freshened::Mismatch => {
                         // RFC 9111 §4.3.4: not our representation; fetch it whole.
@@ -536,7 +536,7 @@ impl<H: Host> Engine<H> {
                     response_time,
                     &self.config.policy,
                 );
-                self.store_and_serve(head, key, entry, fwd, status)
+                self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
             (verdict, body) => {
                 self.count(|s| s.passes += 1);
@@ -567,6 +567,7 @@ impl<H: Host> Engine<H> {
         head: &RequestHead,
         key: &str,
         entry: CachedResponse,
+        origin_fields: Option<Headers>,
         fwd: Forward,
         fwd_status: u16,
     ) -> (Handled<H::Body>, Outcome) {
@@ -590,10 +591,12 @@ impl<H: Host> Engine<H> {
             ttl: Some(evaluation.ttl_secs),
             ..self.l1_status_entry()
         });
-        let response = respond::from_cache(
+        let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
+        let response = respond::from_stored_body(
             &head.method,
             &head.headers,
             stored.clone(),
+            fields,
             evaluation.age_secs,
             &entries,
         );

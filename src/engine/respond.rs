@@ -52,11 +52,27 @@ pub(crate) fn from_cache<B>(
     age_secs: u64,
     entries: &[CacheStatusEntry],
 ) -> Response<B> {
-    let not_modified = client_not_modified(method, request_headers, stored.status, &stored.headers);
+    let fields = stored.headers.clone();
+    from_stored_body(method, request_headers, stored, fields, age_secs, entries)
+}
+
+/// Like [`from_cache`], but with the header fields given: the response that filled the
+/// cache is sent with all of the origin's fields, including those the cache does not store
+/// (qualified `private` / `no-cache`, RFC 9111 §5.2.2.4, §5.2.2.7).
+pub(crate) fn from_stored_body<B>(
+    method: &str,
+    request_headers: &Headers,
+    stored: Arc<CachedResponse>,
+    mut fields: Headers,
+    age_secs: u64,
+    entries: &[CacheStatusEntry],
+) -> Response<B> {
+    hop_by_hop::strip(&mut fields);
+    let not_modified = client_not_modified(method, request_headers, stored.status, &fields);
     let mut headers = if not_modified {
-        not_modified_headers(&stored.headers)
+        not_modified_headers(&fields)
     } else {
-        stored.headers.clone()
+        fields
     };
     for field in CACHE_ONLY_FIELDS {
         headers.remove(field);
