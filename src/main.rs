@@ -113,10 +113,6 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if config.redis.is_some() {
-        eprintln!("error: `redis`: the Redis tier is not available in this build yet; run without --redis (memory only)");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -128,7 +124,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let engine = match server::build_engine(config.cache.clone(), &config.origin) {
+        let engine = match server::build_engine(
+            config.cache.clone(),
+            &config.origin,
+            config.redis.as_deref(),
+        ) {
             Ok(engine) => engine,
             Err(e) => {
                 eprintln!("error: {e}");
@@ -142,11 +142,15 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if config.redis.is_some() {
+            server::spawn_purge_sync(engine.clone());
+        }
         tracing::info!(
             %listen,
             origin = %config.origin,
             admin = if config.cache.admin.token.is_some() { "enabled" } else { "disabled" },
-            "edgecache serving (memory only)"
+            tier = if config.redis.is_some() { "L1 + Redis" } else { "L1 only (memory)" },
+            "edgecache serving"
         );
         server::run(
             engine,

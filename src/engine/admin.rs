@@ -21,6 +21,7 @@ use crate::headers::Headers;
 use crate::key::cache_key;
 
 use super::host::{Lock, Runtime};
+use super::sync::Scope;
 use super::{Body, Engine, Host, RequestHead, Response};
 
 /// Whether `path_and_query` is under the admin prefix `admin_path`.
@@ -218,50 +219,58 @@ impl<H: Host> Engine<H> {
             .then(|| String::from(origin))
     }
 
-    /// Purges `target` from every tier; `soft` marks stale instead of removing. Returns how
-    /// many L1 entries were affected.
+    /// Purges `target` from every tier and tells the other instances; `soft` marks L1
+    /// copies stale instead of removing them. Returns how many L1 entries were affected.
     pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> usize {
         self.count(|s| s.purges += 1);
         let now = self.runtime.now();
-        let affected = match target {
+        let (affected, scope) = match target {
             PurgeTarget::Url {
                 scheme,
                 host,
                 path_and_query,
             } => {
                 let key = cache_key("GET", scheme, host, path_and_query, &self.config.key);
-                let tag = super::read::url_tag(&key);
-                if soft {
-                    self.soft_purge_where(now, |_| true, Some(&tag))
-                } else {
-                    let n = self.state.with(|s| {
-                        let n = s.l1.purge_tag(&tag);
-                        n + usize::from(s.l1.remove(key.as_str()))
-                    });
-                    self.l2_delete(&[key]).await;
-                    n
-                }
+                (self.l1_purge_key(&key, soft, now), Scope::Key(key))
             }
-            PurgeTarget::Tag(tag) => {
-                if soft {
-                    self.soft_purge_where(now, |e| e.tags.iter().any(|t| t == tag), None)
-                } else {
-                    self.state.with(|s| s.l1.purge_tag(tag))
-                }
-            }
-            PurgeTarget::All => {
-                if soft {
-                    self.soft_purge_where(now, |_| true, None)
-                } else {
-                    self.state.with(|s| {
-                        let n = s.l1.len();
-                        s.l1.clear();
-                        n
-                    })
-                }
-            }
+            PurgeTarget::Tag(tag) => (self.l1_purge_tag(tag, soft, now), Scope::Tag(tag.clone())),
+            PurgeTarget::All => (self.l1_purge_all(soft, now), Scope::All),
         };
+        self.publish_purge(scope, soft).await;
         affected
+    }
+
+    /// Purges one cache key and its Vary variants from L1.
+    pub(crate) fn l1_purge_key(&self, key: &str, soft: bool, now: crate::time::Timestamp) -> usize {
+        let tag = super::read::url_tag(key);
+        if soft {
+            self.soft_purge_where(now, |_| true, Some(&tag))
+        } else {
+            self.state
+                .with(|s| s.l1.purge_tag(&tag) + usize::from(s.l1.remove(key)))
+        }
+    }
+
+    /// Purges every L1 entry tagged `tag`.
+    pub(crate) fn l1_purge_tag(&self, tag: &str, soft: bool, now: crate::time::Timestamp) -> usize {
+        if soft {
+            self.soft_purge_where(now, |e| e.tags.iter().any(|t| t == tag), None)
+        } else {
+            self.state.with(|s| s.l1.purge_tag(tag))
+        }
+    }
+
+    /// Purges all of L1.
+    pub(crate) fn l1_purge_all(&self, soft: bool, now: crate::time::Timestamp) -> usize {
+        if soft {
+            self.soft_purge_where(now, |_| true, None)
+        } else {
+            self.state.with(|s| {
+                let n = s.l1.len();
+                s.l1.clear();
+                n
+            })
+        }
     }
 
     /// Marks matching L1 entries invalidated (soft purge): they stay servable within their

@@ -113,6 +113,10 @@ pub trait SharedStore {
     async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
     /// `INCR key`, returning the new value.
     async fn increment(&self, key: &str) -> Result<i64, StoreError>;
+    /// `SADD set member` and `PEXPIRE set ttl_ms GT` (extend only), pipelined.
+    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError>;
+    /// `SMEMBERS set` and `DEL set` atomically (`MULTI`/`EXEC`): the members, once.
+    async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// The host's clock and timers.
@@ -178,5 +182,11 @@ impl SharedStore for NoSharedStore {
     }
     async fn increment(&self, _key: &str) -> Result<i64, StoreError> {
         Ok(0)
+    }
+    async fn add_to_set(&self, _set: &str, _member: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn take_set(&self, _set: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
     }
 }

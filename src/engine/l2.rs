@@ -2,9 +2,13 @@
 //! bounded command timeouts. Any failure here degrades to L1 + origin, never to an error
 //! response.
 //!
-//! Layout (every key under [`super::config::L2Config::key_prefix`], `ec:v1:` by default):
-//! - `{prefix}obj:{cache key}`: an [`crate::entry`] encoding, with a TTL of the entry's
-//!   freshness plus stale and validator-retention windows.
+//! Layout (every key under [`super::config::L2Config::key_prefix`], `ec:v1:` by default;
+//! `{epoch}` is the purge-all generation, see [`super::sync`]):
+//! - `{prefix}e{epoch}:obj:{cache key}`: an [`crate::entry`] encoding, with a TTL of the
+//!   entry's freshness plus stale and validator-retention windows;
+//! - `{prefix}e{epoch}:tag:{tag}`: the set of object keys carrying a purge tag;
+//! - `{prefix}epoch`, `{prefix}purge:seq`, `{prefix}purge:{n}`, `{prefix}lease:{cache key}`:
+//!   see [`super::sync`].
 
 use alloc::format;
 use alloc::string::String;
@@ -70,9 +74,14 @@ pub(crate) async fn with_timeout<R: Runtime, F: core::future::Future>(
 }
 
 impl<H: Host> Engine<H> {
-    /// The shared-tier key of a stored object.
-    pub(crate) fn l2_object_key(&self, cache_key: &str) -> String {
-        format!("{}obj:{}", self.config.l2.key_prefix, cache_key)
+    /// The shared-tier key of a stored object in `epoch`.
+    pub(crate) fn l2_object_key(&self, epoch: i64, cache_key: &str) -> String {
+        format!("{}e{epoch}:obj:{cache_key}", self.config.l2.key_prefix)
+    }
+
+    /// The shared-tier set of object keys tagged `tag` in `epoch`.
+    pub(crate) fn l2_tag_key(&self, epoch: i64, tag: &str) -> String {
+        format!("{}e{epoch}:tag:{tag}", self.config.l2.key_prefix)
     }
 
     /// The shared tier, unless it is absent or its circuit is open.
@@ -110,7 +119,8 @@ impl<H: Host> Engine<H> {
     /// Reads and decodes the object stored under `cache_key`. Corrupt entries are misses
     /// (counted, deleted, never served).
     pub(crate) async fn l2_read(&self, cache_key: &str) -> Option<Arc<CachedResponse>> {
-        let key = self.l2_object_key(cache_key);
+        let epoch = self.l2_epoch().await?;
+        let key = self.l2_object_key(epoch, cache_key);
         let store = self.l2_store()?;
         let bytes = self.l2_guarded(store.get(&key)).await??;
         let limits = DecodeLimits {
@@ -146,9 +156,23 @@ impl<H: Host> Engine<H> {
             ..EncodeOptions::default()
         };
         let bytes = encode(stored, &options);
-        let key = self.l2_object_key(cache_key);
-        if let Some(store) = self.l2_store() {
-            self.l2_guarded(store.set(&key, &bytes, ttl_ms)).await;
+        let Some(epoch) = self.l2_epoch().await else {
+            return;
+        };
+        let key = self.l2_object_key(epoch, cache_key);
+        let Some(store) = self.l2_store() else {
+            return;
+        };
+        if self
+            .l2_guarded(store.set(&key, &bytes, ttl_ms))
+            .await
+            .is_none()
+        {
+            return;
+        }
+        for tag in &stored.tags {
+            let set = self.l2_tag_key(epoch, tag);
+            self.l2_guarded(store.add_to_set(&set, &key, ttl_ms)).await;
         }
     }
 
@@ -157,8 +181,13 @@ impl<H: Host> Engine<H> {
         if self.store.is_none() || cache_keys.is_empty() {
             return;
         }
-        let keys: alloc::vec::Vec<String> =
-            cache_keys.iter().map(|k| self.l2_object_key(k)).collect();
+        let Some(epoch) = self.l2_epoch().await else {
+            return;
+        };
+        let keys: alloc::vec::Vec<String> = cache_keys
+            .iter()
+            .map(|k| self.l2_object_key(epoch, k))
+            .collect();
         if let Some(store) = self.l2_store() {
             self.l2_guarded(store.delete(&keys)).await;
         }

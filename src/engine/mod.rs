@@ -13,6 +13,7 @@ pub mod flight;
 pub mod host;
 pub mod l2;
 pub mod stats;
+pub mod sync;
 
 mod read;
 mod respond;
@@ -148,6 +149,8 @@ pub enum Job {
         /// The response.
         stored: Arc<CachedResponse>,
     },
+    /// Apply purges other instances made (see [`sync`]).
+    SyncPurges,
     /// Several jobs.
     Batch(Vec<Job>),
 }
@@ -194,6 +197,8 @@ pub struct EngineState {
     pub stats: EngineStats,
     /// The shared tier's circuit breaker.
     pub breaker: l2::Breaker,
+    /// Cross-instance purge state.
+    pub sync: sync::SyncState,
 }
 
 impl EngineState {
@@ -204,6 +209,7 @@ impl EngineState {
             flights: flight::Flights::default(),
             stats: EngineStats::default(),
             breaker: l2::Breaker::default(),
+            sync: sync::SyncState::default(),
         }
     }
 }
@@ -276,6 +282,14 @@ impl<H: Host> Engine<H> {
             ));
         }
         let (head, body) = request.into_parts();
+        let mut handled = self.dispatch(head, body).await;
+        if self.purge_sync_due(self.runtime.now()) {
+            handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
+        }
+        handled
+    }
+
+    async fn dispatch(&self, head: RequestHead, body: Option<H::Body>) -> Handled<H::Body> {
         let route_bypass = self.config.route_for(head.path()).is_some_and(|r| r.bypass);
         match crate::policy::request::classify(&head.method, &head.headers) {
             _ if route_bypass => {
@@ -306,10 +320,12 @@ impl<H: Host> Engine<H> {
                     self.revalidate_in_background(head, key, stored).await
                 }
                 Job::WriteL2 { keys, stored } => {
-                    for key in keys {
-                        self.l2_write(&key, &stored).await;
+                    for key in &keys {
+                        self.l2_write(key, &stored).await;
                     }
+                    self.release_lease(&keys[0]).await;
                 }
+                Job::SyncPurges => self.sync_purges().await,
             }
         }
     }

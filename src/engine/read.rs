@@ -333,11 +333,75 @@ impl<H: Host> Engine<H> {
                     id,
                     finished: false,
                 };
+                if candidate.is_none() && self.store.is_some() && !self.acquire_lease(&key).await {
+                    // Another instance is fetching this key: wait for it to appear in L2.
+                    if let Some(found) = self.await_other_instance(&head, &key).await {
+                        let now = self.runtime.now();
+                        let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
+                        self.l1_insert(&key, &found, &head.headers, now);
+                        self.count(|s| s.coalesced += 1);
+                        guard.finish(Outcome::Stored(found.clone()));
+                        let entries = [
+                            CacheStatusEntry {
+                                hit: true,
+                                ttl: Some(evaluation.ttl_secs),
+                                collapsed: true,
+                                ..CacheStatusEntry::new(&self.l2_name())
+                            },
+                            CacheStatusEntry {
+                                fwd: Some(fwd),
+                                stored: true,
+                                ..self.l1_status_entry()
+                            },
+                        ];
+                        return Handled::now(respond::from_cache(
+                            &head.method,
+                            &head.headers,
+                            found,
+                            evaluation.age_secs,
+                            &entries,
+                        ));
+                    }
+                }
                 let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
                 guard.finish(outcome);
                 handled
             }
         }
+    }
+
+    /// Polls L2 for `key` while another instance holds its fetch lease, for at most the
+    /// lease time (and the coalescing bound). Returns the object once it is there and
+    /// usable for this request.
+    async fn await_other_instance(
+        &self,
+        head: &RequestHead,
+        key: &str,
+    ) -> Option<Arc<CachedResponse>> {
+        let started = self.runtime.now();
+        let bound = self
+            .config
+            .l2
+            .lease_ms
+            .min(self.config.limits.coalesce_wait_ms);
+        let mut delay = 10;
+        while self.runtime.now().millis_since(started) < bound {
+            self.runtime.sleep(delay).await;
+            delay = (delay * 2).min(100);
+            if let Some(found) = self.l2_find(key, &head.headers).await {
+                let now = self.runtime.now();
+                let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
+                if matches!(
+                    evaluation.reuse,
+                    Reuse::Fresh | Reuse::StaleAcceptedByRequest
+                ) {
+                    return Some(found);
+                }
+            }
+            // Stop waiting once the shared tier fails: the lease holder may be gone too.
+            self.l2_store()?;
+        }
+        None
     }
 
     /// Revalidates a response served under stale-while-revalidate, unless another request

@@ -10,7 +10,7 @@ use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::hop_by_hop;
 use crate::policy::invalidation::invalidated_targets;
 
-use super::host::{Lock, Origin, OriginBody, OriginError, OriginRequest};
+use super::host::{Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use super::l2::with_timeout;
 use super::{respond, Body, Engine, Handled, Host, RequestHead};
 
@@ -136,18 +136,14 @@ impl<H: Host> Engine<H> {
         self.relay(&head, result, Forward::Method)
     }
 
-    /// Removes `keys` and their Vary variants from L1, and `keys` from L2 (an L2 variant
-    /// is only ever reached through its primary key, so it is unreachable once that goes).
+    /// Removes `keys` and their Vary variants from every tier and tells the other
+    /// instances (RFC 9111 §4.4 invalidation is a purge of those URLs).
     pub(crate) async fn invalidate_keys(&self, keys: &[String]) {
-        if keys.is_empty() {
-            return;
+        let now = self.runtime.now();
+        for key in keys {
+            self.l1_purge_key(key, false, now);
+            self.publish_purge(super::sync::Scope::Key(key.clone()), false)
+                .await;
         }
-        self.state.with(|s| {
-            for key in keys {
-                s.l1.purge_tag(&super::read::url_tag(key));
-                s.l1.remove(key.as_str());
-            }
-        });
-        self.l2_delete(keys).await;
     }
 }

@@ -4,12 +4,13 @@
 pub mod body;
 pub mod config;
 pub mod origin;
+pub mod redis_store;
 pub mod runtime;
 pub mod server;
 
 use std::sync::Mutex;
 
-use crate::engine::{EngineState, Host, NoSharedStore};
+use crate::engine::{EngineState, Host};
 
 /// The native host's types.
 pub struct NativeHost;
@@ -17,7 +18,7 @@ pub struct NativeHost;
 impl Host for NativeHost {
     type Body = body::ProxyBody;
     type Origin = origin::HyperOrigin;
-    type Store = NoSharedStore;
+    type Store = redis_store::RedisStore;
     type Runtime = runtime::TokioRuntime;
     type Lock = Mutex<EngineState>;
 }

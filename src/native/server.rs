@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use super::body::{boxed, empty, full, ProxyBody};
 use super::origin::{from_header_map, to_header_map, HyperOrigin};
+use super::redis_store::RedisStore;
 use super::runtime::TokioRuntime;
 use super::NativeHost;
 use crate::engine::{Body, Engine, EngineConfig, Request};
@@ -24,10 +25,17 @@ use crate::entry::CachedResponse;
 /// The engine as the native host runs it.
 pub type NativeEngine = Engine<NativeHost>;
 
-/// Builds the engine for `origin` with `config`.
-pub fn build_engine(config: EngineConfig, origin: &str) -> Result<Arc<NativeEngine>, String> {
+/// Builds the engine for `origin` with `config`, with the Redis tier at `redis` if given.
+pub fn build_engine(
+    config: EngineConfig,
+    origin: &str,
+    redis: Option<&str>,
+) -> Result<Arc<NativeEngine>, String> {
     let origin = HyperOrigin::new(origin)?;
-    Engine::new(config, origin, None, TokioRuntime)
+    let store = redis
+        .map(|url| RedisStore::new(url, Duration::from_millis(config.l2.timeout_ms)))
+        .transpose()?;
+    Engine::new(config, origin, store, TokioRuntime)
         .map(Arc::new)
         .map_err(|e| e.to_string())
 }
@@ -137,6 +145,20 @@ pub async fn run(
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
     }
+}
+
+/// Applies other instances' purges every `l2.purge_poll_ms` while the shared tier is
+/// configured (requests also trigger a check when one is due).
+pub fn spawn_purge_sync(engine: Arc<NativeEngine>) {
+    let every = Duration::from_millis(engine.config().l2.purge_poll_ms.max(50));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            engine.sync_purges().await;
+        }
+    });
 }
 
 /// hyper's read buffer bounds the request head; the engine enforces its own header limit.

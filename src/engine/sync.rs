@@ -1,0 +1,243 @@
+//! Coordination between instances that share the Redis tier: the fetch lease, purge
+//! propagation and the purge-all epoch.
+//!
+//! - **Lease** (`{prefix}lease:{cache key}`, `SET NX PX`): on a miss, the instance that wins
+//!   the lease fetches from the origin; the others poll the shared tier for the object for
+//!   up to the lease time, then fetch themselves if it has not appeared.
+//! - **Purge log** (`{prefix}purge:seq` counter, `{prefix}purge:{n}` entries as JSON, kept
+//!   ten minutes): every purge is appended; every instance applies the entries it has not
+//!   seen to its L1, at most every `l2.purge_poll_ms` (natively on a timer, on Workers on
+//!   the next request), so a purge reaches every instance within that interval.
+//! - **Epoch** (`{prefix}epoch`): part of every object key; a purge-all increments it, which
+//!   makes every stored object unreachable at once (they expire by their TTL).
+//!
+//! In the shared tier a soft purge deletes: instances' L1 copies are what stays servable
+//! stale while refetched.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::time::Timestamp;
+
+use super::host::{Lock, Runtime, SharedStore};
+use super::{Engine, Host};
+
+/// How long purge-log entries live, ms: an instance further behind than that clears its L1.
+const PURGE_LOG_TTL_MS: u64 = 600_000;
+/// At most this many log entries are read in one sync; more, and L1 is cleared instead.
+const MAX_PURGES_PER_SYNC: i64 = 500;
+
+/// What an instance knows of the shared purge state.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyncState {
+    /// The purge-all epoch in use, once read.
+    pub epoch: Option<i64>,
+    /// The last purge-log sequence number applied, once read.
+    pub seen: Option<i64>,
+    /// When the log was last checked.
+    pub last_sync: Option<Timestamp>,
+}
+
+/// What a purge covers, by cache key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// One cache key and its Vary variants.
+    Key(String),
+    /// Every response with this tag.
+    Tag(String),
+    /// Everything.
+    All,
+}
+
+/// One purge-log entry.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PurgeRecord {
+    /// A cache key, a tag, or neither for everything.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Whether it was a soft purge.
+    #[serde(default)]
+    pub soft: bool,
+    /// The epoch after the purge (changes only for purge-all).
+    pub epoch: i64,
+}
+
+impl<H: Host> Engine<H> {
+    fn sync_key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.config.l2.key_prefix)
+    }
+
+    /// The purge-all epoch, read once from the shared tier (absent = 0). `None` when the
+    /// tier is absent or failing.
+    pub(crate) async fn l2_epoch(&self) -> Option<i64> {
+        if let Some(epoch) = self.state.with(|s| s.sync.epoch) {
+            return Some(epoch);
+        }
+        let store = self.l2_store()?;
+        let key = self.sync_key("epoch");
+        let raw = self.l2_guarded(store.get(&key)).await?;
+        let epoch = raw
+            .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        self.state.with(|s| {
+            s.sync.epoch.get_or_insert(epoch);
+        });
+        Some(epoch)
+    }
+
+    /// Whether a purge-log check is due at `now`.
+    pub(crate) fn purge_sync_due(&self, now: Timestamp) -> bool {
+        self.store.is_some()
+            && self.state.with(|s| {
+                s.sync
+                    .last_sync
+                    .is_none_or(|t| now.millis_since(t) >= self.config.l2.purge_poll_ms)
+            })
+    }
+
+    /// Applies the purges other instances recorded since the last check.
+    pub async fn sync_purges(&self) {
+        let now = self.runtime.now();
+        self.state.with(|s| s.sync.last_sync = Some(now));
+        let Some(store) = self.l2_store() else {
+            return;
+        };
+        let seq_key = self.sync_key("purge:seq");
+        let Some(raw) = self.l2_guarded(store.get(&seq_key)).await else {
+            return;
+        };
+        let seq = raw
+            .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
+            .unwrap_or(0);
+        let Some(seen) = self.state.with(|s| s.sync.seen) else {
+            // First look: L1 holds nothing older than now, so there is nothing to apply.
+            self.state.with(|s| s.sync.seen = Some(seq));
+            return;
+        };
+        if seq <= seen {
+            return;
+        }
+        if seq - seen > MAX_PURGES_PER_SYNC {
+            self.state.with(|s| {
+                s.l1.clear();
+                s.sync.seen = Some(seq);
+                s.sync.epoch = None;
+            });
+            return;
+        }
+        let keys: Vec<String> = (seen + 1..=seq)
+            .map(|n| self.sync_key(&format!("purge:{n}")))
+            .collect();
+        let Some(entries) = self.l2_guarded(store.get_many(&keys)).await else {
+            return;
+        };
+        let now = self.runtime.now();
+        for entry in entries {
+            let record = entry.and_then(|b| serde_json::from_slice::<PurgeRecord>(&b).ok());
+            match record {
+                Some(record) => self.apply_locally(&record, now),
+                // Expired or unreadable: be safe and drop everything.
+                None => self.state.with(|s| s.l1.clear()),
+            }
+        }
+        self.state.with(|s| {
+            if s.sync.seen.is_none_or(|v| v < seq) {
+                s.sync.seen = Some(seq);
+            }
+        });
+    }
+
+    /// Applies one purge record to this instance's L1.
+    fn apply_locally(&self, record: &PurgeRecord, now: Timestamp) {
+        match (&record.key, &record.tag) {
+            (Some(key), _) => {
+                self.l1_purge_key(key, record.soft, now);
+            }
+            (None, Some(tag)) => {
+                self.l1_purge_tag(tag, record.soft, now);
+            }
+            (None, None) => {
+                self.l1_purge_all(record.soft, now);
+                self.state.with(|s| s.sync.epoch = Some(record.epoch));
+            }
+        }
+    }
+
+    /// Records a purge in the shared tier: deletes the affected objects (a purge-all moves
+    /// to a new epoch) and appends to the purge log for the other instances.
+    pub(crate) async fn publish_purge(&self, scope: Scope, soft: bool) {
+        let Some(store) = self.l2_store() else {
+            return;
+        };
+        let Some(mut epoch) = self.l2_epoch().await else {
+            return;
+        };
+        let (key, tag) = match scope {
+            Scope::Key(key) => {
+                self.l2_delete(core::slice::from_ref(&key)).await;
+                (Some(key), None)
+            }
+            Scope::Tag(tag) => {
+                let set = self.l2_tag_key(epoch, &tag);
+                if let Some(members) = self.l2_guarded(store.take_set(&set)).await {
+                    if !members.is_empty() {
+                        self.l2_guarded(store.delete(&members)).await;
+                    }
+                }
+                (None, Some(tag))
+            }
+            Scope::All => {
+                let key = self.sync_key("epoch");
+                if let Some(new_epoch) = self.l2_guarded(store.increment(&key)).await {
+                    epoch = new_epoch;
+                    self.state.with(|s| s.sync.epoch = Some(new_epoch));
+                }
+                (None, None)
+            }
+        };
+        let record = PurgeRecord {
+            key,
+            tag,
+            soft,
+            epoch,
+        };
+        let seq_key = self.sync_key("purge:seq");
+        let Some(seq) = self.l2_guarded(store.increment(&seq_key)).await else {
+            return;
+        };
+        let body = serde_json::to_vec(&record).unwrap_or_default();
+        let entry_key = self.sync_key(&format!("purge:{seq}"));
+        self.l2_guarded(store.set(&entry_key, &body, PURGE_LOG_TTL_MS))
+            .await;
+        // Our own purge is already applied; skip it when it is the next one we would read.
+        self.state.with(|s| {
+            if s.sync.seen == Some(seq - 1) {
+                s.sync.seen = Some(seq);
+            }
+        });
+    }
+
+    /// Tries to take the fetch lease for `cache_key`. `true` when this instance should
+    /// fetch (lease won, or the shared tier is absent or failing).
+    pub(crate) async fn acquire_lease(&self, cache_key: &str) -> bool {
+        let Some(store) = self.l2_store() else {
+            return true;
+        };
+        let key = self.sync_key(&format!("lease:{cache_key}"));
+        self.l2_guarded(store.set_if_absent(&key, b"1", self.config.l2.lease_ms))
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Releases the fetch lease for `cache_key` once the object is in the shared tier.
+    pub(crate) async fn release_lease(&self, cache_key: &str) {
+        if let Some(store) = self.l2_store() {
+            let key = self.sync_key(&format!("lease:{cache_key}"));
+            self.l2_guarded(store.delete(&[key])).await;
+        }
+    }
+}
