@@ -67,6 +67,10 @@ pub async fn serve_one(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
+    #[allow(clippy::disallowed_methods)] // access-log timing only; no cache decision reads it
+    let started = std::time::Instant::now();
+    let log_method = parts.method.clone();
+    let log_path = parts.uri.path().to_string();
     let request = Request {
         method: parts.method.as_str().to_string(),
         scheme: "http".to_string(),
@@ -81,6 +85,15 @@ pub async fn serve_one(
         tokio::spawn(async move { engine.run_job(job).await });
     }
     let response = handled.response;
+    // Access log: path only (queries may carry tokens), never request headers.
+    tracing::debug!(
+        method = %log_method,
+        path = %log_path,
+        status = response.status,
+        cache = response.headers.get_str("cache-status").unwrap_or(""),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
     let body = match response.body {
         Body::Empty => empty(),
         Body::Bytes(bytes) => full(bytes),
