@@ -721,3 +721,25 @@ fn qualified_private_fields_only_on_the_filling_response() {
     assert!(status_header(&second).contains("hit"));
     assert!(!second.response.headers.contains("x-user"));
 }
+
+/// RFC 5861 §3: many stale hits queue many jobs, but only one revalidation reaches the
+/// origin.
+#[test]
+fn queued_revalidations_fetch_once() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=10, stale-while-revalidate=60")],
+        "v1",
+    );
+    h.send(get("/once", &[]));
+    h.clock.advance_secs(15);
+    let jobs: Vec<_> = (0..5)
+        .filter_map(|_| h.send(get("/once", &[])).job)
+        .collect();
+    assert_eq!(jobs.len(), 5);
+    for job in jobs {
+        futures::executor::block_on(h.engine.run_job(job));
+    }
+    assert_eq!(h.fetches(), 2, "one initial fetch, one revalidation");
+}

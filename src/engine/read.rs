@@ -412,6 +412,15 @@ impl<H: Host> Engine<H> {
         key: String,
         stored: Arc<CachedResponse>,
     ) {
+        // Jobs queued by several stale hits: only the first still finds the stale copy in
+        // L1; once it has been replaced there is nothing left to revalidate.
+        let still_stale = self.state.with(|s| {
+            s.l1.peek(key.as_str())
+                .is_none_or(|current| Arc::ptr_eq(current.value, &stored))
+        });
+        if !still_stale {
+            return;
+        }
         let id = match self.state.with(|s| s.flights.join(&key)) {
             Role::Leader(id) => id,
             Role::Waiter(id) => {
