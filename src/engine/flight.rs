@@ -53,7 +53,9 @@ impl Flights {
     /// Joins the flight for `key`, or starts one.
     pub fn join(&mut self, key: &str) -> Role {
         if let Some(f) = self.flights.get_mut(key) {
-            if f.outcome.is_none() {
+            // In progress, or finished with waiters still to read the outcome: join it
+            // (a late joiner reads the outcome at once instead of fetching again).
+            if f.outcome.is_none() || f.waiting > 0 {
                 f.waiting += 1;
                 return Role::Waiter(f.id);
             }

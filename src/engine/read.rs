@@ -85,92 +85,97 @@ impl<H: Host> Engine<H> {
     pub(crate) async fn read(&self, head: RequestHead) -> Handled<H::Body> {
         let key = self.key_for(&head);
         let now = self.runtime.now();
-        let mut candidate = self
+        let candidate = self
             .l1_find(&key, &head.headers, now)
             .map(|stored| Candidate {
                 evaluation: evaluate(&head.headers, &stored, now, &self.config.policy),
                 stored,
                 tier: Tier::L1,
             });
-        let l1_usable = candidate
-            .as_ref()
-            .is_some_and(|c| c.evaluation.reuse != Reuse::VaryMismatch);
-        if !l1_usable && self.store.is_some() {
-            if let Some(stored) = self.l2_find(&key, &head.headers).await {
-                let now = self.runtime.now();
-                let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
-                if evaluation.reuse != Reuse::VaryMismatch {
-                    self.l1_insert(&key, &stored, &head.headers, now);
-                    candidate = Some(Candidate {
-                        stored,
-                        evaluation,
-                        tier: Tier::L2,
-                    });
-                }
-            }
-        }
-        if let Some(c) = candidate {
-            match c.evaluation.reuse {
-                Reuse::Fresh | Reuse::StaleAcceptedByRequest => {
-                    self.count(|s| match c.tier {
-                        Tier::L1 => s.l1_hits += 1,
-                        Tier::L2 => s.l2_hits += 1,
-                    });
-                    let entries = self.hit_entries(&c, None);
-                    return Handled::now(respond::from_cache(
-                        &head.method,
-                        &head.headers,
-                        c.stored,
-                        c.evaluation.age_secs,
-                        &entries,
-                    ));
-                }
-                Reuse::StaleWhileRevalidate => {
-                    self.count(|s| s.stale_while_revalidate += 1);
-                    let entries = self.hit_entries(&c, Some("stale-while-revalidate"));
-                    let already = self.state.with(|s| s.flights.in_flight(&key));
-                    let job = (!already).then(|| Job::Revalidate {
-                        head: head.clone(),
-                        key: key.clone(),
-                        stored: c.stored.clone(),
-                    });
-                    return Handled {
-                        response: respond::from_cache(
-                            &head.method,
-                            &head.headers,
-                            c.stored,
-                            c.evaluation.age_secs,
-                            &entries,
-                        ),
-                        job,
-                    };
-                }
+        let (candidate, fwd) = match candidate {
+            Some(c) => match c.evaluation.reuse {
                 Reuse::Revalidate(_) => {
                     let fwd = if RequestDirectives::from_headers(&head.headers).no_cache {
                         Forward::Request
                     } else {
                         Forward::Stale
                     };
-                    return self.fetch_coalesced(head, key, Some(c), fwd).await;
+                    (Some(c), fwd)
                 }
-                Reuse::VaryMismatch => {
-                    self.count(|s| s.misses += 1);
-                    return self.miss(head, key, Forward::VaryMiss).await;
+                Reuse::VaryMismatch => (None, Forward::VaryMiss),
+                _ => return self.serve_candidate(&head, &key, c),
+            },
+            None => (None, Forward::UriMiss),
+        };
+        if candidate.is_none() && RequestDirectives::from_headers(&head.headers).only_if_cached {
+            // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
+            if let Some(c) = self.l2_lookup(&head, &key).await {
+                if c.evaluation.reuse == Reuse::Fresh
+                    || c.evaluation.reuse == Reuse::StaleAcceptedByRequest
+                {
+                    return self.serve_candidate(&head, &key, c);
                 }
             }
-        }
-        self.count(|s| s.misses += 1);
-        self.miss(head, key, Forward::UriMiss).await
-    }
-
-    async fn miss(&self, head: RequestHead, key: String, fwd: Forward) -> Handled<H::Body> {
-        if RequestDirectives::from_headers(&head.headers).only_if_cached {
-            // RFC 9111 §5.2.1.7: nothing stored that can be used, so 504.
             let mut entry = self.l1_status_entry();
             entry.detail = Some(String::from("only-if-cached"));
             return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
         }
-        self.fetch_coalesced(head, key, None, fwd).await
+        self.fetch_coalesced(head, key, candidate, fwd).await
+    }
+
+    /// Serves a stored response that needs no origin round trip first (fresh, accepted
+    /// stale, or stale-while-revalidate with a background job).
+    fn serve_candidate(&self, head: &RequestHead, key: &str, c: Candidate) -> Handled<H::Body> {
+        if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
+            self.count(|s| s.stale_while_revalidate += 1);
+            let entries = self.hit_entries(&c, Some("stale-while-revalidate"));
+            let already = self.state.with(|s| s.flights.in_flight(key));
+            let job = (!already).then(|| Job::Revalidate {
+                head: head.clone(),
+                key: String::from(key),
+                stored: c.stored.clone(),
+            });
+            return Handled {
+                response: respond::from_cache(
+                    &head.method,
+                    &head.headers,
+                    c.stored,
+                    c.evaluation.age_secs,
+                    &entries,
+                ),
+                job,
+            };
+        }
+        self.count(|s| match c.tier {
+            Tier::L1 => s.l1_hits += 1,
+            Tier::L2 => s.l2_hits += 1,
+        });
+        let entries = self.hit_entries(&c, None);
+        Handled::now(respond::from_cache(
+            &head.method,
+            &head.headers,
+            c.stored,
+            c.evaluation.age_secs,
+            &entries,
+        ))
+    }
+
+    /// Looks the request up in L2 and backfills L1 with what it finds there (unless its
+    /// Vary does not match this request).
+    async fn l2_lookup(&self, head: &RequestHead, key: &str) -> Option<Candidate> {
+        self.store.as_ref()?;
+        let stored = self.l2_find(key, &head.headers).await?;
+        let now = self.runtime.now();
+        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        if evaluation.reuse == Reuse::VaryMismatch {
+            return None;
+        }
+        self.l1_insert(key, &stored, &head.headers, now);
+        Some(Candidate {
+            stored,
+            evaluation,
+            tier: Tier::L2,
+        })
     }
 
     /// `Cache-Status` entries for a response served from a tier.
@@ -333,34 +338,28 @@ impl<H: Host> Engine<H> {
                     id,
                     finished: false,
                 };
-                if candidate.is_none() && self.store.is_some() && !self.acquire_lease(&key).await {
-                    // Another instance is fetching this key: wait for it to appear in L2.
-                    if let Some(found) = self.await_other_instance(&head, &key).await {
-                        let now = self.runtime.now();
-                        let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
-                        self.l1_insert(&key, &found, &head.headers, now);
-                        self.count(|s| s.coalesced += 1);
-                        guard.finish(Outcome::Stored(found.clone()));
-                        let entries = [
-                            CacheStatusEntry {
-                                hit: true,
-                                ttl: Some(evaluation.ttl_secs),
-                                collapsed: true,
-                                ..CacheStatusEntry::new(&self.l2_name())
-                            },
-                            CacheStatusEntry {
-                                fwd: Some(fwd),
-                                stored: true,
-                                ..self.l1_status_entry()
-                            },
-                        ];
-                        return Handled::now(respond::from_cache(
-                            &head.method,
-                            &head.headers,
-                            found,
-                            evaluation.age_secs,
-                            &entries,
-                        ));
+                let mut candidate = candidate;
+                let mut fwd = fwd;
+                if candidate.is_none() && self.store.is_some() {
+                    // Only the leader reads L2: one Redis GET per key however many wait.
+                    if let Some(found) = self.l2_lookup(&head, &key).await {
+                        if matches!(found.evaluation.reuse, Reuse::Revalidate(_)) {
+                            candidate = Some(found);
+                            fwd = Forward::Stale;
+                        } else {
+                            guard.finish(Outcome::Stored(found.stored.clone()));
+                            return self.serve_candidate(&head, &key, found);
+                        }
+                    }
+                }
+                if candidate.is_none() {
+                    self.count(|s| s.misses += 1);
+                    if self.store.is_some() {
+                        if let Some((handled, stored)) = self.lease_or_wait(&head, &key, fwd).await
+                        {
+                            guard.finish(Outcome::Stored(stored));
+                            return handled;
+                        }
                     }
                 }
                 let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
@@ -368,6 +367,55 @@ impl<H: Host> Engine<H> {
                 handled
             }
         }
+    }
+
+    /// Takes the cross-instance fetch lease for a cold key, or, when another instance holds
+    /// it, waits for that instance's response to appear in L2 and serves it. `None` means
+    /// this instance should fetch.
+    async fn lease_or_wait(
+        &self,
+        head: &RequestHead,
+        key: &str,
+        fwd: Forward,
+    ) -> Option<(Handled<H::Body>, Arc<CachedResponse>)> {
+        let found = if self.acquire_lease(key).await {
+            // Won. Another instance may have stored the object and released its lease
+            // between our L2 miss and now: look once more before going to the origin.
+            self.l2_find(key, &head.headers).await
+        } else {
+            self.await_other_instance(head, key).await
+        }?;
+        let now = self.runtime.now();
+        let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
+        if !matches!(
+            evaluation.reuse,
+            Reuse::Fresh | Reuse::StaleAcceptedByRequest
+        ) {
+            return None;
+        }
+        self.l1_insert(key, &found, &head.headers, now);
+        self.count(|s| s.coalesced += 1);
+        let entries = [
+            CacheStatusEntry {
+                hit: true,
+                ttl: Some(evaluation.ttl_secs),
+                collapsed: true,
+                ..CacheStatusEntry::new(&self.l2_name())
+            },
+            CacheStatusEntry {
+                fwd: Some(fwd),
+                stored: true,
+                ..self.l1_status_entry()
+            },
+        ];
+        let response = respond::from_cache(
+            &head.method,
+            &head.headers,
+            found.clone(),
+            evaluation.age_secs,
+            &entries,
+        );
+        Some((Handled::now(response), found))
     }
 
     /// Polls L2 for `key` while another instance holds its fetch lease, for at most the

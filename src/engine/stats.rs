@@ -37,6 +37,8 @@ pub struct EngineStats {
     pub l2_errors: u64,
     /// Shared-tier entries that could not be decoded (counted as misses, never served).
     pub l2_corrupt: u64,
+    /// Times the shared tier was found to have lost its data (L1 cleared in response).
+    pub l2_resets: u64,
     /// Purge requests carried out.
     pub purges: u64,
     /// Admin requests refused for a missing or wrong token.
@@ -93,7 +95,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 16] = [
+        let counters: [(&str, &str, u64); 17] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -143,6 +145,11 @@ impl Snapshot {
                 "l2_corrupt_total",
                 "Shared-tier entries that failed to decode",
                 e.l2_corrupt,
+            ),
+            (
+                "l2_resets_total",
+                "Times the shared tier was found emptied",
+                e.l2_resets,
             ),
             ("purges_total", "Purges carried out", e.purges),
             (

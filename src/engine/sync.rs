@@ -8,8 +8,14 @@
 //!   ten minutes): every purge is appended; every instance applies the entries it has not
 //!   seen to its L1, at most every `l2.purge_poll_ms` (natively on a timer, on Workers on
 //!   the next request), so a purge reaches every instance within that interval.
-//! - **Epoch** (`{prefix}epoch`): part of every object key; a purge-all increments it, which
-//!   makes every stored object unreachable at once (they expire by their TTL).
+//! - **Epoch** (`{prefix}epoch`): part of every object key; a purge-all moves it to a value
+//!   never used before (the larger of the clock in ms and the old value + 1), which makes
+//!   every stored object unreachable at once (they expire by their TTL).
+//!
+//! - **Marker** (`{prefix}marker`): a value set once; when it changes or disappears the
+//!   shared tier has lost its data (restart without persistence, failover, `FLUSHALL`), so
+//!   purge sequence numbers and epochs start over: every instance then clears its L1 and
+//!   re-reads both.
 //!
 //! In the shared tier a soft purge deletes: instances' L1 copies are what stays servable
 //! stale while refetched.
@@ -25,6 +31,8 @@ use super::{Engine, Host};
 
 /// How long purge-log entries live, ms: an instance further behind than that clears its L1.
 const PURGE_LOG_TTL_MS: u64 = 600_000;
+/// The marker outlives any object (a year); it is only ever replaced by data loss.
+const MARKER_TTL_MS: u64 = 365 * 24 * 3_600_000;
 /// At most this many log entries are read in one sync; more, and L1 is cleared instead.
 const MAX_PURGES_PER_SYNC: i64 = 500;
 
@@ -37,6 +45,9 @@ pub struct SyncState {
     pub seen: Option<i64>,
     /// When the log was last checked.
     pub last_sync: Option<Timestamp>,
+    /// The shared tier's marker value as first seen: if it changes or vanishes, the tier
+    /// lost its data (restart without persistence, failover, flush).
+    pub marker: Option<u64>,
 }
 
 /// What a purge covers, by cache key.
@@ -106,18 +117,64 @@ impl<H: Host> Engine<H> {
         let Some(store) = self.l2_store() else {
             return;
         };
-        let seq_key = self.sync_key("purge:seq");
-        let Some(raw) = self.l2_guarded(store.get(&seq_key)).await else {
+        let keys = [self.sync_key("purge:seq"), self.sync_key("marker")];
+        let Some(values) = self.l2_guarded(store.get_many(&keys)).await else {
             return;
         };
-        let seq = raw
-            .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
-            .unwrap_or(0);
-        let Some(seen) = self.state.with(|s| s.sync.seen) else {
+        let number = |v: Option<&Option<Vec<u8>>>| -> Option<u64> {
+            core::str::from_utf8(v?.as_deref()?).ok()?.parse().ok()
+        };
+        let seq = number(values.first()).map_or(0, |n| i64::try_from(n).unwrap_or(i64::MAX));
+        let marker = number(values.get(1));
+        let known_marker = self.state.with(|s| s.sync.marker);
+        match (known_marker, marker) {
+            (Some(known), Some(current)) if known == current => {}
+            (None, Some(current)) => self.state.with(|s| s.sync.marker = Some(current)),
+            (None, None) => {
+                // First instance to look: mark the tier (the first writer wins).
+                let mine = now.as_millis().max(1);
+                let value = format!("{mine}");
+                let key = &keys[1];
+                if self
+                    .l2_guarded(store.set_if_absent(key, value.as_bytes(), MARKER_TTL_MS))
+                    .await
+                    == Some(true)
+                {
+                    self.state.with(|s| s.sync.marker = Some(mine));
+                }
+                // else: another instance marked it; adopt it on the next sync.
+            }
+            (Some(_), _) => {
+                // The tier lost its data: sequence numbers and epochs start over.
+                // Every purge-log entry from now on is new to us: start reading at 1.
+                self.state.with(|s| {
+                    s.l1.clear();
+                    s.sync = SyncState {
+                        last_sync: Some(now),
+                        seen: Some(0),
+                        ..SyncState::default()
+                    };
+                });
+                self.count(|s| s.l2_resets += 1);
+                return;
+            }
+        }
+        let Some(mut seen) = self.state.with(|s| s.sync.seen) else {
             // First look: L1 holds nothing older than now, so there is nothing to apply.
             self.state.with(|s| s.sync.seen = Some(seq));
             return;
         };
+        if seq < seen {
+            // The counter went backwards: the tier was reset without our marker noticing.
+            // Everything in the log now is new to us.
+            self.state.with(|s| {
+                s.l1.clear();
+                s.sync.seen = Some(0);
+                s.sync.epoch = None;
+            });
+            self.count(|s| s.l2_resets += 1);
+            seen = 0;
+        }
         if seq <= seen {
             return;
         }
@@ -162,7 +219,8 @@ impl<H: Host> Engine<H> {
             }
             (None, None) => {
                 self.l1_purge_all(record.soft, now);
-                self.state.with(|s| s.sync.epoch = Some(record.epoch));
+                // Re-read the epoch from the tier, so concurrent purge-alls converge.
+                self.state.with(|s| s.sync.epoch = None);
             }
         }
     }
@@ -191,10 +249,28 @@ impl<H: Host> Engine<H> {
                 (None, Some(tag))
             }
             Scope::All => {
+                // A new epoch is never one used before, even if the tier lost its counter
+                // while some instance still writes under an old epoch: take the larger of
+                // the clock and what anyone used.
                 let key = self.sync_key("epoch");
-                if let Some(new_epoch) = self.l2_guarded(store.increment(&key)).await {
-                    epoch = new_epoch;
-                    self.state.with(|s| s.sync.epoch = Some(new_epoch));
+                let stored = self
+                    .l2_guarded(store.get(&key))
+                    .await
+                    .flatten()
+                    .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
+                    .unwrap_or(0);
+                let clock = i64::try_from(self.runtime.now().as_millis()).unwrap_or(i64::MAX);
+                let next = clock
+                    .max(stored.saturating_add(1))
+                    .max(epoch.saturating_add(1));
+                let value = format!("{next}");
+                if self
+                    .l2_guarded(store.set(&key, value.as_bytes(), MARKER_TTL_MS))
+                    .await
+                    .is_some()
+                {
+                    epoch = next;
+                    self.state.with(|s| s.sync.epoch = Some(next));
                 }
                 (None, None)
             }

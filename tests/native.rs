@@ -1,0 +1,1730 @@
+#![cfg(all(feature = "server", not(target_arch = "wasm32")))]
+//! Integration tests of `edgecache serve` with real parts, all on loopback:
+//!
+//! - a real `redis-server` per test (its own port, no persistence), killed on drop;
+//! - a real HTTP origin (hyper) that counts requests per path and query and whose answers
+//!   are driven by query parameters (`cc`, `tag`, `delay_ms`, `status`, `size`, `chunked`);
+//! - real edgecache instances started in-process through `edgecache::native::server`
+//!   (`build_engine`, `bind`, `run`, `spawn_purge_sync`), reached by a hyper client over TCP.
+//!
+//! Run with `cargo test --features server --test native`. Every wait is bounded; polling
+//! uses short intervals up to a deadline.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use edgecache::engine::EngineConfig;
+use edgecache::native::server;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderMap;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+// Tokio's clock: the tests measure real time on purpose (the core never reads a clock).
+use tokio::time::Instant;
+
+/// The admin token every instance is configured with.
+const TOKEN: &str = "native-test-token-0123456789";
+/// The `Host` every client request carries (the host is part of the cache key, so two
+/// instances share keys only when they see the same one).
+const HOST: &str = "edge.test";
+/// No single client request may take longer than this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The usual bound for "eventually" checks.
+const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept).
+fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = hex {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `path?k1=v1&k2=v2` with the values percent-encoded.
+fn url(path: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return path.to_string();
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// The body the origin sends for the `n`th GET of `path_and_query`.
+fn body_for(path_and_query: &str, n: u64) -> String {
+    format!("{path_and_query} #{n}")
+}
+
+/// The deterministic content of a `size=` body.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Polls `check` every 25 ms until it yields a value; panics naming `what` after `within`.
+async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Awaits `future` for at most `within`, panicking with `what` otherwise.
+async fn bounded<F: Future>(what: &str, within: Duration, future: F) -> F::Output {
+    match tokio::time::timeout(within, future).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {within:?}: {what}"),
+    }
+}
+
+/// A free loopback port (bound and released; good enough for a test).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A real redis-server
+// ---------------------------------------------------------------------------------------
+
+fn redis_binary() -> PathBuf {
+    std::env::var_os("REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server"))
+}
+
+/// A `redis-server` child process on its own port; SIGKILLed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port (a few attempts, in case another test grabbed the port).
+    async fn start() -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..5 {
+            match RedisServer::start_on(free_port()).await {
+                Ok(server) => return server,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("could not start redis-server: {errors:?}");
+    }
+
+    /// Starts one on `port`; ready once it answers `PING` (within 5 s).
+    async fn start_on(port: u16) -> Result<RedisServer, String> {
+        let bin = redis_binary();
+        assert!(
+            bin.exists(),
+            "redis-server not found at {}: these tests need a real Redis \
+             (apt-get install redis-server, or set REDIS_SERVER=/path/to/redis-server)",
+            bin.display()
+        );
+        let dir = std::env::temp_dir();
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let mut server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if ping(port).await {
+                return Ok(server);
+            }
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "redis-server on port {port} did not answer PING within 5 s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, and reap.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A connection of the test's own.
+    async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("redis URL");
+        bounded(
+            "connecting to redis",
+            WAIT,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .expect("redis connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await.ok()?;
+        (&buf == b"+PONG\r\n").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Some(()))
+    )
+}
+
+/// The object keys edgecache stored (`{prefix}e{epoch}:obj:{cache key}`).
+async fn object_keys(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = bounded(
+        "redis KEYS",
+        WAIT,
+        redis::cmd("KEYS").arg("ec:v1:*obj:*").query_async(con),
+    )
+    .await
+    .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// Waits until an object key containing `needle` is in Redis; returns it.
+async fn await_object(con: &mut redis::aio::MultiplexedConnection, needle: &str) -> String {
+    eventually(
+        &format!("an ec:v1: object key containing {needle:?} in redis"),
+        WAIT,
+        async || {
+            object_keys(con)
+                .await
+                .into_iter()
+                .find(|k| k.contains(needle))
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// A real origin
+// ---------------------------------------------------------------------------------------
+
+type OriginBody = BoxBody<Bytes, Infallible>;
+
+/// A request with a body the origin received (any method but GET and HEAD).
+#[derive(Clone, Debug)]
+struct Received {
+    method: String,
+    path_and_query: String,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+#[derive(Default)]
+struct OriginState {
+    /// GET/HEAD requests per path and query.
+    counts: Mutex<HashMap<String, u64>>,
+    /// Other requests, in order.
+    writes: Mutex<Vec<Received>>,
+    /// When set, every GET is answered with this status (an origin in trouble).
+    forced_status: Mutex<Option<u16>>,
+}
+
+/// An HTTP/1.1 origin on 127.0.0.1. Query parameters drive the answer:
+/// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `size` (a body of
+/// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
+/// (stream the body without Content-Length).
+struct Origin {
+    addr: SocketAddr,
+    state: Arc<OriginState>,
+    task: JoinHandle<()>,
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("origin bind");
+        let addr = listener.local_addr().expect("origin addr");
+        let state = Arc::new(OriginState::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in the set: aborting this task closes them all.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = shared.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(origin_answer(state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Origin { addr, state, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// GET/HEAD requests received for `path_and_query`.
+    fn count(&self, path_and_query: &str) -> u64 {
+        let counts = self.state.counts.lock().unwrap();
+        counts.get(path_and_query).copied().unwrap_or(0)
+    }
+
+    /// GET/HEAD requests received in all.
+    fn total(&self) -> u64 {
+        self.state.counts.lock().unwrap().values().sum()
+    }
+
+    fn writes(&self) -> Vec<Received> {
+        self.state.writes.lock().unwrap().clone()
+    }
+
+    fn force_status(&self, status: Option<u16>) {
+        *self.state.forced_status.lock().unwrap() = status;
+    }
+
+    /// Stops listening and closes every connection.
+    async fn stop(&mut self) {
+        self.task.abort();
+        let _ = bounded("origin stop", WAIT, &mut self.task).await;
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn origin_answer(
+    state: Arc<OriginState>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<OriginBody> {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let params: HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect();
+    let method = req.method().as_str().to_string();
+    if method != "GET" && method != "HEAD" {
+        let content_type = req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        let len = body.len();
+        state.writes.lock().unwrap().push(Received {
+            method: method.clone(),
+            path_and_query,
+            content_type,
+            body,
+        });
+        return hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(full(format!("{method} ok {len}")))
+            .unwrap();
+    }
+    let n = {
+        let mut counts = state.counts.lock().unwrap();
+        let n = counts.entry(path_and_query.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if let Some(ms) = params.get("delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(status) = *state.forced_status.lock().unwrap() {
+        return hyper::Response::builder()
+            .status(status)
+            .header("content-type", "text/plain")
+            .body(full("origin in trouble"))
+            .unwrap();
+    }
+    let status = params
+        .get("status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut builder = hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain");
+    if let Some(cc) = params.get("cc") {
+        builder = builder.header("cache-control", cc.as_str());
+    }
+    if let Some(tag) = params.get("tag") {
+        builder = builder.header("surrogate-key", tag.as_str());
+    }
+    let body = match params.get("size").and_then(|v| v.parse::<usize>().ok()) {
+        Some(size) if params.get("chunked").is_some_and(|v| v == "1") => {
+            let chunks: Vec<Result<Frame<Bytes>, Infallible>> = pattern(size)
+                .chunks(16 * 1024)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            StreamBody::new(futures::stream::iter(chunks)).boxed()
+        }
+        Some(size) => full(pattern(size)),
+        None => full(body_for(&path_and_query, n)),
+    };
+    builder.body(body).unwrap()
+}
+
+fn full(bytes: impl Into<Bytes>) -> OriginBody {
+    Full::new(bytes.into()).boxed()
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct Resp {
+    status: u16,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    fn cache_status(&self) -> &str {
+        self.header("cache-status").unwrap_or("")
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a new TCP connection.
+async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp, String> {
+    let exchange = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let _driver = AbortOnDrop(tokio::spawn(connection));
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, HOST);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{method} {path_and_query}: {e}"))?;
+        let (parts, incoming) = response.into_parts();
+        let body = incoming
+            .collect()
+            .await
+            .map_err(|e| format!("{method} {path_and_query}: body: {e}"))?
+            .to_bytes();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "{method} {path_and_query}: no response within {REQUEST_TIMEOUT:?}"
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// edgecache instances
+// ---------------------------------------------------------------------------------------
+
+/// The configuration every test starts from: admin enabled, purges polled every 100 ms.
+fn config() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.into());
+    config.l2.purge_poll_ms = 100;
+    config
+}
+
+/// One `edgecache serve` in-process, on 127.0.0.1:0.
+struct Cache {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Cache {
+    /// Builds the engine, binds, starts the purge sync when Redis is used (as `edgecache
+    /// serve` does) and runs the server until [`Cache::begin_shutdown`] (grace: 5 s).
+    async fn start(config: EngineConfig, origin: &Origin, redis: Option<&RedisServer>) -> Cache {
+        let redis_url = redis.map(RedisServer::url);
+        let engine = server::build_engine(config, &origin.url(), redis_url.as_deref())
+            .expect("build_engine");
+        let listener = server::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        if redis.is_some() {
+            server::spawn_purge_sync(engine.clone());
+        }
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::run(
+            engine,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            Duration::from_secs(5),
+        ));
+        Cache {
+            addr,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    async fn try_get(&self, path_and_query: &str) -> Result<Resp, String> {
+        send(self.addr, "GET", path_and_query, &[], Bytes::new()).await
+    }
+
+    async fn get(&self, path_and_query: &str) -> Resp {
+        self.try_get(path_and_query)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path_and_query} via {}: {e}", self.addr))
+    }
+
+    async fn admin(&self, method: &str, path_and_query: &str, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        send(self.addr, method, path_and_query, &headers, Bytes::new())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path_and_query}: {e}"))
+    }
+
+    /// A purge with the token; asserts it succeeded.
+    async fn purge(&self, query: &str) -> serde_json::Value {
+        let r = self
+            .admin("POST", &format!("/_edgecache/purge?{query}"), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 200, "purge {query}: {}", r.text());
+        r.json()
+    }
+
+    /// `GET /_edgecache/stats` with the token, as JSON.
+    async fn stats(&self) -> serde_json::Value {
+        let r = self.admin("GET", "/_edgecache/stats", Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "stats: {}", r.text());
+        r.json()
+    }
+
+    async fn stat(&self, name: &str) -> u64 {
+        let stats = self.stats().await;
+        stats["engine"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no engine.{name} in {stats}"))
+    }
+
+    /// Fires the shutdown future.
+    fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Polls `cache` with GETs of `path_and_query` until a response is no longer the origin's
+/// first answer (the purge reached it); every response before that must be a hit on it.
+async fn await_refetch(cache: &Cache, path_and_query: &str, what: &str) -> Resp {
+    let first = body_for(path_and_query, 1);
+    eventually(what, WAIT, async || {
+        let r = cache.get(path_and_query).await;
+        assert_eq!(r.status, 200, "{what}: {r:?}");
+        if r.text() == first {
+            assert!(
+                r.cache_status().contains("hit"),
+                "{what}: the old body may only come from the cache: {}",
+                r.cache_status()
+            );
+            None
+        } else {
+            Some(r)
+        }
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Miss, hit, L2 backfill
+// ---------------------------------------------------------------------------------------
+
+/// A miss is fetched and stored; the next request is an L1 hit with `Age`; a second
+/// instance sharing Redis answers from L2 without going to the origin, then from its L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miss_then_hit_then_l2_backfill() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    let path = url("/a", &[("cc", "max-age=60")]);
+
+    let first = a.get(&path).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), body_for(&path, 1));
+    let cs = first.cache_status();
+    assert!(
+        cs.contains("edgecache-l1; fwd=uri-miss; fwd-status=200") && cs.contains("stored"),
+        "miss: {cs}"
+    );
+
+    let second = a.get(&path).await;
+    assert_eq!(second.status, 200);
+    assert_eq!(second.text(), body_for(&path, 1));
+    assert!(
+        second.cache_status().starts_with("edgecache-l1; hit"),
+        "hit: {}",
+        second.cache_status()
+    );
+    let age = second.header("age").expect("Age on a hit");
+    assert!(age.parse::<u64>().is_ok(), "Age: {age:?}");
+    assert_eq!(origin.count(&path), 1);
+
+    // The L2 write happens in the background after the response: wait for it.
+    let mut con = redis.conn().await;
+    await_object(&mut con, "/a?").await;
+
+    let from_l2 = b.get(&path).await;
+    assert_eq!(from_l2.status, 200);
+    assert_eq!(from_l2.text(), body_for(&path, 1));
+    assert!(
+        from_l2.cache_status().contains("edgecache-l2; hit"),
+        "L2 hit on the second instance: {}",
+        from_l2.cache_status()
+    );
+    assert!(from_l2.header("age").is_some(), "Age on an L2 hit");
+    let backfilled = b.get(&path).await;
+    assert!(
+        backfilled.cache_status().starts_with("edgecache-l1; hit"),
+        "L1 backfilled from L2: {}",
+        backfilled.cache_status()
+    );
+    assert_eq!(backfilled.text(), body_for(&path, 1));
+    assert_eq!(origin.count(&path), 1, "no extra origin fetch");
+    let stats = b.stats().await;
+    assert_eq!(stats["engine"]["l2_hits"], 1, "{stats}");
+    assert_eq!(stats["engine"]["l1_hits"], 1, "{stats}");
+    assert_eq!(stats["engine"]["origin_fetches"], 0, "{stats}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. Coalescing
+// ---------------------------------------------------------------------------------------
+
+/// `n` concurrent GETs of `path_and_query` on each of `caches`, all started together.
+async fn storm(caches: &[&Cache], path_and_query: &str, n: usize) -> Vec<Result<Resp, String>> {
+    let mut set = JoinSet::new();
+    for _ in 0..n {
+        for cache in caches {
+            let addr = cache.addr;
+            let path = path_and_query.to_string();
+            set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
+        }
+    }
+    let mut results = Vec::with_capacity(n * caches.len());
+    while let Some(joined) =
+        bounded("a request storm", Duration::from_secs(60), set.join_next()).await
+    {
+        results.push(joined.expect("client task"));
+    }
+    results
+}
+
+fn assert_all_ok_same_body(results: &[Result<Resp, String>], expected: &str) {
+    let mut failures = Vec::new();
+    for r in results {
+        match r {
+            Ok(r) if r.status == 200 && r.text() == expected => {}
+            Ok(r) => failures.push(format!(
+                "{} {:?} [{}]",
+                r.status,
+                r.text(),
+                r.cache_status()
+            )),
+            Err(e) => failures.push(e.clone()),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failures.len(),
+        results.len(),
+        &failures[..failures.len().min(5)]
+    );
+}
+
+/// Panics unless exactly one request for `path` reached the origin, showing how the
+/// responses were served (their `Cache-Status`) and the instances' counters.
+async fn assert_one_origin_fetch(
+    origin: &Origin,
+    path: &str,
+    results: &[Result<Resp, String>],
+    caches: &[&Cache],
+) {
+    let fetches = origin.count(path);
+    if fetches == 1 {
+        return;
+    }
+    let mut statuses: HashMap<String, usize> = HashMap::new();
+    for r in results.iter().flatten() {
+        *statuses.entry(r.cache_status().to_string()).or_default() += 1;
+    }
+    let mut stats = Vec::new();
+    for cache in caches {
+        stats.push(cache.stats().await["engine"].to_string());
+    }
+    panic!(
+        "{} concurrent misses made {fetches} origin fetches instead of 1; \
+         Cache-Status of the responses: {statuses:#?}; engine stats: {stats:#?}",
+        results.len()
+    );
+}
+
+/// 1,000 concurrent misses for one cold key on one instance make exactly one origin fetch,
+/// and all 1,000 clients get 200 and the same body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_one_instance_make_one_origin_fetch() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let hot = url("/hot", &[("cc", "max-age=60"), ("delay_ms", "200")]);
+    let results = storm(&[&cache], &hot, 1000).await;
+    assert_eq!(results.len(), 1000);
+    assert_one_origin_fetch(&origin, &hot, &results, &[&cache]).await;
+    assert_all_ok_same_body(&results, &body_for(&hot, 1));
+    let stats = cache.stats().await;
+    assert_eq!(stats["engine"]["origin_fetches"], 1, "{stats}");
+    assert_eq!(
+        stats["engine"]["coalesced"],
+        999 - stats["engine"]["l1_hits"].as_u64().unwrap(),
+        "{stats}"
+    );
+}
+
+/// 500 concurrent misses on each of two instances sharing Redis make exactly one origin
+/// fetch in total: each instance coalesces locally, and the Redis lease (`SET NX PX`)
+/// makes the other instance wait for the object in L2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_on_two_instances_sharing_redis_make_one_origin_fetch() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    let hot = url("/hot2", &[("cc", "max-age=60"), ("delay_ms", "200")]);
+    let results = storm(&[&a, &b], &hot, 500).await;
+    assert_eq!(results.len(), 1000);
+    assert_one_origin_fetch(&origin, &hot, &results, &[&a, &b]).await;
+    assert_all_ok_same_body(&results, &body_for(&hot, 1));
+    let fetches = a.stat("origin_fetches").await + b.stat("origin_fetches").await;
+    assert_eq!(fetches, 1);
+    assert_eq!(origin.total(), 1, "nothing else reached the origin");
+}
+
+/// The same defect without sockets or timing: a waiter of a finished flight must still
+/// get the leader's stored response when another request joins the key before it has
+/// read it (a request that missed L1 just before the leader stored the response).
+#[test]
+fn coalesced_waiter_keeps_the_leaders_response_when_a_late_request_joins() {
+    use edgecache::engine::flight::{Flights, Outcome, Role};
+    use edgecache::entry::CachedResponse;
+    use edgecache::headers::Headers;
+    use edgecache::time::Timestamp;
+    use std::task::{Poll, Waker};
+
+    let mut flights = Flights::default();
+    let Role::Leader(leader) = flights.join("k") else {
+        panic!("the first request leads")
+    };
+    let Role::Waiter(waiter) = flights.join("k") else {
+        panic!("the second request waits")
+    };
+    let t = Timestamp::from_millis(1_700_000_000_000);
+    let stored = Arc::new(CachedResponse::new(
+        200,
+        Headers::new(),
+        b"body".to_vec(),
+        t,
+        t,
+    ));
+    flights.finish("k", leader, Outcome::Stored(stored));
+    // A third request, which looked in L1 before the leader stored the response, joins now
+    // (its waker has not run yet for the second).
+    let _late = flights.join("k");
+    match flights.poll("k", waiter, Waker::noop()) {
+        Poll::Ready(Outcome::Stored(r)) => assert_eq!(r.body, b"body"),
+        other => panic!(
+            "the waiter lost the leader's response and will go to the origin itself: {other:?}"
+        ),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Stale-while-revalidate, stale-if-error
+// ---------------------------------------------------------------------------------------
+
+/// RFC 5861 §3: once stale, the old body is served at once with
+/// `detail=stale-while-revalidate`, a background fetch follows, and later responses carry
+/// the new body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_old_body_then_refreshes() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let path = url("/swr", &[("cc", "max-age=1, stale-while-revalidate=30")]);
+    let old = body_for(&path, 1);
+
+    let first = cache.get(&path).await;
+    assert_eq!(first.text(), old);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stale = eventually("the response to go stale", WAIT, async || {
+        let r = cache.get(&path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), old, "until revalidated, the old body: {r:?}");
+        if r.cache_status().contains("detail=stale-while-revalidate") {
+            Some(r)
+        } else {
+            assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+            None
+        }
+    })
+    .await;
+    assert_eq!(stale.text(), old);
+    assert!(
+        stale.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        stale.cache_status()
+    );
+
+    eventually("the background revalidation", WAIT, async || {
+        (origin.count(&path) >= 2).then_some(())
+    })
+    .await;
+    // The refreshed response is fresh for only a second: on a loaded machine it may have
+    // been revalidated once more by the time it is read, hence "not the old body".
+    let refreshed = eventually("the new body", WAIT, async || {
+        let r = cache.get(&path).await;
+        (r.text() != old).then_some(r)
+    })
+    .await;
+    let n = origin.count(&path);
+    assert!(
+        refreshed.text() == body_for(&path, n) || refreshed.text() == body_for(&path, n - 1),
+        "the newest body: {:?} after {n} fetches",
+        refreshed.text()
+    );
+    assert!(
+        refreshed.cache_status().contains("hit"),
+        "{}",
+        refreshed.cache_status()
+    );
+    assert!(cache.stat("stale_while_revalidate").await >= 1);
+}
+
+/// RFC 5861 §4: when the origin answers 503, and then when it is gone altogether, a
+/// response within stale-if-error is served with 200 and `detail=stale-if-error`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_when_origin_fails_or_is_gone() {
+    let mut origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let path = url("/sie", &[("cc", "max-age=1, stale-if-error=60")]);
+    let old = body_for(&path, 1);
+    assert_eq!(cache.get(&path).await.text(), old);
+
+    origin.force_status(Some(503));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let served = eventually("stale-if-error on a 503", WAIT, async || {
+        let r = cache.get(&path).await;
+        assert_eq!(r.status, 200, "never the 503: {r:?}");
+        assert_eq!(r.text(), old);
+        r.cache_status()
+            .contains("detail=stale-if-error")
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        served.cache_status().contains("fwd-status=503"),
+        "{}",
+        served.cache_status()
+    );
+    assert!(origin.count(&path) >= 2, "the origin was asked");
+
+    origin.stop().await;
+    let served = cache.get(&path).await;
+    assert_eq!(served.status, 200, "{served:?}");
+    assert_eq!(served.text(), old);
+    assert!(
+        served.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        served.cache_status()
+    );
+    assert!(cache.stat("stale_if_error").await >= 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Purges across instances
+// ---------------------------------------------------------------------------------------
+
+/// Two instances sharing Redis, both holding `paths` in L1 (fetched once, via L2).
+async fn two_warm_instances(
+    redis: &RedisServer,
+    origin: &Origin,
+    paths: &[&str],
+) -> (Cache, Cache) {
+    let a = Cache::start(config(), origin, Some(redis)).await;
+    let b = Cache::start(config(), origin, Some(redis)).await;
+    let mut con = redis.conn().await;
+    for path in paths {
+        assert_eq!(a.get(path).await.text(), body_for(path, 1));
+        await_object(&mut con, path).await;
+        let r = b.get(path).await;
+        assert_eq!(r.text(), body_for(path, 1));
+        assert!(
+            r.cache_status().contains("edgecache-l2; hit"),
+            "{}",
+            r.cache_status()
+        );
+        assert_eq!(origin.count(path), 1);
+    }
+    (a, b)
+}
+
+/// The admin API refuses purges without the right token, and nothing is purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_without_token_is_refused() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url("/p", &[("cc", "max-age=300")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&path]).await;
+
+    let purge = format!("/_edgecache/purge?url={}", enc(&path));
+    let denied = a.admin("POST", &purge, None).await;
+    assert_eq!(denied.status, 401, "{}", denied.text());
+    assert!(denied.header("www-authenticate").is_some());
+    let wrong = a
+        .admin("POST", &purge, Some("wrong-token-wrong-token"))
+        .await;
+    assert_eq!(wrong.status, 401);
+    let denied = b.admin("POST", "/_edgecache/purge?all=1", None).await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(b.admin("GET", "/_edgecache/stats", None).await.status, 401);
+
+    // Give a purge, had one been recorded, time to travel (3 poll intervals).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for cache in [&a, &b] {
+        let r = cache.get(&path).await;
+        assert_eq!(r.text(), body_for(&path, 1));
+        assert!(
+            r.cache_status().starts_with("edgecache-l1; hit"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count(&path), 1);
+    assert_eq!(a.stat("admin_unauthorized").await, 2);
+    assert_eq!(a.stat("purges").await, 0);
+    let mut con = redis.conn().await;
+    assert_eq!(
+        object_keys(&mut con).await.len(),
+        1,
+        "the L2 copy is still there"
+    );
+}
+
+/// A URL purge on one instance removes the URL from its L1, from Redis, and (within a
+/// bounded wait) from the other instance's L1, which refetches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_url_reaches_the_other_instance() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url("/p", &[("cc", "max-age=300")]);
+    let other = url("/q", &[("cc", "max-age=300")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&path, &other]).await;
+
+    let answer = a.purge(&format!("url={}", enc(&path))).await;
+    assert_eq!(answer["purged"], 1, "{answer}");
+    assert_eq!(answer["soft"], false);
+    let mut con = redis.conn().await;
+    let left = object_keys(&mut con).await;
+    assert!(
+        left.len() == 1 && left[0].contains("/q?"),
+        "the purged URL left Redis, the other stayed: {left:?}"
+    );
+    let started = Instant::now();
+    let r = await_refetch(&b, &path, "the URL purge on the other instance").await;
+    assert_eq!(r.text(), body_for(&path, 2), "B refetched from the origin");
+    assert!(
+        r.cache_status().contains("fwd=uri-miss"),
+        "{}",
+        r.cache_status()
+    );
+    eprintln!(
+        "URL purge reached the other instance in {:?}",
+        started.elapsed()
+    );
+    let r = a.get(&path).await;
+    assert_ne!(r.text(), body_for(&path, 1), "A's own copy is gone");
+    assert!(
+        !r.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        r.cache_status()
+    );
+    // The other URL is untouched on both.
+    for cache in [&a, &b] {
+        let r = cache.get(&other).await;
+        assert!(
+            r.cache_status().starts_with("edgecache-l1; hit"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count(&other), 1);
+}
+
+/// A tag purge (Surrogate-Key) removes every response with the tag on both instances and
+/// leaves the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_tag_reaches_the_other_instance() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let t1 = url("/t1", &[("cc", "max-age=300"), ("tag", "grp x")]);
+    let t2 = url("/t2", &[("cc", "max-age=300"), ("tag", "y grp")]);
+    let t3 = url("/t3", &[("cc", "max-age=300"), ("tag", "other")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&t1, &t2, &t3]).await;
+
+    // Purged through B this time; A must see it.
+    let answer = b.purge("tag=grp").await;
+    assert_eq!(answer["purged"], 2, "{answer}");
+    let mut con = redis.conn().await;
+    let left = object_keys(&mut con).await;
+    assert!(
+        left.len() == 1 && left[0].contains("/t3?"),
+        "the tagged objects left Redis, the other stayed: {left:?}"
+    );
+    let r = await_refetch(&a, &t1, "the tag purge on the other instance").await;
+    assert!(
+        !r.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        r.cache_status()
+    );
+    let r = a.get(&t2).await;
+    assert_ne!(r.text(), body_for(&t2, 1), "{}", r.cache_status());
+    let r = b.get(&t1).await;
+    assert_ne!(r.text(), body_for(&t1, 1));
+    for cache in [&a, &b] {
+        let r = cache.get(&t3).await;
+        assert_eq!(r.text(), body_for(&t3, 1));
+        assert!(
+            r.cache_status().starts_with("edgecache-l1; hit"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count(&t3), 1);
+    assert!(origin.count(&t1) >= 2 && origin.count(&t2) >= 2);
+}
+
+/// A soft purge marks the URL stale on both instances: with a stale-while-revalidate
+/// window it is still served (old body, `detail=stale-while-revalidate`) while refetched,
+/// then the new body is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soft_purge_serves_stale_then_refreshes_on_both_instances() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url("/s", &[("cc", "max-age=300, stale-while-revalidate=30")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&path]).await;
+    let old = body_for(&path, 1);
+
+    let answer = a.purge(&format!("url={}&soft=1", enc(&path))).await;
+    assert_eq!(answer["purged"], 1, "{answer}");
+    assert_eq!(answer["soft"], true);
+
+    let r = a.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), old, "soft-purged content is still served");
+    assert!(
+        r.cache_status().contains("detail=stale-while-revalidate"),
+        "{}",
+        r.cache_status()
+    );
+    let r = eventually("the soft purge on the other instance", WAIT, async || {
+        let r = b.get(&path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.text(),
+            old,
+            "B serves the old body until it has refetched"
+        );
+        assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+        r.cache_status()
+            .contains("detail=stale-while-revalidate")
+            .then_some(r)
+    })
+    .await;
+    assert_eq!(r.text(), old);
+    for (name, cache) in [("A", &a), ("B", &b)] {
+        let r = eventually(
+            &format!("{name} to serve the refreshed body"),
+            WAIT,
+            async || {
+                let r = cache.get(&path).await;
+                (r.text() != old).then_some(r)
+            },
+        )
+        .await;
+        assert!(!r.cache_status().contains("stale"), "{}", r.cache_status());
+    }
+    assert!(origin.count(&path) >= 2);
+}
+
+/// Purge-all through one instance empties both (and moves Redis to a new epoch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_all_reaches_the_other_instance() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let p1 = url("/all1", &[("cc", "max-age=300")]);
+    let p2 = url("/all2", &[("cc", "max-age=300"), ("tag", "t")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&p1, &p2]).await;
+
+    let answer = b.purge("all=1").await;
+    assert_eq!(answer["purged"], 2, "{answer}");
+    let mut con = redis.conn().await;
+    let epoch: Option<String> = redis::cmd("GET")
+        .arg("ec:v1:epoch")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let epoch: i64 = epoch
+        .as_deref()
+        .and_then(|e| e.parse().ok())
+        .expect("purge-all records an epoch");
+    assert!(epoch > 0, "purge-all moves to a new epoch, got {epoch}");
+
+    let r = await_refetch(&a, &p1, "the purge-all on the other instance").await;
+    assert_eq!(r.text(), body_for(&p1, 2));
+    let r = a.get(&p2).await;
+    assert_eq!(r.text(), body_for(&p2, 2), "{}", r.cache_status());
+    for p in [&p1, &p2] {
+        let r = b.get(p).await;
+        assert_ne!(r.text(), body_for(p, 1), "{}", r.cache_status());
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Redis killed mid-test
+// ---------------------------------------------------------------------------------------
+
+/// Killing Redis (SIGKILL) under load fails no client request; the failures are counted;
+/// once Redis is back on the same port and the breaker has cooled down, new misses are
+/// written to Redis again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_mid_test_degrades_then_recovers() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let origin = Origin::start().await;
+    let mut cfg = config();
+    cfg.l2.breaker_cooldown_ms = 200;
+    cfg.l2.timeout_ms = 200;
+    let cache = Cache::start(cfg, &origin, Some(&redis)).await;
+    let mut con = redis.conn().await;
+
+    let keys: Vec<String> = (0..5)
+        .map(|k| url(&format!("/k{k}"), &[("cc", "max-age=1")]))
+        .collect();
+    let total = 300;
+    let mut failures = Vec::new();
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    for i in 0..total {
+        if i == total / 2 {
+            let stored = object_keys(&mut con).await;
+            assert!(!stored.is_empty(), "Redis was in use before the kill");
+            redis.kill();
+            eprintln!("redis-server SIGKILLed after {i} requests");
+        }
+        // Mostly a handful of short-lived keys; every 5th request a brand-new key, so the
+        // miss path (L2 read, lease, origin, L2 write) runs throughout.
+        let path = if i % 5 == 4 {
+            url(&format!("/u{i}"), &[("cc", "max-age=60")])
+        } else {
+            keys[i % keys.len()].clone()
+        };
+        let sent = Instant::now();
+        let result = cache.try_get(&path).await;
+        slowest = slowest.max(sent.elapsed());
+        match result {
+            Ok(r) if r.status == 200 && r.text().starts_with(&format!("{path} #")) => {}
+            Ok(r) => failures.push(format!(
+                "#{i} {path}: {} {:?} [{}]",
+                r.status,
+                r.text(),
+                r.cache_status()
+            )),
+            Err(e) => failures.push(format!("#{i} {path}: {e}")),
+        }
+        if i % 10 == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!(
+        "{total} requests in {:?}, the slowest {slowest:?}",
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    let stats = cache.stats().await;
+    assert!(
+        stats["engine"]["l2_errors"].as_u64().unwrap_or(0) > 0,
+        "the Redis failures are counted: {stats}"
+    );
+
+    // Redis comes back, empty, on the same port.
+    let redis = RedisServer::start_on(port)
+        .await
+        .expect("redis-server restarted on the same port");
+    let mut con = redis.conn().await;
+    assert!(object_keys(&mut con).await.is_empty());
+    let mut n = 0;
+    let recovered = Instant::now();
+    eventually(
+        "new misses written to Redis again",
+        Duration::from_secs(10),
+        async || {
+            n += 1;
+            let path = url(&format!("/after{n}"), &[("cc", "max-age=60")]);
+            let r = cache.get(&path).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.text(), body_for(&path, 1));
+            // The write is in the background: give it a moment before looking.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let stored = object_keys(&mut con).await;
+            (!stored.is_empty()).then_some(stored)
+        },
+    )
+    .await;
+    eprintln!(
+        "L2 writes resumed {:?} after the restart ({n} misses)",
+        recovered.elapsed()
+    );
+}
+
+/// Redis restarted empty (no persistence, a failover, `FLUSHALL`) restarts the purge log
+/// at sequence 1: purges made after that must still reach the other instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_still_reach_other_instances_after_redis_restarts_empty() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let origin = Origin::start().await;
+    let mut cfg = config();
+    cfg.l2.breaker_cooldown_ms = 200;
+    let a = Cache::start(cfg.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(cfg, &origin, Some(&redis)).await;
+
+    // A few purges before the restart, the last one seen by B.
+    let before = url("/before", &[("cc", "max-age=300")]);
+    a.get(&before).await;
+    b.get(&before).await;
+    for _ in 0..3 {
+        a.purge("tag=unused").await;
+    }
+    a.purge(&format!("url={}", enc(&before))).await;
+    await_refetch(&b, &before, "the purge before the restart").await;
+
+    redis.kill();
+    let redis = RedisServer::start_on(port)
+        .await
+        .expect("redis-server restarted on the same port");
+    let mut con = redis.conn().await;
+
+    // Both instances use the new Redis: A writes an object to it, B reads it from there.
+    let path = url("/after", &[("cc", "max-age=300")]);
+    let mut n = 0;
+    eventually(
+        "A writing to the restarted Redis",
+        Duration::from_secs(10),
+        async || {
+            n += 1;
+            let probe = url(&format!("/probe{n}"), &[("cc", "max-age=300")]);
+            a.get(&probe).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (!object_keys(&mut con).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let on_a = a.get(&path).await;
+    await_object(&mut con, "/after?").await;
+    let on_b = eventually(
+        "B reading from the restarted Redis",
+        Duration::from_secs(10),
+        async || {
+            let r = b.get(&path).await;
+            r.cache_status().contains("edgecache-l2; hit").then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(on_b.text(), on_a.text());
+    let r = b.get(&path).await;
+    assert!(
+        r.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        r.cache_status()
+    );
+
+    // A purge through A must now reach B.
+    a.purge(&format!("url={}", enc(&path))).await;
+    let old = on_a.text();
+    eventually(
+        "the purge after the restart on the other instance",
+        WAIT,
+        async || {
+            let r = b.get(&path).await;
+            (r.text() != old).then_some(())
+        },
+    )
+    .await;
+}
+
+/// The purge-all epoch after Redis restarted empty: a purge-all must still make what is in
+/// Redis unreachable, even for an instance that used a higher epoch before the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_all_after_redis_restarts_empty_still_purges_l2() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let origin = Origin::start().await;
+    let mut cfg = config();
+    cfg.l2.breaker_cooldown_ms = 200;
+    let a = Cache::start(cfg, &origin, Some(&redis)).await;
+    a.get(&url("/warm", &[("cc", "max-age=300")])).await;
+    a.purge("all=1").await;
+
+    redis.kill();
+    let redis = RedisServer::start_on(port)
+        .await
+        .expect("redis-server restarted on the same port");
+    let mut con = redis.conn().await;
+    let mut n = 0;
+    eventually(
+        "writes to the restarted Redis",
+        Duration::from_secs(10),
+        async || {
+            n += 1;
+            let probe = url(&format!("/probe{n}"), &[("cc", "max-age=300")]);
+            a.get(&probe).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (!object_keys(&mut con).await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    let path = url("/x", &[("cc", "max-age=300")]);
+    assert_eq!(a.get(&path).await.text(), body_for(&path, 1));
+    await_object(&mut con, "/x?").await;
+
+    a.purge("all=1").await;
+    let r = a.get(&path).await;
+    assert_eq!(
+        r.text(),
+        body_for(&path, 2),
+        "purged content served again: {}",
+        r.cache_status()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. Corrupt L2 entries
+// ---------------------------------------------------------------------------------------
+
+/// An object in Redis overwritten with garbage, or with one byte flipped, is a counted
+/// miss on a fresh instance: it answers from the origin, never the corrupt bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_l2_entry_is_a_counted_miss() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let mut con = redis.conn().await;
+
+    // Garbage.
+    let path = url("/c", &[("cc", "max-age=300")]);
+    assert_eq!(a.get(&path).await.text(), body_for(&path, 1));
+    let key = await_object(&mut con, "/c?").await;
+    assert_eq!(object_keys(&mut con).await, vec![key.clone()]);
+    let garbage: &[u8] = b"\x00\xffthis is not an edgecache entry\x01\x02\x03";
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(garbage)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    let r = b.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), body_for(&path, 2), "from the origin");
+    assert!(
+        !r.cache_status().contains("edgecache-l2; hit"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(origin.count(&path), 2);
+    assert_eq!(b.stat("l2_corrupt").await, 1);
+    // The corrupt object was replaced by a good one.
+    eventually("the corrupt object to be replaced", WAIT, async || {
+        let value: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        value.filter(|v| v != garbage).map(|_| ())
+    })
+    .await;
+
+    // One flipped byte in an otherwise valid entry.
+    let path = url("/c2", &[("cc", "max-age=300")]);
+    assert_eq!(a.get(&path).await.text(), body_for(&path, 1));
+    let key = await_object(&mut con, "/c2?").await;
+    let mut bytes: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let body = body_for(&path, 1);
+    let at = bytes
+        .windows(body.len())
+        .position(|w| w == body.as_bytes())
+        .expect("the body is stored uncompressed")
+        + body.len()
+        - 1;
+    bytes[at] ^= 0x01;
+    let _: () = redis::cmd("SET")
+        .arg(&key)
+        .arg(&bytes)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let c = Cache::start(config(), &origin, Some(&redis)).await;
+    let r = c.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), body_for(&path, 2), "never the tampered body");
+    assert_eq!(origin.count(&path), 2);
+    assert_eq!(c.stat("l2_corrupt").await, 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Write-through
+// ---------------------------------------------------------------------------------------
+
+/// RFC 9111 §4.4: a POST goes to the origin with its body intact, and afterwards the
+/// target is refetched on this instance and on the other one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_through_reaches_origin_and_invalidates_everywhere() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url("/item", &[("cc", "max-age=300")]);
+    let (a, b) = two_warm_instances(&redis, &origin, &[&path]).await;
+
+    let payload: Vec<u8> = (0..100_000u32)
+        .map(|i| (i.wrapping_mul(7) % 256) as u8)
+        .collect();
+    let r = send(
+        a.addr,
+        "POST",
+        &path,
+        &[("content-type", "application/octet-stream")],
+        Bytes::from(payload.clone()),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.text(), format!("POST ok {}", payload.len()));
+    assert!(
+        r.cache_status().contains("fwd=method"),
+        "{}",
+        r.cache_status()
+    );
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1, "the POST reached the origin once");
+    assert_eq!(writes[0].method, "POST");
+    assert_eq!(writes[0].path_and_query, path);
+    assert_eq!(
+        writes[0].content_type.as_deref(),
+        Some("application/octet-stream")
+    );
+    assert!(
+        writes[0].body == payload,
+        "the body arrived intact ({} bytes)",
+        writes[0].body.len()
+    );
+    let mut con = redis.conn().await;
+    assert_eq!(
+        object_keys(&mut con).await,
+        Vec::<String>::new(),
+        "the invalidated object left Redis"
+    );
+
+    let r = await_refetch(&b, &path, "the invalidation on the other instance").await;
+    assert_eq!(r.text(), body_for(&path, 2));
+    let r = a.get(&path).await;
+    assert_ne!(r.text(), body_for(&path, 1));
+    assert!(
+        !r.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        r.cache_status()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// 8. Graceful shutdown
+// ---------------------------------------------------------------------------------------
+
+/// A request in flight when the shutdown future fires completes with 200; new
+/// connections are refused from then on; `run` returns once it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_in_flight_and_refuses_new() {
+    let origin = Origin::start().await;
+    let mut cache = Cache::start(config(), &origin, None).await;
+    let addr = cache.addr;
+    let path = url("/slow", &[("cc", "max-age=60"), ("delay_ms", "500")]);
+    let in_flight = tokio::spawn({
+        let path = path.clone();
+        async move { send(addr, "GET", &path, &[], Bytes::new()).await }
+    });
+    eventually("the request to reach the origin", WAIT, async || {
+        (origin.count(&path) == 1).then_some(())
+    })
+    .await;
+    cache.begin_shutdown();
+    assert!(
+        !in_flight.is_finished(),
+        "the request must still be in flight when the shutdown fires"
+    );
+    eventually(
+        "new connections to be refused",
+        WAIT,
+        async || match TcpStream::connect(addr).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Some(()),
+            // A connect racing the listener's close may be reset instead: try again.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => None,
+            Err(e) => panic!("unexpected connect error: {e}"),
+            Ok(_) => None,
+        },
+    )
+    .await;
+    let r = bounded("the in-flight request", WAIT, in_flight)
+        .await
+        .expect("client task")
+        .expect("the in-flight request completes");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.text(), body_for(&path, 1));
+    let task = cache.task.take().unwrap();
+    bounded("run() to return", WAIT, task).await.expect("run");
+    assert!(TcpStream::connect(addr).await.is_err(), "still refused");
+}
+
+// ---------------------------------------------------------------------------------------
+// 9. Limits
+// ---------------------------------------------------------------------------------------
+
+/// A response larger than `limits.max_object_bytes` streams through complete and is not
+/// cached (with and without Content-Length); one under the limit is cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_responses_stream_through_uncached() {
+    let origin = Origin::start().await;
+    let mut cfg = config();
+    cfg.limits.max_object_bytes = 64 * 1024;
+    let cache = Cache::start(cfg, &origin, None).await;
+    let size = 1_000_000;
+    let expected = pattern(size);
+
+    for chunked in ["0", "1"] {
+        let path = url(
+            "/big",
+            &[
+                ("cc", "max-age=300"),
+                ("size", &size.to_string()),
+                ("chunked", chunked),
+            ],
+        );
+        for round in 1..=2 {
+            let r = cache.get(&path).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), size, "the full body (chunked={chunked})");
+            assert!(r.body == expected, "the body is intact (chunked={chunked})");
+            assert!(
+                r.cache_status().contains("detail=too-large"),
+                "{}",
+                r.cache_status()
+            );
+            assert_eq!(
+                origin.count(&path),
+                round,
+                "fetched again, not cached (chunked={chunked})"
+            );
+        }
+    }
+
+    let small = url(
+        "/small",
+        &[("cc", "max-age=300"), ("size", "32768"), ("chunked", "1")],
+    );
+    for _ in 0..2 {
+        let r = cache.get(&small).await;
+        assert_eq!(r.body.len(), 32768);
+    }
+    assert_eq!(origin.count(&small), 1, "under the limit, cached");
+}
