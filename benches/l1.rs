@@ -122,10 +122,11 @@ const SUBJECTS: [&str; 5] = [
     "moka sync",
 ];
 
-fn make_subject(index: usize) -> Box<dyn FnMut(&[u64], usize) -> (f64, f64)> {
-    fn run<C: Subject>(
-        mut make: impl FnMut() -> C + 'static,
-    ) -> Box<dyn FnMut(&[u64], usize) -> (f64, f64)> {
+/// Runs one fresh cache over a trace (warm-up, then timed part): (ns/op, hit ratio).
+type Runner = Box<dyn FnMut(&[u64], usize) -> (f64, f64)>;
+
+fn make_subject(index: usize) -> Runner {
+    fn run<C: Subject>(mut make: impl FnMut() -> C + 'static) -> Runner {
         Box::new(move |trace: &[u64], warmup: usize| {
             let mut cache = make();
             for (i, &k) in trace[..warmup].iter().enumerate() {
@@ -312,21 +313,23 @@ fn main() {
             continue;
         }
         let trace = gen();
-        let mut cells = Vec::new();
-        for index in 0..SUBJECTS.len() {
-            if !only.contains(&index) {
-                cells.push((f64::NAN, f64::NAN));
-                continue;
-            }
-            let mut bench = make_subject(index);
-            let mut best = f64::INFINITY;
-            let mut ratio = 0.0;
-            for _ in 0..reps {
+        // Runs are interleaved (every subject once, then again...) so that a burst of load
+        // from other processes does not land on one subject's runs only.
+        let mut cells = vec![(f64::INFINITY, f64::NAN); SUBJECTS.len()];
+        let mut benches: Vec<_> = (0..SUBJECTS.len()).map(make_subject).collect();
+        for _ in 0..reps {
+            for (index, bench) in benches.iter_mut().enumerate() {
+                if !only.contains(&index) {
+                    continue;
+                }
                 let (ns, hit) = bench(&trace, warmup);
-                best = best.min(ns);
-                ratio = hit;
+                cells[index] = (cells[index].0.min(ns), hit);
             }
-            cells.push((best, ratio));
+        }
+        for (index, cell) in cells.iter_mut().enumerate() {
+            if !only.contains(&index) {
+                *cell = (f64::NAN, f64::NAN);
+            }
         }
         print!("| {name} |");
         for (ns, hit) in &cells {
