@@ -4,7 +4,8 @@
 //! After Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache Admission Policy"
 //! (ACM Transactions on Storage 13(4), 2017), in the blocked layout Caffeine uses:
 //!
-//! - a count-min sketch of 4-bit saturating counters, four rows;
+//! - a count-min sketch with four rows of counters saturating at 15 (TinyLFU's 4-bit range,
+//!   stored a byte each so they update without variable shifts);
 //! - a *doorkeeper* Bloom filter in front of it: a key's first sighting in a sample period only
 //!   sets doorkeeper bits, so one-hit wonders never reach the counters, and the estimate adds
 //!   one when the doorkeeper holds the key;
@@ -41,7 +42,8 @@ struct Block {
 /// Counters saturate here, as TinyLFU's 4-bit counters do.
 const COUNTER_MAX: u8 = 15;
 
-/// Blocks per (power-of-two rounded) entry of capacity.
+/// Entries of (power-of-two rounded) capacity per block: 16 counters (4 per row) and 128
+/// doorkeeper bits per entry.
 const ENTRIES_PER_BLOCK: usize = 2;
 
 /// The sample period (accesses between agings) in multiples of the capacity. TinyLFU's

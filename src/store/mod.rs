@@ -907,8 +907,8 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     ///
     /// A victim that wins stays where it is: moving it away from the eviction end (a
     /// frequency-aware second chance) was measured at +0.3 to +0.5 hit-ratio points on the
-    /// Zipf traces but cost a hash probe and a relink on every rejection, up to a third
-    /// more time per operation when most misses are rejected.
+    /// Zipf traces but cost a hash probe and a relink on every rejection, 1.3x to 1.7x the
+    /// time per operation when most misses are rejected (`BENCHMARKS.md`).
     fn admit(&self, sketch: &FrequencySketch, hash: u64, size: usize, now: Timestamp) -> bool {
         let candidate = sketch.frequency(hash);
         let mut entries_needed = (self.lru.len() + 1).saturating_sub(self.config.max_entries);
