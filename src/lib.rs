@@ -22,13 +22,13 @@
 extern crate alloc;
 
 pub mod cache_control;
+pub mod engine;
 pub mod entry;
 pub mod headers;
 pub mod http_date;
 pub mod key;
-pub mod policy;
-pub mod store;
-pub mod engine;
 #[cfg(feature = "server")]
 pub mod native;
+pub mod policy;
+pub mod store;
 pub mod time;
