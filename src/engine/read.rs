@@ -588,21 +588,8 @@ impl<H: Host> Engine<H> {
                 match other {
                     Ok(response) => response,
                     Err(error) => {
-                        let (status, text) = match error {
-                            OriginError::Timeout => (504, "origin timed out"),
-                            _ => (502, "origin unreachable"),
-                        };
-                        let entry = CacheStatusEntry {
-                            fwd: Some(fwd),
-                            detail: Some(String::from(if status == 504 {
-                                "origin-timeout"
-                            } else {
-                                "origin-error"
-                            })),
-                            ..self.l1_status_entry()
-                        };
                         return (
-                            Handled::now(respond::error(status, text, entry)),
+                            Handled::now(self.origin_failure(&error, fwd)),
                             Outcome::NotShared,
                         );
                     }

@@ -72,29 +72,27 @@ impl<H: Host> Engine<H> {
                     &[entry],
                 ))
             }
-            Err(error) => {
-                let status = if error == OriginError::Timeout {
-                    504
-                } else {
-                    502
-                };
-                let entry = CacheStatusEntry {
-                    fwd: Some(fwd),
-                    detail: Some(String::from(if status == 504 {
-                        "origin-timeout"
-                    } else {
-                        "origin-error"
-                    })),
-                    ..self.l1_status_entry()
-                };
-                let text = if status == 504 {
-                    "origin timed out"
-                } else {
-                    "origin unreachable"
-                };
-                Handled::now(respond::error(status, text, entry))
-            }
+            Err(error) => Handled::now(self.origin_failure(&error, fwd)),
         }
+    }
+
+    /// The response when the origin could not be used and nothing stale may stand in:
+    /// 504 for a timeout, 502 otherwise, with the reason in `Cache-Status`.
+    pub(crate) fn origin_failure(
+        &self,
+        error: &OriginError,
+        fwd: Forward,
+    ) -> super::Response<H::Body> {
+        let (status, text, detail) = match error {
+            OriginError::Timeout => (504, "origin timed out", "origin-timeout"),
+            _ => (502, "origin unreachable", "origin-error"),
+        };
+        let entry = CacheStatusEntry {
+            fwd: Some(fwd),
+            detail: Some(String::from(detail)),
+            ..self.l1_status_entry()
+        };
+        respond::error(status, text, entry)
     }
 
     /// Forwards without using or filling the cache.
