@@ -78,29 +78,14 @@ fn unquote(raw: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Whether `b` is a `tchar` (RFC 9110 §5.6.2).
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
 /// Whether `name` is a valid token (RFC 9110 §5.6.2).
 fn is_token(name: &[u8]) -> bool {
-    !name.is_empty()
-        && name.iter().all(|&b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                )
-        })
+    !name.is_empty() && name.iter().all(|&b| is_tchar(b))
 }
 
 /// Parses delta-seconds (RFC 9111 §1.2.2): one or more ASCII digits, capped at 2^31.

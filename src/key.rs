@@ -324,23 +324,7 @@ fn is_scheme_char(b: u8) -> bool {
 
 /// `tchar` (RFC 9110 §5.6.2), the characters of a method name, without `%`.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'!' | b'#'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'*'
-                | b'+'
-                | b'-'
-                | b'.'
-                | b'^'
-                | b'_'
-                | b'`'
-                | b'|'
-                | b'~'
-        )
+    b != b'%' && crate::cache_control::is_tchar(b)
 }
 
 /// Removes `.` and `..` segments (RFC 3986 §5.2.4) from a path, which gets a leading `/`

@@ -100,16 +100,29 @@ fn stale_prohibited(view: &ResponseView) -> bool {
         || d.no_cache == Some(FieldScope::All)
 }
 
-/// Evaluates whether `stored` can satisfy a request with `request_headers` at `now`
-/// (RFC 9111 §4): Vary matching (§4.1), freshness (§4.2) against the request's `max-age`,
-/// `min-fresh`, `max-stale` and `no-cache` (§5.2.1), `no-cache` in the response (§5.2.2.4),
-/// stale serving (§4.2.4, RFC 5861) and soft-purge marks.
-pub fn evaluate(
-    request_headers: &Headers,
+/// What every reuse and storage decision about a stored response starts from, computed in
+/// one place (RFC 9111 §4.2.1 freshness, §4.2.3 age, RFC 5861 windows).
+#[derive(Clone, Debug)]
+pub struct EntryFigures {
+    /// The directives this shared cache obeys.
+    pub view: ResponseView,
+    /// Freshness lifetime and its source.
+    pub freshness: Freshness,
+    /// Current age in seconds; an invalid `Age` counts as the whole lifetime.
+    pub age_secs: u64,
+    /// The lifetime that applies now: 0 with an invalid `Age` (§5.1), and no more than the
+    /// age once soft-purged (the response has just become stale).
+    pub effective_lifetime: u64,
+    /// The stale windows the response allows.
+    pub windows: StaleWindows,
+}
+
+/// Computes [`EntryFigures`] for `stored` at `now`.
+pub fn entry_figures(
     stored: &CachedResponse,
     now: Timestamp,
     config: &PolicyConfig,
-) -> Evaluation {
+) -> EntryFigures {
     let view = ResponseView::new(&stored.headers, config);
     let freshness = freshness_lifetime(
         stored.status,
@@ -126,18 +139,42 @@ pub fn evaluate(
         stored.response_time,
         now,
     );
-    // A soft-purged response counts as having just become stale: it may be served within
-    // its stale windows while it is refetched, never as fresh.
     let age_secs = age.unwrap_or(freshness.lifetime_secs);
     let effective_lifetime = match age {
         None => 0,
         Some(_) if stored.invalidated => freshness.lifetime_secs.min(age_secs),
         Some(_) => freshness.lifetime_secs,
     };
+    let windows = stale_windows(&view, config);
+    EntryFigures {
+        view,
+        freshness,
+        age_secs,
+        effective_lifetime,
+        windows,
+    }
+}
+
+/// Evaluates whether `stored` can satisfy a request with `request_headers` at `now`
+/// (RFC 9111 §4): Vary matching (§4.1), freshness (§4.2) against the request's `max-age`,
+/// `min-fresh`, `max-stale` and `no-cache` (§5.2.1), `no-cache` in the response (§5.2.2.4),
+/// stale serving (§4.2.4, RFC 5861) and soft-purge marks.
+pub fn evaluate(
+    request_headers: &Headers,
+    stored: &CachedResponse,
+    now: Timestamp,
+    config: &PolicyConfig,
+) -> Evaluation {
+    let EntryFigures {
+        view,
+        freshness,
+        age_secs,
+        effective_lifetime,
+        windows,
+    } = entry_figures(stored, now, config);
     let ttl_secs = signed(effective_lifetime) - signed(age_secs);
     let fresh = effective_lifetime > age_secs;
     let staleness = age_secs.saturating_sub(effective_lifetime);
-    let windows = stale_windows(&view, config);
     let req = RequestDirectives::from_headers(request_headers);
     let prohibited = stale_prohibited(&view);
 

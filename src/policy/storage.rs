@@ -11,8 +11,7 @@ use crate::http_date::format_http_date;
 use crate::time::Timestamp;
 
 use super::conditional::has_validator;
-use super::freshness::{current_age, freshness_lifetime};
-use super::reuse::stale_windows;
+use super::reuse::entry_figures;
 use super::storable::ResponseView;
 use super::{hop_by_hop, vary, PolicyConfig};
 
@@ -40,26 +39,9 @@ impl Lifetimes {
 
 /// Computes the [`Lifetimes`] of `stored` as seen at `now` (RFC 9111 §4.2, RFC 5861).
 pub fn lifetimes(stored: &CachedResponse, now: Timestamp, config: &PolicyConfig) -> Lifetimes {
-    let view = ResponseView::new(&stored.headers, config);
-    let freshness = freshness_lifetime(
-        stored.status,
-        &stored.headers,
-        &view.directives,
-        &view.source,
-        stored.response_time,
-        config,
-    );
-    let age = current_age(
-        &stored.headers,
-        stored.request_time,
-        stored.response_time,
-        now,
-    );
-    let remaining = match age {
-        Some(age) if !stored.invalidated => freshness.lifetime_secs.saturating_sub(age),
-        _ => 0,
-    };
-    let windows = stale_windows(&view, config);
+    let figures = entry_figures(stored, now, config);
+    let remaining = figures.effective_lifetime.saturating_sub(figures.age_secs);
+    let windows = figures.windows;
     let fresh_until = now.plus_secs(remaining);
     let stale_while_revalidate_until = fresh_until.plus_secs(windows.while_revalidate_secs);
     let stale_if_error_until = fresh_until.plus_secs(windows.if_error_secs);
