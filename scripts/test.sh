@@ -23,7 +23,7 @@ export WRANGLER_SEND_METRICS=false
 
 # Feature sets. Each entry is one run; "" means default features. A feature is added
 # automatically once src/ has code behind it (`feature = "NAME"`), or list it here by hand.
-NATIVE_FEATURE_CANDIDATES=(server)          # native clippy + cargo test run with these
+NATIVE_FEATURE_CANDIDATES=(server resp)         # native clippy + cargo test run with these
 WASM_FEATURE_CANDIDATES=(wasm worker)       # wasm32 clippy runs once per feature
 has_code_for() { grep -rqE "feature *= *\"$1\"" src; }
 NATIVE_FEATURES=()

@@ -15,6 +15,9 @@
 //! - [`key`]: cache keys.
 //! - [`entry`]: the stored response and its versioned binary encoding.
 //! - [`store`]: the L1 store (LRU + admission, TTL, stale windows, tags, byte bounds).
+//!
+//! Hosts: `native` (feature `server`), `worker` (feature `worker`, wasm32 only) and `wasm`
+//! (feature `wasm`, the JS package).
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -30,5 +33,11 @@ pub mod key;
 #[cfg(feature = "server")]
 pub mod native;
 pub mod policy;
+#[cfg(feature = "resp")]
+pub mod resp;
 pub mod store;
 pub mod time;
+#[cfg(feature = "wasm")]
+pub mod wasm;
+#[cfg(all(feature = "worker", target_arch = "wasm32"))]
+pub mod worker;

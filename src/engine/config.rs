@@ -214,6 +214,17 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
 }
 
 impl EngineConfig {
+    /// Reads a configuration from JSON (the Worker's `EDGECACHE_CACHE` variable; the same
+    /// schema as the native TOML `[cache]` table) and validates it. Unknown fields are refused.
+    pub fn from_json(text: &str) -> Result<Self, ConfigError> {
+        let config: EngineConfig = serde_json::from_str(text).map_err(|e| {
+            // serde names the unknown or mistyped field in its message.
+            invalid("cache", e.to_string())
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks every value that could make the engine misbehave.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let is_token = |s: &str| {

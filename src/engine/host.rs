@@ -145,6 +145,17 @@ impl<T> Lock<T> for core::cell::RefCell<T> {
     }
 }
 
+/// A lock shared by several engines of one single-threaded host (see
+/// [`super::Engine::with_store`]).
+impl<T> Lock<T> for alloc::rc::Rc<core::cell::RefCell<T>> {
+    fn new(value: T) -> Self {
+        alloc::rc::Rc::new(core::cell::RefCell::new(value))
+    }
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        f(&mut self.borrow_mut())
+    }
+}
+
 #[cfg(feature = "std")]
 impl<T> Lock<T> for std::sync::Mutex<T> {
     fn new(value: T) -> Self {

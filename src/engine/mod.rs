@@ -216,7 +216,7 @@ impl EngineState {
 
 /// The cache engine. Share it between requests (`Arc` natively, `Rc` on JS hosts).
 pub struct Engine<H: Host> {
-    config: EngineConfig,
+    config: Arc<EngineConfig>,
     origin: H::Origin,
     store: Option<H::Store>,
     runtime: H::Runtime,
@@ -234,12 +234,31 @@ impl<H: Host> Engine<H> {
         config.validate()?;
         let state = H::Lock::new(EngineState::new(&config));
         Ok(Engine {
-            config,
+            config: Arc::new(config),
             origin,
             store,
             runtime,
             state,
         })
+    }
+
+    /// This engine with another shared-tier client, sharing its configuration and its
+    /// in-memory state (L1, coalescing, counters, breaker). For hosts whose I/O objects are
+    /// bound to one request (a Worker's sockets): they keep one engine per isolate and make
+    /// one of these per request. Cheap: nothing is copied but handles.
+    pub fn with_store(&self, store: Option<H::Store>) -> Self
+    where
+        H::Origin: Clone,
+        H::Runtime: Clone,
+        H::Lock: Clone,
+    {
+        Engine {
+            config: self.config.clone(),
+            origin: self.origin.clone(),
+            store,
+            runtime: self.runtime.clone(),
+            state: self.state.clone(),
+        }
     }
 
     /// The configuration in force.

@@ -1,0 +1,297 @@
+//! The shared tier over RESP (the Redis protocol) for hosts without a Redis client library:
+//! the Worker, whose only way out is a `connect()` socket. Frames are encoded and decoded by
+//! the `redis-protocol` crate; this module only pools connections, pipelines commands and
+//! maps replies onto [`SharedStore`]. Generic over the byte stream, so the same code runs on
+//! `worker::Socket` at the edge and on a tokio `TcpStream` in the native tests.
+//!
+//! Timeouts are the engine's ([`crate::engine`] bounds every shared-tier call): a command
+//! abandoned mid-reply drops its connection, since it was taken out of the pool for the call.
+#![allow(async_fn_in_trait)]
+
+pub mod url;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use redis_protocol::resp2::decode::decode;
+use redis_protocol::resp2::encode::encode;
+use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::engine::{SharedStore, StoreError};
+pub use url::RedisUrl;
+
+/// Largest reply accepted (a stored entry is bounded far below this by `l2.max_object_bytes`).
+const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Idle connections kept for reuse.
+const MAX_IDLE: usize = 4;
+
+/// Opens byte streams to the server.
+pub trait Connect {
+    /// The stream type.
+    type Conn: AsyncRead + AsyncWrite + Unpin;
+    /// Opens a new connection (TLS included when the URL asks for it).
+    async fn connect(&self, url: &RedisUrl) -> Result<Self::Conn, StoreError>;
+}
+
+/// A Redis-compatible shared tier spoken to in RESP2 over connections from `C`.
+pub struct RespStore<C: Connect> {
+    url: RedisUrl,
+    connector: C,
+    idle: RefCell<Vec<C::Conn>>,
+}
+
+/// One command: its arguments, the name first.
+type Command<'a> = Vec<&'a [u8]>;
+
+impl<C: Connect> RespStore<C> {
+    /// A store for `url`; nothing is dialled until the first command.
+    pub fn new(url: RedisUrl, connector: C) -> Self {
+        RespStore {
+            url,
+            connector,
+            idle: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Runs `commands` as one pipeline (one write, one read loop) and returns one reply per
+    /// command. A Redis error reply (`-ERR …`) becomes a [`StoreError`]; the connection stays
+    /// usable and goes back to the pool. An I/O or protocol error drops the connection.
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<OwnedFrame>, StoreError> {
+        let pooled = self.idle.borrow_mut().pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.open().await?,
+        };
+        let replies = exchange(&mut conn, commands).await?;
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+        drop(idle);
+        replies.into_iter().map(reply_ok).collect()
+    }
+
+    /// Dials and authenticates a new connection (`AUTH`, `SELECT` pipelined).
+    async fn open(&self) -> Result<C::Conn, StoreError> {
+        let mut conn = self.connector.connect(&self.url).await?;
+        let db = self.url.db.to_string();
+        let mut hello: Vec<Command<'_>> = Vec::new();
+        match (&self.url.username, &self.url.password) {
+            (Some(user), Some(pass)) => {
+                hello.push(alloc::vec![b"AUTH", user.as_bytes(), pass.as_bytes()])
+            }
+            (None, Some(pass)) => hello.push(alloc::vec![b"AUTH", pass.as_bytes()]),
+            _ => {}
+        }
+        if self.url.db != 0 {
+            hello.push(alloc::vec![b"SELECT", db.as_bytes()]);
+        }
+        if !hello.is_empty() {
+            for reply in exchange(&mut conn, &hello).await? {
+                // The reply to a failed AUTH names no secret; pass it on.
+                reply_ok(reply).map_err(|e| StoreError(format!("handshake: {}", e.0)))?;
+            }
+        }
+        Ok(conn)
+    }
+
+    async fn one(&self, command: Command<'_>) -> Result<OwnedFrame, StoreError> {
+        let mut replies = self.pipeline(&[command]).await?;
+        replies
+            .pop()
+            .ok_or_else(|| StoreError("no reply".to_string()))
+    }
+}
+
+/// Writes `commands` and reads exactly one frame per command.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut S,
+    commands: &[Command<'_>],
+) -> Result<Vec<OwnedFrame>, StoreError> {
+    let mut out = Vec::new();
+    for command in commands {
+        let frame = OwnedFrame::Array(
+            command
+                .iter()
+                .map(|arg| OwnedFrame::BulkString(arg.to_vec()))
+                .collect(),
+        );
+        let start = out.len();
+        out.resize(start + frame.encode_len(false), 0);
+        encode(&mut out[start..], &frame, false)
+            .map_err(|e| StoreError(format!("encoding a command: {e:?}")))?;
+    }
+    conn.write_all(&out).await.map_err(io_error)?;
+    conn.flush().await.map_err(io_error)?;
+
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut consumed = 0;
+    let mut chunk = alloc::vec![0u8; 16 * 1024];
+    while replies.len() < commands.len() {
+        match decode(&buf[consumed..]) {
+            Ok(Some((frame, used))) => {
+                replies.push(frame);
+                consumed += used;
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => return Err(StoreError(format!("malformed reply: {e:?}"))),
+        }
+        if buf.len() - consumed > MAX_REPLY_BYTES {
+            return Err(StoreError("reply too large".to_string()));
+        }
+        let n = conn.read(&mut chunk).await.map_err(io_error)?;
+        if n == 0 {
+            return Err(StoreError("connection closed by the server".to_string()));
+        }
+        if consumed > 0 && consumed == buf.len() {
+            buf.clear();
+            consumed = 0;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    if consumed != buf.len() {
+        return Err(StoreError("unexpected extra reply data".to_string()));
+    }
+    Ok(replies)
+}
+
+fn io_error(e: std::io::Error) -> StoreError {
+    StoreError(format!("i/o: {e}"))
+}
+
+fn reply_ok(frame: OwnedFrame) -> Result<OwnedFrame, StoreError> {
+    match frame {
+        OwnedFrame::Error(message) => Err(StoreError(format!("redis: {message}"))),
+        other => Ok(other),
+    }
+}
+
+fn unexpected(what: &str, frame: &OwnedFrame) -> StoreError {
+    StoreError(format!("unexpected reply to {what}: {:?}", frame.kind()))
+}
+
+fn bulk(frame: OwnedFrame, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match frame {
+        OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => Ok(Some(b)),
+        OwnedFrame::Null => Ok(None),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+fn ttl_arg(ttl_ms: u64) -> String {
+    ttl_ms.max(1).to_string()
+}
+
+impl<C: Connect> SharedStore for RespStore<C> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        bulk(self.one(alloc::vec![b"GET", key.as_bytes()]).await?, "GET")
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command: Command<'_> = alloc::vec![b"MGET"];
+        command.extend(keys.iter().map(|k| k.as_bytes()));
+        match self.one(command).await? {
+            OwnedFrame::Array(items) if items.len() == keys.len() => {
+                items.into_iter().map(|f| bulk(f, "MGET")).collect()
+            }
+            other => Err(unexpected("MGET", &other)),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let command = alloc::vec![
+            b"SET" as &[u8],
+            key.as_bytes(),
+            value,
+            b"PX",
+            ttl.as_bytes()
+        ];
+        self.one(command).await.map(|_| ())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let command = alloc::vec![
+            b"SET" as &[u8],
+            key.as_bytes(),
+            value,
+            b"NX",
+            b"PX",
+            ttl.as_bytes()
+        ];
+        Ok(!matches!(self.one(command).await?, OwnedFrame::Null))
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut command: Command<'_> = alloc::vec![b"DEL"];
+        command.extend(keys.iter().map(|k| k.as_bytes()));
+        self.one(command).await.map(|_| ())
+    }
+
+    async fn increment(&self, key: &str) -> Result<i64, StoreError> {
+        match self.one(alloc::vec![b"INCR", key.as_bytes()]).await? {
+            OwnedFrame::Integer(n) => Ok(n),
+            other => Err(unexpected("INCR", &other)),
+        }
+    }
+
+    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let (set, member, ttl) = (set.as_bytes(), member.as_bytes(), ttl.as_bytes());
+        // Extend the set's TTL only (GT), or give it one when it has none (NX).
+        self.pipeline(&[
+            alloc::vec![b"SADD", set, member],
+            alloc::vec![b"PEXPIRE", set, ttl, b"GT"],
+            alloc::vec![b"PEXPIRE", set, ttl, b"NX"],
+        ])
+        .await
+        .map(|_| ())
+    }
+
+    async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError> {
+        let set = set.as_bytes();
+        let mut replies = self
+            .pipeline(&[
+                alloc::vec![b"MULTI"],
+                alloc::vec![b"SMEMBERS", set],
+                alloc::vec![b"DEL", set],
+                alloc::vec![b"EXEC"],
+            ])
+            .await?;
+        let exec = replies
+            .pop()
+            .ok_or_else(|| StoreError("no reply to EXEC".to_string()))?;
+        let members = match exec {
+            OwnedFrame::Array(mut results) if results.len() == 2 => results.swap_remove(0),
+            other => return Err(unexpected("EXEC", &other)),
+        };
+        match members {
+            OwnedFrame::Array(items) => items
+                .into_iter()
+                .map(|f| match bulk(f, "SMEMBERS")? {
+                    Some(b) => String::from_utf8(b)
+                        .map_err(|_| StoreError("a set member is not UTF-8".to_string())),
+                    None => Err(StoreError("null set member".to_string())),
+                })
+                .collect(),
+            other => Err(unexpected("SMEMBERS", &other)),
+        }
+    }
+}

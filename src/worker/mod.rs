@@ -1,0 +1,174 @@
+//! The Cloudflare Worker host (feature `worker`): workers-rs glue around the shared engine.
+//! It only translates types and runs I/O; every caching decision is the engine's.
+//!
+//! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
+//! the first request from the environment ([`settings`]). Per request: a copy of it with a
+//! fresh Redis client ([`Engine::with_store`]), because a Worker's sockets belong to the
+//! request that opened them. Background work (revalidation, L2 writes, purge sync) runs in
+//! `ctx.wait_until`, after the response has gone.
+
+pub mod body;
+pub mod origin;
+pub mod runtime;
+pub mod settings;
+pub mod socket;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use core::cell::RefCell;
+
+use wasm_bindgen::JsValue;
+use worker::{event, Context, Env};
+
+use crate::engine::{Body, Engine, EngineState, Host, Request, Response};
+use crate::resp::RedisUrl;
+use body::{from_js_headers, js_message, to_js_headers, WorkerBody};
+
+/// The Worker's types.
+pub struct WorkerHost;
+
+impl Host for WorkerHost {
+    type Body = WorkerBody;
+    type Origin = origin::FetchOrigin;
+    type Store = socket::WorkerRedis;
+    type Runtime = runtime::JsRuntime;
+    type Lock = Rc<RefCell<EngineState>>;
+}
+
+/// What an isolate keeps between requests.
+struct Isolate {
+    engine: Engine<WorkerHost>,
+    redis: Option<RedisUrl>,
+}
+
+std::thread_local! {
+    /// Built on the first request; a configuration error is kept and answered every time.
+    static ISOLATE: RefCell<Option<Result<Rc<Isolate>, String>>> = const { RefCell::new(None) };
+}
+
+fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
+    ISOLATE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let built = settings::Settings::from_env(env).and_then(|s| {
+                let origin = origin::FetchOrigin::new(&s.origin)
+                    .map_err(|m| format!("invalid config `EDGECACHE_ORIGIN`: {m}"))?;
+                let engine = Engine::new(s.cache, origin, None, runtime::JsRuntime)
+                    .map_err(|e| e.to_string())?;
+                Ok(Rc::new(Isolate {
+                    engine,
+                    redis: s.redis,
+                }))
+            });
+            if let Err(message) = &built {
+                worker::console_error!("edgecache: {message}");
+            }
+            *slot = Some(built);
+        }
+        slot.clone()
+            .unwrap_or_else(|| Err(String::from("not initialised")))
+    })
+}
+
+#[event(fetch)]
+async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+    let isolate = match isolate(&env) {
+        Ok(isolate) => isolate,
+        Err(message) => return plain(500, &format!("edgecache is misconfigured: {message}\n")),
+    };
+    let store = isolate
+        .redis
+        .clone()
+        .map(|url| socket::WorkerRedis::new(url, socket::SocketConnect));
+    let engine = Rc::new(isolate.engine.with_store(store));
+    let request = match to_engine_request(&req) {
+        Ok(request) => request,
+        Err(message) => return plain(400, &format!("bad request: {message}\n")),
+    };
+    let handled = engine.handle(request).await;
+    if let Some(job) = handled.job {
+        let engine = engine.clone();
+        ctx.wait_until(async move { engine.run_job(job).await });
+    }
+    match to_worker_response(handled.response) {
+        Ok(response) => Ok(response),
+        Err(e) => plain(
+            502,
+            &format!(
+                "edgecache could not build the response: {}\n",
+                js_message(&e)
+            ),
+        ),
+    }
+}
+
+/// A short text response (configuration and conversion errors, which are never cached).
+fn plain(status: u16, text: &str) -> worker::Result<worker::Response> {
+    let response = worker::Response::ok(text)?.with_status(status);
+    response.headers().set("cache-control", "no-store")?;
+    Ok(response)
+}
+
+/// The client's request as the engine takes it: the path and query exactly as received.
+fn to_engine_request(req: &worker::Request) -> Result<Request<WorkerBody>, String> {
+    let inner = req.inner();
+    let url = inner.url();
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| String::from("the request URL has no scheme"))?;
+    let (authority, path_and_query) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let headers = from_js_headers(&inner.headers());
+    let host = headers
+        .get_str("host")
+        .map(str::to_string)
+        .unwrap_or_else(|| authority.to_string());
+    // Drop a fragment if a runtime ever leaves one in.
+    let path_and_query = path_and_query.split('#').next().unwrap_or("/");
+    Ok(Request {
+        method: inner.method(),
+        scheme: scheme.to_string(),
+        host,
+        path_and_query: path_and_query.to_string(),
+        headers,
+        body: inner.body().map(WorkerBody::Js),
+    })
+}
+
+/// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
+fn to_worker_response(response: Response<WorkerBody>) -> Result<worker::Response, JsValue> {
+    let mut headers = response.headers;
+    // The runtime computes the length of what it sends.
+    headers.remove("content-length");
+    let init = web_sys::ResponseInit::new();
+    init.set_status(response.status);
+    init.set_headers(&to_js_headers(&headers)?.into());
+    let null_body = matches!(response.status, 101 | 204 | 205 | 304);
+    let js = match response.body {
+        _ if null_body => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
+        Body::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
+        Body::Bytes(bytes) => with_bytes(&bytes, &init)?,
+        Body::Cached(stored) => with_bytes(&stored.body, &init)?,
+        Body::Stream(WorkerBody::Js(stream)) => {
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
+        }
+        Body::Stream(WorkerBody::Chunks(chunks)) => {
+            let built = worker::Response::from_stream(chunks)
+                .map_err(|e| JsValue::from_str(&e.to_string()))?;
+            let stream = match built.body() {
+                worker::ResponseBody::Stream(s) => s.clone(),
+                _ => return Err(JsValue::from_str("stream body expected")),
+            };
+            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
+        }
+    };
+    Ok(worker::Response::from(js))
+}
+
+fn with_bytes(bytes: &[u8], init: &web_sys::ResponseInit) -> Result<web_sys::Response, JsValue> {
+    let array = js_sys::Uint8Array::from(bytes);
+    web_sys::Response::new_with_opt_buffer_source_and_init(Some(&array), init)
+}

@@ -1,0 +1,105 @@
+//! The origin on the Worker: `fetch()` to the configured origin URL with redirects passed
+//! through (a cache forwards a 3xx, it does not follow it). Bodies up to the engine's buffer
+//! limit are read whole; larger ones stream through untouched.
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+
+use super::body::{from_js_headers, js_message, prefixed, read_chunk, to_js_headers, WorkerBody};
+use crate::engine::{Origin, OriginBody, OriginError, OriginRequest, OriginResponse};
+
+/// Fetches from one origin base URL (`http(s)://host[:port][/prefix]`).
+#[derive(Clone, Debug)]
+pub struct FetchOrigin {
+    base: Rc<str>,
+}
+
+impl FetchOrigin {
+    /// An origin at `base`, which must be an `http://` or `https://` URL with a host.
+    pub fn new(base: &str) -> Result<Self, String> {
+        let rest = base
+            .strip_prefix("https://")
+            .or_else(|| base.strip_prefix("http://"))
+            .ok_or_else(|| format!("`{base}` must start with http:// or https://"))?;
+        if rest.is_empty() || rest.starts_with('/') {
+            return Err(format!("`{base}` has no host"));
+        }
+        Ok(FetchOrigin {
+            base: Rc::from(base.trim_end_matches('/')),
+        })
+    }
+}
+
+impl Origin for FetchOrigin {
+    type Body = WorkerBody;
+
+    async fn fetch(
+        &self,
+        request: OriginRequest<WorkerBody>,
+        buffer_limit: usize,
+    ) -> Result<OriginResponse<WorkerBody>, OriginError> {
+        let url = format!("{}{}", self.base, request.path_and_query);
+        let mut headers = request.headers;
+        // The URL names the origin; the client's Host is the cache's, not the origin's.
+        headers.remove("host");
+        let init = web_sys::RequestInit::new();
+        init.set_method(&request.method);
+        init.set_redirect(web_sys::RequestRedirect::Manual);
+        let js_headers =
+            to_js_headers(&headers).map_err(|e| OriginError::Broken(js_message(&e)))?;
+        init.set_headers(&js_headers);
+        match request.body {
+            Some(WorkerBody::Js(stream)) => init.set_body(&stream),
+            Some(WorkerBody::Chunks(_)) | None => {}
+        }
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let response = JsFuture::from(global.fetch_with_str_and_init(&url, &init))
+            .await
+            .map_err(|e| OriginError::Unreachable(js_message(&e)))?;
+        let response: web_sys::Response = response
+            .dyn_into()
+            .map_err(|_| OriginError::Broken(String::from("fetch returned no Response")))?;
+        let headers = from_js_headers(&response.headers());
+        let status = response.status();
+        let declared = headers
+            .get_str("content-length")
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let body = match (response.body(), declared) {
+            (None, _) => OriginBody::Buffered(Vec::new()),
+            (Some(stream), Some(len)) if len > buffer_limit => {
+                OriginBody::Streaming(WorkerBody::Js(stream))
+            }
+            (Some(stream), _) => read_up_to(stream, buffer_limit).await?,
+        };
+        Ok(OriginResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Reads `stream` whole if it holds at most `limit` bytes; else hands back what was read
+/// followed by the rest, unbuffered.
+async fn read_up_to(
+    stream: web_sys::ReadableStream,
+    limit: usize,
+) -> Result<OriginBody<WorkerBody>, OriginError> {
+    let reader: web_sys::ReadableStreamDefaultReader = stream
+        .get_reader()
+        .dyn_into()
+        .map_err(|_| OriginError::Broken(String::from("the body has no default reader")))?;
+    let mut body = Vec::new();
+    while let Some(chunk) = read_chunk(&reader).await.map_err(OriginError::Broken)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Ok(OriginBody::Streaming(prefixed(body, reader)));
+        }
+    }
+    Ok(OriginBody::Buffered(body))
+}

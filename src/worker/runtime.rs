@@ -1,0 +1,23 @@
+//! The Worker's clock and timers: `Date.now()` and `setTimeout` (std clocks panic on
+//! wasm32-unknown-unknown). Workers advance `Date.now()` only across I/O, which is all the
+//! engine needs: it reads the time once per decision.
+
+use core::future::Future;
+use core::time::Duration;
+
+use crate::engine::Runtime;
+use crate::time::Timestamp;
+
+/// `Date.now()` and `worker::Delay`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct JsRuntime;
+
+impl Runtime for JsRuntime {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_millis(js_sys::Date::now().max(0.0) as u64)
+    }
+
+    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
+        worker::Delay::from(Duration::from_millis(ms))
+    }
+}

@@ -1,0 +1,99 @@
+//! The Worker's configuration, from its environment: `[vars]` and secrets in wrangler.toml
+//! (or the dashboard). The cache itself uses the one engine schema ([`EngineConfig`]), as a
+//! `[vars.EDGECACHE_CACHE]` table or a JSON string; the origin, the Redis URL and the admin
+//! token sit beside it.
+//!
+//! | name | kind | meaning |
+//! |---|---|---|
+//! | `EDGECACHE_ORIGIN` | var, required | origin base URL, `http(s)://host[:port]` |
+//! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
+//! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
+//! | `EDGECACHE_REDIS_URL` | secret, optional | `redis://` or `rediss://` URL of the shared tier; none: L1 only |
+
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use wasm_bindgen::JsValue;
+use worker::Env;
+
+use crate::engine::EngineConfig;
+use crate::resp::RedisUrl;
+
+/// Everything the Worker reads from its environment, validated.
+pub struct Settings {
+    /// Origin base URL.
+    pub origin: String,
+    /// The engine configuration (with the admin token from its secret).
+    pub cache: EngineConfig,
+    /// The shared tier, if configured.
+    pub redis: Option<RedisUrl>,
+}
+
+/// Shortest admin token accepted (as natively).
+const MIN_TOKEN_LEN: usize = 16;
+
+impl Settings {
+    /// Reads and validates the environment; the error names the variable (never a secret's value).
+    pub fn from_env(env: &Env) -> Result<Self, String> {
+        let origin = text(env, "EDGECACHE_ORIGIN")?
+            .filter(|s| !s.trim().is_empty())
+            .ok_or("invalid config `EDGECACHE_ORIGIN`: is required (the origin's base URL)")?;
+        let mut cache = match raw(env, "EDGECACHE_CACHE") {
+            None => EngineConfig::default(),
+            Some(value) => {
+                let json = match value.as_string() {
+                    Some(text) => text,
+                    None => js_sys::JSON::stringify(&value)
+                        .ok()
+                        .and_then(|s| s.as_string())
+                        .ok_or("invalid config `EDGECACHE_CACHE`: not JSON-serialisable")?,
+                };
+                EngineConfig::from_json(&json).map_err(|e| format!("`EDGECACHE_CACHE`: {e}"))?
+            }
+        };
+        if cache.admin.token.is_some() {
+            return Err(
+                "invalid config `EDGECACHE_CACHE.admin.token`: set the token as the secret EDGECACHE_ADMIN_TOKEN, not in [vars]"
+                    .to_string(),
+            );
+        }
+        if let Some(token) = text(env, "EDGECACHE_ADMIN_TOKEN")?.filter(|t| !t.is_empty()) {
+            if token.len() < MIN_TOKEN_LEN {
+                return Err(format!(
+                    "invalid config `EDGECACHE_ADMIN_TOKEN`: must be at least {MIN_TOKEN_LEN} characters"
+                ));
+            }
+            cache.admin.token = Some(token);
+        }
+        let redis = text(env, "EDGECACHE_REDIS_URL")?
+            .filter(|u| !u.trim().is_empty())
+            .map(|u| {
+                RedisUrl::parse(u.trim())
+                    .map_err(|m| format!("invalid config `EDGECACHE_REDIS_URL`: {m}"))
+            })
+            .transpose()?;
+        Ok(Settings {
+            origin: origin.trim().to_string(),
+            cache,
+            redis,
+        })
+    }
+}
+
+/// A binding's raw value, if set.
+fn raw(env: &Env, name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(env.as_ref(), &JsValue::from_str(name))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// A binding that must be text (a plain var or a secret), if set.
+fn text(env: &Env, name: &str) -> Result<Option<String>, String> {
+    match raw(env, name) {
+        None => Ok(None),
+        Some(value) => value
+            .as_string()
+            .map(Some)
+            .ok_or_else(|| format!("invalid config `{name}`: must be a string")),
+    }
+}

@@ -1,0 +1,163 @@
+#![cfg(all(feature = "resp", feature = "server", not(target_arch = "wasm32")))]
+//! The RESP shared-tier client (`edgecache::resp`, what the Worker speaks to Redis over its
+//! `connect()` sockets) against a real `redis-server`, here over tokio TCP streams: every
+//! [`SharedStore`] command, pipelining, AUTH/SELECT, error replies and a dead server.
+
+mod support;
+use support::*;
+
+use edgecache::engine::{SharedStore, StoreError};
+use edgecache::resp::{Connect, RedisUrl, RespStore};
+use tokio::net::TcpStream;
+
+/// Plain TCP, as `worker::Socket` is with TLS off.
+struct Tcp;
+
+impl Connect for Tcp {
+    type Conn = TcpStream;
+    async fn connect(&self, url: &RedisUrl) -> Result<TcpStream, StoreError> {
+        TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(|e| StoreError(format!("connect: {e}")))
+    }
+}
+
+fn store(url: &str) -> RespStore<Tcp> {
+    RespStore::new(RedisUrl::parse(url).expect("url"), Tcp)
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn every_command_against_a_real_redis() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    let mut own = redis.conn().await;
+
+    assert_eq!(s.get("missing").await.unwrap(), None);
+    s.set("k1", b"\x00binary\xffvalue\r\n", 60_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get("k1").await.unwrap().as_deref(),
+        Some(&b"\x00binary\xffvalue\r\n"[..])
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("k1")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert!(ttl > 50_000 && ttl <= 60_000, "PX applied: {ttl}");
+
+    let many = s
+        .get_many(&["k1".into(), "nope".into(), "k1".into()])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 3);
+    assert!(many[0].is_some() && many[1].is_none() && many[2].is_some());
+    assert!(s.get_many(&[]).await.unwrap().is_empty());
+
+    assert!(s.set_if_absent("lease", b"a", 5_000).await.unwrap());
+    assert!(!s.set_if_absent("lease", b"b", 5_000).await.unwrap());
+    assert_eq!(s.get("lease").await.unwrap().as_deref(), Some(&b"a"[..]));
+
+    assert_eq!(s.increment("n").await.unwrap(), 1);
+    assert_eq!(s.increment("n").await.unwrap(), 2);
+
+    s.add_to_set("tags", "obj:a", 10_000).await.unwrap();
+    s.add_to_set("tags", "obj:b", 20_000).await.unwrap();
+    s.add_to_set("tags", "obj:b", 1_000).await.unwrap(); // GT: never shortens
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("tags")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert!(ttl > 15_000, "set TTL extended only: {ttl}");
+    let mut members = s.take_set("tags").await.unwrap();
+    members.sort();
+    assert_eq!(members, vec!["obj:a".to_string(), "obj:b".to_string()]);
+    assert!(s.take_set("tags").await.unwrap().is_empty(), "taken once");
+
+    s.delete(&["k1".into(), "lease".into()]).await.unwrap();
+    assert_eq!(s.get("k1").await.unwrap(), None);
+    s.delete(&[]).await.unwrap();
+
+    // A large value crosses many reads.
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.set("big", &big, 60_000).await.unwrap();
+    assert_eq!(s.get("big").await.unwrap().as_deref(), Some(&big[..]));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn error_replies_are_errors_and_the_connection_survives() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    s.set("text", b"not a number", 60_000).await.unwrap();
+    let e = s.increment("text").await.unwrap_err();
+    assert!(e.0.contains("not an integer"), "{e}");
+    // The same pooled connection still answers in order.
+    assert_eq!(s.increment("counter").await.unwrap(), 1);
+    assert_eq!(
+        s.get("text").await.unwrap().as_deref(),
+        Some(&b"not a number"[..])
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn auth_and_select_from_the_url() {
+    let redis = RedisServer::start().await;
+    let mut own = redis.conn().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("s3cret-pass")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    let port = redis.port;
+
+    let anonymous = store(&format!("redis://127.0.0.1:{port}"));
+    let e = anonymous.get("x").await.unwrap_err();
+    assert!(e.0.contains("NOAUTH"), "{e}");
+
+    let wrong = store(&format!("redis://:badpass-xyz@127.0.0.1:{port}"));
+    let e = wrong.get("x").await.unwrap_err();
+    assert!(
+        e.0.contains("handshake") && !e.0.contains("badpass-xyz"),
+        "{e}"
+    );
+
+    let good = store(&format!("redis://default:s3cret-pass@127.0.0.1:{port}/5"));
+    good.set("in-db-5", b"yes", 60_000).await.unwrap();
+    let mut db5 = redis::Client::open(format!("redis://:s3cret-pass@127.0.0.1:{port}/5"))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let v: Option<String> = redis::cmd("GET")
+        .arg("in-db-5")
+        .query_async(&mut db5)
+        .await
+        .unwrap();
+    assert_eq!(v.as_deref(), Some("yes"), "SELECT 5 applied");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_dead_server_is_an_error_then_recovery_is_automatic() {
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let s = store(&redis.url());
+    s.set("a", b"1", 60_000).await.unwrap();
+    redis.kill();
+    assert!(
+        s.get("a").await.is_err(),
+        "pooled connection to a dead server"
+    );
+    assert!(s.get("a").await.is_err(), "no server to dial");
+    let _again = RedisServer::start_on(port)
+        .await
+        .expect("restart on the same port");
+    assert_eq!(
+        s.get("a").await.unwrap(),
+        None,
+        "fresh server, fresh connection"
+    );
+}

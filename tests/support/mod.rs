@@ -1,0 +1,564 @@
+//! What the integration tests that need real parts share: a real `redis-server` per test, a
+//! real HTTP origin on loopback whose answers are driven by query parameters, a small HTTP
+//! client, and bounded waits. Used by `tests/native.rs` (edgecache serve) and
+//! `tests/worker.rs` (the Worker under wrangler dev). Each file uses only part of it.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::header::HeaderMap;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+// Tokio's clock: the tests measure real time on purpose (the core never reads a clock).
+use tokio::time::Instant;
+
+/// The admin token every instance is configured with.
+pub const TOKEN: &str = "native-test-token-0123456789";
+/// The `Host` every client request carries (the host is part of the cache key, so two
+/// instances share keys only when they see the same one).
+pub const HOST: &str = "edge.test";
+/// No single client request may take longer than this.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The usual bound for "eventually" checks.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------------------
+// Small helpers
+// ---------------------------------------------------------------------------------------
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn enc(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept).
+pub fn pct_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 3 <= bytes.len() {
+            let hex = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(v) = hex {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `path?k1=v1&k2=v2` with the values percent-encoded.
+pub fn url(path: &str, params: &[(&str, &str)]) -> String {
+    if params.is_empty() {
+        return path.to_string();
+    }
+    let query: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect();
+    format!("{path}?{}", query.join("&"))
+}
+
+/// The body the origin sends for the `n`th GET of `path_and_query`.
+pub fn body_for(path_and_query: &str, n: u64) -> String {
+    format!("{path_and_query} #{n}")
+}
+
+/// The deterministic content of a `size=` body.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Polls `check` every 25 ms until it yields a value; panics naming `what` after `within`.
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Awaits `future` for at most `within`, panicking with `what` otherwise.
+pub async fn bounded<F: Future>(what: &str, within: Duration, future: F) -> F::Output {
+    match tokio::time::timeout(within, future).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {within:?}: {what}"),
+    }
+}
+
+/// A free loopback port (bound and released; good enough for a test).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Aborts a task when dropped.
+pub struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A real redis-server
+// ---------------------------------------------------------------------------------------
+
+pub fn redis_binary() -> PathBuf {
+    std::env::var_os("REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server"))
+}
+
+/// A `redis-server` child process on its own port; SIGKILLed on drop.
+pub struct RedisServer {
+    pub child: Option<Child>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts one on a free port (a few attempts, in case another test grabbed the port).
+    pub async fn start() -> RedisServer {
+        let mut errors = Vec::new();
+        for _ in 0..5 {
+            match RedisServer::start_on(free_port()).await {
+                Ok(server) => return server,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("could not start redis-server: {errors:?}");
+    }
+
+    /// Starts one on `port`; ready once it answers `PING` (within 5 s).
+    pub async fn start_on(port: u16) -> Result<RedisServer, String> {
+        let bin = redis_binary();
+        assert!(
+            bin.exists(),
+            "redis-server not found at {}: these tests need a real Redis \
+             (apt-get install redis-server, or set REDIS_SERVER=/path/to/redis-server)",
+            bin.display()
+        );
+        let dir = std::env::temp_dir();
+        let child = Command::new(&bin)
+            .args(["--port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        let mut server = RedisServer {
+            child: Some(child),
+            port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if ping(port).await {
+                return Ok(server);
+            }
+            if let Some(status) = server
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("redis-server on port {port} exited: {status}"));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "redis-server on port {port} did not answer PING within 5 s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// A connection of the test's own.
+    pub async fn conn(&self) -> redis::aio::MultiplexedConnection {
+        let client = redis::Client::open(self.url()).expect("redis URL");
+        bounded(
+            "connecting to redis",
+            WAIT,
+            client.get_multiplexed_async_connection(),
+        )
+        .await
+        .expect("redis connection")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub async fn ping(port: u16) -> bool {
+    let attempt = async {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+        s.write_all(b"PING\r\n").await.ok()?;
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).await.ok()?;
+        (&buf == b"+PONG\r\n").then_some(())
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_millis(500), attempt).await,
+        Ok(Some(()))
+    )
+}
+
+/// The object keys edgecache stored (`{prefix}e{epoch}:obj:{cache key}`).
+pub async fn object_keys(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = bounded(
+        "redis KEYS",
+        WAIT,
+        redis::cmd("KEYS").arg("ec:v1:*obj:*").query_async(con),
+    )
+    .await
+    .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// Waits until an object key containing `needle` is in Redis; returns it.
+pub async fn await_object(con: &mut redis::aio::MultiplexedConnection, needle: &str) -> String {
+    eventually(
+        &format!("an ec:v1: object key containing {needle:?} in redis"),
+        WAIT,
+        async || {
+            object_keys(con)
+                .await
+                .into_iter()
+                .find(|k| k.contains(needle))
+        },
+    )
+    .await
+}
+
+// ---------------------------------------------------------------------------------------
+// A real origin
+// ---------------------------------------------------------------------------------------
+
+pub type OriginBody = BoxBody<Bytes, Infallible>;
+
+/// A request with a body the origin received (any method but GET and HEAD).
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub method: String,
+    pub path_and_query: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Default)]
+pub struct OriginState {
+    /// GET/HEAD requests per path and query.
+    pub counts: Mutex<HashMap<String, u64>>,
+    /// Other requests, in order.
+    pub writes: Mutex<Vec<Received>>,
+    /// When set, every GET is answered with this status (an origin in trouble).
+    pub forced_status: Mutex<Option<u16>>,
+}
+
+/// An HTTP/1.1 origin on 127.0.0.1. Query parameters drive the answer:
+/// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `size` (a body of
+/// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
+/// (stream the body without Content-Length).
+pub struct Origin {
+    pub addr: SocketAddr,
+    pub state: Arc<OriginState>,
+    pub task: JoinHandle<()>,
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("origin bind");
+        let addr = listener.local_addr().expect("origin addr");
+        let state = Arc::new(OriginState::default());
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            // Connections live in the set: aborting this task closes them all.
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = shared.clone();
+                connections.spawn(async move {
+                    let service = service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, Infallible>(origin_answer(state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        });
+        Origin { addr, state, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// GET/HEAD requests received for `path_and_query`.
+    pub fn count(&self, path_and_query: &str) -> u64 {
+        let counts = self.state.counts.lock().unwrap();
+        counts.get(path_and_query).copied().unwrap_or(0)
+    }
+
+    /// GET/HEAD requests received in all.
+    pub fn total(&self) -> u64 {
+        self.state.counts.lock().unwrap().values().sum()
+    }
+
+    pub fn writes(&self) -> Vec<Received> {
+        self.state.writes.lock().unwrap().clone()
+    }
+
+    pub fn force_status(&self, status: Option<u16>) {
+        *self.state.forced_status.lock().unwrap() = status;
+    }
+
+    /// Stops listening and closes every connection.
+    pub async fn stop(&mut self) {
+        self.task.abort();
+        let _ = bounded("origin stop", WAIT, &mut self.task).await;
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn origin_answer(
+    state: Arc<OriginState>,
+    req: hyper::Request<Incoming>,
+) -> hyper::Response<OriginBody> {
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let params: HashMap<String, String> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (pct_decode(k), pct_decode(v))
+        })
+        .collect();
+    let method = req.method().as_str().to_string();
+    if method != "GET" && method != "HEAD" {
+        let content_type = req
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes().to_vec())
+            .unwrap_or_default();
+        let len = body.len();
+        state.writes.lock().unwrap().push(Received {
+            method: method.clone(),
+            path_and_query,
+            content_type,
+            body,
+        });
+        return hyper::Response::builder()
+            .status(200)
+            .header("content-type", "text/plain")
+            .body(full(format!("{method} ok {len}")))
+            .unwrap();
+    }
+    let n = {
+        let mut counts = state.counts.lock().unwrap();
+        let n = counts.entry(path_and_query.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    if let Some(ms) = params.get("delay_ms").and_then(|v| v.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if let Some(status) = *state.forced_status.lock().unwrap() {
+        return hyper::Response::builder()
+            .status(status)
+            .header("content-type", "text/plain")
+            .body(full("origin in trouble"))
+            .unwrap();
+    }
+    let status = params
+        .get("status")
+        .and_then(|v| v.parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut builder = hyper::Response::builder()
+        .status(status)
+        .header("content-type", "text/plain");
+    if let Some(cc) = params.get("cc") {
+        builder = builder.header("cache-control", cc.as_str());
+    }
+    if let Some(tag) = params.get("tag") {
+        builder = builder.header("surrogate-key", tag.as_str());
+    }
+    let body = match params.get("size").and_then(|v| v.parse::<usize>().ok()) {
+        Some(size) if params.get("chunked").is_some_and(|v| v == "1") => {
+            let chunks: Vec<Result<Frame<Bytes>, Infallible>> = pattern(size)
+                .chunks(16 * 1024)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            StreamBody::new(futures::stream::iter(chunks)).boxed()
+        }
+        Some(size) => full(pattern(size)),
+        None => full(body_for(&path_and_query, n)),
+    };
+    builder.body(body).unwrap()
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> OriginBody {
+    Full::new(bytes.into()).boxed()
+}
+
+// ---------------------------------------------------------------------------------------
+// The client
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn cache_status(&self) -> &str {
+        self.header("cache-status").unwrap_or("")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+/// One request on a new TCP connection.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path_and_query: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Resp, String> {
+    let exchange = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+        let _driver = AbortOnDrop(tokio::spawn(connection));
+        let mut builder = hyper::Request::builder()
+            .method(method)
+            .uri(path_and_query)
+            .header(hyper::header::HOST, HOST);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(body)).map_err(|e| e.to_string())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("{method} {path_and_query}: {e}"))?;
+        let (parts, incoming) = response.into_parts();
+        let body = incoming
+            .collect()
+            .await
+            .map_err(|e| format!("{method} {path_and_query}: body: {e}"))?
+            .to_bytes();
+        Ok(Resp {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "{method} {path_and_query}: no response within {REQUEST_TIMEOUT:?}"
+        )),
+    }
+}
