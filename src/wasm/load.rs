@@ -1,0 +1,166 @@
+//! `EdgeCache.getOrInsert`: cache-aside with a JS loader, request coalescing (one loader
+//! call per key however many callers wait), `stale-while-revalidate` (serve the stale value
+//! and refresh in the background, RFC 5861 §3) and `stale-if-error` (serve the stale value
+//! when the loader fails, RFC 5861 §4).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+
+use super::cache::{EdgeCache, EntryOptions, Resolved, State};
+use super::clock::JsClock;
+use super::js::{from_js, key_of};
+use crate::store::{EntryState, Lookup};
+
+#[wasm_bindgen]
+impl EdgeCache {
+    /// Returns a `Promise` of the value under `key`, calling `loader(key)` (which returns a
+    /// value or a `Promise` of one) when there is no usable entry, and storing its result with
+    /// `options` (as in `set`).
+    ///
+    /// - fresh entry: resolves to it, no loader call;
+    /// - stale inside `stale-while-revalidate`: resolves to the stale value now and calls the
+    ///   loader in the background to refresh it (RFC 5861 §3);
+    /// - absent, expired, or stale inside `stale-if-error` only: calls the loader; if the
+    ///   loader throws or rejects and the entry is still inside its `stale-if-error` window,
+    ///   resolves to the stale value (RFC 5861 §4), else rejects with the loader's error.
+    ///
+    /// Concurrent calls for one key share one loader call (and one promise).
+    #[wasm_bindgen(js_name = getOrInsert)]
+    pub fn get_or_insert(
+        &self,
+        key: JsValue,
+        loader: JsValue,
+        options: JsValue,
+    ) -> Result<Promise, JsError> {
+        let key = key_of(&key)?;
+        let loader: Function = loader
+            .dyn_into()
+            .map_err(|_| JsError::new("loader must be a function (key) => value | Promise"))?;
+        let options: EntryOptions = from_js(&options, "entry options")?;
+        let now = self.clock.now()?;
+        let resolved = {
+            let defaults = self.state.borrow().defaults;
+            Resolved::from_options(options, defaults)?
+        };
+
+        let mut s = self.state.borrow_mut();
+        let usable = match s.store.get(key.as_str(), now) {
+            Lookup::Fresh(hit) => return Ok(Promise::resolve(&hit.value)),
+            Lookup::Stale(hit) if hit.state(now) == EntryState::StaleWhileRevalidate => {
+                Some(hit.value)
+            }
+            _ => None,
+        };
+        if let Some(stale) = usable {
+            s.stats.stale_while_revalidate_served += 1;
+            let refreshing = s.inflight.contains_key(&key);
+            if !refreshing {
+                s.stats.background_refreshes += 1;
+            }
+            drop(s);
+            if !refreshing {
+                // The refresh's own promise never rejects unhandled: failures are counted.
+                let refresh = start_load(&self.state, &self.clock, key, &loader, resolved);
+                let ignore =
+                    Closure::<dyn FnMut(JsValue) -> JsValue>::once_into_js(|_: JsValue| {
+                        JsValue::UNDEFINED
+                    });
+                let _ = then(&refresh, &JsValue::UNDEFINED, &ignore);
+            }
+            return Ok(Promise::resolve(&stale));
+        }
+        if let Some(pending) = s.inflight.get(&key) {
+            let pending = pending.clone();
+            s.stats.coalesced += 1;
+            return Ok(pending);
+        }
+        drop(s);
+        Ok(start_load(&self.state, &self.clock, key, &loader, resolved))
+    }
+}
+
+/// Calls the loader (with no state borrowed: it is user code), registers the load as in
+/// flight, and returns the promise every waiter shares.
+fn start_load(
+    state: &Rc<RefCell<State>>,
+    clock: &JsClock,
+    key: String,
+    loader: &Function,
+    options: Resolved,
+) -> Promise {
+    state.borrow_mut().stats.loads += 1;
+    let started = match loader.call1(&JsValue::NULL, &JsValue::from_str(&key)) {
+        Ok(value) => Promise::resolve(&value),
+        Err(error) => Promise::reject(&error),
+    };
+
+    let ok_state = state.clone();
+    let ok_clock = clock.clone();
+    let ok_key = key.clone();
+    let on_ok = Closure::<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>::once_into_js(
+        move |value: JsValue| -> Result<JsValue, JsValue> {
+            let now = ok_clock.now();
+            let mut s = ok_state.borrow_mut();
+            s.inflight.remove(&ok_key);
+            if value.is_undefined() {
+                s.stats.load_errors += 1;
+                return Err(JsError::new(&format!(
+                    "the loader for key {ok_key:?} resolved to undefined; return a value or throw"
+                ))
+                .into());
+            }
+            let now = now.map_err(JsValue::from)?;
+            s.insert(ok_key, value.clone(), &options, now);
+            Ok(value)
+        },
+    );
+
+    let err_state = state.clone();
+    let err_clock = clock.clone();
+    let err_key = key.clone();
+    let on_err = Closure::<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>::once_into_js(
+        move |error: JsValue| -> Result<JsValue, JsValue> {
+            let now = err_clock.now();
+            let mut s = err_state.borrow_mut();
+            s.inflight.remove(&err_key);
+            s.stats.load_errors += 1;
+            let now = now.map_err(JsValue::from)?;
+            // RFC 5861 §4: a stale response may be used when the origin (here: the loader) fails.
+            let stale = s.store.peek(err_key.as_str()).and_then(|e| {
+                (now >= e.windows.fresh_until && now < e.windows.stale_if_error_until)
+                    .then(|| e.value.clone())
+            });
+            match stale {
+                Some(value) => {
+                    s.stats.stale_if_error_served += 1;
+                    Ok(value)
+                }
+                None => Err(error),
+            }
+        },
+    );
+
+    let shared = then(&started, &on_ok, &on_err);
+    state.borrow_mut().inflight.insert(key, shared.clone());
+    shared
+}
+
+/// `promise.then(on_ok, on_err)` with handlers that are plain JS functions (they may return
+/// a value or throw, which settles the returned promise). Falls back to a rejected promise
+/// if `then` is somehow unavailable.
+fn then(promise: &Promise, on_ok: &JsValue, on_err: &JsValue) -> Promise {
+    let then_fn = js_sys::Reflect::get(promise, &JsValue::from_str("then"))
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok());
+    match then_fn.map(|f| f.call2(promise, on_ok, on_err)) {
+        Some(Ok(p)) => p
+            .dyn_into::<Promise>()
+            .unwrap_or_else(|v| Promise::resolve(&v)),
+        Some(Err(e)) => Promise::reject(&e),
+        None => Promise::reject(&JsError::new("Promise.prototype.then is not available").into()),
+    }
+}
