@@ -789,6 +789,12 @@ fn simulation_shows_coalescing_and_stale_while_revalidate() {
     assert!(num(&swr, "staleServed") > 1000.0);
     assert!(num(&swr, "hitRatio") > num(&coalesced, "hitRatio") + 0.05);
     assert!(num(&swr, "meanLatencyMs") < num(&coalesced, "meanLatencyMs"));
+    let again = totals(&format!("{{ {base}, coalescing: true, swrSecs: 10 }}"));
+    assert_eq!(
+        js_sys::JSON::stringify(&swr).unwrap(),
+        js_sys::JSON::stringify(&again).unwrap(),
+        "deterministic for a seed"
+    );
     let windows = get(&swr, "policyWindowsSecs").unchecked_into::<Array>();
     assert_eq!(
         windows.get(1).as_f64(),

@@ -8,7 +8,9 @@
 //! while the key is refreshed in the background.
 
 use std::cmp::Reverse;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{BinaryHeap, HashMap};
+use std::hash::BuildHasherDefault;
 
 use crate::headers::Headers;
 use crate::policy::freshness::freshness_lifetime;
@@ -19,6 +21,9 @@ use crate::store::{Admission, EntryMeta, EntryState, L1Store, Lookup, StoreConfi
 use crate::time::Timestamp;
 
 use super::workload::{Rng, Zipf};
+
+/// The simulated L1 store: values carry nothing, the key is all that matters.
+type Store = L1Store<u64, (), BuildHasherDefault<DefaultHasher>>;
 
 /// A simulation's parameters (already validated).
 #[derive(Clone, Debug)]
@@ -200,11 +205,12 @@ pub fn run(p: &Params) -> Result<Outcome, String> {
     let mut origin_rng = Rng::new(p.seed.wrapping_add(0x5EED));
     let config = StoreConfig::new(p.capacity, p.capacity.saturating_mul(p.object_bytes).max(1))
         .with_admission(p.admission);
-    let mut store: L1Store<u64, ()> = L1Store::new(config);
+    // A fixed-key hasher: admission decisions, hence the whole run, depend only on the seed.
+    let mut store: Store = L1Store::with_hasher(config, BuildHasherDefault::default());
 
     let end_us = (p.duration_secs * 1e6) as u64;
     let bucket_us = (p.bucket_secs * 1e6).max(1.0) as u64;
-    let buckets = (end_us / bucket_us + 1) as usize;
+    let buckets = end_us.div_ceil(bucket_us).max(1) as usize;
     let mut s = Series::with_buckets(buckets, p.bucket_secs);
     let bucket = |t: u64| ((t / bucket_us) as usize).min(buckets - 1);
 
@@ -341,7 +347,7 @@ pub fn run(p: &Params) -> Result<Outcome, String> {
 fn complete(
     at: u64,
     fetch: Fetch,
-    store: &mut L1Store<u64, ()>,
+    store: &mut Store,
     s: &mut Series,
     b: usize,
     windows: Windows,
