@@ -135,6 +135,26 @@ test_wasm32_node() {
         cargo test --no-fail-fast --target wasm32-unknown-unknown --test '*'
 }
 
+# The JS facade's wasm-bindgen tests (src/wasm, tests/wasm_facade/) through wasm-pack: under
+# Node.js (tests/wasm_node.rs) and in headless Chromium (tests/wasm_browser.rs). The other
+# tests/*.rs already run on wasm32 in test-wasm32-node.
+test_wasm_pack_node() {
+    wasm-pack test --node --mode no-install -- --features wasm --test wasm_node
+}
+
+test_wasm_pack_chrome() {
+    CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}" \
+        wasm-pack test --headless --chrome --mode no-install -- --features wasm --test wasm_browser
+}
+
+# The www/ demo page driven in headless Chromium by Playwright (tests/browser/www.test.mjs),
+# with the live view against a real release `edgecache serve` the test starts.
+test_browser_www() {
+    bash scripts/build-www.sh
+    cargo build --release --features server
+    node tests/browser/www.test.mjs
+}
+
 # --- STEPS (in order; one line each) --------------------------------------------------------
 step      setup            setup
 step      fmt              cargo fmt --check
@@ -145,4 +165,7 @@ done
 step      no_std-thumbv7m  cargo rustc --lib --crate-type rlib --no-default-features --target thumbv7m-none-eabi
 test_step test-native      cargo test --no-fail-fast "${NATIVE_FEATURE_ARGS[@]}"
 test_step test-wasm32-node test_wasm32_node
+test_step test-wasm-pack-node   test_wasm_pack_node
+test_step test-wasm-pack-chrome test_wasm_pack_chrome
+test_step browser-www      test_browser_www
 step      conformance-native bash scripts/conformance.sh

@@ -216,6 +216,7 @@ async function main() {
     if (!timeline.includes('detail=stale-if-error')) fail('timeline lacks a stale-if-error Cache-Status');
     await page.screenshot({ path: join(OUT, 'analyzer.png'), fullPage: true });
     if (process.env.EDGECACHE_UPDATE_SCREENSHOT === '1') {
+      await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: join(WWW, 'screenshot.png'), fullPage: false });
     }
     await page.click('[data-example=vary]');
