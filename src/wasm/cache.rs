@@ -106,22 +106,24 @@ impl Resolved {
             tags: options.tags,
             size: match options.size {
                 None => None,
-                Some(_) => Some(count(options.size, 0, 1 << 40, "size")? as usize),
+                Some(_) => Some(count(options.size, 0, MAX_BYTES, "size")? as usize),
             },
         })
     }
 }
 
 impl State {
-    /// Inserts `value` at `now` with `options`; returns whether it is now stored.
+    /// Inserts `value` weighing `size` at `now` with `options`; returns whether it is now
+    /// stored. (Sizes are estimated before the state is borrowed: estimating may run user
+    /// code such as `toJSON`, which may call back into the cache.)
     pub(crate) fn insert(
         &mut self,
         key: String,
         value: JsValue,
+        size: usize,
         options: &Resolved,
         now: Timestamp,
     ) -> bool {
-        let size = options.size.unwrap_or_else(|| estimate_size(&key, &value));
         let windows = Windows::from_lifetimes(now, options.ttl_ms, options.swr_ms, options.sie_ms);
         let meta = EntryMeta::new(windows, size).with_tags(options.tags.iter().cloned());
         self.store.insert(key, value, meta, now).is_stored()
@@ -132,9 +134,9 @@ impl State {
 /// `byteLength` for buffers and typed arrays, 16 for other primitives, and the JSON length
 /// for objects (64 when they do not serialise).
 pub(crate) fn estimate_size(key: &str, value: &JsValue) -> usize {
-    let key_bytes = key.len() * 2;
+    let key_bytes = key.len().saturating_mul(2);
     let value_bytes = if let Some(s) = value.as_string() {
-        s.len() * 2
+        s.len().saturating_mul(2)
     } else if value.is_object() {
         let byte_length = js_sys::Reflect::get(value, &JsValue::from_str("byteLength"))
             .ok()
@@ -143,13 +145,20 @@ pub(crate) fn estimate_size(key: &str, value: &JsValue) -> usize {
             Some(n) if n.is_finite() && n >= 0.0 => n as usize,
             _ => js_sys::JSON::stringify(value)
                 .ok()
-                .map_or(64, |s| String::from(s).len() * 2),
+                .map_or(64, |s| String::from(s).len().saturating_mul(2)),
         }
     } else {
         16
     };
-    key_bytes + value_bytes + 48
+    key_bytes.saturating_add(value_bytes).saturating_add(48)
 }
+
+/// The largest byte count accepted: 1 TiB, or what `usize` holds (4 GiB on wasm32).
+pub(crate) const MAX_BYTES: u64 = if (usize::MAX as u64) < (1 << 40) {
+    usize::MAX as u64
+} else {
+    1 << 40
+};
 
 /// An in-memory cache of JS values: the edgecache L1 store (LRU + TinyLFU admission, entry and
 /// byte bounds) with TTL, stale windows, tags and a coalescing `getOrInsert`.
@@ -191,7 +200,7 @@ impl EdgeCache {
         let clock = JsClock::from_options(&options)?;
         let o: CacheOptions = from_js(&options, "cache options")?;
         let max_entries = count(o.max_entries, 10_000, MAX_ENTRIES, "maxEntries")? as usize;
-        let max_bytes = count(o.max_bytes, 64 << 20, 1 << 40, "maxBytes")? as usize;
+        let max_bytes = count(o.max_bytes, 64 << 20, MAX_BYTES, "maxBytes")? as usize;
         let admission = match o.admission.as_deref() {
             None | Some("tinylfu") => Admission::TinyLfu,
             Some("lru") => Admission::None,
@@ -282,7 +291,11 @@ impl EdgeCache {
         let now = self.clock.now()?;
         let defaults = self.state.borrow().defaults;
         let resolved = Resolved::from_options(options, defaults)?;
-        Ok(self.state.borrow_mut().insert(key, value, &resolved, now))
+        let size = resolved.size.unwrap_or_else(|| estimate_size(&key, &value));
+        Ok(self
+            .state
+            .borrow_mut()
+            .insert(key, value, size, &resolved, now))
     }
 
     /// Removes the entry under `key`; returns whether there was one.

@@ -104,6 +104,9 @@ fn start_load(
     let on_ok = Closure::<dyn FnMut(JsValue) -> Result<JsValue, JsValue>>::once_into_js(
         move |value: JsValue| -> Result<JsValue, JsValue> {
             let now = ok_clock.now();
+            let size = options
+                .size
+                .unwrap_or_else(|| super::cache::estimate_size(&ok_key, &value));
             let mut s = ok_state.borrow_mut();
             s.inflight.remove(&ok_key);
             if value.is_undefined() {
@@ -114,7 +117,7 @@ fn start_load(
                 .into());
             }
             let now = now.map_err(JsValue::from)?;
-            s.insert(ok_key, value.clone(), &options, now);
+            s.insert(ok_key, value.clone(), size, &options, now);
             Ok(value)
         },
     );

@@ -833,3 +833,28 @@ fn bench_runs_and_reports() {
     assert!(num(&r, "hits") > 1000.0 && num(&r, "hits") < 20000.0);
     expect_err(bench_l1(js("{ zipf: -1 }")), "zipf");
 }
+
+#[wasm_bindgen_test]
+async fn user_code_may_call_back_into_the_cache() {
+    // toJSON (run to estimate sizes), byteLength getters and loaders are user code that may
+    // use the cache while it is working: no RefCell re-borrow, no trap.
+    let cache = JsValue::from(EdgeCache::new(JsValue::UNDEFINED).unwrap());
+    let script = Function::new_with_args(
+        "c",
+        "c.set('a', 'x');
+         const v = { toJSON() { return c.get('a') + c.size; } };
+         const stored = c.set('b', v);
+         const buf = { get byteLength() { c.delete('a'); return 8; } };
+         c.set('c', buf);
+         const p = c.getOrInsert('d', (k) => { c.set('e', 'from loader'); return c.get('e') + ':' + k; });
+         return { stored, hasA: c.has('a'), p };",
+    );
+    let out = script.call1(&JsValue::NULL, &cache).unwrap();
+    assert!(boolean(&out, "stored"));
+    assert!(!boolean(&out, "hasA"), "the getter's delete ran");
+    let p: Promise = get(&out, "p").unchecked_into();
+    assert_eq!(
+        settle(&p).await.unwrap().as_string().as_deref(),
+        Some("from loader:d")
+    );
+}

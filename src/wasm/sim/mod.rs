@@ -14,7 +14,7 @@ use crate::store::Admission;
 use model::Params;
 
 /// Most requests one run may simulate (`rate * durationSecs`).
-pub const MAX_REQUESTS: f64 = 5_000_000.0;
+pub const MAX_REQUESTS: f64 = 2_000_000.0;
 /// Most distinct keys.
 pub const MAX_KEYS: f64 = 1_000_000.0;
 
