@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Runs the public HTTP caching conformance suite (http-cache-tests) against `edgecache
-# serve` in front of the suite's own origin server, summarises the results and enforces the
-# ratchet in tests/conformance/baseline.json.
-#   scripts/conformance.sh [--update]   (--update records the current counts as the baseline)
+# Runs the public HTTP caching conformance suite (http-cache-tests) against edgecache in
+# front of the suite's own origin server, summarises the results and enforces the ratchet
+# in tests/conformance/baseline.json.
+#   scripts/conformance.sh [native|worker] [--update]
+#     native (default): a release `edgecache serve`, memory only
+#     worker: the Worker under `wrangler dev` (real workerd), L1 only
+#   --update records the current counts as the baseline of that target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=native
+case "${1:-}" in native|worker) target="$1"; shift ;; esac
+flag="${1:-}"
 out=test-output/conformance
 mkdir -p "$out"
 
@@ -17,23 +23,47 @@ wait_port() { # port, seconds
   echo "port $1 did not open within $2 s" >&2; return 1
 }
 
-cargo build --release --features server --bin edgecache >/dev/null
 origin_port=$(free_port)
 cache_port=$(free_port)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  # Each child leads its own process group (setsid): kill the group, so wrangler's workerd goes too.
+  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+}
 trap cleanup EXIT
 
 npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$out/origin.pid" \
-  node node_modules/http-cache-tests/server/server.mjs >"$out/origin.log" 2>&1 &
+  setsid node node_modules/http-cache-tests/server/server.mjs >"$out/origin.log" 2>&1 &
 pids+=($!)
 wait_port "$origin_port" 20
 
-EDGECACHE_ADMIN_TOKEN= RUST_LOG=warn target/release/edgecache serve \
-  --origin "http://127.0.0.1:$origin_port" --listen "127.0.0.1:$cache_port" >"$out/edgecache.log" 2>&1 &
-pids+=($!)
-wait_port "$cache_port" 20
+case "$target" in
+native)
+  cargo build --release --features server --bin edgecache >/dev/null
+  EDGECACHE_ADMIN_TOKEN= RUST_LOG=warn setsid target/release/edgecache serve \
+    --origin "http://127.0.0.1:$origin_port" --listen "127.0.0.1:$cache_port" >"$out/edgecache.log" 2>&1 &
+  pids+=($!)
+  wait_port "$cache_port" 20
+  ;;
+worker)
+  bash scripts/build-worker.sh >"$out/worker-build.log" 2>&1 || { cat "$out/worker-build.log" >&2; exit 1; }
+  dir="$(mktemp -d)"
+  cat >"$dir/wrangler.toml" <<TOML
+name = "edgecache-conformance"
+main = "$PWD/build/index.js"
+compatibility_date = "2026-11-01"
+
+[vars]
+EDGECACHE_ORIGIN = "http://127.0.0.1:$origin_port"
+TOML
+  CI=true setsid bash scripts/wrangler.sh dev --config "$dir/wrangler.toml" \
+    --ip 127.0.0.1 --port "$cache_port" --inspector-port "$(free_port)" --persist-to "$dir/state" \
+    --log-level warn --show-interactive-dev-session=false >"$out/wrangler.log" 2>&1 &
+  pids+=($!)
+  wait_port "$cache_port" 90
+  ;;
+esac
 
 npm_config_base="http://127.0.0.1:$cache_port" npm_config_id= npm_package_config_id= \
-  timeout 600 node --no-warnings node_modules/http-cache-tests/cli.mjs >"$out/native.json"
-node tests/conformance/summary.mjs "$out/native.json" native ${1:-}
+  timeout 600 node --no-warnings node_modules/http-cache-tests/cli.mjs >"$out/$target.json"
+node tests/conformance/summary.mjs "$out/$target.json" "$target" $flag

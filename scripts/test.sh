@@ -168,4 +168,5 @@ test_step test-wasm32-node test_wasm32_node
 test_step test-wasm-pack-node   test_wasm_pack_node
 test_step test-wasm-pack-chrome test_wasm_pack_chrome
 test_step browser-www      test_browser_www
-step      conformance-native bash scripts/conformance.sh
+step      conformance-native bash scripts/conformance.sh native
+step      conformance-worker bash scripts/conformance.sh worker

@@ -240,7 +240,7 @@ impl Drop for Worker {
         if let Some(mut child) = self.child.take() {
             // The whole group: wrangler (node) and the workerd it started.
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.kill();
             let _ = child.wait();

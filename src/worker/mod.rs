@@ -94,13 +94,14 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     }
     match to_worker_response(handled.response) {
         Ok(response) => Ok(response),
-        Err(e) => plain(
-            502,
-            &format!(
-                "edgecache could not build the response: {}\n",
-                js_message(&e)
-            ),
-        ),
+        Err(e) => {
+            let message = js_message(&e);
+            worker::console_error!("edgecache: could not build the response: {message}");
+            plain(
+                502,
+                &format!("edgecache could not build the response: {message}\n"),
+            )
+        }
     }
 }
 
@@ -141,6 +142,13 @@ fn to_engine_request(req: &worker::Request) -> Result<Request<WorkerBody>, Strin
 
 /// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
 fn to_worker_response(response: Response<WorkerBody>) -> Result<worker::Response, JsValue> {
+    if !(200..=599).contains(&response.status) {
+        // JS `Response` cannot carry these (natively they pass through).
+        return Err(JsValue::from_str(&format!(
+            "the origin's status {} cannot be sent from a Worker (200 to 599 only)",
+            response.status
+        )));
+    }
     let mut headers = response.headers;
     // The runtime computes the length of what it sends.
     headers.remove("content-length");
