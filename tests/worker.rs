@@ -538,3 +538,51 @@ async fn redis_stopped_mid_test_fails_no_request() {
         assert_eq!(r.status, 200);
     }
 }
+
+/// Concurrent cold requests at two Workers (two workerd processes, so two isolates) sharing
+/// Redis make one origin fetch: the Redis lease (`SET NX PX`) lets one isolate fetch while
+/// the other waits for its result in Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Worker::start(&origin, Some(&redis), CACHE).await;
+    let b = Worker::start(&origin, Some(&redis), CACHE).await;
+    let path = url("/e2e/lease", &[("cc", "max-age=60"), ("delay_ms", "700")]);
+    let mut set = JoinSet::new();
+    for i in 0..60 {
+        let addr = if i % 2 == 0 { a.addr } else { b.addr };
+        let path = path.clone();
+        set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
+    }
+    let mut failures = Vec::new();
+    let mut statuses = std::collections::HashMap::<String, usize>::new();
+    while let Some(joined) = bounded("the storm", Duration::from_secs(60), set.join_next()).await {
+        match joined.expect("client task") {
+            Ok(r) if r.status == 200 && r.text() == body_for(&path, 1) => {
+                *statuses.entry(r.cache_status().to_string()).or_default() += 1;
+            }
+            Ok(r) => failures.push(format!(
+                "{} {:?} [{}]",
+                r.status,
+                r.text(),
+                r.cache_status()
+            )),
+            Err(e) => failures.push(e),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failed, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(3)]
+    );
+    assert_eq!(
+        origin.count(&path),
+        1,
+        "60 concurrent misses at two isolates, one origin fetch; Cache-Status seen: {statuses:#?}"
+    );
+}
