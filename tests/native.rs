@@ -13,7 +13,6 @@
 mod support;
 use support::*;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,7 +22,7 @@ use edgecache::engine::EngineConfig;
 use edgecache::native::server;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 // Tokio's clock: the tests measure real time on purpose (the core never reads a clock).
 use tokio::time::Instant;
 
@@ -76,55 +75,17 @@ impl Cache {
         }
     }
 
-    async fn try_get(&self, path_and_query: &str) -> Result<Resp, String> {
-        send(self.addr, "GET", path_and_query, &[], Bytes::new()).await
-    }
-
-    async fn get(&self, path_and_query: &str) -> Resp {
-        self.try_get(path_and_query)
-            .await
-            .unwrap_or_else(|e| panic!("GET {path_and_query} via {}: {e}", self.addr))
-    }
-
-    async fn admin(&self, method: &str, path_and_query: &str, token: Option<&str>) -> Resp {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
-        send(self.addr, method, path_and_query, &headers, Bytes::new())
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path_and_query}: {e}"))
-    }
-
-    /// A purge with the token; asserts it succeeded.
-    async fn purge(&self, query: &str) -> serde_json::Value {
-        let r = self
-            .admin("POST", &format!("/_edgecache/purge?{query}"), Some(TOKEN))
-            .await;
-        assert_eq!(r.status, 200, "purge {query}: {}", r.text());
-        r.json()
-    }
-
-    /// `GET /_edgecache/stats` with the token, as JSON.
-    async fn stats(&self) -> serde_json::Value {
-        let r = self.admin("GET", "/_edgecache/stats", Some(TOKEN)).await;
-        assert_eq!(r.status, 200, "stats: {}", r.text());
-        r.json()
-    }
-
-    async fn stat(&self, name: &str) -> u64 {
-        let stats = self.stats().await;
-        stats["engine"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no engine.{name} in {stats}"))
-    }
-
     /// Fires the shutdown future.
     fn begin_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+impl Frontend for Cache {
+    fn addr(&self) -> SocketAddr {
+        self.addr
     }
 }
 
@@ -225,74 +186,6 @@ async fn miss_then_hit_then_l2_backfill() {
 // ---------------------------------------------------------------------------------------
 
 /// `n` concurrent GETs of `path_and_query` on each of `caches`, all started together.
-async fn storm(caches: &[&Cache], path_and_query: &str, n: usize) -> Vec<Result<Resp, String>> {
-    let mut set = JoinSet::new();
-    for _ in 0..n {
-        for cache in caches {
-            let addr = cache.addr;
-            let path = path_and_query.to_string();
-            set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
-        }
-    }
-    let mut results = Vec::with_capacity(n * caches.len());
-    while let Some(joined) =
-        bounded("a request storm", Duration::from_secs(60), set.join_next()).await
-    {
-        results.push(joined.expect("client task"));
-    }
-    results
-}
-
-fn assert_all_ok_same_body(results: &[Result<Resp, String>], expected: &str) {
-    let mut failures = Vec::new();
-    for r in results {
-        match r {
-            Ok(r) if r.status == 200 && r.text() == expected => {}
-            Ok(r) => failures.push(format!(
-                "{} {:?} [{}]",
-                r.status,
-                r.text(),
-                r.cache_status()
-            )),
-            Err(e) => failures.push(e.clone()),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed, e.g. {:?}",
-        failures.len(),
-        results.len(),
-        &failures[..failures.len().min(5)]
-    );
-}
-
-/// Panics unless exactly one request for `path` reached the origin, showing how the
-/// responses were served (their `Cache-Status`) and the instances' counters.
-async fn assert_one_origin_fetch(
-    origin: &Origin,
-    path: &str,
-    results: &[Result<Resp, String>],
-    caches: &[&Cache],
-) {
-    let fetches = origin.count(path);
-    if fetches == 1 {
-        return;
-    }
-    let mut statuses: HashMap<String, usize> = HashMap::new();
-    for r in results.iter().flatten() {
-        *statuses.entry(r.cache_status().to_string()).or_default() += 1;
-    }
-    let mut stats = Vec::new();
-    for cache in caches {
-        stats.push(cache.stats().await["engine"].to_string());
-    }
-    panic!(
-        "{} concurrent misses made {fetches} origin fetches instead of 1; \
-         Cache-Status of the responses: {statuses:#?}; engine stats: {stats:#?}",
-        results.len()
-    );
-}
-
 /// 1,000 concurrent misses for one cold key on one instance make exactly one origin fetch,
 /// and all 1,000 clients get 200 and the same body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,10 +19,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
-
-const WORKER_TOKEN: &str = "worker-test-token-0123456789";
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -102,7 +99,7 @@ impl Worker {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         let main = root().join("build/index.js");
         let mut vars = format!(
-            "EDGECACHE_ORIGIN = {origin:?}\nEDGECACHE_ADMIN_TOKEN = {WORKER_TOKEN:?}\nEDGECACHE_CACHE = {cache:?}\n"
+            "EDGECACHE_ORIGIN = {origin:?}\nEDGECACHE_ADMIN_TOKEN = {TOKEN:?}\nEDGECACHE_CACHE = {cache:?}\n"
         );
         if let Some(redis) = redis {
             vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
@@ -150,7 +147,7 @@ impl Worker {
                 worker.addr,
                 "GET",
                 "/_edgecache/stats",
-                &worker.auth(),
+                &[("authorization", &format!("Bearer {TOKEN}"))],
                 Bytes::new(),
             )
             .await
@@ -179,59 +176,14 @@ impl Worker {
         }
     }
 
-    fn auth(&self) -> Vec<(&'static str, &'static str)> {
-        vec![(
-            "authorization",
-            concat!("Bearer ", "worker-test-token-0123456789"),
-        )]
-    }
-
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("wrangler.log")).unwrap_or_default()
     }
+}
 
-    async fn try_get(&self, path_and_query: &str) -> Result<Resp, String> {
-        send(self.addr, "GET", path_and_query, &[], Bytes::new()).await
-    }
-
-    async fn get(&self, path_and_query: &str) -> Resp {
-        self.try_get(path_and_query)
-            .await
-            .unwrap_or_else(|e| panic!("GET {path_and_query} via the Worker: {e}"))
-    }
-
-    async fn admin(&self, method: &str, path_and_query: &str, token: Option<&str>) -> Resp {
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let headers: Vec<(&str, &str)> = auth
-            .as_deref()
-            .map(|a| vec![("authorization", a)])
-            .unwrap_or_default();
-        send(self.addr, method, path_and_query, &headers, Bytes::new())
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path_and_query}: {e}"))
-    }
-
-    async fn purge(&self, query: &str) -> serde_json::Value {
-        let r = self
-            .admin(
-                "POST",
-                &format!("/_edgecache/purge?{query}"),
-                Some(WORKER_TOKEN),
-            )
-            .await;
-        assert_eq!(r.status, 200, "purge {query}: {}", r.text());
-        r.json()
-    }
-
-    async fn stat(&self, name: &str) -> u64 {
-        let r = self
-            .admin("GET", "/_edgecache/stats", Some(WORKER_TOKEN))
-            .await;
-        assert_eq!(r.status, 200, "stats: {}", r.text());
-        let stats = r.json();
-        stats["engine"][name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no engine.{name} in {stats}"))
+impl Frontend for Worker {
+    fn addr(&self) -> std::net::SocketAddr {
+        self.addr
     }
 }
 
@@ -400,39 +352,10 @@ async fn concurrent_cold_requests_make_one_origin_fetch() {
     let origin = Origin::start().await;
     let w = Worker::start(&origin, None, CACHE).await;
     let path = url("/e2e/storm", &[("cc", "max-age=60"), ("delay_ms", "500")]);
-    let mut set = JoinSet::new();
-    for _ in 0..100 {
-        let addr = w.addr;
-        let path = path.clone();
-        set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
-    }
-    let mut failures = Vec::new();
-    let mut n = 0;
-    while let Some(joined) = bounded("the storm", Duration::from_secs(60), set.join_next()).await {
-        n += 1;
-        match joined.expect("client task") {
-            Ok(r) if r.status == 200 && r.text() == body_for(&path, 1) => {}
-            Ok(r) => failures.push(format!(
-                "{} {:?} [{}]",
-                r.status,
-                r.text(),
-                r.cache_status()
-            )),
-            Err(e) => failures.push(e),
-        }
-    }
-    assert_eq!(n, 100);
-    assert!(
-        failures.is_empty(),
-        "{} failed, e.g. {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
-    assert_eq!(
-        origin.count(&path),
-        1,
-        "100 concurrent misses, one origin fetch"
-    );
+    let results = storm(&[&w], &path, 100).await;
+    assert_eq!(results.len(), 100);
+    assert_all_ok_same_body(&results, &body_for(&path, 1));
+    assert_one_origin_fetch(&origin, &path, &results, &[&w]).await;
     assert!(w.stat("coalesced").await >= 1);
 }
 
@@ -552,37 +475,7 @@ async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_f
     let a = Worker::start(&origin, Some(&redis), CACHE).await;
     let b = Worker::start(&origin, Some(&redis), CACHE).await;
     let path = url("/e2e/lease", &[("cc", "max-age=60"), ("delay_ms", "700")]);
-    let mut set = JoinSet::new();
-    for i in 0..60 {
-        let addr = if i % 2 == 0 { a.addr } else { b.addr };
-        let path = path.clone();
-        set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
-    }
-    let mut failures = Vec::new();
-    let mut statuses = std::collections::HashMap::<String, usize>::new();
-    while let Some(joined) = bounded("the storm", Duration::from_secs(60), set.join_next()).await {
-        match joined.expect("client task") {
-            Ok(r) if r.status == 200 && r.text() == body_for(&path, 1) => {
-                *statuses.entry(r.cache_status().to_string()).or_default() += 1;
-            }
-            Ok(r) => failures.push(format!(
-                "{} {:?} [{}]",
-                r.status,
-                r.text(),
-                r.cache_status()
-            )),
-            Err(e) => failures.push(e),
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} failed, e.g. {:?}",
-        failures.len(),
-        &failures[..failures.len().min(3)]
-    );
-    assert_eq!(
-        origin.count(&path),
-        1,
-        "60 concurrent misses at two isolates, one origin fetch; Cache-Status seen: {statuses:#?}"
-    );
+    let results = storm(&[&a, &b], &path, 30).await;
+    assert_all_ok_same_body(&results, &body_for(&path, 1));
+    assert_one_origin_fetch(&origin, &path, &results, &[&a, &b]).await;
 }
