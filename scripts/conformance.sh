@@ -26,9 +26,11 @@ wait_port() { # port, seconds
 origin_port=$(free_port)
 cache_port=$(free_port)
 pids=()
+dirs=()
 cleanup() {
   # Each child leads its own process group (setsid): kill the group, so wrangler's workerd goes too.
-  for p in "${pids[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do kill -s KILL -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  for d in "${dirs[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
 
@@ -48,10 +50,12 @@ native)
 worker)
   bash scripts/build-worker.sh >"$out/worker-build.log" 2>&1 || { cat "$out/worker-build.log" >&2; exit 1; }
   dir="$(mktemp -d)"
+  dirs+=("$dir")
+  compat="$(sed -n 's/^compatibility_date = "\(.*\)"$/\1/p' wrangler.toml)"
   cat >"$dir/wrangler.toml" <<TOML
 name = "edgecache-conformance"
 main = "$PWD/build/index.js"
-compatibility_date = "2026-11-01"
+compatibility_date = "$compat"
 
 [vars]
 EDGECACHE_ORIGIN = "http://127.0.0.1:$origin_port"

@@ -15,6 +15,7 @@
 //! - [`key`]: cache keys.
 //! - [`entry`]: the stored response and its versioned binary encoding.
 //! - [`store`]: the L1 store (LRU + admission, TTL, stale windows, tags, byte bounds).
+//! - [`redis_url`]: `redis://` / `rediss://` URLs of the shared tier, checked at start.
 //!
 //! Hosts: `native` (feature `server`), `worker` (feature `worker`, wasm32 only) and `wasm`
 //! (feature `wasm`, the JS package).
@@ -33,6 +34,7 @@ pub mod key;
 #[cfg(feature = "server")]
 pub mod native;
 pub mod policy;
+pub mod redis_url;
 #[cfg(feature = "resp")]
 pub mod resp;
 pub mod store;

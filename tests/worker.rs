@@ -25,6 +25,15 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The project's `compatibility_date` (wrangler.toml), so the tests run what ships.
+fn compatibility_date() -> String {
+    let toml = std::fs::read_to_string(root().join("wrangler.toml")).expect("wrangler.toml");
+    toml.lines()
+        .find_map(|l| l.strip_prefix("compatibility_date = "))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .expect("compatibility_date in wrangler.toml")
+}
+
 fn skipped() -> bool {
     if std::env::var("EDGECACHE_SKIP_WORKER").as_deref() == Ok("1") {
         eprintln!("EDGECACHE_SKIP_WORKER=1: Worker end-to-end test skipped");
@@ -105,8 +114,9 @@ impl Worker {
             vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
         }
         let config = format!(
-            "name = \"edgecache-test\"\nmain = {:?}\ncompatibility_date = \"2026-11-01\"\n\n[vars]\n{vars}",
-            main.display().to_string()
+            "name = \"edgecache-test\"\nmain = {:?}\ncompatibility_date = {:?}\n\n[vars]\n{vars}",
+            main.display().to_string(),
+            compatibility_date()
         );
         let config_path = dir.join("wrangler.toml");
         std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
@@ -478,4 +488,44 @@ async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_f
     let results = storm(&[&a, &b], &path, 30).await;
     assert_all_ok_same_body(&results, &body_for(&path, 1));
     assert_one_origin_fetch(&origin, &path, &results, &[&a, &b]).await;
+}
+
+/// An origin's compressed body is stored and sent exactly as the origin sent it, as
+/// natively (the runtime neither decodes it on the way in nor encodes it on the way out),
+/// and the entry in Redis is the same bytes another host would read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compressed_origin_body_is_kept_as_sent() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, Some(&redis), CACHE).await;
+    let path = url("/e2e/gzip", &[("cc", "max-age=60"), ("encoding", "gzip")]);
+    let compressed = gzipped(&body_for(&path, 1));
+    for expect in ["fwd=uri-miss", "hit"] {
+        let r = w.get(&path).await;
+        assert!(r.cache_status().contains(expect), "{}", r.cache_status());
+        assert_eq!(
+            r.headers.get("content-encoding").map(|v| v.as_bytes()),
+            Some(&b"gzip"[..])
+        );
+        assert_eq!(
+            r.body.as_ref(),
+            &compressed[..],
+            "{expect}: the origin's bytes"
+        );
+    }
+    let mut con = redis.conn().await;
+    let key = await_object(&mut con, "/e2e/gzip").await;
+    let raw: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let stored = edgecache::entry::decode(&raw, &Default::default()).expect("a valid entry");
+    assert_eq!(
+        stored.body, compressed,
+        "L2 holds the encoded body, as native writes it"
+    );
 }

@@ -113,12 +113,8 @@ impl ServeConfig {
         }
         super::origin::HyperOrigin::new(&self.origin).map_err(|m| invalid("origin", m))?;
         if let Some(redis) = &self.redis {
-            if !(redis.starts_with("redis://") || redis.starts_with("rediss://")) {
-                return Err(invalid(
-                    "redis",
-                    "must start with redis:// or rediss://".into(),
-                ));
-            }
+            crate::redis_url::RedisUrl::parse(redis)
+                .map_err(|m| invalid("redis", m.to_string()))?;
         }
         self.cache.validate().map_err(LoadError::Invalid)?;
         Ok(listen)

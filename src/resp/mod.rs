@@ -8,8 +8,6 @@
 //! abandoned mid-reply drops its connection, since it was taken out of the pool for the call.
 #![allow(async_fn_in_trait)]
 
-pub mod url;
-
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
@@ -21,10 +19,10 @@ use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::engine::{SharedStore, StoreError};
-pub use url::RedisUrl;
+pub use crate::redis_url::RedisUrl;
 
-/// Largest reply accepted (a stored entry is bounded far below this by `l2.max_object_bytes`).
-const MAX_REPLY_BYTES: usize = 64 << 20;
+/// Largest reply accepted unless set with [`RespStore::with_reply_limit`].
+const DEFAULT_MAX_REPLY_BYTES: usize = 64 << 20;
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
 
@@ -40,6 +38,7 @@ pub trait Connect {
 pub struct RespStore<C: Connect> {
     url: RedisUrl,
     connector: C,
+    max_reply_bytes: usize,
     idle: RefCell<Vec<C::Conn>>,
 }
 
@@ -52,8 +51,16 @@ impl<C: Connect> RespStore<C> {
         RespStore {
             url,
             connector,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
             idle: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Refuses (as an error, dropping the connection) replies larger than `bytes`, so one
+    /// oversized value cannot take a small host's memory.
+    pub fn with_reply_limit(mut self, bytes: usize) -> Self {
+        self.max_reply_bytes = bytes;
+        self
     }
 
     /// Runs `commands` as one pipeline (one write, one read loop) and returns one reply per
@@ -65,7 +72,7 @@ impl<C: Connect> RespStore<C> {
             Some(conn) => conn,
             None => self.open().await?,
         };
-        let replies = exchange(&mut conn, commands).await?;
+        let replies = exchange(&mut conn, commands, self.max_reply_bytes).await?;
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             idle.push(conn);
@@ -90,7 +97,7 @@ impl<C: Connect> RespStore<C> {
             hello.push(alloc::vec![b"SELECT", db.as_bytes()]);
         }
         if !hello.is_empty() {
-            for reply in exchange(&mut conn, &hello).await? {
+            for reply in exchange(&mut conn, &hello, self.max_reply_bytes).await? {
                 // The reply to a failed AUTH names no secret; pass it on.
                 reply_ok(reply).map_err(|e| StoreError(format!("handshake: {}", e.0)))?;
             }
@@ -110,6 +117,7 @@ impl<C: Connect> RespStore<C> {
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut S,
     commands: &[Command<'_>],
+    max_reply_bytes: usize,
 ) -> Result<Vec<OwnedFrame>, StoreError> {
     let mut out = Vec::new();
     for command in commands {
@@ -141,7 +149,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(StoreError(format!("malformed reply: {e:?}"))),
         }
-        if buf.len() - consumed > MAX_REPLY_BYTES {
+        if buf.len() - consumed > max_reply_bytes {
             return Err(StoreError("reply too large".to_string()));
         }
         let n = conn.read(&mut chunk).await.map_err(io_error)?;

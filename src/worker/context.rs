@@ -45,6 +45,15 @@ impl Wake for PromiseWaker {
     }
 }
 
+/// Removes a task's resolver when the task ends, however it ends.
+struct Unpark(u64);
+
+impl Drop for Unpark {
+    fn drop(&mut self) {
+        PARKED.with(|p| p.borrow_mut().remove(&self.0));
+    }
+}
+
 /// Runs `future` so that it is only ever polled in the request context that awaits this.
 pub async fn in_own_context<F: Future>(future: F) -> F::Output {
     let id = NEXT_ID.with(|n| {
@@ -53,6 +62,8 @@ pub async fn in_own_context<F: Future>(future: F) -> F::Output {
         id
     });
     let waker = Waker::from(Arc::new(PromiseWaker(id)));
+    // If this future is dropped while parked, forget its resolver.
+    let _unpark = Unpark(id);
     let mut future = pin!(future);
     loop {
         // Park first, so a wake during the poll below resolves this round's promise.
@@ -60,7 +71,6 @@ pub async fn in_own_context<F: Future>(future: F) -> F::Output {
             PARKED.with(|p| p.borrow_mut().insert(id, resolve));
         });
         if let Poll::Ready(output) = future.as_mut().poll(&mut Context::from_waker(&waker)) {
-            PARKED.with(|p| p.borrow_mut().remove(&id));
             return output;
         }
         // Resolved by the waker; never rejected.

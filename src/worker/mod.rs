@@ -62,9 +62,6 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
                     redis: s.redis,
                 }))
             });
-            if let Err(message) = &built {
-                worker::console_error!("edgecache: {message}");
-            }
             *slot = Some(built);
         }
         slot.clone()
@@ -76,17 +73,21 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
 async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
-        Err(message) => return plain(500, &format!("edgecache is misconfigured: {message}\n")),
+        Err(message) => {
+            // The details (which may quote a configured value) go to the operator's log only.
+            worker::console_error!("edgecache: {message}");
+            return plain(
+                500,
+                "edgecache is misconfigured; the Worker's log (wrangler tail) says why\n",
+            );
+        }
     };
-    let store = isolate
-        .redis
-        .clone()
-        .map(|url| socket::WorkerRedis::new(url, socket::SocketConnect));
+    let reply_limit = redis_reply_limit(isolate.engine.config().l2.max_object_bytes);
+    let store = isolate.redis.clone().map(|url| {
+        socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
+    });
     let engine = Rc::new(isolate.engine.with_store(store));
-    let request = match to_engine_request(&req) {
-        Ok(request) => request,
-        Err(message) => return plain(400, &format!("bad request: {message}\n")),
-    };
+    let request = to_engine_request(&req);
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
@@ -105,6 +106,15 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     }
 }
 
+/// The largest Redis reply a request accepts: a few entries of the largest size the engine
+/// writes (an `MGET` of a key and its variants), never most of an isolate's 128 MB.
+fn redis_reply_limit(max_object_bytes: usize) -> usize {
+    max_object_bytes
+        .saturating_mul(4)
+        .saturating_add(64 << 10)
+        .min(32 << 20)
+}
+
 /// A short text response (configuration and conversion errors, which are never cached).
 fn plain(status: u16, text: &str) -> worker::Result<worker::Response> {
     let response = worker::Response::ok(text)?.with_status(status);
@@ -113,12 +123,11 @@ fn plain(status: u16, text: &str) -> worker::Result<worker::Response> {
 }
 
 /// The client's request as the engine takes it: the path and query exactly as received.
-fn to_engine_request(req: &worker::Request) -> Result<Request<WorkerBody>, String> {
+fn to_engine_request(req: &worker::Request) -> Request<WorkerBody> {
     let inner = req.inner();
     let url = inner.url();
-    let (scheme, rest) = url
-        .split_once("://")
-        .ok_or_else(|| String::from("the request URL has no scheme"))?;
+    // The runtime always hands over an absolute URL; split it without re-encoding anything.
+    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url.as_str()));
     let (authority, path_and_query) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -128,16 +137,15 @@ fn to_engine_request(req: &worker::Request) -> Result<Request<WorkerBody>, Strin
         .get_str("host")
         .map(str::to_string)
         .unwrap_or_else(|| authority.to_string());
-    // Drop a fragment if a runtime ever leaves one in.
     let path_and_query = path_and_query.split('#').next().unwrap_or("/");
-    Ok(Request {
+    Request {
         method: inner.method(),
         scheme: scheme.to_string(),
         host,
         path_and_query: path_and_query.to_string(),
         headers,
         body: inner.body().map(WorkerBody::Js),
-    })
+    }
 }
 
 /// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
@@ -174,7 +182,9 @@ fn to_worker_response(response: Response<WorkerBody>) -> Result<worker::Response
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };
-    Ok(worker::Response::from(js))
+    // The body goes out exactly as stored: compressed if the origin compressed it (the origin
+    // fetch keeps its encoding too), as natively. The runtime must not encode it again.
+    Ok(worker::Response::from(js).with_encode_body(worker::EncodeBody::Manual))
 }
 
 fn with_bytes(bytes: &[u8], init: &web_sys::ResponseInit) -> Result<web_sys::Response, JsValue> {

@@ -7,7 +7,7 @@ use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use wasm_bindgen::JsCast;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use super::body::{from_js_headers, js_message, prefixed, read_chunk, to_js_headers, WorkerBody};
@@ -47,16 +47,27 @@ impl Origin for FetchOrigin {
         let mut headers = request.headers;
         // The URL names the origin; the client's Host is the cache's, not the origin's.
         headers.remove("host");
+        let broken = |e: JsValue| OriginError::Broken(js_message(&e));
         let init = web_sys::RequestInit::new();
         init.set_method(&request.method);
+        // A cache forwards a 3xx; it does not follow it.
         init.set_redirect(web_sys::RequestRedirect::Manual);
-        let js_headers =
-            to_js_headers(&headers).map_err(|e| OriginError::Broken(js_message(&e)))?;
-        init.set_headers(&js_headers);
+        // This engine is the cache: the subrequest must not be answered from Cloudflare's own
+        // cache in front of the origin (it would outlive purges).
+        init.set_cache(web_sys::RequestCache::NoStore);
+        // Keep the body as the origin encoded it: stored and sent as received, as natively.
+        js_sys::Reflect::set(&init, &"encodeResponseBody".into(), &"manual".into())
+            .map_err(broken)?;
+        init.set_headers(&to_js_headers(&headers).map_err(broken)?.into());
+        let bodiless = matches!(request.method.as_str(), "GET" | "HEAD");
         match request.body {
-            Some(WorkerBody::Js(stream)) => init.set_body(&stream),
-            Some(WorkerBody::Chunks(_)) | None => {}
+            Some(WorkerBody::Js(stream)) if !bodiless => init.set_body(&stream),
+            _ => {}
         }
+        // Dropped before the response is in (the engine's origin timeout): cancel the fetch
+        // rather than let it hold one of the request's few connections.
+        let abort = AbortOnDrop::new().map_err(broken)?;
+        init.set_signal(Some(&abort.signal()));
         let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
         let response = JsFuture::from(global.fetch_with_str_and_init(&url, &init))
             .await
@@ -76,11 +87,42 @@ impl Origin for FetchOrigin {
             }
             (Some(stream), _) => read_up_to(stream, buffer_limit).await?,
         };
+        // The response is in: a streamed remainder must keep flowing.
+        abort.disarm();
         Ok(OriginResponse {
             status,
             headers,
             body,
         })
+    }
+}
+
+/// Aborts a fetch when dropped, unless disarmed.
+struct AbortOnDrop {
+    controller: web_sys::AbortController,
+    armed: bool,
+}
+
+impl AbortOnDrop {
+    fn new() -> Result<Self, JsValue> {
+        Ok(AbortOnDrop {
+            controller: web_sys::AbortController::new()?,
+            armed: true,
+        })
+    }
+    fn signal(&self) -> web_sys::AbortSignal {
+        self.controller.signal()
+    }
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if self.armed {
+            self.controller.abort();
+        }
     }
 }
 

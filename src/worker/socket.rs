@@ -3,21 +3,84 @@
 //! makes one [`WorkerRedis`] store per request (see [`crate::engine::Engine::with_store`]).
 
 use alloc::format;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::engine::StoreError;
 use crate::resp::{Connect, RedisUrl, RespStore};
 
-/// Opens `worker::Socket`s.
+/// Opens sockets.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SocketConnect;
 
 /// The Worker's shared tier.
 pub type WorkerRedis = RespStore<SocketConnect>;
 
-impl Connect for SocketConnect {
-    type Conn = worker::Socket;
+/// A socket that is closed when dropped. `worker::Socket` is not: a connection abandoned on
+/// a timeout would otherwise stay open, holding one of the few simultaneous connections a
+/// request may have, until the request ends.
+pub struct ClosingSocket(Option<worker::Socket>);
 
-    async fn connect(&self, url: &RedisUrl) -> Result<worker::Socket, StoreError> {
+impl Drop for ClosingSocket {
+    fn drop(&mut self) {
+        if let Some(mut socket) = self.0.take() {
+            wasm_bindgen_futures::spawn_local(async move {
+                let _ = socket.close().await;
+            });
+        }
+    }
+}
+
+fn closed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "socket closed")
+}
+
+impl AsyncRead for ClosingSocket {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(socket) => Pin::new(socket).poll_read(cx, buf),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+}
+
+impl AsyncWrite for ClosingSocket {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(socket) => Pin::new(socket).poll_write(cx, buf),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(socket) => Pin::new(socket).poll_flush(cx),
+            None => Poll::Ready(Err(closed())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(socket) => Pin::new(socket).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl Connect for SocketConnect {
+    type Conn = ClosingSocket;
+
+    async fn connect(&self, url: &RedisUrl) -> Result<ClosingSocket, StoreError> {
         let transport = if url.tls {
             worker::SecureTransport::On
         } else {
@@ -27,11 +90,13 @@ impl Connect for SocketConnect {
             .secure_transport(transport)
             .connect(url.host.as_str(), url.port)
             .map_err(|e| StoreError(format!("connect: {e}")))?;
+        let socket = ClosingSocket(Some(socket));
         // Surface a refused connection here, with its reason, not at the first write.
-        socket
-            .opened()
-            .await
-            .map_err(|e| StoreError(format!("connect: {e}")))?;
+        if let Some(s) = &socket.0 {
+            s.opened()
+                .await
+                .map_err(|e| StoreError(format!("connect: {e}")))?;
+        }
         Ok(socket)
     }
 }

@@ -92,6 +92,33 @@ pub fn body_for(path_and_query: &str, n: u64) -> String {
     format!("{path_and_query} #{n}")
 }
 
+/// `text` as `Content-Encoding: gzip` sends it (RFC 1952: header, deflate data, CRC-32
+/// and length), the coding runtimes decode on their own if let.
+pub fn gzipped(text: &str) -> Vec<u8> {
+    let data = text.as_bytes();
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+    out.extend(miniz_oxide::deflate::compress_to_vec(data, 6));
+    out.extend(crc32(data).to_le_bytes());
+    out.extend((data.len() as u32).to_le_bytes());
+    out
+}
+
+/// CRC-32 (IEEE), bit by bit: test data only.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &byte in data {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// The deterministic content of a `size=` body.
 pub fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
@@ -315,7 +342,8 @@ pub struct OriginState {
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1. Query parameters drive the answer:
-/// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `size` (a body of
+/// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `encoding=gzip`
+/// (the default body, compressed, with `Content-Encoding: gzip`), `size` (a body of
 /// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
 /// (stream the body without Content-Length).
 pub struct Origin {
@@ -474,6 +502,10 @@ pub async fn origin_answer(
             StreamBody::new(futures::stream::iter(chunks)).boxed()
         }
         Some(size) => full(pattern(size)),
+        None if params.get("encoding").is_some_and(|v| v == "gzip") => {
+            builder = builder.header("content-encoding", "gzip");
+            full(gzipped(&body_for(&path_and_query, n)))
+        }
         None => full(body_for(&path_and_query, n)),
     };
     builder.body(body).unwrap()

@@ -2,7 +2,6 @@
 //! parsed once at start so a bad URL is a clear config error. Nothing here ever echoes the
 //! password: error messages name the part that is wrong, not its value.
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use core::fmt;
 
@@ -36,51 +35,88 @@ impl fmt::Debug for RedisUrl {
     }
 }
 
+/// Why a Redis URL was refused. The messages are fixed text: nothing of the URL (which may
+/// hold a password) can reach a log or a response through them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedisUrlError {
+    /// Neither `redis://` nor `rediss://`.
+    Scheme,
+    /// No host.
+    MissingHost,
+    /// An IPv6 host without its closing `]`, or text after it.
+    BadIpv6,
+    /// A port that is not 1 to 65535.
+    BadPort,
+    /// A database that is not a number.
+    BadDatabase,
+    /// A malformed `%XX` escape, or one that is not UTF-8, in the user name or password.
+    BadEscape,
+}
+
+impl fmt::Display for RedisUrlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RedisUrlError::Scheme => "must start with redis:// or rediss://",
+            RedisUrlError::MissingHost => "the host is missing",
+            RedisUrlError::BadIpv6 => {
+                "the IPv6 host needs its closing `]` (and only `:port` after it)"
+            }
+            RedisUrlError::BadPort => "the port is not a number from 1 to 65535",
+            RedisUrlError::BadDatabase => "the database (the path) is not a number",
+            RedisUrlError::BadEscape => "the user name or password has a bad %-escape",
+        })
+    }
+}
+
 impl RedisUrl {
-    /// Parses `url`; the error says which part is wrong (never quoting credentials).
-    pub fn parse(url: &str) -> Result<Self, String> {
+    /// Parses `url`. The credentials are split off at the *last* `@`, so a password with an
+    /// unescaped `/`, `?` or `#` (common in generated tokens) still parses as a password.
+    pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
         let (tls, rest) = if let Some(rest) = url.strip_prefix("rediss://") {
             (true, rest)
         } else if let Some(rest) = url.strip_prefix("redis://") {
             (false, rest)
         } else {
-            return Err("must start with redis:// or rediss://".to_string());
+            return Err(RedisUrlError::Scheme);
         };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+            None => (None, rest),
         };
-        let (userinfo, hostport) = match authority.rfind('@') {
-            Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
-            None => (None, authority),
-        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (hostport, path) = (&rest[..end], &rest[end..]);
         let (username, password) = match userinfo {
             None => (None, None),
+            // `user:password`, `:password`, or `user` alone (a user name and no password,
+            // as redis-rs reads it natively: no AUTH is sent).
             Some(info) => {
                 let (user, pass) = match info.find(':') {
                     Some(i) => (&info[..i], Some(&info[i + 1..])),
                     None => (info, None),
                 };
-                let user = percent_decode(user).ok_or("the user name has a bad %-escape")?;
+                let user = percent_decode(user).ok_or(RedisUrlError::BadEscape)?;
                 let pass = pass
-                    .map(|p| percent_decode(p).ok_or("the password has a bad %-escape"))
+                    .map(|p| percent_decode(p).ok_or(RedisUrlError::BadEscape))
                     .transpose()?;
-                // `redis://secret@host` means a password with no user (as redis-cli reads it).
-                match pass {
-                    Some(p) => ((!user.is_empty()).then_some(user), Some(p)),
-                    None if user.is_empty() => (None, None),
-                    None => (None, Some(user)),
-                }
+                (
+                    (!user.is_empty()).then_some(user),
+                    pass.filter(|p| !p.is_empty()),
+                )
             }
         };
         let (host, port) = split_host_port(hostport)?;
-        let db_text = path.split(['?', '#']).next().unwrap_or("");
+        let db_text = path
+            .strip_prefix('/')
+            .unwrap_or("")
+            .split(['?', '#'])
+            .next()
+            .unwrap_or("");
         let db = if db_text.is_empty() {
             0
         } else {
             db_text
                 .parse::<u32>()
-                .map_err(|_| format!("database `{db_text}` is not a number"))?
+                .map_err(|_| RedisUrlError::BadDatabase)?
         };
         Ok(RedisUrl {
             host,
@@ -93,14 +129,14 @@ impl RedisUrl {
     }
 }
 
-fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
+fn split_host_port(hostport: &str) -> Result<(String, u16), RedisUrlError> {
     let (host, port) = if let Some(rest) = hostport.strip_prefix('[') {
-        let end = rest.find(']').ok_or("an IPv6 host needs a closing `]`")?;
+        let end = rest.find(']').ok_or(RedisUrlError::BadIpv6)?;
         let after = &rest[end + 1..];
         let port = match after.strip_prefix(':') {
             Some(p) => Some(p),
             None if after.is_empty() => None,
-            None => return Err("unexpected text after the IPv6 host".to_string()),
+            None => return Err(RedisUrlError::BadIpv6),
         };
         (&rest[..end], port)
     } else {
@@ -110,7 +146,7 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
         }
     };
     if host.is_empty() {
-        return Err("the host is missing".to_string());
+        return Err(RedisUrlError::MissingHost);
     }
     let port = match port {
         None => 6379,
@@ -118,7 +154,7 @@ fn split_host_port(hostport: &str) -> Result<(String, u16), String> {
             .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("port `{p}` is not a number from 1 to 65535"))?,
+            .ok_or(RedisUrlError::BadPort)?,
     };
     Ok((host.to_string(), port))
 }
@@ -167,15 +203,33 @@ mod tests {
     }
 
     #[test]
-    fn password_only_forms() {
-        let a = RedisUrl::parse("redis://:secret@h:1").unwrap();
-        let b = RedisUrl::parse("redis://secret@h:1").unwrap();
-        for u in [a, b] {
-            assert_eq!(
-                (u.username.as_deref(), u.password.as_deref()),
-                (None, Some("secret"))
-            );
-        }
+    fn password_only_and_user_only_forms() {
+        let u = RedisUrl::parse("redis://:secret@h:1").unwrap();
+        assert_eq!(
+            (u.username.as_deref(), u.password.as_deref()),
+            (None, Some("secret"))
+        );
+        // As redis-rs reads it natively: a user name alone, so no AUTH.
+        let u = RedisUrl::parse("redis://someone@h:1").unwrap();
+        assert_eq!(
+            (u.username.as_deref(), u.password.as_deref()),
+            (Some("someone"), None)
+        );
+    }
+
+    #[test]
+    fn a_password_with_unescaped_slash_query_or_hash_still_parses() {
+        let u = RedisUrl::parse("rediss://default:ab/cd?e#f@h.example:6380/2").unwrap();
+        assert_eq!(u.password.as_deref(), Some("ab/cd?e#f"));
+        assert_eq!((u.host.as_str(), u.port, u.db), ("h.example", 6380, 2));
+    }
+
+    #[test]
+    fn a_query_after_the_port_or_path_is_ignored() {
+        let u = RedisUrl::parse("redis://h:7000?protocol=resp2").unwrap();
+        assert_eq!((u.port, u.db), (7000, 0));
+        let u = RedisUrl::parse("redis://h/4?x=1").unwrap();
+        assert_eq!(u.db, 4);
     }
 
     #[test]
@@ -185,19 +239,19 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_the_part_and_never_the_password() {
-        for (url, needle) in [
-            ("http://h", "redis://"),
-            ("redis://", "host"),
-            ("redis://h:0", "port"),
-            ("redis://h:99999", "port"),
-            ("redis://h/x", "database"),
-            ("redis://u:s3cr%zz@h", "password"),
-            ("redis://[::1", "`]`"),
+    fn errors_are_fixed_text_that_never_quote_the_url() {
+        for (url, expected) in [
+            ("http://h", RedisUrlError::Scheme),
+            ("redis://", RedisUrlError::MissingHost),
+            ("redis://h:0", RedisUrlError::BadPort),
+            ("redis://h:99999", RedisUrlError::BadPort),
+            ("redis://u:s3cr3t-99999@h:s3cr3t", RedisUrlError::BadPort),
+            ("redis://h/s3cr3t", RedisUrlError::BadDatabase),
+            ("redis://u:s3cr%zz@h", RedisUrlError::BadEscape),
+            ("redis://[::1", RedisUrlError::BadIpv6),
         ] {
-            let e = RedisUrl::parse(url).unwrap_err();
-            assert!(e.contains(needle), "{url}: {e}");
-            assert!(!e.contains("s3cr"), "{url}: {e}");
+            assert_eq!(RedisUrl::parse(url).unwrap_err(), expected, "{url}");
+            assert!(!expected.to_string().contains("s3cr"));
         }
         let dbg = format!("{:?}", RedisUrl::parse("redis://:hunter2@h").unwrap());
         assert!(
