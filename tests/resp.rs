@@ -8,6 +8,8 @@ use support::*;
 
 use edgecache::engine::{SharedStore, StoreError};
 use edgecache::resp::{Connect, RedisUrl, RespStore};
+use std::time::Duration;
+
 use tokio::net::TcpStream;
 
 /// Plain TCP, as `worker::Socket` is with TLS off.
@@ -159,5 +161,49 @@ async fn a_dead_server_is_an_error_then_recovery_is_automatic() {
         s.get("a").await.unwrap(),
         None,
         "fresh server, fresh connection"
+    );
+}
+
+/// Sequential commands reuse one pooled connection; a command abandoned mid-reply (its
+/// future dropped, as the engine's timeout does) takes its connection with it, so the next
+/// command gets its own reply, never the rest of the old one.
+#[tokio::test(flavor = "current_thread")]
+async fn connections_are_reused_and_an_abandoned_reply_never_desyncs_the_next() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    let mut own = redis.conn().await;
+    for i in 0..10 {
+        s.set(&format!("k{i}"), b"v", 60_000).await.unwrap();
+    }
+    let clients: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert_eq!(
+        clients.lines().count(),
+        2,
+        "the test's own and one pooled: {clients}"
+    );
+
+    let big: Vec<u8> = (0..8_000_000u32).map(|i| (i % 253) as u8).collect();
+    s.set("big", &big, 60_000).await.unwrap();
+    let mut abandoned = 0;
+    for _ in 0..5 {
+        if tokio::time::timeout(Duration::from_micros(300), s.get("big"))
+            .await
+            .is_err()
+        {
+            abandoned += 1;
+        }
+        assert_eq!(s.get("k3").await.unwrap().as_deref(), Some(&b"v"[..]));
+    }
+    assert!(
+        abandoned > 0,
+        "the test must abandon at least one reply mid-way"
+    );
+    assert_eq!(
+        s.get("big").await.unwrap().map(|b| b.len()),
+        Some(big.len())
     );
 }

@@ -529,3 +529,143 @@ async fn a_compressed_origin_body_is_kept_as_sent() {
         "L2 holds the encoded body, as native writes it"
     );
 }
+
+/// Responses larger than `limits.max_object_bytes` stream through uncached, whole and
+/// intact, whether the origin declares their length or sends them chunked (then the Worker
+/// reads up to the limit and streams the rest behind what it read).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_responses_stream_through_uncached() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, None, r#"{"limits":{"max_object_bytes":65536}}"#).await;
+    let size = 1_000_000;
+    let expected = pattern(size);
+    for chunked in ["0", "1"] {
+        let path = url(
+            "/e2e/big",
+            &[
+                ("cc", "max-age=300"),
+                ("size", &size.to_string()),
+                ("chunked", chunked),
+            ],
+        );
+        for round in 1..=2 {
+            let r = w.get(&path).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), size, "the full body (chunked={chunked})");
+            assert!(r.body == expected, "the body is intact (chunked={chunked})");
+            assert!(
+                r.cache_status().contains("detail=too-large"),
+                "{}",
+                r.cache_status()
+            );
+            assert_eq!(origin.count(&path), round, "not cached (chunked={chunked})");
+        }
+    }
+    let small = url(
+        "/e2e/small",
+        &[("cc", "max-age=300"), ("size", "32768"), ("chunked", "1")],
+    );
+    for _ in 0..2 {
+        assert_eq!(w.get(&small).await.body, pattern(32768));
+    }
+    assert_eq!(origin.count(&small), 1, "under the limit, cached");
+}
+
+/// Write-through at the edge (RFC 9111 §4.4): a POST reaches the origin with its body,
+/// and its success invalidates the stored response for that URL; HEAD is answered from the
+/// cache without a body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_passes_through_and_invalidates_head_is_served_from_cache() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, None, CACHE).await;
+    let path = url("/e2e/item", &[("cc", "max-age=600")]);
+    assert_eq!(w.get(&path).await.text(), body_for(&path, 1));
+    let head = send(w.addr, "HEAD", &path, &[], Bytes::new())
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status, 200);
+    assert!(head.body.is_empty(), "no body for HEAD");
+    assert!(
+        head.cache_status().contains("hit"),
+        "{}",
+        head.cache_status()
+    );
+
+    let posted = send(
+        w.addr,
+        "POST",
+        &path,
+        &[("content-type", "application/json")],
+        Bytes::from_static(b"{\"qty\":3}"),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(
+        (posted.status, posted.text()),
+        (200, "POST ok 9".to_string())
+    );
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].body, b"{\"qty\":3}");
+    assert_eq!(writes[0].content_type.as_deref(), Some("application/json"));
+    let after = w.get(&path).await;
+    assert_eq!(
+        after.text(),
+        body_for(&path, 2),
+        "invalidated: {}",
+        after.cache_status()
+    );
+}
+
+/// After Redis comes back the Worker uses it again by itself (the breaker closes after its
+/// cool-down): a new response is written to Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_tier_is_used_again_after_redis_returns() {
+    if skipped() {
+        return;
+    }
+    let mut redis = RedisServer::start().await;
+    let port = redis.port;
+    let origin = Origin::start().await;
+    let cache = r#"{"l2":{"purge_poll_ms":100,"breaker_cooldown_ms":300,"breaker_failures":1}}"#;
+    let w = Worker::start(&origin, Some(&redis), cache).await;
+    redis.kill();
+    for i in 0..5 {
+        let r = w
+            .get(&url(&format!("/e2e/down/{i}"), &[("cc", "max-age=60")]))
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    assert!(w.stat("l2_errors").await >= 1);
+    let back = RedisServer::start_on(port)
+        .await
+        .expect("redis back on its port");
+    let mut con = back.conn().await;
+    let key = eventually(
+        "a response written to Redis again",
+        Duration::from_secs(15),
+        async || {
+            let path = url(
+                "/e2e/back",
+                &[
+                    ("cc", "max-age=60"),
+                    ("t", &format!("{:?}", Instant::now())),
+                ],
+            );
+            w.get(&path).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            object_keys(&mut con)
+                .await
+                .into_iter()
+                .find(|k| k.contains("/e2e/back"))
+        },
+    )
+    .await;
+    assert!(key.contains("obj:"), "{key}");
+}
