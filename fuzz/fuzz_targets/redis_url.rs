@@ -13,10 +13,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(url) = RedisUrl::parse(text) {
         assert!(!url.host.is_empty() && url.port != 0, "{url:?}");
         assert!(url.password.as_deref() != Some(""), "an empty password is no password");
-        if let Some(password) = url.password.as_deref().filter(|p| p.len() >= 8) {
-            let elsewhere = url.host.contains(password)
-                || url.username.as_deref().is_some_and(|u| u.contains(password));
-            assert!(elsewhere || !format!("{url:?}").contains(password), "{url:?}");
-        }
+        // Debug must not depend on the password's value at all.
+        let other = RedisUrl {
+            password: url.password.as_ref().map(|_| "x".to_string()),
+            ..url.clone()
+        };
+        assert_eq!(format!("{url:?}"), format!("{other:?}"));
     }
 });
