@@ -62,7 +62,42 @@ pub struct CachedResponse {
     pub tags: Vec<String>,
     /// Marked stale by a soft purge or an invalidation: reusable only as a stale response.
     pub invalidated: bool,
+    /// Computed from the fields above once, so hits need not; not encoded. Reset it
+    /// (`Derived::default()`) when changing `status`, `headers` or the timestamps.
+    pub derived: Derived,
 }
+
+/// What a cache derives from a stored response once, when it stores it, rather than on
+/// every hit. Not part of the encoding, and ignored by `==` (it is a function of the
+/// entry's other fields).
+#[derive(Debug, Default)]
+pub struct Derived {
+    /// The reuse figures, computed under the storing engine's policy configuration
+    /// (`None`: not computed, so computed per use).
+    pub figures: Option<crate::policy::reuse::StoredFigures>,
+    /// A host's own ready-to-send form of the entry (the native host keeps its header
+    /// map here), built on first use.
+    #[cfg(feature = "std")]
+    pub host: std::sync::OnceLock<alloc::boxed::Box<dyn core::any::Any + Send + Sync>>,
+}
+
+impl Clone for Derived {
+    /// The figures are kept; a host's form is rebuilt on demand (the clone may be changed).
+    fn clone(&self) -> Self {
+        Derived {
+            figures: self.figures,
+            ..Derived::default()
+        }
+    }
+}
+
+impl PartialEq for Derived {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Derived {}
 
 impl CachedResponse {
     /// A response with no Vary values, no tags, not invalidated.
@@ -82,6 +117,7 @@ impl CachedResponse {
             vary: Headers::new(),
             tags: Vec::new(),
             invalidated: false,
+            derived: Derived::default(),
         }
     }
 
@@ -339,6 +375,7 @@ fn parse_payload(payload: &[u8], limits: &DecodeLimits) -> Result<CachedResponse
         vary,
         tags,
         invalidated: flags & FLAG_INVALIDATED != 0,
+        derived: Derived::default(),
     })
 }
 
@@ -1064,6 +1101,7 @@ mod proptests {
                     vary,
                     tags,
                     invalidated,
+                    derived: Derived::default(),
                 },
             )
     }

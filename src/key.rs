@@ -108,6 +108,83 @@ pub fn cache_key(
     path_and_query: &str,
     config: &KeyConfig,
 ) -> String {
+    match already_normal_key(method, scheme, host, path_and_query, config) {
+        Some(key) => key,
+        None => normalized_key(method, scheme, host, path_and_query, config),
+    }
+}
+
+/// The key of a request whose parts are already in normal form, as most are (`GET`, `http`,
+/// a lowercase host, a plain path): built with one allocation and no normalisation passes.
+/// `None` for anything that normalisation might change; [`normalized_key`] handles those.
+/// Both give byte-identical keys (tested exhaustively and with random inputs).
+fn already_normal_key(
+    method: &str,
+    scheme: &str,
+    host: &str,
+    path: &str,
+    config: &KeyConfig,
+) -> Option<String> {
+    let method = match method {
+        "GET" | "HEAD" => "GET",
+        _ => return None,
+    };
+    let default_port = match scheme {
+        "http" => "80",
+        "https" => "443",
+        _ => return None,
+    };
+    if !config.include_host || !is_normal_host(host, default_port) || !is_normal_path(path) {
+        return None;
+    }
+    let mut key = String::with_capacity(method.len() + scheme.len() + host.len() + path.len() + 4);
+    key.push_str(method);
+    key.push(' ');
+    key.push_str(scheme);
+    key.push_str("://");
+    key.push_str(host);
+    key.push_str(path);
+    Some(key)
+}
+
+/// A host [`normalize_host`] leaves unchanged: a non-empty lowercase name of unreserved
+/// characters, optionally with a port that has no leading zero and is not `default_port`.
+fn is_normal_host(host: &str, default_port: &str) -> bool {
+    let (name, port) = match host.split_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let name_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| is_unreserved(b) && !b.is_ascii_uppercase());
+    let port_ok = port.is_none_or(|port| {
+        !port.is_empty()
+            && !port.starts_with('0')
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port != default_port
+    });
+    name_ok && port_ok
+}
+
+/// A path and query [`normalize_path_and_query`] leaves unchanged: starts with `/`, only
+/// literal path characters (so no `%`, query or fragment), and no `.` or `..` segment.
+fn is_normal_path(path: &str) -> bool {
+    path.starts_with('/')
+        && path.bytes().all(is_path_char)
+        && !path
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+}
+
+/// [`cache_key`] by full normalisation of every part.
+fn normalized_key(
+    method: &str,
+    scheme: &str,
+    host: &str,
+    path_and_query: &str,
+    config: &KeyConfig,
+) -> String {
     let mut key =
         String::with_capacity(method.len() + scheme.len() + host.len() + path_and_query.len() + 8);
     let method = normalize_component(method, is_tchar, Case::Upper);
@@ -697,5 +774,155 @@ mod tests {
             serde_json::from_str(r#"{"ignored_query_params":["utm_*"]}"#).unwrap_or_default();
         assert!(config.include_host && config.sort_query);
         assert_eq!(config.ignored_query_params, vec!["utm_*".to_string()]);
+    }
+
+    /// The one-allocation path must give exactly the key full normalisation gives, for
+    /// every input it accepts.
+    fn assert_fast_path_agrees(m: &str, s: &str, h: &str, pq: &str, config: &KeyConfig) -> bool {
+        let Some(fast) = already_normal_key(m, s, h, pq, config) else {
+            return false;
+        };
+        assert_eq!(
+            fast,
+            normalized_key(m, s, h, pq, config),
+            "{m:?} {s:?} {h:?} {pq:?}"
+        );
+        true
+    }
+
+    /// Every string of up to `max` symbols from `alphabet`.
+    fn strings(alphabet: &[&str], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last
+                .iter()
+                .flat_map(|prefix| alphabet.iter().map(move |a| format!("{prefix}{a}")))
+                .collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
+    /// Bytes that normalisation treats specially somewhere: case, percent-encodings,
+    /// dots, separators, characters that get encoded, non-ASCII.
+    const TRICKY: [&str; 22] = [
+        "a", "Z", "0", "8", "-", ".", "_", "~", ":", "/", "%", "2", "e", "E", "?", "#", "@", "!",
+        "[", " ", "\u{e9}", "..",
+    ];
+
+    #[test]
+    fn fast_path_matches_full_normalisation_on_every_short_input() {
+        let config = KeyConfig::default();
+        let no_host = KeyConfig {
+            include_host: false,
+            ..KeyConfig::default()
+        };
+        let methods = [
+            "GET", "HEAD", "get", "Get", "head", "POST", "GE%54", "", " GET",
+        ];
+        let schemes = [
+            "http", "https", "HTTP", "Https", "ftp", "http:", "ht%74p", "",
+        ];
+        let hosts = [
+            "a.com",
+            "A.com",
+            "a.com:80",
+            "a.com:443",
+            "a.com:8080",
+            "a.com:080",
+            "a.com:",
+            "a.com:0",
+            "[::1]:8080",
+            "a:80:80",
+            "",
+            "a%2Ecom",
+            "a_b~c-d.0",
+        ];
+        let paths = [
+            "/", "/a", "", "a", "/a/./b", "/a/../b", "/%41", "/a?b=1", "/a#f", "//",
+        ];
+        for m in methods {
+            for s in schemes {
+                for h in hosts {
+                    for pq in paths {
+                        for config in [&config, &no_host] {
+                            assert_fast_path_agrees(m, s, h, pq, config);
+                        }
+                    }
+                }
+            }
+        }
+        let mut fast = 0;
+        for tail in strings(&TRICKY, 4) {
+            let path = format!("/{tail}");
+            for (h, pq) in [("a.com", path.as_str()), ("a.com", tail.as_str())] {
+                fast += usize::from(assert_fast_path_agrees("GET", "http", h, pq, &config));
+            }
+            let host = tail.as_str();
+            for s in ["http", "https"] {
+                fast += usize::from(assert_fast_path_agrees("GET", s, host, "/", &config));
+                let with_port = format!("{host}:443");
+                assert_fast_path_agrees("GET", s, &with_port, "/", &config);
+                let port = format!("a.com:{tail}");
+                assert_fast_path_agrees("GET", s, &port, "/", &config);
+            }
+        }
+        // The fast path is taken for plenty of inputs, not just rejected everywhere.
+        assert!(fast > 10_000, "{fast}");
+    }
+
+    #[test]
+    fn fast_path_taken_for_ordinary_requests() {
+        let config = KeyConfig::default();
+        for (m, s, h, pq) in [
+            ("GET", "http", "127.0.0.1:8787", "/1k.bin"),
+            ("HEAD", "https", "example.com", "/a/b-c_d~e/f.html"),
+            ("GET", "http", "localhost", "/"),
+        ] {
+            assert!(assert_fast_path_agrees(m, s, h, pq, &config), "{h}{pq}");
+        }
+        assert_eq!(
+            key("HEAD", "http", "a.com:8080", "/x"),
+            "GET http://a.com:8080/x"
+        );
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Parts that are often already normal, often almost normal (one case, dot, `%` or
+    /// port away) and sometimes anything at all.
+    fn part(normal: &'static str) -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => proptest::string::string_regex(normal).expect("regex"),
+            4 => proptest::string::string_regex("[a-zA-Z0-9./:%_~?#@!\\[\\] -]{0,16}").expect("regex"),
+            1 => any::<String>(),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4096))]
+
+        #[test]
+        fn fast_path_matches_full_normalisation(
+            method in prop_oneof![Just("GET".to_string()), Just("HEAD".to_string()), part("[A-Za-z]{1,5}")],
+            scheme in prop_oneof![Just("http".to_string()), Just("https".to_string()), part("[a-zA-Z]{1,5}")],
+            host in part("[a-z0-9.-]{1,12}(:[0-9]{1,5})?"),
+            path in part("(/[a-z0-9._~!$&'()*+,;=:@-]{0,6}){1,4}"),
+            include_host in any::<bool>(),
+        ) {
+            let config = KeyConfig { include_host, ..KeyConfig::default() };
+            if let Some(fast) = already_normal_key(&method, &scheme, &host, &path, &config) {
+                prop_assert_eq!(fast, normalized_key(&method, &scheme, &host, &path, &config));
+            }
+            prop_assert_eq!(
+                cache_key(&method, &scheme, &host, &path, &config),
+                normalized_key(&method, &scheme, &host, &path, &config)
+            );
+        }
     }
 }

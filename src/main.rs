@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use edgecache::native::config::ServeConfig;
 use edgecache::native::server;
 
+/// mimalloc instead of the system allocator: a cache hit still makes a few dozen small
+/// allocations, and glibc's malloc/free took ~18% of a hit's CPU (benches/http/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// edgecache: an HTTP edge cache (RFC 9111) in front of one origin.
 #[derive(Parser, Debug)]
 #[command(version, about, long_about = None)]

@@ -1076,3 +1076,64 @@ async fn oversized_responses_stream_through_uncached() {
     }
     assert_eq!(origin.count(&small), 1, "under the limit, cached");
 }
+
+// ---------------------------------------------------------------------------------------
+// Hit fields
+// ---------------------------------------------------------------------------------------
+
+/// A hit sends what the miss that stored it sent, each field once: the stored
+/// fields come from a header map kept with the entry (built on the first hit), so the
+/// second hit must look like the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hits_send_the_stored_fields_once_with_age_and_cache_status() {
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, None).await;
+    let path = url("/fields", &[("cc", "max-age=60"), ("tag", "t1")]);
+    let miss = a.get(&path).await;
+    let hits = [a.get(&path).await, a.get(&path).await];
+    let names = |r: &Resp| {
+        let mut names: Vec<String> = r.headers.keys().map(|n| n.to_string()).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        names(&miss),
+        [
+            "age",
+            "cache-control",
+            "cache-status",
+            "content-length",
+            "content-type",
+            "date"
+        ]
+    );
+    for hit in &hits {
+        assert!(
+            hit.cache_status().starts_with("edgecache-l1; hit"),
+            "{hit:?}"
+        );
+        assert_eq!(
+            names(hit),
+            [
+                "age",
+                "cache-control",
+                "cache-status",
+                "content-length",
+                "content-type",
+                "date"
+            ]
+        );
+        for name in names(hit) {
+            assert_eq!(
+                hit.headers.get_all(&name).iter().count(),
+                1,
+                "{name}: {hit:?}"
+            );
+        }
+        for same in ["cache-control", "content-type", "date", "content-length"] {
+            assert_eq!(hit.header(same), miss.header(same), "{same}");
+        }
+        assert_eq!(hit.body, miss.body);
+    }
+    assert_eq!(origin.count(&path), 1);
+}

@@ -100,6 +100,7 @@ fn text<B>(status: u16, message: &str) -> Response<B> {
     Response {
         status,
         headers,
+        stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
     }
 }
@@ -111,6 +112,7 @@ fn json<B>(body: String) -> Response<B> {
     Response {
         status: 200,
         headers,
+        stored_fields: None,
         body: Body::Bytes(body.into_bytes()),
     }
 }

@@ -128,7 +128,7 @@ impl<H: Host> Engine<H> {
             ..DecodeLimits::default()
         };
         match decode(&bytes, &limits) {
-            Ok(entry) => Some(Arc::new(entry)),
+            Ok(entry) => Some(self.ready_to_keep(entry)),
             Err(_) => {
                 self.count(|s| s.l2_corrupt += 1);
                 let keys = [key];

@@ -32,6 +32,7 @@ pub use host::{
     Lock, NoSharedStore, Origin, OriginBody, OriginError, OriginRequest, OriginResponse, Runtime,
     SharedStore, StoreError,
 };
+pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};
 
 /// The types a host plugs into the engine.
@@ -111,10 +112,43 @@ impl RequestHead {
 pub struct Response<B> {
     /// Status code.
     pub status: u16,
-    /// Header fields (hop-by-hop fields removed; `Age` and `Cache-Status` set).
+    /// Header fields (hop-by-hop fields removed; `Age` and `Cache-Status` set). When
+    /// [`Self::stored_fields`] is set, only the fields sent after the stored ones.
     pub headers: Headers,
+    /// A cache hit's stored response, whose [`served_fields`] are sent before
+    /// [`Self::headers`]. Hosts that serve many hits can keep those fields ready to send
+    /// with the entry (in [`crate::entry::Derived::host`]); [`Self::take_fields`] gives
+    /// the whole list.
+    pub stored_fields: Option<Arc<CachedResponse>>,
     /// The content.
     pub body: Body<B>,
+}
+
+impl<B> Response<B> {
+    /// Every header field to send, in order.
+    pub fn fields(&self) -> Headers {
+        let mut all = Headers::new();
+        if let Some(stored) = &self.stored_fields {
+            for (name, value) in served_fields(stored) {
+                all.append(name, value);
+            }
+        }
+        for (name, value) in self.headers.iter() {
+            all.append(name, value);
+        }
+        all
+    }
+
+    /// Every header field to send, in order, taken out of the response.
+    pub fn take_fields(&mut self) -> Headers {
+        let all = match self.stored_fields {
+            Some(_) => self.fields(),
+            None => core::mem::take(&mut self.headers),
+        };
+        self.stored_fields = None;
+        self.headers = Headers::new();
+        all
+    }
 }
 
 /// Response content.
@@ -214,9 +248,17 @@ impl EngineState {
     }
 }
 
+/// The `Cache-Status` names of the tiers (RFC 9211 §2), derived from the configured cache
+/// name once rather than on every response.
+struct TierNames {
+    l1: String,
+    l2: String,
+}
+
 /// The cache engine. Share it between requests (`Arc` natively, `Rc` on JS hosts).
 pub struct Engine<H: Host> {
     config: Arc<EngineConfig>,
+    tier_names: Arc<TierNames>,
     origin: H::Origin,
     store: Option<H::Store>,
     runtime: H::Runtime,
@@ -233,8 +275,13 @@ impl<H: Host> Engine<H> {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let state = H::Lock::new(EngineState::new(&config));
+        let tier_names = Arc::new(TierNames {
+            l1: alloc::format!("{}-l1", config.cache_name),
+            l2: alloc::format!("{}-l2", config.cache_name),
+        });
         Ok(Engine {
             config: Arc::new(config),
+            tier_names,
             origin,
             store,
             runtime,
@@ -254,6 +301,7 @@ impl<H: Host> Engine<H> {
     {
         Engine {
             config: self.config.clone(),
+            tier_names: self.tier_names.clone(),
             origin: self.origin.clone(),
             store,
             runtime: self.runtime.clone(),

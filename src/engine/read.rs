@@ -9,14 +9,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::cache_control::RequestDirectives;
-use crate::entry::CachedResponse;
+use crate::entry::{CachedResponse, Derived};
 use crate::headers::Headers;
 use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::conditional::{conditional_headers, freshen, Freshened};
 use crate::policy::freshness::freshness_lifetime;
 use crate::policy::hop_by_hop;
-use crate::policy::reuse::{evaluate, Evaluation, Reuse};
+use crate::policy::reuse::{evaluate, evaluate_with, Evaluation, Reuse, StoredFigures};
 use crate::policy::storable::{storability, ResponseView};
 use crate::policy::storage::{lifetimes, prepare};
 use crate::policy::vary;
@@ -57,16 +57,35 @@ fn is_error_status(status: u16) -> bool {
 const CLIENT_VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
 
 impl<H: Host> Engine<H> {
-    pub(crate) fn l1_name(&self) -> String {
-        format!("{}-l1", self.config.cache_name)
-    }
-
-    pub(crate) fn l2_name(&self) -> String {
-        format!("{}-l2", self.config.cache_name)
-    }
-
     pub(crate) fn l1_status_entry(&self) -> CacheStatusEntry {
-        CacheStatusEntry::new(&self.l1_name())
+        CacheStatusEntry::new(&self.tier_names.l1)
+    }
+
+    fn l2_status_entry(&self) -> CacheStatusEntry {
+        CacheStatusEntry::new(&self.tier_names.l2)
+    }
+
+    /// An entry ready to be kept: what every hit would otherwise derive from its fields
+    /// alone is computed now, under this engine's policy.
+    pub(crate) fn ready_to_keep(&self, mut entry: CachedResponse) -> Arc<CachedResponse> {
+        entry.derived = Derived {
+            figures: Some(StoredFigures::of(&entry, &self.config.policy)),
+            ..Derived::default()
+        };
+        Arc::new(entry)
+    }
+
+    /// [`evaluate`] with the figures [`Self::ready_to_keep`] computed, if it did.
+    fn evaluate(
+        &self,
+        request_headers: &Headers,
+        stored: &CachedResponse,
+        now: crate::time::Timestamp,
+    ) -> Evaluation {
+        match &stored.derived.figures {
+            Some(figures) => evaluate_with(figures, request_headers, stored, now),
+            None => evaluate(request_headers, stored, now, &self.config.policy),
+        }
     }
 
     /// The key a request's response is stored under (RFC 9111 §2: the target URI; `HEAD`
@@ -88,7 +107,7 @@ impl<H: Host> Engine<H> {
         let candidate = self
             .l1_find(&key, &head.headers, now)
             .map(|stored| Candidate {
-                evaluation: evaluate(&head.headers, &stored, now, &self.config.policy),
+                evaluation: self.evaluate(&head.headers, &stored, now),
                 stored,
                 tier: Tier::L1,
             });
@@ -166,7 +185,7 @@ impl<H: Host> Engine<H> {
         self.store.as_ref()?;
         let stored = self.l2_find(key, &head.headers).await?;
         let now = self.runtime.now();
-        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        let evaluation = self.evaluate(&head.headers, &stored, now);
         if evaluation.reuse == Reuse::VaryMismatch {
             return None;
         }
@@ -180,15 +199,15 @@ impl<H: Host> Engine<H> {
 
     /// `Cache-Status` entries for a response served from a tier.
     fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
-        let name = match c.tier {
-            Tier::L1 => self.l1_name(),
-            Tier::L2 => self.l2_name(),
+        let tier = match c.tier {
+            Tier::L1 => self.l1_status_entry(),
+            Tier::L2 => self.l2_status_entry(),
         };
         let hit = CacheStatusEntry {
             hit: true,
             ttl: Some(c.evaluation.ttl_secs),
             detail: detail.map(String::from),
-            ..CacheStatusEntry::new(&name)
+            ..tier
         };
         match c.tier {
             Tier::L1 => alloc::vec![hit],
@@ -308,7 +327,7 @@ impl<H: Host> Engine<H> {
                 }
                 if let Some(Outcome::Stored(stored)) = outcome {
                     let now = self.runtime.now();
-                    let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+                    let evaluation = self.evaluate(&head.headers, &stored, now);
                     if matches!(
                         evaluation.reuse,
                         Reuse::Fresh | Reuse::StaleAcceptedByRequest
@@ -386,7 +405,7 @@ impl<H: Host> Engine<H> {
             self.await_other_instance(head, key).await
         }?;
         let now = self.runtime.now();
-        let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
+        let evaluation = self.evaluate(&head.headers, &found, now);
         if !matches!(
             evaluation.reuse,
             Reuse::Fresh | Reuse::StaleAcceptedByRequest
@@ -400,7 +419,7 @@ impl<H: Host> Engine<H> {
                 hit: true,
                 ttl: Some(evaluation.ttl_secs),
                 collapsed: true,
-                ..CacheStatusEntry::new(&self.l2_name())
+                ..self.l2_status_entry()
             },
             CacheStatusEntry {
                 fwd: Some(fwd),
@@ -438,7 +457,7 @@ impl<H: Host> Engine<H> {
             delay = (delay * 2).min(100);
             if let Some(found) = self.l2_find(key, &head.headers).await {
                 let now = self.runtime.now();
-                let evaluation = evaluate(&head.headers, &found, now, &self.config.policy);
+                let evaluation = self.evaluate(&head.headers, &found, now);
                 if matches!(
                     evaluation.reuse,
                     Reuse::Fresh | Reuse::StaleAcceptedByRequest
@@ -484,7 +503,7 @@ impl<H: Host> Engine<H> {
             finished: false,
         };
         let now = self.runtime.now();
-        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        let evaluation = self.evaluate(&head.headers, &stored, now);
         let candidate = Candidate {
             stored,
             evaluation: Evaluation {
@@ -680,16 +699,16 @@ impl<H: Host> Engine<H> {
         fwd_status: u16,
     ) -> (Handled<H::Body>, Outcome) {
         let now = self.runtime.now();
-        let stored = Arc::new(entry);
+        let stored = self.ready_to_keep(entry);
         let keys = self.l1_insert(key, &stored, &head.headers, now);
         self.count(|s| s.stored += 1);
-        let evaluation = evaluate(&head.headers, &stored, now, &self.config.policy);
+        let evaluation = self.evaluate(&head.headers, &stored, now);
         let mut entries = Vec::new();
         if self.store.is_some() {
             entries.push(CacheStatusEntry {
                 fwd: Some(fwd),
                 stored: true,
-                ..CacheStatusEntry::new(&self.l2_name())
+                ..self.l2_status_entry()
             });
         }
         entries.push(CacheStatusEntry {

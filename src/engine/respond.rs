@@ -45,6 +45,9 @@ pub(crate) fn set_cache_status(headers: &mut Headers, entries: &[CacheStatusEntr
 /// A response served from the cache for a `method` request with `request_headers`: the
 /// stored fields, `Age` (RFC 9111 §5.1), `Cache-Status`, and a `304` when the client's own
 /// preconditions hold (RFC 9111 §4.3.2).
+///
+/// The usual hit does not copy the stored fields: the response refers to them
+/// ([`Response::stored_fields`]) and carries only `Age` and `Cache-Status` itself.
 pub(crate) fn from_cache<B>(
     method: &str,
     request_headers: &Headers,
@@ -52,8 +55,39 @@ pub(crate) fn from_cache<B>(
     age_secs: u64,
     entries: &[CacheStatusEntry],
 ) -> Response<B> {
-    let fields = stored.headers.clone();
-    from_stored_body(method, request_headers, stored, fields, age_secs, entries)
+    let not_modified = client_not_modified(method, request_headers, stored.status, &stored.headers);
+    // A 304 keeps only some fields, and an upstream `Cache-Status` is merged with ours:
+    // both take the general path.
+    if not_modified || stored.headers.contains("cache-status") {
+        let fields = stored.headers.clone();
+        return from_stored_body(method, request_headers, stored, fields, age_secs, entries);
+    }
+    let mut headers = Headers::new();
+    headers.append("age", format!("{age_secs}"));
+    set_cache_status(&mut headers, entries);
+    let body = if method == "HEAD" {
+        Body::Empty
+    } else {
+        Body::Cached(stored.clone())
+    };
+    Response {
+        status: stored.status,
+        headers,
+        stored_fields: Some(stored),
+        body,
+    }
+}
+
+/// The stored fields a response served from `stored` carries, in order: all but the
+/// hop-by-hop (RFC 9110 §7.6.1) and cache-only ones and the `Age` and `Cache-Status` the
+/// cache sets itself.
+pub fn served_fields(stored: &CachedResponse) -> impl Iterator<Item = (&str, &[u8])> {
+    let nominated = hop_by_hop::connection_nominated(&stored.headers);
+    stored.headers.iter().filter(move |(name, _)| {
+        !hop_by_hop::is_hop_by_hop(name, &nominated)
+            && !CACHE_ONLY_FIELDS.contains(name)
+            && !matches!(*name, "age" | "cache-status")
+    })
 }
 
 /// Like [`from_cache`], but with the header fields given: the response that filled the
@@ -89,6 +123,7 @@ pub(crate) fn from_stored_body<B>(
     Response {
         status,
         headers,
+        stored_fields: None,
         body,
     }
 }
@@ -109,6 +144,7 @@ pub(crate) fn from_origin<B>(
     Response {
         status,
         headers,
+        stored_fields: None,
         body,
     }
 }
@@ -122,6 +158,101 @@ pub(crate) fn error<B>(status: u16, message: &str, entry: CacheStatusEntry) -> R
     Response {
         status,
         headers,
+        stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    fn stored(fields: &[(&str, &str)]) -> Arc<CachedResponse> {
+        Arc::new(CachedResponse::new(
+            200,
+            Headers::from_pairs(fields.iter().copied()),
+            b"body".to_vec(),
+            Timestamp::from_millis(0),
+            Timestamp::from_millis(0),
+        ))
+    }
+
+    /// The fields a hit sends without copying them are exactly those of the general path.
+    #[test]
+    fn hits_send_the_same_fields_as_the_general_path() {
+        let entries = [
+            CacheStatusEntry {
+                hit: true,
+                ttl: Some(60),
+                ..CacheStatusEntry::new("edgecache-l2")
+            },
+            CacheStatusEntry {
+                stored: true,
+                ..CacheStatusEntry::new("edgecache-l1")
+            },
+        ];
+        let field_sets: [&[(&str, &str)]; 4] = [
+            &[
+                ("content-type", "text/plain"),
+                ("cache-control", "max-age=60"),
+            ],
+            &[
+                ("connection", "x-hop"),
+                ("x-hop", "1"),
+                ("keep-alive", "5"),
+                ("surrogate-control", "max-age=9"),
+                ("surrogate-key", "a b"),
+                ("edgecache-cache-control", "max-age=9"),
+                ("age", "3"),
+                ("content-length", "4"),
+                ("set-cookie", "a=1"),
+                ("set-cookie", "b=2"),
+                ("etag", "\"v1\""),
+            ],
+            &[("cache-status", "upstream; hit"), ("etag", "\"v1\"")],
+            &[],
+        ];
+        let requests: [&[(&str, &str)]; 3] = [
+            &[],
+            &[("if-none-match", "\"v1\"")],
+            &[("if-none-match", "\"v2\"")],
+        ];
+        for fields in field_sets {
+            for request in requests {
+                let request = Headers::from_pairs(request.iter().copied());
+                for method in ["GET", "HEAD"] {
+                    let s = stored(fields);
+                    let hit: Response<()> = from_cache(method, &request, s.clone(), 7, &entries);
+                    let general: Response<()> = from_stored_body(
+                        method,
+                        &request,
+                        s.clone(),
+                        s.headers.clone(),
+                        7,
+                        &entries,
+                    );
+                    assert_eq!(hit.status, general.status, "{fields:?} {request:?}");
+                    assert_eq!(hit.fields(), general.fields(), "{fields:?} {request:?}");
+                    assert_eq!(
+                        matches!(hit.body, Body::Empty),
+                        matches!(general.body, Body::Empty)
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_plain_hit_refers_to_the_stored_fields() {
+        let s = stored(&[("content-type", "text/plain")]);
+        let hit: Response<()> = from_cache("GET", &Headers::new(), s, 0, &[]);
+        assert!(hit.stored_fields.is_some());
+        assert_eq!(hit.headers.len(), 1, "only Age");
+        let mut hit = hit;
+        let all = hit.take_fields();
+        assert_eq!(all.get_str("content-type"), Some("text/plain"));
+        assert_eq!(all.get_str("age"), Some("0"));
+        assert!(hit.stored_fields.is_none() && hit.headers.is_empty());
     }
 }

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::http::{HeaderName, HeaderValue, Method, Uri};
+use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -53,9 +53,21 @@ impl HyperOrigin {
 }
 
 /// Converts engine headers to an `http` header map, skipping fields `http` cannot carry.
-pub fn to_header_map(headers: &Headers) -> hyper::http::HeaderMap {
-    let mut map = hyper::http::HeaderMap::with_capacity(headers.len());
-    for (name, value) in headers.iter() {
+pub fn to_header_map(headers: &Headers) -> HeaderMap {
+    let mut map = HeaderMap::with_capacity(headers.len());
+    append_to_header_map(&mut map, headers);
+    map
+}
+
+/// Appends engine headers to an `http` header map, skipping fields `http` cannot carry.
+pub fn append_to_header_map(map: &mut HeaderMap, headers: &Headers) {
+    append_fields(map, headers.iter());
+}
+
+/// Appends `(name, value)` fields to an `http` header map, skipping those `http` cannot
+/// carry.
+pub fn append_fields<'a>(map: &mut HeaderMap, fields: impl Iterator<Item = (&'a str, &'a [u8])>) {
+    for (name, value) in fields {
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_bytes(value),
@@ -63,11 +75,10 @@ pub fn to_header_map(headers: &Headers) -> hyper::http::HeaderMap {
             map.append(name, value);
         }
     }
-    map
 }
 
 /// Converts an `http` header map to engine headers.
-pub fn from_header_map(map: &hyper::http::HeaderMap) -> Headers {
+pub fn from_header_map(map: &HeaderMap) -> Headers {
     let mut headers = Headers::new();
     for (name, value) in map {
         headers.append(name.as_str(), value.as_bytes());

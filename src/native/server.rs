@@ -9,17 +9,20 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::Incoming;
+use hyper::http::HeaderMap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
 use super::body::{boxed, empty, full, ProxyBody};
-use super::origin::{from_header_map, to_header_map, HyperOrigin};
+use super::origin::{
+    append_fields, append_to_header_map, from_header_map, to_header_map, HyperOrigin,
+};
 use super::redis_store::RedisStore;
 use super::runtime::TokioRuntime;
 use super::NativeHost;
-use crate::engine::{Body, Engine, EngineConfig, Request};
+use crate::engine::{served_fields, Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
 
 /// The engine as the native host runs it.
@@ -67,10 +70,9 @@ pub async fn serve_one(
         .path_and_query()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".to_string());
-    #[allow(clippy::disallowed_methods)] // access-log timing only; no cache decision reads it
-    let started = std::time::Instant::now();
-    let log_method = parts.method.clone();
-    let log_path = parts.uri.path().to_string();
+    // Access-log timing only, and only when the access log is on; no cache decision reads it.
+    #[allow(clippy::disallowed_methods)]
+    let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
     let request = Request {
         method: parts.method.as_str().to_string(),
         scheme: "http".to_string(),
@@ -85,15 +87,27 @@ pub async fn serve_one(
         tokio::spawn(async move { engine.run_job(job).await });
     }
     let response = handled.response;
-    // Access log: path only (queries may carry tokens), never request headers.
-    tracing::debug!(
-        method = %log_method,
-        path = %log_path,
-        status = response.status,
-        cache = response.headers.get_str("cache-status").unwrap_or(""),
-        micros = started.elapsed().as_micros() as u64,
-        "request"
-    );
+    if let Some(started) = started {
+        // Access log: path only (queries may carry tokens), never request headers.
+        tracing::debug!(
+            method = %parts.method,
+            path = %parts.uri.path(),
+            status = response.status,
+            cache = response.headers.get_str("cache-status").unwrap_or(""),
+            micros = started.elapsed().as_micros() as u64,
+            "request"
+        );
+    }
+    let mut headers = match &response.stored_fields {
+        Some(stored) => {
+            let mut map = ready_fields(stored);
+            append_to_header_map(&mut map, &response.headers);
+            map
+        }
+        None => to_header_map(&response.headers),
+    };
+    // The body length is hyper's to compute from the body we send.
+    headers.remove(hyper::header::CONTENT_LENGTH);
     let body = match response.body {
         Body::Empty => empty(),
         Body::Bytes(bytes) => full(bytes),
@@ -103,10 +117,25 @@ pub async fn serve_one(
     let mut out = hyper::Response::new(body);
     *out.status_mut() =
         hyper::StatusCode::from_u16(response.status).unwrap_or(hyper::StatusCode::BAD_GATEWAY);
-    *out.headers_mut() = to_header_map(&response.headers);
-    // The body length is hyper's to compute from the body we send.
-    out.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+    *out.headers_mut() = headers;
     out
+}
+
+/// The stored fields a hit sends, as a header map kept with the entry: built on its first
+/// hit, then cloned, which shares the values instead of copying them.
+fn ready_fields(stored: &CachedResponse) -> HeaderMap {
+    let build = || {
+        let mut map = HeaderMap::new();
+        append_fields(&mut map, served_fields(stored));
+        map.remove(hyper::header::CONTENT_LENGTH);
+        map
+    };
+    let ready = stored.derived.host.get_or_init(|| Box::new(build()));
+    match ready.downcast_ref::<HeaderMap>() {
+        Some(map) => map.clone(),
+        // Filled by some other host: never happens in this process, but stay correct.
+        None => build(),
+    }
 }
 
 /// Serves on `listener` until `shutdown` completes, then waits up to `grace` for in-flight

@@ -2,7 +2,6 @@
 //! response, most recent (closest to the client) last.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 use core::fmt::Write;
 
 /// Why a tier forwarded the request (RFC 9211 §2.2).
@@ -76,8 +75,14 @@ impl CacheStatusEntry {
     /// Renders the entry as an RFC 8941 list member, e.g.
     /// `edgecache-l1; fwd=uri-miss; fwd-status=200; stored`.
     pub fn render(&self) -> String {
-        let mut out = String::new();
-        push_token_or_string(&mut out, &self.cache);
+        let mut out = String::with_capacity(self.cache.len() + 32);
+        self.render_into(&mut out);
+        out
+    }
+
+    /// Appends [`Self::render`]'s text to `out`.
+    fn render_into(&self, out: &mut String) {
+        push_token_or_string(out, &self.cache);
         if self.hit {
             out.push_str("; hit");
         }
@@ -98,16 +103,22 @@ impl CacheStatusEntry {
         }
         if let Some(detail) = &self.detail {
             out.push_str("; detail=");
-            push_token_or_string(&mut out, detail);
+            push_token_or_string(out, detail);
         }
-        out
     }
 }
 
-/// Renders a whole `Cache-Status` field value: entries in order, comma-separated.
+/// Renders a whole `Cache-Status` field value: entries in order, comma-separated. One
+/// allocation (this runs on every cache hit).
 pub fn render(entries: &[CacheStatusEntry]) -> String {
-    let rendered: Vec<String> = entries.iter().map(CacheStatusEntry::render).collect();
-    rendered.join(", ")
+    let mut out = String::with_capacity(entries.len() * 48);
+    for (i, entry) in entries.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        entry.render_into(&mut out);
+    }
+    out
 }
 
 /// Writes `value` as an sf-token when it is one (RFC 8941 §3.3.4), else as an sf-string with
@@ -136,4 +147,33 @@ fn push_token_or_string(out: &mut String, value: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_entries_in_order() {
+        let l2 = CacheStatusEntry {
+            hit: true,
+            ttl: Some(-5),
+            detail: Some(String::from("two words")),
+            ..CacheStatusEntry::new("edgecache-l2")
+        };
+        let l1 = CacheStatusEntry {
+            fwd: Some(Forward::UriMiss),
+            fwd_status: Some(200),
+            stored: true,
+            collapsed: true,
+            ..CacheStatusEntry::new("edgecache-l1")
+        };
+        assert_eq!(render(&[]), "");
+        assert_eq!(render(core::slice::from_ref(&l1)), l1.render());
+        assert_eq!(
+            render(&[l2, l1]),
+            "edgecache-l2; hit; ttl=-5; detail=\"two words\", \
+             edgecache-l1; fwd=uri-miss; fwd-status=200; stored; collapsed"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! Validation: conditional request construction (RFC 9111 §4.3.1) and freshening a stored
 //! response from a `304 Not Modified` (§4.3.3–§4.3.4, header update rules §3.2).
 
-use crate::entry::CachedResponse;
+use crate::entry::{CachedResponse, Derived};
 use crate::headers::Headers;
 use crate::time::Timestamp;
 
@@ -85,6 +85,7 @@ pub fn freshen(
         request_time,
         response_time,
         invalidated: false,
+        derived: Derived::default(),
         ..stored.clone()
     })
 }

@@ -100,12 +100,78 @@ fn stale_prohibited(view: &ResponseView) -> bool {
         || d.no_cache == Some(FieldScope::All)
 }
 
-/// What every reuse and storage decision about a stored response starts from, computed in
-/// one place (RFC 9111 §4.2.1 freshness, §4.2.3 age, RFC 5861 windows).
-#[derive(Clone, Debug)]
+/// What reuse decisions need from a stored response alone, with no request and no clock:
+/// the same for every request it could serve, so a cache computes it once, when it stores
+/// the response ([`crate::entry::Derived::figures`]), instead of re-parsing its fields on
+/// every hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredFigures {
+    /// Freshness lifetime and its source (§4.2.1).
+    pub freshness: Freshness,
+    /// The age the response had when it was received (`corrected_initial_age`, §4.2.3);
+    /// `None` for an invalid `Age` field.
+    pub initial_age: Option<u64>,
+    /// The stale windows the response allows.
+    pub windows: StaleWindows,
+    /// The response forbids serving it stale (§4.2.4).
+    pub stale_prohibited: bool,
+    /// Unqualified `no-cache` (§5.2.2.4): validate before every use.
+    pub no_cache: bool,
+}
+
+impl StoredFigures {
+    /// The figures of `stored` under `config`.
+    pub fn of(stored: &CachedResponse, config: &PolicyConfig) -> Self {
+        let view = ResponseView::new(&stored.headers, config);
+        let freshness = freshness_lifetime(
+            stored.status,
+            &stored.headers,
+            &view.directives,
+            &view.source,
+            stored.response_time,
+            config,
+        );
+        StoredFigures {
+            freshness,
+            // The current age as of the moment it was received.
+            initial_age: current_age(
+                &stored.headers,
+                stored.request_time,
+                stored.response_time,
+                stored.response_time,
+            ),
+            windows: stale_windows(&view, config),
+            stale_prohibited: stale_prohibited(&view),
+            no_cache: view.directives.no_cache == Some(FieldScope::All),
+        }
+    }
+
+    /// Age and the lifetime that applies at `now`.
+    pub fn at(&self, stored: &CachedResponse, now: Timestamp) -> EntryFigures {
+        // Current age (§4.2.3) is the initial age plus the time resident in the cache.
+        let age = self
+            .initial_age
+            .map(|initial| initial.saturating_add(now.secs_since(stored.response_time)));
+        // An invalid Age header makes the response stale (RFC 9111 §4.2.3 and §5.1).
+        let age_secs = age.unwrap_or(self.freshness.lifetime_secs);
+        let effective_lifetime = match age {
+            None => 0,
+            Some(_) if stored.invalidated => self.freshness.lifetime_secs.min(age_secs),
+            Some(_) => self.freshness.lifetime_secs,
+        };
+        EntryFigures {
+            freshness: self.freshness,
+            age_secs,
+            effective_lifetime,
+            windows: self.windows,
+        }
+    }
+}
+
+/// What every reuse and storage decision about a stored response starts from at a given
+/// moment (RFC 9111 §4.2.1 freshness, §4.2.3 age, RFC 5861 windows).
+#[derive(Clone, Copy, Debug)]
 pub struct EntryFigures {
-    /// The directives this shared cache obeys.
-    pub view: ResponseView,
     /// Freshness lifetime and its source.
     pub freshness: Freshness,
     /// Current age in seconds; an invalid `Age` counts as the whole lifetime.
@@ -123,36 +189,7 @@ pub fn entry_figures(
     now: Timestamp,
     config: &PolicyConfig,
 ) -> EntryFigures {
-    let view = ResponseView::new(&stored.headers, config);
-    let freshness = freshness_lifetime(
-        stored.status,
-        &stored.headers,
-        &view.directives,
-        &view.source,
-        stored.response_time,
-        config,
-    );
-    // An invalid Age header makes the response stale (RFC 9111 §4.2.3 and §5.1).
-    let age = current_age(
-        &stored.headers,
-        stored.request_time,
-        stored.response_time,
-        now,
-    );
-    let age_secs = age.unwrap_or(freshness.lifetime_secs);
-    let effective_lifetime = match age {
-        None => 0,
-        Some(_) if stored.invalidated => freshness.lifetime_secs.min(age_secs),
-        Some(_) => freshness.lifetime_secs,
-    };
-    let windows = stale_windows(&view, config);
-    EntryFigures {
-        view,
-        freshness,
-        age_secs,
-        effective_lifetime,
-        windows,
-    }
+    StoredFigures::of(stored, config).at(stored, now)
 }
 
 /// Evaluates whether `stored` can satisfy a request with `request_headers` at `now`
@@ -165,24 +202,40 @@ pub fn evaluate(
     now: Timestamp,
     config: &PolicyConfig,
 ) -> Evaluation {
+    evaluate_with(
+        &StoredFigures::of(stored, config),
+        request_headers,
+        stored,
+        now,
+    )
+}
+
+/// [`evaluate`] with the stored response's [`StoredFigures`] already computed (under the
+/// same [`PolicyConfig`]): what is left per request is arithmetic, the Vary check and the
+/// request's own directives.
+pub fn evaluate_with(
+    figures: &StoredFigures,
+    request_headers: &Headers,
+    stored: &CachedResponse,
+    now: Timestamp,
+) -> Evaluation {
     let EntryFigures {
-        view,
         freshness,
         age_secs,
         effective_lifetime,
         windows,
-    } = entry_figures(stored, now, config);
+    } = figures.at(stored, now);
     let ttl_secs = signed(effective_lifetime) - signed(age_secs);
     let fresh = effective_lifetime > age_secs;
     let staleness = age_secs.saturating_sub(effective_lifetime);
     let req = RequestDirectives::from_headers(request_headers);
-    let prohibited = stale_prohibited(&view);
+    let prohibited = figures.stale_prohibited;
 
     let reuse = if !vary::matches(&stored.headers, &stored.vary, request_headers) {
         Reuse::VaryMismatch
     } else if req.no_cache {
         Reuse::Revalidate(RevalidateReason::RequestNoCache)
-    } else if view.directives.no_cache == Some(FieldScope::All) {
+    } else if figures.no_cache {
         Reuse::Revalidate(RevalidateReason::ResponseNoCache)
     } else if fresh && !request_freshness_ok(&req, effective_lifetime, age_secs) {
         Reuse::Revalidate(RevalidateReason::RequestFreshness)
@@ -237,4 +290,81 @@ fn req_accepts_staleness(req: &RequestDirectives, staleness: u64) -> bool {
 
 fn signed(secs: u64) -> i64 {
     i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::conditional::{freshen, Freshened};
+
+    fn stored(fields: &[(&str, &str)], request_secs: u64, response_secs: u64) -> CachedResponse {
+        CachedResponse::new(
+            200,
+            Headers::from_pairs(fields.iter().copied()),
+            alloc::vec::Vec::new(),
+            Timestamp::from_secs(request_secs),
+            Timestamp::from_secs(response_secs),
+        )
+    }
+
+    /// The age from the figures kept at store time is the age computed afresh (§4.2.3).
+    #[test]
+    fn stored_figures_give_the_current_age() {
+        let config = PolicyConfig::default();
+        let date = "Thu, 01 Jan 1970 00:16:40 GMT"; // 1000 s
+        for fields in [
+            &[][..],
+            &[("age", "30")],
+            &[("age", "bogus"), ("cache-control", "max-age=60")],
+            &[("date", date), ("cache-control", "max-age=600")],
+            &[
+                ("date", date),
+                ("age", "5"),
+                ("cache-control", "s-maxage=9"),
+            ],
+        ] {
+            for (request, response) in [(1000, 1000), (990, 1010), (1200, 1300)] {
+                let entry = stored(fields, request, response);
+                let figures = StoredFigures::of(&entry, &config);
+                for now in [response, response + 1, response + 599, response + 10_000] {
+                    let now = Timestamp::from_secs(now);
+                    let age =
+                        current_age(&entry.headers, entry.request_time, entry.response_time, now);
+                    let at = figures.at(&entry, now);
+                    assert_eq!(
+                        at.age_secs,
+                        age.unwrap_or(figures.freshness.lifetime_secs),
+                        "{fields:?} {request} {response} {now:?}"
+                    );
+                    assert_eq!(
+                        at.effective_lifetime == 0,
+                        age.is_none() || at.freshness.lifetime_secs == 0
+                    );
+                }
+            }
+        }
+    }
+
+    /// A revalidated response has new fields, so it must not keep the old figures.
+    #[test]
+    fn freshening_drops_the_stored_figures() {
+        let config = PolicyConfig::default();
+        let mut entry = stored(&[("cache-control", "max-age=1"), ("etag", "\"v\"")], 0, 0);
+        entry.derived.figures = Some(StoredFigures::of(&entry, &config));
+        let not_modified =
+            Headers::from_pairs([("cache-control", "max-age=99"), ("etag", "\"v\"")]);
+        let Freshened::Updated(updated) = freshen(
+            &entry,
+            &not_modified,
+            Timestamp::from_secs(5),
+            Timestamp::from_secs(5),
+        ) else {
+            panic!("the 304 selects the stored response");
+        };
+        assert!(updated.derived.figures.is_none());
+        assert_eq!(
+            StoredFigures::of(&updated, &config).freshness.lifetime_secs,
+            99
+        );
+    }
 }

@@ -95,6 +95,7 @@ pub fn prepare(
         request_time,
         response_time,
         invalidated: false,
+        derived: Default::default(),
     }
 }
 

@@ -149,7 +149,7 @@ fn to_engine_request(req: &worker::Request) -> Request<WorkerBody> {
 }
 
 /// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
-fn to_worker_response(response: Response<WorkerBody>) -> Result<worker::Response, JsValue> {
+fn to_worker_response(mut response: Response<WorkerBody>) -> Result<worker::Response, JsValue> {
     if !(200..=599).contains(&response.status) {
         // JS `Response` cannot carry these (natively they pass through).
         return Err(JsValue::from_str(&format!(
@@ -157,7 +157,7 @@ fn to_worker_response(response: Response<WorkerBody>) -> Result<worker::Response
             response.status
         )));
     }
-    let mut headers = response.headers;
+    let mut headers = response.take_fields();
     // The runtime computes the length of what it sends.
     headers.remove("content-length");
     let init = web_sys::ResponseInit::new();
