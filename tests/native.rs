@@ -236,14 +236,14 @@ fn coalesced_waiter_keeps_the_leaders_response_when_a_late_request_joins() {
     use edgecache::time::Timestamp;
     use std::task::{Poll, Waker};
 
+    let t = Timestamp::from_millis(1_700_000_000_000);
     let mut flights = Flights::default();
-    let Role::Leader(leader) = flights.join("k") else {
+    let Role::Leader(leader) = flights.join("k", t, 20_000) else {
         panic!("the first request leads")
     };
-    let Role::Waiter(waiter) = flights.join("k") else {
+    let Role::Waiter(waiter) = flights.join("k", t, 20_000) else {
         panic!("the second request waits")
     };
-    let t = Timestamp::from_millis(1_700_000_000_000);
     let stored = Arc::new(CachedResponse::new(
         200,
         Headers::new(),
@@ -254,7 +254,7 @@ fn coalesced_waiter_keeps_the_leaders_response_when_a_late_request_joins() {
     flights.finish("k", leader, Outcome::Stored(stored));
     // A third request, which looked in L1 before the leader stored the response, joins now
     // (its waker has not run yet for the second).
-    let _late = flights.join("k");
+    let _late = flights.join("k", t, 20_000);
     match flights.poll("k", waiter, Waker::noop()) {
         Poll::Ready(Outcome::Stored(r)) => assert_eq!(r.body, b"body"),
         other => panic!(

@@ -4,7 +4,9 @@
 //! waiters and are woken with the leader's outcome. The table lives in the engine's locked
 //! state, so it works the same under a `RefCell` (Workers) and a `Mutex` (native). A leader
 //! that is dropped mid-fetch (client gone, task cancelled) completes its flight as
-//! abandoned, so waiters never hang.
+//! abandoned, so waiters never hang. A leader that is never dropped nor polled again (a
+//! Workers request the runtime cancelled: its future is simply forgotten) is presumed gone
+//! once its flight is older than any live fetch can be, and the next request takes over.
 
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -14,6 +16,7 @@ use core::task::{Poll, Waker};
 use hashbrown::HashMap;
 
 use crate::entry::CachedResponse;
+use crate::time::Timestamp;
 
 /// What a leader tells its waiters.
 #[derive(Clone, Debug)]
@@ -28,6 +31,7 @@ pub enum Outcome {
 #[derive(Debug)]
 struct Flight {
     id: u64,
+    started: Timestamp,
     outcome: Option<Outcome>,
     waiters: Vec<Waker>,
     waiting: usize,
@@ -50,12 +54,19 @@ pub enum Role {
 }
 
 impl Flights {
-    /// Joins the flight for `key`, or starts one.
-    pub fn join(&mut self, key: &str) -> Role {
+    /// Joins the flight for `key`, or starts one at `now`. A flight still in progress after
+    /// `abandon_after_ms` has lost its leader: it is replaced, and its waiters are woken to
+    /// find it superseded (they then fetch themselves).
+    pub fn join(&mut self, key: &str, now: Timestamp, abandon_after_ms: u64) -> Role {
         if let Some(f) = self.flights.get_mut(key) {
-            // In progress, or finished with waiters still to read the outcome: join it
-            // (a late joiner reads the outcome at once instead of fetching again).
-            if f.outcome.is_none() || f.waiting > 0 {
+            let abandoned = f.outcome.is_none() && now.millis_since(f.started) >= abandon_after_ms;
+            if abandoned {
+                for waker in f.waiters.drain(..) {
+                    waker.wake();
+                }
+            } else if f.outcome.is_none() || f.waiting > 0 {
+                // In progress, or finished with waiters still to read the outcome: join it
+                // (a late joiner reads the outcome at once instead of fetching again).
                 f.waiting += 1;
                 return Role::Waiter(f.id);
             }
@@ -66,6 +77,7 @@ impl Flights {
             String::from(key),
             Flight {
                 id,
+                started: now,
                 outcome: None,
                 waiters: Vec::new(),
                 waiting: 0,
@@ -151,6 +163,9 @@ impl Flights {
 mod tests {
     use super::*;
 
+    const T0: Timestamp = Timestamp::from_secs(1_000);
+    const LONG: u64 = 60_000;
+
     fn noop_waker() -> Waker {
         Waker::noop().clone()
     }
@@ -158,11 +173,11 @@ mod tests {
     #[test]
     fn leader_then_waiters_then_cleanup() {
         let mut f = Flights::default();
-        let Role::Leader(id) = f.join("k") else {
+        let Role::Leader(id) = f.join("k", T0, LONG) else {
             panic!()
         };
-        assert_eq!(f.join("k"), Role::Waiter(id));
-        assert_eq!(f.join("k"), Role::Waiter(id));
+        assert_eq!(f.join("k", T0, LONG), Role::Waiter(id));
+        assert_eq!(f.join("k", T0, LONG), Role::Waiter(id));
         let w = noop_waker();
         assert!(f.poll("k", id, &w).is_pending());
         f.finish("k", id, Outcome::NotShared);
@@ -174,13 +189,13 @@ mod tests {
         assert!(f.poll("k", id, &w).is_ready());
         assert!(f.is_empty());
         // a new flight for the same key starts afresh
-        assert!(matches!(f.join("k"), Role::Leader(n) if n != id));
+        assert!(matches!(f.join("k", T0, LONG), Role::Leader(n) if n != id));
     }
 
     #[test]
     fn finish_without_waiters_removes_at_once() {
         let mut f = Flights::default();
-        let Role::Leader(id) = f.join("k") else {
+        let Role::Leader(id) = f.join("k", T0, LONG) else {
             panic!()
         };
         f.finish("k", id, Outcome::NotShared);
@@ -191,11 +206,11 @@ mod tests {
     #[test]
     fn stale_ids_are_ignored() {
         let mut f = Flights::default();
-        let Role::Leader(old) = f.join("k") else {
+        let Role::Leader(old) = f.join("k", T0, LONG) else {
             panic!()
         };
         f.finish("k", old, Outcome::NotShared);
-        let Role::Leader(new) = f.join("k") else {
+        let Role::Leader(new) = f.join("k", T0, LONG) else {
             panic!()
         };
         f.finish("k", old, Outcome::NotShared);
@@ -205,5 +220,33 @@ mod tests {
             Poll::Ready(Outcome::NotShared)
         ));
         f.leave("k", new);
+    }
+
+    #[test]
+    fn a_flight_older_than_any_live_fetch_is_taken_over() {
+        let mut f = Flights::default();
+        let Role::Leader(lost) = f.join("k", T0, LONG) else {
+            panic!()
+        };
+        assert_eq!(
+            f.join("k", T0.plus_millis(LONG - 1), LONG),
+            Role::Waiter(lost)
+        );
+        // The leader was forgotten (never finished, never dropped): the next request leads.
+        let Role::Leader(new) = f.join("k", T0.plus_millis(LONG), LONG) else {
+            panic!("an abandoned flight must not keep new requests waiting")
+        };
+        assert_ne!(new, lost);
+        assert!(matches!(
+            f.poll("k", lost, &noop_waker()),
+            Poll::Ready(Outcome::NotShared)
+        ));
+        f.finish("k", lost, Outcome::NotShared);
+        assert!(
+            f.in_flight("k"),
+            "the lost leader cannot finish the new flight"
+        );
+        f.finish("k", new, Outcome::NotShared);
+        assert!(!f.in_flight("k"));
     }
 }

@@ -305,6 +305,17 @@ impl<H: Host> Engine<H> {
         keys
     }
 
+    /// Joins (or leads) the flight for `key`. No live leader takes longer than the origin
+    /// timeout plus the time a waiter waits; a flight older than that lost its leader.
+    fn join_flight(&self, key: &str) -> Role {
+        let now = self.runtime.now();
+        let limits = &self.config.limits;
+        let abandon_after = limits
+            .origin_timeout_ms
+            .saturating_add(limits.coalesce_wait_ms);
+        self.state.with(|s| s.flights.join(key, now, abandon_after))
+    }
+
     /// Fetches for `key`, coalescing with a fetch already in progress (RFC 9111 §4 allows
     /// one response to satisfy several waiting requests when it is storable and matches).
     async fn fetch_coalesced(
@@ -314,7 +325,7 @@ impl<H: Host> Engine<H> {
         candidate: Option<Candidate>,
         fwd: Forward,
     ) -> Handled<H::Body> {
-        match self.state.with(|s| s.flights.join(&key)) {
+        match self.join_flight(&key) {
             Role::Waiter(id) => {
                 self.count(|s| s.coalesced += 1);
                 let wait = core::future::poll_fn(|cx| {
@@ -488,7 +499,7 @@ impl<H: Host> Engine<H> {
         if !still_stale {
             return;
         }
-        let id = match self.state.with(|s| s.flights.join(&key)) {
+        let id = match self.join_flight(&key) {
             Role::Leader(id) => id,
             Role::Waiter(id) => {
                 // Someone else is already fetching it.
