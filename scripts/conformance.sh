@@ -30,6 +30,7 @@ dirs=()
 cleanup() {
   # Each child leads its own process group (setsid): kill the group, so wrangler's workerd goes too.
   for p in "${pids[@]}"; do kill -s KILL -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   for d in "${dirs[@]}"; do rm -rf "$d"; done
 }
 trap cleanup EXIT
