@@ -724,3 +724,52 @@ pub async fn assert_one_origin_fetch<F: Frontend>(
         results.len()
     );
 }
+
+/// With `limits.max_object_bytes` at 64 KiB on `cache`: a 1 MB response streams through
+/// whole and intact and is not cached, with Content-Length and chunked (then the host reads
+/// up to the limit and streams the rest behind what it read); one under the limit is cached.
+pub async fn assert_oversized_stream_through_uncached<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+    prefix: &str,
+) {
+    let size = 1_000_000;
+    let expected = pattern(size);
+
+    for chunked in ["0", "1"] {
+        let path = url(
+            &format!("{prefix}/over"),
+            &[
+                ("cc", "max-age=300"),
+                ("size", &size.to_string()),
+                ("chunked", chunked),
+            ],
+        );
+        for round in 1..=2 {
+            let r = cache.get(&path).await;
+            assert_eq!(r.status, 200);
+            assert_eq!(r.body.len(), size, "the full body (chunked={chunked})");
+            assert!(r.body == expected, "the body is intact (chunked={chunked})");
+            assert!(
+                r.cache_status().contains("detail=too-large"),
+                "{}",
+                r.cache_status()
+            );
+            assert_eq!(
+                origin.count(&path),
+                round,
+                "fetched again, not cached (chunked={chunked})"
+            );
+        }
+    }
+
+    let small = url(
+        &format!("{prefix}/under"),
+        &[("cc", "max-age=300"), ("size", "32768"), ("chunked", "1")],
+    );
+    for _ in 0..2 {
+        let r = cache.get(&small).await;
+        assert_eq!(r.body.len(), 32768);
+    }
+    assert_eq!(origin.count(&small), 1, "under the limit, cached");
+}
