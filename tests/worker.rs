@@ -278,37 +278,7 @@ async fn stale_while_revalidate_serves_stale_then_refreshes_in_the_background() 
     }
     let origin = Origin::start().await;
     let w = Worker::start(&origin, None, CACHE).await;
-    let path = url(
-        "/e2e/swr",
-        &[("cc", "max-age=1, stale-while-revalidate=60")],
-    );
-    let old = body_for(&path, 1);
-    assert_eq!(w.get(&path).await.text(), old);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let stale = eventually("a stale-while-revalidate answer", WAIT, async || {
-        let r = w.get(&path).await;
-        assert_eq!((r.status, r.text()), (200, old.clone()), "{r:?}");
-        r.cache_status()
-            .contains("detail=stale-while-revalidate")
-            .then_some(r)
-    })
-    .await;
-    assert!(
-        stale.cache_status().starts_with("edgecache-l1; hit"),
-        "{}",
-        stale.cache_status()
-    );
-    eventually("the background refresh", WAIT, async || {
-        (origin.count(&path) >= 2).then_some(())
-    })
-    .await;
-    let fresh = eventually("the refreshed body", WAIT, async || {
-        let r = w.get(&path).await;
-        (r.text() != old).then_some(r)
-    })
-    .await;
-    assert!(fresh.text().starts_with(&format!("{path} #")), "{fresh:?}");
-    assert!(w.stat("stale_while_revalidate").await >= 1);
+    assert_stale_while_revalidate(&w, &origin, "/e2e").await;
 }
 
 /// RFC 5861 §4 at the edge: origin errors (503) and an origin that is gone are answered
@@ -320,37 +290,7 @@ async fn stale_if_error_when_the_origin_fails_or_is_gone() {
     }
     let mut origin = Origin::start().await;
     let w = Worker::start(&origin, None, CACHE).await;
-    let path = url("/e2e/sie", &[("cc", "max-age=1, stale-if-error=60")]);
-    let old = body_for(&path, 1);
-    assert_eq!(w.get(&path).await.text(), old);
-    origin.force_status(Some(503));
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let served = eventually("stale-if-error on a 503", WAIT, async || {
-        let r = w.get(&path).await;
-        assert_eq!(
-            (r.status, r.text()),
-            (200, old.clone()),
-            "never the 503: {r:?}"
-        );
-        r.cache_status()
-            .contains("detail=stale-if-error")
-            .then_some(r)
-    })
-    .await;
-    assert!(
-        served.cache_status().contains("fwd-status=503"),
-        "{}",
-        served.cache_status()
-    );
-    origin.stop().await;
-    let served = w.get(&path).await;
-    assert_eq!((served.status, served.text()), (200, old), "{served:?}");
-    assert!(
-        served.cache_status().contains("detail=stale-if-error"),
-        "{}",
-        served.cache_status()
-    );
-    assert!(w.stat("stale_if_error").await >= 2);
+    assert_stale_if_error(&w, &mut origin, "/e2e").await;
 }
 
 /// Concurrent misses for one cold key inside one isolate make one origin fetch.

@@ -773,3 +773,100 @@ pub async fn assert_oversized_stream_through_uncached<F: Frontend>(
     }
     assert_eq!(origin.count(&small), 1, "under the limit, cached");
 }
+
+/// RFC 5861 §3 on `cache`: once stale, the old body is served at once with
+/// `detail=stale-while-revalidate`, a background fetch follows, and later responses carry
+/// the new body.
+pub async fn assert_stale_while_revalidate<F: Frontend>(cache: &F, origin: &Origin, prefix: &str) {
+    let path = url(
+        &format!("{prefix}/swr"),
+        &[("cc", "max-age=1, stale-while-revalidate=30")],
+    );
+    let old = body_for(&path, 1);
+
+    let first = cache.get(&path).await;
+    assert_eq!(first.text(), old);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let stale = eventually("the response to go stale", WAIT, async || {
+        let r = cache.get(&path).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), old, "until revalidated, the old body: {r:?}");
+        if r.cache_status().contains("detail=stale-while-revalidate") {
+            Some(r)
+        } else {
+            assert!(r.cache_status().contains("hit"), "{}", r.cache_status());
+            None
+        }
+    })
+    .await;
+    assert_eq!(stale.text(), old);
+    assert!(
+        stale.cache_status().starts_with("edgecache-l1; hit"),
+        "{}",
+        stale.cache_status()
+    );
+
+    eventually("the background revalidation", WAIT, async || {
+        (origin.count(&path) >= 2).then_some(())
+    })
+    .await;
+    // The refreshed response is fresh for only a second: on a loaded machine it may have
+    // been revalidated once more by the time it is read, hence "not the old body".
+    let refreshed = eventually("the new body", WAIT, async || {
+        let r = cache.get(&path).await;
+        (r.text() != old).then_some(r)
+    })
+    .await;
+    let n = origin.count(&path);
+    assert!(
+        refreshed.text() == body_for(&path, n) || refreshed.text() == body_for(&path, n - 1),
+        "the newest body: {:?} after {n} fetches",
+        refreshed.text()
+    );
+    assert!(
+        refreshed.cache_status().contains("hit"),
+        "{}",
+        refreshed.cache_status()
+    );
+    assert!(cache.stat("stale_while_revalidate").await >= 1);
+}
+
+/// RFC 5861 §4 on `cache`: when the origin answers 503, and then when it is gone altogether,
+/// a response within stale-if-error is served with 200 and `detail=stale-if-error`.
+pub async fn assert_stale_if_error<F: Frontend>(cache: &F, origin: &mut Origin, prefix: &str) {
+    let path = url(
+        &format!("{prefix}/sie"),
+        &[("cc", "max-age=1, stale-if-error=60")],
+    );
+    let old = body_for(&path, 1);
+    assert_eq!(cache.get(&path).await.text(), old);
+
+    origin.force_status(Some(503));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let served = eventually("stale-if-error on a 503", WAIT, async || {
+        let r = cache.get(&path).await;
+        assert_eq!(r.status, 200, "never the 503: {r:?}");
+        assert_eq!(r.text(), old);
+        r.cache_status()
+            .contains("detail=stale-if-error")
+            .then_some(r)
+    })
+    .await;
+    assert!(
+        served.cache_status().contains("fwd-status=503"),
+        "{}",
+        served.cache_status()
+    );
+    assert!(origin.count(&path) >= 2, "the origin was asked");
+
+    origin.stop().await;
+    let served = cache.get(&path).await;
+    assert_eq!(served.status, 200, "{served:?}");
+    assert_eq!(served.text(), old);
+    assert!(
+        served.cache_status().contains("detail=stale-if-error"),
+        "{}",
+        served.cache_status()
+    );
+    assert!(cache.stat("stale_if_error").await >= 2);
+}
