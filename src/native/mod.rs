@@ -6,6 +6,7 @@ pub mod config;
 pub mod origin;
 pub mod redis_store;
 pub mod runtime;
+pub mod sendfile;
 pub mod server;
 
 use std::sync::Mutex;

@@ -21,6 +21,7 @@ use super::origin::{
 };
 use super::redis_store::RedisStore;
 use super::runtime::TokioRuntime;
+use super::sendfile::{self, Bodies, HitStream, SealedBody};
 use super::NativeHost;
 use crate::engine::{served_fields, Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
@@ -52,10 +53,13 @@ impl AsRef<[u8]> for SharedBody {
     }
 }
 
-/// Converts a hyper request, runs it through the engine, converts the response back.
+/// Converts a hyper request, runs it through the engine, converts the response back. A
+/// cached body with a file copy is registered in `bodies`, the connection's, so that it is
+/// sent from the file (see [`sendfile`]).
 pub async fn serve_one(
     engine: Arc<NativeEngine>,
     request: hyper::Request<Incoming>,
+    bodies: &Arc<Bodies>,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
     let host = parts
@@ -98,20 +102,23 @@ pub async fn serve_one(
             "request"
         );
     }
-    let mut headers = match &response.stored_fields {
+    let (mut headers, file) = match &response.stored_fields {
         Some(stored) => {
-            let mut map = ready_fields(stored);
+            let (mut map, file) = ready(stored);
             append_to_header_map(&mut map, &response.headers);
-            map
+            (map, file)
         }
-        None => to_header_map(&response.headers),
+        None => (to_header_map(&response.headers), None),
     };
     // The body length is hyper's to compute from the body we send.
     headers.remove(hyper::header::CONTENT_LENGTH);
     let body = match response.body {
         Body::Empty => empty(),
         Body::Bytes(bytes) => full(bytes),
-        Body::Cached(stored) => full(Bytes::from_owner(SharedBody(stored))),
+        Body::Cached(stored) => match file.or_else(|| ready_file(&stored)) {
+            Some(file) => full(bodies.body(stored, file)),
+            None => full(Bytes::from_owner(SharedBody(stored))),
+        },
         Body::Stream(stream) => stream,
     };
     let mut out = hyper::Response::new(body);
@@ -121,21 +128,41 @@ pub async fn serve_one(
     out
 }
 
-/// The stored fields a hit sends, as a header map kept with the entry: built on its first
-/// hit, then cloned, which shares the values instead of copying them.
-fn ready_fields(stored: &CachedResponse) -> HeaderMap {
+/// What the native host keeps with an entry to send it (in `derived.host`), built on the
+/// entry's first hit.
+struct Ready {
+    /// The stored fields a hit sends, as a header map: cloning it shares the values instead
+    /// of copying them.
+    fields: HeaderMap,
+    /// The body in a sealed memfd, to send with `sendfile`, when it is at least
+    /// [`sendfile::MIN_LEN`] bytes (and the file could be made).
+    file: Option<Arc<SealedBody>>,
+}
+
+/// The header map and body file a hit of `stored` sends, made on its first hit.
+fn ready(stored: &CachedResponse) -> (HeaderMap, Option<Arc<SealedBody>>) {
     let build = || {
-        let mut map = HeaderMap::new();
-        append_fields(&mut map, served_fields(stored));
-        map.remove(hyper::header::CONTENT_LENGTH);
-        map
+        let mut fields = HeaderMap::new();
+        append_fields(&mut fields, served_fields(stored));
+        fields.remove(hyper::header::CONTENT_LENGTH);
+        let file = (stored.body.len() >= sendfile::MIN_LEN)
+            .then(|| SealedBody::new(&stored.body).map(Arc::new))
+            .flatten();
+        Ready { fields, file }
     };
     let ready = stored.derived.host.get_or_init(|| Box::new(build()));
-    match ready.downcast_ref::<HeaderMap>() {
-        Some(map) => map.clone(),
+    match ready.downcast_ref::<Ready>() {
+        Some(ready) => (ready.fields.clone(), ready.file.clone()),
         // Filled by some other host: never happens in this process, but stay correct.
-        None => build(),
+        None => (build().fields, None),
     }
+}
+
+/// The body file of `stored` if a hit has made one already (responses that are not plain
+/// hits, such as the one that stored the entry, use it but do not make it).
+fn ready_file(stored: &CachedResponse) -> Option<Arc<SealedBody>> {
+    let ready = stored.derived.host.get()?.downcast_ref::<Ready>()?;
+    ready.file.clone()
 }
 
 /// Serves on `listener` until `shutdown` completes, then waits up to `grace` for in-flight
@@ -161,14 +188,19 @@ pub async fn run(
                 };
                 let _ = stream.set_nodelay(true);
                 let engine = engine.clone();
-                let service = service_fn(move |req| {
-                    let engine = engine.clone();
-                    async move { Ok::<_, Infallible>(serve_one(engine, req).await) }
+                let bodies = Arc::new(Bodies::default());
+                let service = service_fn({
+                    let bodies = bodies.clone();
+                    move |req| {
+                        let engine = engine.clone();
+                        let bodies = bodies.clone();
+                        async move { Ok::<_, Infallible>(serve_one(engine, req, &bodies).await) }
+                    }
                 });
                 let connection = http1::Builder::new()
                     .keep_alive(true)
                     .max_buf_size(engine_header_limit())
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(HitStream::new(stream, bodies)), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {
