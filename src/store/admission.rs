@@ -122,6 +122,69 @@ impl FrequencySketch {
         self.tick();
     }
 
+    /// Records one access to a key that is not resident, as [`FrequencySketch::increment`]
+    /// does, and returns the key's estimate after it (to judge its admission, and to seed the
+    /// entry's own [`Freq`] if it is admitted).
+    #[inline(always)]
+    pub(crate) fn record_miss(&mut self, hash: u64) -> Freq {
+        let h = spread(hash);
+        let block = &mut self.blocks[(h >> 40) as usize & self.block_mask];
+        let (word, bits) = door_bits(h);
+        let seen = block.door[word] & bits == bits;
+        block.door[word] |= bits;
+        let mask = NIBBLE_MASKS[(h & 0xff) as usize];
+        let w = &mut block.counters[counter_word(h)];
+        let bumped = *w + (mask & !full_nibbles(*w) & 0u64.wrapping_sub(u64::from(seen)));
+        *w = bumped;
+        // The estimate is taken before `tick` may age the sketch; `Freq` ages the same way.
+        let freq = Freq::new(min_nibble(bumped, h), true, self.epoch);
+        self.tick();
+        freq
+    }
+
+    /// Counts one access to a resident key toward the sample period. The access itself is
+    /// recorded in the entry's [`Freq`], not here: hits never touch the sketch's blocks.
+    #[inline(always)]
+    pub(crate) fn record_resident(&mut self) {
+        self.tick();
+    }
+
+    /// The key's current estimate, as a [`Freq`] (see [`FrequencySketch::frequency`]).
+    #[inline]
+    pub(crate) fn estimate(&self, hash: u64) -> Freq {
+        let h = spread(hash);
+        let block = &self.blocks[(h >> 40) as usize & self.block_mask];
+        let (word, bits) = door_bits(h);
+        let door = block.door[word] & bits == bits;
+        Freq::new(
+            min_nibble(block.counters[counter_word(h)], h),
+            door,
+            self.epoch,
+        )
+    }
+
+    /// Folds what a resident key's entry counted back into the sketch when the entry leaves
+    /// (eviction, expiry, purge), so that its history survives it: each of the key's counters
+    /// becomes at least the entry's count (a conservative update, so estimates stay upper
+    /// bounds, as count-min estimates are), and the doorkeeper holds it if the entry's did.
+    pub(crate) fn merge(&mut self, hash: u64, freq: Freq) {
+        let (count, door) = freq.parts(self.epoch);
+        let h = spread(hash);
+        let block = &mut self.blocks[(h >> 40) as usize & self.block_mask];
+        if door {
+            let (word, bits) = door_bits(h);
+            block.door[word] |= bits;
+        }
+        let w = &mut block.counters[counter_word(h)];
+        for row in 0..4 {
+            let shift = nibble_shift(h, row);
+            let n = (*w >> shift) & COUNTER_MAX;
+            if n < u64::from(count) {
+                *w += (u64::from(count) - n) << shift;
+            }
+        }
+    }
+
     /// The number of agings so far (wrapping). Saturation reported by
     /// [`FrequencySketch::increment`] holds until it changes.
     #[inline]
@@ -145,15 +208,7 @@ impl FrequencySketch {
     /// (0 to 16): the smallest of its four counters, plus one if the doorkeeper holds it.
     #[inline]
     pub fn frequency(&self, hash: u64) -> u8 {
-        let h = spread(hash);
-        let block = &self.blocks[(h >> 40) as usize & self.block_mask];
-        let w = block.counters[counter_word(h)];
-        let mut min = COUNTER_MAX;
-        for row in 0..4 {
-            min = min.min((w >> nibble_shift(h, row)) & COUNTER_MAX);
-        }
-        let (word, bits) = door_bits(h);
-        (min + u64::from(block.door[word] & bits == bits)) as u8
+        self.estimate(hash).estimate(self.epoch)
     }
 
     /// Accesses recorded since the last aging (halved by each aging).
@@ -221,6 +276,16 @@ const NIBBLE_MASKS: [u64; 256] = {
     masks
 };
 
+/// The smallest of the key's four counters in its counter word `w`.
+#[inline]
+fn min_nibble(w: u64, h: u64) -> u8 {
+    let mut min = COUNTER_MAX;
+    for row in 0..4 {
+        min = min.min((w >> nibble_shift(h, row)) & COUNTER_MAX);
+    }
+    min as u8
+}
+
 /// The lowest bit of every nibble.
 const NIBBLE_LOW_BITS: u64 = 0x1111_1111_1111_1111;
 
@@ -249,6 +314,66 @@ fn door_bits(h: u64) -> (usize, u64) {
 fn spread(hash: u64) -> u64 {
     let h = (hash ^ (hash >> 32)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
     h ^ (h >> 29)
+}
+
+/// A resident key's frequency, kept in its entry rather than in the sketch: the same counter
+/// (0 to 15) and doorkeeper bit the sketch would hold for it, and the epoch they are as of.
+///
+/// The store seeds it from the sketch when it admits the key, counts the entry's hits here
+/// (so a hit touches no sketch block: the entry's cache line is already loaded) and
+/// [`FrequencySketch::merge`]s it back when the entry leaves. Aging is lazy: a `Freq` read
+/// in a later epoch is halved once per aging since, and loses its doorkeeper bit, exactly as
+/// the sketch's counters were. Unlike the sketch's, the count is the key's own: no other key
+/// shares it.
+///
+/// Layout: bits 0..4 the counter, bit 4 the doorkeeper, bits 5..32 the epoch (wrapping).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Freq(u32);
+
+const FREQ_DOOR: u32 = 1 << 4;
+const FREQ_EPOCH_SHIFT: u32 = 5;
+const FREQ_EPOCH_MASK: u32 = u32::MAX >> FREQ_EPOCH_SHIFT;
+
+impl Freq {
+    #[inline]
+    fn new(count: u8, door: bool, epoch: u32) -> Freq {
+        Freq(epoch << FREQ_EPOCH_SHIFT | u32::from(door) << 4 | u32::from(count) & 15)
+    }
+
+    /// The same frequency as of `epoch`: halved once per aging since, doorkeeper cleared.
+    #[inline]
+    fn current(self, epoch: u32) -> Freq {
+        let age = epoch.wrapping_sub(self.0 >> FREQ_EPOCH_SHIFT) & FREQ_EPOCH_MASK;
+        if age == 0 {
+            return self;
+        }
+        let count = if age >= 4 { 0 } else { (self.0 & 15) >> age };
+        Freq(epoch << FREQ_EPOCH_SHIFT | count)
+    }
+
+    /// The counter and doorkeeper bit as of `epoch`.
+    #[inline]
+    fn parts(self, epoch: u32) -> (u8, bool) {
+        let f = self.current(epoch).0;
+        ((f & 15) as u8, f & FREQ_DOOR != 0)
+    }
+
+    /// The estimate as of `epoch`, on the sketch's scale (0 to 16; see
+    /// [`FrequencySketch::frequency`]).
+    #[inline]
+    pub(crate) fn estimate(self, epoch: u32) -> u8 {
+        let (count, door) = self.parts(epoch);
+        count + u8::from(door)
+    }
+
+    /// One more access at `epoch`: the first in an epoch sets the doorkeeper bit, later ones
+    /// increment the counter (saturating), as [`FrequencySketch::increment`] does.
+    #[inline]
+    pub(crate) fn recorded(self, epoch: u32) -> Freq {
+        let f = self.current(epoch).0;
+        let bump = (f >> 4) & u32::from(f & 15 < 15);
+        Freq((f | FREQ_DOOR) + bump)
+    }
 }
 
 #[cfg(test)]
@@ -356,6 +481,51 @@ mod tests {
             block.counters[counter_word(h)],
             NIBBLE_MASKS[(h & 0xff) as usize] * COUNTER_MAX
         );
+    }
+
+    #[test]
+    fn an_entry_freq_counts_and_ages_as_the_sketch_does() {
+        let mut s = FrequencySketch::new(100);
+        let h = mix(11);
+        let mut f = Freq::default();
+        for round in 0..8 {
+            for _ in 0..(round * 5) % 23 {
+                let epoch = s.epoch();
+                s.increment(h);
+                f = f.recorded(epoch);
+                assert_eq!(f.estimate(s.epoch()), s.frequency(h), "round {round}");
+            }
+            // Age the sketch without touching h's block.
+            let epoch = s.epoch();
+            while s.epoch() == epoch {
+                s.record_resident();
+            }
+            assert_eq!(f.estimate(s.epoch()), s.frequency(h), "aged, round {round}");
+        }
+    }
+
+    #[test]
+    fn merge_keeps_an_evicted_entry_history_as_an_upper_bound() {
+        let mut s = FrequencySketch::new(100);
+        let h = mix(12);
+        let mut f = s.record_miss(h);
+        assert_eq!(f.estimate(s.epoch()), 1, "doorkeeper only");
+        for _ in 0..6 {
+            f = f.recorded(s.epoch());
+            s.record_resident();
+        }
+        assert_eq!(f.estimate(s.epoch()), 7);
+        assert_eq!(
+            s.frequency(h),
+            1,
+            "hits of a resident key stay in its entry"
+        );
+        s.merge(h, f);
+        assert_eq!(s.frequency(h), 7);
+        // Merging never lowers a counter.
+        s.merge(h, Freq::default());
+        assert_eq!(s.frequency(h), 7);
+        assert_eq!(s.estimate(h).estimate(s.epoch()), 7);
     }
 
     #[test]

@@ -26,9 +26,9 @@
 //!
 //! With [`Admission::None`] the order is exact LRU: every hit moves the entry to the front.
 //! With [`Admission::TinyLfu`] it is approximate: a hit skips the move for an entry that is
-//! still in the front half of the list (moved there fewer than `max_entries / 2` list
-//! moves ago), which saves most pointer updates on popular entries without letting them
-//! drift towards the eviction end.
+//! still in the front three quarters of the list (moved there fewer than
+//! `3 * max_entries / 4` list moves ago), which saves most pointer updates on popular entries
+//! without letting them drift to the eviction end.
 //!
 //! # Admission
 //!
@@ -38,8 +38,14 @@
 //! evict ([`InsertOutcome::Rejected`] otherwise). Updates of resident keys are always accepted.
 //! This keeps one-hit wonders and scans from flushing popular entries, and raises the hit ratio
 //! well above plain LRU on skewed traffic (see `BENCHMARKS.md`). A `get` that misses followed
-//! by the `insert` of the same key counts as one access, not two. Keys whose counters are
-//! already saturated for the current aging period are recorded without touching the sketch.
+//! by the `insert` of the same key counts as one access, not two.
+//!
+//! The sketch only keeps the frequencies of keys that are *not* resident. A resident key's
+//! frequency lives in its entry (`admission::Freq`): seeded from the sketch when the key is
+//! admitted, counted there on every hit, compared there when the entry is an eviction
+//! candidate, and merged back into the sketch when the entry leaves. So a hit never touches
+//! the sketch (the entry's line is already loaded), and a victim's frequency costs no sketch
+//! probe.
 //!
 //! # Tags and purges
 //!
@@ -74,7 +80,7 @@ use hashbrown::DefaultHashBuilder;
 use lru::LruCache;
 
 use crate::time::Timestamp;
-use admission::FrequencySketch;
+use admission::{Freq, FrequencySketch};
 use key::{HashedKey, KeyView, PassThrough, Probe};
 use tags::TagIndex;
 
@@ -457,9 +463,9 @@ struct Slot<V> {
     tags: Option<Box<Vec<String>>>,
     /// The store's `tick` when the entry was last put at the MRU end.
     touched: u32,
-    /// The sketch epoch in which this key's counters saturated (any other value: not known
-    /// to be saturated).
-    saturated: u32,
+    /// With TinyLFU, the key's access frequency while it is resident (its hits are counted
+    /// here, not in the sketch).
+    freq: Freq,
 }
 
 impl<V> Slot<V> {
@@ -489,9 +495,23 @@ fn box_tags(tags: Vec<String>) -> Option<Box<Vec<String>>> {
     }
 }
 
+/// A `get` that missed: the key's hash and its estimate right after the access was recorded.
+#[derive(Copy, Clone, Debug)]
+struct LastMiss {
+    hash: u64,
+    freq: Freq,
+    /// The sketch's position ([`FrequencySketch::additions`], [`FrequencySketch::epoch`])
+    /// then: while it has not moved, no access was recorded since and `freq` is current.
+    additions: u64,
+    epoch: u32,
+}
+
 /// With TinyLFU, a hit skips the relink for entries already in the first
-/// `1 / PROMOTE_FRACTION` of the recency list.
-const PROMOTE_FRACTION: usize = 2;
+/// `PROMOTE_AFTER.0 / PROMOTE_AFTER.1` of the recency list. Three quarters rather than a half:
+/// about half as many relinks (each a second table probe and writes to two neighbouring
+/// nodes, which are cache misses), for 0.1 to 0.4 hit-ratio points on the Zipf traces of
+/// `BENCHMARKS.md`.
+const PROMOTE_AFTER: (usize, usize) = (3, 4);
 
 /// Up to this many entries, the hash table is allocated up front.
 const PREALLOCATE_ENTRIES: usize = 1 << 16;
@@ -503,9 +523,9 @@ pub struct L1Store<K, V, S = DefaultHashBuilder> {
     hasher: S,
     tags: TagIndex<K, S>,
     sketch: Option<FrequencySketch>,
-    /// Hash of the last `get` that missed, so that the `insert` that follows it (get-or-insert)
-    /// is not recorded as a second access.
-    last_miss: Option<u64>,
+    /// The last `get` that missed, so that the `insert` that follows it (get-or-insert) is
+    /// not recorded as a second access, and need not look its estimate up again.
+    last_miss: Option<LastMiss>,
     config: StoreConfig,
     bytes: usize,
     stats: StoreStats,
@@ -551,7 +571,9 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             stats: StoreStats::default(),
             tick: 0,
             promote_after: match config.admission {
-                Admission::TinyLfu => (config.max_entries / PROMOTE_FRACTION).min(1 << 30) as u32,
+                Admission::TinyLfu => {
+                    (config.max_entries / PROMOTE_AFTER.1 * PROMOTE_AFTER.0).min(1 << 30) as u32
+                }
                 Admission::None => 0,
             },
         }
@@ -572,21 +594,22 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         let probe = Probe { hash, key };
         let view: &dyn KeyView<Q> = &probe;
         let Some(slot) = self.lru.peek_mut(view) else {
-            if let Some(sketch) = &mut self.sketch {
-                sketch.increment(hash);
-            }
             self.stats.misses += 1;
-            self.last_miss = Some(hash);
+            if let Some(sketch) = &mut self.sketch {
+                let freq = sketch.record_miss(hash);
+                self.last_miss = Some(LastMiss {
+                    hash,
+                    freq,
+                    additions: sketch.additions(),
+                    epoch: sketch.epoch(),
+                });
+            }
             return Lookup::Miss;
         };
         if let Some(sketch) = &mut self.sketch {
-            // Popular entries saturate their counters early in each aging epoch; recording
-            // their hits then needs no sketch access at all.
-            if slot.saturated == sketch.epoch() {
-                sketch.increment_saturated();
-            } else if sketch.increment(hash) {
-                slot.saturated = sketch.epoch();
-            }
+            // Counted in the entry, whose line the lookup just loaded: no sketch block.
+            slot.freq = slot.freq.recorded(sketch.epoch());
+            sketch.record_resident();
         }
         let windows = slot.windows;
         let found = if now < windows.fresh_until {
@@ -623,7 +646,15 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         }
         self.stats.expirations += 1;
         self.stats.misses += 1;
-        self.last_miss = Some(hash);
+        if let Some(sketch) = &self.sketch {
+            // The access was counted in the entry, which `unlink` merged into the sketch.
+            self.last_miss = Some(LastMiss {
+                hash,
+                freq: sketch.estimate(hash),
+                additions: sketch.additions(),
+                epoch: sketch.epoch(),
+            });
+        }
         Lookup::Miss
     }
 
@@ -658,14 +689,11 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     /// removes any resident entry under that key ([`InsertOutcome::TooLarge`]).
     pub fn insert(&mut self, key: K, value: V, meta: EntryMeta, now: Timestamp) -> InsertOutcome {
         let hash = self.hasher.hash_one(&key);
-        if let Some(sketch) = &mut self.sketch {
-            if self.last_miss == Some(hash) {
-                // The get that just missed already recorded this access.
-                self.last_miss = None;
-            } else {
-                sketch.increment(hash);
-            }
-        }
+        // The get that just missed this key already recorded this access.
+        let noted = match self.last_miss {
+            Some(miss) if miss.hash == hash => self.last_miss.take(),
+            _ => None,
+        };
         let EntryMeta {
             windows,
             size,
@@ -678,12 +706,19 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
                 self.unlink(&k, &slot);
                 self.stats.purged += 1;
             }
+            if let (Some(sketch), None) = (&mut self.sketch, noted) {
+                sketch.record_miss(hash);
+            }
             self.stats.too_large += 1;
             return InsertOutcome::TooLarge;
         }
 
         let probe = Probe { hash, key: &key };
         if let Some(slot) = self.lru.get_mut(&probe as &dyn KeyView<K>) {
+            if let (Some(sketch), None) = (&mut self.sketch, noted) {
+                slot.freq = slot.freq.recorded(sketch.epoch());
+                sketch.record_resident();
+            }
             let old_size = mem::replace(&mut slot.size, size);
             slot.value = value;
             slot.windows = windows;
@@ -704,11 +739,23 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             return InsertOutcome::Replaced;
         }
 
+        // The new key's estimate: noted by the get that missed it if nothing was recorded
+        // since, else recorded (or, if the get recorded it, looked up) now.
+        let freq = match (&mut self.sketch, noted) {
+            (None, _) => Freq::default(),
+            (Some(sketch), Some(miss))
+                if miss.additions == sketch.additions() && miss.epoch == sketch.epoch() =>
+            {
+                miss.freq
+            }
+            (Some(sketch), Some(_)) => sketch.estimate(hash),
+            (Some(sketch), None) => sketch.record_miss(hash),
+        };
         let room_needed = self.lru.len() >= self.config.max_entries
             || self.bytes.saturating_add(size) > self.config.max_bytes;
         if room_needed {
             if let Some(sketch) = &self.sketch {
-                if !self.admit(sketch, hash, size, now) {
+                if !self.admit(freq.estimate(sketch.epoch()), sketch.epoch(), size, now) {
                     self.stats.rejected += 1;
                     return InsertOutcome::Rejected;
                 }
@@ -740,7 +787,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             size,
             tags,
             touched: self.tick,
-            saturated: self.not_saturated(),
+            freq,
         };
         self.tick = self.tick.wrapping_add(1);
         if let Some((k, victim)) = self.lru.push(hk, slot) {
@@ -856,6 +903,11 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     /// Removes every entry (counted as purged). Statistics and admission history are kept.
     pub fn clear(&mut self) {
         self.stats.purged += self.lru.len() as u64;
+        if let Some(sketch) = &mut self.sketch {
+            for (k, slot) in self.lru.iter() {
+                sketch.merge(k.hash, slot.freq);
+            }
+        }
         self.lru.clear();
         self.tags.clear();
         self.bytes = 0;
@@ -901,37 +953,29 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         self.lru.iter().map(|(k, slot)| (&k.key, slot.as_ref()))
     }
 
-    /// Whether TinyLFU would admit a new key with this hash and size now: its estimated
-    /// frequency must exceed that of each live entry that would have to be evicted for it.
+    /// Whether TinyLFU would admit a new key with this estimate (`candidate`, on the sketch's
+    /// scale at `epoch`) and size now: it must exceed the frequency of each live entry that
+    /// would have to be evicted for it.
     /// Expired victims never block admission.
     ///
     /// A victim that wins stays where it is: moving it away from the eviction end (a
     /// frequency-aware second chance) was measured at +0.3 to +0.5 hit-ratio points on the
     /// Zipf traces but cost a hash probe and a relink on every rejection, 1.3x to 1.7x the
     /// time per operation when most misses are rejected (`BENCHMARKS.md`).
-    fn admit(&self, sketch: &FrequencySketch, hash: u64, size: usize, now: Timestamp) -> bool {
-        let candidate = sketch.frequency(hash);
+    fn admit(&self, candidate: u8, epoch: u32, size: usize, now: Timestamp) -> bool {
         let mut entries_needed = (self.lru.len() + 1).saturating_sub(self.config.max_entries);
         let mut bytes_needed = (self.bytes + size).saturating_sub(self.config.max_bytes);
-        for (victim, slot) in self.lru.iter().rev() {
+        for (_, slot) in self.lru.iter().rev() {
             if entries_needed == 0 && bytes_needed == 0 {
                 break;
             }
-            if !slot.windows.is_expired(now) && sketch.frequency(victim.hash) >= candidate {
+            if !slot.windows.is_expired(now) && slot.freq.estimate(epoch) >= candidate {
                 return false;
             }
             entries_needed = entries_needed.saturating_sub(1);
             bytes_needed = bytes_needed.saturating_sub(slot.size);
         }
         true
-    }
-
-    /// A `Slot::saturated` value that does not match the sketch's current epoch.
-    #[inline]
-    fn not_saturated(&self) -> u32 {
-        self.sketch
-            .as_ref()
-            .map_or(0, |s| s.epoch().wrapping_sub(1))
     }
 
     /// Evicts the least recently used entry; returns false if the store is empty.
@@ -959,6 +1003,9 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     #[inline]
     fn unlink(&mut self, k: &HashedKey<K>, slot: &Slot<V>) {
         self.bytes -= slot.size;
+        if let Some(sketch) = &mut self.sketch {
+            sketch.merge(k.hash, slot.freq);
+        }
         if let Some(tags) = &slot.tags {
             self.tags.remove(tags, k.hash, &k.key);
         }
