@@ -127,6 +127,7 @@ impl Host for TestHost {
     type Origin = TestOrigin;
     type Store = NoSharedStore;
     type Runtime = TestRuntime;
+    type Colo = edgecache::engine::NoColo;
     type Lock = RefCell<EngineState>;
 }
 

@@ -87,11 +87,22 @@ impl Worker {
     /// Starts a Worker in front of `origin`, sharing `redis` if given, with the engine
     /// configuration `cache` (JSON, the `EDGECACHE_CACHE` var).
     async fn start(origin: &Origin, redis: Option<&RedisServer>, cache: &str) -> Worker {
+        Worker::start_with_state(origin, redis, cache, None).await
+    }
+
+    /// Like [`Worker::start`], keeping the runtime's local state (the Cache API's data) in
+    /// `state`, so Workers started one after another share a data centre's cache.
+    async fn start_with_state(
+        origin: &Origin,
+        redis: Option<&RedisServer>,
+        cache: &str,
+        state: Option<&std::path::Path>,
+    ) -> Worker {
         build_worker();
         let redis_url = redis.map(RedisServer::url);
         let mut errors = Vec::new();
         for _ in 0..3 {
-            match Worker::start_once(&origin.url(), redis_url.as_deref(), cache).await {
+            match Worker::start_once(&origin.url(), redis_url.as_deref(), cache, state).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -99,7 +110,12 @@ impl Worker {
         panic!("wrangler dev did not start: {errors:#?}");
     }
 
-    async fn start_once(origin: &str, redis: Option<&str>, cache: &str) -> Result<Worker, String> {
+    async fn start_once(
+        origin: &str,
+        redis: Option<&str>,
+        cache: &str,
+        state: Option<&std::path::Path>,
+    ) -> Result<Worker, String> {
         let _one_at_a_time = STARTING.lock().await;
         let port = free_port();
         let inspector = free_port();
@@ -130,7 +146,7 @@ impl Worker {
                 .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--inspector-port", &inspector.to_string()])
                 .arg("--persist-to")
-                .arg(dir.join("state"))
+                .arg(state.map_or_else(|| dir.join("state"), PathBuf::from))
                 .args([
                     "--log-level",
                     "warn",
@@ -577,4 +593,77 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
     )
     .await;
     assert!(key.contains("obj:"), "{key}");
+}
+
+/// The colo tier (`colo.enabled`: the Cache API of workerd, between L1 and Redis). A
+/// Worker's miss fills it; a new isolate (a Worker started on the same local state, with
+/// the object gone from Redis) is answered from it without the origin; after a tag purge
+/// made at another Worker, a new isolate does not serve the colo copy, though the Cache
+/// API still holds it, and fetches again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
+    if skipped() {
+        return;
+    }
+    const COLO: &str = r#"{"l2":{"purge_poll_ms":100},"colo":{"enabled":true}}"#;
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let state = std::env::temp_dir().join(format!("edgecache-colo-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&state);
+    let path = url("/e2e/colo", &[("cc", "max-age=600"), ("tag", "colo-tag")]);
+
+    let a = Worker::start_with_state(&origin, Some(&redis), COLO, Some(&state)).await;
+    let miss = a.get(&path).await;
+    assert_eq!(miss.text(), body_for(&path, 1));
+    assert!(
+        miss.cache_status()
+            .contains("edgecache-colo; fwd=uri-miss; stored"),
+        "{}",
+        miss.cache_status()
+    );
+    eventually("the colo write", WAIT, async || {
+        (a.stat("colo_stored").await >= 1).then_some(())
+    })
+    .await;
+    drop(a);
+    let mut con = redis.conn().await;
+    let object = await_object(&mut con, "/e2e/colo").await;
+    let _: () = redis::cmd("DEL")
+        .arg(&object)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let b = Worker::start_with_state(&origin, Some(&redis), COLO, Some(&state)).await;
+    let hit = b.get(&path).await;
+    assert_eq!(hit.text(), body_for(&path, 1));
+    assert!(
+        hit.cache_status().starts_with("edgecache-colo; hit; ttl="),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(origin.count(&path), 1, "answered without the origin");
+    assert_eq!(b.stat("colo_hits").await, 1);
+    drop(b);
+
+    let elsewhere = Worker::start(&origin, Some(&redis), COLO).await;
+    let purged = elsewhere.purge("tag=colo-tag").await;
+    assert!(purged.get("purged").is_some(), "{purged}");
+    drop(elsewhere);
+
+    let c = Worker::start_with_state(&origin, Some(&redis), COLO, Some(&state)).await;
+    let after = c.get(&path).await;
+    assert_eq!(
+        after.text(),
+        body_for(&path, 2),
+        "refetched after the purge: {}",
+        after.cache_status()
+    );
+    assert!(
+        !after.cache_status().contains("colo; hit"),
+        "{}",
+        after.cache_status()
+    );
+    drop(c);
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -238,7 +238,15 @@ impl<H: Host> Engine<H> {
             PurgeTarget::Tag(tag) => (self.l1_purge_tag(tag, soft, now), Scope::Tag(tag.clone())),
             PurgeTarget::All => (self.l1_purge_all(soft, now), Scope::All),
         };
-        self.publish_purge(scope, soft).await;
+        self.publish_purge(scope.clone(), soft).await;
+        // Requests that read a lower tier while the purge was being published may have
+        // put what it removes back into L1: remove it again.
+        let now = self.runtime.now();
+        match &scope {
+            Scope::Key(key) => self.l1_purge_key(key, soft, now),
+            Scope::Tag(tag) => self.l1_purge_tag(tag, soft, now),
+            Scope::All => self.l1_purge_all(soft, now),
+        };
         affected
     }
 

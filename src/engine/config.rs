@@ -24,6 +24,8 @@ pub struct EngineConfig {
     pub l1: L1Config,
     /// Shared-tier (L2) layout.
     pub l2: L2Config,
+    /// The optional colo tier (Workers Cache API), between L1 and L2.
+    pub colo: ColoConfig,
     /// Size and time limits.
     pub limits: Limits,
     /// The admin API (purge, stats).
@@ -62,6 +64,30 @@ pub struct L2Config {
     pub breaker_cooldown_ms: u64,
     /// How often an instance checks the shared purge epoch, in ms.
     pub purge_poll_ms: u64,
+}
+
+/// The colo tier: on Workers, the Cache API of the data centre (`caches.default`), between
+/// L1 and the shared tier. Needs the shared tier, whose purge log keeps it honest
+/// ([`super::colo`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColoConfig {
+    /// Use it. Off by default.
+    pub enabled: bool,
+    /// Bodies larger than this are not written to it.
+    pub max_object_bytes: usize,
+    /// How long one colo read or write may take before the engine gives up on it, in ms.
+    pub timeout_ms: u64,
+}
+
+impl Default for ColoConfig {
+    fn default() -> Self {
+        ColoConfig {
+            enabled: false,
+            max_object_bytes: 1 << 20,
+            timeout_ms: 250,
+        }
+    }
 }
 
 /// Size and time limits.
@@ -110,6 +136,7 @@ impl Default for EngineConfig {
             key: KeyConfig::default(),
             l1: L1Config::default(),
             l2: L2Config::default(),
+            colo: ColoConfig::default(),
             limits: Limits::default(),
             admin: AdminConfig::default(),
             routes: Vec::new(),
@@ -170,6 +197,7 @@ impl fmt::Debug for EngineConfig {
             .field("key", &self.key)
             .field("l1", &self.l1)
             .field("l2", &self.l2)
+            .field("colo", &self.colo)
             .field("limits", &self.limits)
             .field("admin", &self.admin)
             .field("routes", &self.routes)
@@ -261,6 +289,9 @@ impl EngineConfig {
         }
         if self.l2.timeout_ms == 0 {
             return Err(invalid("l2.timeout_ms", "must be at least 1"));
+        }
+        if self.colo.timeout_ms == 0 {
+            return Err(invalid("colo.timeout_ms", "must be at least 1"));
         }
         if self.limits.max_object_bytes == 0 {
             return Err(invalid("limits.max_object_bytes", "must be at least 1"));

@@ -1,5 +1,6 @@
 //! The small traits a host implements so the one engine can run on it: an origin fetcher, an
-//! optional shared store (the Redis tier), a runtime (clock and timers) and a lock.
+//! optional shared store (the Redis tier), an optional colo cache (the Workers Cache API), a
+//! runtime (clock and timers) and a lock.
 //!
 //! The traits use `async fn` without `Send` bounds on purpose: JavaScript futures are
 //! `!Send`. A native host whose implementations are `Send` gets `Send` engine futures, since
@@ -119,6 +120,16 @@ pub trait SharedStore {
     async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError>;
 }
 
+/// A cache shared by the instances of one data centre only (on Workers, `caches.default`):
+/// bytes under a key, kept at most `ttl_ms`. The engine decides every key and value
+/// ([`super::colo`]); it never trusts what it reads without checking it.
+pub trait ColoCache {
+    /// The value stored under `key`, if any (and not expired).
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `key` for at most `ttl_ms`.
+    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError>;
+}
+
 /// The host's clock and timers.
 pub trait Runtime {
     /// The current time (system clock natively, `Date.now()` in JS, manual in tests).
@@ -199,5 +210,18 @@ impl SharedStore for NoSharedStore {
     }
     async fn take_set(&self, _set: &str) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+/// A colo tier that is not there (every host but the Worker).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoColo;
+
+impl ColoCache for NoColo {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(None)
+    }
+    async fn put(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), StoreError> {
+        Ok(())
     }
 }

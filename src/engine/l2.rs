@@ -13,6 +13,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 
 use crate::entry::{decode, encode, CachedResponse, DecodeLimits, EncodeOptions};
 use crate::policy::storage::lifetimes;
@@ -144,18 +145,9 @@ impl<H: Host> Engine<H> {
         if self.store.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
             return;
         }
-        let now = self.runtime.now();
-        let ttl_ms = lifetimes(stored, now, &self.config.policy)
-            .keep_until
-            .millis_since(now);
-        if ttl_ms == 0 {
+        let Some((ttl_ms, bytes)) = self.encode_for_tier(stored) else {
             return;
-        }
-        let options = EncodeOptions {
-            compress_min_bytes: self.config.l2.compress_min_bytes,
-            ..EncodeOptions::default()
         };
-        let bytes = encode(stored, &options);
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
@@ -174,6 +166,23 @@ impl<H: Host> Engine<H> {
             let set = self.l2_tag_key(epoch, tag);
             self.l2_guarded(store.add_to_set(&set, &key, ttl_ms)).await;
         }
+    }
+
+    /// What a tier behind L1 stores for `stored`: how long to keep it (every window it may
+    /// be served in) and its encoding. `None` when it is of no further use.
+    pub(crate) fn encode_for_tier(&self, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
+        let now = self.runtime.now();
+        let ttl_ms = lifetimes(stored, now, &self.config.policy)
+            .keep_until
+            .millis_since(now);
+        if ttl_ms == 0 {
+            return None;
+        }
+        let options = EncodeOptions {
+            compress_min_bytes: self.config.l2.compress_min_bytes,
+            ..EncodeOptions::default()
+        };
+        Some((ttl_ms, encode(stored, &options)))
     }
 
     /// Deletes the objects of `cache_keys` from the shared tier.

@@ -8,6 +8,7 @@
 //! task natively).
 
 pub mod admin;
+pub mod colo;
 pub mod config;
 pub mod flight;
 pub mod host;
@@ -29,8 +30,8 @@ use crate::store::{L1Store, StoreConfig};
 
 pub use config::{ConfigError, EngineConfig};
 pub use host::{
-    Lock, NoSharedStore, Origin, OriginBody, OriginError, OriginRequest, OriginResponse, Runtime,
-    SharedStore, StoreError,
+    ColoCache, Lock, NoColo, NoSharedStore, Origin, OriginBody, OriginError, OriginRequest,
+    OriginResponse, Runtime, SharedStore, StoreError,
 };
 pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};
@@ -43,6 +44,8 @@ pub trait Host {
     type Origin: Origin<Body = Self::Body>;
     /// The shared tier ([`NoSharedStore`] when there is none).
     type Store: SharedStore;
+    /// The colo tier ([`NoColo`] on every host but the Worker).
+    type Colo: ColoCache;
     /// Clock and timers.
     type Runtime: Runtime;
     /// The lock around the engine's in-memory state.
@@ -183,6 +186,13 @@ pub enum Job {
         /// The response.
         stored: Arc<CachedResponse>,
     },
+    /// Write a response to the colo tier (fetched, or found in the shared tier).
+    WriteColo {
+        /// The keys it is stored under (primary, and variant when it varies).
+        keys: Vec<String>,
+        /// The response.
+        stored: Arc<CachedResponse>,
+    },
     /// Apply purges other instances made (see [`sync`]).
     SyncPurges,
     /// Several jobs.
@@ -233,6 +243,8 @@ pub struct EngineState {
     pub breaker: l2::Breaker,
     /// Cross-instance purge state.
     pub sync: sync::SyncState,
+    /// The purges applied, for checking colo entries (kept only with a colo tier).
+    pub purge_history: colo::PurgeHistory,
 }
 
 impl EngineState {
@@ -244,6 +256,7 @@ impl EngineState {
             stats: EngineStats::default(),
             breaker: l2::Breaker::default(),
             sync: sync::SyncState::default(),
+            purge_history: colo::PurgeHistory::default(),
         }
     }
 }
@@ -253,6 +266,7 @@ impl EngineState {
 struct TierNames {
     l1: String,
     l2: String,
+    colo: String,
 }
 
 /// The cache engine. Share it between requests (`Arc` natively, `Rc` on JS hosts).
@@ -261,6 +275,7 @@ pub struct Engine<H: Host> {
     tier_names: Arc<TierNames>,
     origin: H::Origin,
     store: Option<H::Store>,
+    colo: Option<H::Colo>,
     runtime: H::Runtime,
     state: H::Lock,
 }
@@ -278,21 +293,24 @@ impl<H: Host> Engine<H> {
         let tier_names = Arc::new(TierNames {
             l1: alloc::format!("{}-l1", config.cache_name),
             l2: alloc::format!("{}-l2", config.cache_name),
+            colo: alloc::format!("{}-colo", config.cache_name),
         });
         Ok(Engine {
             config: Arc::new(config),
             tier_names,
             origin,
             store,
+            colo: None,
             runtime,
             state,
         })
     }
 
-    /// This engine with another shared-tier client, sharing its configuration and its
-    /// in-memory state (L1, coalescing, counters, breaker). For hosts whose I/O objects are
-    /// bound to one request (a Worker's sockets): they keep one engine per isolate and make
-    /// one of these per request. Cheap: nothing is copied but handles.
+    /// This engine with another shared-tier client and no colo tier, sharing its
+    /// configuration and its in-memory state (L1, coalescing, counters, breaker, purge
+    /// position). For hosts whose I/O objects are bound to one request (a Worker's sockets):
+    /// they keep one engine per isolate and make one of these per request, adding the
+    /// request's colo cache with [`Self::with_colo`]. Cheap: nothing is copied but handles.
     pub fn with_store(&self, store: Option<H::Store>) -> Self
     where
         H::Origin: Clone,
@@ -304,9 +322,17 @@ impl<H: Host> Engine<H> {
             tier_names: self.tier_names.clone(),
             origin: self.origin.clone(),
             store,
+            colo: None,
             runtime: self.runtime.clone(),
             state: self.state.clone(),
         }
+    }
+
+    /// This engine with a colo tier, used when `colo.enabled` is set and a shared tier is
+    /// configured (whose purge log keeps colo entries honest, see [`colo`]).
+    pub fn with_colo(mut self, colo: Option<H::Colo>) -> Self {
+        self.colo = colo;
+        self
     }
 
     /// The configuration in force.
@@ -391,6 +417,11 @@ impl<H: Host> Engine<H> {
                         self.l2_write(key, &stored).await;
                     }
                     self.release_lease(&keys[0]).await;
+                }
+                Job::WriteColo { keys, stored } => {
+                    for key in &keys {
+                        self.colo_write(key, &stored).await;
+                    }
                 }
                 Job::SyncPurges => self.sync_purges().await,
             }

@@ -1,6 +1,6 @@
-//! The read path for `GET` and `HEAD`: L1, then L2, then the origin, with coalescing,
-//! stale-while-revalidate, stale-if-error and conditional revalidation (RFC 9111 §4,
-//! RFC 5861).
+//! The read path for `GET` and `HEAD`: L1, then the colo tier (if enabled), then L2, then
+//! the origin, with coalescing, stale-while-revalidate, stale-if-error and conditional
+//! revalidation (RFC 9111 §4, RFC 5861).
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -31,6 +31,7 @@ use super::{respond, Body, Engine, Handled, Host, Job, RequestHead};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Tier {
     L1,
+    Colo,
     L2,
 }
 
@@ -63,6 +64,31 @@ impl<H: Host> Engine<H> {
 
     fn l2_status_entry(&self) -> CacheStatusEntry {
         CacheStatusEntry::new(&self.tier_names.l2)
+    }
+
+    fn colo_status_entry(&self) -> CacheStatusEntry {
+        CacheStatusEntry::new(&self.tier_names.colo)
+    }
+
+    /// `Cache-Status` entries (RFC 9211 §2: nearest the origin first) for the tiers between
+    /// L1 and the one that answered, each of which stored what it missed.
+    fn backfilled_entries(&self, answered: Tier, fwd: Forward) -> Vec<CacheStatusEntry> {
+        let mut entries = Vec::new();
+        if answered == Tier::L2 && self.colo().is_some() {
+            entries.push(CacheStatusEntry {
+                fwd: Some(fwd),
+                stored: true,
+                ..self.colo_status_entry()
+            });
+        }
+        if answered != Tier::L1 {
+            entries.push(CacheStatusEntry {
+                fwd: Some(fwd),
+                stored: true,
+                ..self.l1_status_entry()
+            });
+        }
+        entries
     }
 
     /// An entry ready to be kept: what every hit would otherwise derive from its fields
@@ -128,7 +154,7 @@ impl<H: Host> Engine<H> {
         };
         if candidate.is_none() && RequestDirectives::from_headers(&head.headers).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
-            if let Some(c) = self.l2_lookup(&head, &key).await {
+            if let Some(c) = self.shared_lookup(&head, &key).await {
                 if c.evaluation.reuse == Reuse::Fresh
                     || c.evaluation.reuse == Reuse::StaleAcceptedByRequest
                 {
@@ -145,38 +171,58 @@ impl<H: Host> Engine<H> {
     /// Serves a stored response that needs no origin round trip first (fresh, accepted
     /// stale, or stale-while-revalidate with a background job).
     fn serve_candidate(&self, head: &RequestHead, key: &str, c: Candidate) -> Handled<H::Body> {
-        if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
+        let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
             self.count(|s| s.stale_while_revalidate += 1);
-            let entries = self.hit_entries(&c, Some("stale-while-revalidate"));
             let already = self.state.with(|s| s.flights.in_flight(key));
             let job = (!already).then(|| Job::Revalidate {
                 head: head.clone(),
                 key: String::from(key),
                 stored: c.stored.clone(),
             });
-            return Handled {
-                response: respond::from_cache(
-                    &head.method,
-                    &head.headers,
-                    c.stored,
-                    c.evaluation.age_secs,
-                    &entries,
-                ),
-                job,
-            };
+            (self.hit_entries(&c, Some("stale-while-revalidate")), job)
+        } else {
+            self.count(|s| match c.tier {
+                Tier::L1 => s.l1_hits += 1,
+                Tier::Colo => s.colo_hits += 1,
+                Tier::L2 => s.l2_hits += 1,
+            });
+            // Found in L2 with a colo tier in front: fill it too, after the response.
+            let job = (c.tier == Tier::L2 && self.colo().is_some()).then(|| Job::WriteColo {
+                keys: self.store_keys(key, &c.stored, &head.headers),
+                stored: c.stored.clone(),
+            });
+            (self.hit_entries(&c, None), job)
+        };
+        Handled {
+            response: respond::from_cache(
+                &head.method,
+                &head.headers,
+                c.stored,
+                c.evaluation.age_secs,
+                &entries,
+            ),
+            job,
         }
-        self.count(|s| match c.tier {
-            Tier::L1 => s.l1_hits += 1,
-            Tier::L2 => s.l2_hits += 1,
-        });
-        let entries = self.hit_entries(&c, None);
-        Handled::now(respond::from_cache(
-            &head.method,
-            &head.headers,
-            c.stored,
-            c.evaluation.age_secs,
-            &entries,
-        ))
+    }
+
+    /// Looks the request up in the tiers behind L1 (colo, then L2) and backfills L1 with
+    /// what it finds (unless its Vary does not match this request).
+    async fn shared_lookup(&self, head: &RequestHead, key: &str) -> Option<Candidate> {
+        if self.colo().is_some() {
+            if let Some(stored) = self.colo_find(key, &head.headers).await {
+                let now = self.runtime.now();
+                let evaluation = self.evaluate(&head.headers, &stored, now);
+                if evaluation.reuse != Reuse::VaryMismatch {
+                    self.l1_insert(key, &stored, &head.headers, now);
+                    return Some(Candidate {
+                        stored,
+                        evaluation,
+                        tier: Tier::Colo,
+                    });
+                }
+            }
+        }
+        self.l2_lookup(head, key).await
     }
 
     /// Looks the request up in L2 and backfills L1 with what it finds there (unless its
@@ -201,6 +247,7 @@ impl<H: Host> Engine<H> {
     fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
         let tier = match c.tier {
             Tier::L1 => self.l1_status_entry(),
+            Tier::Colo => self.colo_status_entry(),
             Tier::L2 => self.l2_status_entry(),
         };
         let hit = CacheStatusEntry {
@@ -209,17 +256,9 @@ impl<H: Host> Engine<H> {
             detail: detail.map(String::from),
             ..tier
         };
-        match c.tier {
-            Tier::L1 => alloc::vec![hit],
-            Tier::L2 => alloc::vec![
-                hit,
-                CacheStatusEntry {
-                    fwd: Some(Forward::UriMiss),
-                    stored: true,
-                    ..self.l1_status_entry()
-                }
-            ],
-        }
+        let mut entries = alloc::vec![hit];
+        entries.extend(self.backfilled_entries(c.tier, Forward::UriMiss));
+        entries
     }
 
     /// Looks `key` up in L1, following the stored response's `Vary` to the variant entry
@@ -371,8 +410,9 @@ impl<H: Host> Engine<H> {
                 let mut candidate = candidate;
                 let mut fwd = fwd;
                 if candidate.is_none() && self.store.is_some() {
-                    // Only the leader reads L2: one Redis GET per key however many wait.
-                    if let Some(found) = self.l2_lookup(&head, &key).await {
+                    // Only the leader reads the colo tier and L2: one Redis GET per key
+                    // however many wait.
+                    if let Some(found) = self.shared_lookup(&head, &key).await {
                         if matches!(found.evaluation.reuse, Reuse::Revalidate(_)) {
                             candidate = Some(found);
                             fwd = Forward::Stale;
@@ -425,19 +465,13 @@ impl<H: Host> Engine<H> {
         }
         self.l1_insert(key, &found, &head.headers, now);
         self.count(|s| s.coalesced += 1);
-        let entries = [
-            CacheStatusEntry {
-                hit: true,
-                ttl: Some(evaluation.ttl_secs),
-                collapsed: true,
-                ..self.l2_status_entry()
-            },
-            CacheStatusEntry {
-                fwd: Some(fwd),
-                stored: true,
-                ..self.l1_status_entry()
-            },
-        ];
+        let mut entries = alloc::vec![CacheStatusEntry {
+            hit: true,
+            ttl: Some(evaluation.ttl_secs),
+            collapsed: true,
+            ..self.l2_status_entry()
+        }];
+        entries.extend(self.backfilled_entries(Tier::L2, fwd));
         let response = respond::from_cache(
             &head.method,
             &head.headers,
@@ -445,7 +479,11 @@ impl<H: Host> Engine<H> {
             evaluation.age_secs,
             &entries,
         );
-        Some((Handled::now(response), found))
+        let job = self.colo().is_some().then(|| Job::WriteColo {
+            keys: self.store_keys(key, &found, &head.headers),
+            stored: found.clone(),
+        });
+        Some((Handled { response, job }, found))
     }
 
     /// Polls L2 for `key` while another instance holds its fetch lease, for at most the
@@ -527,10 +565,22 @@ impl<H: Host> Engine<H> {
             .fetch(&head, &key, Some(candidate), Forward::Stale)
             .await;
         guard.finish(outcome);
-        // Only shared-tier writes come back from a fetch; run them now.
-        if let Some(Job::WriteL2 { keys, stored }) = handled.job {
-            for k in keys {
-                self.l2_write(&k, &stored).await;
+        // Only tier writes come back from a fetch; run them now.
+        let mut jobs: Vec<Job> = handled.job.into_iter().collect();
+        while let Some(job) = jobs.pop() {
+            match job {
+                Job::WriteL2 { keys, stored } => {
+                    for k in keys {
+                        self.l2_write(&k, &stored).await;
+                    }
+                }
+                Job::WriteColo { keys, stored } => {
+                    for k in keys {
+                        self.colo_write(&k, &stored).await;
+                    }
+                }
+                Job::Batch(more) => jobs.extend(more),
+                Job::Revalidate { .. } | Job::SyncPurges => {}
             }
         }
     }
@@ -722,6 +772,13 @@ impl<H: Host> Engine<H> {
                 ..self.l2_status_entry()
             });
         }
+        if self.colo().is_some() {
+            entries.push(CacheStatusEntry {
+                fwd: Some(fwd),
+                stored: true,
+                ..self.colo_status_entry()
+            });
+        }
         entries.push(CacheStatusEntry {
             fwd: Some(fwd),
             fwd_status: Some(fwd_status),
@@ -738,10 +795,16 @@ impl<H: Host> Engine<H> {
             evaluation.age_secs,
             &entries,
         );
-        let job = self.store.is_some().then(|| Job::WriteL2 {
+        let colo_job = self.colo().is_some().then(|| Job::WriteColo {
+            keys: keys.clone(),
+            stored: stored.clone(),
+        });
+        let l2_job = self.store.is_some().then(|| Job::WriteL2 {
             keys,
             stored: stored.clone(),
         });
+        // Batches run last-first: the L2 write (which releases the fetch lease) goes first.
+        let job = Job::merge(colo_job, l2_job);
         (Handled { response, job }, Outcome::Stored(stored))
     }
 }

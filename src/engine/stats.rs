@@ -39,6 +39,14 @@ pub struct EngineStats {
     pub l2_corrupt: u64,
     /// Times the shared tier was found to have lost its data (L1 cleared in response).
     pub l2_resets: u64,
+    /// Fresh hits served from the colo tier (and backfilled into L1).
+    pub colo_hits: u64,
+    /// Responses written to the colo tier.
+    pub colo_stored: u64,
+    /// Colo-tier reads or writes that failed or timed out.
+    pub colo_errors: u64,
+    /// Colo-tier values that could not be decoded (counted as misses, never served).
+    pub colo_corrupt: u64,
     /// Purge requests carried out.
     pub purges: u64,
     /// Admin requests refused for a missing or wrong token.
@@ -95,7 +103,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 17] = [
+        let counters: [(&str, &str, u64); 21] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -150,6 +158,26 @@ impl Snapshot {
                 "l2_resets_total",
                 "Times the shared tier was found emptied",
                 e.l2_resets,
+            ),
+            (
+                "colo_hits_total",
+                "Fresh hits served from the colo tier",
+                e.colo_hits,
+            ),
+            (
+                "colo_stored_total",
+                "Responses written to the colo tier",
+                e.colo_stored,
+            ),
+            (
+                "colo_errors_total",
+                "Colo-tier reads or writes that failed",
+                e.colo_errors,
+            ),
+            (
+                "colo_corrupt_total",
+                "Colo-tier values that failed to decode",
+                e.colo_corrupt,
             ),
             ("purges_total", "Purges carried out", e.purges),
             (

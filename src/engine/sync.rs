@@ -78,7 +78,7 @@ pub struct PurgeRecord {
 }
 
 impl<H: Host> Engine<H> {
-    fn sync_key(&self, suffix: &str) -> String {
+    pub(crate) fn sync_key(&self, suffix: &str) -> String {
         format!("{}{suffix}", self.config.l2.key_prefix)
     }
 
@@ -154,6 +154,8 @@ impl<H: Host> Engine<H> {
                         seen: Some(0),
                         ..SyncState::default()
                     };
+                    // Colo entries are keyed by the old marker: unreachable now.
+                    s.purge_history.reset(0);
                 });
                 self.count(|s| s.l2_resets += 1);
                 return;
@@ -161,7 +163,11 @@ impl<H: Host> Engine<H> {
         }
         let Some(mut seen) = self.state.with(|s| s.sync.seen) else {
             // First look: L1 holds nothing older than now, so there is nothing to apply.
-            self.state.with(|s| s.sync.seen = Some(seq));
+            // Colo entries stamped before now are checked against the log when read.
+            self.state.with(|s| {
+                s.sync.seen = Some(seq);
+                s.purge_history.reset(seq);
+            });
             return;
         };
         if seq < seen {
@@ -171,6 +177,8 @@ impl<H: Host> Engine<H> {
                 s.l1.clear();
                 s.sync.seen = Some(0);
                 s.sync.epoch = None;
+                // Sequence numbers are being reused: colo stamps mean nothing any more.
+                s.purge_history.block();
             });
             self.count(|s| s.l2_resets += 1);
             seen = 0;
@@ -183,6 +191,7 @@ impl<H: Host> Engine<H> {
                 s.l1.clear();
                 s.sync.seen = Some(seq);
                 s.sync.epoch = None;
+                s.purge_history.reset(seq);
             });
             return;
         }
@@ -193,13 +202,23 @@ impl<H: Host> Engine<H> {
             return;
         };
         let now = self.runtime.now();
-        for entry in entries {
+        let mut complete = true;
+        for (n, entry) in (seen + 1..=seq).zip(entries) {
             let record = entry.and_then(|b| serde_json::from_slice::<PurgeRecord>(&b).ok());
             match record {
-                Some(record) => self.apply_locally(&record, now),
+                Some(record) => {
+                    self.apply_locally(&record, now);
+                    self.remember_purge(n, record);
+                }
                 // Expired or unreadable: be safe and drop everything.
-                None => self.state.with(|s| s.l1.clear()),
+                None => {
+                    self.state.with(|s| s.l1.clear());
+                    complete = false;
+                }
             }
+        }
+        if !complete {
+            self.state.with(|s| s.purge_history.reset(seq));
         }
         self.state.with(|s| {
             if s.sync.seen.is_none_or(|v| v < seq) {
@@ -225,14 +244,32 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Keeps purge record `seq` for checking colo entries, when there is a colo tier.
+    fn remember_purge(&self, seq: i64, record: PurgeRecord) {
+        if self.colo().is_some() {
+            self.state.with(|s| s.purge_history.record(seq, record));
+        }
+    }
+
     /// Records a purge in the shared tier: deletes the affected objects (a purge-all moves
-    /// to a new epoch) and appends to the purge log for the other instances.
-    pub(crate) async fn publish_purge(&self, scope: Scope, soft: bool) {
+    /// to a new epoch) and appends to the purge log for the other instances. Returns
+    /// whether it was published.
+    pub(crate) async fn publish_purge(&self, scope: Scope, soft: bool) -> bool {
+        let published = self.try_publish_purge(scope, soft).await;
+        if !published && self.colo().is_some() {
+            // The colo copies this purge covers stay there, and no isolate will learn of
+            // it: this one stops reading the colo tier (see `colo`).
+            self.state.with(|s| s.purge_history.block());
+        }
+        published
+    }
+
+    async fn try_publish_purge(&self, scope: Scope, soft: bool) -> bool {
         let Some(store) = self.l2_store() else {
-            return;
+            return false;
         };
         let Some(mut epoch) = self.l2_epoch().await else {
-            return;
+            return false;
         };
         let (key, tag) = match scope {
             Scope::Key(key) => {
@@ -283,18 +320,22 @@ impl<H: Host> Engine<H> {
         };
         let seq_key = self.sync_key("purge:seq");
         let Some(seq) = self.l2_guarded(store.increment(&seq_key)).await else {
-            return;
+            return false;
         };
         let body = serde_json::to_vec(&record).unwrap_or_default();
         let entry_key = self.sync_key(&format!("purge:{seq}"));
-        self.l2_guarded(store.set(&entry_key, &body, PURGE_LOG_TTL_MS))
-            .await;
+        let logged = self
+            .l2_guarded(store.set(&entry_key, &body, PURGE_LOG_TTL_MS))
+            .await
+            .is_some();
+        self.remember_purge(seq, record);
         // Our own purge is already applied; skip it when it is the next one we would read.
         self.state.with(|s| {
             if s.sync.seen == Some(seq - 1) {
                 s.sync.seen = Some(seq);
             }
         });
+        logged
     }
 
     /// Tries to take the fetch lease for `cache_key`. `true` when this instance should

@@ -117,6 +117,13 @@ impl ServeConfig {
                 .map_err(|m| invalid("redis", m.to_string()))?;
         }
         self.cache.validate().map_err(LoadError::Invalid)?;
+        if self.cache.colo.enabled {
+            return Err(invalid(
+                "cache.colo.enabled",
+                "the colo tier is the Workers Cache API; edgecache serve has none (use L1 and redis)"
+                    .into(),
+            ));
+        }
         Ok(listen)
     }
 }

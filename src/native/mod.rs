@@ -21,5 +21,6 @@ impl Host for NativeHost {
     type Origin = origin::HyperOrigin;
     type Store = redis_store::RedisStore;
     type Runtime = runtime::TokioRuntime;
+    type Colo = crate::engine::NoColo;
     type Lock = Mutex<EngineState>;
 }

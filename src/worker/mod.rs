@@ -4,10 +4,11 @@
 //! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
 //! the first request from the environment ([`settings`]). Per request: a copy of it with a
 //! fresh Redis client ([`Engine::with_store`]), because a Worker's sockets belong to the
-//! request that opened them. Background work (revalidation, L2 writes, purge sync) runs in
+//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]). Background work (revalidation, L2 writes, purge sync) runs in
 //! `ctx.wait_until`, after the response has gone.
 
 pub mod body;
+pub mod colo;
 pub mod context;
 pub mod origin;
 pub mod runtime;
@@ -33,6 +34,7 @@ impl Host for WorkerHost {
     type Body = WorkerBody;
     type Origin = origin::FetchOrigin;
     type Store = socket::WorkerRedis;
+    type Colo = colo::CacheApiColo;
     type Runtime = runtime::JsRuntime;
     type Lock = Rc<RefCell<EngineState>>;
 }
@@ -86,8 +88,13 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     let store = isolate.redis.clone().map(|url| {
         socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
     });
-    let engine = Rc::new(isolate.engine.with_store(store));
     let request = to_engine_request(&req);
+    let config = isolate.engine.config();
+    let colo = config
+        .colo
+        .enabled
+        .then(|| colo::CacheApiColo::new(&request.scheme, &request.host, &config.admin.path));
+    let engine = Rc::new(isolate.engine.with_store(store).with_colo(colo));
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();

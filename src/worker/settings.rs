@@ -8,7 +8,7 @@
 //! | `EDGECACHE_ORIGIN` | var, required | origin base URL, `http(s)://host[:port]` |
 //! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
 //! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
-//! | `EDGECACHE_REDIS_URL` | secret, optional | `redis://` or `rediss://` URL of the shared tier; none: L1 only |
+//! | `EDGECACHE_REDIS_URL` | secret, optional | `redis://` or `rediss://` URL of the shared tier; none: L1 only (and no colo tier: `EDGECACHE_CACHE.colo.enabled` needs it) |
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -72,6 +72,12 @@ impl Settings {
                     .map_err(|m| format!("invalid config `EDGECACHE_REDIS_URL`: {m}"))
             })
             .transpose()?;
+        if cache.colo.enabled && redis.is_none() {
+            return Err(
+                "invalid config `EDGECACHE_CACHE.colo.enabled`: the colo tier needs the shared tier (set the secret EDGECACHE_REDIS_URL), whose purge log is how purges reach it"
+                    .to_string(),
+            );
+        }
         Ok(Settings {
             origin: origin.trim().to_string(),
             cache,

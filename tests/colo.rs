@@ -1,0 +1,375 @@
+#![cfg(all(feature = "server", not(target_arch = "wasm32")))]
+//! The colo tier in the engine, with a real `redis-server` as the shared tier and a real
+//! HTTP origin on loopback. The colo cache itself is the Workers Cache API, which only runs
+//! under workerd (tests/worker.rs covers it there); here it is an in-memory map shared by
+//! several engines, each standing for one isolate of the same data centre.
+//!
+//! Run with `cargo test --features "server resp" --test colo`.
+
+mod support;
+use support::*;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use edgecache::engine::{
+    Body, ColoCache, Engine, EngineConfig, EngineState, Host, Request, StoreError,
+};
+use edgecache::headers::Headers;
+use edgecache::native::runtime::TokioRuntime;
+use edgecache::native::{body::ProxyBody, origin::HyperOrigin, redis_store::RedisStore};
+// Tokio's clock: the colo map expires entries in real time, as the Cache API does.
+use tokio::time::Instant;
+
+/// A stored value and when it expires.
+type Stored = (Vec<u8>, Instant);
+
+/// One data centre's cache: bytes by key with an expiry, shared by the engines of a test.
+#[derive(Clone, Default)]
+struct MemoryColo {
+    entries: Arc<Mutex<HashMap<String, Stored>>>,
+}
+
+impl MemoryColo {
+    fn keys(&self) -> Vec<String> {
+        self.entries.lock().unwrap().keys().cloned().collect()
+    }
+
+    fn overwrite_all(&self, value: &[u8]) {
+        for (v, _) in self.entries.lock().unwrap().values_mut() {
+            *v = value.to_vec();
+        }
+    }
+}
+
+impl ColoCache for MemoryColo {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let entries = self.entries.lock().unwrap();
+        Ok(entries
+            .get(key)
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(v, _)| v.clone()))
+    }
+    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+        let until = Instant::now() + Duration::from_millis(ttl_ms);
+        self.entries
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (value.to_vec(), until));
+        Ok(())
+    }
+}
+
+struct ColoHost;
+impl Host for ColoHost {
+    type Body = ProxyBody;
+    type Origin = HyperOrigin;
+    type Store = RedisStore;
+    type Runtime = TokioRuntime;
+    type Colo = MemoryColo;
+    type Lock = Mutex<EngineState>;
+}
+
+/// One isolate: its own L1 and purge position, the shared Redis and colo cache.
+fn isolate(origin: &Origin, redis: &RedisServer, colo: &MemoryColo) -> Engine<ColoHost> {
+    let mut config = EngineConfig::default();
+    config.colo.enabled = true;
+    config.l2.purge_poll_ms = 50;
+    config.admin.token = Some(TOKEN.to_string());
+    let store = RedisStore::new(&redis.url(), Duration::from_secs(1)).unwrap();
+    Engine::new(
+        config,
+        HyperOrigin::new(&origin.url()).unwrap(),
+        Some(store),
+        TokioRuntime,
+    )
+    .unwrap()
+    .with_colo(Some(colo.clone()))
+}
+
+struct Answer {
+    status: u16,
+    cache_status: String,
+    body: Vec<u8>,
+}
+
+/// Sends a request through `engine` and runs its background job to completion, as a
+/// Worker's `ctx.wait_until` would after the response.
+async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -> Answer {
+    let mut headers = Headers::new();
+    if auth {
+        headers.append("authorization", format!("Bearer {TOKEN}"));
+    }
+    let request = Request {
+        method: method.to_string(),
+        scheme: "http".to_string(),
+        host: HOST.to_string(),
+        path_and_query: path.to_string(),
+        headers,
+        body: None,
+    };
+    let handled = bounded("engine.handle", WAIT, engine.handle(request)).await;
+    let fields = handled.response.fields();
+    let body = match &handled.response.body {
+        Body::Empty | Body::Stream(_) => Vec::new(),
+        Body::Bytes(b) => b.clone(),
+        Body::Cached(stored) => stored.body.to_vec(),
+    };
+    if let Some(job) = handled.job {
+        bounded("engine.run_job", WAIT, engine.run_job(job)).await;
+    }
+    Answer {
+        status: handled.response.status,
+        cache_status: fields.get_str("cache-status").unwrap_or("").to_string(),
+        body,
+    }
+}
+
+async fn get(engine: &Engine<ColoHost>, path: &str) -> Answer {
+    call(engine, "GET", path, false).await
+}
+
+async fn purge(engine: &Engine<ColoHost>, query: &str) {
+    let answer = call(engine, "POST", &format!("/_edgecache/purge?{query}"), true).await;
+    assert_eq!(answer.status, 200, "purge {query}");
+}
+
+/// A miss at one isolate fills the colo tier; another isolate of the same data centre
+/// (empty L1) is answered from it, without Redis or the origin, and says so in
+/// `Cache-Status` (RFC 9211: the colo entry, then L1 storing what it missed).
+#[tokio::test]
+async fn a_second_isolate_is_answered_from_the_colo_tier() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url("/colo/hit", &[("cc", "max-age=60")]);
+
+    let a = isolate(&origin, &redis, &colo);
+    let miss = get(&a, &path).await;
+    assert_eq!(miss.status, 200);
+    assert!(
+        miss.cache_status
+            .contains("edgecache-colo; fwd=uri-miss; stored"),
+        "{}",
+        miss.cache_status
+    );
+    assert_eq!(colo.keys().len(), 1, "{:?}", colo.keys());
+    assert!(colo.keys()[0].starts_with("ec:v1:m"), "{:?}", colo.keys());
+
+    // Take the object out of Redis: only the colo tier can answer now.
+    let mut con = redis.conn().await;
+    let object = await_object(&mut con, "/colo/hit").await;
+    let _: () = redis::cmd("DEL")
+        .arg(&object)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let b = isolate(&origin, &redis, &colo);
+    let hit = get(&b, &path).await;
+    assert_eq!((hit.status, hit.body.clone()), (200, miss.body.clone()));
+    assert!(
+        hit.cache_status.starts_with("edgecache-colo; hit; ttl="),
+        "{}",
+        hit.cache_status
+    );
+    assert!(
+        hit.cache_status
+            .ends_with("edgecache-l1; fwd=uri-miss; stored"),
+        "{}",
+        hit.cache_status
+    );
+    assert_eq!(origin.count(&path), 1);
+    assert_eq!(b.snapshot().engine.colo_hits, 1);
+    let again = get(&b, &path).await;
+    assert!(
+        again.cache_status.starts_with("edgecache-l1; hit"),
+        "{}",
+        again.cache_status
+    );
+}
+
+/// An object found in Redis by an isolate whose colo tier lacks it is written there too.
+#[tokio::test]
+async fn an_l2_hit_fills_the_colo_tier() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url("/colo/l2", &[("cc", "max-age=60")]);
+    let a = isolate(&origin, &redis, &MemoryColo::default());
+    get(&a, &path).await;
+
+    let other_colo = MemoryColo::default();
+    let b = isolate(&origin, &redis, &other_colo);
+    let from_l2 = get(&b, &path).await;
+    assert!(
+        from_l2.cache_status.starts_with("edgecache-l2; hit; ttl="),
+        "{}",
+        from_l2.cache_status
+    );
+    assert!(
+        from_l2
+            .cache_status
+            .contains("edgecache-colo; fwd=uri-miss; stored, edgecache-l1"),
+        "{}",
+        from_l2.cache_status
+    );
+    assert_eq!(other_colo.keys().len(), 1);
+    let c = isolate(&origin, &redis, &other_colo);
+    assert!(get(&c, &path)
+        .await
+        .cache_status
+        .starts_with("edgecache-colo; hit"));
+    assert_eq!(origin.count(&path), 1);
+}
+
+/// A purge made at any isolate (of any data centre) keeps the colo copies it covers from
+/// being served anywhere, though the colo cache still holds them: by URL, by tag and all.
+#[tokio::test]
+async fn purges_elsewhere_make_colo_copies_misses() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    for n in 0..3 {
+        let path = url(
+            &format!("/colo/p{n}"),
+            &[("cc", "max-age=60"), ("tag", &format!("t{n}"))],
+        );
+        let query = match n {
+            0 => format!("url={}", enc(&format!("http://{HOST}{path}"))),
+            1 => "tag=t1".to_string(),
+            _ => "all=1".to_string(),
+        };
+        let writer = isolate(&origin, &redis, &colo);
+        get(&writer, &path).await;
+        assert_eq!(origin.count(&path), 1);
+        // Another data centre purges (its own colo cache; ours keeps the copy).
+        let elsewhere = isolate(&origin, &redis, &MemoryColo::default());
+        purge(&elsewhere, &query).await;
+        // A reader that has applied the purge must not use the copy.
+        let reader = isolate(&origin, &redis, &colo);
+        let answer = get(&reader, &path).await;
+        assert!(
+            !answer.cache_status.contains("edgecache-colo; hit"),
+            "{query}: {}",
+            answer.cache_status
+        );
+        assert_eq!(origin.count(&path), 2, "{query}: fetched again");
+        // What it fetched after the purge is usable by the next isolate.
+        let next = isolate(&origin, &redis, &colo);
+        let hit = get(&next, &path).await;
+        assert!(
+            hit.cache_status.starts_with("edgecache-colo; hit"),
+            "{query}: {}",
+            hit.cache_status
+        );
+        assert_eq!(origin.count(&path), 2);
+    }
+}
+
+/// A purge of something else leaves colo copies usable: the check is per key and tag.
+#[tokio::test]
+async fn unrelated_purges_leave_colo_copies_usable() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url("/colo/kept", &[("cc", "max-age=60"), ("tag", "keep")]);
+    get(&isolate(&origin, &redis, &colo), &path).await;
+    let elsewhere = isolate(&origin, &redis, &MemoryColo::default());
+    purge(&elsewhere, "tag=other").await;
+    purge(&elsewhere, "url=http://edge.test/colo/other").await;
+    let reader = isolate(&origin, &redis, &colo);
+    let hit = get(&reader, &path).await;
+    assert!(
+        hit.cache_status.starts_with("edgecache-colo; hit"),
+        "{}",
+        hit.cache_status
+    );
+    assert_eq!(origin.count(&path), 1);
+}
+
+/// A soft purge makes colo copies stale, not gone: served under stale-while-revalidate
+/// (RFC 5861 §3) while the background job refetches.
+#[tokio::test]
+async fn a_soft_purge_makes_colo_copies_stale() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url(
+        "/colo/soft",
+        &[
+            ("cc", "max-age=60, stale-while-revalidate=60"),
+            ("tag", "soft"),
+        ],
+    );
+    get(&isolate(&origin, &redis, &colo), &path).await;
+    let elsewhere = isolate(&origin, &redis, &MemoryColo::default());
+    purge(&elsewhere, "tag=soft&soft=1").await;
+    let reader = isolate(&origin, &redis, &colo);
+    let stale = get(&reader, &path).await;
+    assert_eq!(stale.status, 200);
+    assert!(
+        stale.cache_status.starts_with("edgecache-colo; hit; ttl=")
+            && stale.cache_status.contains("stale-while-revalidate"),
+        "{}",
+        stale.cache_status
+    );
+    // `call` ran the background revalidation.
+    assert_eq!(origin.count(&path), 2);
+}
+
+/// An isolate that purges while Redis is down cannot tell the others, and the colo copies
+/// stay in the colo cache: it stops reading the colo tier rather than serve them.
+#[tokio::test]
+async fn a_purge_that_could_not_be_published_turns_the_colo_tier_off_there() {
+    let mut redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url("/colo/down", &[("cc", "max-age=60"), ("tag", "down")]);
+    let a = isolate(&origin, &redis, &colo);
+    get(&a, &path).await;
+    redis.kill();
+    purge(&a, "tag=down").await;
+    let answer = get(&a, &path).await;
+    assert!(
+        !answer.cache_status.contains("colo; hit"),
+        "{}",
+        answer.cache_status
+    );
+    assert_eq!(answer.status, 200);
+    assert_eq!(origin.count(&path), 2);
+}
+
+/// A colo value that is not an edgecache entry (corrupt, foreign, truncated) is a counted
+/// miss, never served.
+#[tokio::test]
+async fn a_corrupt_colo_value_is_a_counted_miss() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url("/colo/corrupt", &[("cc", "max-age=60")]);
+    get(&isolate(&origin, &redis, &colo), &path).await;
+    let mut con = redis.conn().await;
+    let object = await_object(&mut con, "/colo/corrupt").await;
+    let _: () = redis::cmd("DEL")
+        .arg(&object)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    for junk in [
+        &b"ECC\x01\0\0\0\0\0\0\0\0garbage"[..],
+        b"",
+        b"<html>not ours</html>",
+    ] {
+        colo.overwrite_all(junk);
+        let reader = isolate(&origin, &redis, &colo);
+        let answer = get(&reader, &path).await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            !answer.cache_status.contains("colo; hit"),
+            "{}",
+            answer.cache_status
+        );
+        assert_eq!(reader.snapshot().engine.colo_corrupt, 1);
+    }
+}
