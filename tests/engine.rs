@@ -744,3 +744,78 @@ fn queued_revalidations_fetch_once() {
     }
     assert_eq!(h.fetches(), 2, "one initial fetch, one revalidation");
 }
+
+/// Refresh-ahead (XFetch): with it on, a hot entry is refreshed in the background shortly
+/// before it expires, while the hit itself is served fresh at once; far from expiry, hits
+/// never refresh. RFC 9111 §4.3.1: the refresh is a conditional request.
+#[test]
+fn refresh_ahead_refreshes_hot_entries_just_before_expiry() {
+    let mut config = EngineConfig::default();
+    config.refresh_ahead.beta_percent = 100;
+    config.refresh_ahead.min_delta_ms = 10_000;
+    let h = harness_with(config);
+    let fresh = [("cache-control", "max-age=100"), ("etag", "\"v1\"")];
+    h.respond(200, &fresh, "v1");
+    h.send_and_run_jobs(get("/hot", &[]));
+    // Far from expiry (90 s left, 9 x delta): P(refresh) = e^-9 per hit.
+    h.clock.advance_secs(10);
+    for _ in 0..20 {
+        let hit = h.send_and_run_jobs(get("/hot", &[]));
+        assert!(status_header(&hit).starts_with("edgecache-l1; hit"));
+    }
+    assert_eq!(h.fetches(), 1);
+    assert_eq!(h.engine.snapshot().engine.refreshed_early, 0);
+    // 1 s left (0.1 x delta): P = e^-0.1 = 0.9 per hit.
+    h.clock.advance_secs(89);
+    let date = edgecache::http_date::format_http_date(h.clock.now());
+    h.respond(
+        304,
+        &[
+            ("cache-control", "max-age=100"),
+            ("etag", "\"v1\""),
+            ("date", &date),
+        ],
+        "",
+    );
+    let mut refreshed_on = None;
+    for n in 0..10 {
+        let hit = h.send_and_run_jobs(get("/hot", &[]));
+        assert_eq!(body_of(&hit), "v1");
+        assert!(status_header(&hit).starts_with("edgecache-l1; hit; ttl=1"));
+        if h.fetches() == 2 {
+            refreshed_on = Some(n);
+            break;
+        }
+    }
+    assert!(refreshed_on.is_some(), "no refresh in 10 hits near expiry");
+    assert_eq!(h.engine.snapshot().engine.refreshed_early, 1);
+    let requests = h.log.requests.borrow();
+    assert_eq!(
+        requests[1].headers.get_str("if-none-match"),
+        Some("\"v1\""),
+        "a conditional refresh"
+    );
+    drop(requests);
+    // The 304 made it fresh again for 100 s: no refresh, no fetch for a while.
+    h.clock.advance_secs(5);
+    let after = h.send_and_run_jobs(get("/hot", &[]));
+    assert!(
+        status_header(&after).contains("ttl=95"),
+        "{}",
+        status_header(&after)
+    );
+    assert_eq!(h.fetches(), 2);
+}
+
+/// Refresh-ahead is off by default: hits right before expiry do not refetch.
+#[test]
+fn refresh_ahead_is_off_by_default() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=100")], "v1");
+    h.send_and_run_jobs(get("/cold", &[]));
+    h.clock.advance_secs(99);
+    for _ in 0..50 {
+        h.send_and_run_jobs(get("/cold", &[]));
+    }
+    assert_eq!(h.fetches(), 1);
+}

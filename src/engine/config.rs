@@ -26,6 +26,8 @@ pub struct EngineConfig {
     pub l2: L2Config,
     /// The optional colo tier (Workers Cache API), between L1 and L2.
     pub colo: ColoConfig,
+    /// Probabilistic early refresh of hot entries (XFetch).
+    pub refresh_ahead: RefreshAheadConfig,
     /// Size and time limits.
     pub limits: Limits,
     /// The admin API (purge, stats).
@@ -90,6 +92,29 @@ impl Default for ColoConfig {
     }
 }
 
+/// Refresh-ahead ([`super::refresh`]): fresh hits close to expiry refresh the entry in the
+/// background, so hot keys never go stale. Off by default.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RefreshAheadConfig {
+    /// Eagerness in percent of XFetch's beta (0 = off; 100 = beta 1, the paper's choice;
+    /// larger refreshes earlier).
+    pub beta_percent: u32,
+    /// The least fetch time assumed, in ms: how far ahead of expiry refreshes begin for
+    /// origins that answer quickly (with beta 1, a hit 1 × this before expiry refreshes with
+    /// probability 1/e).
+    pub min_delta_ms: u64,
+}
+
+impl Default for RefreshAheadConfig {
+    fn default() -> Self {
+        RefreshAheadConfig {
+            beta_percent: 0,
+            min_delta_ms: 1_000,
+        }
+    }
+}
+
 /// Size and time limits.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -137,6 +162,7 @@ impl Default for EngineConfig {
             l1: L1Config::default(),
             l2: L2Config::default(),
             colo: ColoConfig::default(),
+            refresh_ahead: RefreshAheadConfig::default(),
             limits: Limits::default(),
             admin: AdminConfig::default(),
             routes: Vec::new(),
@@ -198,6 +224,7 @@ impl fmt::Debug for EngineConfig {
             .field("l1", &self.l1)
             .field("l2", &self.l2)
             .field("colo", &self.colo)
+            .field("refresh_ahead", &self.refresh_ahead)
             .field("limits", &self.limits)
             .field("admin", &self.admin)
             .field("routes", &self.routes)
@@ -289,6 +316,12 @@ impl EngineConfig {
         }
         if self.l2.timeout_ms == 0 {
             return Err(invalid("l2.timeout_ms", "must be at least 1"));
+        }
+        if self.refresh_ahead.beta_percent > 10_000 {
+            return Err(invalid(
+                "refresh_ahead.beta_percent",
+                "must be 0 (off) to 10000 (beta 100)",
+            ));
         }
         if self.colo.timeout_ms == 0 {
             return Err(invalid("colo.timeout_ms", "must be at least 1"));

@@ -13,6 +13,7 @@ pub mod config;
 pub mod flight;
 pub mod host;
 pub mod l2;
+pub mod refresh;
 pub mod stats;
 pub mod sync;
 
@@ -245,6 +246,8 @@ pub struct EngineState {
     pub sync: sync::SyncState,
     /// The purges applied, for checking colo entries (kept only with a colo tier).
     pub purge_history: colo::PurgeHistory,
+    /// Random draws for refresh-ahead.
+    pub rng: refresh::Rng,
 }
 
 impl EngineState {
@@ -257,6 +260,7 @@ impl EngineState {
             breaker: l2::Breaker::default(),
             sync: sync::SyncState::default(),
             purge_history: colo::PurgeHistory::default(),
+            rng: refresh::Rng::new(0),
         }
     }
 }
@@ -289,7 +293,9 @@ impl<H: Host> Engine<H> {
         runtime: H::Runtime,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let state = H::Lock::new(EngineState::new(&config));
+        let mut initial = EngineState::new(&config);
+        initial.rng = refresh::Rng::new(refresh::Rng::seed_at(runtime.now()));
+        let state = H::Lock::new(initial);
         let tier_names = Arc::new(TierNames {
             l1: alloc::format!("{}-l1", config.cache_name),
             l2: alloc::format!("{}-l2", config.cache_name),

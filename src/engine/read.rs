@@ -171,15 +171,27 @@ impl<H: Host> Engine<H> {
     /// Serves a stored response that needs no origin round trip first (fresh, accepted
     /// stale, or stale-while-revalidate with a background job).
     fn serve_candidate(&self, head: &RequestHead, key: &str, c: Candidate) -> Handled<H::Body> {
-        let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
-            self.count(|s| s.stale_while_revalidate += 1);
+        let revalidate = || {
             let already = self.state.with(|s| s.flights.in_flight(key));
-            let job = (!already).then(|| Job::Revalidate {
+            (!already).then(|| Job::Revalidate {
                 head: head.clone(),
                 key: String::from(key),
                 stored: c.stored.clone(),
+            })
+        };
+        let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
+            self.count(|s| s.stale_while_revalidate += 1);
+            (
+                self.hit_entries(&c, Some("stale-while-revalidate")),
+                revalidate(),
+            )
+        } else if c.tier == Tier::L1 && self.refresh_ahead_due(&c) {
+            let job = revalidate();
+            self.count(|s| {
+                s.l1_hits += 1;
+                s.refreshed_early += u64::from(job.is_some());
             });
-            (self.hit_entries(&c, Some("stale-while-revalidate")), job)
+            (self.hit_entries(&c, None), job)
         } else {
             self.count(|s| match c.tier {
                 Tier::L1 => s.l1_hits += 1,
@@ -203,6 +215,19 @@ impl<H: Host> Engine<H> {
             ),
             job,
         }
+    }
+
+    /// Whether a fresh L1 hit should refresh its entry in the background now
+    /// ([`super::refresh`]).
+    fn refresh_ahead_due(&self, c: &Candidate) -> bool {
+        let config = &self.config.refresh_ahead;
+        if config.beta_percent == 0 || c.evaluation.reuse != Reuse::Fresh {
+            return false;
+        }
+        let fetch_ms = c.stored.response_time.millis_since(c.stored.request_time);
+        let delta_ms = fetch_ms.max(config.min_delta_ms);
+        let bits = self.state.with(|s| s.rng.next_u64());
+        super::refresh::refresh_early(c.evaluation.ttl_secs, delta_ms, config.beta_percent, bits)
     }
 
     /// Looks the request up in the tiers behind L1 (colo, then L2) and backfills L1 with

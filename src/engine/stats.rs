@@ -21,6 +21,8 @@ pub struct EngineStats {
     pub stale_while_revalidate: u64,
     /// Served stale because the origin failed (RFC 5861 §4).
     pub stale_if_error: u64,
+    /// Fresh hits that started a background refresh ahead of expiry (refresh-ahead).
+    pub refreshed_early: u64,
     /// Validations answered `304` and merged (RFC 9111 §4.3.4).
     pub revalidated: u64,
     /// Requests that waited for another request's origin fetch instead of making their own.
@@ -103,7 +105,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 21] = [
+        let counters: [(&str, &str, u64); 22] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -117,6 +119,11 @@ impl Snapshot {
                 "stale_if_error_total",
                 "Stale responses served because the origin failed",
                 e.stale_if_error,
+            ),
+            (
+                "refreshed_early_total",
+                "Fresh hits that refreshed the entry ahead of expiry",
+                e.refreshed_early,
             ),
             (
                 "revalidated_total",
