@@ -678,6 +678,7 @@ fn bypass_route() {
     config.routes.push(edgecache::engine::config::RouteRule {
         prefix: "/live/".into(),
         bypass: true,
+        ..Default::default()
     });
     let h = harness_with(config);
     h.send(get("/live/feed", &[]));
@@ -818,4 +819,108 @@ fn refresh_ahead_is_off_by_default() {
         h.send_and_run_jobs(get("/cold", &[]));
     }
     assert_eq!(h.fetches(), 1);
+}
+
+/// Route TTL overrides: responses under the route stay fresh (and servable stale) for the
+/// configured times instead of the origin's, clients still get the origin's own
+/// Cache-Control, other routes keep the origin's lifetimes, and nothing RFC 9111 §3 forbids
+/// storing becomes storable.
+#[test]
+fn route_ttl_overrides_replace_the_origin_lifetimes_for_storable_responses() {
+    let mut config = EngineConfig::default();
+    config.routes.push(edgecache::engine::config::RouteRule {
+        prefix: "/static/".into(),
+        ttl_secs: Some(300),
+        stale_while_revalidate_secs: Some(30),
+        ..Default::default()
+    });
+    let h = harness_with(config);
+    h.respond(200, &[("cache-control", "max-age=5")], "asset");
+    let first = h.send(get("/static/app.js", &[]));
+    let fields = first.response.fields();
+    assert_eq!(fields.get_str("cache-control"), Some("max-age=5"));
+    assert_eq!(
+        fields.get_str("edgecache-cache-control"),
+        None,
+        "cache-only field"
+    );
+    assert!(
+        status_header(&first).contains("ttl=300"),
+        "{}",
+        status_header(&first)
+    );
+    h.clock.advance_secs(60);
+    let hit = h.send(get("/static/app.js", &[]));
+    assert!(
+        status_header(&hit).starts_with("edgecache-l1; hit; ttl=240"),
+        "{}",
+        status_header(&hit)
+    );
+    assert_eq!(
+        hit.response.fields().get_str("edgecache-cache-control"),
+        None
+    );
+    // Past the TTL, within the route's stale-while-revalidate window.
+    h.clock.advance_secs(250);
+    let stale = h.send(get("/static/app.js", &[]));
+    assert!(
+        status_header(&stale).contains("stale-while-revalidate"),
+        "{}",
+        status_header(&stale)
+    );
+    assert_eq!(h.fetches(), 1);
+
+    // Another path keeps the origin's 5 s.
+    h.respond(200, &[("cache-control", "max-age=5")], "page");
+    h.send(get("/page", &[]));
+    h.clock.advance_secs(10);
+    h.respond(200, &[("cache-control", "max-age=5")], "page");
+    h.send(get("/page", &[]));
+    assert_eq!(h.fetches(), 3);
+
+    // Private stays private, whatever the route says.
+    h.respond(200, &[("cache-control", "private, max-age=60")], "mine");
+    h.respond(200, &[("cache-control", "private, max-age=60")], "mine");
+    let first = h.send(get("/static/private", &[]));
+    assert!(status_header(&first).contains("detail=private"));
+    h.send(get("/static/private", &[]));
+    assert_eq!(h.fetches(), 5);
+}
+
+/// Route TTL settings that cannot work are refused, naming the field.
+#[test]
+fn route_ttl_settings_are_validated() {
+    use edgecache::engine::config::RouteRule;
+    let check = |route: RouteRule, targeted: Option<Vec<String>>| {
+        let mut config = EngineConfig::default();
+        config.routes.push(route);
+        if let Some(fields) = targeted {
+            config.policy.targeted_fields = fields;
+        }
+        config.validate().map_err(|e| e.to_string())
+    };
+    let swr_only = RouteRule {
+        prefix: "/a/".into(),
+        stale_while_revalidate_secs: Some(5),
+        ..Default::default()
+    };
+    assert!(check(swr_only, None)
+        .unwrap_err()
+        .contains("routes[0].ttl_secs"));
+    let bypass_ttl = RouteRule {
+        prefix: "/a/".into(),
+        bypass: true,
+        ttl_secs: Some(5),
+        ..Default::default()
+    };
+    assert!(check(bypass_ttl, None).unwrap_err().contains("bypass"));
+    let ttl = RouteRule {
+        prefix: "/a/".into(),
+        ttl_secs: Some(5),
+        ..Default::default()
+    };
+    assert!(check(ttl.clone(), Some(vec!["cdn-cache-control".into()]))
+        .unwrap_err()
+        .contains("targeted_fields"));
+    assert_eq!(check(ttl, None), Ok(()));
 }

@@ -143,7 +143,13 @@ pub struct AdminConfig {
 }
 
 /// A per-route override, matched by path prefix.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+///
+/// The TTL overrides change how long a response this cache may store stays fresh and how
+/// long it may be served stale, replacing what the origin said for this cache (as if it
+/// had sent `Edgecache-Cache-Control`, RFC 9213); they never make a response storable that
+/// RFC 9111 §3 or the policy would not store (`private`, `no-store`, `Authorization`,
+/// `Set-Cookie`, …), and clients still receive the origin's own `Cache-Control`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteRule {
     /// Path prefix this rule applies to (e.g. `/static/`).
@@ -151,6 +157,33 @@ pub struct RouteRule {
     /// Never cache: forward untouched.
     #[serde(default)]
     pub bypass: bool,
+    /// Freshness lifetime of stored responses, in seconds (replaces `s-maxage`, `max-age`,
+    /// `Expires` and heuristics for this cache).
+    #[serde(default)]
+    pub ttl_secs: Option<u32>,
+    /// Stale-while-revalidate window, in seconds (RFC 5861 §3).
+    #[serde(default)]
+    pub stale_while_revalidate_secs: Option<u32>,
+    /// Stale-if-error window, in seconds (RFC 5861 §4).
+    #[serde(default)]
+    pub stale_if_error_secs: Option<u32>,
+}
+
+impl RouteRule {
+    /// The `Edgecache-Cache-Control` value that carries this rule's TTL overrides, if it
+    /// has any. Stored with the response, so every instance and tier reading it applies the
+    /// same lifetimes.
+    pub fn cache_control_override(&self) -> Option<String> {
+        let ttl = self.ttl_secs?;
+        let mut value = format!("max-age={ttl}");
+        if let Some(swr) = self.stale_while_revalidate_secs {
+            value.push_str(&format!(", stale-while-revalidate={swr}"));
+        }
+        if let Some(sie) = self.stale_if_error_secs {
+            value.push_str(&format!(", stale-if-error={sie}"));
+        }
+        Some(value)
+    }
 }
 
 impl Default for EngineConfig {
@@ -360,6 +393,32 @@ impl EngineConfig {
                 return Err(invalid(
                     &format!("routes[{i}].prefix"),
                     "must start with '/'",
+                ));
+            }
+            let stale_without_ttl = route.ttl_secs.is_none()
+                && (route.stale_while_revalidate_secs.is_some()
+                    || route.stale_if_error_secs.is_some());
+            if stale_without_ttl {
+                return Err(invalid(
+                    &format!("routes[{i}].ttl_secs"),
+                    "is required when a stale window is set",
+                ));
+            }
+            let obeyed = self
+                .policy
+                .targeted_fields
+                .iter()
+                .any(|f| f == "edgecache-cache-control");
+            if route.ttl_secs.is_some() && !obeyed {
+                return Err(invalid(
+                    &format!("routes[{i}].ttl_secs"),
+                    "needs `edgecache-cache-control` in policy.targeted_fields (it carries the override)",
+                ));
+            }
+            if route.bypass && route.ttl_secs.is_some() {
+                return Err(invalid(
+                    &format!("routes[{i}].ttl_secs"),
+                    "has no effect on a bypass route",
                 ));
             }
         }

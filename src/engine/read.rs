@@ -738,6 +738,15 @@ impl<H: Host> Engine<H> {
             freshness.source,
             &self.config.policy,
         );
+        let mut response = response;
+        if verdict.is_ok() {
+            // A route's TTL overrides travel with the stored response as this cache's own
+            // targeted field (RFC 9213), so every instance and tier applies them alike.
+            let route = self.config.route_for(head.path());
+            if let Some(value) = route.and_then(super::config::RouteRule::cache_control_override) {
+                response.headers.set("edgecache-cache-control", value);
+            }
+        }
         match (verdict, response.body) {
             (Ok(()), OriginBody::Buffered(body)) => {
                 let entry = prepare(
