@@ -593,6 +593,11 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
     )
     .await;
     assert!(key.contains("obj:"), "{key}");
+    // The operator's log says when the tier started failing (a warning; the recovery is
+    // logged at info level, which `--log-level warn` hides), never with the Redis URL.
+    let log = w.log();
+    assert!(log.contains("shared tier (Redis) failing"), "{log}");
+    assert!(!log.contains(&back.url()), "{log}");
 }
 
 /// The colo tier (`colo.enabled`: the Cache API of workerd, between L1 and Redis). A

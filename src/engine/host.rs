@@ -130,12 +130,27 @@ pub trait ColoCache {
     async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError>;
 }
 
-/// The host's clock and timers.
+/// How much an engine event matters to an operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    /// Something recovered.
+    Info,
+    /// Something is failing; the cache is degrading gracefully.
+    Warn,
+}
+
+/// The host's clock, timers and log.
 pub trait Runtime {
     /// The current time (system clock natively, `Date.now()` in JS, manual in tests).
     fn now(&self) -> Timestamp;
     /// Completes after `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
+    /// Records an event for the operator (`tracing` natively, the console on Workers). The
+    /// engine logs state changes only (a tier starting or stopping to fail), never per
+    /// request, and never a secret. Default: nowhere.
+    fn log(&self, level: LogLevel, message: &str) {
+        let _ = (level, message);
+    }
 }
 
 /// Mutual exclusion for the engine's in-memory state: `RefCell` on single-threaded hosts

@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 
 use core::future::Future;
 
-use super::host::{Lock, Runtime, SharedStore, StoreError};
+use super::host::{Lock, LogLevel, Runtime, SharedStore, StoreError};
 use super::{Engine, Host};
 
 /// Skips the shared tier after repeated failures, and lets one probe through after a
@@ -45,12 +45,21 @@ impl Breaker {
     }
 
     /// Records a failed call; opens the circuit for `cooldown_ms` once `threshold` failures
-    /// in a row have been seen (a failed probe re-opens it at once).
-    pub fn failure(&mut self, now: Timestamp, threshold: u32, cooldown_ms: u64) {
+    /// in a row have been seen (a failed probe re-opens it at once). Returns whether this
+    /// failure opened a closed circuit.
+    pub fn failure(&mut self, now: Timestamp, threshold: u32, cooldown_ms: u64) -> bool {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         if self.consecutive_failures >= threshold.max(1) {
+            let was_closed = self.open_until.is_none();
             self.open_until = Some(now.plus_millis(cooldown_ms));
+            return was_closed;
         }
+        false
+    }
+
+    /// Whether the circuit has opened since the last success.
+    pub fn has_opened(&self) -> bool {
+        self.open_until.is_some()
     }
 }
 
@@ -102,16 +111,37 @@ impl<H: Host> Engine<H> {
         let l2 = &self.config.l2;
         match result {
             Some(Ok(value)) => {
-                self.state.with(|s| s.breaker.success());
+                let recovered = self.state.with(|s| {
+                    let was_open = s.breaker.has_opened();
+                    s.breaker.success();
+                    was_open
+                });
+                if recovered {
+                    self.runtime
+                        .log(LogLevel::Info, "edgecache: shared tier (Redis) is back");
+                }
                 Some(value)
             }
-            Some(Err(_)) | None => {
+            failed => {
                 let now = self.runtime.now();
-                self.state.with(|s| {
+                let opened = self.state.with(|s| {
                     s.stats.l2_errors += 1;
                     s.breaker
-                        .failure(now, l2.breaker_failures, l2.breaker_cooldown_ms);
+                        .failure(now, l2.breaker_failures, l2.breaker_cooldown_ms)
                 });
+                if opened {
+                    let why = match failed {
+                        Some(Err(e)) => e.0,
+                        _ => format!("no answer within l2.timeout_ms ({} ms)", l2.timeout_ms),
+                    };
+                    self.runtime.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "edgecache: shared tier (Redis) failing, serving from L1 and the origin; retrying every {} ms: {why}",
+                            l2.breaker_cooldown_ms
+                        ),
+                    );
+                }
                 None
             }
         }
@@ -211,22 +241,25 @@ mod tests {
     fn breaker_opens_after_threshold_and_recovers() {
         let mut b = Breaker::default();
         let t = Timestamp::from_secs(100);
-        b.failure(t, 3, 1000);
-        b.failure(t, 3, 1000);
-        assert!(!b.is_open(t));
-        b.failure(t, 3, 1000);
-        assert!(b.is_open(t));
+        assert!(!b.failure(t, 3, 1000));
+        assert!(!b.failure(t, 3, 1000));
+        assert!(!b.is_open(t) && !b.has_opened());
+        assert!(b.failure(t, 3, 1000), "this failure opened it");
+        assert!(b.is_open(t) && b.has_opened());
         assert!(b.is_open(t.plus_millis(999)));
         assert!(
             !b.is_open(t.plus_millis(1000)),
             "half-open: one probe may go"
         );
-        b.failure(t.plus_millis(1000), 3, 1000);
+        assert!(
+            !b.failure(t.plus_millis(1000), 3, 1000),
+            "already open: not a new outage"
+        );
         assert!(
             b.is_open(t.plus_millis(1001)),
             "a failed probe re-opens at once"
         );
         b.success();
-        assert!(!b.is_open(t.plus_millis(1001)));
+        assert!(!b.is_open(t.plus_millis(1001)) && !b.has_opened());
     }
 }

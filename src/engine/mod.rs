@@ -31,8 +31,8 @@ use crate::store::{L1Store, StoreConfig};
 
 pub use config::{ConfigError, EngineConfig};
 pub use host::{
-    ColoCache, Lock, NoColo, NoSharedStore, Origin, OriginBody, OriginError, OriginRequest,
-    OriginResponse, Runtime, SharedStore, StoreError,
+    ColoCache, Lock, LogLevel, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
+    OriginRequest, OriginResponse, Runtime, SharedStore, StoreError,
 };
 pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};

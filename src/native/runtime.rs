@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use crate::engine::Runtime;
+use crate::engine::{LogLevel, Runtime};
 use crate::time::{Clock, SystemClock, Timestamp};
 
 /// System clock + `tokio::time::sleep`.
@@ -16,5 +16,12 @@ impl Runtime for TokioRuntime {
 
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
         tokio::time::sleep(std::time::Duration::from_millis(ms))
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Info => tracing::info!("{message}"),
+            LogLevel::Warn => tracing::warn!("{message}"),
+        }
     }
 }

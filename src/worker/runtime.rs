@@ -5,7 +5,7 @@
 use core::future::Future;
 use core::time::Duration;
 
-use crate::engine::Runtime;
+use crate::engine::{LogLevel, Runtime};
 use crate::time::Timestamp;
 
 /// `Date.now()` and `worker::Delay`.
@@ -19,5 +19,12 @@ impl Runtime for JsRuntime {
 
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
         worker::Delay::from(Duration::from_millis(ms))
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        match level {
+            LogLevel::Info => worker::console_log!("{message}"),
+            LogLevel::Warn => worker::console_warn!("{message}"),
+        }
     }
 }
