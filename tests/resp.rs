@@ -103,6 +103,31 @@ async fn error_replies_are_errors_and_the_connection_survives() {
     );
 }
 
+/// Errors inside a pipeline or a MULTI/EXEC transaction (WRONGTYPE on a key that is not a
+/// set) are errors of that call, and every reply of it is consumed: the pooled connection
+/// answers the next command in order.
+#[tokio::test(flavor = "current_thread")]
+async fn errors_inside_pipelines_and_transactions_never_desync_the_connection() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    s.set("plain", b"a string", 60_000).await.unwrap();
+    // SADD fails, PEXPIRE (pipelined after it) succeeds.
+    let e = s.add_to_set("plain", "member", 60_000).await.unwrap_err();
+    assert!(e.0.contains("WRONGTYPE"), "{e}");
+    assert_eq!(
+        s.get("plain").await.unwrap().as_deref(),
+        Some(&b"a string"[..])
+    );
+    // MULTI; SMEMBERS (fails at EXEC); DEL; EXEC.
+    s.set("plain2", b"another", 60_000).await.unwrap();
+    let e = s.take_set("plain2").await.unwrap_err();
+    assert!(e.0.contains("WRONGTYPE"), "{e}");
+    assert_eq!(s.increment("after").await.unwrap(), 1);
+    s.add_to_set("real", "m1", 60_000).await.unwrap();
+    assert_eq!(s.take_set("real").await.unwrap(), vec!["m1".to_string()]);
+    assert_eq!(s.take_set("real").await.unwrap(), Vec::<String>::new());
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn auth_and_select_from_the_url() {
     let redis = RedisServer::start().await;

@@ -179,8 +179,13 @@ fn reply_ok(frame: OwnedFrame) -> Result<OwnedFrame, StoreError> {
     }
 }
 
+/// A reply of the wrong shape; an error reply (e.g. inside `EXEC`'s results) keeps the
+/// server's message.
 fn unexpected(what: &str, frame: &OwnedFrame) -> StoreError {
-    StoreError(format!("unexpected reply to {what}: {:?}", frame.kind()))
+    match frame {
+        OwnedFrame::Error(message) => StoreError(format!("{what}: redis: {message}")),
+        other => StoreError(format!("unexpected reply to {what}: {:?}", other.kind())),
+    }
 }
 
 fn bulk(frame: OwnedFrame, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
