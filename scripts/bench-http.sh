@@ -354,7 +354,14 @@ report() {
     echo "## HTTP cache-hit benchmark"
     echo
     echo "- date: $START_TIME; machine: $(lscpu | sed -n 's/^Model name: *//p' | head -n1), $(nproc) cores; kernel $(uname -r)"
-    echo "- versions: edgecache $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)'), $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -n1 | sed 's/ revision.*//;s/^varnishd (//'), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}')"
+    local edgecache_version
+    if [ -n "${EDGECACHE_BIN:-}" ]; then
+        # Another binary: the tree here need not be what it was built from.
+        edgecache_version="binary $BIN (EDGECACHE_BIN)"
+    else
+        edgecache_version="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && git diff --quiet HEAD -- src 2>/dev/null || echo ' (+ uncommitted src changes)')"
+    fi
+    echo "- versions: edgecache $edgecache_version, $(nginx -v 2>&1 | sed 's/.*: //'), $(varnishd -V 2>&1 | head -n1 | sed 's/ revision.*//;s/^varnishd (//'), $(wrk -v 2>&1 | head -n1 | awk '{print "wrk " $2}')"
     if [ "$PIN" = 1 ]; then
         echo "- pinning: caches on CPU $SERVER_CPUS ($WORKERS core: nginx worker_processes $WORKERS, tokio and Varnish threads on it), wrk and origin on CPU $CLIENT_CPUS"
     else
