@@ -924,3 +924,59 @@ fn route_ttl_settings_are_validated() {
         .contains("targeted_fields"));
     assert_eq!(check(ttl, None), Ok(()));
 }
+
+/// Warming: the admin API fetches the named URLs through the cache in the background (as
+/// clients' GETs would: route rules apply), so the next client request is a hit; bad
+/// requests are refused with a reason and change nothing.
+#[test]
+fn warm_fetches_and_stores_the_named_urls_in_the_background() {
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.into());
+    config.routes.push(edgecache::engine::config::RouteRule {
+        prefix: "/live/".into(),
+        bypass: true,
+        ..Default::default()
+    });
+    let h = harness_with(config);
+    let auth = format!("Bearer {TOKEN}");
+    let admin = |path: &str, token: &str| request("POST", path, &[("authorization", token)]);
+
+    let denied = h.send(admin(
+        "/_edgecache/warm?url=/a",
+        "Bearer wrong-token-000000",
+    ));
+    assert_eq!(denied.response.status, 401);
+    assert!(denied.job.is_none());
+    for bad in [
+        "/_edgecache/warm".to_string(),
+        "/_edgecache/warm?url=ftp://x/y".to_string(),
+        "/_edgecache/warm?url=/_edgecache/stats".to_string(),
+        format!("/_edgecache/warm?{}", vec!["url=/x"; 101].join("&")),
+    ] {
+        let r = h.send(admin(&bad, &auth));
+        assert_eq!(r.response.status, 400, "{bad}: {}", body_of(&r));
+        assert!(r.job.is_none(), "{bad}");
+    }
+    assert_eq!(h.fetches(), 0);
+
+    let warm = h.send(admin(
+        "/_edgecache/warm?url=/a&url=http%3A%2F%2Fexample.com%2Fb%3Fq%3D1&url=/live/feed",
+        &auth,
+    ));
+    assert_eq!(warm.response.status, 202);
+    assert_eq!(body_of(&warm), r#"{"queued":3}"#);
+    assert_eq!(h.fetches(), 0, "nothing fetched before the response");
+    futures::executor::block_on(h.engine.run_job(warm.job.expect("a warm job")));
+    assert_eq!(h.fetches(), 3);
+    assert_eq!(h.engine.snapshot().engine.warmed, 3);
+    for path in ["/a", "/b?q=1"] {
+        let hit = h.send(get(path, &[]));
+        assert!(
+            status_header(&hit).starts_with("edgecache-l1; hit"),
+            "{path}"
+        );
+    }
+    // The bypass route was fetched but, as for a client, not stored.
+    h.send(get("/live/feed", &[]));
+    assert_eq!(h.fetches(), 4);
+}

@@ -8,6 +8,7 @@
 //! | `POST` | `{admin}/purge?tag=T` | remove every response tagged `T` |
 //! | `POST` | `{admin}/purge?all=1` | remove everything |
 //! | | add `&soft=1` to any purge | mark stale instead: served within stale windows while refetched |
+//! | `POST` | `{admin}/warm?url=/a&url=/b…` (up to 100, paths or absolute URLs) | fetch and store them in the background (`202`) |
 //! | `GET` | `{admin}/stats` | counters as JSON |
 //! | `GET` | `{admin}/metrics` | counters as Prometheus text |
 
@@ -22,7 +23,10 @@ use crate::key::cache_key;
 
 use super::host::{Lock, Runtime};
 use super::sync::Scope;
-use super::{Body, Engine, Host, RequestHead, Response};
+use super::{Body, Engine, Host, Job, RequestHead, Response};
+
+/// Most URLs one warm request may name.
+pub const MAX_WARM_URLS: usize = 100;
 
 /// Whether `path_and_query` is under the admin prefix `admin_path`.
 pub fn is_admin_path(admin_path: &str, path_and_query: &str) -> bool {
@@ -84,13 +88,18 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The value of query parameter `name` in `path_and_query`, decoded.
-fn query_param(path_and_query: &str, name: &str) -> Option<String> {
-    let query = path_and_query.split_once('?')?.1;
-    query.split('&').find_map(|pair| {
+/// Every value of query parameter `name` in `path_and_query`, decoded, in order.
+fn query_params<'a>(path_and_query: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
+    query.split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k) == name).then(|| percent_decode(v))
     })
+}
+
+/// The first value of query parameter `name` in `path_and_query`, decoded.
+fn query_param(path_and_query: &str, name: &str) -> Option<String> {
+    query_params(path_and_query, name).next()
 }
 
 fn text<B>(status: u16, message: &str) -> Response<B> {
@@ -136,8 +145,12 @@ pub enum PurgeTarget {
 }
 
 impl<H: Host> Engine<H> {
-    /// Answers an admin request.
-    pub(crate) async fn admin(&self, request: &RequestHead) -> Response<H::Body> {
+    /// Answers an admin request; sets `job` to the background work it asks for (warming).
+    pub(crate) async fn admin(
+        &self,
+        request: &RequestHead,
+        job: &mut Option<Job>,
+    ) -> Response<H::Body> {
         let admin = &self.config.admin;
         let path = request.path_and_query.split('?').next().unwrap_or("");
         let sub = &path[admin.path.len().min(path.len())..];
@@ -206,9 +219,54 @@ impl<H: Host> Engine<H> {
                 let purged = self.purge(&target, soft).await;
                 json(format!("{{\"purged\":{purged},\"soft\":{soft}}}"))
             }
-            (_, "/stats" | "/metrics" | "/purge") => text(405, "method not allowed"),
+            ("POST", "/warm") => match self.warm_requests(request) {
+                Ok(heads) => {
+                    let mut response = json::<H::Body>(format!("{{\"queued\":{}}}", heads.len()));
+                    response.status = 202;
+                    *job = Some(Job::Warm(heads));
+                    response
+                }
+                Err(message) => text(400, &message),
+            },
+            (_, "/stats" | "/metrics" | "/purge" | "/warm") => text(405, "method not allowed"),
             _ => text(404, "no such admin endpoint"),
         }
+    }
+
+    /// The `GET` requests a warm request names: paths on its own host or absolute URLs,
+    /// none under the admin path.
+    fn warm_requests(&self, request: &RequestHead) -> Result<Vec<RequestHead>, String> {
+        let urls: Vec<String> = query_params(&request.path_and_query, "url").collect();
+        if urls.is_empty() {
+            return Err(String::from("warm needs one or more url= parameters"));
+        }
+        if urls.len() > MAX_WARM_URLS {
+            return Err(format!(
+                "warm takes at most {MAX_WARM_URLS} urls per request"
+            ));
+        }
+        urls.iter()
+            .map(
+                |url| match parse_purge_url(url, &request.scheme, &request.host) {
+                    Some(PurgeTarget::Url {
+                        scheme,
+                        host,
+                        path_and_query,
+                    }) if !is_admin_path(&self.config.admin.path, &path_and_query) => {
+                        Ok(RequestHead {
+                            method: String::from("GET"),
+                            scheme,
+                            host,
+                            path_and_query,
+                            headers: Headers::new(),
+                        })
+                    }
+                    _ => Err(format!(
+                        "not a URL to warm (a path or http(s) URL outside the admin path): {url}"
+                    )),
+                },
+            )
+            .collect()
     }
 
     /// The allowed CORS origin matching the request's `Origin`, if any.

@@ -196,6 +196,8 @@ pub enum Job {
     },
     /// Apply purges other instances made (see [`sync`]).
     SyncPurges,
+    /// Fetch and store these `GET`s, as if clients had asked (the admin API's warm).
+    Warm(Vec<RequestHead>),
     /// Several jobs.
     Batch(Vec<Job>),
 }
@@ -369,7 +371,9 @@ impl<H: Host> Engine<H> {
     pub async fn handle(&self, request: Request<H::Body>) -> Handled<H::Body> {
         if admin::is_admin_path(&self.config.admin.path, &request.path_and_query) {
             let (head, _) = request.into_parts();
-            return Handled::now(self.admin(&head).await);
+            let mut job = None;
+            let response = self.admin(&head, &mut job).await;
+            return Handled { response, job };
         }
         self.count(|s| s.requests += 1);
         let header_bytes = request.headers.size_bytes() + request.path_and_query.len();
@@ -430,6 +434,14 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::SyncPurges => self.sync_purges().await,
+                Job::Warm(heads) => {
+                    for head in heads {
+                        // As a client's GET: route rules, coalescing and every tier apply.
+                        let handled = self.dispatch(head, None).await;
+                        self.count(|s| s.warmed += 1);
+                        queue.extend(handled.job);
+                    }
+                }
             }
         }
     }

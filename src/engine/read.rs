@@ -605,7 +605,7 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::Batch(more) => jobs.extend(more),
-                Job::Revalidate { .. } | Job::SyncPurges => {}
+                Job::Revalidate { .. } | Job::SyncPurges | Job::Warm(_) => {}
             }
         }
     }

@@ -51,6 +51,8 @@ pub struct EngineStats {
     pub colo_corrupt: u64,
     /// Purge requests carried out.
     pub purges: u64,
+    /// URLs fetched through the cache by warm requests.
+    pub warmed: u64,
     /// Admin requests refused for a missing or wrong token.
     pub admin_unauthorized: u64,
 }
@@ -105,7 +107,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 22] = [
+        let counters: [(&str, &str, u64); 23] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -187,6 +189,7 @@ impl Snapshot {
                 e.colo_corrupt,
             ),
             ("purges_total", "Purges carried out", e.purges),
+            ("warmed_total", "URLs fetched by warm requests", e.warmed),
             (
                 "admin_unauthorized_total",
                 "Admin requests refused",
