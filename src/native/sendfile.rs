@@ -33,9 +33,11 @@
 //! copies and every write is a plain `writev`.
 //!
 //! Costs, bounded: a file copy doubles the memory of the bodies that have one (the L1 byte
-//! bound counts the entry's own copy only), and each holds a file descriptor, so at most
-//! [`Syscalls::max_files`] exist at once ([`SealedBody::new`] returns `None` beyond that,
-//! and such hits are written with `writev` as before).
+//! bound counts the entry's own copy only), so the copies together hold at most the
+//! [`set_byte_budget`] (a quarter of `l1.max_bytes`, set by [`super::server::build_engine`]);
+//! and each holds a file descriptor, so at most [`Syscalls::max_files`] exist at once.
+//! Beyond either bound [`SealedBody::new`] returns `None` and such hits are written with
+//! `writev` as before.
 
 use std::fs::File;
 use std::io::{self, IoSlice};
@@ -81,25 +83,46 @@ pub fn enable(syscalls: Syscalls) {
 #[derive(Debug)]
 pub struct SealedBody {
     file: File,
+    /// Bytes it holds (counted in [`SEALED_BYTES`]).
+    len: usize,
 }
 
 /// How many [`SealedBody`] files are open now (each holds a file descriptor).
 static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
+/// How many bytes they hold in all.
+static SEALED_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// The most bytes they may hold ([`set_byte_budget`]).
+static BYTE_BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// Bounds the memory file copies take beyond the L1 store's own (which its `max_bytes`
+/// bounds): past `bytes`, hits are written from memory with `writev`.
+pub fn set_byte_budget(bytes: usize) {
+    BYTE_BUDGET.store(bytes, Ordering::Relaxed);
+}
 
 impl SealedBody {
     /// A sealed in-memory file holding `body`; `None` when zero-copy sending is not
-    /// enabled, when [`Syscalls::max_files`] are open already, or when creating it fails
-    /// (the hit is then written from memory, as any other).
+    /// enabled, when [`Syscalls::max_files`] are open already or their bytes would pass
+    /// the [`set_byte_budget`], or when creating it fails (the hit is then written from
+    /// memory, as any other).
     pub fn new(body: &[u8]) -> Option<SealedBody> {
         let sys = SYSCALLS.get()?;
-        if OPEN_FILES.fetch_add(1, Ordering::Relaxed) >= sys.max_files {
+        let len = body.len();
+        let open = OPEN_FILES.fetch_add(1, Ordering::Relaxed);
+        let held = SEALED_BYTES.fetch_add(len, Ordering::Relaxed);
+        let budget = BYTE_BUDGET.load(Ordering::Relaxed);
+        let release = || {
             OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+            SEALED_BYTES.fetch_sub(len, Ordering::Relaxed);
+        };
+        if !within_bounds(open, sys.max_files, held, len, budget) {
+            release();
             return None;
         }
         match (sys.sealed_file)(body) {
-            Ok(file) => Some(SealedBody { file }),
+            Ok(file) => Some(SealedBody { file, len }),
             Err(e) => {
-                OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+                release();
                 tracing::debug!(error = %e, "no file copy of a cached body");
                 None
             }
@@ -107,9 +130,15 @@ impl SealedBody {
     }
 }
 
+/// Whether one more file of `len` bytes fits, with `open` files holding `held` bytes now.
+fn within_bounds(open: usize, max_files: usize, held: usize, len: usize, budget: usize) -> bool {
+    open < max_files && held.saturating_add(len) <= budget
+}
+
 impl Drop for SealedBody {
     fn drop(&mut self) {
         OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
+        SEALED_BYTES.fetch_sub(self.len, Ordering::Relaxed);
     }
 }
 
@@ -289,7 +318,7 @@ mod tests {
     fn file() -> Arc<SealedBody> {
         OPEN_FILES.fetch_add(1, Ordering::Relaxed);
         let file = File::open("/dev/null").expect("open /dev/null");
-        Arc::new(SealedBody { file })
+        Arc::new(SealedBody { file, len: 0 })
     }
 
     #[test]
@@ -316,6 +345,21 @@ mod tests {
         assert!(bodies.find(&[IoSlice::new(end)]).is_none());
         // Any slice of the entry's bytes is recognised, however it was made.
         assert!(bodies.find(&[IoSlice::new(&entry.body[1..])]).is_some());
+    }
+
+    #[test]
+    fn file_copies_stay_within_the_file_and_byte_bounds() {
+        assert!(within_bounds(0, 1, 0, 100, 100));
+        assert!(!within_bounds(1, 1, 0, 100, 100), "no file descriptor left");
+        assert!(within_bounds(3, 10, 60, 40, 100));
+        assert!(
+            !within_bounds(3, 10, 61, 40, 100),
+            "the byte budget is full"
+        );
+        assert!(
+            !within_bounds(0, 10, usize::MAX, 1, usize::MAX),
+            "no overflow"
+        );
     }
 
     #[test]
