@@ -357,7 +357,7 @@ mod tests {
             "the byte budget is full"
         );
         assert!(
-            !within_bounds(0, 10, usize::MAX, 1, usize::MAX),
+            !within_bounds(0, 10, usize::MAX - 1, 2, usize::MAX - 1),
             "no overflow"
         );
     }
