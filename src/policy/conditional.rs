@@ -40,7 +40,7 @@ pub enum Freshened {
 /// content itself (RFC 9111 §3.2 excepts `Content-Length`; the others describe the exact
 /// bytes the cache holds, and the cache cannot change them without the content), and the
 /// validator, which the selection already matched.
-const NOT_UPDATED_BY_304: [&str; 6] = [
+pub const NOT_UPDATED_BY_304: [&str; 6] = [
     "content-length",
     "content-encoding",
     "content-range",
