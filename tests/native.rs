@@ -1021,3 +1021,30 @@ async fn hits_send_the_stored_fields_once_with_age_and_cache_status() {
     }
     assert_eq!(origin.count(&path), 1);
 }
+
+/// HEAD is answered like GET without the content (RFC 9110 §9.3.2): a HEAD hit says how long
+/// the content is, as the GET hit does, and carries no body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_hits_carry_the_content_length_of_the_get() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    for size in ["100", "70000"] {
+        let path = url("/head", &[("cc", "max-age=60"), ("size", size)]);
+        let get = cache.get(&path).await;
+        let get_hit = cache.get(&path).await;
+        assert!(get_hit.cache_status().starts_with("edgecache-l1; hit"));
+        let head = send(cache.addr(), "HEAD", &path, &[], Bytes::new())
+            .await
+            .expect("HEAD");
+        assert_eq!(head.status, 200);
+        assert!(head.body.is_empty());
+        assert!(
+            head.cache_status().starts_with("edgecache-l1; hit"),
+            "{}",
+            head.cache_status()
+        );
+        assert_eq!(head.header("content-length"), Some(size), "size {size}");
+        assert_eq!(get.body.len().to_string(), size);
+        assert_eq!(origin.count(&path), 1);
+    }
+}
