@@ -980,3 +980,22 @@ fn warm_fetches_and_stores_the_named_urls_in_the_background() {
     h.send(get("/live/feed", &[]));
     assert_eq!(h.fetches(), 4);
 }
+
+/// The origin is asked for the path the response is stored under (RFC 3986 §6.2.2
+/// normalisation, as in the cache key), never for a raw path it might resolve differently;
+/// the query goes as received.
+#[test]
+fn reads_forward_the_normalised_path_the_response_is_stored_under() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "b");
+    h.send(get("/a/../b%7e/./c?z=1&a=%7e", &[]));
+    let forwarded = h.log.requests.borrow()[0].path_and_query.clone();
+    assert_eq!(forwarded, "/b~/c?z=1&a=%7e");
+    let hit = h.send(get("/b~/c?z=1&a=%7e", &[]));
+    assert!(
+        status_header(&hit).starts_with("edgecache-l1; hit"),
+        "{}",
+        status_header(&hit)
+    );
+    assert_eq!(h.fetches(), 1);
+}

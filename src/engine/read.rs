@@ -48,6 +48,18 @@ pub(crate) fn url_tag(key: &str) -> String {
     format!("\u{1f}url {key}")
 }
 
+/// The request target a read sends to the origin: the path as the cache key normalises it
+/// (percent-encoding normalised, dot-segments removed: RFC 3986 §6.2.2), the query as
+/// received. The response is stored under the normalised path, so the origin must answer
+/// for that path: forwarding `/a/../admin` raw to an origin that does not resolve dot
+/// segments would store its answer for `/admin` (cache poisoning).
+fn stored_target(path_and_query: &str) -> String {
+    match path_and_query.split_once('?') {
+        Some((path, query)) => format!("{}?{query}", crate::key::normalize_path(path)),
+        None => crate::key::normalize_path(path_and_query),
+    }
+}
+
 /// The statuses RFC 5861 §4 counts as an origin error for stale-if-error.
 fn is_error_status(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504)
@@ -632,7 +644,7 @@ impl<H: Host> Engine<H> {
             method: String::from("GET"),
             scheme: head.scheme.clone(),
             host: head.host.clone(),
-            path_and_query: head.path_and_query.clone(),
+            path_and_query: stored_target(&head.path_and_query),
             headers,
             body: None,
         };
