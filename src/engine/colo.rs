@@ -29,7 +29,7 @@ use crate::entry::{decode, CachedResponse, DecodeLimits};
 use crate::headers::Headers;
 use crate::policy::vary;
 
-use super::host::{ColoCache, Lock, SharedStore};
+use super::host::{ColoCache, Lock};
 use super::l2::with_timeout;
 use super::sync::PurgeRecord;
 use super::{Engine, Host};
@@ -291,22 +291,16 @@ impl<H: Host> Engine<H> {
         if through.saturating_sub(after) > MAX_BACKFILL {
             return;
         }
-        let Some(store) = self.l2_store() else {
+        let Some(entries) = self.read_purge_log(after, through).await else {
             return;
         };
-        let keys: Vec<String> = (after + 1..=through)
-            .map(|n| self.sync_key(&format!("purge:{n}")))
-            .collect();
-        let Some(values) = self.l2_guarded(store.get_many(&keys)).await else {
+        let Some(records) = entries
+            .into_iter()
+            .map(|(seq, record)| Some((seq, record?)))
+            .collect::<Option<Vec<_>>>()
+        else {
             return;
         };
-        let mut records = Vec::with_capacity(values.len());
-        for (seq, value) in (after + 1..=through).zip(values) {
-            match value.and_then(|b| serde_json::from_slice::<PurgeRecord>(&b).ok()) {
-                Some(record) => records.push((seq, record)),
-                None => return,
-            }
-        }
         self.state
             .with(|s| s.purge_history.backfill(after, through, records));
     }

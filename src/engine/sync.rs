@@ -195,16 +195,12 @@ impl<H: Host> Engine<H> {
             });
             return;
         }
-        let keys: Vec<String> = (seen + 1..=seq)
-            .map(|n| self.sync_key(&format!("purge:{n}")))
-            .collect();
-        let Some(entries) = self.l2_guarded(store.get_many(&keys)).await else {
+        let Some(entries) = self.read_purge_log(seen, seq).await else {
             return;
         };
         let now = self.runtime.now();
         let mut complete = true;
-        for (n, entry) in (seen + 1..=seq).zip(entries) {
-            let record = entry.and_then(|b| serde_json::from_slice::<PurgeRecord>(&b).ok());
+        for (n, record) in entries {
             match record {
                 Some(record) => {
                     self.apply_locally(&record, now);
@@ -225,6 +221,27 @@ impl<H: Host> Engine<H> {
                 s.sync.seen = Some(seq);
             }
         });
+    }
+
+    /// Reads the purge-log entries `(after, through]` in one round trip: each sequence
+    /// number with its record, `None` where it expired or cannot be read. `None` when the
+    /// shared tier is absent or failing.
+    pub(crate) async fn read_purge_log(
+        &self,
+        after: i64,
+        through: i64,
+    ) -> Option<Vec<(i64, Option<PurgeRecord>)>> {
+        let store = self.l2_store()?;
+        let keys: Vec<String> = (after + 1..=through)
+            .map(|n| self.sync_key(&format!("purge:{n}")))
+            .collect();
+        let values = self.l2_guarded(store.get_many(&keys)).await?;
+        Some(
+            (after + 1..=through)
+                .zip(values)
+                .map(|(n, v)| (n, v.and_then(|b| serde_json::from_slice(&b).ok())))
+                .collect(),
+        )
     }
 
     /// Applies one purge record to this instance's L1.

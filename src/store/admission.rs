@@ -100,6 +100,16 @@ impl FrequencySketch {
     #[inline(always)]
     pub fn increment(&mut self, hash: u64) -> bool {
         let h = spread(hash);
+        let (seen, bumped) = self.bump(h);
+        let mask = NIBBLE_MASKS[(h & 0xff) as usize];
+        self.tick() & seen & (mask & !full_nibbles(bumped) == 0)
+    }
+
+    /// The access itself, for the spread hash `h`: the doorkeeper bit is set, and if it
+    /// was set already the key's four counters go up by one (saturating). Returns whether
+    /// the doorkeeper had seen the key, and the key's counter word after.
+    #[inline(always)]
+    fn bump(&mut self, h: u64) -> (bool, u64) {
         let block = &mut self.blocks[(h >> 40) as usize & self.block_mask];
         let (word, bits) = door_bits(h);
         // Branch-free: which way these go is data-dependent and would mispredict often.
@@ -110,7 +120,7 @@ impl FrequencySketch {
         // Adding 1 to each of the key's nibbles that is below the maximum never carries.
         let bumped = *w + (mask & !full_nibbles(*w) & 0u64.wrapping_sub(u64::from(seen)));
         *w = bumped;
-        self.tick() & seen & (mask & !full_nibbles(bumped) == 0)
+        (seen, bumped)
     }
 
     /// Records one access to a key known to be saturated in the current epoch: the same
@@ -128,14 +138,7 @@ impl FrequencySketch {
     #[inline(always)]
     pub(crate) fn record_miss(&mut self, hash: u64) -> Freq {
         let h = spread(hash);
-        let block = &mut self.blocks[(h >> 40) as usize & self.block_mask];
-        let (word, bits) = door_bits(h);
-        let seen = block.door[word] & bits == bits;
-        block.door[word] |= bits;
-        let mask = NIBBLE_MASKS[(h & 0xff) as usize];
-        let w = &mut block.counters[counter_word(h)];
-        let bumped = *w + (mask & !full_nibbles(*w) & 0u64.wrapping_sub(u64::from(seen)));
-        *w = bumped;
+        let (_, bumped) = self.bump(h);
         // The estimate is taken before `tick` may age the sketch; `Freq` ages the same way.
         let freq = Freq::new(min_nibble(bumped, h), true, self.epoch);
         self.tick();
