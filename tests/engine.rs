@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 
 use edgecache::engine::config::EngineConfig;
 use edgecache::engine::{
-    Body, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody, OriginError,
-    OriginRequest, OriginResponse, Request, Runtime,
+    Body, BodyError, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody,
+    OriginError, OriginRequest, OriginResponse, Request, Runtime,
 };
 use edgecache::headers::Headers;
 use edgecache::time::{Clock, ManualClock, Timestamp};
@@ -97,15 +97,28 @@ impl Origin for TestOrigin {
             },
         }
     }
+
+    async fn read_body(&self, _body: (), _limit: usize) -> Result<Vec<u8>, BodyError> {
+        Ok(Vec::new())
+    }
+
+    fn body_from_bytes(&self, _bytes: Vec<u8>) {}
 }
 
 struct TestRuntime {
     clock: Rc<ManualClock>,
+    draws: Cell<u64>,
 }
 
 impl Runtime for TestRuntime {
     fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+    fn random_u64(&self) -> u64 {
+        // Distinct on every call, which is all these tests need.
+        let n = self.draws.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        self.draws.set(n);
+        n
     }
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
         let clock = self.clock.clone();
@@ -161,6 +174,7 @@ fn harness_with(config: EngineConfig) -> Harness {
     };
     let runtime = TestRuntime {
         clock: clock.clone(),
+        draws: Cell::new(0),
     };
     let engine = Engine::new(config, origin, None, runtime).expect("valid config");
     Harness {

@@ -34,6 +34,55 @@ pub struct EngineConfig {
     pub admin: AdminConfig,
     /// Per-route overrides, first match wins.
     pub routes: Vec<RouteRule>,
+    /// Write-behind: unsafe requests on these routes are queued in the shared tier and
+    /// sent to the origin afterwards ([`super::write_behind`]).
+    pub write_behind: WriteBehindConfig,
+}
+
+/// Write-behind ([`super::write_behind`]): an unsafe request (`POST`, `PUT`, `PATCH`,
+/// `DELETE`, …) whose path starts with one of [`Self::routes`] is answered `202 Accepted`
+/// once it is appended to a Redis Stream, and sent to the origin by a flush, retried until
+/// the origin takes it. Needs the shared tier. Off (no routes) by default.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriteBehindConfig {
+    /// Path prefixes (e.g. `/api/events/`), matched as route rules' prefixes are.
+    pub routes: Vec<String>,
+    /// Larger request bodies are refused with `413` (nothing queued, nothing forwarded).
+    pub max_body_bytes: usize,
+    /// Deliveries of one entry before it is moved to the dead-letter stream.
+    pub max_attempts: u32,
+    /// How long a delivered entry stays unacknowledged before it is retried (by any
+    /// instance: a crashed instance's entries are taken over after this), in ms. Must be
+    /// longer than `limits.origin_timeout_ms`, so an entry being sent never looks abandoned.
+    pub retry_after_ms: u64,
+    /// How often `edgecache serve` flushes, in ms (Workers flush after each append and on
+    /// their cron trigger).
+    pub flush_interval_ms: u64,
+}
+
+impl Default for WriteBehindConfig {
+    fn default() -> Self {
+        WriteBehindConfig {
+            routes: Vec::new(),
+            max_body_bytes: 1 << 20,
+            max_attempts: 10,
+            retry_after_ms: 30_000,
+            flush_interval_ms: 1_000,
+        }
+    }
+}
+
+impl WriteBehindConfig {
+    /// Whether unsafe requests to `path` are written behind.
+    pub fn covers(&self, path: &str) -> bool {
+        self.routes.iter().any(|prefix| route_matches(prefix, path))
+    }
+}
+
+/// Whether a route prefix applies to `path` (route rules and write-behind routes alike).
+fn route_matches(prefix: &str, path: &str) -> bool {
+    path.starts_with(prefix)
 }
 
 /// Bounds of the in-process store.
@@ -199,6 +248,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             admin: AdminConfig::default(),
             routes: Vec::new(),
+            write_behind: WriteBehindConfig::default(),
         }
     }
 }
@@ -261,6 +311,7 @@ impl fmt::Debug for EngineConfig {
             .field("limits", &self.limits)
             .field("admin", &self.admin)
             .field("routes", &self.routes)
+            .field("write_behind", &self.write_behind)
             .finish()
     }
 }
@@ -388,6 +439,7 @@ impl EngineConfig {
         if self.policy.heuristic_percent > 100 {
             return Err(invalid("policy.heuristic_percent", "must be 0 to 100"));
         }
+        self.validate_write_behind()?;
         for (i, route) in self.routes.iter().enumerate() {
             if !route.prefix.starts_with('/') {
                 return Err(invalid(
@@ -425,8 +477,60 @@ impl EngineConfig {
         Ok(())
     }
 
+    fn validate_write_behind(&self) -> Result<(), ConfigError> {
+        let wb = &self.write_behind;
+        for (i, prefix) in wb.routes.iter().enumerate() {
+            if !prefix.starts_with('/') {
+                return Err(invalid(
+                    &format!("write_behind.routes[{i}]"),
+                    "must start with '/'",
+                ));
+            }
+        }
+        if wb.max_body_bytes == 0 {
+            return Err(invalid("write_behind.max_body_bytes", "must be at least 1"));
+        }
+        if wb.max_body_bytes > 64 << 20 {
+            return Err(invalid(
+                "write_behind.max_body_bytes",
+                "must be at most 64 MiB (bodies are kept in Redis)",
+            ));
+        }
+        if wb.max_attempts == 0 {
+            return Err(invalid("write_behind.max_attempts", "must be at least 1"));
+        }
+        if wb.retry_after_ms <= self.limits.origin_timeout_ms {
+            return Err(invalid(
+                "write_behind.retry_after_ms",
+                format!(
+                    "must be longer than limits.origin_timeout_ms ({} ms): an entry being sent must not look abandoned",
+                    self.limits.origin_timeout_ms
+                ),
+            ));
+        }
+        if wb.flush_interval_ms == 0 {
+            return Err(invalid(
+                "write_behind.flush_interval_ms",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the settings that need the shared tier against whether the host has one
+    /// (each host calls this at start, with its Redis setting).
+    pub fn validate_shared_tier(&self, configured: bool) -> Result<(), ConfigError> {
+        if !configured && !self.write_behind.routes.is_empty() {
+            return Err(invalid(
+                "write_behind.routes",
+                "write-behind needs the shared tier (Redis), where requests wait for the origin; configure Redis or remove the routes",
+            ));
+        }
+        Ok(())
+    }
+
     /// The first route rule whose prefix matches `path`.
     pub fn route_for(&self, path: &str) -> Option<&RouteRule> {
-        self.routes.iter().find(|r| path.starts_with(&r.prefix))
+        self.routes.iter().find(|r| route_matches(&r.prefix, path))
     }
 }

@@ -86,6 +86,42 @@ pub trait Origin {
         request: OriginRequest<Self::Body>,
         buffer_limit: usize,
     ) -> Result<OriginResponse<Self::Body>, OriginError>;
+
+    /// Reads a client's request body whole, refusing it once it exceeds `limit` bytes
+    /// (write-behind keeps request bodies in the shared tier, [`super::write_behind`]).
+    async fn read_body(&self, body: Self::Body, limit: usize) -> Result<Vec<u8>, BodyError>;
+
+    /// A request body holding `bytes`, for [`OriginRequest::body`].
+    fn body_from_bytes(&self, bytes: Vec<u8>) -> Self::Body;
+}
+
+/// Why a request body could not be read whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// It is larger than the limit.
+    TooLarge,
+    /// The client's stream failed.
+    Broken(String),
+}
+
+/// One entry of a Redis Stream: its ID and its field-value pairs, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    /// The entry ID (`<ms>-<seq>`).
+    pub id: String,
+    /// The fields.
+    pub fields: Vec<(String, Vec<u8>)>,
+}
+
+/// An entry delivered to a consumer group and not yet acknowledged (`XPENDING`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingEntry {
+    /// The entry ID.
+    pub id: String,
+    /// Milliseconds since it was last delivered.
+    pub idle_ms: u64,
+    /// How many times it has been delivered.
+    pub deliveries: u64,
 }
 
 /// A failure of the shared tier.
@@ -118,6 +154,49 @@ pub trait SharedStore {
     async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError>;
     /// `SMEMBERS set` and `DEL set` atomically (`MULTI`/`EXEC`): the members, once.
     async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError>;
+    /// `XADD stream * field value…`: appends an entry, returning its ID.
+    async fn stream_add(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<String, StoreError>;
+    /// `XGROUP CREATE stream group 0 MKSTREAM`; a group that exists already (`BUSYGROUP`)
+    /// is success.
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError>;
+    /// `XREADGROUP GROUP group consumer COUNT count STREAMS stream >`: entries never
+    /// delivered to the group, oldest first, now pending for `consumer`.
+    async fn stream_read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError>;
+    /// `XPENDING stream group - + count`: the oldest entries delivered and not acknowledged.
+    async fn stream_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError>;
+    /// `XCLAIM stream group consumer min_idle_ms ids…`: takes over the entries among `ids`
+    /// idle at least `min_idle_ms` (counting one more delivery each) and returns those that
+    /// still exist.
+    async fn stream_claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        ids: &[String],
+    ) -> Result<Vec<StreamEntry>, StoreError>;
+    /// `XACK stream group ids…` and `XDEL stream ids…` atomically (`MULTI`/`EXEC`).
+    async fn stream_ack_delete(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError>;
 }
 
 /// A cache shared by the instances of one data centre only (on Workers, `caches.default`):
@@ -145,6 +224,10 @@ pub trait Runtime {
     fn now(&self) -> Timestamp;
     /// Completes after `ms` milliseconds.
     fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
+    /// 64 unpredictable bits, different in every instance and on every call (the operating
+    /// system's randomness natively, `Math.random` in JS): generated idempotency keys must
+    /// never repeat across instances, which a clock-seeded generator cannot promise.
+    fn random_u64(&self) -> u64;
     /// Records an event for the operator (`tracing` natively, the console on Workers). The
     /// engine logs state changes only (a tier starting or stopping to fail), never per
     /// request, and never a secret. Default: nowhere.
@@ -225,6 +308,48 @@ impl SharedStore for NoSharedStore {
     }
     async fn take_set(&self, _set: &str) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+    async fn stream_add(&self, _s: &str, _f: &[(&str, &[u8])]) -> Result<String, StoreError> {
+        // Nothing is kept: an append must not be acknowledged.
+        Err(StoreError(String::from("no shared tier")))
+    }
+    async fn stream_create_group(&self, _stream: &str, _group: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+    async fn stream_read_new(
+        &self,
+        _stream: &str,
+        _group: &str,
+        _consumer: &str,
+        _count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn stream_pending(
+        &self,
+        _stream: &str,
+        _group: &str,
+        _count: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn stream_claim(
+        &self,
+        _stream: &str,
+        _group: &str,
+        _consumer: &str,
+        _min_idle_ms: u64,
+        _ids: &[String],
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        Ok(Vec::new())
+    }
+    async fn stream_ack_delete(
+        &self,
+        _stream: &str,
+        _group: &str,
+        _ids: &[String],
+    ) -> Result<(), StoreError> {
+        Ok(())
     }
 }
 

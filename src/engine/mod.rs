@@ -1,6 +1,6 @@
 //! The one cache engine every host runs: the tiered read path L1 → L2 → origin with request
 //! coalescing, stale-while-revalidate, stale-if-error, conditional revalidation, write-through
-//! invalidation, purges and statistics. Generic over the [`host`] traits; no I/O of its own.
+//! invalidation, write-behind, purges and statistics. Generic over the [`host`] traits; no I/O of its own.
 //!
 //! A host turns its native request into a [`Request`], calls [`Engine::handle`], writes the
 //! [`Response`] back, and runs the returned background [`Job`] (if any) with
@@ -16,6 +16,7 @@ pub mod l2;
 pub mod refresh;
 pub mod stats;
 pub mod sync;
+pub mod write_behind;
 
 mod read;
 mod respond;
@@ -31,8 +32,8 @@ use crate::store::{L1Store, StoreConfig};
 
 pub use config::{ConfigError, EngineConfig};
 pub use host::{
-    ColoCache, Lock, LogLevel, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
-    OriginRequest, OriginResponse, Runtime, SharedStore, StoreError,
+    BodyError, ColoCache, Lock, LogLevel, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
+    OriginRequest, OriginResponse, PendingEntry, Runtime, SharedStore, StoreError, StreamEntry,
 };
 pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};
@@ -71,7 +72,7 @@ pub struct Request<B> {
 }
 
 /// The request line and headers, without the body: what background work keeps.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
     /// Method.
     pub method: String,
@@ -198,6 +199,8 @@ pub enum Job {
     SyncPurges,
     /// Fetch and store these `GET`s, as if clients had asked (the admin API's warm).
     Warm(Vec<RequestHead>),
+    /// Send queued write-behind requests to the origin ([`write_behind`]).
+    FlushWriteBehind,
     /// Several jobs.
     Batch(Vec<Job>),
 }
@@ -394,7 +397,13 @@ impl<H: Host> Engine<H> {
 
     async fn dispatch(&self, head: RequestHead, body: Option<H::Body>) -> Handled<H::Body> {
         let route_bypass = self.config.route_for(head.path()).is_some_and(|r| r.bypass);
-        match crate::policy::request::classify(&head.method, &head.headers) {
+        let class = crate::policy::request::classify(&head.method, &head.headers);
+        let unsafe_method = matches!(class, crate::policy::request::RequestClass::Unsafe);
+        if unsafe_method && self.config.write_behind.covers(head.path()) {
+            // Write-behind routes are configured for their writes: route rules govern reads.
+            return self.write_behind(head, body).await;
+        }
+        match class {
             _ if route_bypass => {
                 self.pass(head, body, crate::policy::cache_status::Forward::Bypass)
                     .await
@@ -434,6 +443,7 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::SyncPurges => self.sync_purges().await,
+                Job::FlushWriteBehind => self.flush_write_behind().await,
                 Job::Warm(heads) => {
                     for head in heads {
                         // As a client's GET: route rules, coalescing and every tier apply.

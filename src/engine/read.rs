@@ -617,7 +617,8 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::Batch(more) => jobs.extend(more),
-                Job::Revalidate { .. } | Job::SyncPurges | Job::Warm(_) => {}
+                Job::Revalidate { .. } | Job::SyncPurges | Job::Warm(_) | Job::FlushWriteBehind => {
+                }
             }
         }
     }

@@ -55,6 +55,16 @@ pub struct EngineStats {
     pub warmed: u64,
     /// Admin requests refused for a missing or wrong token.
     pub admin_unauthorized: u64,
+    /// Unsafe requests queued for the origin (answered `202`, write-behind).
+    pub write_behind_appended: u64,
+    /// Queued requests the origin took (any status below 400) and that left the queue.
+    pub write_behind_flushed: u64,
+    /// Queued requests whose delivery failed and will be retried (5xx, 408, 425, 429, no
+    /// answer).
+    pub write_behind_retried: u64,
+    /// Queued requests moved to the dead-letter stream (refused by the origin with a 4xx,
+    /// out of attempts, or unreadable).
+    pub write_behind_dead_lettered: u64,
 }
 
 /// A point-in-time view of everything countable: engine counters plus the L1 store's.
@@ -107,7 +117,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 23] = [
+        let counters: [(&str, &str, u64); 27] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -194,6 +204,26 @@ impl Snapshot {
                 "admin_unauthorized_total",
                 "Admin requests refused",
                 e.admin_unauthorized,
+            ),
+            (
+                "write_behind_appended_total",
+                "Unsafe requests queued for the origin (write-behind)",
+                e.write_behind_appended,
+            ),
+            (
+                "write_behind_flushed_total",
+                "Queued requests the origin took",
+                e.write_behind_flushed,
+            ),
+            (
+                "write_behind_retried_total",
+                "Queued request deliveries that failed and will be retried",
+                e.write_behind_retried,
+            ),
+            (
+                "write_behind_dead_lettered_total",
+                "Queued requests moved to the dead-letter stream",
+                e.write_behind_dead_lettered,
             ),
         ];
         for (name, help, value) in counters {

@@ -16,7 +16,7 @@ use super::{respond, Body, Engine, Handled, Host, RequestHead};
 
 impl<H: Host> Engine<H> {
     /// Forwards a request untouched (but for hop-by-hop fields) and relays the response.
-    async fn forward(
+    pub(crate) async fn forward(
         &self,
         head: &RequestHead,
         body: Option<H::Body>,
@@ -46,7 +46,7 @@ impl<H: Host> Engine<H> {
         result
     }
 
-    fn relay(
+    pub(crate) fn relay(
         &self,
         head: &RequestHead,
         result: Result<super::OriginResponse<H::Body>, OriginError>,
@@ -117,21 +117,34 @@ impl<H: Host> Engine<H> {
         self.count(|s| s.passes += 1);
         let result = self.forward(&head, body).await;
         if let Ok(response) = &result {
-            let targets = invalidated_targets(
-                &head.method,
-                response.status,
-                &response.headers,
-                &head.scheme,
-                &head.host,
-                &head.path_and_query,
-            );
-            let keys: Vec<String> = targets
-                .iter()
-                .map(|path| cache_key("GET", &head.scheme, &head.host, path, &self.config.key))
-                .collect();
-            self.invalidate_keys(&keys).await;
+            self.invalidate_after_write(&head, response.status, &response.headers)
+                .await;
         }
         self.relay(&head, result, Forward::Method)
+    }
+
+    /// Invalidates, in every tier, what an unsafe request answered with `status` and
+    /// `response_headers` changes: the target and same-origin `Location` /
+    /// `Content-Location` after a 2xx or 3xx (RFC 9111 §4.4).
+    pub(crate) async fn invalidate_after_write(
+        &self,
+        head: &RequestHead,
+        status: u16,
+        response_headers: &crate::headers::Headers,
+    ) {
+        let targets = invalidated_targets(
+            &head.method,
+            status,
+            response_headers,
+            &head.scheme,
+            &head.host,
+            &head.path_and_query,
+        );
+        let keys: Vec<String> = targets
+            .iter()
+            .map(|path| cache_key("GET", &head.scheme, &head.host, path, &self.config.key))
+            .collect();
+        self.invalidate_keys(&keys).await;
     }
 
     /// Removes `keys` and their Vary variants from every tier and tells the other

@@ -9,6 +9,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 
+use crate::engine::BodyError;
+
 /// A boxed error from any body.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -33,6 +35,25 @@ pub fn empty() -> ProxyBody {
 /// A body holding `bytes`.
 pub fn full(bytes: impl Into<Bytes>) -> ProxyBody {
     boxed(http_body_util::Full::new(bytes.into()))
+}
+
+/// Reads `body` whole, refusing it as soon as it is known to exceed `limit` bytes (its
+/// declared length, or what has arrived).
+pub async fn read_whole(mut body: ProxyBody, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if body.size_hint().lower() > limit as u64 {
+        return Err(BodyError::TooLarge);
+    }
+    let mut bytes = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if bytes.len() + data.len() > limit {
+                return Err(BodyError::TooLarge);
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    Ok(bytes)
 }
 
 /// Replays `prefix` (frames already read while deciding whether to buffer) and then the

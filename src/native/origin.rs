@@ -127,6 +127,18 @@ impl Origin for HyperOrigin {
             body,
         })
     }
+
+    async fn read_body(
+        &self,
+        body: ProxyBody,
+        limit: usize,
+    ) -> Result<Vec<u8>, crate::engine::BodyError> {
+        super::body::read_whole(body, limit).await
+    }
+
+    fn body_from_bytes(&self, bytes: Vec<u8>) -> ProxyBody {
+        super::body::full(bytes)
+    }
 }
 
 /// Reads `body` whole if it is at most `limit` bytes; otherwise returns it as a stream.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
-use crate::engine::{SharedStore, StoreError};
+use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry};
 
 /// A Redis-compatible server.
 #[derive(Clone)]
@@ -154,5 +154,231 @@ impl SharedStore for RedisStore {
             .await
             .map_err(error)?;
         Ok(members)
+    }
+
+    async fn stream_add(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<String, StoreError> {
+        let mut c = self.connection.clone();
+        let mut command = redis::cmd("XADD");
+        command.arg(stream).arg("*");
+        for (name, value) in fields {
+            command.arg(*name).arg(*value);
+        }
+        command.query_async(&mut c).await.map_err(error)
+    }
+
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError> {
+        let mut c = self.connection.clone();
+        let created: Result<(), _> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(stream)
+            .arg(group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut c)
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(error(e)),
+            _ => Ok(()),
+        }
+    }
+
+    async fn stream_read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let mut c = self.connection.clone();
+        let reply: redis::Value = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut c)
+            .await
+            .map_err(error)?;
+        stream_value::read_reply(reply)
+    }
+
+    async fn stream_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        let mut c = self.connection.clone();
+        let reply: redis::Value = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .arg("-")
+            .arg("+")
+            .arg(count.max(1))
+            .query_async(&mut c)
+            .await
+            .map_err(error)?;
+        stream_value::pending(reply)
+    }
+
+    async fn stream_claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        ids: &[String],
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.connection.clone();
+        let reply: redis::Value = redis::cmd("XCLAIM")
+            .arg(stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(min_idle_ms)
+            .arg(ids)
+            .query_async(&mut c)
+            .await
+            .map_err(error)?;
+        stream_value::entries(reply)
+    }
+
+    async fn stream_ack_delete(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut c = self.connection.clone();
+        redis::pipe()
+            .atomic()
+            .cmd("XACK")
+            .arg(stream)
+            .arg(group)
+            .arg(ids)
+            .ignore()
+            .cmd("XDEL")
+            .arg(stream)
+            .arg(ids)
+            .ignore()
+            .query_async::<()>(&mut c)
+            .await
+            .map_err(error)
+    }
+}
+
+/// Stream replies as `redis::Value`s, read into the engine's types.
+mod stream_value {
+    use redis::Value;
+
+    use crate::engine::{PendingEntry, StoreError, StreamEntry};
+
+    fn unexpected(what: &str) -> StoreError {
+        StoreError(format!("unexpected reply to {what}"))
+    }
+
+    fn text(value: Value, what: &str) -> Result<String, StoreError> {
+        match value {
+            Value::BulkString(b) => String::from_utf8(b).map_err(|_| unexpected(what)),
+            Value::SimpleString(s) => Ok(s),
+            _ => Err(unexpected(what)),
+        }
+    }
+
+    fn number(value: Value, what: &str) -> Result<u64, StoreError> {
+        match value {
+            Value::Int(n) => u64::try_from(n).map_err(|_| unexpected(what)),
+            _ => Err(unexpected(what)),
+        }
+    }
+
+    /// `[[id, [field, value, …]], …]`; entries deleted meanwhile (a nil in place of the
+    /// fields, before Redis 7) are left out.
+    pub fn entries(value: Value) -> Result<Vec<StreamEntry>, StoreError> {
+        let Value::Array(items) = value else {
+            return Err(unexpected("a stream read"));
+        };
+        let mut out = Vec::with_capacity(items.len());
+        for item in items {
+            let Value::Array(pair) = item else {
+                continue;
+            };
+            let mut pair = pair.into_iter();
+            let (Some(id), Some(Value::Array(flat))) = (pair.next(), pair.next()) else {
+                continue;
+            };
+            let mut fields = Vec::with_capacity(flat.len() / 2);
+            let mut flat = flat.into_iter();
+            while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+                let value = match value {
+                    Value::BulkString(b) => b,
+                    Value::SimpleString(s) => s.into_bytes(),
+                    _ => return Err(unexpected("a stream read")),
+                };
+                fields.push((text(name, "a stream read")?, value));
+            }
+            out.push(StreamEntry {
+                id: text(id, "a stream read")?,
+                fields,
+            });
+        }
+        Ok(out)
+    }
+
+    /// `XREADGROUP`: nil when nothing is new, else `[[stream, entries]]`.
+    pub fn read_reply(value: Value) -> Result<Vec<StreamEntry>, StoreError> {
+        match value {
+            Value::Nil => Ok(Vec::new()),
+            Value::Array(streams) => match streams.into_iter().next() {
+                None => Ok(Vec::new()),
+                Some(Value::Array(pair)) => match pair.into_iter().nth(1) {
+                    Some(list) => entries(list),
+                    None => Err(unexpected("XREADGROUP")),
+                },
+                Some(_) => Err(unexpected("XREADGROUP")),
+            },
+            // RESP3 servers answer with a map of stream name to entries.
+            Value::Map(streams) => match streams.into_iter().next() {
+                None => Ok(Vec::new()),
+                Some((_, list)) => entries(list),
+            },
+            _ => Err(unexpected("XREADGROUP")),
+        }
+    }
+
+    /// `XPENDING` (extended form): `[[id, consumer, idle ms, deliveries], …]`.
+    pub fn pending(value: Value) -> Result<Vec<PendingEntry>, StoreError> {
+        let Value::Array(items) = value else {
+            return Err(unexpected("XPENDING"));
+        };
+        items
+            .into_iter()
+            .map(|item| {
+                let Value::Array(parts) = item else {
+                    return Err(unexpected("XPENDING"));
+                };
+                let mut parts = parts.into_iter();
+                match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                    (Some(id), Some(_consumer), Some(idle), Some(deliveries)) => Ok(PendingEntry {
+                        id: text(id, "XPENDING")?,
+                        idle_ms: number(idle, "XPENDING")?,
+                        deliveries: number(deliveries, "XPENDING")?,
+                    }),
+                    _ => Err(unexpected("XPENDING")),
+                }
+            })
+            .collect()
     }
 }

@@ -18,6 +18,15 @@ impl Runtime for TokioRuntime {
         tokio::time::sleep(std::time::Duration::from_millis(ms))
     }
 
+    fn random_u64(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // Keyed from the operating system's randomness once per thread, then a new key
+        // per call: unpredictable, and different in every process.
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         match level {
             LogLevel::Info => tracing::info!("{message}"),

@@ -35,6 +35,9 @@ pub fn build_engine(
     origin: &str,
     redis: Option<&str>,
 ) -> Result<Arc<NativeEngine>, String> {
+    config
+        .validate_shared_tier(redis.is_some())
+        .map_err(|e| format!("{e} (--redis or `redis` in the config file)"))?;
     let origin = HyperOrigin::new(origin)?;
     // File copies of large bodies (zero-copy hits) add at most a quarter to L1's memory.
     sendfile::set_byte_budget(config.l1.max_bytes / 4);
@@ -246,6 +249,24 @@ pub fn spawn_purge_sync(engine: Arc<NativeEngine>) {
         loop {
             ticker.tick().await;
             engine.sync_purges().await;
+        }
+    });
+}
+
+/// Sends queued write-behind requests to the origin at start (what an instance that
+/// stopped left behind) and then every `write_behind.flush_interval_ms`, when write-behind
+/// routes are configured (appends also start a flush at once).
+pub fn spawn_write_behind_flush(engine: Arc<NativeEngine>) {
+    if engine.config().write_behind.routes.is_empty() {
+        return;
+    }
+    let every = Duration::from_millis(engine.config().write_behind.flush_interval_ms.max(10));
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(every);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            engine.flush_write_behind().await;
         }
     });
 }

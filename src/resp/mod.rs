@@ -18,7 +18,7 @@ use redis_protocol::resp2::encode::encode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::engine::{SharedStore, StoreError};
+use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry};
 pub use crate::redis_url::RedisUrl;
 
 /// Largest reply accepted unless set with [`RespStore::with_reply_limit`].
@@ -307,4 +307,207 @@ impl<C: Connect> SharedStore for RespStore<C> {
             other => Err(unexpected("SMEMBERS", &other)),
         }
     }
+
+    async fn stream_add(
+        &self,
+        stream: &str,
+        fields: &[(&str, &[u8])],
+    ) -> Result<String, StoreError> {
+        let mut command: Command<'_> = alloc::vec![b"XADD", stream.as_bytes(), b"*"];
+        for (name, value) in fields {
+            command.push(name.as_bytes());
+            command.push(value);
+        }
+        match bulk(self.one(command).await?, "XADD")? {
+            Some(id) => String::from_utf8(id).map_err(|_| StoreError("XADD: bad ID".to_string())),
+            None => Err(StoreError("XADD: no ID".to_string())),
+        }
+    }
+
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError> {
+        let command = alloc::vec![
+            b"XGROUP" as &[u8],
+            b"CREATE",
+            stream.as_bytes(),
+            group.as_bytes(),
+            b"0",
+            b"MKSTREAM"
+        ];
+        match self.one(command).await {
+            Err(e) if !e.0.starts_with("redis: BUSYGROUP") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn stream_read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let count = count.max(1).to_string();
+        let command = alloc::vec![
+            b"XREADGROUP" as &[u8],
+            b"GROUP",
+            group.as_bytes(),
+            consumer.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+            b"STREAMS",
+            stream.as_bytes(),
+            b">"
+        ];
+        match self.one(command).await? {
+            OwnedFrame::Null => Ok(Vec::new()),
+            OwnedFrame::Array(streams) => match streams.into_iter().next() {
+                None => Ok(Vec::new()),
+                Some(OwnedFrame::Array(pair)) if pair.len() == 2 => pair
+                    .into_iter()
+                    .nth(1)
+                    .map_or(Ok(Vec::new()), stream_entries),
+                Some(other) => Err(unexpected("XREADGROUP", &other)),
+            },
+            other => Err(unexpected("XREADGROUP", &other)),
+        }
+    }
+
+    async fn stream_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        let count = count.max(1).to_string();
+        let command = alloc::vec![
+            b"XPENDING" as &[u8],
+            stream.as_bytes(),
+            group.as_bytes(),
+            b"-",
+            b"+",
+            count.as_bytes()
+        ];
+        let OwnedFrame::Array(items) = self.one(command).await? else {
+            return Err(StoreError("unexpected reply to XPENDING".to_string()));
+        };
+        items
+            .into_iter()
+            .map(|item| match item {
+                OwnedFrame::Array(parts) if parts.len() == 4 => {
+                    let mut parts = parts.into_iter();
+                    let id = parts.next().map(|f| text(f, "XPENDING")).transpose()?;
+                    let _consumer = parts.next();
+                    let idle = parts.next().map(|f| count_of(f, "XPENDING")).transpose()?;
+                    let deliveries = parts.next().map(|f| count_of(f, "XPENDING")).transpose()?;
+                    match (id, idle, deliveries) {
+                        (Some(id), Some(idle_ms), Some(deliveries)) => Ok(PendingEntry {
+                            id,
+                            idle_ms,
+                            deliveries,
+                        }),
+                        _ => Err(StoreError("unexpected reply to XPENDING".to_string())),
+                    }
+                }
+                other => Err(unexpected("XPENDING", &other)),
+            })
+            .collect()
+    }
+
+    async fn stream_claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        ids: &[String],
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idle = min_idle_ms.to_string();
+        let mut command: Command<'_> = alloc::vec![
+            b"XCLAIM",
+            stream.as_bytes(),
+            group.as_bytes(),
+            consumer.as_bytes(),
+            idle.as_bytes()
+        ];
+        command.extend(ids.iter().map(|id| id.as_bytes()));
+        stream_entries(self.one(command).await?)
+    }
+
+    async fn stream_ack_delete(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ack: Command<'_> = alloc::vec![b"XACK", stream.as_bytes(), group.as_bytes()];
+        ack.extend(ids.iter().map(|id| id.as_bytes()));
+        let mut del: Command<'_> = alloc::vec![b"XDEL", stream.as_bytes()];
+        del.extend(ids.iter().map(|id| id.as_bytes()));
+        let mut replies = self
+            .pipeline(&[alloc::vec![b"MULTI"], ack, del, alloc::vec![b"EXEC"]])
+            .await?;
+        match replies.pop() {
+            Some(OwnedFrame::Array(results)) if results.len() == 2 => {
+                for result in results {
+                    reply_ok(result)?;
+                }
+                Ok(())
+            }
+            Some(other) => Err(unexpected("EXEC", &other)),
+            None => Err(StoreError("no reply to EXEC".to_string())),
+        }
+    }
+}
+
+fn text(frame: OwnedFrame, what: &str) -> Result<String, StoreError> {
+    match bulk(frame, what)? {
+        Some(bytes) => {
+            String::from_utf8(bytes).map_err(|_| StoreError(format!("{what}: not UTF-8")))
+        }
+        None => Err(StoreError(format!("{what}: unexpected null"))),
+    }
+}
+
+fn count_of(frame: OwnedFrame, what: &str) -> Result<u64, StoreError> {
+    match frame {
+        OwnedFrame::Integer(n) => {
+            u64::try_from(n).map_err(|_| StoreError(format!("{what}: negative count")))
+        }
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+/// Stream entries, `[[id, [field, value, …]], …]`; entries deleted meanwhile (a null in
+/// place of the fields, before Redis 7) are left out.
+fn stream_entries(frame: OwnedFrame) -> Result<Vec<StreamEntry>, StoreError> {
+    let OwnedFrame::Array(items) = frame else {
+        return Err(unexpected("a stream read", &frame));
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        let OwnedFrame::Array(pair) = item else {
+            continue;
+        };
+        let mut pair = pair.into_iter();
+        let (Some(id), Some(OwnedFrame::Array(flat))) = (pair.next(), pair.next()) else {
+            continue;
+        };
+        let mut fields = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+            let value = bulk(value, "a stream read")?.unwrap_or_default();
+            fields.push((text(name, "a stream read")?, value));
+        }
+        entries.push(StreamEntry {
+            id: text(id, "a stream read")?,
+            fields,
+        });
+    }
+    Ok(entries)
 }

@@ -329,6 +329,10 @@ pub struct Received {
     pub path_and_query: String,
     pub content_type: Option<String>,
     pub body: Vec<u8>,
+    /// The request's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+    /// The status the origin answered with.
+    pub status: u16,
 }
 
 #[derive(Default)]
@@ -339,6 +343,8 @@ pub struct OriginState {
     pub writes: Mutex<Vec<Received>>,
     /// When set, every GET is answered with this status (an origin in trouble).
     pub forced_status: Mutex<Option<u16>>,
+    /// When set, every other request is answered with this status (recorded all the same).
+    pub forced_write_status: Mutex<Option<u16>>,
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1. Query parameters drive the answer:
@@ -357,8 +363,25 @@ impl Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("origin bind");
         let addr = listener.local_addr().expect("origin addr");
         let state = Arc::new(OriginState::default());
-        let shared = state.clone();
-        let task = tokio::spawn(async move {
+        let task = Origin::serve(listener, state.clone());
+        Origin { addr, state, task }
+    }
+
+    /// Starts again on the address of a stopped origin, keeping what it recorded.
+    pub async fn restart(&mut self) {
+        if !self.task.is_finished() {
+            self.stop().await;
+        }
+        let listener = eventually("the origin's port to be free again", WAIT, async || {
+            TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
+        self.task = Origin::serve(listener, self.state.clone());
+    }
+
+    /// Answers on `listener` with `state` until aborted.
+    fn serve(listener: TcpListener, shared: Arc<OriginState>) -> JoinHandle<()> {
+        tokio::spawn(async move {
             // Connections live in the set: aborting this task closes them all.
             let mut connections = JoinSet::new();
             loop {
@@ -378,8 +401,12 @@ impl Origin {
                 });
                 while connections.try_join_next().is_some() {}
             }
-        });
-        Origin { addr, state, task }
+        })
+    }
+
+    /// Answers every request but GET and HEAD with `status` (`None`: normally).
+    pub fn force_write_status(&self, status: Option<u16>) {
+        *self.state.forced_write_status.lock().unwrap() = status;
     }
 
     pub fn url(&self) -> String {
@@ -445,6 +472,12 @@ pub async fn origin_answer(
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
+        let idempotency_key = req
+            .headers()
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let status = state.forced_write_status.lock().unwrap().unwrap_or(200);
         let body = req
             .into_body()
             .collect()
@@ -457,9 +490,11 @@ pub async fn origin_answer(
             path_and_query,
             content_type,
             body,
+            idempotency_key,
+            status,
         });
         return hyper::Response::builder()
-            .status(200)
+            .status(status)
             .header("content-type", "text/plain")
             .body(full(format!("{method} ok {len}")))
             .unwrap();

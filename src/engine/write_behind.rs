@@ -1,0 +1,556 @@
+//! Write-behind: unsafe requests on configured routes are acknowledged once they are
+//! appended to a Redis Stream, and sent to the origin afterwards, with retries and
+//! idempotency keys, so that nothing acknowledged is lost when an instance crashes.
+//!
+//! **Append** (request path). The body is read whole (up to `write_behind.max_body_bytes`,
+//! else `413` and nothing is queued or forwarded). The request gets an `Idempotency-Key`
+//! (draft-ietf-httpapi-idempotency-key-header): the client's when it sent a sane one, else a
+//! random one. Method, target, end-to-end header fields (the key among them) and body are
+//! appended (`XADD`) to `{prefix}wb:queue`; what the write changes is invalidated in every
+//! tier as write-through does (RFC 9111 §4.4) and the client is answered `202 Accepted` with
+//! the key. If the append fails (Redis down, circuit open, no answer in time) the request is
+//! written through instead: forwarded at once, carrying the same key, so that an append that
+//! did land after all is recognised by the origin as the same request.
+//!
+//! **Flush** (background). One instance at a time flushes (a lease, `{prefix}wb:flush`,
+//! `SET NX PX retry_after_ms`), one entry at a time, oldest first, through the consumer group
+//! `flush` (created with `XGROUP CREATE … 0 MKSTREAM`):
+//! - the oldest entry delivered and not acknowledged (`XPENDING`) comes first: when it has
+//!   been idle for `retry_after_ms` (its delivery failed, or the instance sending it died) it
+//!   is taken over (`XCLAIM`) and sent again; until then nothing newer is sent, so writes
+//!   reach the origin in the order they were accepted;
+//! - with nothing pending, the next new entry is read (`XREADGROUP … >`) and sent;
+//! - the origin's answer decides: below 400, delivered (`XACK` + `XDEL` in one transaction,
+//!   and the invalidation is repeated with the origin's `Location` / `Content-Location`,
+//!   since a reader may have cached the old state meanwhile); 5xx, 408, 425, 429 or no answer:
+//!   left pending for a retry, and the flush stops; any other 4xx: refused, moved to the
+//!   dead-letter stream `{prefix}wb:dead`;
+//! - an entry already delivered `max_attempts` times is moved to the dead-letter stream
+//!   instead of being sent again. Nothing leaves the queue without reaching the origin or the
+//!   dead-letter stream, and every dead-lettered entry is logged once (method and path, no
+//!   header, body or query).
+//!
+//! Every delivery is one attempt: an entry is claimed or read just before it is sent, so
+//! its delivery count (`XPENDING`) is the number of attempts made.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::headers::Headers;
+use crate::policy::hop_by_hop;
+
+use super::host::{BodyError, LogLevel, Origin, Runtime, SharedStore, StreamEntry};
+use super::{respond, Engine, Handled, Host, Job, RequestHead};
+
+/// The consumer group every instance flushes through.
+const GROUP: &str = "flush";
+/// The longest client `Idempotency-Key` passed on.
+const MAX_KEY_LEN: usize = 255;
+/// The version of the entry layout, the `v` field.
+const VERSION: &[u8] = b"1";
+
+/// One queued request, as stored in a stream entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The request line, header fields (end-to-end only, `Idempotency-Key` included).
+    pub head: RequestHead,
+    /// The request body.
+    pub body: Vec<u8>,
+    /// When it was accepted, ms since the epoch.
+    pub appended_at: u64,
+}
+
+impl Record {
+    /// The stream entry's fields: `v`, `method`, `scheme`, `host`, `target`, `headers`
+    /// (`name:value` lines), `body`, `at`.
+    pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut headers = Vec::new();
+        for (name, value) in self.head.headers.iter() {
+            let storable = !name.is_empty()
+                && !name.bytes().any(|b| matches!(b, b':' | b'\n' | b'\r' | 0))
+                && !value.iter().any(|b| matches!(b, b'\n' | b'\r' | 0));
+            if storable {
+                headers.extend_from_slice(name.as_bytes());
+                headers.push(b':');
+                headers.extend_from_slice(value);
+                headers.push(b'\n');
+            }
+        }
+        alloc::vec![
+            ("v", VERSION.to_vec()),
+            ("method", self.head.method.as_bytes().to_vec()),
+            ("scheme", self.head.scheme.as_bytes().to_vec()),
+            ("host", self.head.host.as_bytes().to_vec()),
+            ("target", self.head.path_and_query.as_bytes().to_vec()),
+            ("headers", headers),
+            ("body", self.body.clone()),
+            ("at", self.appended_at.to_string().into_bytes()),
+        ]
+    }
+
+    /// Reads an entry written by [`Self::to_fields`]; `None` for anything else.
+    pub fn from_fields(fields: &[(String, Vec<u8>)]) -> Option<Record> {
+        let field = |name: &str| {
+            fields
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_slice())
+        };
+        let text = |name: &str| -> Option<String> {
+            String::from_utf8(field(name)?.to_vec())
+                .ok()
+                .filter(|s| !s.is_empty())
+        };
+        if field("v")? != VERSION {
+            return None;
+        }
+        let mut headers = Headers::new();
+        for line in field("headers")?.split(|&b| b == b'\n') {
+            if line.is_empty() {
+                continue;
+            }
+            let colon = line.iter().position(|&b| b == b':')?;
+            let name = core::str::from_utf8(&line[..colon]).ok()?;
+            headers.append(name, &line[colon + 1..]);
+        }
+        let target = text("target")?;
+        if !target.starts_with('/') {
+            return None;
+        }
+        Some(Record {
+            head: RequestHead {
+                method: text("method")?,
+                scheme: text("scheme")?,
+                host: text("host").unwrap_or_default(),
+                path_and_query: target,
+                headers,
+            },
+            body: field("body")?.to_vec(),
+            appended_at: core::str::from_utf8(field("at")?).ok()?.parse().ok()?,
+        })
+    }
+}
+
+/// Whether a client's `Idempotency-Key` value is passed on as it is: 1 to 255 visible
+/// ASCII characters (spaces inside allowed), the draft's sf-string or a bare token.
+pub fn sane_key(value: &[u8]) -> bool {
+    (1..=MAX_KEY_LEN).contains(&value.len())
+        && value.iter().all(|b| (0x20..0x7f).contains(b))
+        && value.first() != Some(&b' ')
+        && value.last() != Some(&b' ')
+}
+
+/// A new `Idempotency-Key` value: a random (version 4) UUID as an sf-string, the
+/// draft's form, from 128 random bits.
+pub fn generated_key(high: u64, low: u64) -> String {
+    let high = (high & !0xf000) | 0x4000;
+    let low = (low & !(0b11 << 62)) | (0b10 << 62);
+    format!(
+        "\"{:08x}-{:04x}-{:04x}-{:04x}-{:012x}\"",
+        high >> 32,
+        (high >> 16) & 0xffff,
+        high & 0xffff,
+        low >> 48,
+        low & 0xffff_ffff_ffff
+    )
+}
+
+/// What the origin's answer to a delivery means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Taken (any status below 400): the entry leaves the queue.
+    Delivered,
+    /// Worth another try later (5xx, 408, 425, 429, no answer).
+    Retry,
+    /// Refused for good (any other 4xx): the entry goes to the dead-letter stream.
+    Refused,
+}
+
+/// The outcome of a delivery answered with `status` (RFC 9110 §15: 408, 425 and 429 ask
+/// the client to try again; 5xx are the server's failure, not the request's).
+pub fn outcome(status: u16) -> Outcome {
+    match status {
+        ..400 => Outcome::Delivered,
+        408 | 425 | 429 | 500.. => Outcome::Retry,
+        _ => Outcome::Refused,
+    }
+}
+
+/// Why a flush round stopped taking entries.
+enum Next {
+    /// Go on with the next entry.
+    Continue,
+    /// Stop this round (nothing to do, an entry waits for its retry, or a failure).
+    Stop,
+}
+
+impl<H: Host> Engine<H> {
+    fn queue_key(&self) -> String {
+        self.sync_key("wb:queue")
+    }
+
+    fn dead_letter_key(&self) -> String {
+        self.sync_key("wb:dead")
+    }
+
+    /// The consumer name: one for every instance, since entries are taken over by idle
+    /// time, never by owner (short-lived Worker requests would otherwise leave a consumer
+    /// each in the group).
+    fn consumer(&self) -> &str {
+        &self.config.cache_name
+    }
+
+    /// Queues an unsafe request on a write-behind route and answers `202 Accepted`, or
+    /// writes it through when it cannot be queued (see the module documentation).
+    pub(crate) async fn write_behind(
+        &self,
+        mut head: RequestHead,
+        body: Option<H::Body>,
+    ) -> Handled<H::Body> {
+        let limit = self.config.write_behind.max_body_bytes;
+        let body = match body {
+            None => Vec::new(),
+            Some(body) => match self.origin.read_body(body, limit).await {
+                Ok(bytes) => bytes,
+                Err(BodyError::TooLarge) => {
+                    return Handled::now(respond::error(
+                        413,
+                        &format!("request content larger than {limit} bytes"),
+                        self.l1_status_entry(),
+                    ))
+                }
+                Err(BodyError::Broken(_)) => {
+                    return Handled::now(respond::error(
+                        400,
+                        "the request content could not be read",
+                        self.l1_status_entry(),
+                    ))
+                }
+            },
+        };
+        let key = match head.headers.get("idempotency-key") {
+            Some(value) if sane_key(value) => String::from_utf8_lossy(value).into_owned(),
+            _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
+        };
+        hop_by_hop::strip(&mut head.headers);
+        // The host sends the length of the bytes it is given.
+        head.headers.remove("content-length");
+        head.headers.set("idempotency-key", &key);
+        let record = Record {
+            head,
+            body,
+            appended_at: self.runtime.now().as_millis(),
+        };
+        let fields = record.to_fields();
+        let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        let appended = match self.l2_store() {
+            Some(store) => {
+                let queue = self.queue_key();
+                self.l2_guarded(store.stream_add(&queue, &borrowed)).await
+            }
+            None => None,
+        };
+        drop(borrowed);
+        let Record { head, body, .. } = record;
+        if appended.is_none() {
+            // Not queued: nothing may be lost, so the origin gets it now.
+            let body = self.origin.body_from_bytes(body);
+            return self.write_through(head, Some(body)).await;
+        }
+        self.count(|s| s.write_behind_appended += 1);
+        self.invalidate_after_write(&head, 202, &Headers::new())
+            .await;
+        let entry = crate::policy::cache_status::CacheStatusEntry {
+            detail: Some(String::from("write-behind")),
+            ..self.l1_status_entry()
+        };
+        let mut response = respond::error(202, "accepted: queued for the origin", entry);
+        response.headers.set("idempotency-key", &key);
+        Handled {
+            response,
+            job: Some(Job::FlushWriteBehind),
+        }
+    }
+
+    /// Sends queued requests to the origin until the queue is empty, the oldest queued
+    /// request waits for its retry, a delivery fails, or the round's lease is about to
+    /// run out. Does nothing without write-behind routes, without the shared tier, or while
+    /// another instance flushes. Hosts call it every `write_behind.flush_interval_ms` (and
+    /// at start); the engine also returns it as a job after each append.
+    pub async fn flush_write_behind(&self) {
+        let wb = &self.config.write_behind;
+        if wb.routes.is_empty() {
+            return;
+        }
+        let Some(store) = self.l2_store() else {
+            return;
+        };
+        let lease = self.sync_key("wb:flush");
+        if self
+            .l2_guarded(store.set_if_absent(&lease, b"1", wb.retry_after_ms))
+            .await
+            != Some(true)
+        {
+            return;
+        }
+        let queue = self.queue_key();
+        if self
+            .l2_guarded(store.stream_create_group(&queue, GROUP))
+            .await
+            .is_some()
+        {
+            let started = self.runtime.now();
+            // Each entry must be done before the lease runs out.
+            let budget = wb
+                .retry_after_ms
+                .saturating_sub(self.config.limits.origin_timeout_ms);
+            while self.runtime.now().millis_since(started) < budget {
+                if let Next::Stop = self.flush_one(store, &queue).await {
+                    break;
+                }
+            }
+        }
+        self.l2_guarded(store.delete(&[lease])).await;
+    }
+
+    /// Takes the next entry in order and delivers it (see the module documentation).
+    async fn flush_one(&self, store: &H::Store, queue: &str) -> Next {
+        let wb = &self.config.write_behind;
+        let Some(pending) = self.l2_guarded(store.stream_pending(queue, GROUP, 1)).await else {
+            return Next::Stop;
+        };
+        let (entry, deliveries) = match pending.into_iter().next() {
+            Some(oldest) if oldest.idle_ms < wb.retry_after_ms => return Next::Stop,
+            Some(oldest) => {
+                let ids = [oldest.id];
+                let claim =
+                    store.stream_claim(queue, GROUP, self.consumer(), wb.retry_after_ms, &ids);
+                let Some(claimed) = self.l2_guarded(claim).await else {
+                    return Next::Stop;
+                };
+                match claimed.into_iter().next() {
+                    Some(entry) => (entry, oldest.deliveries),
+                    None => {
+                        // Deleted from the stream, or just taken over by another flush.
+                        self.l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
+                            .await;
+                        return Next::Continue;
+                    }
+                }
+            }
+            None => {
+                let read = store.stream_read_new(queue, GROUP, self.consumer(), 1);
+                let Some(new) = self.l2_guarded(read).await else {
+                    return Next::Stop;
+                };
+                match new.into_iter().next() {
+                    Some(entry) => (entry, 0),
+                    None => return Next::Stop,
+                }
+            }
+        };
+        let Some(record) = Record::from_fields(&entry.fields) else {
+            return self
+                .dead_letter(
+                    store,
+                    queue,
+                    &entry,
+                    None,
+                    deliveries + 1,
+                    "unreadable entry",
+                )
+                .await;
+        };
+        if deliveries >= u64::from(wb.max_attempts) {
+            let reason = format!("no success in {deliveries} attempts");
+            return self
+                .dead_letter(
+                    store,
+                    queue,
+                    &entry,
+                    Some(&record.head),
+                    deliveries,
+                    &reason,
+                )
+                .await;
+        }
+        let Record { head, body, .. } = record;
+        let body = self.origin.body_from_bytes(body);
+        // The answer's content is not needed: dropped with the response.
+        let result = self
+            .forward(&head, Some(body))
+            .await
+            .map(|r| (outcome(r.status), r.status, r.headers));
+        match result {
+            Ok((Outcome::Delivered, status, headers)) => {
+                let ids = [entry.id];
+                if self
+                    .l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
+                    .await
+                    .is_none()
+                {
+                    // Stays pending: delivered again later, under the same key.
+                    return Next::Stop;
+                }
+                self.count(|s| s.write_behind_flushed += 1);
+                self.invalidate_after_write(&head, status, &headers).await;
+                Next::Continue
+            }
+            Ok((Outcome::Refused, status, _)) => {
+                let reason = format!("the origin refused it with {status}");
+                self.dead_letter(store, queue, &entry, Some(&head), deliveries + 1, &reason)
+                    .await
+            }
+            Ok((Outcome::Retry, _, _)) | Err(_) => {
+                self.count(|s| s.write_behind_retried += 1);
+                Next::Stop
+            }
+        }
+    }
+
+    /// Moves `entry` to the dead-letter stream (with why, and how often it was tried) and
+    /// out of the queue, and tells the operator once.
+    async fn dead_letter(
+        &self,
+        store: &H::Store,
+        queue: &str,
+        entry: &StreamEntry,
+        head: Option<&RequestHead>,
+        attempts: u64,
+        reason: &str,
+    ) -> Next {
+        let attempts_text = attempts.to_string();
+        let mut fields: Vec<(&str, &[u8])> = entry
+            .fields
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        fields.push(("queued_id", entry.id.as_bytes()));
+        fields.push(("attempts", attempts_text.as_bytes()));
+        fields.push(("reason", reason.as_bytes()));
+        let dead = self.dead_letter_key();
+        if self
+            .l2_guarded(store.stream_add(&dead, &fields))
+            .await
+            .is_none()
+        {
+            return Next::Stop;
+        }
+        let ids = [entry.id.clone()];
+        if self
+            .l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
+            .await
+            .is_none()
+        {
+            return Next::Stop;
+        }
+        self.count(|s| s.write_behind_dead_lettered += 1);
+        // Method and path only: headers and bodies may hold credentials, queries tokens.
+        let what = head.map_or_else(
+            || String::from("an unreadable request"),
+            |h| format!("{} {}", h.method, h.path()),
+        );
+        self.runtime.log(
+            LogLevel::Warn,
+            &format!(
+                "edgecache: write-behind gave up on {what} (queued as {}): {reason}; moved to the stream {dead}",
+                entry.id
+            ),
+        );
+        Next::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            head: RequestHead {
+                method: "PUT".into(),
+                scheme: "https".into(),
+                host: "example.com".into(),
+                path_and_query: "/a/b?c=d".into(),
+                headers: Headers::from_pairs([
+                    ("content-type", "application/json"),
+                    ("authorization", "Bearer x:y"),
+                    ("idempotency-key", "\"k\""),
+                ]),
+            },
+            body: b"\x00{\"a\":1}\r\n\xff".to_vec(),
+            appended_at: 1_700_000_000_123,
+        }
+    }
+
+    fn owned(fields: Vec<(&'static str, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+        fields
+            .into_iter()
+            .map(|(n, v)| (n.to_string(), v))
+            .collect()
+    }
+
+    #[test]
+    fn records_round_trip_through_stream_fields() {
+        let r = record();
+        assert_eq!(Record::from_fields(&owned(r.to_fields())), Some(r));
+    }
+
+    #[test]
+    fn unreadable_entries_are_none_never_a_panic() {
+        let good = owned(record().to_fields());
+        for drop in 0..good.len() {
+            let mut f = good.clone();
+            f.remove(drop);
+            // Only the host may be missing.
+            assert_eq!(Record::from_fields(&f).is_some(), good[drop].0 == "host");
+        }
+        let mut f = good.clone();
+        f[0].1 = b"2".to_vec();
+        assert_eq!(Record::from_fields(&f), None, "unknown version");
+        let mut f = good.clone();
+        f[5].1 = b"no colon\n".to_vec();
+        assert_eq!(Record::from_fields(&f), None);
+        let mut f = good;
+        f[4].1 = b"http://elsewhere/".to_vec();
+        assert_eq!(Record::from_fields(&f), None, "targets are paths");
+        assert_eq!(Record::from_fields(&[]), None);
+    }
+
+    #[test]
+    fn header_values_that_cannot_be_sent_are_not_stored() {
+        let mut r = record();
+        r.head.headers.append("x-bad", b"a\nb:c".as_slice());
+        let back = Record::from_fields(&owned(r.to_fields())).unwrap();
+        assert!(!back.head.headers.contains("x-bad"));
+        assert!(!back.head.headers.contains("b"));
+    }
+
+    #[test]
+    fn keys() {
+        assert!(sane_key(b"\"8e03978e-40d5-43e8-bc93-6894a57f9324\""));
+        assert!(sane_key(b"abc"));
+        assert!(!sane_key(b""));
+        assert!(!sane_key(b" a"));
+        assert!(!sane_key(b"a\tb"));
+        assert!(!sane_key(&[b'a'; 256]));
+        let k = generated_key(0, u64::MAX);
+        assert_eq!(k, "\"00000000-0000-4000-bfff-ffffffffffff\"");
+        assert!(sane_key(k.as_bytes()));
+        assert_ne!(generated_key(1, 2), generated_key(1, 3));
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(outcome(200), Outcome::Delivered);
+        assert_eq!(outcome(201), Outcome::Delivered);
+        assert_eq!(outcome(303), Outcome::Delivered);
+        for s in [408, 425, 429, 500, 502, 503, 504] {
+            assert_eq!(outcome(s), Outcome::Retry, "{s}");
+        }
+        for s in [400, 401, 403, 404, 409, 413, 422] {
+            assert_eq!(outcome(s), Outcome::Refused, "{s}");
+        }
+    }
+}
