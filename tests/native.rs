@@ -59,6 +59,7 @@ impl Cache {
         if redis.is_some() {
             server::spawn_purge_sync(engine.clone());
         }
+        server::spawn_write_behind_flush(engine.clone());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(server::run(
             engine,
@@ -1047,4 +1048,53 @@ async fn head_hits_carry_the_content_length_of_the_get() {
         assert_eq!(get.body.len().to_string(), size);
         assert_eq!(origin.count(&path), 1);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Write-behind through edgecache serve (tests/write_behind.rs has the details)
+// ---------------------------------------------------------------------------------------
+
+/// A POST on a write-behind route is answered 202 with an Idempotency-Key, reaches the
+/// origin once with that key soon after (the flush an append starts, or the timer), and the
+/// counters say so in both stats formats.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_behind_accepts_then_delivers_once() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.write_behind.routes = vec!["/queued/".into()];
+    c.write_behind.flush_interval_ms = 100;
+    c.write_behind.retry_after_ms = 15_000;
+    let cache = Cache::start(c, &origin, Some(&redis)).await;
+
+    let r = send(
+        cache.addr,
+        "POST",
+        "/queued/order",
+        &[("content-type", "text/plain")],
+        Bytes::from_static(b"one order"),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(r.status, 202, "{r:?}");
+    let key = r.header("idempotency-key").expect("a key").to_string();
+    eventually("the delivery", WAIT, async || {
+        (!origin.writes().is_empty()).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1, "once: {writes:?}");
+    assert_eq!(writes[0].body, b"one order");
+    assert_eq!(writes[0].idempotency_key.as_deref(), Some(key.as_str()));
+    assert_eq!(cache.stat("write_behind_appended").await, 1);
+    assert_eq!(cache.stat("write_behind_flushed").await, 1);
+    let metrics = cache
+        .admin("GET", "/_edgecache/metrics", Some(TOKEN))
+        .await
+        .text();
+    assert!(
+        metrics.contains("edgecache_write_behind_flushed_total 1"),
+        "{metrics}"
+    );
 }

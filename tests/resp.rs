@@ -232,3 +232,108 @@ async fn connections_are_reused_and_an_abandoned_reply_never_desyncs_the_next() 
         Some(big.len())
     );
 }
+
+/// The stream commands write-behind uses, against a real `redis-server`: entries keep
+/// binary fields in order, the group is created once (`BUSYGROUP` is success), deliveries
+/// are counted, claims respect the idle time, and ack + delete removes an entry for good.
+#[tokio::test(flavor = "current_thread")]
+async fn stream_commands_against_a_real_redis() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    let mut own = redis.conn().await;
+
+    assert!(
+        s.stream_read_new("q", "g", "c", 1).await.is_err(),
+        "reading through a group that does not exist is an error (NOGROUP)"
+    );
+    let body: &[u8] = b"\x00body\r\n\xff";
+    let first = s
+        .stream_add("q", &[("method", b"POST"), ("body", body)])
+        .await
+        .unwrap();
+    s.stream_create_group("q", "g").await.unwrap();
+    s.stream_create_group("q", "g").await.unwrap();
+    let second = s.stream_add("q", &[("method", b"PUT")]).await.unwrap();
+    assert!(first < second, "{first} {second}");
+
+    let read = s.stream_read_new("q", "g", "c", 1).await.unwrap();
+    assert_eq!(
+        read.len(),
+        1,
+        "entries appended before the group are delivered"
+    );
+    assert_eq!(read[0].id, first);
+    assert_eq!(
+        read[0].fields,
+        vec![
+            ("method".to_string(), b"POST".to_vec()),
+            ("body".to_string(), body.to_vec())
+        ]
+    );
+    let pending = s.stream_pending("q", "g", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].id.as_str(), pending[0].deliveries),
+        (first.as_str(), 1)
+    );
+    assert!(pending[0].idle_ms < 5_000);
+
+    let ids = [first.clone()];
+    assert!(
+        s.stream_claim("q", "g", "other", 60_000, &ids)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not idle long enough"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let claimed = s.stream_claim("q", "g", "other", 10, &ids).await.unwrap();
+    assert_eq!(claimed, read, "claimed with its fields");
+    assert_eq!(
+        s.stream_pending("q", "g", 10).await.unwrap()[0].deliveries,
+        2
+    );
+
+    s.stream_ack_delete("q", "g", &ids).await.unwrap();
+    assert!(s.stream_pending("q", "g", 10).await.unwrap().is_empty());
+    let len: u64 = redis::cmd("XLEN")
+        .arg("q")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert_eq!(len, 1, "only the second entry is left");
+    assert!(
+        s.stream_claim("q", "g", "c", 0, &ids)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a deleted entry cannot be claimed"
+    );
+
+    let read = s.stream_read_new("q", "g", "c", 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].id, second);
+    assert!(s
+        .stream_read_new("q", "g", "c", 10)
+        .await
+        .unwrap()
+        .is_empty());
+    s.stream_ack_delete("q", "g", &[second]).await.unwrap();
+    s.stream_ack_delete("q", "g", &[]).await.unwrap();
+    assert!(s.stream_pending("q", "g", 10).await.unwrap().is_empty());
+    let len: u64 = redis::cmd("XLEN")
+        .arg("q")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert_eq!(len, 0);
+
+    s.set("plain", b"v", 60_000).await.unwrap();
+    let wrong = s.stream_add("plain", &[("f", b"v")]).await.unwrap_err();
+    assert!(wrong.0.contains("WRONGTYPE"), "{wrong}");
+    assert_eq!(
+        s.get("plain").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "still in step"
+    );
+}
