@@ -11,6 +11,7 @@ use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ReadableStream, ReadableStreamDefaultReader};
 
+use crate::engine::BodyError;
 use crate::headers::Headers;
 
 /// A streaming body on the Worker.
@@ -19,6 +20,8 @@ pub enum WorkerBody {
     Js(ReadableStream),
     /// Chunks produced in Rust.
     Chunks(Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>>),
+    /// Bytes the engine holds whole (a queued write-behind request's body).
+    Bytes(Vec<u8>),
 }
 
 impl core::fmt::Debug for WorkerBody {
@@ -26,6 +29,7 @@ impl core::fmt::Debug for WorkerBody {
         f.write_str(match self {
             WorkerBody::Js(_) => "WorkerBody::Js",
             WorkerBody::Chunks(_) => "WorkerBody::Chunks",
+            WorkerBody::Bytes(_) => "WorkerBody::Bytes",
         })
     }
 }
@@ -100,6 +104,37 @@ pub fn prefixed(prefix: Vec<u8>, reader: ReadableStreamDefaultReader) -> WorkerB
         },
     );
     WorkerBody::Chunks(Box::pin(stream))
+}
+
+/// Reads `body` whole, refusing it once more than `limit` bytes have arrived.
+pub async fn read_whole(body: WorkerBody, limit: usize) -> Result<Vec<u8>, BodyError> {
+    let mut bytes = Vec::new();
+    let mut take = |chunk: &[u8]| {
+        if bytes.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        bytes.extend_from_slice(chunk);
+        Ok(())
+    };
+    match body {
+        WorkerBody::Bytes(all) => take(&all)?,
+        WorkerBody::Js(stream) => {
+            let reader: ReadableStreamDefaultReader = stream
+                .get_reader()
+                .dyn_into()
+                .map_err(|_| BodyError::Broken(String::from("the body has no default reader")))?;
+            while let Some(chunk) = read_chunk(&reader).await.map_err(BodyError::Broken)? {
+                take(&chunk)?;
+            }
+        }
+        WorkerBody::Chunks(mut chunks) => {
+            use futures_util::StreamExt;
+            while let Some(chunk) = chunks.next().await {
+                take(&chunk.map_err(|e| BodyError::Broken(e.to_string()))?)?;
+            }
+        }
+    }
+    Ok(bytes)
 }
 
 /// A readable message for a JS exception or rejection value.

@@ -4,8 +4,9 @@
 //! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
 //! the first request from the environment ([`settings`]). Per request: a copy of it with a
 //! fresh Redis client ([`Engine::with_store`]), because a Worker's sockets belong to the
-//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]). Background work (revalidation, L2 writes, purge sync) runs in
-//! `ctx.wait_until`, after the response has gone.
+//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]). Background work (revalidation, L2 writes, purge sync, write-behind flushes) runs in
+//! `ctx.wait_until`, after the response has gone; a cron trigger retries write-behind
+//! deliveries ([`scheduled`]).
 
 pub mod body;
 pub mod colo;
@@ -84,7 +85,7 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
             );
         }
     };
-    let reply_limit = redis_reply_limit(isolate.engine.config().l2.max_object_bytes);
+    let reply_limit = redis_reply_limit(isolate.engine.config());
     let store = isolate.redis.clone().map(|url| {
         socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
     });
@@ -113,10 +114,38 @@ async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<w
     }
 }
 
+/// The cron trigger (`[triggers] crons` in wrangler.toml): sends queued write-behind
+/// requests whose delivery failed once their retry time has come, and any an isolate left
+/// behind (appends also flush at once, in `ctx.wait_until`).
+#[event(scheduled)]
+async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::ScheduleContext) {
+    let isolate = match isolate(&env) {
+        Ok(isolate) => isolate,
+        Err(message) => {
+            worker::console_error!("edgecache: {message}");
+            return;
+        }
+    };
+    let config = isolate.engine.config();
+    if config.write_behind.routes.is_empty() {
+        return;
+    }
+    let reply_limit = redis_reply_limit(config);
+    let store = isolate.redis.clone().map(|url| {
+        socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
+    });
+    let engine = isolate.engine.with_store(store);
+    context::in_own_context(engine.flush_write_behind()).await;
+}
+
 /// The largest Redis reply a request accepts: a few entries of the largest size the engine
-/// writes (an `MGET` of a key and its variants), never most of an isolate's 128 MB.
-fn redis_reply_limit(max_object_bytes: usize) -> usize {
-    max_object_bytes
+/// writes (an `MGET` of a key and its variants, or a queued write-behind request), never
+/// most of an isolate's 128 MB.
+fn redis_reply_limit(config: &crate::engine::EngineConfig) -> usize {
+    config
+        .l2
+        .max_object_bytes
+        .max(config.write_behind.max_body_bytes)
         .saturating_mul(4)
         .saturating_add(64 << 10)
         .min(32 << 20)
@@ -179,6 +208,7 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<worker::Resp
         Body::Stream(WorkerBody::Js(stream)) => {
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
+        Body::Stream(WorkerBody::Bytes(bytes)) => with_bytes(&bytes, &init)?,
         Body::Stream(WorkerBody::Chunks(chunks)) => {
             let built = worker::Response::from_stream(chunks)
                 .map_err(|e| JsValue::from_str(&e.to_string()))?;

@@ -62,6 +62,10 @@ impl Origin for FetchOrigin {
         let bodiless = matches!(request.method.as_str(), "GET" | "HEAD");
         match request.body {
             Some(WorkerBody::Js(stream)) if !bodiless => init.set_body(&stream),
+            // Bytes, not a stream: the runtime sends their length.
+            Some(WorkerBody::Bytes(bytes)) if !bodiless => {
+                init.set_body(&js_sys::Uint8Array::from(bytes.as_slice()))
+            }
             _ => {}
         }
         // Dropped before the response is in (the engine's origin timeout): cancel the fetch
@@ -94,6 +98,18 @@ impl Origin for FetchOrigin {
             headers,
             body,
         })
+    }
+
+    async fn read_body(
+        &self,
+        body: WorkerBody,
+        limit: usize,
+    ) -> Result<Vec<u8>, crate::engine::BodyError> {
+        super::body::read_whole(body, limit).await
+    }
+
+    fn body_from_bytes(&self, bytes: Vec<u8>) -> WorkerBody {
+        WorkerBody::Bytes(bytes)
     }
 }
 

@@ -21,6 +21,13 @@ impl Runtime for JsRuntime {
         worker::Delay::from(Duration::from_millis(ms))
     }
 
+    fn random_u64(&self) -> u64 {
+        // Two draws of 32 bits each (Math.random has at least 52 random bits; the isolate's
+        // generator is seeded randomly).
+        let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64 & 0xffff_ffff;
+        (draw() << 32) | draw()
+    }
+
     fn log(&self, level: LogLevel, message: &str) {
         match level {
             LogLevel::Info => worker::console_log!("{message}"),

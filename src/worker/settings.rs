@@ -78,6 +78,9 @@ impl Settings {
                     .to_string(),
             );
         }
+        cache
+            .validate_shared_tier(redis.is_some())
+            .map_err(|e| format!("`EDGECACHE_CACHE`: {e} (set the secret EDGECACHE_REDIS_URL)"))?;
         Ok(Settings {
             origin: origin.trim().to_string(),
             cache,
