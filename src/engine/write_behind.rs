@@ -13,7 +13,7 @@
 //! did land after all is recognised by the origin as the same request.
 //!
 //! **Flush** (background). One instance at a time flushes (a lease, `{prefix}wb:flush`,
-//! `SET NX PX retry_after_ms`), one entry at a time, oldest first, through the consumer group
+//! `SET NX PX`, held for one round), one entry at a time, oldest first, through the consumer group
 //! `flush` (created with `XGROUP CREATE … 0 MKSTREAM`):
 //! - the oldest entry delivered and not acknowledged (`XPENDING`) comes first: when it has
 //!   been idle for `retry_after_ms` (its delivery failed, or the instance sending it died) it
@@ -177,7 +177,7 @@ pub fn outcome(status: u16) -> Outcome {
     }
 }
 
-/// Why a flush round stopped taking entries.
+/// What a flush round does after one entry.
 enum Next {
     /// Go on with the next entry.
     Continue,
@@ -286,9 +286,15 @@ impl<H: Host> Engine<H> {
         let Some(store) = self.l2_store() else {
             return;
         };
+        // A round starts entries for `retry_after_ms`; the lease also covers the last one's
+        // send and its few commands.
+        let lease_ms = wb
+            .retry_after_ms
+            .saturating_add(self.config.limits.origin_timeout_ms)
+            .saturating_add(self.config.l2.timeout_ms.saturating_mul(4));
         let lease = self.sync_key("wb:flush");
         if self
-            .l2_guarded(store.set_if_absent(&lease, b"1", wb.retry_after_ms))
+            .l2_guarded(store.set_if_absent(&lease, b"1", lease_ms))
             .await
             != Some(true)
         {
@@ -301,11 +307,7 @@ impl<H: Host> Engine<H> {
             .is_some()
         {
             let started = self.runtime.now();
-            // Each entry must be done before the lease runs out.
-            let budget = wb
-                .retry_after_ms
-                .saturating_sub(self.config.limits.origin_timeout_ms);
-            while self.runtime.now().millis_since(started) < budget {
+            while self.runtime.now().millis_since(started) < wb.retry_after_ms {
                 if let Next::Stop = self.flush_one(store, &queue).await {
                     break;
                 }
