@@ -337,3 +337,77 @@ async fn stream_commands_against_a_real_redis() {
         "still in step"
     );
 }
+
+/// The Worker's Redis client under the write-behind engine code (the Worker runs exactly
+/// this over its sockets): a POST is queued and answered 202, a delivery to an origin that is
+/// down stays pending, and after the retry time it reaches the origin once, with its key.
+#[tokio::test(flavor = "current_thread")]
+async fn write_behind_runs_over_the_resp_client() {
+    use edgecache::engine::{Engine, EngineConfig, EngineState, Host, Request};
+    use edgecache::headers::Headers;
+    use edgecache::native::body::{full, ProxyBody};
+    use edgecache::native::origin::HyperOrigin;
+    use edgecache::native::runtime::TokioRuntime;
+
+    struct RespHost;
+    impl Host for RespHost {
+        type Body = ProxyBody;
+        type Origin = HyperOrigin;
+        type Store = RespStore<Tcp>;
+        type Runtime = TokioRuntime;
+        type Colo = edgecache::engine::NoColo;
+        type Lock = std::cell::RefCell<EngineState>;
+    }
+
+    let redis = RedisServer::start().await;
+    let mut origin = Origin::start().await;
+    let mut config = EngineConfig::default();
+    config.write_behind.routes = vec!["/w/".into()];
+    config.write_behind.retry_after_ms = 1_100;
+    config.limits.origin_timeout_ms = 1_000;
+    let engine: Engine<RespHost> = Engine::new(
+        config,
+        HyperOrigin::new(&origin.url()).unwrap(),
+        Some(store(&redis.url())),
+        TokioRuntime,
+    )
+    .unwrap();
+    origin.stop().await;
+
+    let request = Request {
+        method: "PUT".into(),
+        scheme: "http".into(),
+        host: HOST.into(),
+        path_and_query: "/w/1".into(),
+        headers: Headers::from_pairs([("content-type", "text/plain")]),
+        body: Some(full("resp body")),
+    };
+    let handled = bounded("handle", WAIT, engine.handle(request)).await;
+    assert_eq!(handled.response.status, 202);
+    let key = handled
+        .response
+        .headers
+        .get_str("idempotency-key")
+        .expect("a key")
+        .to_string();
+    bounded("flush", WAIT, engine.flush_write_behind()).await;
+    assert_eq!(
+        engine.snapshot().engine.write_behind_retried,
+        1,
+        "origin down"
+    );
+
+    origin.restart().await;
+    eventually("the retry", Duration::from_secs(4), async || {
+        bounded("flush", WAIT, engine.flush_write_behind()).await;
+        (!origin.writes().is_empty()).then_some(())
+    })
+    .await;
+    bounded("flush", WAIT, engine.flush_write_behind()).await;
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1, "once");
+    assert_eq!(writes[0].method, "PUT");
+    assert_eq!(writes[0].body, b"resp body");
+    assert_eq!(writes[0].idempotency_key.as_deref(), Some(key.as_str()));
+    assert_eq!(engine.snapshot().engine.write_behind_flushed, 1);
+}
