@@ -234,8 +234,10 @@ impl<H: Host> Engine<H> {
             _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
         };
         hop_by_hop::strip(&mut head.headers);
-        // The host sends the length of the bytes it is given.
+        // The host sends the length of the bytes it is given, all at once: nothing to
+        // expect (RFC 9110 §10.1.1).
         head.headers.remove("content-length");
+        head.headers.remove("expect");
         head.headers.set("idempotency-key", &key);
         let record = Record {
             head,
