@@ -513,3 +513,31 @@ fn strings(value: &redis::Value, out: &mut String) {
         _ => {}
     }
 }
+
+/// An entry the cache cannot read (written by something else, binary field names and all)
+/// is moved to the dead-letter stream instead of blocking the queue; the request queued
+/// after it is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_entry_is_dead_lettered_not_stuck() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let engine = engine(config(), &origin, &redis);
+    let mut con = redis.conn().await;
+    let _: String = redis::cmd("XADD")
+        .arg(QUEUE)
+        .arg("*")
+        .arg(&b"\xff\x00name"[..])
+        .arg("value")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(post(&engine, "/orders/after", &[], "ok").await.status, 202);
+
+    flush(&engine).await;
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].path_and_query, "/orders/after");
+    assert_eq!(xlen(&redis, DEAD).await, 1);
+    assert_eq!(xlen(&redis, QUEUE).await, 0);
+    assert_eq!(engine.snapshot().engine.write_behind_dead_lettered, 1);
+}

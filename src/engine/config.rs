@@ -80,6 +80,10 @@ impl WriteBehindConfig {
     }
 }
 
+/// The largest `write_behind.max_body_bytes`: a queued request is read back from Redis in
+/// one reply, which the Worker's client bounds (32 MiB).
+const MAX_QUEUED_BODY_BYTES: usize = 16 << 20;
+
 /// Whether a route prefix applies to `path` (route rules and write-behind routes alike).
 fn route_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix)
@@ -490,10 +494,12 @@ impl EngineConfig {
         if wb.max_body_bytes == 0 {
             return Err(invalid("write_behind.max_body_bytes", "must be at least 1"));
         }
-        if wb.max_body_bytes > 64 << 20 {
+        if wb.max_body_bytes > MAX_QUEUED_BODY_BYTES {
             return Err(invalid(
                 "write_behind.max_body_bytes",
-                "must be at most 64 MiB (bodies are kept in Redis)",
+                format!(
+                    "must be at most {MAX_QUEUED_BODY_BYTES} (16 MiB): queued bodies are kept in Redis and read back whole"
+                ),
             ));
         }
         if wb.max_attempts == 0 {

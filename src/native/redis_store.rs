@@ -322,12 +322,14 @@ mod stream_value {
             let mut fields = Vec::with_capacity(flat.len() / 2);
             let mut flat = flat.into_iter();
             while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
-                let value = match value {
-                    Value::BulkString(b) => b,
-                    Value::SimpleString(s) => s.into_bytes(),
-                    _ => return Err(unexpected("a stream read")),
+                // Whatever another writer put there is returned, for the engine to judge.
+                let bytes = |v: Value| match v {
+                    Value::BulkString(b) => Ok(b),
+                    Value::SimpleString(s) => Ok(s.into_bytes()),
+                    _ => Err(unexpected("a stream read")),
                 };
-                fields.push((text(name, "a stream read")?, value));
+                let name = String::from_utf8_lossy(&bytes(name)?).into_owned();
+                fields.push((name, bytes(value)?));
             }
             out.push(StreamEntry {
                 id: text(id, "a stream read")?,

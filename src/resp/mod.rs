@@ -501,8 +501,10 @@ fn stream_entries(frame: OwnedFrame) -> Result<Vec<StreamEntry>, StoreError> {
         let mut fields = Vec::with_capacity(flat.len() / 2);
         let mut flat = flat.into_iter();
         while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+            // Whatever another writer put there is returned, for the engine to judge.
+            let name = bulk(name, "a stream read")?.unwrap_or_default();
             let value = bulk(value, "a stream read")?.unwrap_or_default();
-            fields.push((text(name, "a stream read")?, value));
+            fields.push((String::from_utf8_lossy(&name).into_owned(), value));
         }
         entries.push(StreamEntry {
             id: text(id, "a stream read")?,
