@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 use super::tls::{CaFile, Trust};
 use crate::engine::config::{ConfigError, EngineConfig};
 
-/// Everything `edgecache serve` needs.
-#[derive(Clone, Debug, serde::Deserialize, serde::Serialize)]
+/// Everything `edgecache serve` needs. Its `Debug` (what `check-config` prints) hides the
+/// Redis password and the admin token.
+#[derive(Clone, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
     /// Address to listen on.
@@ -46,6 +47,34 @@ pub struct ServeConfig {
     /// The cache engine's settings.
     #[serde(default)]
     pub cache: EngineConfig,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("listen", &self.listen)
+            .field("origin", &self.origin)
+            .field("redis", &self.redis.as_deref().map(redacted_redis_url))
+            .field("origin_ca_file", &self.origin_ca_file)
+            .field("redis_ca_file", &self.redis_ca_file)
+            .field("cache", &self.cache)
+            .finish()
+    }
+}
+
+/// `url` with the password (everything between the user name's `:` and the last `@`, as
+/// [`crate::redis_url::RedisUrl`] reads it) replaced by `<redacted>`.
+fn redacted_redis_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "<redacted: not a URL>".into();
+    };
+    match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:<redacted>{}", &rest[at..]),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
 }
 
 fn invalid(field: &str, message: String) -> LoadError {
@@ -217,6 +246,28 @@ mod tests {
         assert!(c.validate().is_ok());
         let c = ServeConfig::from_toml("origin = \"https://example.com\"").unwrap();
         assert!(c.validate().is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_the_redis_password() {
+        for (url, shown) in [
+            (
+                "rediss://default:hun@ter2@h:6380/0",
+                "rediss://default:<redacted>@h:6380/0",
+            ),
+            ("redis://:hunter2@h", "redis://:<redacted>@h"),
+            ("redis://someone@h:1", "redis://someone@h:1"),
+            ("redis://h:1/2", "redis://h:1/2"),
+            ("hunter2", "<redacted: not a URL>"),
+        ] {
+            let config = ServeConfig {
+                redis: Some(url.into()),
+                ..ServeConfig::default()
+            };
+            let debug = format!("{config:?}");
+            assert!(debug.contains(shown), "{debug}");
+            assert!(!debug.contains("hunter2") && !debug.contains("ter2"), "{debug}");
+        }
     }
 
     #[test]
