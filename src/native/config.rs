@@ -266,7 +266,10 @@ mod tests {
             };
             let debug = format!("{config:?}");
             assert!(debug.contains(shown), "{debug}");
-            assert!(!debug.contains("hunter2") && !debug.contains("ter2"), "{debug}");
+            assert!(
+                !debug.contains("hunter2") && !debug.contains("ter2"),
+                "{debug}"
+            );
         }
     }
 

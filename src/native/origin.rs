@@ -5,6 +5,9 @@
 //! (with the part already read replayed first), so they pass through without being held in
 //! memory.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
@@ -25,6 +28,40 @@ use crate::headers::Headers;
 pub struct HyperOrigin {
     base: String,
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    connect_log: Arc<ConnectLog>,
+}
+
+/// Logs why connections to the origin fail (a refused certificate, a refused connection):
+/// once per distinct reason while it lasts, and once when a request gets through again, so
+/// an origin that is down does not write a line per request.
+#[derive(Default)]
+struct ConnectLog {
+    failing: AtomicBool,
+    last: Mutex<String>,
+}
+
+impl ConnectLog {
+    /// A connection failed for `why`; true when that was logged.
+    fn failed(&self, why: &str) -> bool {
+        self.failing.store(true, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == why {
+            return false;
+        }
+        why.clone_into(&mut last);
+        tracing::warn!("edgecache: cannot connect to the origin: {why}");
+        true
+    }
+
+    /// A request got an answer; true when that ended a failure (and was logged).
+    fn succeeded(&self) -> bool {
+        if !self.failing.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        tracing::info!("edgecache: the origin answers again");
+        true
+    }
 }
 
 impl HyperOrigin {
@@ -69,6 +106,7 @@ impl HyperOrigin {
         Ok(HyperOrigin {
             base: base.trim_end_matches('/').to_string(),
             client,
+            connect_log: Arc::default(),
         })
     }
 }
@@ -134,12 +172,15 @@ impl Origin for HyperOrigin {
             .map_err(|e| OriginError::Broken(e.to_string()))?;
         let response = self.client.request(outgoing).await.map_err(|e| {
             // The whole chain: a refused certificate is a few causes down.
+            let why = tls::causes(&e);
             if e.is_connect() {
-                OriginError::Unreachable(tls::causes(&e))
+                self.connect_log.failed(&why);
+                OriginError::Unreachable(why)
             } else {
-                OriginError::Broken(tls::causes(&e))
+                OriginError::Broken(why)
             }
         })?;
+        self.connect_log.succeeded();
         let (parts, incoming) = response.into_parts();
         let headers = from_header_map(&parts.headers);
         let body = read_up_to(boxed(incoming), buffer_limit).await?;
@@ -179,4 +220,33 @@ async fn read_up_to(
         bytes.extend_from_slice(&chunk);
     }
     Ok(OriginBody::Buffered(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_failures_are_logged_once_per_reason_and_recovery_once() {
+        let log = ConnectLog::default();
+        assert!(!log.succeeded(), "nothing to recover from");
+        assert!(log.failed("invalid peer certificate: UnknownIssuer"));
+        assert!(!log.failed("invalid peer certificate: UnknownIssuer"));
+        assert!(log.failed("Connection refused (os error 111)"));
+        assert!(log.succeeded());
+        assert!(!log.succeeded());
+        assert!(
+            log.failed("Connection refused (os error 111)"),
+            "a new failure"
+        );
+    }
+
+    #[test]
+    fn schemes_other_than_http_and_https_are_refused() {
+        assert!(HyperOrigin::new("https://example.com").is_ok());
+        assert!(HyperOrigin::new("http://example.com:8080/prefix").is_ok());
+        let e = HyperOrigin::new("ftp://example.com").err().unwrap();
+        assert!(e.contains("use http:// or https://"), "{e}");
+        assert!(HyperOrigin::new("example.com").is_err());
+    }
 }
