@@ -55,7 +55,9 @@ impl ConnectLog {
 
     /// A request got an answer; true when that ended a failure (and was logged).
     fn succeeded(&self) -> bool {
-        if !self.failing.swap(false, Ordering::Relaxed) {
+        // A load first: every origin response passes here, and a plain read of a flag no
+        // one writes keeps the cache line shared between threads.
+        if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
             return false;
         }
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
