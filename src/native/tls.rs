@@ -115,8 +115,9 @@ fn roots(extra: Option<&CaFile>) -> Result<RootCertStore, String> {
 }
 
 /// The client configuration for an `https://` origin: TLS 1.2 or 1.3, ALPN `http/1.1`, the
-/// server's certificate verified against [`roots`] and the origin's host name (sent as
-/// SNI unless it is an IP address, which the certificate must then name).
+/// server's certificate verified against Mozilla's roots and `extra`, and against the
+/// origin's host name (sent as SNI unless it is an IP address, which the certificate must
+/// then name).
 pub fn origin_client_config(extra: Option<&CaFile>) -> Result<ClientConfig, String> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
