@@ -48,6 +48,14 @@ struct ServeArgs {
     /// Redis URL of the shared tier, e.g. redis://127.0.0.1:6379/0 (memory only without it).
     #[arg(long)]
     redis: Option<String>,
+    /// PEM file of CA certificates an https:// origin may also chain to (Mozilla's roots
+    /// are always trusted).
+    #[arg(long)]
+    origin_ca_file: Option<PathBuf>,
+    /// PEM file of CA certificates a rediss:// server may also chain to (Mozilla's roots
+    /// are always trusted).
+    #[arg(long)]
+    redis_ca_file: Option<PathBuf>,
     /// TOML config file (see README for the schema).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -69,6 +77,12 @@ fn load(args: &ServeArgs) -> Result<ServeConfig, String> {
     }
     if let Some(redis) = &args.redis {
         config.redis = Some(redis.clone());
+    }
+    if let Some(path) = &args.origin_ca_file {
+        config.origin_ca_file = Some(path.clone());
+    }
+    if let Some(path) = &args.redis_ca_file {
+        config.redis_ca_file = Some(path.clone());
     }
     if let Ok(token) = std::env::var("EDGECACHE_ADMIN_TOKEN") {
         if !token.is_empty() {
@@ -111,8 +125,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let listen = match config.validate() {
-        Ok(addr) => addr,
+    let (listen, trust) = match config.validate().and_then(|l| Ok((l, config.trust()?))) {
+        Ok(checked) => checked,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
@@ -138,10 +152,11 @@ fn serve(args: ServeArgs) -> ExitCode {
         edgecache::native::sendfile::enable(syscalls);
     }
     runtime.block_on(async move {
-        let engine = match server::build_engine(
+        let engine = match server::build_engine_with_trust(
             config.cache.clone(),
             &config.origin,
             config.redis.as_deref(),
+            &trust,
         ) {
             Ok(engine) => engine,
             Err(e) => {

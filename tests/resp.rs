@@ -128,6 +128,45 @@ async fn errors_inside_pipelines_and_transactions_never_desync_the_connection() 
     assert_eq!(s.take_set("real").await.unwrap(), Vec::<String>::new());
 }
 
+/// A command refused when queued inside MULTI (here by an ACL that denies SMEMBERS) makes
+/// the server discard the transaction: EXEC answers EXECABORT. That is an error of the call
+/// naming the cause (the refused command's error, which comes first), nothing in it ran
+/// (the set is still there), and every reply was consumed, so the pooled connection is not
+/// left inside a transaction: the next commands answer in order.
+#[tokio::test(flavor = "current_thread")]
+async fn execabort_fails_the_transaction_and_the_connection_stays_in_step() {
+    let redis = RedisServer::start().await;
+    let mut own = redis.conn().await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nosmembers")
+        .arg("on")
+        .arg(">np-pass")
+        .arg("~*")
+        .arg("+@all")
+        .arg("-smembers")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    let s = store(&format!(
+        "redis://nosmembers:np-pass@127.0.0.1:{}",
+        redis.port
+    ));
+    s.add_to_set("kept", "m1", 60_000).await.unwrap();
+    let e = s.take_set("kept").await.unwrap_err();
+    assert!(e.0.contains("NOPERM") && e.0.contains("smembers"), "{e}");
+    // DEL was queued after the refused SMEMBERS: the abort discarded it too.
+    let members: Vec<String> = redis::cmd("SMEMBERS")
+        .arg("kept")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert_eq!(members, vec!["m1".to_string()]);
+    // Not stuck inside MULTI (a queued INCR would answer QUEUED, not a number).
+    assert_eq!(s.increment("after-abort").await.unwrap(), 1);
+    assert_eq!(s.increment("after-abort").await.unwrap(), 2);
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn auth_and_select_from_the_url() {
     let redis = RedisServer::start().await;

@@ -98,11 +98,26 @@ impl Worker {
         cache: &str,
         state: Option<&std::path::Path>,
     ) -> Worker {
-        build_worker();
         let redis_url = redis.map(RedisServer::url);
+        Worker::start_at(origin, redis_url.as_deref(), cache, state).await
+    }
+
+    /// Like [`Worker::start`], with `EDGECACHE_REDIS_URL` exactly `redis_url` (e.g. carrying
+    /// a wrong password).
+    async fn start_with_redis_url(origin: &Origin, redis_url: &str, cache: &str) -> Worker {
+        Worker::start_at(origin, Some(redis_url), cache, None).await
+    }
+
+    async fn start_at(
+        origin: &Origin,
+        redis_url: Option<&str>,
+        cache: &str,
+        state: Option<&std::path::Path>,
+    ) -> Worker {
+        build_worker();
         let mut errors = Vec::new();
         for _ in 0..3 {
-            match Worker::start_once(&origin.url(), redis_url.as_deref(), cache, state).await {
+            match Worker::start_once(&origin.url(), redis_url, cache, state).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -600,6 +615,49 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
     let log = w.log();
     assert!(log.contains("shared tier (Redis) failing"), "{log}");
     assert!(!log.contains(&back.url()), "{log}");
+}
+
+/// A wrong Redis password (the reviewer's case: an operator's typo in the secret): requests
+/// are still served (L1 and the origin), and the operator's log says the shared tier is
+/// failing and why (the server's WRONGPASS refusal of the AUTH handshake), never with the
+/// password or the URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_redis_password_is_logged_without_the_password() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let mut con = redis.conn().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("right-pass-123")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let origin = Origin::start().await;
+    let redis_url = format!("redis://:wrong-pass-456@127.0.0.1:{}/", redis.port);
+    let w = Worker::start_with_redis_url(
+        &origin,
+        &redis_url,
+        r#"{"l2":{"breaker_failures":1,"breaker_cooldown_ms":60000}}"#,
+    )
+    .await;
+    let path = url("/e2e/wrong-pass", &[("cc", "max-age=60")]);
+    let first = w.get(&path).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), body_for(&path, 1));
+    assert!(w.stat("l2_errors").await >= 1);
+    let log = eventually("the failure in the log", WAIT, async || {
+        let log = w.log();
+        log.contains("shared tier (Redis) failing").then_some(log)
+    })
+    .await;
+    assert!(log.contains("WRONGPASS"), "{log}");
+    assert!(!log.contains("wrong-pass-456"), "{log}");
+    assert!(!log.contains(&redis_url), "{log}");
+    // L1 still serves.
+    assert!(w.get(&path).await.cache_status().contains("hit"));
 }
 
 /// The colo tier (`colo.enabled`: the Cache API of workerd, between L1 and Redis). A

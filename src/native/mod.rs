@@ -8,6 +8,7 @@ pub mod redis_store;
 pub mod runtime;
 pub mod sendfile;
 pub mod server;
+pub mod tls;
 
 use std::sync::Mutex;
 

@@ -1,53 +1,114 @@
-//! The origin fetcher: a pooled hyper HTTP/1.1 client. Bodies up to the engine's buffer
-//! limit are read whole; larger ones are handed back as a stream (with the part already
-//! read replayed first), so they pass through without being held in memory.
+//! The origin fetcher: a pooled hyper HTTP/1.1 client, over TCP for an `http://` origin
+//! and over TLS (rustls through hyper-rustls: the certificate verified against the roots of
+//! [`super::tls`], SNI the origin's host, ALPN `http/1.1`) for an `https://` one. Bodies up
+//! to the engine's buffer limit are read whole; larger ones are handed back as a stream
+//! (with the part already read replayed first), so they pass through without being held in
+//! memory.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use super::body::{boxed, empty, BoxError, Prefixed, ProxyBody};
+use super::tls::{self, CaFile};
 use crate::engine::{Origin, OriginBody, OriginError, OriginRequest, OriginResponse};
 use crate::headers::Headers;
 
-/// Fetches from one origin base URL (`http://host:port`, optionally with a path prefix).
+/// Fetches from one origin base URL (`http://host:port` or `https://host:port`, optionally
+/// with a path prefix).
 #[derive(Clone)]
 pub struct HyperOrigin {
     base: String,
-    client: Client<HttpConnector, ProxyBody>,
+    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    connect_log: Arc<ConnectLog>,
+}
+
+/// Logs why connections to the origin fail (a refused certificate, a refused connection):
+/// once per distinct reason while it lasts, and once when a request gets through again, so
+/// an origin that is down does not write a line per request.
+#[derive(Default)]
+struct ConnectLog {
+    failing: AtomicBool,
+    last: Mutex<String>,
+}
+
+impl ConnectLog {
+    /// A connection failed for `why`; true when that was logged.
+    fn failed(&self, why: &str) -> bool {
+        self.failing.store(true, Ordering::Relaxed);
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if *last == why {
+            return false;
+        }
+        why.clone_into(&mut last);
+        tracing::warn!("edgecache: cannot connect to the origin: {why}");
+        true
+    }
+
+    /// A request got an answer; true when that ended a failure (and was logged).
+    fn succeeded(&self) -> bool {
+        // A load first: every origin response passes here, and a plain read of a flag no
+        // one writes keeps the cache line shared between threads.
+        if !self.failing.load(Ordering::Relaxed) || !self.failing.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        tracing::info!("edgecache: the origin answers again");
+        true
+    }
 }
 
 impl HyperOrigin {
-    /// A client for `base`, which must be an `http://` URL.
+    /// A client for `base`, an `http://` or `https://` URL; `https://` trusts Mozilla's
+    /// roots.
     pub fn new(base: &str) -> Result<Self, String> {
+        Self::with_ca_file(base, None)
+    }
+
+    /// A client for `base` that, for `https://`, also trusts the CAs in `extra`.
+    pub fn with_ca_file(base: &str, extra: Option<&CaFile>) -> Result<Self, String> {
         let uri: Uri = base
             .parse()
             .map_err(|e| format!("origin `{base}` is not a URL: {e}"))?;
-        match uri.scheme_str() {
-            Some("http") => {}
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
             Some(other) => {
                 return Err(format!(
-                    "origin scheme `{other}` is not supported natively yet; use http://"
+                    "origin scheme `{other}` is not supported; use http:// or https://"
                 ))
             }
-            None => return Err(format!("origin `{base}` needs a scheme, e.g. http://")),
-        }
+            None => return Err(format!("origin `{base}` needs a scheme, e.g. https://")),
+        };
         if uri.host().is_none() {
             return Err(format!("origin `{base}` has no host"));
         }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+        // Every request URI is this base's scheme and authority followed by a path, so an
+        // `https://` origin is only ever reached over TLS.
+        connector.enforce_http(!https);
+        // Built from the parts rather than hyper-rustls's builder, which would clear the
+        // ALPN list for an HTTP/1-only client; `http/1.1` is offered so servers that insist
+        // on ALPN agree.
+        let config = tls::origin_client_config(extra)?;
+        let connector = HttpsConnector::from((connector, config));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .build(connector);
         Ok(HyperOrigin {
             base: base.trim_end_matches('/').to_string(),
             client,
+            connect_log: Arc::default(),
         })
     }
 }
@@ -112,12 +173,16 @@ impl Origin for HyperOrigin {
             .body(request.body.unwrap_or_else(empty))
             .map_err(|e| OriginError::Broken(e.to_string()))?;
         let response = self.client.request(outgoing).await.map_err(|e| {
+            // The whole chain: a refused certificate is a few causes down.
+            let why = tls::causes(&e);
             if e.is_connect() {
-                OriginError::Unreachable(e.to_string())
+                self.connect_log.failed(&why);
+                OriginError::Unreachable(why)
             } else {
-                OriginError::Broken(e.to_string())
+                OriginError::Broken(why)
             }
         })?;
+        self.connect_log.succeeded();
         let (parts, incoming) = response.into_parts();
         let headers = from_header_map(&parts.headers);
         let body = read_up_to(boxed(incoming), buffer_limit).await?;
@@ -169,4 +234,33 @@ async fn read_up_to(
         bytes.extend_from_slice(&chunk);
     }
     Ok(OriginBody::Buffered(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_failures_are_logged_once_per_reason_and_recovery_once() {
+        let log = ConnectLog::default();
+        assert!(!log.succeeded(), "nothing to recover from");
+        assert!(log.failed("invalid peer certificate: UnknownIssuer"));
+        assert!(!log.failed("invalid peer certificate: UnknownIssuer"));
+        assert!(log.failed("Connection refused (os error 111)"));
+        assert!(log.succeeded());
+        assert!(!log.succeeded());
+        assert!(
+            log.failed("Connection refused (os error 111)"),
+            "a new failure"
+        );
+    }
+
+    #[test]
+    fn schemes_other_than_http_and_https_are_refused() {
+        assert!(HyperOrigin::new("https://example.com").is_ok());
+        assert!(HyperOrigin::new("http://example.com:8080/prefix").is_ok());
+        let e = HyperOrigin::new("ftp://example.com").err().unwrap();
+        assert!(e.contains("use http:// or https://"), "{e}");
+        assert!(HyperOrigin::new("example.com").is_err());
+    }
 }

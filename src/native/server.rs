@@ -22,6 +22,7 @@ use super::origin::{
 use super::redis_store::RedisStore;
 use super::runtime::TokioRuntime;
 use super::sendfile::{self, Bodies, HitStream, SealedBody};
+use super::tls::Trust;
 use super::NativeHost;
 use crate::engine::{served_fields, Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
@@ -29,20 +30,33 @@ use crate::entry::CachedResponse;
 /// The engine as the native host runs it.
 pub type NativeEngine = Engine<NativeHost>;
 
-/// Builds the engine for `origin` with `config`, with the Redis tier at `redis` if given.
+/// Builds the engine for `origin` with `config`, with the Redis tier at `redis` if given
+/// (TLS upstreams trust Mozilla's roots only).
 pub fn build_engine(
     config: EngineConfig,
     origin: &str,
     redis: Option<&str>,
 ) -> Result<Arc<NativeEngine>, String> {
+    build_engine_with_trust(config, origin, redis, &Trust::default())
+}
+
+/// As [`build_engine`], with the extra CAs of `trust` for an `https://` origin and a
+/// `rediss://` tier.
+pub fn build_engine_with_trust(
+    config: EngineConfig,
+    origin: &str,
+    redis: Option<&str>,
+    trust: &Trust,
+) -> Result<Arc<NativeEngine>, String> {
     config
         .validate_shared_tier(redis.is_some())
         .map_err(|e| format!("{e} (--redis or `redis` in the config file)"))?;
-    let origin = HyperOrigin::new(origin)?;
+    let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())?;
     // File copies of large bodies (zero-copy hits) add at most a quarter to L1's memory.
     sendfile::set_byte_budget(config.l1.max_bytes / 4);
+    let timeout = Duration::from_millis(config.l2.timeout_ms);
     let store = redis
-        .map(|url| RedisStore::new(url, Duration::from_millis(config.l2.timeout_ms)))
+        .map(|url| RedisStore::with_ca_file(url, timeout, trust.redis.as_ref()))
         .transpose()?;
     Engine::new(config, origin, store, TokioRuntime)
         .map(Arc::new)
