@@ -541,3 +541,85 @@ async fn an_unreadable_entry_is_dead_lettered_not_stuck() {
     assert_eq!(xlen(&redis, QUEUE).await, 0);
     assert_eq!(engine.snapshot().engine.write_behind_dead_lettered, 1);
 }
+
+/// The operator hears of a dead-lettered request once, by method and path: never its
+/// credentials, body or query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_logged_once_without_secrets() {
+    use edgecache::engine::{Engine, EngineState, Host, LogLevel, Runtime};
+    use edgecache::native::origin::HyperOrigin;
+    use edgecache::native::redis_store::RedisStore;
+    use edgecache::native::runtime::TokioRuntime;
+    use std::sync::Mutex;
+
+    /// The native runtime, keeping what the engine logs.
+    #[derive(Clone, Default)]
+    struct Recording(Arc<Mutex<Vec<String>>>);
+    impl Runtime for Recording {
+        fn now(&self) -> edgecache::time::Timestamp {
+            TokioRuntime.now()
+        }
+        fn sleep(&self, ms: u64) -> impl std::future::Future<Output = ()> {
+            TokioRuntime.sleep(ms)
+        }
+        fn random_u64(&self) -> u64 {
+            TokioRuntime.random_u64()
+        }
+        fn log(&self, _level: LogLevel, message: &str) {
+            self.0.lock().unwrap().push(message.to_string());
+        }
+    }
+    struct RecordingHost;
+    impl Host for RecordingHost {
+        type Body = edgecache::native::body::ProxyBody;
+        type Origin = HyperOrigin;
+        type Store = RedisStore;
+        type Runtime = Recording;
+        type Colo = edgecache::engine::NoColo;
+        type Lock = Mutex<EngineState>;
+    }
+
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let logs = Recording::default();
+    let engine: Engine<RecordingHost> = Engine::new(
+        config(),
+        HyperOrigin::new(&origin.url()).unwrap(),
+        Some(RedisStore::new(&redis.url(), Duration::from_secs(1)).unwrap()),
+        logs.clone(),
+    )
+    .unwrap();
+    origin.force_write_status(Some(403));
+    let request = Request {
+        method: "POST".into(),
+        scheme: "http".into(),
+        host: HOST.into(),
+        path_and_query: "/orders/secret?token=query-secret".into(),
+        headers: Headers::from_pairs([
+            ("authorization", "Bearer header-secret"),
+            ("cookie", "session=cookie-secret"),
+        ]),
+        body: Some(full("body-secret")),
+    };
+    let handled = bounded("handle", WAIT, engine.handle(request)).await;
+    assert_eq!(handled.response.status, 202);
+    bounded("flush", WAIT, engine.flush_write_behind()).await;
+    bounded("flush", WAIT, engine.flush_write_behind()).await;
+
+    assert_eq!(origin.writes().len(), 1);
+    let logged = logs.0.lock().unwrap().clone();
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert!(
+        logged[0].contains("POST /orders/secret") && logged[0].contains("403"),
+        "{}",
+        logged[0]
+    );
+    for secret in [
+        "query-secret",
+        "header-secret",
+        "cookie-secret",
+        "body-secret",
+    ] {
+        assert!(!logged[0].contains(secret), "{}", logged[0]);
+    }
+}
