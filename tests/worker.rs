@@ -736,14 +736,15 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
 /// Write-behind at the edge: a POST on a write-behind route is answered 202 with its
 /// Idempotency-Key and delivered after the response (`ctx.wait_until`); with the origin
 /// down the delivery stays pending and the cron trigger delivers it once the origin is back
-/// and the retry time has passed. Routes without Redis make the Worker refuse to start.
+/// and the retry time has passed; with Redis gone, a POST is written through at once. Routes
+/// without Redis make the Worker refuse to start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_behind_queues_delivers_and_the_cron_retries() {
     if skipped() {
         return;
     }
     const WB: &str = r#"{"l2":{"purge_poll_ms":100},"limits":{"origin_timeout_ms":1000},"write_behind":{"routes":["/queued/"],"retry_after_ms":1500}}"#;
-    let redis = RedisServer::start().await;
+    let mut redis = RedisServer::start().await;
     let mut origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), WB).await;
 
@@ -809,6 +810,26 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     assert_eq!(writes[1].method, "PUT");
     assert_eq!(writes[1].body, b"later");
     assert_eq!(writes[1].idempotency_key.as_deref(), Some(key.as_str()));
+
+    redis.kill();
+    let r = send(
+        w.addr,
+        "POST",
+        "/queued/c",
+        &[],
+        Bytes::from_static(b"no redis"),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(
+        (r.status, r.text()),
+        (200, "POST ok 8".to_string()),
+        "written through"
+    );
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 3);
+    assert_eq!(writes[2].body, b"no redis");
+    assert!(writes[2].idempotency_key.is_some());
     drop(w);
 
     let refused = Worker::start_once(&origin.url(), None, WB, None)
