@@ -623,3 +623,42 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
         assert!(!logged[0].contains(secret), "{}", logged[0]);
     }
 }
+
+/// An operator deleting a pending entry (`XDEL`) does not block the queue: the claim finds
+/// nothing, the pending list forgets it, and the entries after it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_entry_deleted_by_hand_does_not_block_the_queue() {
+    let redis = RedisServer::start().await;
+    let mut origin = Origin::start().await;
+    let engine = engine(config(), &origin, &redis);
+    origin.stop().await;
+    post(&engine, "/orders/deleted", &[], "gone").await;
+    flush(&engine).await;
+    post(&engine, "/orders/kept", &[], "kept").await;
+    let mut con = redis.conn().await;
+    let range: redis::Value = redis::cmd("XRANGE")
+        .arg(QUEUE)
+        .arg("-")
+        .arg("+")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let mut ids = String::new();
+    strings(&range, &mut ids);
+    let first = ids.lines().next().expect("an entry").to_string();
+    let _: u64 = redis::cmd("XDEL")
+        .arg(QUEUE)
+        .arg(&first)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    origin.restart().await;
+    flush_until_received(&engine, &origin, 1, "the entry after the deleted one").await;
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].body, b"kept");
+    assert_eq!(pending(&redis).await, 0);
+}

@@ -335,12 +335,10 @@ impl<H: Host> Engine<H> {
                 };
                 match claimed.into_iter().next() {
                     Some(entry) => (entry, oldest.deliveries),
-                    None => {
-                        // Deleted from the stream, or just taken over by another flush.
-                        self.l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
-                            .await;
-                        return Next::Continue;
-                    }
+                    // Taken over by another flush just now (its lease may have outlived
+                    // ours): never acknowledge it here, its delivery may fail. Or deleted
+                    // from the stream, which XCLAIM also drops from the pending list.
+                    None => return Next::Stop,
                 }
             }
             None => {
