@@ -4,9 +4,10 @@
 //! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
 //! the first request from the environment ([`settings`]). Per request: a copy of it with a
 //! fresh Redis client ([`Engine::with_store`]), because a Worker's sockets belong to the
-//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]). Background work (revalidation, L2 writes, purge sync, write-behind flushes) runs in
+//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]).
+//! Background work (revalidation, L2 writes, purge sync, write-behind flushes) runs in
 //! `ctx.wait_until`, after the response has gone; a cron trigger retries write-behind
-//! deliveries ([`scheduled`]).
+//! deliveries (`#[event(scheduled)]`).
 
 pub mod body;
 pub mod colo;
