@@ -1,8 +1,9 @@
 //! Time for the core: a millisecond [`Timestamp`] and the [`Clock`] hosts provide.
 //!
 //! The core never reads a clock itself; every time-dependent function takes `now`.
-//! Hosts own the clock: [`SystemClock`] natively, `Date.now()` on Workers and in browsers
-//! (std clocks panic on `wasm32-unknown-unknown`), and [`ManualClock`] in tests.
+//! Hosts own the clock: `SystemClock` natively (with `std`, not on wasm32), `Date.now()` on
+//! Workers and in browsers (std clocks panic on `wasm32-unknown-unknown`), and
+//! [`ManualClock`] in tests.
 
 use core::fmt;
 
