@@ -450,3 +450,38 @@ async fn write_behind_runs_over_the_resp_client() {
     assert_eq!(writes[0].idempotency_key.as_deref(), Some(key.as_str()));
     assert_eq!(engine.snapshot().engine.write_behind_flushed, 1);
 }
+
+/// Leases are released by compare-and-delete (`SharedStore::delete_if_equals`, one Lua
+/// script for both clients): only the token that took the lease deletes it, so an
+/// instance whose lease outlived its time cannot release the one another instance took
+/// since. Both Redis clients, the Worker's and the native one, against a real redis-server.
+#[tokio::test(flavor = "current_thread")]
+async fn leases_are_released_only_by_their_holder_with_both_clients() {
+    async fn check(s: &impl SharedStore, key: &str, own: &mut redis::aio::MultiplexedConnection) {
+        assert!(s.set_if_absent(key, b"holder-b", 60_000).await.unwrap());
+        // A's lease expired and B took it: A's release leaves B's lease alone.
+        assert!(!s.delete_if_equals(key, b"holder-a").await.unwrap());
+        let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(own).await.unwrap();
+        assert_eq!(value.as_deref(), Some(&b"holder-b"[..]));
+        // B releases its own.
+        assert!(s.delete_if_equals(key, b"holder-b").await.unwrap());
+        let value: Option<Vec<u8>> = redis::cmd("GET").arg(key).query_async(own).await.unwrap();
+        assert_eq!(value, None);
+        assert!(!s.delete_if_equals(key, b"holder-b").await.unwrap(), "gone");
+        // A value that only starts with the token is not the token.
+        assert!(s.set_if_absent(key, b"holder-bb", 60_000).await.unwrap());
+        assert!(!s.delete_if_equals(key, b"holder-b").await.unwrap());
+    }
+    let redis = RedisServer::start().await;
+    let mut own = redis.conn().await;
+    check(&store(&redis.url()), "lease:resp", &mut own).await;
+    let native =
+        edgecache::native::redis_store::RedisStore::new(&redis.url(), Duration::from_secs(1))
+            .unwrap();
+    check(&native, "lease:native", &mut own).await;
+    // The RESP connection is still in step after the script replies.
+    assert_eq!(
+        store(&redis.url()).increment("after-eval").await.unwrap(),
+        1
+    );
+}

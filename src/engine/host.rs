@@ -154,6 +154,10 @@ pub trait SharedStore {
     async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError>;
     /// `SMEMBERS set` and `DEL set` atomically (`MULTI`/`EXEC`): the members, once.
     async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError>;
+    /// Deletes `key` only while it holds `value`, atomically ([`DELETE_IF_EQUALS_SCRIPT`]
+    /// with `EVAL`); whether it did. Releases a lease only by the instance holding it, not
+    /// one another instance took after this one's expired.
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
     /// `XADD stream * field value…`: appends an entry, returning its ID.
     async fn stream_add(
         &self,
@@ -280,6 +284,12 @@ impl<T> Lock<T> for std::sync::Mutex<T> {
     }
 }
 
+/// The Lua script behind [`SharedStore::delete_if_equals`] (`EVAL script 1 key value`):
+/// 1 when `key` held `value` and was deleted, else 0. One script for every client, so the
+/// hosts cannot differ on it.
+pub const DELETE_IF_EQUALS_SCRIPT: &str =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) else return 0 end";
+
 /// A shared tier that is not there: the engine runs L1 + origin only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoSharedStore;
@@ -308,6 +318,9 @@ impl SharedStore for NoSharedStore {
     }
     async fn take_set(&self, _set: &str) -> Result<Vec<String>, StoreError> {
         Ok(Vec::new())
+    }
+    async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> Result<bool, StoreError> {
+        Ok(false)
     }
     async fn stream_add(&self, _s: &str, _f: &[(&str, &[u8])]) -> Result<String, StoreError> {
         // Nothing is kept: an append must not be acknowledged.

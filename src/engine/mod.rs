@@ -34,6 +34,7 @@ pub use config::{ConfigError, EngineConfig};
 pub use host::{
     BodyError, ColoCache, Lock, LogLevel, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
     OriginRequest, OriginResponse, PendingEntry, Runtime, SharedStore, StoreError, StreamEntry,
+    DELETE_IF_EQUALS_SCRIPT,
 };
 pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};
@@ -287,6 +288,9 @@ pub struct Engine<H: Host> {
     colo: Option<H::Colo>,
     runtime: H::Runtime,
     state: H::Lock,
+    /// What this instance writes into the leases it takes in the shared tier (random per
+    /// instance), so that it releases only its own ([`SharedStore::delete_if_equals`]).
+    lease_token: Arc<str>,
 }
 
 impl<H: Host> Engine<H> {
@@ -306,6 +310,11 @@ impl<H: Host> Engine<H> {
             l2: alloc::format!("{}-l2", config.cache_name),
             colo: alloc::format!("{}-colo", config.cache_name),
         });
+        let lease_token = Arc::from(alloc::format!(
+            "{:016x}{:016x}",
+            runtime.random_u64(),
+            runtime.random_u64()
+        ));
         Ok(Engine {
             config: Arc::new(config),
             tier_names,
@@ -314,6 +323,7 @@ impl<H: Host> Engine<H> {
             colo: None,
             runtime,
             state,
+            lease_token,
         })
     }
 
@@ -336,6 +346,7 @@ impl<H: Host> Engine<H> {
             colo: None,
             runtime: self.runtime.clone(),
             state: self.state.clone(),
+            lease_token: self.lease_token.clone(),
         }
     }
 

@@ -362,16 +362,29 @@ impl<H: Host> Engine<H> {
             return true;
         };
         let key = self.sync_key(&format!("lease:{cache_key}"));
-        self.l2_guarded(store.set_if_absent(&key, b"1", self.config.l2.lease_ms))
+        let token = self.lease_token.as_bytes();
+        self.l2_guarded(store.set_if_absent(&key, token, self.config.l2.lease_ms))
             .await
             .unwrap_or(true)
     }
 
-    /// Releases the fetch lease for `cache_key` once the object is in the shared tier.
+    /// Releases the fetch lease for `cache_key` once the object is in the shared tier, if
+    /// this instance still holds it (one that outlived `l2.lease_ms` may be another's now).
     pub(crate) async fn release_lease(&self, cache_key: &str) {
+        let key = self.sync_key(&format!("lease:{cache_key}"));
+        self.release_own_lease(&key).await;
+    }
+
+    /// Deletes the lease `key` if it holds this instance's token (see
+    /// [`SharedStore::delete_if_equals`]); left to expire if that cannot be done. Best
+    /// effort, outside the circuit breaker: a server without Lua scripting (`EVAL`) only
+    /// makes leases last their whole time, it must not switch the shared tier off.
+    pub(crate) async fn release_own_lease(&self, key: &str) {
         if let Some(store) = self.l2_store() {
-            let key = self.sync_key(&format!("lease:{cache_key}"));
-            self.l2_guarded(store.delete(&[key])).await;
+            let token = self.lease_token.as_bytes();
+            let release = store.delete_if_equals(key, token);
+            let _ =
+                super::l2::with_timeout(&self.runtime, self.config.l2.timeout_ms, release).await;
         }
     }
 }

@@ -296,7 +296,7 @@ impl<H: Host> Engine<H> {
             .saturating_add(self.config.l2.timeout_ms.saturating_mul(4));
         let lease = self.sync_key("wb:flush");
         if self
-            .l2_guarded(store.set_if_absent(&lease, b"1", lease_ms))
+            .l2_guarded(store.set_if_absent(&lease, self.lease_token.as_bytes(), lease_ms))
             .await
             != Some(true)
         {
@@ -315,7 +315,7 @@ impl<H: Host> Engine<H> {
                 }
             }
         }
-        self.l2_guarded(store.delete(&[lease])).await;
+        self.release_own_lease(&lease).await;
     }
 
     /// Takes the next entry in order and delivers it (see the module documentation).

@@ -13,7 +13,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 
 use super::tls::{self, CaFile};
-use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry};
+use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry, DELETE_IF_EQUALS_SCRIPT};
 
 /// A Redis-compatible server.
 #[derive(Clone)]
@@ -212,6 +212,19 @@ impl SharedStore for RedisStore {
             .await
             .map_err(error)?;
         Ok(members)
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let mut c = self.connection.clone();
+        let deleted: i64 = redis::cmd("EVAL")
+            .arg(DELETE_IF_EQUALS_SCRIPT)
+            .arg(1)
+            .arg(key)
+            .arg(value)
+            .query_async(&mut c)
+            .await
+            .map_err(error)?;
+        Ok(deleted == 1)
     }
 
     async fn stream_add(

@@ -18,7 +18,7 @@ use redis_protocol::resp2::encode::encode;
 use redis_protocol::resp2::types::{OwnedFrame, Resp2Frame};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry};
+use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry, DELETE_IF_EQUALS_SCRIPT};
 pub use crate::redis_url::RedisUrl;
 
 /// Largest reply accepted unless set with [`RespStore::with_reply_limit`].
@@ -276,6 +276,20 @@ impl<C: Connect> SharedStore for RespStore<C> {
         ])
         .await
         .map(|_| ())
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let command = alloc::vec![
+            b"EVAL".as_slice(),
+            DELETE_IF_EQUALS_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            value,
+        ];
+        match self.one(command).await? {
+            OwnedFrame::Integer(n) => Ok(n == 1),
+            other => Err(unexpected("EVAL", &other)),
+        }
     }
 
     async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError> {
