@@ -680,6 +680,21 @@ async fn purges_still_reach_other_instances_after_redis_restarts_empty() {
         },
     )
     .await;
+    // B clears its L1 once it notices the reset (by design: its purge position means
+    // nothing in the new log); wait for that, or it can clear the copy read below.
+    let mut m = 0;
+    eventually(
+        "B noticing the reset",
+        Duration::from_secs(10),
+        async || {
+            m += 1;
+            b.get(&url(&format!("/b-probe{m}"), &[("cc", "max-age=300")]))
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            (b.stat("l2_resets").await >= 1).then_some(())
+        },
+    )
+    .await;
     let on_a = a.get(&path).await;
     await_object(&mut con, "/after?").await;
     let on_b = eventually(
