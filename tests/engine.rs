@@ -685,6 +685,33 @@ fn bad_config_names_the_field() {
     );
 }
 
+/// Config: each bad write-behind value is refused, naming its field.
+#[test]
+fn bad_write_behind_config_names_the_field() {
+    use edgecache::engine::config::WriteBehindConfig;
+    type Spoil = fn(&mut WriteBehindConfig);
+    let cases: [(&str, Spoil); 7] = [
+        ("write_behind.routes[0]", |w| w.routes = vec!["api/".into()]),
+        ("write_behind.max_body_bytes", |w| w.max_body_bytes = 0),
+        ("write_behind.max_body_bytes", |w| {
+            w.max_body_bytes = 17 << 20
+        }),
+        ("write_behind.max_attempts", |w| w.max_attempts = 0),
+        ("write_behind.retry_after_ms", |w| w.retry_after_ms = 10_000),
+        ("write_behind.flush_interval_ms", |w| {
+            w.flush_interval_ms = 0
+        }),
+        ("write_behind.timeout_ms", |w| w.timeout_ms = 0),
+    ];
+    for (field, spoil) in cases {
+        let mut config = EngineConfig::default();
+        config.write_behind.routes = vec!["/api/".into()];
+        assert!(config.validate().is_ok());
+        spoil(&mut config.write_behind);
+        assert_eq!(config.validate().unwrap_err().field, field);
+    }
+}
+
 /// Bypass route rules forward without caching.
 #[test]
 fn bypass_route() {

@@ -59,6 +59,10 @@ pub struct WriteBehindConfig {
     /// How often `edgecache serve` flushes, in ms (Workers flush after each append and on
     /// their cron trigger).
     pub flush_interval_ms: u64,
+    /// Timeout of each Redis command that carries a queued request (the append, the reads
+    /// and claims of the flush, the dead-letter append), in ms: up to `max_body_bytes`
+    /// each way, where `l2.timeout_ms` is sized for cache lookups.
+    pub timeout_ms: u64,
 }
 
 impl Default for WriteBehindConfig {
@@ -69,6 +73,7 @@ impl Default for WriteBehindConfig {
             max_attempts: 10,
             retry_after_ms: 30_000,
             flush_interval_ms: 1_000,
+            timeout_ms: 2_000,
         }
     }
 }
@@ -519,6 +524,9 @@ impl EngineConfig {
                 "write_behind.flush_interval_ms",
                 "must be at least 1",
             ));
+        }
+        if wb.timeout_ms == 0 {
+            return Err(invalid("write_behind.timeout_ms", "must be at least 1"));
         }
         Ok(())
     }

@@ -101,13 +101,23 @@ impl<H: Host> Engine<H> {
         (!self.state.with(|s| s.breaker.is_open(now))).then_some(store)
     }
 
-    /// Awaits one shared-tier command within the timeout, recording the outcome in the
+    /// Awaits one shared-tier command within `l2.timeout_ms`, recording the outcome in the
     /// breaker. `None` when it failed (the failure is counted).
     pub(crate) async fn l2_guarded<T>(
         &self,
         command: impl core::future::Future<Output = Result<T, StoreError>>,
     ) -> Option<T> {
-        let result = with_timeout(&self.runtime, self.config.l2.timeout_ms, command).await;
+        self.l2_guarded_within(self.config.l2.timeout_ms, command)
+            .await
+    }
+
+    /// [`Self::l2_guarded`] with another timeout (commands that carry whole requests).
+    pub(crate) async fn l2_guarded_within<T>(
+        &self,
+        timeout_ms: u64,
+        command: impl core::future::Future<Output = Result<T, StoreError>>,
+    ) -> Option<T> {
+        let result = with_timeout(&self.runtime, timeout_ms, command).await;
         let l2 = &self.config.l2;
         match result {
             Some(Ok(value)) => {
@@ -132,7 +142,7 @@ impl<H: Host> Engine<H> {
                 if opened {
                     let why = match failed {
                         Some(Err(e)) => e.0,
-                        _ => format!("no answer within l2.timeout_ms ({} ms)", l2.timeout_ms),
+                        _ => format!("no answer within {timeout_ms} ms"),
                     };
                     self.runtime.log(
                         LogLevel::Warn,

@@ -249,7 +249,9 @@ impl<H: Host> Engine<H> {
         let appended = match self.l2_store() {
             Some(store) => {
                 let queue = self.queue_key();
-                self.l2_guarded(store.stream_add(&queue, &borrowed)).await
+                let timeout = self.config.write_behind.timeout_ms;
+                self.l2_guarded_within(timeout, store.stream_add(&queue, &borrowed))
+                    .await
             }
             None => None,
         };
@@ -293,7 +295,11 @@ impl<H: Host> Engine<H> {
         let lease_ms = wb
             .retry_after_ms
             .saturating_add(self.config.limits.origin_timeout_ms)
-            .saturating_add(self.config.l2.timeout_ms.saturating_mul(4));
+            .saturating_add(
+                wb.timeout_ms
+                    .max(self.config.l2.timeout_ms)
+                    .saturating_mul(4),
+            );
         let lease = self.sync_key("wb:flush");
         if self
             .l2_guarded(store.set_if_absent(&lease, self.lease_token.as_bytes(), lease_ms))
@@ -330,7 +336,7 @@ impl<H: Host> Engine<H> {
                 let ids = [oldest.id];
                 let claim =
                     store.stream_claim(queue, GROUP, self.consumer(), wb.retry_after_ms, &ids);
-                let Some(claimed) = self.l2_guarded(claim).await else {
+                let Some(claimed) = self.l2_guarded_within(wb.timeout_ms, claim).await else {
                     return Next::Stop;
                 };
                 match claimed.into_iter().next() {
@@ -343,7 +349,7 @@ impl<H: Host> Engine<H> {
             }
             None => {
                 let read = store.stream_read_new(queue, GROUP, self.consumer(), 1);
-                let Some(new) = self.l2_guarded(read).await else {
+                let Some(new) = self.l2_guarded_within(wb.timeout_ms, read).await else {
                     return Next::Stop;
                 };
                 match new.into_iter().next() {
@@ -432,8 +438,9 @@ impl<H: Host> Engine<H> {
         fields.push(("attempts", attempts_text.as_bytes()));
         fields.push(("reason", reason.as_bytes()));
         let dead = self.dead_letter_key();
+        let timeout = self.config.write_behind.timeout_ms;
         if self
-            .l2_guarded(store.stream_add(&dead, &fields))
+            .l2_guarded_within(timeout, store.stream_add(&dead, &fields))
             .await
             .is_none()
         {
