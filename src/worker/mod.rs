@@ -23,6 +23,7 @@ use alloc::string::{String, ToString};
 use core::cell::RefCell;
 
 use wasm_bindgen::JsValue;
+use worker::worker_sys::ext::ResponseInitExt;
 use worker::{event, Context, Env};
 
 use crate::engine::{Body, Engine, EngineState, Host, Request, Response};
@@ -73,8 +74,12 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
     })
 }
 
+/// The fetch handler. It takes and returns the runtime's own `Request` and `Response`
+/// (workers-rs passes them through): `worker::Request` would parse the request's `cf`
+/// object and a returned `worker::Response` would be rebuilt in JS, together about 16% of
+/// an L1 hit's CPU time in a workerd profile (BENCHMARKS.md), for nothing the cache uses.
 #[event(fetch)]
-async fn fetch(req: worker::Request, env: Env, ctx: Context) -> worker::Result<worker::Response> {
+async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<web_sys::Response> {
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
         Err(message) => {
@@ -153,15 +158,14 @@ fn redis_reply_limit(config: &crate::engine::EngineConfig) -> usize {
 }
 
 /// A short text response (configuration and conversion errors, which are never cached).
-fn plain(status: u16, text: &str) -> worker::Result<worker::Response> {
+fn plain(status: u16, text: &str) -> worker::Result<web_sys::Response> {
     let response = worker::Response::ok(text)?.with_status(status);
     response.headers().set("cache-control", "no-store")?;
-    Ok(response)
+    Ok(response.into())
 }
 
 /// The client's request as the engine takes it: the path and query exactly as received.
-fn to_engine_request(req: &worker::Request) -> Request<WorkerBody> {
-    let inner = req.inner();
+fn to_engine_request(inner: &web_sys::Request) -> Request<WorkerBody> {
     let url = inner.url();
     // The runtime always hands over an absolute URL; split it without re-encoding anything.
     let (scheme, rest) = url.split_once("://").unwrap_or(("https", url.as_str()));
@@ -186,7 +190,7 @@ fn to_engine_request(req: &worker::Request) -> Request<WorkerBody> {
 }
 
 /// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
-fn to_worker_response(mut response: Response<WorkerBody>) -> Result<worker::Response, JsValue> {
+fn to_worker_response(mut response: Response<WorkerBody>) -> Result<web_sys::Response, JsValue> {
     if !(200..=599).contains(&response.status) {
         // JS `Response` cannot carry these (natively they pass through).
         return Err(JsValue::from_str(&format!(
@@ -197,9 +201,12 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<worker::Resp
     let mut headers = response.take_fields();
     // The runtime computes the length of what it sends.
     headers.remove("content-length");
-    let init = web_sys::ResponseInit::new();
+    let mut init = web_sys::ResponseInit::new();
     init.set_status(response.status);
     init.set_headers(&to_js_headers(&headers)?.into());
+    // The body goes out exactly as stored: compressed if the origin compressed it (the origin
+    // fetch keeps its encoding too), as natively. The runtime must not encode it again.
+    init.encode_body("manual")?;
     let null_body = matches!(response.status, 101 | 204 | 205 | 304);
     let js = match response.body {
         _ if null_body => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
@@ -220,9 +227,7 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<worker::Resp
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
     };
-    // The body goes out exactly as stored: compressed if the origin compressed it (the origin
-    // fetch keeps its encoding too), as natively. The runtime must not encode it again.
-    Ok(worker::Response::from(js).with_encode_body(worker::EncodeBody::Manual))
+    Ok(js)
 }
 
 fn with_bytes(bytes: &[u8], init: &web_sys::ResponseInit) -> Result<web_sys::Response, JsValue> {
