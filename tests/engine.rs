@@ -690,7 +690,7 @@ fn bad_config_names_the_field() {
 fn bad_write_behind_config_names_the_field() {
     use edgecache::engine::config::WriteBehindConfig;
     type Spoil = fn(&mut WriteBehindConfig);
-    let cases: [(&str, Spoil); 7] = [
+    let cases: [(&str, Spoil); 8] = [
         ("write_behind.routes[0]", |w| w.routes = vec!["api/".into()]),
         ("write_behind.max_body_bytes", |w| w.max_body_bytes = 0),
         ("write_behind.max_body_bytes", |w| {
@@ -702,6 +702,9 @@ fn bad_write_behind_config_names_the_field() {
             w.flush_interval_ms = 0
         }),
         ("write_behind.timeout_ms", |w| w.timeout_ms = 0),
+        ("write_behind.max_queue_entries", |w| {
+            w.max_queue_entries = 0
+        }),
     ];
     for (field, spoil) in cases {
         let mut config = EngineConfig::default();

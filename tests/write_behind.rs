@@ -399,6 +399,42 @@ async fn redis_down_falls_back_to_write_through() {
     assert_eq!(engine.snapshot().engine.write_behind_appended, 0);
 }
 
+/// A full queue (`max_queue_entries`) is not grown: the next request is written through at
+/// once (the origin gets it now and answers the client), counted; once deliveries make
+/// room, requests are queued again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_writes_through_instead_of_growing() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.write_behind.max_queue_entries = 2;
+    let engine = engine(c, &origin, &redis);
+
+    assert_eq!(post(&engine, "/orders/q1", &[], "one").await.status, 202);
+    assert_eq!(post(&engine, "/orders/q2", &[], "two").await.status, 202);
+    let third = post(&engine, "/orders/q3", &[], "three").await;
+    assert_eq!(third.status, 200, "the origin's answer: {}", third.body);
+    assert_eq!(xlen(&redis, QUEUE).await, 2, "not queued");
+    let writes = origin.writes();
+    assert_eq!(writes.len(), 1, "{writes:?}");
+    assert_eq!(writes[0].path_and_query, "/orders/q3");
+    assert_eq!(std::str::from_utf8(&writes[0].body).unwrap(), "three");
+    assert!(
+        writes[0].idempotency_key.is_some(),
+        "written through with its key"
+    );
+    assert_eq!(engine.snapshot().engine.write_behind_queue_full, 1);
+
+    flush(&engine).await;
+    assert_eq!(origin.writes().len(), 3, "the queued two delivered");
+    assert_eq!(post(&engine, "/orders/q4", &[], "four").await.status, 202);
+    assert_eq!(xlen(&redis, QUEUE).await, 1);
+    assert!(engine
+        .snapshot()
+        .to_prometheus()
+        .contains("edgecache_write_behind_queue_full_total 1"));
+}
+
 /// Write-behind routes without Redis are refused at start, naming the field; so are retry
 /// times an entry being sent could outlast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

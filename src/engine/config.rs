@@ -63,6 +63,11 @@ pub struct WriteBehindConfig {
     /// and claims of the flush, the dead-letter append), in ms: up to `max_body_bytes`
     /// each way, where `l2.timeout_ms` is sized for cache lookups.
     pub timeout_ms: u64,
+    /// At most this many requests wait in the queue (delivered or not); past it, requests
+    /// are written through at once (nothing is lost, the origin answers). Bounds what the
+    /// queue can hold in Redis: about this many times `max_body_bytes` at worst. Checked
+    /// before each append, so concurrent appends can overshoot it by a few.
+    pub max_queue_entries: u64,
 }
 
 impl Default for WriteBehindConfig {
@@ -74,6 +79,7 @@ impl Default for WriteBehindConfig {
             retry_after_ms: 30_000,
             flush_interval_ms: 1_000,
             timeout_ms: 2_000,
+            max_queue_entries: 10_000,
         }
     }
 }
@@ -527,6 +533,12 @@ impl EngineConfig {
         }
         if wb.timeout_ms == 0 {
             return Err(invalid("write_behind.timeout_ms", "must be at least 1"));
+        }
+        if wb.max_queue_entries == 0 {
+            return Err(invalid(
+                "write_behind.max_queue_entries",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

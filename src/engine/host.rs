@@ -167,6 +167,8 @@ pub trait SharedStore {
     /// `XGROUP CREATE stream group 0 MKSTREAM`; a group that exists already (`BUSYGROUP`)
     /// is success.
     async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError>;
+    /// `XLEN stream`: its entries, delivered or not (0 when it does not exist).
+    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError>;
     /// `XREADGROUP GROUP group consumer COUNT count STREAMS stream >`: entries never
     /// delivered to the group, oldest first, now pending for `consumer`.
     async fn stream_read_new(
@@ -328,6 +330,9 @@ impl SharedStore for NoSharedStore {
     }
     async fn stream_create_group(&self, _stream: &str, _group: &str) -> Result<(), StoreError> {
         Ok(())
+    }
+    async fn stream_len(&self, _stream: &str) -> Result<u64, StoreError> {
+        Ok(0)
     }
     async fn stream_read_new(
         &self,

@@ -65,6 +65,9 @@ pub struct EngineStats {
     /// Queued requests moved to the dead-letter stream (refused by the origin with a 4xx,
     /// out of attempts, or unreadable).
     pub write_behind_dead_lettered: u64,
+    /// Unsafe requests on write-behind routes written through at once because the queue
+    /// held `write_behind.max_queue_entries` already.
+    pub write_behind_queue_full: u64,
 }
 
 /// A point-in-time view of everything countable: engine counters plus the L1 store's.
@@ -117,7 +120,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 27] = [
+        let counters: [(&str, &str, u64); 28] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -224,6 +227,11 @@ impl Snapshot {
                 "write_behind_dead_lettered_total",
                 "Queued requests moved to the dead-letter stream",
                 e.write_behind_dead_lettered,
+            ),
+            (
+                "write_behind_queue_full_total",
+                "Write-behind requests written through because the queue was full",
+                e.write_behind_queue_full,
             ),
         ];
         for (name, help, value) in counters {

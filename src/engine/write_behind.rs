@@ -247,12 +247,7 @@ impl<H: Host> Engine<H> {
         let fields = record.to_fields();
         let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
         let appended = match self.l2_store() {
-            Some(store) => {
-                let queue = self.queue_key();
-                let timeout = self.config.write_behind.timeout_ms;
-                self.l2_guarded_within(timeout, store.stream_add(&queue, &borrowed))
-                    .await
-            }
+            Some(store) => self.append_bounded(store, &borrowed).await,
             None => None,
         };
         drop(borrowed);
@@ -275,6 +270,20 @@ impl<H: Host> Engine<H> {
             response,
             job: Some(Job::FlushWriteBehind),
         }
+    }
+
+    /// Appends `fields` to the queue unless it holds `write_behind.max_queue_entries`
+    /// already (counted); the entry's ID, or `None` when it was not appended.
+    async fn append_bounded(&self, store: &H::Store, fields: &[(&str, &[u8])]) -> Option<String> {
+        let wb = &self.config.write_behind;
+        let queue = self.queue_key();
+        let queued = self.l2_guarded(store.stream_len(&queue)).await?;
+        if queued >= wb.max_queue_entries {
+            self.count(|s| s.write_behind_queue_full += 1);
+            return None;
+        }
+        self.l2_guarded_within(wb.timeout_ms, store.stream_add(&queue, fields))
+            .await
     }
 
     /// Sends queued requests to the origin until the queue is empty, the oldest queued

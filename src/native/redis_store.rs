@@ -257,6 +257,15 @@ impl SharedStore for RedisStore {
         }
     }
 
+    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError> {
+        let mut c = self.connection.clone();
+        redis::cmd("XLEN")
+            .arg(stream)
+            .query_async(&mut c)
+            .await
+            .map_err(error)
+    }
+
     async fn stream_read_new(
         &self,
         stream: &str,

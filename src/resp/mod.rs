@@ -353,6 +353,15 @@ impl<C: Connect> SharedStore for RespStore<C> {
         }
     }
 
+    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError> {
+        match self.one(alloc::vec![b"XLEN", stream.as_bytes()]).await? {
+            OwnedFrame::Integer(n) => {
+                u64::try_from(n).map_err(|_| unexpected("XLEN", &OwnedFrame::Integer(n)))
+            }
+            other => Err(unexpected("XLEN", &other)),
+        }
+    }
+
     async fn stream_read_new(
         &self,
         stream: &str,
