@@ -22,7 +22,9 @@
 //! - **Query**: split on `&` (an encoded `%26` is data, not a separator), each parameter
 //!   normalised like the path, empty parameters dropped, ignored parameters removed (exact
 //!   name, or a prefix pattern ending in `*` such as `utm_*`), then (with
-//!   [`KeyConfig::sort_query`]) stably sorted by name, then value. `a` and `a=` stay
+//!   [`KeyConfig::sort_query`]) stably sorted by name, keeping the order of the values of
+//!   one name: origins commonly take the first (or last) of repeated parameters, so
+//!   `?a=evil&a=good` and `?a=good&a=evil` are different requests. `a` and `a=` stay
 //!   distinct; `+` is not equated with `%20`. A query left empty drops the `?`, so `/a?`,
 //!   `/a?&` and `/a?utm_source=x` (with `utm_*` ignored) all key as `/a`.
 //! - The **fragment** is dropped.
@@ -169,7 +171,7 @@ fn is_normal_host(host: &str, default_port: &str) -> bool {
 
 /// A path and query [`normalize_path_and_query`] leaves unchanged: starts with `/`, only
 /// literal path characters (so no `%`, query or fragment), and no `.` or `..` segment.
-fn is_normal_path(path: &str) -> bool {
+pub(crate) fn is_normal_path(path: &str) -> bool {
     path.starts_with('/')
         && path.bytes().all(is_path_char)
         && !path
@@ -244,8 +246,9 @@ pub fn normalize_query(query: &str, config: &KeyConfig) -> String {
         .filter(|(name, _)| !config.ignores(name))
         .collect();
     if config.sort_query {
-        // `sort` is stable: by name, then value (`None < Some`, so `a` before `a=`).
-        params.sort();
+        // Stable, by name only: repeated parameters keep their order (`?a=2&a=1` is not
+        // `?a=1&a=2` to an origin that reads the first value).
+        params.sort_by(|a, b| a.0.cmp(&b.0));
     }
     let mut out = String::with_capacity(query.len());
     for (i, (name, value)) in params.iter().enumerate() {
@@ -263,7 +266,7 @@ pub fn normalize_query(query: &str, config: &KeyConfig) -> String {
 
 /// Normalises a host (with optional port): percent-encoding and case normalised, then the
 /// default port of `scheme` (already lowercase) and an empty port removed.
-fn normalize_host(host: &str, scheme: &str) -> String {
+pub(crate) fn normalize_host(host: &str, scheme: &str) -> String {
     let host = normalize_component(host, is_host_char, Case::Lower);
     // Only a port after an IP literal or after a name without colons counts: `a:80:80`
     // is one (odd) name, not `a:80` on port 80.
@@ -603,14 +606,24 @@ mod tests {
     fn query_sorting_and_repeats() {
         assert_eq!(
             key("GET", "http", "h", "/?b=2&a=1&b=1&a"),
-            "GET http://h/?a&a=1&b=1&b=2"
+            "GET http://h/?a=1&a&b=2&b=1",
+            "sorted by name; the values of one name keep their order"
+        );
+        assert_ne!(
+            key("GET", "http", "h", "/?a=evil&a=good"),
+            key("GET", "http", "h", "/?a=good&a=evil"),
+            "an origin reading the first value answers these differently"
+        );
+        assert_eq!(
+            key("GET", "http", "h", "/?b=1&a=evil&a=good"),
+            key("GET", "http", "h", "/?a=evil&b=1&a=good")
         );
         assert_eq!(
             key("GET", "http", "h", "/?x=1&x=1"),
             "GET http://h/?x=1&x=1",
             "repeats are kept"
         );
-        assert_eq!(key("GET", "http", "h", "/?a=&a"), "GET http://h/?a&a=");
+        assert_eq!(key("GET", "http", "h", "/?a=&a"), "GET http://h/?a=&a");
         assert_eq!(key("GET", "http", "h", "/?a=1=2"), "GET http://h/?a=1=2");
         assert_eq!(key("GET", "http", "h", "/?=v"), "GET http://h/?=v");
         assert_eq!(key("GET", "http", "h", "/?q=a+b"), "GET http://h/?q=a+b");

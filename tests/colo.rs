@@ -104,8 +104,7 @@ async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -
     let request = Request {
         method: method.to_string(),
         scheme: "http".to_string(),
-        host: HOST.to_string(),
-        path_and_query: path.to_string(),
+        target: format!("http://{HOST}{path}"),
         headers,
         body: None,
     };

@@ -198,12 +198,15 @@ fn get(path: &str, headers: &[(&str, &str)]) -> Request<()> {
 }
 
 fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<()> {
+    let mut all = Headers::from_pairs([("host", "example.com")]);
+    for (name, value) in headers {
+        all.append(name, value);
+    }
     Request {
         method: method.into(),
         scheme: "http".into(),
-        host: "example.com".into(),
-        path_and_query: path.into(),
-        headers: Headers::from_pairs(headers.iter().copied()),
+        target: path.into(),
+        headers: all,
         body: None,
     }
 }
@@ -1042,4 +1045,240 @@ fn reads_forward_the_normalised_path_the_response_is_stored_under() {
         status_header(&hit)
     );
     assert_eq!(h.fetches(), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// One request view (engine::request): every step sees the path, authority and query the
+// cache key sees, so no rule can be dodged by spelling a path another way.
+// ---------------------------------------------------------------------------------------
+
+fn routes_config() -> EngineConfig {
+    use edgecache::engine::config::RouteRule;
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.into());
+    config.routes.push(RouteRule {
+        prefix: "/static/".into(),
+        ttl_secs: Some(86_400),
+        ..Default::default()
+    });
+    config.routes.push(RouteRule {
+        prefix: "/live/".into(),
+        bypass: true,
+        ..Default::default()
+    });
+    config
+}
+
+/// `/static/../nostale/v` is `/nostale/v`: it gets that path's lifetime (the origin's two
+/// seconds), not the `/static/` route's day.
+#[test]
+fn route_rules_match_the_normalised_path() {
+    let h = harness_with(routes_config());
+    h.respond(200, &[("cache-control", "max-age=2")], "v1");
+    let first = h.send(get("/static/../nostale/v", &[]));
+    assert!(
+        status_header(&first).contains("ttl=2"),
+        "{}",
+        status_header(&first)
+    );
+    assert_eq!(h.log.requests.borrow()[0].path_and_query, "/nostale/v");
+    h.clock.advance_secs(3);
+    h.respond(200, &[("cache-control", "max-age=2")], "v2");
+    let later = h.send(get("/nostale/v", &[]));
+    assert_eq!(body_of(&later), "v2", "stale after the origin's 2 s");
+    assert_eq!(h.fetches(), 2);
+}
+
+/// `/%6Cive/x` is `/live/x`: the bypass route applies, nothing is stored.
+#[test]
+fn bypass_routes_cannot_be_dodged_by_percent_encoding() {
+    let h = harness_with(routes_config());
+    for path in ["/%6Cive/x", "/%6cive/x", "/a/../live/x", "/./live/x"] {
+        let r = h.send(get(path, &[]));
+        assert!(
+            status_header(&r).contains("fwd=bypass"),
+            "{path}: {}",
+            status_header(&r)
+        );
+    }
+    assert_eq!(h.fetches(), 4, "every one forwarded, none stored");
+    assert!(h
+        .log
+        .requests
+        .borrow()
+        .iter()
+        .all(|r| r.path_and_query == "/live/x"));
+    assert_eq!(h.engine.snapshot().engine.stored, 0);
+}
+
+/// The admin API is found by the normalised path: never forwarded to the origin, never
+/// cached, whatever the spelling.
+#[test]
+fn admin_paths_cannot_be_reached_through_the_origin() {
+    let h = harness_with(routes_config());
+    for path in [
+        "/x/../_edgecache/stats",
+        "/%5Fedgecache/stats",
+        "/%5fedgecache/stats",
+        "/_edgecache/./stats",
+    ] {
+        let r = h.send(get(path, &[]));
+        assert_eq!(r.response.status, 401, "{path}: {}", body_of(&r));
+        let r = h.send(get(path, &[("authorization", &format!("Bearer {TOKEN}"))]));
+        assert_eq!(r.response.status, 200, "{path}");
+        assert!(body_of(&r).contains("\"engine\""), "{path}: the stats");
+    }
+    assert_eq!(h.fetches(), 0);
+    let auth = format!("Bearer {TOKEN}");
+    for url in ["/r/../_edgecache/stats", "/%5Fedgecache/stats"] {
+        let r = h.send(request(
+            "POST",
+            &format!("/_edgecache/warm?url={}", url.replace('%', "%25")),
+            &[("authorization", &auth)],
+        ));
+        assert_eq!(r.response.status, 400, "warm {url}: {}", body_of(&r));
+        assert!(r.job.is_none());
+    }
+}
+
+/// Purge and warm resolve their URLs as requests are resolved: a purge of
+/// `/a/../b` removes what `/b` stored.
+#[test]
+fn purge_urls_are_normalised_like_requests() {
+    let h = harness();
+    h.send(get("/b?x=1", &[]));
+    let auth = format!("Bearer {TOKEN}");
+    let r = h.send(request(
+        "POST",
+        "/_edgecache/purge?url=%2Fa%2F..%2F%2562%3Fx%3D1",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(body_of(&r), r#"{"purged":1,"soft":false}"#);
+    let r = h.send(request(
+        "POST",
+        "/_edgecache/purge?url=http%3A%2F%2FEXAMPLE.com%3A80%2Fb%3Fx%3D1",
+        &[("authorization", &auth)],
+    ));
+    assert_eq!(body_of(&r), r#"{"purged":0,"soft":false}"#, "already gone");
+}
+
+fn raw(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
+    Request {
+        method: method.into(),
+        scheme: "http".into(),
+        target: target.into(),
+        headers: Headers::from_pairs(headers.iter().copied()),
+        body: None,
+    }
+}
+
+/// RFC 9112 §3.2: one Host, valid, or 400; nothing reaches the origin or the cache.
+#[test]
+fn requests_without_exactly_one_valid_host_are_refused() {
+    let h = harness();
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: [Case; 8] = [
+        ("GET", "/a", &[], 400, "missing-host"),
+        (
+            "GET",
+            "/a",
+            &[("host", "example.com"), ("host", "evil.example")],
+            400,
+            "duplicate-host",
+        ),
+        (
+            "GET",
+            "/a",
+            &[("host", "example.com/evil")],
+            400,
+            "invalid-host",
+        ),
+        ("GET", "/a", &[("host", "a b")], 400, "invalid-host"),
+        (
+            "GET",
+            "/a",
+            &[("host", "user@example.com")],
+            400,
+            "invalid-host",
+        ),
+        ("GET", "http://u@example.com/a", &[], 400, "invalid-host"),
+        (
+            "GET",
+            "a/b",
+            &[("host", "example.com")],
+            400,
+            "invalid-target",
+        ),
+        (
+            "CONNECT",
+            "example.com:443",
+            &[("host", "example.com:443")],
+            501,
+            "connect-unsupported",
+        ),
+    ];
+    for (method, target, headers, status, detail) in cases {
+        let r = h.send(raw(method, target, headers));
+        assert_eq!(r.response.status, status, "{method} {target} {headers:?}");
+        assert!(
+            status_header(&r).contains(&format!("detail={detail}")),
+            "{method} {target}: {}",
+            status_header(&r)
+        );
+    }
+    assert_eq!(h.fetches(), 0);
+    let stats = h.engine.snapshot().engine;
+    assert_eq!(stats.bad_requests, cases.len() as u64);
+    assert_eq!(stats.requests, 0);
+    let options = h.send(raw("OPTIONS", "*", &[("host", "example.com")]));
+    assert_eq!(options.response.status, 200);
+    assert!(options.response.headers.contains("allow"));
+    assert_eq!(h.fetches(), 0, "OPTIONS * is the cache's to answer");
+}
+
+/// An absolute-form target names the authority (RFC 9112 §3.2.2); a Host field beside it is
+/// ignored, for the key and for the origin alike.
+#[test]
+fn an_absolute_target_decides_the_authority() {
+    let h = harness();
+    h.send(raw(
+        "GET",
+        "http://Example.COM:80/p?q",
+        &[("host", "evil.example")],
+    ));
+    let sent = &h.log.requests.borrow()[0];
+    assert_eq!(sent.host, "example.com");
+    assert_eq!(sent.path_and_query, "/p?q");
+    assert!(
+        !sent.headers.contains("host"),
+        "the origin request carries it"
+    );
+    drop(h.log.requests.borrow());
+    let hit = h.send(get("/p?q", &[]));
+    assert!(
+        status_header(&hit).starts_with("edgecache-l1; hit"),
+        "{}",
+        status_header(&hit)
+    );
+}
+
+/// Repeated query parameters keep their order in the key: an origin reading the first
+/// value answers `?a=evil&a=good` and `?a=good&a=evil` differently.
+#[test]
+fn repeated_query_parameters_are_distinct_requests() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=60")], "evil");
+    h.respond(200, &[("cache-control", "max-age=60")], "good");
+    assert_eq!(body_of(&h.send(get("/s?a=evil&a=good", &[]))), "evil");
+    assert_eq!(body_of(&h.send(get("/s?a=good&a=evil", &[]))), "good");
+    assert_eq!(h.fetches(), 2);
+    assert_eq!(
+        body_of(&h.send(get("/s?a=good&z=1&a=evil", &[]))),
+        "default body"
+    );
+    assert_eq!(
+        body_of(&h.send(get("/s?z=1&a=good&a=evil", &[]))),
+        "default body"
+    );
+    assert_eq!(h.fetches(), 3, "other names still sort");
 }

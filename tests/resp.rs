@@ -416,8 +416,7 @@ async fn write_behind_runs_over_the_resp_client() {
     let request = Request {
         method: "PUT".into(),
         scheme: "http".into(),
-        host: HOST.into(),
-        path_and_query: "/w/1".into(),
+        target: format!("http://{HOST}/w/1"),
         headers: Headers::from_pairs([("content-type", "text/plain")]),
         body: Some(full("resp body")),
     };

@@ -75,8 +75,7 @@ async fn call(
     let request = Request {
         method: method.to_string(),
         scheme: "http".to_string(),
-        host: HOST.to_string(),
-        path_and_query: path.to_string(),
+        target: format!("http://{HOST}{path}"),
         headers: Headers::from_pairs(headers.iter().copied()),
         body: Some(body),
     };
@@ -629,8 +628,7 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
     let request = Request {
         method: "POST".into(),
         scheme: "http".into(),
-        host: HOST.into(),
-        path_and_query: "/orders/secret?token=query-secret".into(),
+        target: format!("http://{HOST}/orders/secret?token=query-secret"),
         headers: Headers::from_pairs([
             ("authorization", "Bearer header-secret"),
             ("cookie", "session=cookie-secret"),

@@ -19,18 +19,17 @@ use alloc::vec::Vec;
 
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
-use crate::key::cache_key;
 
 use super::host::{Lock, Runtime};
 use super::sync::Scope;
-use super::{Body, Engine, Host, Job, RequestHead, Response};
+use super::{Body, Engine, Host, Job, RequestView, Response};
 
 /// Most URLs one warm request may name.
 pub const MAX_WARM_URLS: usize = 100;
 
-/// Whether `path_and_query` is under the admin prefix `admin_path`.
-pub fn is_admin_path(admin_path: &str, path_and_query: &str) -> bool {
-    let path = path_and_query.split('?').next().unwrap_or("");
+/// Whether the normalised `path` ([`super::RequestView::path`]) is under the admin prefix
+/// `admin_path`.
+pub fn is_admin_path(admin_path: &str, path: &str) -> bool {
     path == admin_path
         || path
             .strip_prefix(admin_path)
@@ -88,18 +87,17 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Every value of query parameter `name` in `path_and_query`, decoded, in order.
-fn query_params<'a>(path_and_query: &'a str, name: &'a str) -> impl Iterator<Item = String> + 'a {
-    let query = path_and_query.split_once('?').map_or("", |(_, q)| q);
-    query.split('&').filter_map(move |pair| {
+/// Every value of query parameter `name` in `query` (without the `?`), decoded, in order.
+fn query_params<'a>(query: Option<&'a str>, name: &'a str) -> impl Iterator<Item = String> + 'a {
+    query.unwrap_or("").split('&').filter_map(move |pair| {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         (percent_decode(k) == name).then(|| percent_decode(v))
     })
 }
 
-/// The first value of query parameter `name` in `path_and_query`, decoded.
-fn query_param(path_and_query: &str, name: &str) -> Option<String> {
-    query_params(path_and_query, name).next()
+/// The first value of query parameter `name` in `query`, decoded.
+fn query_param(query: Option<&str>, name: &str) -> Option<String> {
+    query_params(query, name).next()
 }
 
 fn text<B>(status: u16, message: &str) -> Response<B> {
@@ -129,15 +127,8 @@ fn json<B>(body: String) -> Response<B> {
 /// What a purge request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PurgeTarget {
-    /// One URL: scheme, host and path-and-query.
-    Url {
-        /// `http` / `https`.
-        scheme: String,
-        /// Host.
-        host: String,
-        /// Path and query.
-        path_and_query: String,
-    },
+    /// One URL's responses (and their Vary variants): its cache key.
+    Url(String),
     /// Every response with this tag.
     Tag(String),
     /// Everything.
@@ -148,14 +139,14 @@ impl<H: Host> Engine<H> {
     /// Answers an admin request; sets `job` to the background work it asks for (warming).
     pub(crate) async fn admin(
         &self,
-        request: &RequestHead,
+        request: &RequestView,
         job: &mut Option<Job>,
     ) -> Response<H::Body> {
         let admin = &self.config.admin;
-        let path = request.path_and_query.split('?').next().unwrap_or("");
+        let path = request.path();
         let sub = &path[admin.path.len().min(path.len())..];
-        let cors = self.cors_origin(&request.headers);
-        if request.method == "OPTIONS" && sub == "/stats" {
+        let cors = self.cors_origin(request.headers());
+        if request.method() == "OPTIONS" && sub == "/stats" {
             let mut response = text::<H::Body>(204, "");
             response.body = Body::Empty;
             if let Some(origin) = cors {
@@ -173,7 +164,7 @@ impl<H: Host> Engine<H> {
         let Some(token) = admin.token.as_deref() else {
             return text(404, "admin API disabled: set admin.token to enable it");
         };
-        if !authorized(&request.headers, token) {
+        if !authorized(request.headers(), token) {
             self.count(|s| s.admin_unauthorized += 1);
             let mut response =
                 text::<H::Body>(401, "unauthorized: send Authorization: Bearer <token>");
@@ -185,7 +176,7 @@ impl<H: Host> Engine<H> {
             }
             return response;
         }
-        match (request.method.as_str(), sub) {
+        match (request.method(), sub) {
             ("GET", "/stats") => {
                 let mut response = json::<H::Body>(self.snapshot().to_json());
                 if let Some(origin) = cors {
@@ -202,13 +193,15 @@ impl<H: Host> Engine<H> {
                 response
             }
             ("POST", "/purge") => {
-                let soft = query_param(&request.path_and_query, "soft")
-                    .is_some_and(|v| v == "1" || v == "true");
-                let target = if let Some(url) = query_param(&request.path_and_query, "url") {
-                    parse_purge_url(&url, &request.scheme, &request.host)
-                } else if let Some(tag) = query_param(&request.path_and_query, "tag") {
+                let query = request.query();
+                let soft = query_param(query, "soft").is_some_and(|v| v == "1" || v == "true");
+                let target = if let Some(url) = query_param(query, "url") {
+                    request
+                        .get_of(&url)
+                        .map(|view| PurgeTarget::Url(self.key_for(&view)))
+                } else if let Some(tag) = query_param(query, "tag") {
                     (!tag.is_empty()).then_some(PurgeTarget::Tag(tag))
-                } else if query_param(&request.path_and_query, "all").is_some() {
+                } else if query_param(query, "all").is_some() {
                     Some(PurgeTarget::All)
                 } else {
                     None
@@ -235,8 +228,8 @@ impl<H: Host> Engine<H> {
 
     /// The `GET` requests a warm request names: paths on its own host or absolute URLs,
     /// none under the admin path.
-    fn warm_requests(&self, request: &RequestHead) -> Result<Vec<RequestHead>, String> {
-        let urls: Vec<String> = query_params(&request.path_and_query, "url").collect();
+    fn warm_requests(&self, request: &RequestView) -> Result<Vec<RequestView>, String> {
+        let urls: Vec<String> = query_params(request.query(), "url").collect();
         if urls.is_empty() {
             return Err(String::from("warm needs one or more url= parameters"));
         }
@@ -246,26 +239,12 @@ impl<H: Host> Engine<H> {
             ));
         }
         urls.iter()
-            .map(
-                |url| match parse_purge_url(url, &request.scheme, &request.host) {
-                    Some(PurgeTarget::Url {
-                        scheme,
-                        host,
-                        path_and_query,
-                    }) if !is_admin_path(&self.config.admin.path, &path_and_query) => {
-                        Ok(RequestHead {
-                            method: String::from("GET"),
-                            scheme,
-                            host,
-                            path_and_query,
-                            headers: Headers::new(),
-                        })
-                    }
-                    _ => Err(format!(
-                        "not a URL to warm (a path or http(s) URL outside the admin path): {url}"
-                    )),
-                },
-            )
+            .map(|url| match request.get_of(url) {
+                Some(view) if !is_admin_path(&self.config.admin.path, view.path()) => Ok(view),
+                _ => Err(format!(
+                    "not a URL to warm (a path or http(s) URL outside the admin path): {url}"
+                )),
+            })
             .collect()
     }
 
@@ -285,14 +264,7 @@ impl<H: Host> Engine<H> {
         self.count(|s| s.purges += 1);
         let now = self.runtime.now();
         let (affected, scope) = match target {
-            PurgeTarget::Url {
-                scheme,
-                host,
-                path_and_query,
-            } => {
-                let key = cache_key("GET", scheme, host, path_and_query, &self.config.key);
-                (self.l1_purge_key(&key, soft, now), Scope::Key(key))
-            }
+            PurgeTarget::Url(key) => (self.l1_purge_key(key, soft, now), Scope::Key(key.clone())),
             PurgeTarget::Tag(tag) => (self.l1_purge_tag(tag, soft, now), Scope::Tag(tag.clone())),
             PurgeTarget::All => (self.l1_purge_all(soft, now), Scope::All),
         };
@@ -381,30 +353,6 @@ fn add_cors(headers: &mut Headers, origin: &str) {
     headers.set("vary", "Origin");
 }
 
-/// Parses the `url=` of a purge: an absolute `http(s)://host/path` or a path on the admin
-/// request's own scheme and host.
-fn parse_purge_url(url: &str, scheme: &str, host: &str) -> Option<PurgeTarget> {
-    if let Some((s, rest)) = url.split_once("://") {
-        if !(s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https")) {
-            return None;
-        }
-        let (h, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
-        };
-        return (!h.is_empty()).then(|| PurgeTarget::Url {
-            scheme: String::from(s),
-            host: String::from(h),
-            path_and_query: String::from(path),
-        });
-    }
-    url.starts_with('/').then(|| PurgeTarget::Url {
-        scheme: String::from(scheme),
-        host: String::from(host),
-        path_and_query: String::from(url),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +377,6 @@ mod tests {
     #[test]
     fn admin_paths() {
         assert!(is_admin_path("/_edgecache", "/_edgecache/stats"));
-        assert!(is_admin_path("/_edgecache", "/_edgecache?x"));
         assert!(!is_admin_path("/_edgecache", "/_edgecachex/stats"));
         assert!(!is_admin_path("/_edgecache", "/a/_edgecache/stats"));
     }
@@ -437,25 +384,11 @@ mod tests {
     #[test]
     fn query_params_decode() {
         assert_eq!(
-            query_param("/p?url=%2Fa%3Fb%3D1&soft=1", "url").as_deref(),
+            query_param(Some("url=%2Fa%3Fb%3D1&soft=1"), "url").as_deref(),
             Some("/a?b=1")
         );
-        assert_eq!(query_param("/p?tag=a+b", "tag").as_deref(), Some("a b"));
-        assert_eq!(query_param("/p?x=%zz%", "x").as_deref(), Some("%zz%"));
-        assert_eq!(query_param("/p", "x"), None);
-    }
-
-    #[test]
-    fn purge_urls() {
-        assert_eq!(
-            parse_purge_url("https://Example.com/a?b", "http", "h"),
-            Some(PurgeTarget::Url {
-                scheme: "https".into(),
-                host: "Example.com".into(),
-                path_and_query: "/a?b".into()
-            })
-        );
-        assert!(parse_purge_url("ftp://x/y", "http", "h").is_none());
-        assert!(parse_purge_url("relative", "http", "h").is_none());
+        assert_eq!(query_param(Some("tag=a+b"), "tag").as_deref(), Some("a b"));
+        assert_eq!(query_param(Some("x=%zz%"), "x").as_deref(), Some("%zz%"));
+        assert_eq!(query_param(None, "x"), None);
     }
 }

@@ -18,6 +18,8 @@ pub mod stats;
 pub mod sync;
 pub mod write_behind;
 
+pub mod request;
+
 mod read;
 mod respond;
 mod write;
@@ -36,6 +38,7 @@ pub use host::{
     OriginRequest, OriginResponse, PendingEntry, Runtime, SharedStore, StoreError, StreamEntry,
     DELETE_IF_EQUALS_SCRIPT,
 };
+pub use request::{RequestError, RequestView, Target};
 pub use respond::served_fields;
 pub use stats::{EngineStats, Snapshot};
 
@@ -55,62 +58,21 @@ pub trait Host {
     type Lock: Lock<EngineState>;
 }
 
-/// A client request, as the host hands it over.
+/// A client request, as the host received it: nothing in it is interpreted by the host.
+/// The engine normalises it once into a [`RequestView`] ([`request`]).
 #[derive(Debug)]
 pub struct Request<B> {
     /// Method (case-sensitive).
     pub method: String,
-    /// `http` or `https`.
+    /// The scheme of the connection it came on: `http` or `https`.
     pub scheme: String,
-    /// Host / authority the client asked for.
-    pub host: String,
-    /// Path and query as received.
-    pub path_and_query: String,
-    /// Header fields.
+    /// The request target exactly as received: origin-form (`/path?query`), absolute-form
+    /// (`https://host/path?query`, as a Worker's URL always is), `*` or authority-form.
+    pub target: String,
+    /// Every header field line as received (`Host` included, however many there were).
     pub headers: Headers,
     /// The request body, passed to the origin untouched (unsafe methods).
     pub body: Option<B>,
-}
-
-/// The request line and headers, without the body: what background work keeps.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RequestHead {
-    /// Method.
-    pub method: String,
-    /// Scheme.
-    pub scheme: String,
-    /// Host.
-    pub host: String,
-    /// Path and query.
-    pub path_and_query: String,
-    /// Header fields.
-    pub headers: Headers,
-}
-
-impl<B> Request<B> {
-    /// Splits off the body.
-    pub fn into_parts(self) -> (RequestHead, Option<B>) {
-        (
-            RequestHead {
-                method: self.method,
-                scheme: self.scheme,
-                host: self.host,
-                path_and_query: self.path_and_query,
-                headers: self.headers,
-            },
-            self.body,
-        )
-    }
-}
-
-impl RequestHead {
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.path_and_query
-            .split('?')
-            .next()
-            .unwrap_or(&self.path_and_query)
-    }
 }
 
 /// A response for the host to send.
@@ -176,7 +138,7 @@ pub enum Job {
     /// Revalidate a stale response served under stale-while-revalidate (RFC 5861 §3).
     Revalidate {
         /// The request that found it stale.
-        head: RequestHead,
+        head: RequestView,
         /// The L1/L2 key it is stored under.
         key: String,
         /// The stale response.
@@ -199,7 +161,7 @@ pub enum Job {
     /// Apply purges other instances made (see [`sync`]).
     SyncPurges,
     /// Fetch and store these `GET`s, as if clients had asked (the admin API's warm).
-    Warm(Vec<RequestHead>),
+    Warm(Vec<RequestView>),
     /// Send queued write-behind requests to the origin ([`write_behind`]).
     FlushWriteBehind,
     /// Several jobs.
@@ -381,16 +343,31 @@ impl<H: Host> Engine<H> {
         })
     }
 
-    /// Handles one client request: admin API, pass-through, write-through or cached read.
+    /// Handles one client request: normalises it ([`RequestView::parse`]), then the admin
+    /// API, pass-through, write-through or cached read.
     pub async fn handle(&self, request: Request<H::Body>) -> Handled<H::Body> {
-        if admin::is_admin_path(&self.config.admin.path, &request.path_and_query) {
-            let (head, _) = request.into_parts();
+        let header_bytes = request.headers.size_bytes() + request.target.len();
+        let view = match RequestView::parse(
+            &request.method,
+            &request.scheme,
+            &request.target,
+            request.headers,
+        ) {
+            Ok(Target::Resource(view)) => view,
+            Ok(Target::Server) => return Handled::now(respond::server_options()),
+            Err(error) => {
+                self.count(|s| s.bad_requests += 1);
+                let mut entry = self.l1_status_entry();
+                entry.detail = Some(String::from(error.as_str()));
+                return Handled::now(respond::error(error.status(), error.message(), entry));
+            }
+        };
+        if admin::is_admin_path(&self.config.admin.path, view.path()) {
             let mut job = None;
-            let response = self.admin(&head, &mut job).await;
+            let response = self.admin(&view, &mut job).await;
             return Handled { response, job };
         }
         self.count(|s| s.requests += 1);
-        let header_bytes = request.headers.size_bytes() + request.path_and_query.len();
         if header_bytes > self.config.limits.max_header_bytes {
             return Handled::now(respond::error(
                 431,
@@ -398,38 +375,30 @@ impl<H: Host> Engine<H> {
                 self.l1_status_entry(),
             ));
         }
-        let (head, body) = request.into_parts();
-        let mut handled = self.dispatch(head, body).await;
+        let mut handled = self.dispatch(view, request.body).await;
         if self.purge_sync_due(self.runtime.now()) {
             handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
         }
         handled
     }
 
-    async fn dispatch(&self, head: RequestHead, body: Option<H::Body>) -> Handled<H::Body> {
-        let route_bypass = self.config.route_for(head.path()).is_some_and(|r| r.bypass);
-        let class = crate::policy::request::classify(&head.method, &head.headers);
-        let unsafe_method = matches!(class, crate::policy::request::RequestClass::Unsafe);
-        if unsafe_method && self.config.write_behind.covers(head.path()) {
+    async fn dispatch(&self, view: RequestView, body: Option<H::Body>) -> Handled<H::Body> {
+        use crate::policy::cache_status::Forward;
+        use crate::policy::request::{BypassReason, RequestClass};
+        let route_bypass = self.config.route_for(view.path()).is_some_and(|r| r.bypass);
+        let class = view.class();
+        if class == RequestClass::Unsafe && self.config.write_behind.covers(view.path()) {
             // Write-behind routes are configured for their writes: route rules govern reads.
-            return self.write_behind(head, body).await;
+            return self.write_behind(view, body).await;
         }
         match class {
-            _ if route_bypass => {
-                self.pass(head, body, crate::policy::cache_status::Forward::Bypass)
-                    .await
+            _ if route_bypass => self.pass(view, body, Forward::Bypass).await,
+            RequestClass::Bypass(BypassReason::Method) => {
+                self.pass(view, body, Forward::Method).await
             }
-            crate::policy::request::RequestClass::Bypass(reason) => {
-                let fwd = match reason {
-                    crate::policy::request::BypassReason::Method => {
-                        crate::policy::cache_status::Forward::Method
-                    }
-                    _ => crate::policy::cache_status::Forward::Bypass,
-                };
-                self.pass(head, body, fwd).await
-            }
-            crate::policy::request::RequestClass::Unsafe => self.write_through(head, body).await,
-            crate::policy::request::RequestClass::Lookup => self.read(head).await,
+            RequestClass::Bypass(_) => self.pass(view, body, Forward::Bypass).await,
+            RequestClass::Unsafe => self.write_through(view, body).await,
+            RequestClass::Lookup => self.read(view).await,
         }
     }
 

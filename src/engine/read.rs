@@ -15,7 +15,6 @@ use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::conditional::{conditional_headers, freshen, Freshened};
 use crate::policy::freshness::freshness_lifetime;
-use crate::policy::hop_by_hop;
 use crate::policy::reuse::{evaluate, evaluate_with, Evaluation, Reuse, StoredFigures};
 use crate::policy::storable::{storability, ResponseView};
 use crate::policy::storage::{lifetimes, prepare};
@@ -25,7 +24,7 @@ use crate::store::{EntryMeta, Windows};
 use super::flight::{Outcome, Role};
 use super::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use super::l2::with_timeout;
-use super::{respond, Body, Engine, Handled, Host, Job, RequestHead};
+use super::{respond, Body, Engine, Handled, Host, Job, RequestView};
 
 /// Where a stored response was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,18 +45,6 @@ struct Candidate {
 /// included), so a URL purge finds them all. Origin tags cannot contain U+001F.
 pub(crate) fn url_tag(key: &str) -> String {
     format!("\u{1f}url {key}")
-}
-
-/// The request target a read sends to the origin: the path as the cache key normalises it
-/// (percent-encoding normalised, dot-segments removed: RFC 3986 §6.2.2), the query as
-/// received. The response is stored under the normalised path, so the origin must answer
-/// for that path: forwarding `/a/../admin` raw to an origin that does not resolve dot
-/// segments would store its answer for `/admin` (cache poisoning).
-fn stored_target(path_and_query: &str) -> String {
-    match path_and_query.split_once('?') {
-        Some((path, query)) => format!("{}?{query}", crate::key::normalize_path(path)),
-        None => crate::key::normalize_path(path_and_query),
-    }
 }
 
 /// The statuses RFC 5861 §4 counts as an origin error for stale-if-error.
@@ -128,31 +115,37 @@ impl<H: Host> Engine<H> {
 
     /// The key a request's response is stored under (RFC 9111 §2: the target URI; `HEAD`
     /// shares `GET`'s).
-    pub(crate) fn key_for(&self, head: &RequestHead) -> String {
-        cache_key(
-            "GET",
-            &head.scheme,
-            &head.host,
-            &head.path_and_query,
-            &self.config.key,
-        )
+    pub(crate) fn key_for(&self, view: &RequestView) -> String {
+        let key = |target: &str| {
+            cache_key(
+                "GET",
+                view.scheme(),
+                view.authority(),
+                target,
+                &self.config.key,
+            )
+        };
+        match view.query() {
+            None => key(view.path()),
+            Some(_) => key(&view.target()),
+        }
     }
 
     /// Serves a `GET` or `HEAD`.
-    pub(crate) async fn read(&self, head: RequestHead) -> Handled<H::Body> {
+    pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
         let key = self.key_for(&head);
         let now = self.runtime.now();
         let candidate = self
-            .l1_find(&key, &head.headers, now)
+            .l1_find(&key, head.headers(), now)
             .map(|stored| Candidate {
-                evaluation: self.evaluate(&head.headers, &stored, now),
+                evaluation: self.evaluate(head.headers(), &stored, now),
                 stored,
                 tier: Tier::L1,
             });
         let (candidate, fwd) = match candidate {
             Some(c) => match c.evaluation.reuse {
                 Reuse::Revalidate(_) => {
-                    let fwd = if RequestDirectives::from_headers(&head.headers).no_cache {
+                    let fwd = if RequestDirectives::from_headers(head.headers()).no_cache {
                         Forward::Request
                     } else {
                         Forward::Stale
@@ -164,7 +157,7 @@ impl<H: Host> Engine<H> {
             },
             None => (None, Forward::UriMiss),
         };
-        if candidate.is_none() && RequestDirectives::from_headers(&head.headers).only_if_cached {
+        if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
             if let Some(c) = self.shared_lookup(&head, &key).await {
                 if c.evaluation.reuse == Reuse::Fresh
@@ -182,7 +175,7 @@ impl<H: Host> Engine<H> {
 
     /// Serves a stored response that needs no origin round trip first (fresh, accepted
     /// stale, or stale-while-revalidate with a background job).
-    fn serve_candidate(&self, head: &RequestHead, key: &str, c: Candidate) -> Handled<H::Body> {
+    fn serve_candidate(&self, head: &RequestView, key: &str, c: Candidate) -> Handled<H::Body> {
         let revalidate = || {
             let already = self.state.with(|s| s.flights.in_flight(key));
             (!already).then(|| Job::Revalidate {
@@ -212,15 +205,15 @@ impl<H: Host> Engine<H> {
             });
             // Found in L2 with a colo tier in front: fill it too, after the response.
             let job = (c.tier == Tier::L2 && self.colo().is_some()).then(|| Job::WriteColo {
-                keys: self.store_keys(key, &c.stored, &head.headers),
+                keys: self.store_keys(key, &c.stored, head.headers()),
                 stored: c.stored.clone(),
             });
             (self.hit_entries(&c, None), job)
         };
         Handled {
             response: respond::from_cache(
-                &head.method,
-                &head.headers,
+                head.method(),
+                head.headers(),
                 c.stored,
                 c.evaluation.age_secs,
                 &entries,
@@ -244,13 +237,13 @@ impl<H: Host> Engine<H> {
 
     /// Looks the request up in the tiers behind L1 (colo, then L2) and backfills L1 with
     /// what it finds (unless its Vary does not match this request).
-    async fn shared_lookup(&self, head: &RequestHead, key: &str) -> Option<Candidate> {
+    async fn shared_lookup(&self, head: &RequestView, key: &str) -> Option<Candidate> {
         if self.colo().is_some() {
-            if let Some(stored) = self.colo_find(key, &head.headers).await {
+            if let Some(stored) = self.colo_find(key, head.headers()).await {
                 let now = self.runtime.now();
-                let evaluation = self.evaluate(&head.headers, &stored, now);
+                let evaluation = self.evaluate(head.headers(), &stored, now);
                 if evaluation.reuse != Reuse::VaryMismatch {
-                    self.l1_insert(key, &stored, &head.headers, now);
+                    self.l1_insert(key, &stored, head.headers(), now);
                     return Some(Candidate {
                         stored,
                         evaluation,
@@ -264,15 +257,15 @@ impl<H: Host> Engine<H> {
 
     /// Looks the request up in L2 and backfills L1 with what it finds there (unless its
     /// Vary does not match this request).
-    async fn l2_lookup(&self, head: &RequestHead, key: &str) -> Option<Candidate> {
+    async fn l2_lookup(&self, head: &RequestView, key: &str) -> Option<Candidate> {
         self.store.as_ref()?;
-        let stored = self.l2_find(key, &head.headers).await?;
+        let stored = self.l2_find(key, head.headers()).await?;
         let now = self.runtime.now();
-        let evaluation = self.evaluate(&head.headers, &stored, now);
+        let evaluation = self.evaluate(head.headers(), &stored, now);
         if evaluation.reuse == Reuse::VaryMismatch {
             return None;
         }
-        self.l1_insert(key, &stored, &head.headers, now);
+        self.l1_insert(key, &stored, head.headers(), now);
         Some(Candidate {
             stored,
             evaluation,
@@ -396,7 +389,7 @@ impl<H: Host> Engine<H> {
     /// one response to satisfy several waiting requests when it is storable and matches).
     async fn fetch_coalesced(
         &self,
-        head: RequestHead,
+        head: RequestView,
         key: String,
         candidate: Option<Candidate>,
         fwd: Forward,
@@ -414,7 +407,7 @@ impl<H: Host> Engine<H> {
                 }
                 if let Some(Outcome::Stored(stored)) = outcome {
                     let now = self.runtime.now();
-                    let evaluation = self.evaluate(&head.headers, &stored, now);
+                    let evaluation = self.evaluate(head.headers(), &stored, now);
                     if matches!(
                         evaluation.reuse,
                         Reuse::Fresh | Reuse::StaleAcceptedByRequest
@@ -426,8 +419,8 @@ impl<H: Host> Engine<H> {
                             ..self.l1_status_entry()
                         };
                         return Handled::now(respond::from_cache(
-                            &head.method,
-                            &head.headers,
+                            head.method(),
+                            head.headers(),
                             stored,
                             evaluation.age_secs,
                             &[entry],
@@ -481,26 +474,26 @@ impl<H: Host> Engine<H> {
     /// this instance should fetch.
     async fn lease_or_wait(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         key: &str,
         fwd: Forward,
     ) -> Option<(Handled<H::Body>, Arc<CachedResponse>)> {
         let found = if self.acquire_lease(key).await {
             // Won. Another instance may have stored the object and released its lease
             // between our L2 miss and now: look once more before going to the origin.
-            self.l2_find(key, &head.headers).await
+            self.l2_find(key, head.headers()).await
         } else {
             self.await_other_instance(head, key).await
         }?;
         let now = self.runtime.now();
-        let evaluation = self.evaluate(&head.headers, &found, now);
+        let evaluation = self.evaluate(head.headers(), &found, now);
         if !matches!(
             evaluation.reuse,
             Reuse::Fresh | Reuse::StaleAcceptedByRequest
         ) {
             return None;
         }
-        self.l1_insert(key, &found, &head.headers, now);
+        self.l1_insert(key, &found, head.headers(), now);
         self.count(|s| s.coalesced += 1);
         let mut entries = alloc::vec![CacheStatusEntry {
             hit: true,
@@ -510,14 +503,14 @@ impl<H: Host> Engine<H> {
         }];
         entries.extend(self.backfilled_entries(Tier::L2, fwd));
         let response = respond::from_cache(
-            &head.method,
-            &head.headers,
+            head.method(),
+            head.headers(),
             found.clone(),
             evaluation.age_secs,
             &entries,
         );
         let job = self.colo().is_some().then(|| Job::WriteColo {
-            keys: self.store_keys(key, &found, &head.headers),
+            keys: self.store_keys(key, &found, head.headers()),
             stored: found.clone(),
         });
         Some((Handled { response, job }, found))
@@ -528,7 +521,7 @@ impl<H: Host> Engine<H> {
     /// usable for this request.
     async fn await_other_instance(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         key: &str,
     ) -> Option<Arc<CachedResponse>> {
         let started = self.runtime.now();
@@ -541,9 +534,9 @@ impl<H: Host> Engine<H> {
         while self.runtime.now().millis_since(started) < bound {
             self.runtime.sleep(delay).await;
             delay = (delay * 2).min(100);
-            if let Some(found) = self.l2_find(key, &head.headers).await {
+            if let Some(found) = self.l2_find(key, head.headers()).await {
                 let now = self.runtime.now();
-                let evaluation = self.evaluate(&head.headers, &found, now);
+                let evaluation = self.evaluate(head.headers(), &found, now);
                 if matches!(
                     evaluation.reuse,
                     Reuse::Fresh | Reuse::StaleAcceptedByRequest
@@ -561,7 +554,7 @@ impl<H: Host> Engine<H> {
     /// is already fetching the key.
     pub(crate) async fn revalidate_in_background(
         &self,
-        head: RequestHead,
+        head: RequestView,
         key: String,
         stored: Arc<CachedResponse>,
     ) {
@@ -589,7 +582,7 @@ impl<H: Host> Engine<H> {
             finished: false,
         };
         let now = self.runtime.now();
-        let evaluation = self.evaluate(&head.headers, &stored, now);
+        let evaluation = self.evaluate(head.headers(), &stored, now);
         let candidate = Candidate {
             stored,
             evaluation: Evaluation {
@@ -628,11 +621,10 @@ impl<H: Host> Engine<H> {
     /// cache's own when it revalidates `conditional_for`.
     async fn origin_fetch(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         conditional_for: Option<&CachedResponse>,
     ) -> Result<super::OriginResponse<H::Body>, OriginError> {
-        let mut headers = head.headers.clone();
-        hop_by_hop::strip(&mut headers);
+        let mut headers = head.origin_headers();
         for field in CLIENT_VALIDATORS {
             headers.remove(field);
         }
@@ -643,9 +635,9 @@ impl<H: Host> Engine<H> {
         }
         let request = OriginRequest {
             method: String::from("GET"),
-            scheme: head.scheme.clone(),
-            host: head.host.clone(),
-            path_and_query: stored_target(&head.path_and_query),
+            scheme: String::from(head.scheme()),
+            host: String::from(head.authority()),
+            path_and_query: head.target(),
             headers,
             body: None,
         };
@@ -667,7 +659,7 @@ impl<H: Host> Engine<H> {
     /// One origin round trip for a read, and what to tell coalesced waiters.
     async fn fetch(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         key: &str,
         candidate: Option<Candidate>,
         fwd: Forward,
@@ -700,7 +692,7 @@ impl<H: Host> Engine<H> {
                         ..self.l1_status_entry()
                     };
                     let response =
-                        respond::from_cache(&head.method, &head.headers, c.stored, age, &[entry]);
+                        respond::from_cache(head.method(), head.headers(), c.stored, age, &[entry]);
                     return (Handled::now(response), Outcome::NotShared);
                 }
                 match other {
@@ -744,7 +736,7 @@ impl<H: Host> Engine<H> {
         );
         let verdict = storability(
             "GET",
-            &head.headers,
+            head.headers(),
             status,
             &response.headers,
             &view,
@@ -763,7 +755,7 @@ impl<H: Host> Engine<H> {
         match (verdict, response.body) {
             (Ok(()), OriginBody::Buffered(body)) => {
                 let entry = prepare(
-                    &head.headers,
+                    head.headers(),
                     status,
                     &response.headers,
                     body,
@@ -786,7 +778,7 @@ impl<H: Host> Engine<H> {
                     _ => None,
                 };
                 let body = match body {
-                    _ if head.method == "HEAD" => Body::Empty,
+                    _ if head.method() == "HEAD" => Body::Empty,
                     OriginBody::Buffered(bytes) => Body::Bytes(bytes),
                     OriginBody::Streaming(stream) => Body::Stream(stream),
                 };
@@ -799,7 +791,7 @@ impl<H: Host> Engine<H> {
     /// Stores a response in L1 (and L2 in the background) and serves it.
     fn store_and_serve(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         key: &str,
         entry: CachedResponse,
         origin_fields: Option<Headers>,
@@ -808,9 +800,9 @@ impl<H: Host> Engine<H> {
     ) -> (Handled<H::Body>, Outcome) {
         let now = self.runtime.now();
         let stored = self.ready_to_keep(entry);
-        let keys = self.l1_insert(key, &stored, &head.headers, now);
+        let keys = self.l1_insert(key, &stored, head.headers(), now);
         self.count(|s| s.stored += 1);
-        let evaluation = self.evaluate(&head.headers, &stored, now);
+        let evaluation = self.evaluate(head.headers(), &stored, now);
         let mut entries = Vec::new();
         if self.store.is_some() {
             entries.push(CacheStatusEntry {
@@ -835,8 +827,8 @@ impl<H: Host> Engine<H> {
         });
         let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
         let response = respond::from_stored_body(
-            &head.method,
-            &head.headers,
+            head.method(),
+            head.headers(),
             stored.clone(),
             fields,
             evaluation.age_secs,

@@ -149,6 +149,20 @@ pub(crate) fn from_origin<B>(
     }
 }
 
+/// The answer to `OPTIONS *` (RFC 9110 §9.3.7): a request about the server itself, which
+/// the cache answers rather than forward (its origin client sends only paths).
+pub(crate) fn server_options<B>() -> Response<B> {
+    let mut headers = Headers::new();
+    headers.set("allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE");
+    headers.set("cache-control", "no-store");
+    Response {
+        status: 200,
+        headers,
+        stored_fields: None,
+        body: Body::Empty,
+    }
+}
+
 /// An error the cache generates itself, as plain text (never echoing secrets).
 pub(crate) fn error<B>(status: u16, message: &str, entry: CacheStatusEntry) -> Response<B> {
     let mut headers = Headers::new();

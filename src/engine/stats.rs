@@ -55,6 +55,9 @@ pub struct EngineStats {
     pub warmed: u64,
     /// Admin requests refused for a missing or wrong token.
     pub admin_unauthorized: u64,
+    /// Requests refused before anything else (`400`/`501`: no, several or an invalid
+    /// `Host`, an invalid request target, `CONNECT`), see [`super::request`].
+    pub bad_requests: u64,
     /// Unsafe requests queued for the origin (answered `202`, write-behind).
     pub write_behind_appended: u64,
     /// Queued requests the origin took (any status below 400) and that left the queue.
@@ -120,7 +123,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 28] = [
+        let counters: [(&str, &str, u64); 29] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -207,6 +210,11 @@ impl Snapshot {
                 "admin_unauthorized_total",
                 "Admin requests refused",
                 e.admin_unauthorized,
+            ),
+            (
+                "bad_requests_total",
+                "Requests refused as malformed (Host, target, CONNECT)",
+                e.bad_requests,
             ),
             (
                 "write_behind_appended_total",

@@ -7,28 +7,25 @@ use alloc::vec::Vec;
 
 use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
-use crate::policy::hop_by_hop;
 use crate::policy::invalidation::invalidated_targets;
 
 use super::host::{Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use super::l2::with_timeout;
-use super::{respond, Body, Engine, Handled, Host, RequestHead};
+use super::{respond, Body, Engine, Handled, Host, RequestView};
 
 impl<H: Host> Engine<H> {
     /// Forwards a request untouched (but for hop-by-hop fields) and relays the response.
     pub(crate) async fn forward(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         body: Option<H::Body>,
     ) -> Result<super::OriginResponse<H::Body>, OriginError> {
-        let mut headers = head.headers.clone();
-        hop_by_hop::strip(&mut headers);
         let request = OriginRequest {
-            method: head.method.clone(),
-            scheme: head.scheme.clone(),
-            host: head.host.clone(),
-            path_and_query: head.path_and_query.clone(),
-            headers,
+            method: String::from(head.method()),
+            scheme: String::from(head.scheme()),
+            host: String::from(head.authority()),
+            path_and_query: head.target(),
+            headers: head.origin_headers(),
             body,
         };
         self.count(|s| s.origin_fetches += 1);
@@ -48,7 +45,7 @@ impl<H: Host> Engine<H> {
 
     pub(crate) fn relay(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         result: Result<super::OriginResponse<H::Body>, OriginError>,
         fwd: Forward,
     ) -> Handled<H::Body> {
@@ -60,7 +57,7 @@ impl<H: Host> Engine<H> {
                     ..self.l1_status_entry()
                 };
                 let body = match response.body {
-                    _ if head.method == "HEAD" => Body::Empty,
+                    _ if head.method() == "HEAD" => Body::Empty,
                     OriginBody::Buffered(bytes) if bytes.is_empty() => Body::Empty,
                     OriginBody::Buffered(bytes) => Body::Bytes(bytes),
                     OriginBody::Streaming(stream) => Body::Stream(stream),
@@ -98,7 +95,7 @@ impl<H: Host> Engine<H> {
     /// Forwards without using or filling the cache.
     pub(crate) async fn pass(
         &self,
-        head: RequestHead,
+        head: RequestView,
         body: Option<H::Body>,
         fwd: Forward,
     ) -> Handled<H::Body> {
@@ -111,7 +108,7 @@ impl<H: Host> Engine<H> {
     /// target and same-origin `Location` / `Content-Location` in every tier (RFC 9111 §4.4).
     pub(crate) async fn write_through(
         &self,
-        head: RequestHead,
+        head: RequestView,
         body: Option<H::Body>,
     ) -> Handled<H::Body> {
         self.count(|s| s.passes += 1);
@@ -128,21 +125,29 @@ impl<H: Host> Engine<H> {
     /// `Content-Location` after a 2xx or 3xx (RFC 9111 §4.4).
     pub(crate) async fn invalidate_after_write(
         &self,
-        head: &RequestHead,
+        head: &RequestView,
         status: u16,
         response_headers: &crate::headers::Headers,
     ) {
         let targets = invalidated_targets(
-            &head.method,
+            head.method(),
             status,
             response_headers,
-            &head.scheme,
-            &head.host,
-            &head.path_and_query,
+            head.scheme(),
+            head.authority(),
+            &head.target(),
         );
         let keys: Vec<String> = targets
             .iter()
-            .map(|path| cache_key("GET", &head.scheme, &head.host, path, &self.config.key))
+            .map(|path| {
+                cache_key(
+                    "GET",
+                    head.scheme(),
+                    head.authority(),
+                    path,
+                    &self.config.key,
+                )
+            })
             .collect();
         self.invalidate_keys(&keys).await;
     }

@@ -38,10 +38,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::headers::Headers;
-use crate::policy::hop_by_hop;
 
 use super::host::{BodyError, LogLevel, Origin, Runtime, SharedStore, StreamEntry};
-use super::{respond, Engine, Handled, Host, Job, RequestHead};
+use super::{respond, Engine, Handled, Host, Job, RequestView};
 
 /// The consumer group every instance flushes through.
 const GROUP: &str = "flush";
@@ -54,7 +53,7 @@ const VERSION: &[u8] = b"1";
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// The request line, header fields (end-to-end only, `Idempotency-Key` included).
-    pub head: RequestHead,
+    pub head: RequestView,
     /// The request body.
     pub body: Vec<u8>,
     /// When it was accepted, ms since the epoch.
@@ -66,7 +65,7 @@ impl Record {
     /// (`name:value` lines), `body`, `at`.
     pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut headers = Vec::new();
-        for (name, value) in self.head.headers.iter() {
+        for (name, value) in self.head.headers().iter() {
             let storable = !name.is_empty()
                 && !name.bytes().any(|b| matches!(b, b':' | b'\n' | b'\r' | 0))
                 && !value.iter().any(|b| matches!(b, b'\n' | b'\r' | 0));
@@ -79,10 +78,10 @@ impl Record {
         }
         alloc::vec![
             ("v", VERSION.to_vec()),
-            ("method", self.head.method.as_bytes().to_vec()),
-            ("scheme", self.head.scheme.as_bytes().to_vec()),
-            ("host", self.head.host.as_bytes().to_vec()),
-            ("target", self.head.path_and_query.as_bytes().to_vec()),
+            ("method", self.head.method().as_bytes().to_vec()),
+            ("scheme", self.head.scheme().as_bytes().to_vec()),
+            ("host", self.head.authority().as_bytes().to_vec()),
+            ("target", self.head.target().into_bytes()),
             ("headers", headers),
             ("body", self.body.clone()),
             ("at", self.appended_at.to_string().into_bytes()),
@@ -114,18 +113,21 @@ impl Record {
             let name = core::str::from_utf8(&line[..colon]).ok()?;
             headers.append(name, &line[colon + 1..]);
         }
+        // The `host` field is the authority; the lines carry it too, since the view's do.
+        let host = text("host")?;
+        if headers.get_all("host").count() != 1 || headers.get("host") != Some(host.as_bytes()) {
+            headers.set("host", &host);
+        }
         let target = text("target")?;
         if !target.starts_with('/') {
             return None;
         }
+        let head = match RequestView::parse(&text("method")?, &text("scheme")?, &target, headers) {
+            Ok(super::Target::Resource(view)) => view,
+            _ => return None,
+        };
         Some(Record {
-            head: RequestHead {
-                method: text("method")?,
-                scheme: text("scheme")?,
-                host: text("host").unwrap_or_default(),
-                path_and_query: target,
-                headers,
-            },
+            head,
             body: field("body")?.to_vec(),
             appended_at: core::str::from_utf8(field("at")?).ok()?.parse().ok()?,
         })
@@ -205,7 +207,7 @@ impl<H: Host> Engine<H> {
     /// writes it through when it cannot be queued (see the module documentation).
     pub(crate) async fn write_behind(
         &self,
-        mut head: RequestHead,
+        head: RequestView,
         body: Option<H::Body>,
     ) -> Handled<H::Body> {
         let limit = self.config.write_behind.max_body_bytes;
@@ -229,16 +231,17 @@ impl<H: Host> Engine<H> {
                 }
             },
         };
-        let key = match head.headers.get("idempotency-key") {
+        let key = match head.headers().get("idempotency-key") {
             Some(value) if sane_key(value) => String::from_utf8_lossy(value).into_owned(),
             _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
         };
-        hop_by_hop::strip(&mut head.headers);
+        let mut headers = head.origin_headers();
         // The host sends the length of the bytes it is given, all at once: nothing to
         // expect (RFC 9110 §10.1.1).
-        head.headers.remove("content-length");
-        head.headers.remove("expect");
-        head.headers.set("idempotency-key", &key);
+        headers.remove("content-length");
+        headers.remove("expect");
+        headers.set("idempotency-key", &key);
+        let head = head.with_headers(headers);
         let record = Record {
             head,
             body,
@@ -433,7 +436,7 @@ impl<H: Host> Engine<H> {
         store: &H::Store,
         queue: &str,
         entry: &StreamEntry,
-        head: Option<&RequestHead>,
+        head: Option<&RequestView>,
         attempts: u64,
         reason: &str,
     ) -> Next {
@@ -467,7 +470,7 @@ impl<H: Host> Engine<H> {
         // Method and path only: headers and bodies may hold credentials, queries tokens.
         let what = head.map_or_else(
             || String::from("an unreadable request"),
-            |h| format!("{} {}", h.method, h.path()),
+            |h| format!("{} {}", h.method(), h.path()),
         );
         self.runtime.log(
             LogLevel::Warn,
@@ -486,16 +489,19 @@ mod tests {
 
     fn record() -> Record {
         Record {
-            head: RequestHead {
-                method: "PUT".into(),
-                scheme: "https".into(),
-                host: "example.com".into(),
-                path_and_query: "/a/b?c=d".into(),
-                headers: Headers::from_pairs([
+            head: match RequestView::parse(
+                "PUT",
+                "https",
+                "/a/b?c=d",
+                Headers::from_pairs([
+                    ("host", "example.com"),
                     ("content-type", "application/json"),
                     ("authorization", "Bearer x:y"),
                     ("idempotency-key", "\"k\""),
                 ]),
+            ) {
+                Ok(crate::engine::Target::Resource(view)) => view,
+                other => panic!("{other:?}"),
             },
             body: b"\x00{\"a\":1}\r\n\xff".to_vec(),
             appended_at: 1_700_000_000_123,
@@ -521,8 +527,7 @@ mod tests {
         for drop in 0..good.len() {
             let mut f = good.clone();
             f.remove(drop);
-            // Only the host may be missing.
-            assert_eq!(Record::from_fields(&f).is_some(), good[drop].0 == "host");
+            assert_eq!(Record::from_fields(&f), None, "without {}", good[drop].0);
         }
         let mut f = good.clone();
         f[0].1 = b"2".to_vec();
@@ -539,10 +544,12 @@ mod tests {
     #[test]
     fn header_values_that_cannot_be_sent_are_not_stored() {
         let mut r = record();
-        r.head.headers.append("x-bad", b"a\nb:c".as_slice());
+        let mut headers = r.head.headers().clone();
+        headers.append("x-bad", b"a\nb:c".as_slice());
+        r.head = r.head.with_headers(headers);
         let back = Record::from_fields(&owned(r.to_fields())).unwrap();
-        assert!(!back.head.headers.contains("x-bad"));
-        assert!(!back.head.headers.contains("b"));
+        assert!(!back.head.headers().contains("x-bad"));
+        assert!(!back.head.headers().contains("b"));
     }
 
     #[test]

@@ -81,26 +81,15 @@ pub async fn serve_one(
     bodies: &Arc<Bodies>,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
-    let host = parts
-        .headers
-        .get(hyper::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| parts.uri.authority().map(|a| a.to_string()))
-        .unwrap_or_default();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".to_string());
     // Access-log timing only, and only when the access log is on; no cache decision reads it.
     #[allow(clippy::disallowed_methods)]
     let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
     let request = Request {
         method: parts.method.as_str().to_string(),
         scheme: "http".to_string(),
-        host,
-        path_and_query,
+        // As received: origin-form, absolute-form, `*` or authority-form. The engine takes
+        // the authority from it or from the one Host field (engine::request).
+        target: parts.uri.to_string(),
         headers: from_header_map(&parts.headers),
         body: Some(boxed(incoming)),
     };

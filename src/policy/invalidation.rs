@@ -38,6 +38,13 @@ pub fn invalidated_targets(
     targets
 }
 
+/// Whether two authorities name one host once normalised as cache keys do (case, default
+/// port: `Example.com:80` is `example.com` over `http`).
+fn same_host(a: &str, b: &str, scheme: &str) -> bool {
+    let scheme = scheme.to_ascii_lowercase();
+    crate::key::normalize_host(a, &scheme) == crate::key::normalize_host(b, &scheme)
+}
+
 /// Resolves a URI reference to a path on (`scheme`, `host`), or `None` for another origin.
 fn same_origin_path(reference: &str, scheme: &str, host: &str, base_path: &str) -> Option<String> {
     if reference.is_empty() {
@@ -48,7 +55,7 @@ fn same_origin_path(reference: &str, scheme: &str, host: &str, base_path: &str) 
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        let same = ref_scheme.eq_ignore_ascii_case(scheme) && authority.eq_ignore_ascii_case(host);
+        let same = ref_scheme.eq_ignore_ascii_case(scheme) && same_host(authority, host, scheme);
         return same.then(|| String::from(path));
     }
     if let Some(rest) = reference.strip_prefix("//") {
@@ -56,9 +63,7 @@ fn same_origin_path(reference: &str, scheme: &str, host: &str, base_path: &str) 
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
-        return authority
-            .eq_ignore_ascii_case(host)
-            .then(|| String::from(path));
+        return same_host(authority, host, scheme).then(|| String::from(path));
     }
     if reference.starts_with('/') {
         return Some(String::from(reference));

@@ -25,10 +25,11 @@ pub struct CacheApiColo {
 }
 
 impl CacheApiColo {
-    /// The colo tier for requests to `scheme://host`, its entries under `admin_path`.
-    pub fn new(scheme: &str, host: &str, admin_path: &str) -> Self {
+    /// The colo tier for requests to `origin` (`scheme://host`), its entries under
+    /// `admin_path`.
+    pub fn new(origin: &str, admin_path: &str) -> Self {
         CacheApiColo {
-            base: format!("{scheme}://{host}{admin_path}/colo/"),
+            base: format!("{origin}{admin_path}/colo/"),
         }
     }
 

@@ -100,7 +100,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let colo = config
         .colo
         .enabled
-        .then(|| colo::CacheApiColo::new(&request.scheme, &request.host, &config.admin.path));
+        .then(|| colo::CacheApiColo::new(url_origin(&request.target), &config.admin.path));
     let engine = Rc::new(isolate.engine.with_store(store).with_colo(colo));
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
@@ -164,29 +164,32 @@ fn plain(status: u16, text: &str) -> worker::Result<web_sys::Response> {
     Ok(response.into())
 }
 
-/// The client's request as the engine takes it: the path and query exactly as received.
+/// The client's request as the engine takes it: the runtime's absolute URL as the target
+/// (its authority is the request's; the engine normalises it, `engine::request`).
 fn to_engine_request(inner: &web_sys::Request) -> Request<WorkerBody> {
-    let url = inner.url();
-    // The runtime always hands over an absolute URL; split it without re-encoding anything.
-    let (scheme, rest) = url.split_once("://").unwrap_or(("https", url.as_str()));
-    let (authority, path_and_query) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let headers = from_js_headers(&inner.headers());
-    let host = headers
-        .get_str("host")
-        .map(str::to_string)
-        .unwrap_or_else(|| authority.to_string());
-    let path_and_query = path_and_query.split('#').next().unwrap_or("/");
+    let target = inner.url();
     Request {
         method: inner.method(),
-        scheme: scheme.to_string(),
-        host,
-        path_and_query: path_and_query.to_string(),
-        headers,
+        scheme: url_scheme(&target).to_string(),
+        target,
+        headers: from_js_headers(&inner.headers()),
         body: inner.body().map(WorkerBody::Js),
     }
+}
+
+/// The scheme of the runtime's absolute request URL.
+fn url_scheme(url: &str) -> &str {
+    url.split_once("://").map_or("https", |(scheme, _)| scheme)
+}
+
+/// The origin (`scheme://authority`) of the runtime's absolute request URL: where the colo
+/// tier keeps its entries, on the Worker's own host.
+fn url_origin(url: &str) -> &str {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| after_scheme + i);
+    &url[..end]
 }
 
 /// The engine's response as a JS `Response` (one copy of a cached body into JS memory).
