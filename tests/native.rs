@@ -11,93 +11,20 @@
 //! uses short intervals up to a deadline.
 
 mod support;
+use support::cache::{config, Cache};
 use support::*;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use edgecache::engine::EngineConfig;
-use edgecache::native::server;
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 // Tokio's clock: the tests measure real time on purpose (the core never reads a clock).
 use tokio::time::Instant;
 
 // ---------------------------------------------------------------------------------------
 // edgecache instances
 // ---------------------------------------------------------------------------------------
-
-/// The configuration every test starts from: admin enabled, purges polled every 100 ms.
-fn config() -> EngineConfig {
-    let mut config = EngineConfig::default();
-    config.admin.token = Some(TOKEN.into());
-    config.l2.purge_poll_ms = 100;
-    config
-}
-
-/// One `edgecache serve` in-process, on 127.0.0.1:0.
-struct Cache {
-    addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Cache {
-    /// Builds the engine, binds, starts the purge sync when Redis is used (as `edgecache
-    /// serve` does) and runs the server until [`Cache::begin_shutdown`] (grace: 5 s).
-    async fn start(config: EngineConfig, origin: &Origin, redis: Option<&RedisServer>) -> Cache {
-        let redis_url = redis.map(RedisServer::url);
-        let engine = server::build_engine(config, &origin.url(), redis_url.as_deref())
-            .expect("build_engine");
-        let listener = server::bind("127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("local addr");
-        if redis.is_some() {
-            server::spawn_purge_sync(engine.clone());
-        }
-        server::spawn_write_behind_flush(engine.clone());
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::run(
-            engine,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-            Duration::from_secs(5),
-        ));
-        Cache {
-            addr,
-            shutdown: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    /// Fires the shutdown future.
-    fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-impl Frontend for Cache {
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for Cache {
-    fn drop(&mut self) {
-        self.begin_shutdown();
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
 
 /// Polls `cache` with GETs of `path_and_query` until a response is no longer the origin's
 /// first answer (the purge reached it); every response before that must be a hit on it.

@@ -4,6 +4,8 @@
 //! `tests/worker.rs` (the Worker under wrangler dev). Each file uses only part of it.
 #![allow(dead_code)]
 
+pub mod cache;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
@@ -904,4 +906,132 @@ pub async fn assert_stale_if_error<F: Frontend>(cache: &F, origin: &mut Origin, 
         served.cache_status()
     );
     assert!(cache.stat("stale_if_error").await >= 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw requests (what a well-behaved client library would refuse to send)
+// ---------------------------------------------------------------------------------------
+
+/// A response read off a raw connection: its status and its head as text.
+#[derive(Debug)]
+pub struct RawResp {
+    pub status: u16,
+    pub head: String,
+}
+
+/// Writes `request` (a whole request head, `\r\n` line ends, ending in an empty line) on a
+/// new connection and reads the response head. The connection is closed after it.
+pub async fn send_raw(addr: SocketAddr, request: &str) -> Result<RawResp, String> {
+    let exchange = async {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("no status line in {text:?}"))?;
+        Ok(RawResp { status, head })
+    };
+    match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!(
+            "no response within {REQUEST_TIMEOUT:?} to {request:?}"
+        )),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// One request view, on any host
+// ---------------------------------------------------------------------------------------
+
+/// The route rules [`assert_paths_are_seen_as_the_key_sees_them`] expects: `/static/` with a
+/// day's TTL, `/live/` bypassed.
+pub const VIEW_ROUTES_JSON: &str =
+    r#"[{"prefix":"/static/","ttl_secs":86400},{"prefix":"/live/","bypass":true}]"#;
+
+/// Route rules, the admin API and warming see the path the cache key sees (RFC 3986 §6.2.2),
+/// however a client spells it. `cache` has the routes of [`VIEW_ROUTES_JSON`] and no
+/// Redis.
+pub async fn assert_paths_are_seen_as_the_key_sees_them<F: Frontend>(cache: &F, origin: &Origin) {
+    // `/static/../nostale/v` is `/nostale/v`: the origin's 2 s, not the route's day.
+    let r = cache.get("/static/../nostale/v?cc=max-age%3D2").await;
+    assert_eq!(r.status, 200);
+    let status = r.cache_status();
+    assert!(
+        status.contains("stored") && status.contains("ttl=2") && !status.contains("ttl=86"),
+        "{status}"
+    );
+    assert_eq!(origin.count("/nostale/v?cc=max-age%3D2"), 1);
+    assert_eq!(origin.count("/static/../nostale/v?cc=max-age%3D2"), 0);
+
+    // `/%6Cive/x` is `/live/x`: bypassed, never stored.
+    for _ in 0..2 {
+        let r = cache.get("/%6Cive/x?cc=max-age%3D600").await;
+        assert!(
+            r.cache_status().contains("fwd=bypass"),
+            "{}",
+            r.cache_status()
+        );
+    }
+    assert_eq!(origin.count("/live/x?cc=max-age%3D600"), 2);
+
+    // The admin API under any spelling: refused without the token, never the origin's.
+    for path in [
+        "/x/../_edgecache/stats",
+        "/%5Fedgecache/stats",
+        "/%5fedgecache/stats",
+    ] {
+        let r = cache.admin("GET", path, None).await;
+        assert_eq!(r.status, 401, "{path}: {}", r.text());
+        let r = cache.admin("GET", path, Some(TOKEN)).await;
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(r.json()["engine"].is_object(), "{path}");
+    }
+    assert_eq!(origin.count("/_edgecache/stats"), 0);
+
+    // Warming cannot name the admin API either.
+    for url in [
+        "%2Fr%2F..%2F_edgecache%2Fstats",
+        "%2F%255Fedgecache%2Fstats",
+    ] {
+        let r = cache
+            .admin("POST", &format!("/_edgecache/warm?url={url}"), Some(TOKEN))
+            .await;
+        assert_eq!(r.status, 400, "warm {url}: {}", r.text());
+    }
+}
+
+/// Repeated query parameters keep their order: two requests, two origin fetches.
+pub async fn assert_repeated_parameters_stay_apart<F: Frontend>(cache: &F, origin: &Origin) {
+    let a = cache.get("/q?a=evil&a=good&cc=max-age%3D60").await;
+    let b = cache.get("/q?a=good&a=evil&cc=max-age%3D60").await;
+    assert_ne!(a.text(), b.text());
+    assert_eq!(origin.count("/q?a=evil&a=good&cc=max-age%3D60"), 1);
+    assert_eq!(origin.count("/q?a=good&a=evil&cc=max-age%3D60"), 1);
+    let again = cache.get("/q?a=evil&cc=max-age%3D60&a=good").await;
+    assert_eq!(again.text(), a.text(), "other names still sort");
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
 }

@@ -1,0 +1,121 @@
+#![cfg(all(feature = "server", not(target_arch = "wasm32")))]
+//! What a hostile client sends to `edgecache serve`, over real sockets: requests a client
+//! library would refuse to build (two `Host` fields, none, odd request targets), paths spelled
+//! to slip past a rule, and queries ordered to share another request's entry. Each attack is
+//! one test; add the next one here.
+
+mod support;
+use support::cache::{config, Cache};
+use support::*;
+
+use edgecache::engine::EngineConfig;
+
+fn with_view_routes() -> EngineConfig {
+    let mut config = config();
+    config.routes = serde_json::from_str(VIEW_ROUTES_JSON).expect("routes");
+    config
+}
+
+/// RFC 9112 §3.2: two Host fields, none, or an invalid one get a 400, and reach neither the
+/// origin nor the cache (an origin reading the last Host would otherwise get its page
+/// stored under the first).
+#[tokio::test]
+async fn requests_without_exactly_one_valid_host_get_400() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    for (what, request) in [
+        (
+            "two Host fields",
+            "GET /h?cc=max-age%3D60 HTTP/1.1\r\nHost: edge.test\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "no Host (HTTP/1.1)",
+            "GET /h?cc=max-age%3D60 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "no Host (HTTP/1.0)",
+            "GET /h?cc=max-age%3D60 HTTP/1.0\r\n\r\n",
+        ),
+        (
+            "a Host with a path",
+            "GET /h?cc=max-age%3D60 HTTP/1.1\r\nHost: edge.test/evil\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "a Host with userinfo",
+            "GET /h?cc=max-age%3D60 HTTP/1.1\r\nHost: u@edge.test\r\nConnection: close\r\n\r\n",
+        ),
+        (
+            "an absolute target with userinfo",
+            "GET http://u@edge.test/h HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n",
+        ),
+    ] {
+        let r = send_raw(cache.addr, request).await.unwrap();
+        assert_eq!(r.status, 400, "{what}: {}", r.head);
+        assert!(
+            r.head.to_ascii_lowercase().contains("-host"),
+            "{what}: Cache-Status names the cause: {}",
+            r.head
+        );
+    }
+    assert_eq!(origin.total(), 0);
+    assert_eq!(cache.stat("bad_requests").await, 6);
+    assert_eq!(cache.stat("stored").await, 0);
+}
+
+/// An absolute-form target names the authority; a Host field beside it is ignored (RFC 9112
+/// §3.2.2), for the key and the origin alike.
+#[tokio::test]
+async fn an_absolute_target_wins_over_host() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let r = send_raw(
+        cache.addr,
+        "GET http://EDGE.test:80/abs?cc=max-age%3D60 HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.head);
+    let hit = cache.get("/abs?cc=max-age%3D60").await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert_eq!(origin.total(), 1);
+}
+
+/// `OPTIONS *` is answered by the cache; `CONNECT` is refused with 501: neither is an
+/// "origin unreachable" 502.
+#[tokio::test]
+async fn options_asterisk_and_connect_get_their_own_answers() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let r = send_raw(
+        cache.addr,
+        "OPTIONS * HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.head.to_ascii_lowercase().contains("allow:"), "{}", r.head);
+    let r = send_raw(
+        cache.addr,
+        "CONNECT edge.test:443 HTTP/1.1\r\nHost: edge.test:443\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 501, "{}", r.head);
+    assert_eq!(origin.total(), 0);
+}
+
+/// Route rules, the admin API and warming see the normalised path.
+#[tokio::test]
+async fn paths_cannot_be_spelled_past_routes_or_the_admin_api() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(with_view_routes(), &origin, None).await;
+    assert_paths_are_seen_as_the_key_sees_them(&cache, &origin).await;
+}
+
+/// `?a=evil&a=good` and `?a=good&a=evil` do not share an entry.
+#[tokio::test]
+async fn repeated_query_parameters_do_not_share_an_entry() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    assert_repeated_parameters_stay_apart(&cache, &origin).await;
+}
