@@ -1282,3 +1282,36 @@ fn repeated_query_parameters_are_distinct_requests() {
     );
     assert_eq!(h.fetches(), 3, "other names still sort");
 }
+
+/// Configured paths are compared with normalised request paths, so one no request could
+/// equal is refused at start, naming the field and the form to write.
+#[test]
+fn configured_paths_must_be_in_normal_form() {
+    use edgecache::engine::config::RouteRule;
+    let mut config = EngineConfig::default();
+    config.routes.push(RouteRule {
+        prefix: "/%7Euser/".into(),
+        bypass: true,
+        ..Default::default()
+    });
+    let e = config.validate().unwrap_err().to_string();
+    assert!(
+        e.contains("routes[0].prefix") && e.contains("/~user/"),
+        "{e}"
+    );
+    let mut config = EngineConfig::default();
+    config.admin.path = "/a/../_admin".into();
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("admin.path") && e.contains("/_admin"), "{e}");
+    let mut config = EngineConfig::default();
+    config.write_behind.routes = vec!["/api/./v1/".into()];
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("write_behind.routes[0]"), "{e}");
+    let mut config = EngineConfig::default();
+    config.routes.push(RouteRule {
+        prefix: "/static/".into(),
+        ttl_secs: Some(60),
+        ..Default::default()
+    });
+    assert!(config.validate().is_ok());
+}

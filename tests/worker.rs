@@ -326,6 +326,21 @@ async fn stale_if_error_when_the_origin_fails_or_is_gone() {
     assert_stale_if_error(&w, &mut origin, "/e2e").await;
 }
 
+/// One request view at the edge: route rules, the admin API and warming see the path the
+/// cache key sees however a client spells it, and repeated query parameters keep their
+/// order (the same assertions as `tests/hostile.rs` against `edgecache serve`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_and_queries_are_seen_as_the_key_sees_them() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let cache = format!(r#"{{"l2":{{"purge_poll_ms":100}},"routes":{VIEW_ROUTES_JSON}}}"#);
+    let w = Worker::start(&origin, None, &cache).await;
+    assert_paths_are_seen_as_the_key_sees_them(&w, &origin).await;
+    assert_repeated_parameters_stay_apart(&w, &origin).await;
+}
+
 /// Concurrent misses for one cold key inside one isolate make one origin fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_make_one_origin_fetch() {

@@ -95,6 +95,20 @@ impl WriteBehindConfig {
 /// one reply, which the Worker's client bounds (32 MiB).
 const MAX_QUEUED_BODY_BYTES: usize = 16 << 20;
 
+/// Refuses a configured path that no request path could equal: requests are compared in
+/// normal form ([`super::RequestView::path`]), so `/%7Euser/` or `/a/../b/` would never
+/// match.
+fn check_normal_path(field: &str, path: &str) -> Result<(), ConfigError> {
+    let normal = crate::key::normalize_path(path);
+    if normal == path {
+        return Ok(());
+    }
+    Err(invalid(
+        field,
+        &format!("must be written as requests are compared (normalised): use {normal:?}"),
+    ))
+}
+
 /// Whether a route prefix applies to `path` (route rules and write-behind routes alike).
 fn route_matches(prefix: &str, path: &str) -> bool {
     path.starts_with(prefix)
@@ -443,6 +457,7 @@ impl EngineConfig {
                 "must start with '/', not be '/' alone, and not end with '/'",
             ));
         }
+        check_normal_path("admin.path", &self.admin.path)?;
         if let Some(token) = &self.admin.token {
             if token.len() < 16 {
                 return Err(invalid(
@@ -462,6 +477,7 @@ impl EngineConfig {
                     "must start with '/'",
                 ));
             }
+            check_normal_path(&format!("routes[{i}].prefix"), &route.prefix)?;
             let stale_without_ttl = route.ttl_secs.is_none()
                 && (route.stale_while_revalidate_secs.is_some()
                     || route.stale_if_error_secs.is_some());
@@ -501,6 +517,7 @@ impl EngineConfig {
                     "must start with '/'",
                 ));
             }
+            check_normal_path(&format!("write_behind.routes[{i}]"), prefix)?;
         }
         if wb.max_body_bytes == 0 {
             return Err(invalid("write_behind.max_body_bytes", "must be at least 1"));
