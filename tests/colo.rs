@@ -102,6 +102,7 @@ async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -
         headers.append("authorization", format!("Bearer {TOKEN}"));
     }
     let request = Request {
+        client: None,
         method: method.to_string(),
         scheme: "http".to_string(),
         target: format!("http://{HOST}{path}"),

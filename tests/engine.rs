@@ -203,6 +203,7 @@ fn request(method: &str, path: &str, headers: &[(&str, &str)]) -> Request<()> {
         all.append(name, value);
     }
     Request {
+        client: None,
         method: method.into(),
         scheme: "http".into(),
         target: path.into(),
@@ -1164,6 +1165,7 @@ fn purge_urls_are_normalised_like_requests() {
 
 fn raw(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
     Request {
+        client: None,
         method: method.into(),
         scheme: "http".into(),
         target: target.into(),

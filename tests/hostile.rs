@@ -119,3 +119,53 @@ async fn repeated_query_parameters_do_not_share_an_entry() {
     let cache = Cache::start(config(), &origin, None).await;
     assert_repeated_parameters_stay_apart(&cache, &origin).await;
 }
+
+/// Client-sent forwarding, URL-override and method-override fields do not reach the
+/// origin (each of them poisoned the entry for everyone before); edgecache's own do.
+#[tokio::test]
+async fn forwarding_fields_are_set_by_the_cache_not_the_client() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let seen = assert_forwarding_fields_are_the_caches(&cache, &origin).await;
+    assert!(
+        seen.contains(&format!("x-forwarded-host: {HOST}\n")),
+        "{seen}"
+    );
+    assert!(seen.contains("x-forwarded-proto: http\n"), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "forwarded: for=127.0.0.1;host={HOST};proto=http\n"
+        )),
+        "{seen}"
+    );
+}
+
+/// From a trusted proxy (here: loopback) the client address chain is extended and its
+/// `X-Forwarded-Host` kept; a bad `trusted_proxies` entry stops the start naming it.
+#[tokio::test]
+async fn a_trusted_proxy_speaks_for_its_clients() {
+    let origin = Origin::start().await;
+    let mut trusting = config();
+    trusting.forwarding.trusted_proxies = vec!["127.0.0.0/8".into()];
+    let cache = Cache::start(trusting, &origin, None).await;
+    let r = send(
+        cache.addr,
+        "GET",
+        "/lb?echo=x-forwarded-for,x-forwarded-host",
+        &[
+            ("x-forwarded-for", "198.51.100.9"),
+            ("x-forwarded-host", "public.example"),
+        ],
+        bytes::Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.text(),
+        "x-forwarded-for: 198.51.100.9, 127.0.0.1\nx-forwarded-host: public.example\n"
+    );
+    let mut bad = config();
+    bad.forwarding.trusted_proxies = vec!["10.0.0.0/33".into()];
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("forwarding.trusted_proxies[0]"), "{e}");
+}

@@ -414,6 +414,7 @@ async fn write_behind_runs_over_the_resp_client() {
     origin.stop().await;
 
     let request = Request {
+        client: None,
         method: "PUT".into(),
         scheme: "http".into(),
         target: format!("http://{HOST}/w/1"),

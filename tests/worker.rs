@@ -328,7 +328,8 @@ async fn stale_if_error_when_the_origin_fails_or_is_gone() {
 
 /// One request view at the edge: route rules, the admin API and warming see the path the
 /// cache key sees however a client spells it, and repeated query parameters keep their
-/// order (the same assertions as `tests/hostile.rs` against `edgecache serve`).
+/// order, and client-sent forwarding fields never reach the origin (the same assertions as
+/// `tests/hostile.rs` against `edgecache serve`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_and_queries_are_seen_as_the_key_sees_them() {
     if skipped() {
@@ -339,6 +340,7 @@ async fn paths_and_queries_are_seen_as_the_key_sees_them() {
     let w = Worker::start(&origin, None, &cache).await;
     assert_paths_are_seen_as_the_key_sees_them(&w, &origin).await;
     assert_repeated_parameters_stay_apart(&w, &origin).await;
+    assert_forwarding_fields_are_the_caches(&w, &origin).await;
 }
 
 /// Concurrent misses for one cold key inside one isolate make one origin fetch.

@@ -73,6 +73,7 @@ async fn call(
     body: edgecache::native::body::ProxyBody,
 ) -> Answer {
     let request = Request {
+        client: None,
         method: method.to_string(),
         scheme: "http".to_string(),
         target: format!("http://{HOST}{path}"),
@@ -626,6 +627,7 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
     .unwrap();
     origin.force_write_status(Some(403));
     let request = Request {
+        client: None,
         method: "POST".into(),
         scheme: "http".into(),
         target: format!("http://{HOST}/orders/secret?token=query-secret"),

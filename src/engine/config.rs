@@ -34,6 +34,8 @@ pub struct EngineConfig {
     pub admin: AdminConfig,
     /// Per-route overrides, first match wins.
     pub routes: Vec<RouteRule>,
+    /// Which forwarding fields reach the origin ([`crate::policy::forwarding`]).
+    pub forwarding: crate::policy::forwarding::ForwardingConfig,
     /// Write-behind: unsafe requests on these routes are queued in the shared tier and
     /// sent to the origin afterwards ([`super::write_behind`]).
     pub write_behind: WriteBehindConfig,
@@ -105,7 +107,7 @@ fn check_normal_path(field: &str, path: &str) -> Result<(), ConfigError> {
     }
     Err(invalid(
         field,
-        &format!("must be written as requests are compared (normalised): use {normal:?}"),
+        format!("must be written as requests are compared (normalised): use {normal:?}"),
     ))
 }
 
@@ -277,6 +279,7 @@ impl Default for EngineConfig {
             limits: Limits::default(),
             admin: AdminConfig::default(),
             routes: Vec::new(),
+            forwarding: Default::default(),
             write_behind: WriteBehindConfig::default(),
         }
     }
@@ -458,6 +461,9 @@ impl EngineConfig {
             ));
         }
         check_normal_path("admin.path", &self.admin.path)?;
+        crate::policy::forwarding::Trust::new(&self.forwarding).map_err(|(i, message)| {
+            invalid(&format!("forwarding.trusted_proxies[{i}]"), message)
+        })?;
         if let Some(token) = &self.admin.token {
             if token.len() < 16 {
                 return Err(invalid(

@@ -71,6 +71,9 @@ pub struct Request<B> {
     pub target: String,
     /// Every header field line as received (`Host` included, however many there were).
     pub headers: Headers,
+    /// The address the request came from (the peer natively, `CF-Connecting-IP` on a
+    /// Worker), for the forwarding policy ([`crate::policy::forwarding`]).
+    pub client: Option<core::net::IpAddr>,
     /// The request body, passed to the origin untouched (unsafe methods).
     pub body: Option<B>,
 }
@@ -253,6 +256,8 @@ pub struct Engine<H: Host> {
     /// What this instance writes into the leases it takes in the shared tier (random per
     /// instance), so that it releases only its own ([`SharedStore::delete_if_equals`]).
     lease_token: Arc<str>,
+    /// The proxies whose forwarding fields are kept, parsed once.
+    trust: Arc<crate::policy::forwarding::Trust>,
 }
 
 impl<H: Host> Engine<H> {
@@ -277,7 +282,9 @@ impl<H: Host> Engine<H> {
             runtime.random_u64(),
             runtime.random_u64()
         ));
+        let trust = crate::policy::forwarding::Trust::new(&config.forwarding).unwrap_or_default();
         Ok(Engine {
+            trust: Arc::new(trust),
             config: Arc::new(config),
             tier_names,
             origin,
@@ -309,6 +316,7 @@ impl<H: Host> Engine<H> {
             runtime: self.runtime.clone(),
             state: self.state.clone(),
             lease_token: self.lease_token.clone(),
+            trust: self.trust.clone(),
         }
     }
 
@@ -352,6 +360,7 @@ impl<H: Host> Engine<H> {
             &request.scheme,
             &request.target,
             request.headers,
+            request.client,
         ) {
             Ok(Target::Resource(view)) => view,
             Ok(Target::Server) => return Handled::now(respond::server_options()),

@@ -624,7 +624,7 @@ impl<H: Host> Engine<H> {
         head: &RequestView,
         conditional_for: Option<&CachedResponse>,
     ) -> Result<super::OriginResponse<H::Body>, OriginError> {
-        let mut headers = head.origin_headers();
+        let mut headers = head.origin_headers(&self.trust);
         for field in CLIENT_VALIDATORS {
             headers.remove(field);
         }

@@ -21,9 +21,11 @@
 //!   normalises its own copy ([`crate::key`]).
 
 use alloc::string::{String, ToString};
+use core::net::IpAddr;
 
 use crate::headers::Headers;
 use crate::key::{is_normal_path, normalize_host, normalize_path};
+use crate::policy::forwarding::{self, Trust};
 use crate::policy::hop_by_hop;
 use crate::policy::request::{classify, RequestClass};
 
@@ -36,6 +38,7 @@ pub struct RequestView {
     path: String,
     query: Option<String>,
     headers: Headers,
+    client: Option<IpAddr>,
 }
 
 /// What a request target names.
@@ -99,12 +102,14 @@ impl RequestError {
 impl RequestView {
     /// Normalises a request as the host received it: `method` (case-sensitive), the
     /// connection's `scheme` (`http`/`https`; an absolute-form target's own scheme wins),
-    /// the request `target` as sent, and every header field line as received.
+    /// the request `target` as sent, every header field line as received, and the address
+    /// the request came from, if known.
     pub fn parse(
         method: &str,
         scheme: &str,
         target: &str,
         mut headers: Headers,
+        client: Option<IpAddr>,
     ) -> Result<Target, RequestError> {
         if method == "CONNECT" {
             return Err(RequestError::Connect);
@@ -164,6 +169,7 @@ impl RequestView {
             path,
             query,
             headers,
+            client,
         }))
     }
 
@@ -174,7 +180,7 @@ impl RequestView {
             return None;
         }
         let headers = Headers::from_pairs([("host", self.authority.as_str())]);
-        match RequestView::parse("GET", &self.scheme, url, headers) {
+        match RequestView::parse("GET", &self.scheme, url, headers, None) {
             Ok(Target::Resource(view)) => Some(view),
             _ => None,
         }
@@ -218,13 +224,31 @@ impl RequestView {
         }
     }
 
-    /// The header fields sent to the origin with this request: the client's end-to-end
-    /// fields (hop-by-hop ones removed, RFC 9110 §7.6.1), without `Host`, which the origin
-    /// request carries as its own authority.
-    pub fn origin_headers(&self) -> Headers {
+    /// The address the request came from, if the host knew it.
+    pub fn client(&self) -> Option<IpAddr> {
+        self.client
+    }
+
+    /// The client's end-to-end fields (hop-by-hop ones removed, RFC 9110 §7.6.1), without
+    /// `Host`, which an origin request carries as its own authority.
+    pub fn end_to_end_headers(&self) -> Headers {
         let mut headers = self.headers.clone();
         hop_by_hop::strip(&mut headers);
         headers.remove("host");
+        headers
+    }
+
+    /// The header fields sent to the origin with this request: [`Self::end_to_end_headers`]
+    /// under the forwarding policy ([`forwarding::apply`]).
+    pub fn origin_headers(&self, trust: &Trust) -> Headers {
+        let mut headers = self.end_to_end_headers();
+        forwarding::apply(
+            &mut headers,
+            self.client,
+            &self.scheme,
+            &self.authority,
+            trust,
+        );
         headers
     }
 
@@ -303,7 +327,7 @@ mod tests {
 
     fn view(method: &str, target: &str, hosts: &[&str]) -> Result<RequestView, RequestError> {
         let headers = Headers::from_pairs(hosts.iter().map(|h| ("host", *h)));
-        match RequestView::parse(method, "http", target, headers)? {
+        match RequestView::parse(method, "http", target, headers, None)? {
             Target::Resource(view) => Ok(view),
             Target::Server => panic!("asterisk-form"),
         }
@@ -401,7 +425,13 @@ mod tests {
         assert_eq!(view("GET", "*", &["h"]).unwrap_err(), InvalidTarget);
         assert_eq!(view("CONNECT", "h:443", &["h"]).unwrap_err(), Connect);
         assert!(matches!(
-            RequestView::parse("OPTIONS", "http", "*", Headers::from_pairs([("host", "h")])),
+            RequestView::parse(
+                "OPTIONS",
+                "http",
+                "*",
+                Headers::from_pairs([("host", "h")]),
+                None
+            ),
             Ok(Target::Server)
         ));
         assert_eq!(Connect.status(), 501);

@@ -61,7 +61,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// The stream entry's fields: `v`, `method`, `scheme`, `host`, `target`, `headers`
+    /// The stream entry's fields: `v`, `method`, `scheme`, `host`, `target`, `client` (the
+    /// client's address, for the forwarding fields of the delivery; may be empty), `headers`
     /// (`name:value` lines), `body`, `at`.
     pub fn to_fields(&self) -> Vec<(&'static str, Vec<u8>)> {
         let mut headers = Vec::new();
@@ -82,6 +83,13 @@ impl Record {
             ("scheme", self.head.scheme().as_bytes().to_vec()),
             ("host", self.head.authority().as_bytes().to_vec()),
             ("target", self.head.target().into_bytes()),
+            (
+                "client",
+                self.head
+                    .client()
+                    .map(|ip| ip.to_string().into_bytes())
+                    .unwrap_or_default(),
+            ),
             ("headers", headers),
             ("body", self.body.clone()),
             ("at", self.appended_at.to_string().into_bytes()),
@@ -122,7 +130,15 @@ impl Record {
         if !target.starts_with('/') {
             return None;
         }
-        let head = match RequestView::parse(&text("method")?, &text("scheme")?, &target, headers) {
+        // Optional: entries queued before it was recorded have none.
+        let client = text("client").and_then(|ip| ip.parse().ok());
+        let head = match RequestView::parse(
+            &text("method")?,
+            &text("scheme")?,
+            &target,
+            headers,
+            client,
+        ) {
             Ok(super::Target::Resource(view)) => view,
             _ => return None,
         };
@@ -235,7 +251,7 @@ impl<H: Host> Engine<H> {
             Some(value) if sane_key(value) => String::from_utf8_lossy(value).into_owned(),
             _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
         };
-        let mut headers = head.origin_headers();
+        let mut headers = head.end_to_end_headers();
         // The host sends the length of the bytes it is given, all at once: nothing to
         // expect (RFC 9110 §10.1.1).
         headers.remove("content-length");
@@ -499,6 +515,7 @@ mod tests {
                     ("authorization", "Bearer x:y"),
                     ("idempotency-key", "\"k\""),
                 ]),
+                Some("192.0.2.1".parse().unwrap()),
             ) {
                 Ok(crate::engine::Target::Resource(view)) => view,
                 other => panic!("{other:?}"),
@@ -527,13 +544,19 @@ mod tests {
         for drop in 0..good.len() {
             let mut f = good.clone();
             f.remove(drop);
-            assert_eq!(Record::from_fields(&f), None, "without {}", good[drop].0);
+            let optional = good[drop].0 == "client";
+            assert_eq!(
+                Record::from_fields(&f).is_some(),
+                optional,
+                "without {}",
+                good[drop].0
+            );
         }
         let mut f = good.clone();
         f[0].1 = b"2".to_vec();
         assert_eq!(Record::from_fields(&f), None, "unknown version");
         let mut f = good.clone();
-        f[5].1 = b"no colon\n".to_vec();
+        f[6].1 = b"no colon\n".to_vec();
         assert_eq!(Record::from_fields(&f), None);
         let mut f = good;
         f[4].1 = b"http://elsewhere/".to_vec();

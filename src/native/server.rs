@@ -78,6 +78,7 @@ impl AsRef<[u8]> for SharedBody {
 pub async fn serve_one(
     engine: Arc<NativeEngine>,
     request: hyper::Request<Incoming>,
+    peer: SocketAddr,
     bodies: &Arc<Bodies>,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
@@ -91,6 +92,7 @@ pub async fn serve_one(
         // the authority from it or from the one Host field (engine::request).
         target: parts.uri.to_string(),
         headers: from_header_map(&parts.headers),
+        client: Some(peer.ip()),
         body: Some(boxed(incoming)),
     };
     let handled = engine.handle(request).await;
@@ -215,7 +217,7 @@ pub async fn run(
                     move |req| {
                         let engine = engine.clone();
                         let bodies = bodies.clone();
-                        async move { Ok::<_, Infallible>(serve_one(engine, req, &bodies).await) }
+                        async move { Ok::<_, Infallible>(serve_one(engine, req, peer, &bodies).await) }
                     }
                 });
                 let connection = http1::Builder::new()

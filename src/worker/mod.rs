@@ -168,11 +168,17 @@ fn plain(status: u16, text: &str) -> worker::Result<web_sys::Response> {
 /// (its authority is the request's; the engine normalises it, `engine::request`).
 fn to_engine_request(inner: &web_sys::Request) -> Request<WorkerBody> {
     let target = inner.url();
+    let headers = from_js_headers(&inner.headers());
+    // Set by Cloudflare's edge to the connecting client's address; a client cannot send it.
+    let client = headers
+        .get_str("cf-connecting-ip")
+        .and_then(|ip| ip.trim().parse().ok());
     Request {
         method: inner.method(),
         scheme: url_scheme(&target).to_string(),
         target,
-        headers: from_js_headers(&inner.headers()),
+        headers,
+        client,
         body: inner.body().map(WorkerBody::Js),
     }
 }

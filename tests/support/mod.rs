@@ -353,7 +353,8 @@ pub struct OriginState {
 /// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `encoding=gzip`
 /// (the default body, compressed, with `Content-Encoding: gzip`), `size` (a body of
 /// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
-/// (stream the body without Content-Length).
+/// (stream the body without Content-Length), `echo=a,b` (the body lists the request's `a` and
+/// `b` fields).
 pub struct Origin {
     pub addr: SocketAddr,
     pub state: Arc<OriginState>,
@@ -529,6 +530,17 @@ pub async fn origin_answer(
     }
     if let Some(tag) = params.get("tag") {
         builder = builder.header("surrogate-key", tag.as_str());
+    }
+    // `echo=a,b`: the body is the request's values of those fields, one `name: value` line
+    // each (what an origin that builds pages from request fields would use).
+    if let Some(names) = params.get("echo") {
+        let mut echoed = String::new();
+        for name in names.split(',') {
+            for value in req.headers().get_all(name) {
+                echoed.push_str(&format!("{name}: {}\n", value.to_str().unwrap_or("?")));
+            }
+        }
+        return builder.body(full(echoed)).unwrap();
     }
     let body = match params.get("size").and_then(|v| v.parse::<usize>().ok()) {
         Some(size) if params.get("chunked").is_some_and(|v| v == "1") => {
@@ -1034,4 +1046,41 @@ pub async fn assert_repeated_parameters_stay_apart<F: Frontend>(cache: &F, origi
         "{}",
         again.cache_status()
     );
+}
+
+/// The forwarding policy on any host: what a client says about the host, scheme, its own
+/// address or the URL and method to use never reaches the origin; the cache's own
+/// `X-Forwarded-Host` / `Forwarded` do. Nothing one client sends changes what another is
+/// served. Returns what the origin saw.
+pub async fn assert_forwarding_fields_are_the_caches<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+) -> String {
+    let path = "/fwd?cc=max-age%3D60&echo=x-forwarded-host,x-host,x-forwarded-proto,x-forwarded-scheme,forwarded,x-original-url,x-rewrite-url,x-http-method-override,x-forwarded-server";
+    let attack = [
+        ("x-forwarded-host", "evil.example"),
+        ("x-host", "evil.example"),
+        ("x-forwarded-proto", "gopher"),
+        ("x-forwarded-scheme", "gopher"),
+        ("x-forwarded-server", "evil.example"),
+        ("forwarded", "host=evil.example;proto=gopher"),
+        ("x-original-url", "/evil"),
+        ("x-rewrite-url", "/evil"),
+        ("x-http-method-override", "DELETE"),
+    ];
+    let r = send(cache.addr(), "GET", path, &attack, Bytes::new())
+        .await
+        .expect("the attacking request");
+    assert_eq!(r.status, 200);
+    let seen = r.text();
+    assert!(
+        !seen.contains("evil") && !seen.contains("gopher") && !seen.contains("DELETE"),
+        "{seen}"
+    );
+    assert!(seen.contains("x-forwarded-host: "), "the cache's own: {seen}");
+    assert!(seen.contains("forwarded: "), "the cache's own: {seen}");
+    let other = cache.get(path).await;
+    assert_eq!(other.text(), seen, "the next client gets the same page");
+    assert_eq!(origin.count(path), 1);
+    seen
 }
