@@ -1077,7 +1077,10 @@ pub async fn assert_forwarding_fields_are_the_caches<F: Frontend>(
         !seen.contains("evil") && !seen.contains("gopher") && !seen.contains("DELETE"),
         "{seen}"
     );
-    assert!(seen.contains("x-forwarded-host: "), "the cache's own: {seen}");
+    assert!(
+        seen.contains("x-forwarded-host: "),
+        "the cache's own: {seen}"
+    );
     assert!(seen.contains("forwarded: "), "the cache's own: {seen}");
     let other = cache.get(path).await;
     assert_eq!(other.text(), seen, "the next client gets the same page");
