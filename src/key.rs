@@ -21,7 +21,8 @@
 //!   with `/` gets one.
 //! - **Query**: split on `&` (an encoded `%26` is data, not a separator), each parameter
 //!   normalised like the path, empty parameters dropped, ignored parameters removed (exact
-//!   name, or a prefix pattern ending in `*` such as `utm_*`), then (with
+//!   name, or a prefix pattern ending in `*` such as `utm_*`; one holding a `;` is kept,
+//!   since origins that split on `;` would see another parameter in it), then (with
 //!   [`KeyConfig::sort_query`]) stably sorted by name, keeping the order of the values of
 //!   one name: origins commonly take the first (or last) of repeated parameters, so
 //!   `?a=evil&a=good` and `?a=good&a=evil` are different requests. `a` and `a=` stay
@@ -243,7 +244,12 @@ pub fn normalize_query(query: &str, config: &KeyConfig) -> String {
             ),
             None => (normalize_component(p, is_query_char, Case::Keep), None),
         })
-        .filter(|(name, _)| !config.ignores(name))
+        // An ignored parameter holding `;` is kept: origins that also split the query on `;`
+        // would read `utm_x=1;lang=evil` as a `lang` the key did not see (parameter cloaking).
+        .filter(|(name, value)| {
+            let cloaks = name.contains(';') || value.as_deref().is_some_and(|v| v.contains(';'));
+            cloaks || !config.ignores(name)
+        })
         .collect();
     if config.sort_query {
         // Stable, by name only: repeated parameters keep their order (`?a=2&a=1` is not
@@ -677,6 +683,12 @@ mod tests {
         assert_eq!(k("/p?fbclid"), "GET https://a.com/p");
         assert_eq!(k("/p?fbclidx=1"), "GET https://a.com/p?fbclidx=1", "exact");
         assert_eq!(k("/p?UTM_source=1"), "GET https://a.com/p?UTM_source=1");
+        assert_eq!(
+            k("/p?utm_x=1;lang=evil"),
+            "GET https://a.com/p?utm_x=1;lang=evil",
+            "a `;` could hide a parameter from the key (parameter cloaking)"
+        );
+        assert_ne!(k("/p?utm_x=1;lang=evil"), k("/p"));
         let all = KeyConfig {
             ignored_query_params: vec!["*".into()],
             ..KeyConfig::default()

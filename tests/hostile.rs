@@ -141,31 +141,77 @@ async fn forwarding_fields_are_set_by_the_cache_not_the_client() {
 }
 
 /// From a trusted proxy (here: loopback) the client address chain is extended and its
-/// `X-Forwarded-Host` kept; a bad `trusted_proxies` entry stops the start naming it.
+/// `X-Forwarded-Proto` is the request's scheme, key included; its other claims are replaced
+/// by the cache's own. A bad `trusted_proxies` entry stops the start naming it.
 #[tokio::test]
 async fn a_trusted_proxy_speaks_for_its_clients() {
     let origin = Origin::start().await;
     let mut trusting = config();
     trusting.forwarding.trusted_proxies = vec!["127.0.0.0/8".into()];
     let cache = Cache::start(trusting, &origin, None).await;
-    let r = send(
-        cache.addr,
-        "GET",
-        "/lb?echo=x-forwarded-for,x-forwarded-host",
-        &[
-            ("x-forwarded-for", "198.51.100.9"),
-            ("x-forwarded-host", "public.example"),
-        ],
-        bytes::Bytes::new(),
-    )
-    .await
-    .unwrap();
+    let path = "/lb?cc=max-age%3D60&echo=x-forwarded-for,x-forwarded-host,x-forwarded-proto";
+    let via_proxy = |proto: &'static str| {
+        let addr = cache.addr;
+        async move {
+            send(
+                addr,
+                "GET",
+                path,
+                &[
+                    ("x-forwarded-for", "198.51.100.9"),
+                    ("x-forwarded-host", "public.example"),
+                    ("x-forwarded-proto", proto),
+                ],
+                bytes::Bytes::new(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let https = via_proxy("https").await;
     assert_eq!(
-        r.text(),
-        "x-forwarded-for: 198.51.100.9, 127.0.0.1\nx-forwarded-host: public.example\n"
+        https.text(),
+        format!(
+            "x-forwarded-for: 198.51.100.9, 127.0.0.1\nx-forwarded-host: {HOST}\nx-forwarded-proto: https\n"
+        )
     );
+    let http = via_proxy("http").await;
+    assert!(
+        http.text().contains("x-forwarded-proto: http\n"),
+        "{}",
+        http.text()
+    );
+    assert_eq!(origin.count(path), 2, "http and https are two keys");
+    assert!(via_proxy("https").await.cache_status().contains("hit"));
     let mut bad = config();
     bad.forwarding.trusted_proxies = vec!["10.0.0.0/33".into()];
     let e = bad.validate().unwrap_err().to_string();
     assert!(e.contains("forwarding.trusted_proxies[0]"), "{e}");
+}
+
+/// Paths an origin may resolve to another resource than the cache sees (a dot-segment behind
+/// an encoded slash or backslash, or a `;` parameter) get 400 rather than a `/static/` TTL
+/// on whatever the origin answers (cache deception); `//live/x` meets the `/live/` bypass.
+#[tokio::test]
+async fn paths_an_origin_reads_otherwise_are_refused_or_merged() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(with_view_routes(), &origin, None).await;
+    for path in [
+        "/static/..%2Faccount",
+        "/static%2F..%2Faccount",
+        "/static%5C..%5Caccount",
+        "/static/..;/account",
+    ] {
+        let r = cache.get(path).await;
+        assert_eq!(r.status, 400, "{path}: {}", r.text());
+        assert!(r.cache_status().contains("ambiguous-path"), "{path}");
+    }
+    assert_eq!(origin.total(), 0);
+    let r = cache.get("//live//x?cc=max-age%3D60").await;
+    assert!(
+        r.cache_status().contains("fwd=bypass"),
+        "{}",
+        r.cache_status()
+    );
+    assert_eq!(origin.count("/live/x?cc=max-age%3D60"), 1);
 }

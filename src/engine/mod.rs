@@ -355,9 +355,12 @@ impl<H: Host> Engine<H> {
     /// API, pass-through, write-through or cached read.
     pub async fn handle(&self, request: Request<H::Body>) -> Handled<H::Body> {
         let header_bytes = request.headers.size_bytes() + request.target.len();
+        let scheme =
+            crate::policy::forwarding::proxy_scheme(&request.headers, request.client, &self.trust)
+                .unwrap_or(&request.scheme);
         let view = match RequestView::parse(
             &request.method,
-            &request.scheme,
+            scheme,
             &request.target,
             request.headers,
             request.client,

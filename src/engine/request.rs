@@ -63,6 +63,10 @@ pub enum RequestError {
     InvalidHost,
     /// A request target of no form this method may use (RFC 9112 §3.2).
     InvalidTarget,
+    /// A path that origins resolve in different ways: a dot-segment hidden behind an
+    /// encoded slash or backslash (`/a/..%2Fb`, `/a%5C..%5Cb`) or a `;` parameter
+    /// (`/a/..;/b`). The cache would store the origin's answer for one path under another.
+    AmbiguousPath,
     /// `CONNECT`: edgecache is a reverse proxy, not a tunnel (RFC 9110 §9.3.6).
     Connect,
 }
@@ -83,6 +87,7 @@ impl RequestError {
             RequestError::DuplicateHost => "duplicate-host",
             RequestError::InvalidHost => "invalid-host",
             RequestError::InvalidTarget => "invalid-target",
+            RequestError::AmbiguousPath => "ambiguous-path",
             RequestError::Connect => "connect-unsupported",
         }
     }
@@ -94,6 +99,9 @@ impl RequestError {
             RequestError::DuplicateHost => "bad request: more than one Host header field",
             RequestError::InvalidHost => "bad request: invalid Host",
             RequestError::InvalidTarget => "bad request: invalid request target",
+            RequestError::AmbiguousPath => {
+                "bad request: a dot-segment behind an encoded slash, backslash or ';'"
+            }
             RequestError::Connect => "CONNECT is not supported: this is a reverse proxy",
         }
     }
@@ -149,16 +157,22 @@ impl RequestView {
         if !is_valid_authority(authority) {
             return Err(RequestError::InvalidHost);
         }
-        let authority = normalize_host(authority, &scheme);
+        let authority = normalize_host(&without_trailing_dot(authority), &scheme);
+        if authority.is_empty() || authority.starts_with(':') {
+            return Err(RequestError::InvalidHost);
+        }
         let (raw_path, query) = match path_and_query.split_once('?') {
             Some((path, query)) => (path, Some(query.to_string())),
             None => (path_and_query, None),
         };
-        let path = if is_normal_path(raw_path) {
+        let path = if is_normal_path(raw_path) && !raw_path.contains("//") {
             raw_path.to_string()
         } else {
-            normalize_path(raw_path)
+            normalize_path(&merge_slashes(raw_path))
         };
+        if is_ambiguous(&path) {
+            return Err(RequestError::AmbiguousPath);
+        }
         if headers.get("host") != Some(authority.as_bytes()) {
             headers.set("host", authority.as_str());
         }
@@ -295,30 +309,49 @@ fn is_valid_authority(authority: &str) -> bool {
     host_ok && port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// `reg-name` (RFC 3986 §3.2.2), non-empty and at most 255 bytes.
+/// A host name: letters, digits, `-`, `.` and `_` (what DNS names, punycoded IDNs and
+/// IPv4 addresses use), non-empty and at most 255 bytes. RFC 3986's `reg-name` also allows
+/// sub-delims and percent-encodings; no real host needs them, and `a.com,evil.com` in a
+/// `Host` is read as two hosts by some origins.
 fn is_reg_name(name: &str) -> bool {
     (1..=255).contains(&name.len())
-        && name.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        })
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// `example.com.` is `example.com` (the root label, RFC 1034 §3.1): one key, one `Host`.
+fn without_trailing_dot(authority: &str) -> String {
+    if authority.starts_with('[') {
+        return authority.to_string();
+    }
+    match authority.split_once(':') {
+        Some((name, port)) => alloc::format!("{}:{port}", name.trim_end_matches('.')),
+        None => authority.trim_end_matches('.').to_string(),
+    }
+}
+
+/// Runs of `/` as one, as origins (nginx's `merge_slashes`, most frameworks) read them:
+/// `//api/me` must meet the `/api/` route it is served as.
+fn merge_slashes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && out.ends_with('/')) {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Whether a normalised path still holds a dot-segment, which normalisation leaves only
+/// where some origins see one and the cache does not: next to `%2F` or `%5C` (an encoded `/`
+/// or `\`; a raw `\` is encoded so too), or before a `;` parameter (`/a/..;/b`).
+fn is_ambiguous(path: &str) -> bool {
+    path.split('/')
+        .flat_map(|part| part.split("%2F"))
+        .flat_map(|part| part.split("%5C"))
+        .map(|segment| segment.split(';').next().unwrap_or(segment))
+        .any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]
@@ -356,6 +389,9 @@ mod tests {
             ("/a/./b/", "/a/b/"),
             ("/a#frag", "/a"),
             ("/a%2fb", "/a%2Fb"),
+            ("//api//me", "/api/me"),
+            ("/a/.//../b", "/b"),
+            ("/a;v=1/b", "/a;v=1/b"),
         ] {
             assert_eq!(view("GET", raw, &["h"]).unwrap().path(), path, "{raw}");
         }
@@ -365,6 +401,29 @@ mod tests {
             "/b?q=%2e",
             "the query goes to the origin as received"
         );
+    }
+
+    #[test]
+    fn paths_origins_resolve_otherwise_are_refused() {
+        for path in [
+            "/static/..%2Faccount",
+            "/static/..%2faccount",
+            "/static%2F..%2Faccount",
+            "/static%5C..%5Caccount",
+            "/static\\..\\account",
+            "/static/..;/account",
+            "/static/.;x/account",
+            "/a/..;",
+        ] {
+            assert_eq!(
+                view("GET", path, &["h"]).unwrap_err(),
+                RequestError::AmbiguousPath,
+                "{path}"
+            );
+        }
+        for fine in ["/a%2Fb", "/a/b;c=..", "/a/...;/b", "/a/..x/b", "/%2E%2E"] {
+            assert!(view("GET", fine, &["h"]).is_ok(), "{fine}");
+        }
     }
 
     #[test]
@@ -394,7 +453,7 @@ mod tests {
         );
         for bad in [
             "", "a b", "a/b", "a?b", "a#b", "u@a", "a:x", "a:123456", "[::1", "[zz]", "a, b",
-            ":80", "[]",
+            ":80", "[]", "a,b", "a;b", "a%2eb", ".", "..:80",
         ] {
             assert_eq!(
                 view("GET", "/", &[bad]).unwrap_err(),
@@ -406,7 +465,7 @@ mod tests {
         assert_eq!(view("GET", "http:///x", &[]).unwrap_err(), InvalidHost);
         for good in [
             "a",
-            "a.b-c_d~",
+            "a.b-c_d",
             "a:8080",
             "a:",
             "[::1]",
@@ -415,6 +474,12 @@ mod tests {
         ] {
             assert!(view("GET", "/", &[good]).is_ok(), "{good:?}");
         }
+        let v = view("GET", "/", &["Example.com.:80"]).unwrap();
+        assert_eq!(
+            v.authority(),
+            "example.com",
+            "the root label's dot is dropped"
+        );
     }
 
     #[test]

@@ -102,8 +102,11 @@ impl HyperOrigin {
         // on ALPN agree.
         let config = tls::origin_client_config(extra)?;
         let connector = HttpsConnector::from((connector, config));
+        // Idle connections are dropped before 5 s, the keep-alive timeout of Node.js and
+        // Apache: reusing one the origin is closing at that moment fails the request (a PUT
+        // cannot be retried), which the conformance run met as 502s on its origin (Node).
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
             .build(connector);
         Ok(HyperOrigin {
             base: base.trim_end_matches('/').to_string(),

@@ -1,16 +1,18 @@
 //! The forwarding policy: which request fields that describe the client, the original URL
 //! or the method reach the origin. None of them is part of the cache key, so a client-sent
 //! `X-Forwarded-Host` an origin builds links from would choose what everyone else is served
-//! (cache poisoning). edgecache sets its own and drops the client's, unless the connection
-//! comes from a proxy the operator trusts ([`ForwardingConfig::trusted_proxies`]).
+//! (cache poisoning). edgecache sets its own and drops the client's.
 //!
 //! Sent to the origin for every request:
 //! - `Forwarded: for=…;host=…;proto=…` (RFC 7239 §4), `X-Forwarded-For`, `X-Forwarded-Host`
 //!   and `X-Forwarded-Proto`, from the client's address and the request view's authority and
-//!   scheme. From a trusted proxy, its `Forwarded` and `X-Forwarded-For` are extended (its
-//!   address appended) and its other forwarding fields kept.
-//! - Never: the URL and method overrides some frameworks obey ([`OVERRIDE_FIELDS`]), which
-//!   would make the origin answer another URL or method than the one the key names.
+//!   scheme: what the key is made of, so the origin answers for the URL the key names.
+//! - From a proxy the operator trusts ([`ForwardingConfig::trusted_proxies`], a load balancer
+//!   in front): its `Forwarded` and `X-Forwarded-For` chains, extended with its address, and
+//!   its `X-Forwarded-Proto` becomes the request's scheme ([`proxy_scheme`]), key included.
+//! - Never: any other forwarding field ([`FORWARDING_FIELDS`]), the URL and method overrides
+//!   some frameworks obey ([`OVERRIDE_FIELDS`]), or either spelled with `_` for `-` (CGI-style
+//!   servers read `X_Forwarded_Host` as `X-Forwarded-Host`).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -19,30 +21,48 @@ use core::net::IpAddr;
 
 use crate::headers::Headers;
 
-/// Fields that tell the origin who the client is, or which host and scheme it asked for:
-/// replaced by edgecache's own unless sent by a trusted proxy.
-pub const FORWARDING_FIELDS: [&str; 10] = [
+/// Fields that tell the origin who the client is, or which host, scheme or path it asked
+/// for: replaced by edgecache's own (a trusted proxy's `Forwarded` and `X-Forwarded-For`
+/// chains are extended instead).
+pub const FORWARDING_FIELDS: [&str; 22] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-forwarded-protocol",
     "x-forwarded-scheme",
+    "x-forwarded-ssl",
     "x-forwarded-server",
     "x-forwarded-port",
     "x-forwarded-prefix",
+    "x-forwarded-uri",
+    "x-forwarded-path",
     "x-host",
+    "x-original-host",
     "x-real-ip",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-url-scheme",
+    "x-scheme",
+    "front-end-https",
 ];
 
 /// Fields that make frameworks answer another URL or method than the request line's: never
 /// forwarded, whoever sends them.
-pub const OVERRIDE_FIELDS: [&str; 5] = [
+pub const OVERRIDE_FIELDS: [&str; 7] = [
     "x-original-url",
+    "x-original-uri",
     "x-rewrite-url",
     "x-http-method-override",
     "x-http-method",
     "x-method-override",
+    "x-original-method",
 ];
+
+/// The fields a trusted proxy's chain is read from.
+const CHAIN_FIELDS: [&str; 2] = ["forwarded", "x-forwarded-for"];
 
 /// Which clients may speak for others.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,6 +102,15 @@ impl IpBlock {
                 .filter(|&p| p <= max)
                 .ok_or_else(|| format!("{text:?}: the prefix length must be 0 to {max}"))?,
         };
+        // An IPv4-mapped block is its IPv4 block: client addresses are compared as IPv4.
+        if let IpAddr::V6(v6) = addr {
+            if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix >= 96) {
+                return Ok(IpBlock {
+                    addr: IpAddr::V4(v4),
+                    prefix: prefix - 96,
+                });
+            }
+        }
         Ok(IpBlock { addr, prefix })
     }
 
@@ -137,6 +166,45 @@ impl Trust {
     }
 }
 
+/// The scheme a trusted proxy says its client used (`X-Forwarded-Proto: http|https`): it
+/// terminated the client's connection, so this, not the connection's, is the request's
+/// scheme, key included. `None` from anyone else, or without a usable value.
+pub fn proxy_scheme(
+    headers: &Headers,
+    client: Option<IpAddr>,
+    trust: &Trust,
+) -> Option<&'static str> {
+    if !trust.trusts(client) {
+        return None;
+    }
+    match headers.get_str("x-forwarded-proto").map(str::trim) {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => Some("https"),
+        Some(proto) if proto.eq_ignore_ascii_case("http") => Some("http"),
+        _ => None,
+    }
+}
+
+/// Removes what may never reach the origin from `headers`: the override fields, and the
+/// forwarding fields but a trusted proxy's chains. What write-behind queues is sanitised
+/// with this, and [`apply`] adds edgecache's own fields at delivery.
+pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust) {
+    let keep_chains = trust.trusts(client);
+    let doomed: Vec<String> = headers
+        .iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let dashed = name.replace('_', "-");
+            OVERRIDE_FIELDS.contains(&dashed.as_str())
+                || (FORWARDING_FIELDS.contains(&dashed.as_str())
+                    && !(keep_chains && CHAIN_FIELDS.contains(name)))
+        })
+        .map(String::from)
+        .collect();
+    for name in doomed {
+        headers.remove(&name);
+    }
+}
+
 /// Applies the policy to `headers` (the client's end-to-end fields) for a request from
 /// `client` to `scheme://authority`: the result is what the origin receives.
 pub fn apply(
@@ -146,21 +214,9 @@ pub fn apply(
     authority: &str,
     trust: &Trust,
 ) {
-    for name in OVERRIDE_FIELDS {
-        headers.remove(name);
-    }
-    let trusted = trust.trusts(client);
-    let (prior_forwarded, prior_for) = if trusted {
-        (
-            joined(headers, "forwarded"),
-            joined(headers, "x-forwarded-for"),
-        )
-    } else {
-        for name in FORWARDING_FIELDS {
-            headers.remove(name);
-        }
-        (None, None)
-    };
+    sanitize(headers, client, trust);
+    let prior_forwarded = joined(headers, "forwarded");
+    let prior_for = joined(headers, "x-forwarded-for");
     let mut element = String::new();
     if let Some(ip) = client {
         element.push_str("for=");
@@ -176,19 +232,13 @@ pub fn apply(
         None => element,
     };
     headers.set("forwarded", forwarded);
-    if let Some(ip) = client {
-        let value = match prior_for {
-            Some(prior) => format!("{prior}, {ip}"),
-            None => ip.to_string(),
-        };
-        headers.set("x-forwarded-for", value);
+    match (client, prior_for) {
+        (Some(ip), Some(prior)) => headers.set("x-forwarded-for", format!("{prior}, {ip}")),
+        (Some(ip), None) => headers.set("x-forwarded-for", ip.to_string()),
+        (None, _) => {}
     }
-    if !(trusted && headers.contains("x-forwarded-host")) {
-        headers.set("x-forwarded-host", authority);
-    }
-    if !(trusted && headers.contains("x-forwarded-proto")) {
-        headers.set("x-forwarded-proto", scheme);
-    }
+    headers.set("x-forwarded-host", authority);
+    headers.set("x-forwarded-proto", scheme);
 }
 
 /// Every line of `name`, joined as one list, if there is any.
@@ -292,25 +342,39 @@ mod tests {
     }
 
     #[test]
-    fn a_trusted_proxy_is_extended() {
+    fn a_trusted_proxy_extends_the_chains_and_names_the_scheme() {
         let mut h = Headers::from_pairs([
             ("x-forwarded-for", "198.51.100.1"),
             ("x-forwarded-host", "public.example"),
+            ("x-forwarded-proto", "https"),
             ("forwarded", "for=198.51.100.1"),
             ("x-original-url", "/admin"),
+            ("X_Forwarded_Host", "evil.example"),
         ]);
         let proxy = Some("10.0.0.5".parse().unwrap());
-        apply(&mut h, proxy, "http", "[::1]:8080", &trust(&["10.0.0.0/8"]));
+        let t = trust(&["10.0.0.0/8"]);
+        assert_eq!(proxy_scheme(&h, proxy, &t), Some("https"));
+        assert_eq!(
+            proxy_scheme(&h, Some("192.0.2.1".parse().unwrap()), &t),
+            None
+        );
+        apply(&mut h, proxy, "https", "[::1]:8080", &t);
         assert_eq!(h.get_str("x-forwarded-for"), Some("198.51.100.1, 10.0.0.5"));
-        assert_eq!(h.get_str("x-forwarded-host"), Some("public.example"));
+        assert_eq!(
+            h.get_str("x-forwarded-host"),
+            Some("[::1]:8080"),
+            "the key's host, not the proxy's claim"
+        );
+        assert_eq!(h.get_str("x-forwarded-proto"), Some("https"));
         assert_eq!(
             h.get_str("forwarded"),
-            Some("for=198.51.100.1, for=10.0.0.5;host=\"[::1]:8080\";proto=http")
+            Some("for=198.51.100.1, for=10.0.0.5;host=\"[::1]:8080\";proto=https")
         );
         assert!(!h.contains("x-original-url"), "overrides never pass");
+        assert!(!h.contains("x_forwarded_host"), "nor underscore spellings");
         let mut h = Headers::from_pairs([("x-forwarded-for", "198.51.100.1")]);
         let v6 = Some("2001:db8::1".parse().unwrap());
-        apply(&mut h, v6, "http", "a", &trust(&["10.0.0.0/8"]));
+        apply(&mut h, v6, "http", "a", &t);
         assert_eq!(
             h.get_str("x-forwarded-for"),
             Some("2001:db8::1"),
@@ -320,5 +384,30 @@ mod tests {
             h.get_str("forwarded"),
             Some("for=\"[2001:db8::1]\";host=a;proto=http")
         );
+        let mapped = trust(&["::ffff:10.0.0.0/104"]);
+        assert!(mapped.trusts(Some("10.1.1.1".parse().unwrap())));
+    }
+
+    #[test]
+    fn sanitising_keeps_only_a_trusted_proxys_chains() {
+        let fields = [
+            ("x-forwarded-for", "198.51.100.1"),
+            ("x-forwarded-host", "evil.example"),
+            ("x-http-method-override", "DELETE"),
+            ("true-client-ip", "6.6.6.6"),
+            ("accept", "*/*"),
+        ];
+        let mut h = Headers::from_pairs(fields);
+        sanitize(
+            &mut h,
+            Some("10.0.0.5".parse().unwrap()),
+            &trust(&["10.0.0.0/8"]),
+        );
+        let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["x-forwarded-for", "accept"]);
+        let mut h = Headers::from_pairs(fields);
+        sanitize(&mut h, None, &trust(&["10.0.0.0/8"]));
+        let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["accept"]);
     }
 }

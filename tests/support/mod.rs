@@ -1056,7 +1056,7 @@ pub async fn assert_forwarding_fields_are_the_caches<F: Frontend>(
     cache: &F,
     origin: &Origin,
 ) -> String {
-    let path = "/fwd?cc=max-age%3D60&echo=x-forwarded-host,x-host,x-forwarded-proto,x-forwarded-scheme,forwarded,x-original-url,x-rewrite-url,x-http-method-override,x-forwarded-server";
+    let path = "/fwd?cc=max-age%3D60&echo=x-forwarded-host,x-host,x-forwarded-proto,x-forwarded-scheme,forwarded,x-original-url,x-rewrite-url,x-http-method-override,x-forwarded-server,x_forwarded_host,x-original-uri,true-client-ip";
     let attack = [
         ("x-forwarded-host", "evil.example"),
         ("x-host", "evil.example"),
@@ -1067,6 +1067,9 @@ pub async fn assert_forwarding_fields_are_the_caches<F: Frontend>(
         ("x-original-url", "/evil"),
         ("x-rewrite-url", "/evil"),
         ("x-http-method-override", "DELETE"),
+        ("x_forwarded_host", "evil.example"),
+        ("x-original-uri", "/evil"),
+        ("true-client-ip", "evil"),
     ];
     let r = send(cache.addr(), "GET", path, &attack, Bytes::new())
         .await
