@@ -148,6 +148,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Before the body-file budget is read from it: both are sized by the open-file limit.
+    let limits = config
+        .connections
+        .resolve(edgecache::native::connections::raise_open_file_limit());
     if let Some(syscalls) = zero_copy::syscalls() {
         edgecache::native::sendfile::enable(syscalls);
     }
@@ -180,6 +184,9 @@ fn serve(args: ServeArgs) -> ExitCode {
             origin = %config.origin,
             admin = if config.cache.admin.token.is_some() { "enabled" } else { "disabled" },
             tier = if config.redis.is_some() { "L1 + Redis" } else { "L1 only (memory)" },
+            max_connections = limits.max,
+            max_connections_per_client = limits.max_per_client,
+            header_timeout_ms = limits.header_timeout.as_millis() as u64,
             "edgecache serving"
         );
         server::run(
@@ -187,6 +194,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             listener,
             server::shutdown_signal(),
             Duration::from_secs(args.grace_secs),
+            limits,
         )
         .await;
         ExitCode::SUCCESS
@@ -395,6 +403,8 @@ mod tests {
             listener,
             forever,
             Duration::from_secs(1),
+            edgecache::native::connections::ConnectionLimits::default()
+                .resolve(edgecache::native::connections::open_file_limit()),
         ));
         addr
     }

@@ -9,6 +9,7 @@ use support::cache::{config, Cache};
 use support::*;
 
 use edgecache::engine::EngineConfig;
+use edgecache::native::connections::{ConnectionLimits, Resolved};
 
 fn with_view_routes() -> EngineConfig {
     let mut config = config();
@@ -214,4 +215,109 @@ async fn paths_an_origin_reads_otherwise_are_refused_or_merged() {
         r.cache_status()
     );
     assert_eq!(origin.count("/live/x?cc=max-age%3D60"), 1);
+}
+
+/// Reads `stream` to its end (the server closed it), within the usual bound; what was read.
+async fn read_to_close(stream: &mut tokio::net::TcpStream, what: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let read = bounded(what, WAIT, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    read.await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// A connection from `local` (any 127.0.0.0/8 address) to `addr`.
+async fn connect_from(local: &str, addr: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{local}:0").parse().unwrap()).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+fn limits(header_timeout_ms: u64, max: usize, max_per_client: usize) -> Resolved {
+    ConnectionLimits {
+        header_timeout_ms,
+        max,
+        max_per_client,
+    }
+    .resolve(1024)
+}
+
+/// A connection that sends nothing, one that sends half a request head, and one that idles
+/// after its response are all closed once the header timeout has passed (they held their
+/// file descriptors forever before).
+#[tokio::test]
+async fn silent_slow_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let cache = Cache::start_with_limits(config(), &origin, None, limits(300, 0, 0)).await;
+    let mut silent = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+    half.write_all(b"GET /slow HTTP/1.1\r\nHost: edge.test\r\nX-A: ")
+        .await
+        .unwrap();
+    let mut idle = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+    idle.write_all(b"GET /idle?cc=max-age%3D60 HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_to_close(&mut idle, "the idle keep-alive connection to close").await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    read_to_close(&mut silent, "the silent connection to close").await;
+    read_to_close(&mut half, "the half-sent head's connection to close").await;
+    assert_eq!(origin.count("/slow"), 0);
+}
+
+/// One client address cannot hold more than its share: its extra connections are closed
+/// at once, while another client is served, and the connections it was allowed still work.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let cache = Cache::start_with_limits(config(), &origin, None, limits(15_000, 64, 16)).await;
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        held.push(connect_from("127.0.0.2", cache.addr).await);
+    }
+    let mut extra = connect_from("127.0.0.2", cache.addr).await;
+    read_to_close(
+        &mut extra,
+        "the 17th connection from one address to be closed",
+    )
+    .await;
+    let r = cache.get("/other-client?cc=max-age%3D60").await;
+    assert_eq!(r.status, 200, "another address is served");
+    let first = &mut held[0];
+    first
+        .write_all(b"GET /held HTTP/1.1\r\nHost: edge.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_to_close(first, "an admitted connection's answer").await;
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+}
+
+/// At the total cap, new connections are closed at once; as connections end, their places
+/// are given to new ones.
+#[tokio::test]
+async fn the_total_cap_refuses_then_frees_places() {
+    let origin = Origin::start().await;
+    let cache = Cache::start_with_limits(config(), &origin, None, limits(15_000, 8, 8)).await;
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(connect_from("127.0.0.3", cache.addr).await);
+    }
+    let mut refused = connect_from("127.0.0.1", cache.addr).await;
+    read_to_close(&mut refused, "a connection over the cap to be closed").await;
+    drop(held);
+    let r = eventually("a freed place to be given out", WAIT, async || {
+        cache.try_get("/after?cc=max-age%3D60").await.ok()
+    })
+    .await;
+    assert_eq!(r.status, 200);
 }

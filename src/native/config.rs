@@ -8,6 +8,9 @@
 //! # origin_ca_file = "/etc/edgecache/origin-ca.pem"  # extra CAs for an https:// origin
 //! # redis_ca_file = "/etc/edgecache/redis-ca.pem"    # extra CAs for a rediss:// tier
 //!
+//! [connections]                          # see native::connections
+//! header_timeout_ms = 15000
+//!
 //! [cache.l1]
 //! max_entries = 100000
 //! max_bytes = 268435456
@@ -19,6 +22,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::connections::ConnectionLimits;
 use super::tls::{CaFile, Trust};
 use crate::engine::config::{ConfigError, EngineConfig};
 
@@ -44,6 +48,9 @@ pub struct ServeConfig {
     /// (Mozilla's roots are always trusted); for private CAs.
     #[serde(default)]
     pub redis_ca_file: Option<PathBuf>,
+    /// Client connection limits: header timeout, connection caps.
+    #[serde(default)]
+    pub connections: ConnectionLimits,
     /// The cache engine's settings.
     #[serde(default)]
     pub cache: EngineConfig,
@@ -57,6 +64,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("redis", &self.redis.as_deref().map(redacted_redis_url))
             .field("origin_ca_file", &self.origin_ca_file)
             .field("redis_ca_file", &self.redis_ca_file)
+            .field("connections", &self.connections)
             .field("cache", &self.cache)
             .finish()
     }
@@ -96,6 +104,7 @@ impl Default for ServeConfig {
             redis: None,
             origin_ca_file: None,
             redis_ca_file: None,
+            connections: ConnectionLimits::default(),
             cache: EngineConfig::default(),
         }
     }
@@ -168,6 +177,9 @@ impl ServeConfig {
             }
         }
         self.trust()?;
+        self.connections
+            .validate()
+            .map_err(|(field, message)| invalid(field, message))?;
         self.cache.validate().map_err(LoadError::Invalid)?;
         self.cache
             .validate_shared_tier(self.redis.is_some())

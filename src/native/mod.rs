@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod config;
+pub mod connections;
 pub mod origin;
 pub mod redis_store;
 pub mod runtime;

@@ -12,10 +12,11 @@ use hyper::body::Incoming;
 use hyper::http::HeaderMap;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use super::body::{boxed, empty, full, ProxyBody};
+use super::connections::{Resolved, Tracker};
 use super::origin::{
     append_fields, append_to_header_map, from_header_map, to_header_map, HyperOrigin,
 };
@@ -189,14 +190,19 @@ fn ready_file(stored: &CachedResponse) -> Option<Arc<SealedBody>> {
 }
 
 /// Serves on `listener` until `shutdown` completes, then waits up to `grace` for in-flight
-/// requests to finish.
+/// requests to finish. Connections beyond `limits` are closed as they are accepted, and a
+/// client that does not send a whole request head within its timeout is disconnected
+/// ([`super::connections`]).
 pub async fn run(
     engine: Arc<NativeEngine>,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()>,
     grace: Duration,
+    limits: Resolved,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let tracker = Tracker::new(limits);
+    let mut refusals = RateLimitedLog::default();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -204,8 +210,20 @@ pub async fn run(
                 let (stream, peer) = match accepted {
                     Ok(pair) => pair,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        refusals.warn(|| format!("accept failed: {e}"));
                         tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let slot = match tracker.admit(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        // Closed at once: the client sees a reset, the slot stays free.
+                        drop(stream);
+                        refusals.warn(|| format!(
+                            "refusing connections ({refusal:?}: {} open, at most {} in all and {} per client address; {} refused so far)",
+                            tracker.open(), limits.max, limits.max_per_client, tracker.refused()
+                        ));
                         continue;
                     }
                 };
@@ -222,10 +240,13 @@ pub async fn run(
                 });
                 let connection = http1::Builder::new()
                     .keep_alive(true)
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(limits.header_timeout)
                     .max_buf_size(engine_header_limit())
                     .serve_connection(TokioIo::new(HitStream::new(stream, bodies)), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(e) = connection.await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
@@ -241,6 +262,26 @@ pub async fn run(
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections closed"),
         _ = tokio::time::sleep(grace) => tracing::warn!("grace period over; closing remaining connections"),
+    }
+}
+
+/// A warning logged at most every ten seconds, however often it happens: under a flood of
+/// connections the log must not become the next thing to fill up.
+#[derive(Default)]
+struct RateLimitedLog {
+    last: Option<tokio::time::Instant>,
+}
+
+impl RateLimitedLog {
+    fn warn(&mut self, message: impl FnOnce() -> String) {
+        let now = tokio::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|last| now.duration_since(last) >= Duration::from_secs(10))
+        {
+            self.last = Some(now);
+            tracing::warn!("{}", message());
+        }
     }
 }
 

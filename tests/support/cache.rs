@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use edgecache::engine::EngineConfig;
+use edgecache::native::connections::{self, ConnectionLimits, Resolved};
 use edgecache::native::server;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -34,6 +35,18 @@ impl Cache {
         origin: &Origin,
         redis: Option<&RedisServer>,
     ) -> Cache {
+        // As `edgecache serve` does: the storms some tests send need more than 1,024 files.
+        let limits = ConnectionLimits::default().resolve(connections::raise_open_file_limit());
+        Cache::start_with_limits(config, origin, redis, limits).await
+    }
+
+    /// [`Cache::start`] with these client connection limits.
+    pub async fn start_with_limits(
+        config: EngineConfig,
+        origin: &Origin,
+        redis: Option<&RedisServer>,
+        limits: Resolved,
+    ) -> Cache {
         let redis_url = redis.map(RedisServer::url);
         let engine = server::build_engine(config, &origin.url(), redis_url.as_deref())
             .expect("build_engine");
@@ -53,6 +66,7 @@ impl Cache {
                 let _ = rx.await;
             },
             Duration::from_secs(5),
+            limits,
         ));
         Cache {
             addr,
