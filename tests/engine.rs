@@ -1317,3 +1317,14 @@ fn configured_paths_must_be_in_normal_form() {
     });
     assert!(config.validate().is_ok());
 }
+
+/// The colo tier needs the shared tier (its purge log keeps colo entries honest): one rule,
+/// in the engine's configuration, that every host applies.
+#[test]
+fn the_colo_tier_needs_the_shared_tier() {
+    let mut config = EngineConfig::default();
+    config.colo.enabled = true;
+    let e = config.validate_shared_tier(false).unwrap_err();
+    assert_eq!(e.field, "colo.enabled");
+    assert!(config.validate_shared_tier(true).is_ok());
+}

@@ -569,6 +569,12 @@ impl EngineConfig {
     /// Checks the settings that need the shared tier against whether the host has one
     /// (each host calls this at start, with its Redis setting).
     pub fn validate_shared_tier(&self, configured: bool) -> Result<(), ConfigError> {
+        if !configured && self.colo.enabled {
+            return Err(invalid(
+                "colo.enabled",
+                "the colo tier needs the shared tier (Redis), whose purge log is how purges reach it; configure Redis or turn the colo tier off",
+            ));
+        }
         if !configured && !self.write_behind.routes.is_empty() {
             return Err(invalid(
                 "write_behind.routes",

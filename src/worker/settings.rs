@@ -29,9 +29,6 @@ pub struct Settings {
     pub redis: Option<RedisUrl>,
 }
 
-/// Shortest admin token accepted (as natively).
-const MIN_TOKEN_LEN: usize = 16;
-
 impl Settings {
     /// Reads and validates the environment; the error names the variable (never a secret's value).
     pub fn from_env(env: &Env) -> Result<Self, String> {
@@ -57,14 +54,7 @@ impl Settings {
                     .to_string(),
             );
         }
-        if let Some(token) = text(env, "EDGECACHE_ADMIN_TOKEN")?.filter(|t| !t.is_empty()) {
-            if token.len() < MIN_TOKEN_LEN {
-                return Err(format!(
-                    "invalid config `EDGECACHE_ADMIN_TOKEN`: must be at least {MIN_TOKEN_LEN} characters"
-                ));
-            }
-            cache.admin.token = Some(token);
-        }
+        cache.admin.token = text(env, "EDGECACHE_ADMIN_TOKEN")?.filter(|t| !t.is_empty());
         let redis = text(env, "EDGECACHE_REDIS_URL")?
             .filter(|u| !u.trim().is_empty())
             .map(|u| {
@@ -72,15 +62,17 @@ impl Settings {
                     .map_err(|m| format!("invalid config `EDGECACHE_REDIS_URL`: {m}"))
             })
             .transpose()?;
-        if cache.colo.enabled && redis.is_none() {
-            return Err(
-                "invalid config `EDGECACHE_CACHE.colo.enabled`: the colo tier needs the shared tier (set the secret EDGECACHE_REDIS_URL), whose purge log is how purges reach it"
-                    .to_string(),
-            );
-        }
+        // The engine's rules, named by the variables that set them here.
         cache
-            .validate_shared_tier(redis.is_some())
-            .map_err(|e| format!("`EDGECACHE_CACHE`: {e} (set the secret EDGECACHE_REDIS_URL)"))?;
+            .validate()
+            .and_then(|()| cache.validate_shared_tier(redis.is_some()))
+            .map_err(|e| match e.field.as_str() {
+                "admin.token" => format!("invalid config `EDGECACHE_ADMIN_TOKEN`: {}", e.message),
+                "colo.enabled" | "write_behind.routes" => {
+                    format!("`EDGECACHE_CACHE`: {e} (set the secret EDGECACHE_REDIS_URL)")
+                }
+                _ => format!("`EDGECACHE_CACHE`: {e}"),
+            })?;
         Ok(Settings {
             origin: origin.trim().to_string(),
             cache,
