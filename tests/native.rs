@@ -1040,3 +1040,98 @@ async fn write_behind_accepts_then_delivers_once() {
         "{metrics}"
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Leases: released at once when a fetch fails, taken by background refreshes too
+// ---------------------------------------------------------------------------------------
+
+/// Every fetch lease in Redis now.
+async fn leases(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    bounded(
+        "redis KEYS",
+        WAIT,
+        redis::cmd("KEYS").arg("ec:v1:*lease:*").query_async(con),
+    )
+    .await
+    .expect("KEYS")
+}
+
+/// A fetch that fails (origin errors, origin gone) or is not storable releases its Redis
+/// lease before the client is answered: the next request, here or on another instance,
+/// goes to the origin at once instead of waiting out `l2.lease_ms` (5 s) for an object
+/// that will never come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_fetches_release_their_lease_at_once() {
+    let redis = RedisServer::start().await;
+    let mut origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    let mut con = redis.conn().await;
+
+    origin.force_status(Some(503));
+    let r = a.get("/lease/503").await;
+    assert_eq!(r.status, 503);
+    assert_eq!(leases(&mut con).await, Vec::<String>::new(), "after a 503");
+
+    origin.force_status(None);
+    let r = a.get("/lease/nostore?cc=no-store").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(leases(&mut con).await, Vec::<String>::new(), "after a pass");
+
+    origin.stop().await;
+    let r = a.get("/lease/gone").await;
+    assert_eq!(r.status, 502);
+    assert_eq!(leases(&mut con).await, Vec::<String>::new(), "after 502");
+    let r = b.get("/lease/gone").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        !r.cache_status().contains("collapsed"),
+        "b did not wait for a's lease: {}",
+        r.cache_status()
+    );
+    assert_eq!(leases(&mut con).await, Vec::<String>::new());
+}
+
+/// RFC 5861 §3 across instances: when an entry both instances hold goes stale (here: a
+/// soft purge), the background refreshes coalesce through the Redis lease, so one expiry is
+/// one origin fetch, and both instances then serve the new body. The origin takes 1.5 s, so
+/// the second instance's refresh starts while the first holds the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_refreshes_coalesce_across_instances() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let path = url(
+        "/swr-shared",
+        &[
+            ("cc", "max-age=300, stale-while-revalidate=60"),
+            ("delay_ms", "1500"),
+        ],
+    );
+    let (a, b) = two_warm_instances(&redis, &origin, &[&path]).await;
+    let old = body_for(&path, 1);
+    a.purge(&format!("url={}&soft=1", enc(&path))).await;
+    let r = a.get(&path).await;
+    assert!(
+        r.cache_status().contains("stale-while-revalidate"),
+        "{}",
+        r.cache_status()
+    );
+    eventually("b to see the soft purge and refresh", WAIT, async || {
+        let r = b.get(&path).await;
+        assert_eq!(r.text(), old, "b serves the old body until the refresh");
+        r.cache_status()
+            .contains("stale-while-revalidate")
+            .then_some(())
+    })
+    .await;
+    for cache in [&a, &b] {
+        eventually("the refreshed body", WAIT, async || {
+            let r = cache.get(&path).await;
+            (r.text() != old).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(origin.count(&path), 2, "one refresh for both instances");
+    assert_eq!(b.get(&path).await.text(), body_for(&path, 2));
+    assert!(b.stat("coalesced").await >= 1, "b took a's refresh from L2");
+}

@@ -452,18 +452,27 @@ impl<H: Host> Engine<H> {
                         }
                     }
                 }
+                let mut leased = false;
                 if candidate.is_none() {
                     self.count(|s| s.misses += 1);
                     if self.store.is_some() {
-                        if let Some((handled, stored)) = self.lease_or_wait(&head, &key, fwd).await
-                        {
-                            guard.finish(Outcome::Stored(stored));
-                            return handled;
+                        match self.lease_or_wait(&head, &key, fwd).await {
+                            LeaseOrWait::Served(handled, stored) => {
+                                guard.finish(Outcome::Stored(stored));
+                                return *handled;
+                            }
+                            LeaseOrWait::Fetch { leased: held } => leased = held,
                         }
                     }
                 }
                 let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
+                let stored = matches!(outcome, Outcome::Stored(_));
                 guard.finish(outcome);
+                if leased && !stored {
+                    // Nothing will reach the shared tier: let other instances fetch now
+                    // rather than wait out the lease (the L2 write releases it otherwise).
+                    self.release_lease(&key).await;
+                }
                 handled
             }
         }
@@ -477,21 +486,29 @@ impl<H: Host> Engine<H> {
         head: &RequestView,
         key: &str,
         fwd: Forward,
-    ) -> Option<(Handled<H::Body>, Arc<CachedResponse>)> {
-        let found = if self.acquire_lease(key).await {
+    ) -> LeaseOrWait<H::Body> {
+        let leased = self.acquire_lease(key).await;
+        let found = if leased {
             // Won. Another instance may have stored the object and released its lease
             // between our L2 miss and now: look once more before going to the origin.
             self.l2_find(key, head.headers()).await
         } else {
             self.await_other_instance(head, key).await
-        }?;
+        };
+        let Some(found) = found else {
+            return LeaseOrWait::Fetch { leased };
+        };
         let now = self.runtime.now();
         let evaluation = self.evaluate(head.headers(), &found, now);
         if !matches!(
             evaluation.reuse,
             Reuse::Fresh | Reuse::StaleAcceptedByRequest
         ) {
-            return None;
+            return LeaseOrWait::Fetch { leased };
+        }
+        if leased {
+            // Someone else stored it after all: the lease is not needed.
+            self.release_lease(key).await;
         }
         self.l1_insert(key, &found, head.headers(), now);
         self.count(|s| s.coalesced += 1);
@@ -513,12 +530,13 @@ impl<H: Host> Engine<H> {
             keys: self.store_keys(key, &found, head.headers()),
             stored: found.clone(),
         });
-        Some((Handled { response, job }, found))
+        LeaseOrWait::Served(Box::new(Handled { response, job }), found)
     }
 
     /// Polls L2 for `key` while another instance holds its fetch lease, for at most the
     /// lease time (and the coalescing bound). Returns the object once it is there and
-    /// usable for this request.
+    /// usable for this request; `None` once the lease is gone without it (its holder's
+    /// fetch failed or was not storable: it released the lease), so the caller fetches.
     async fn await_other_instance(
         &self,
         head: &RequestView,
@@ -544,8 +562,11 @@ impl<H: Host> Engine<H> {
                     return Some(found);
                 }
             }
-            // Stop waiting once the shared tier fails: the lease holder may be gone too.
-            self.l2_store()?;
+            // Stop waiting once the shared tier fails (the lease holder may be gone too), or
+            // once the lease is released without the object.
+            if !self.lease_held(key).await {
+                return None;
+            }
         }
         None
     }
@@ -581,6 +602,17 @@ impl<H: Host> Engine<H> {
             id,
             finished: false,
         };
+        // Across instances too: one refresh per expiry, the others take its result from L2.
+        let leased = self.store.is_some() && self.acquire_lease(&key).await;
+        if self.store.is_some() && !leased {
+            let fresh = self.await_other_instance(&head, &key).await;
+            if let Some(fresh) = &fresh {
+                self.l1_insert(&key, fresh, head.headers(), self.runtime.now());
+                self.count(|s| s.coalesced += 1);
+            }
+            guard.finish(fresh.map_or(Outcome::NotShared, Outcome::Stored));
+            return;
+        }
         let now = self.runtime.now();
         let evaluation = self.evaluate(head.headers(), &stored, now);
         let candidate = Candidate {
@@ -613,6 +645,9 @@ impl<H: Host> Engine<H> {
                 Job::Revalidate { .. } | Job::SyncPurges | Job::Warm(_) | Job::FlushWriteBehind => {
                 }
             }
+        }
+        if leased {
+            self.release_lease(&key).await;
         }
     }
 
@@ -846,6 +881,14 @@ impl<H: Host> Engine<H> {
         let job = Job::merge(colo_job, l2_job);
         (Handled { response, job }, Outcome::Stored(stored))
     }
+}
+
+/// What [`Engine::lease_or_wait`] found.
+enum LeaseOrWait<B> {
+    /// Another instance's response, from L2.
+    Served(Box<Handled<B>>, Arc<CachedResponse>),
+    /// Fetch from the origin; `leased` when this instance holds the lease (to release).
+    Fetch { leased: bool },
 }
 
 /// Completes a flight when the leader finishes, or as not shared if the leader is dropped

@@ -368,6 +368,16 @@ impl<H: Host> Engine<H> {
             .unwrap_or(true)
     }
 
+    /// Whether some instance still holds the fetch lease for `cache_key`; `false` when the
+    /// shared tier cannot say (absent or failing: nobody should wait on it then).
+    pub(crate) async fn lease_held(&self, cache_key: &str) -> bool {
+        let Some(store) = self.l2_store() else {
+            return false;
+        };
+        let key = self.sync_key(&format!("lease:{cache_key}"));
+        matches!(self.l2_guarded(store.get(&key)).await, Some(Some(_)))
+    }
+
     /// Releases the fetch lease for `cache_key` once the object is in the shared tier, if
     /// this instance still holds it (one that outlived `l2.lease_ms` may be another's now).
     pub(crate) async fn release_lease(&self, cache_key: &str) {
