@@ -321,3 +321,34 @@ async fn the_total_cap_refuses_then_frees_places() {
     .await;
     assert_eq!(r.status, 200);
 }
+
+/// An origin that stalls mid-body: a body the cache reads to store fails as a timeout after
+/// `limits.between_bytes_timeout_ms` (504, nothing stored), and one streamed through to the
+/// client ends abnormally, never as a short body that looks whole. Both used to hang.
+#[tokio::test]
+async fn an_origin_stalling_mid_body_is_cut_off() {
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 10_000;
+    config.limits.between_bytes_timeout_ms = 300;
+    // Longer than a client waits (15 s): only the between-bytes timeout can answer in time.
+    config.limits.origin_timeout_ms = 20_000;
+    let cache = Cache::start(config, &origin, None).await;
+
+    let r = cache
+        .get("/stall/small?size=5000&stall_after=1000&cc=max-age%3D60")
+        .await;
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        r.cache_status().contains("origin-timeout"),
+        "{}",
+        r.cache_status()
+    );
+
+    let streamed = cache
+        .try_get("/stall/large?size=50000&stall_after=20000&cc=max-age%3D60")
+        .await;
+    let error = streamed.expect_err("a cut stream must not look like a whole response");
+    assert!(error.contains("body"), "{error}");
+    assert_eq!(cache.stat("stored").await, 0);
+}

@@ -207,6 +207,12 @@ pub struct Limits {
     pub origin_timeout_ms: u64,
     /// How long a coalesced request waits for the leader's fetch before fetching itself, ms.
     pub coalesce_wait_ms: u64,
+    /// Longest wait for the next bytes of an origin body once its head has arrived, in ms
+    /// (Varnish `between_bytes_timeout`, nginx `proxy_read_timeout`: 60 s). A body read to
+    /// be stored fails as a timeout (stale-if-error applies, nothing is stored); a body
+    /// streamed through to the client ends abnormally, so the client never takes a cut
+    /// response for a whole one. Natively; the Worker relies on the runtime's limits.
+    pub between_bytes_timeout_ms: u64,
 }
 
 /// The admin API.
@@ -316,6 +322,7 @@ impl Default for Limits {
             max_header_bytes: 64 << 10,
             origin_timeout_ms: 10_000,
             coalesce_wait_ms: 10_000,
+            between_bytes_timeout_ms: 60_000,
         }
     }
 }
@@ -450,6 +457,12 @@ impl EngineConfig {
         }
         if self.limits.origin_timeout_ms == 0 {
             return Err(invalid("limits.origin_timeout_ms", "must be at least 1"));
+        }
+        if self.limits.between_bytes_timeout_ms == 0 {
+            return Err(invalid(
+                "limits.between_bytes_timeout_ms",
+                "must be at least 1",
+            ));
         }
         if !self.admin.path.starts_with('/')
             || self.admin.path.len() < 2

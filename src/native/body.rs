@@ -1,8 +1,11 @@
 //! The native body type: any `http_body::Body` of `Bytes`, boxed, plus a body that replays
-//! an already-read prefix before the rest of a stream.
+//! an already-read prefix before the rest of a stream, and one that fails when its source
+//! stalls.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -54,6 +57,76 @@ pub async fn read_whole(mut body: ProxyBody, limit: usize) -> Result<Vec<u8>, Bo
         }
     }
     Ok(bytes)
+}
+
+/// The error of a [`BetweenBytes`] body whose source sent nothing for too long.
+#[derive(Debug)]
+pub struct Stalled(pub Duration);
+
+impl std::fmt::Display for Stalled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the origin sent nothing for {} ms", self.0.as_millis())
+    }
+}
+
+impl std::error::Error for Stalled {}
+
+/// A body that fails with [`Stalled`] when its source takes longer than `timeout` to send
+/// its next frame. The wait is counted from when the next frame is asked for, so a client
+/// that reads slowly (and so stops the cache from reading) does not count against the
+/// origin.
+pub struct BetweenBytes {
+    inner: ProxyBody,
+    timeout: Duration,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    waiting: bool,
+}
+
+impl BetweenBytes {
+    /// `inner`, failing when it stalls for `timeout`.
+    pub fn new(inner: ProxyBody, timeout: Duration) -> Self {
+        BetweenBytes {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+            waiting: false,
+        }
+    }
+}
+
+impl Body for BetweenBytes {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if !this.waiting {
+            this.waiting = true;
+            let deadline = tokio::time::Instant::now() + this.timeout;
+            this.deadline.as_mut().reset(deadline);
+        }
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.waiting = false;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => match this.deadline.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(Stalled(this.timeout))))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Replays `prefix` (frames already read while deciding whether to buffer) and then the

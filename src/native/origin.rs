@@ -17,7 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-use super::body::{boxed, empty, BoxError, Prefixed, ProxyBody};
+use super::body::{boxed, empty, BetweenBytes, BoxError, Prefixed, ProxyBody, Stalled};
 use super::tls::{self, CaFile};
 use crate::engine::{Origin, OriginBody, OriginError, OriginRequest, OriginResponse};
 use crate::headers::Headers;
@@ -29,6 +29,8 @@ pub struct HyperOrigin {
     base: String,
     client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
     connect_log: Arc<ConnectLog>,
+    /// See [`crate::engine::config::Limits::between_bytes_timeout_ms`].
+    between_bytes: std::time::Duration,
 }
 
 /// Logs why connections to the origin fail (a refused certificate, a refused connection):
@@ -112,7 +114,17 @@ impl HyperOrigin {
             base: base.trim_end_matches('/').to_string(),
             client,
             connect_log: Arc::default(),
+            between_bytes: std::time::Duration::from_millis(
+                crate::engine::config::Limits::default().between_bytes_timeout_ms,
+            ),
         })
+    }
+
+    /// This client, failing origin bodies that send nothing for `timeout` (see
+    /// [`crate::engine::config::Limits::between_bytes_timeout_ms`]).
+    pub fn with_between_bytes_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.between_bytes = timeout;
+        self
     }
 }
 
@@ -188,7 +200,8 @@ impl Origin for HyperOrigin {
         self.connect_log.succeeded();
         let (parts, incoming) = response.into_parts();
         let headers = from_header_map(&parts.headers);
-        let body = read_up_to(boxed(incoming), buffer_limit).await?;
+        let body = BetweenBytes::new(boxed(incoming), self.between_bytes);
+        let body = read_up_to(boxed(body), buffer_limit).await?;
         Ok(OriginResponse {
             status: parts.status.as_u16(),
             headers,
@@ -223,7 +236,10 @@ async fn read_up_to(
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e: BoxError| OriginError::Broken(e.to_string()))?;
+        let frame = frame.map_err(|e: BoxError| match e.downcast_ref::<Stalled>() {
+            Some(_) => OriginError::Timeout,
+            None => OriginError::Broken(e.to_string()),
+        })?;
         if let Ok(data) = frame.into_data() {
             total += data.len();
             chunks.push(data);

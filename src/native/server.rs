@@ -52,7 +52,10 @@ pub fn build_engine_with_trust(
     config
         .validate_shared_tier(redis.is_some())
         .map_err(|e| format!("{e} (--redis or `redis` in the config file)"))?;
-    let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())?;
+    let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())?
+        .with_between_bytes_timeout(Duration::from_millis(
+            config.limits.between_bytes_timeout_ms,
+        ));
     // File copies of large bodies (zero-copy hits) add at most a quarter to L1's memory.
     sendfile::set_byte_budget(config.l1.max_bytes / 4);
     let timeout = Duration::from_millis(config.l2.timeout_ms);

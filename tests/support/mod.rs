@@ -353,7 +353,8 @@ pub struct OriginState {
 /// `cc` (Cache-Control), `tag` (Surrogate-Key), `delay_ms`, `status`, `encoding=gzip`
 /// (the default body, compressed, with `Content-Encoding: gzip`), `size` (a body of
 /// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
-/// (stream the body without Content-Length), `echo=a,b` (the body lists the request's `a` and
+/// (stream the body without Content-Length), `stall_after=n` (with `size`: declare the size,
+/// send `n` bytes, then stall forever), `echo=a,b` (the body lists the request's `a` and
 /// `b` fields).
 pub struct Origin {
     pub addr: SocketAddr,
@@ -542,7 +543,18 @@ pub async fn origin_answer(
         }
         return builder.body(full(echoed)).unwrap();
     }
+    let stall_after = params
+        .get("stall_after")
+        .and_then(|v| v.parse::<usize>().ok());
     let body = match params.get("size").and_then(|v| v.parse::<usize>().ok()) {
+        Some(size) if stall_after.is_some() => {
+            // Declares `size` bytes, sends the first `stall_after`, then nothing, ever.
+            builder = builder.header("content-length", size);
+            let sent = pattern(size)[..stall_after.unwrap_or(0).min(size)].to_vec();
+            let first =
+                futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from(sent)))]);
+            StreamBody::new(futures::StreamExt::chain(first, futures::stream::pending())).boxed()
+        }
         Some(size) if params.get("chunked").is_some_and(|v| v == "1") => {
             let chunks: Vec<Result<Frame<Bytes>, Infallible>> = pattern(size)
                 .chunks(16 * 1024)
