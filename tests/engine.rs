@@ -367,7 +367,7 @@ fn origin_failure_without_stale_allowance_is_502() {
     h.script.borrow_mut().push_back(Answer::Fail);
     let served = h.send(get("/f", &[]));
     assert_eq!(served.response.status, 502);
-    assert!(status_header(&served).contains("detail=origin-error"));
+    assert!(status_header(&served).contains("detail=origin-unreachable"));
 }
 
 /// Limits: an origin that does not answer within the timeout yields 504.

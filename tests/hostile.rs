@@ -352,3 +352,28 @@ async fn an_origin_stalling_mid_body_is_cut_off() {
     assert!(error.contains("body"), "{error}");
     assert_eq!(cache.stat("stored").await, 0);
 }
+
+/// Errors are named by their cause: a request body with an impossible chunk size is the
+/// client's fault (400, `detail=request-body`), not an "origin unreachable" 502; an origin
+/// that cannot be reached is `origin-unreachable`.
+#[tokio::test]
+async fn errors_name_their_cause() {
+    let mut origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    let r = send_raw(
+        cache.addr,
+        "POST /upload HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nnot a chunk\r\n0\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 400, "{}", r.head);
+    assert!(r.head.contains("detail=request-body"), "{}", r.head);
+    origin.stop().await;
+    let r = cache.get("/gone").await;
+    assert_eq!(r.status, 502);
+    assert!(
+        r.cache_status().contains("detail=origin-unreachable"),
+        "{}",
+        r.cache_status()
+    );
+}

@@ -551,7 +551,7 @@ async fn an_untrusted_origin_certificate_is_a_502() {
             .await;
         assert_eq!(r.status, 502, "{r:?}");
         assert!(
-            r.cache_status().contains("origin-error"),
+            r.cache_status().contains("origin-unreachable"),
             "{}",
             r.cache_status()
         );

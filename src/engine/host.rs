@@ -62,6 +62,9 @@ pub enum OriginError {
     Unreachable(String),
     /// The connection failed mid-response, or the response was malformed.
     Broken(String),
+    /// The client's request body, streamed to the origin, could not be read (malformed
+    /// chunked encoding, cut short): the client's fault, not the origin's.
+    RequestBody(String),
 }
 
 impl fmt::Display for OriginError {
@@ -70,6 +73,7 @@ impl fmt::Display for OriginError {
             OriginError::Timeout => f.write_str("origin timed out"),
             OriginError::Unreachable(why) => write!(f, "origin unreachable: {why}"),
             OriginError::Broken(why) => write!(f, "origin response broken: {why}"),
+            OriginError::RequestBody(why) => write!(f, "request body unreadable: {why}"),
         }
     }
 }

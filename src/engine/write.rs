@@ -37,7 +37,8 @@ impl<H: Host> Engine<H> {
         )
         .await
         .unwrap_or(Err(OriginError::Timeout));
-        if result.is_err() {
+        // A request body the client could not send is not the origin's failure.
+        if matches!(&result, Err(e) if !matches!(e, OriginError::RequestBody(_))) {
             self.count(|s| s.origin_errors += 1);
         }
         result
@@ -73,8 +74,10 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// The response when the origin could not be used and nothing stale may stand in:
-    /// 504 for a timeout, 502 otherwise, with the reason in `Cache-Status`.
+    /// The response when the origin could not be used and nothing stale may stand in, named
+    /// by its cause in the status text and `Cache-Status`: 504 for a timeout, 502 for an
+    /// origin that cannot be reached or answered brokenly, 400 when the client's own request
+    /// body was what failed (RFC 9110 §15.5.1).
     pub(crate) fn origin_failure(
         &self,
         error: &OriginError,
@@ -82,7 +85,11 @@ impl<H: Host> Engine<H> {
     ) -> super::Response<H::Body> {
         let (status, text, detail) = match error {
             OriginError::Timeout => (504, "origin timed out", "origin-timeout"),
-            _ => (502, "origin unreachable", "origin-error"),
+            OriginError::Unreachable(_) => (502, "origin unreachable", "origin-unreachable"),
+            OriginError::Broken(_) => (502, "origin response broken or malformed", "origin-broken"),
+            OriginError::RequestBody(_) => {
+                (400, "the request body could not be read", "request-body")
+            }
         };
         let entry = CacheStatusEntry {
             fwd: Some(fwd),

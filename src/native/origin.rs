@@ -193,6 +193,8 @@ impl Origin for HyperOrigin {
             if e.is_connect() {
                 self.connect_log.failed(&why);
                 OriginError::Unreachable(why)
+            } else if sending_the_body_failed(&e) {
+                OriginError::RequestBody(why)
             } else {
                 OriginError::Broken(why)
             }
@@ -220,6 +222,21 @@ impl Origin for HyperOrigin {
     fn body_from_bytes(&self, bytes: Vec<u8>) -> ProxyBody {
         super::body::full(bytes)
     }
+}
+
+/// Whether a request failed because the body it was sending (the client's, streamed) failed:
+/// hyper reports that as a user error in the chain.
+fn sending_the_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_user)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Reads `body` whole if it is at most `limit` bytes; otherwise returns it as a stream.
