@@ -18,6 +18,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::headers::{split_list, Headers};
+use crate::structured_fields::{parse_dictionary_lines, BareItem, Dictionary, MemberValue};
 
 /// The cap on delta-seconds values: 2^31 (RFC 9111 §1.2.2).
 pub const DELTA_SECONDS_CAP: u32 = 1 << 31;
@@ -216,6 +217,57 @@ impl ResponseDirectives {
         }
     }
 
+    /// The directives of a targeted field parsed as a Structured Field dictionary (RFC 9213
+    /// §2.1): each directive is taken only with the type it is defined with (an Integer for
+    /// the lifetimes, a Boolean for the flags, a String of field names for qualified
+    /// `private` and `no-cache`); a directive of another type is not consumed.
+    pub fn from_dictionary(dictionary: &Dictionary) -> Self {
+        let mut d = ResponseDirectives::default();
+        for (name, value) in dictionary {
+            let MemberValue::Item(item) = value else {
+                continue;
+            };
+            let seconds = match item {
+                BareItem::Integer(n) if *n >= 0 => Some(
+                    u32::try_from(*n)
+                        .unwrap_or(DELTA_SECONDS_CAP)
+                        .min(DELTA_SECONDS_CAP),
+                ),
+                _ => None,
+            };
+            let flag = *item == BareItem::Boolean(true);
+            match name.as_str() {
+                "max-age" => d.max_age = seconds.or(d.max_age),
+                "s-maxage" => d.s_maxage = seconds.or(d.s_maxage),
+                "stale-while-revalidate" => {
+                    d.stale_while_revalidate = seconds.or(d.stale_while_revalidate)
+                }
+                "stale-if-error" => d.stale_if_error = seconds.or(d.stale_if_error),
+                "no-store" => d.no_store |= flag,
+                "public" => d.public |= flag,
+                "must-revalidate" => d.must_revalidate |= flag,
+                "proxy-revalidate" => d.proxy_revalidate |= flag,
+                "must-understand" => d.must_understand |= flag,
+                "no-transform" => d.no_transform |= flag,
+                "immutable" => d.immutable |= flag,
+                "no-cache" | "private" => {
+                    let slot = if name == "private" {
+                        &mut d.private
+                    } else {
+                        &mut d.no_cache
+                    };
+                    match item {
+                        BareItem::Boolean(true) => merge_scope(slot, None),
+                        BareItem::String(fields) => merge_scope(slot, Some(fields.as_bytes())),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        d
+    }
+
     /// Whether any directive was recognised.
     pub fn is_empty(&self) -> bool {
         *self == ResponseDirectives::default()
@@ -364,9 +416,10 @@ pub const DEFAULT_TARGETED_FIELDS: [&str; 3] = [
 ];
 
 /// The response directives a shared cache obeys: the first targeted field in `targeted`
-/// (highest precedence first) that is present and yields at least one known directive, or
-/// else `Cache-Control` (RFC 9213 §2.1). A targeted field that is present but has no valid
-/// directives is ignored, as RFC 9213 §2.1 requires for invalid fields.
+/// (highest precedence first) with a valid, non-empty value, or else `Cache-Control`
+/// (RFC 9213 §2.2). Targeted fields are Structured Field dictionaries (RFC 9213 §2.1): one
+/// that fails to parse ([`crate::structured_fields`]) is ignored whole, so
+/// `CDN-Cache-Control: max-age=10000, &&&` cannot override `Cache-Control: no-store`.
 ///
 /// `Surrogate-Control` follows the Edge Architecture convention `max-age=N+M`, where `+M`
 /// allows serving stale for M seconds when the origin fails (mapped to `stale-if-error`).
@@ -380,11 +433,15 @@ pub fn shared_cache_directives<S: AsRef<str>>(
             continue;
         }
         let directives = if name.eq_ignore_ascii_case("surrogate-control") {
-            surrogate_control(headers)
+            // Edge Architecture syntax, not a structured field: used when it says something.
+            Some(surrogate_control(headers)).filter(|d| !d.is_empty())
         } else {
-            ResponseDirectives::from_field(headers, name)
+            parse_dictionary_lines(headers.get_all(name))
+                .ok()
+                .filter(|dictionary| !dictionary.is_empty())
+                .map(|dictionary| ResponseDirectives::from_dictionary(&dictionary))
         };
-        if !directives.is_empty() {
+        if let Some(directives) = directives {
             return (
                 directives,
                 DirectiveSource::Targeted(name.to_ascii_lowercase()),
@@ -491,12 +548,55 @@ mod tests {
         assert!(!d.no_store);
         assert_eq!(src, DirectiveSource::Targeted("cdn-cache-control".into()));
 
+        // RFC 9213 §3.1's example: a valid field with no known directive still replaces
+        // Cache-Control for this cache.
+        let h = Headers::from_pairs([("Cache-Control", "no-store"), ("CDN-Cache-Control", "none")]);
+        let (d, src) = shared_cache_directives(&h, &DEFAULT_TARGETED_FIELDS);
+        assert!(!d.no_store);
+        assert_eq!(src, DirectiveSource::Targeted("cdn-cache-control".into()));
+
+        // Fields that are not Structured Field dictionaries are ignored whole (RFC 9213
+        // §2.1): they must not override Cache-Control's no-store.
+        for invalid in [
+            "max-age=10000, &&&&&",
+            "Max-Age=10000",
+            "max-age=10000,",
+            "junk junk",
+            "",
+        ] {
+            let h = Headers::from_pairs([
+                ("Cache-Control", "no-store, max-age=5"),
+                ("CDN-Cache-Control", invalid),
+            ]);
+            let (d, src) = shared_cache_directives(&h, &DEFAULT_TARGETED_FIELDS);
+            assert!(d.no_store, "{invalid:?}");
+            assert_eq!((d.max_age, src), (Some(5), DirectiveSource::CacheControl));
+        }
+        // A directive of the wrong type is not consumed; the field is still the one used.
         let h = Headers::from_pairs([
-            ("Cache-Control", "max-age=5"),
-            ("CDN-Cache-Control", "junk"),
+            ("Cache-Control", "no-store"),
+            ("CDN-Cache-Control", r#"max-age="10000", no-store=?0"#),
         ]);
         let (d, src) = shared_cache_directives(&h, &DEFAULT_TARGETED_FIELDS);
-        assert_eq!((d.max_age, src), (Some(5), DirectiveSource::CacheControl));
+        assert_eq!((d.max_age, d.no_store), (None, false));
+        assert_eq!(src, DirectiveSource::Targeted("cdn-cache-control".into()));
+        let d = ResponseDirectives::from_dictionary(
+            &crate::structured_fields::parse_dictionary(
+                br#"s-maxage=9999999999, private="set-cookie, x-a", no-cache, public=?1, max-age=-1"#,
+            )
+            .unwrap(),
+        );
+        assert_eq!(d.s_maxage, Some(DELTA_SECONDS_CAP));
+        assert_eq!(d.max_age, None, "negative");
+        assert!(d.public);
+        assert_eq!(d.no_cache, Some(FieldScope::All));
+        assert_eq!(
+            d.private,
+            Some(FieldScope::Fields(alloc::vec![
+                "set-cookie".into(),
+                "x-a".into()
+            ]))
+        );
     }
 
     #[test]

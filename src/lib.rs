@@ -10,6 +10,8 @@
 //! - [`http_date`]: HTTP-date parsing and formatting (RFC 9110 §5.6.7).
 //! - [`cache_control`]: the Cache-Control tokenizer and directive sets (RFC 9111 §5.2,
 //!   RFC 9213 targeted fields).
+//! - [`structured_fields`]: strict Structured Field dictionaries (RFC 8941), for targeted
+//!   fields.
 //! - [`policy`]: storability, freshness, age, stale serving, Vary, conditional requests,
 //!   304 merge, invalidation and Cache-Status (RFC 9111, 5861, 9211).
 //! - [`key`]: cache keys.
@@ -38,6 +40,7 @@ pub mod redis_url;
 #[cfg(feature = "resp")]
 pub mod resp;
 pub mod store;
+pub mod structured_fields;
 pub mod time;
 #[cfg(feature = "wasm")]
 pub mod wasm;
