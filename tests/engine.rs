@@ -357,10 +357,14 @@ fn stale_if_error_on_origin_failure_and_5xx() {
     assert_eq!(h.engine.snapshot().engine.stale_if_error, 2);
 }
 
-/// RFC 9111 §4.2.4: without stale-if-error the origin's failure is passed on.
+/// RFC 9111 §4.2.4: without stale-if-error the origin's failure is passed on: a 5xx
+/// always, and an unreachable origin once the disconnected window
+/// (`policy.stale_if_unreachable_secs`) is off or past.
 #[test]
 fn origin_failure_without_stale_allowance_is_502() {
-    let h = harness();
+    let mut config = EngineConfig::default();
+    config.policy.stale_if_unreachable_secs = 0;
+    let h = harness_with(config);
     h.respond(200, &[("cache-control", "max-age=10")], "good");
     h.send(get("/f", &[]));
     h.clock.advance_secs(20);
@@ -368,6 +372,53 @@ fn origin_failure_without_stale_allowance_is_502() {
     let served = h.send(get("/f", &[]));
     assert_eq!(served.response.status, 502);
     assert!(status_header(&served).contains("detail=origin-unreachable"));
+}
+
+/// RFC 9111 §4.2.4: a disconnected cache may serve stale. While the origin cannot be
+/// reached, a stale response stands in for `policy.stale_if_unreachable_secs` (60 s) past
+/// its freshness, never when the response forbids stale serving, and never for an origin
+/// that answers (a 503 is passed on: that is stale-if-error's business).
+#[test]
+fn an_unreachable_origin_is_covered_by_the_disconnected_window() {
+    let h = harness();
+    h.respond(200, &[("cache-control", "max-age=10")], "good");
+    h.send(get("/u", &[]));
+    h.clock.advance_secs(30);
+    h.script.borrow_mut().push_back(Answer::Fail);
+    let served = h.send(get("/u", &[]));
+    assert_eq!(served.response.status, 200);
+    assert_eq!(body_of(&served), "good");
+    assert!(
+        status_header(&served).contains("detail=stale-if-unreachable"),
+        "{}",
+        status_header(&served)
+    );
+    h.respond(503, &[], "down");
+    assert_eq!(
+        h.send(get("/u", &[])).response.status,
+        503,
+        "an answer is passed on"
+    );
+    h.clock.advance_secs(41);
+    h.script.borrow_mut().push_back(Answer::Fail);
+    assert_eq!(
+        h.send(get("/u", &[])).response.status,
+        502,
+        "past the window"
+    );
+
+    for forbidding in [
+        "max-age=10, must-revalidate",
+        "max-age=10, s-maxage=10",
+        "max-age=10, proxy-revalidate",
+    ] {
+        let path = format!("/u/{}", forbidding.len());
+        h.respond(200, &[("cache-control", forbidding)], "good");
+        h.send(get(&path, &[]));
+        h.clock.advance_secs(20);
+        h.script.borrow_mut().push_back(Answer::Fail);
+        assert_eq!(h.send(get(&path, &[])).response.status, 502, "{forbidding}");
+    }
 }
 
 /// Limits: an origin that does not answer within the timeout yields 504.

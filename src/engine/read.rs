@@ -709,8 +709,22 @@ impl<H: Host> Engine<H> {
         let response = match result {
             Ok(response) if !is_error_status(response.status) => response,
             other => {
-                // RFC 5861 §4 / RFC 9111 §4.2.4: serve stale on error when allowed.
-                if let Some(c) = candidate.filter(|c| c.evaluation.stale_if_error) {
+                // RFC 5861 §4 / RFC 9111 §4.2.4: serve stale on error when allowed, and
+                // within the disconnected window when the origin cannot be reached at all.
+                let unreachable = matches!(
+                    &other,
+                    Err(OriginError::Unreachable(_) | OriginError::Timeout)
+                );
+                let allowed = |c: &Candidate| {
+                    c.evaluation.stale_if_error
+                        || (unreachable && c.evaluation.stale_if_unreachable)
+                };
+                if let Some(c) = candidate.filter(allowed) {
+                    let detail = if c.evaluation.stale_if_error {
+                        "stale-if-error"
+                    } else {
+                        "stale-if-unreachable"
+                    };
                     self.count(|s| s.stale_if_error += 1);
                     let age = crate::policy::freshness::current_age(
                         &c.stored.headers,
@@ -723,7 +737,7 @@ impl<H: Host> Engine<H> {
                         hit: true,
                         ttl: Some(c.evaluation.ttl_secs),
                         fwd_status: other.as_ref().ok().map(|r| r.status),
-                        detail: Some(String::from("stale-if-error")),
+                        detail: Some(String::from(detail)),
                         ..self.l1_status_entry()
                     };
                     let response =

@@ -49,6 +49,14 @@ pub struct PolicyConfig {
     /// Stale-if-error window applied when the response gives none (RFC 9111 §4.2.4 allows
     /// stale responses "in accordance with an out-of-band contract"; 0 = none).
     pub default_stale_if_error_secs: u32,
+    /// How long past its freshness a stored response may stand in when the origin cannot be
+    /// reached at all (connection refused, DNS, TLS, or no answer within the origin
+    /// timeout): RFC 9111 §4.2.4 lets a disconnected cache serve stale. Never for responses
+    /// with `must-revalidate`, `proxy-revalidate`, `s-maxage` or `no-cache`, and not for an
+    /// origin that answers 5xx (that is `stale-if-error`, RFC 5861 §4). Default 60 s: enough
+    /// to ride out an origin restart or a network blip, short enough that nobody is served
+    /// long-expired content without the origin having allowed it. 0 turns it off.
+    pub stale_if_unreachable_secs: u32,
     /// How long a response that needs revalidation before every use (`no-cache`,
     /// `max-age=0`) and carries a validator is kept for conditional requests, in seconds.
     pub validator_retention_secs: u32,
@@ -67,6 +75,7 @@ impl Default for PolicyConfig {
             default_ttl_secs: 0,
             default_stale_while_revalidate_secs: 0,
             default_stale_if_error_secs: 0,
+            stale_if_unreachable_secs: 60,
             validator_retention_secs: 3_600,
         }
     }

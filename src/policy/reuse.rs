@@ -60,6 +60,10 @@ pub struct Evaluation {
     /// Whether this response may be served stale if validation or the origin fails now
     /// (RFC 5861 §4, RFC 9111 §4.2.4).
     pub stale_if_error: bool,
+    /// Whether this response may be served stale if the origin cannot be reached now
+    /// (RFC 9111 §4.2.4, [`super::PolicyConfig::stale_if_unreachable_secs`]); implied by
+    /// [`Self::stale_if_error`].
+    pub stale_if_unreachable: bool,
 }
 
 /// Stale windows a stored response allows, in seconds past its freshness lifetime.
@@ -69,6 +73,8 @@ pub struct StaleWindows {
     pub while_revalidate_secs: u64,
     /// `stale-if-error` (RFC 5861 §4), or the configured default.
     pub if_error_secs: u64,
+    /// While the origin cannot be reached (RFC 9111 §4.2.4), by configuration.
+    pub if_unreachable_secs: u64,
 }
 
 /// The stale windows a response allows a shared cache. Zero when stale serving is prohibited
@@ -88,6 +94,7 @@ pub fn stale_windows(view: &ResponseView, config: &PolicyConfig) -> StaleWindows
             d.stale_if_error
                 .unwrap_or(config.default_stale_if_error_secs),
         ),
+        if_unreachable_secs: u64::from(config.stale_if_unreachable_secs),
     }
 }
 
@@ -259,14 +266,18 @@ pub fn evaluate_with(
     let if_error_window = windows
         .if_error_secs
         .max(req.stale_if_error.map_or(0, u64::from));
+    let within = |window: u64| {
+        reuse != Reuse::VaryMismatch
+            && !prohibited
+            && (fresh || (window > 0 && staleness <= window))
+    };
     Evaluation {
         reuse,
         age_secs,
         freshness,
         ttl_secs,
-        stale_if_error: reuse != Reuse::VaryMismatch
-            && !prohibited
-            && (fresh || (if_error_window > 0 && staleness <= if_error_window)),
+        stale_if_error: within(if_error_window),
+        stale_if_unreachable: within(if_error_window.max(windows.if_unreachable_secs)),
     }
 }
 

@@ -45,7 +45,10 @@ pub fn lifetimes(stored: &CachedResponse, now: Timestamp, config: &PolicyConfig)
     let fresh_until = now.plus_secs(remaining);
     let stale_while_revalidate_until = fresh_until.plus_secs(windows.while_revalidate_secs);
     let stale_if_error_until = fresh_until.plus_secs(windows.if_error_secs);
-    let mut keep_until = stale_while_revalidate_until.max(stale_if_error_until);
+    let stale_if_unreachable_until = fresh_until.plus_secs(windows.if_unreachable_secs);
+    let mut keep_until = stale_while_revalidate_until
+        .max(stale_if_error_until)
+        .max(stale_if_unreachable_until);
     if has_validator(&stored.headers) {
         keep_until =
             keep_until.max(fresh_until.plus_secs(u64::from(config.validator_retention_secs)));
