@@ -390,9 +390,13 @@ impl<H: Host> Engine<H> {
     /// effort, outside the circuit breaker: a server without Lua scripting (`EVAL`) only
     /// makes leases last their whole time, it must not switch the shared tier off.
     pub(crate) async fn release_own_lease(&self, key: &str) {
+        self.release_lease_holding(key, &self.lease_token).await;
+    }
+
+    /// Deletes the lease `key` if it still holds `token` (see [`Self::release_own_lease`]).
+    pub(crate) async fn release_lease_holding(&self, key: &str, token: &str) {
         if let Some(store) = self.l2_store() {
-            let token = self.lease_token.as_bytes();
-            let release = store.delete_if_equals(key, token);
+            let release = store.delete_if_equals(key, token.as_bytes());
             let _ =
                 super::l2::with_timeout(&self.runtime, self.config.l2.timeout_ms, release).await;
         }

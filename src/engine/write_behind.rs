@@ -16,9 +16,14 @@
 //! `SET NX PX`, held for one round), one entry at a time, oldest first, through the consumer group
 //! `flush` (created with `XGROUP CREATE … 0 MKSTREAM`):
 //! - the oldest entry delivered and not acknowledged (`XPENDING`) comes first: when it has
-//!   been idle for `retry_after_ms` (its delivery failed, or the instance sending it died) it
+//!   been idle for its retry delay (its delivery failed, or the instance sending it died) it
 //!   is taken over (`XCLAIM`) and sent again; until then nothing newer is sent, so writes
-//!   reach the origin in the order they were accepted;
+//!   reach the origin in the order they were accepted. The delay is `retry_after_ms` after
+//!   the first attempt, doubled after each further one up to 8 times it
+//!   ([`retry_delay_ms`]): an origin answering 5xx or 429 gets room to recover, and one
+//!   failing entry holds the queue for at most `max_attempts` delays (with the defaults,
+//!   30 s, 1, 2, then 4 min each: about half an hour) before it is dead-lettered and the
+//!   queue moves on;
 //! - with nothing pending, the next new entry is read (`XREADGROUP … >`) and sent;
 //! - the origin's answer decides: below 400, delivered (`XACK` + `XDEL` in one transaction,
 //!   and the invalidation is repeated with the origin's `Location` / `Content-Location`,
@@ -172,6 +177,22 @@ pub fn generated_key(high: u64, low: u64) -> String {
         low >> 48,
         low & 0xffff_ffff_ffff
     )
+}
+
+/// The most a retry is put off: `retry_after_ms` times this.
+const MAX_BACKOFF_FACTOR: u64 = 8;
+
+/// How long an entry delivered `deliveries` times waits before its next attempt:
+/// `retry_after_ms`, doubled after each further failure, up to [`MAX_BACKOFF_FACTOR`] times
+/// it, so an origin answering 5xx or 429 is not hammered. Entries keep their order: while
+/// the oldest waits, nothing newer is sent (head-of-line, see the module documentation).
+pub fn retry_delay_ms(retry_after_ms: u64, deliveries: u64) -> u64 {
+    let doublings = deliveries.saturating_sub(1).min(u64::from(u32::BITS));
+    let factor = 1u64
+        .checked_shl(u32::try_from(doublings).unwrap_or(u32::MAX))
+        .unwrap_or(u64::MAX)
+        .min(MAX_BACKOFF_FACTOR);
+    retry_after_ms.saturating_mul(factor)
 }
 
 /// What the origin's answer to a delivery means.
@@ -332,8 +353,11 @@ impl<H: Host> Engine<H> {
                     .saturating_mul(4),
             );
         let lease = self.sync_key("wb:flush");
+        // A token of this round's own: a round of this instance that outlived its lease
+        // must not release the next round's.
+        let token = format!("{}-{:016x}", self.lease_token, self.runtime.random_u64());
         if self
-            .l2_guarded(store.set_if_absent(&lease, self.lease_token.as_bytes(), lease_ms))
+            .l2_guarded(store.set_if_absent(&lease, token.as_bytes(), lease_ms))
             .await
             != Some(true)
         {
@@ -352,7 +376,7 @@ impl<H: Host> Engine<H> {
                 }
             }
         }
-        self.release_own_lease(&lease).await;
+        self.release_lease_holding(&lease, &token).await;
     }
 
     /// Takes the next entry in order and delivers it (see the module documentation).
@@ -362,11 +386,15 @@ impl<H: Host> Engine<H> {
             return Next::Stop;
         };
         let (entry, deliveries) = match pending.into_iter().next() {
-            Some(oldest) if oldest.idle_ms < wb.retry_after_ms => return Next::Stop,
+            Some(oldest)
+                if oldest.idle_ms < retry_delay_ms(wb.retry_after_ms, oldest.deliveries) =>
+            {
+                return Next::Stop
+            }
             Some(oldest) => {
                 let ids = [oldest.id];
-                let claim =
-                    store.stream_claim(queue, GROUP, self.consumer(), wb.retry_after_ms, &ids);
+                let min_idle = retry_delay_ms(wb.retry_after_ms, oldest.deliveries);
+                let claim = store.stream_claim(queue, GROUP, self.consumer(), min_idle, &ids);
                 let Some(claimed) = self.l2_guarded_within(wb.timeout_ms, claim).await else {
                     return Next::Stop;
                 };
@@ -576,6 +604,20 @@ mod tests {
         let back = Record::from_fields(&owned(r.to_fields())).unwrap();
         assert!(!back.head.headers().contains("x-bad"));
         assert!(!back.head.headers().contains("b"));
+    }
+
+    #[test]
+    fn retries_back_off_up_to_eight_times_the_delay() {
+        let delays: Vec<u64> = (0..=12).map(|n| retry_delay_ms(30_000, n)).collect();
+        assert_eq!(
+            delays,
+            [
+                30_000, 30_000, 60_000, 120_000, 240_000, 240_000, 240_000, 240_000, 240_000,
+                240_000, 240_000, 240_000, 240_000
+            ]
+        );
+        assert_eq!(retry_delay_ms(u64::MAX, 3), u64::MAX);
+        assert_eq!(retry_delay_ms(1, u64::MAX), 8);
     }
 
     #[test]

@@ -18,10 +18,16 @@ impl Runtime for TokioRuntime {
         tokio::time::sleep(std::time::Duration::from_millis(ms))
     }
 
+    /// From the operating system's CSPRNG (`getrandom`): idempotency keys and lease tokens
+    /// must not be guessable.
     fn random_u64(&self) -> u64 {
+        let mut bytes = [0u8; 8];
+        if getrandom::getrandom(&mut bytes).is_ok() {
+            return u64::from_le_bytes(bytes);
+        }
+        // The system's source failing is not something a request can fix: fall back to
+        // std's per-process random keys rather than fail it.
         use std::hash::{BuildHasher, Hasher};
-        // Keyed from the operating system's randomness once per thread, then a new key
-        // per call: unpredictable, and different in every process.
         std::collections::hash_map::RandomState::new()
             .build_hasher()
             .finish()

@@ -21,9 +21,19 @@ impl Runtime for JsRuntime {
         worker::Delay::from(Duration::from_millis(ms))
     }
 
+    /// From the runtime's CSPRNG (`crypto.getRandomValues`): idempotency keys and lease
+    /// tokens must not be guessable.
     fn random_u64(&self) -> u64 {
-        // Two draws of 32 bits each (Math.random has at least 52 random bits; the isolate's
-        // generator is seeded randomly).
+        use wasm_bindgen::JsCast;
+        let mut bytes = [0u8; 8];
+        let global: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let filled = global
+            .crypto()
+            .and_then(|crypto| crypto.get_random_values_with_u8_array(&mut bytes));
+        if filled.is_ok() {
+            return u64::from_le_bytes(bytes);
+        }
+        // Not reachable on Workers (crypto is always there); Math.random rather than a panic.
         let draw = || (js_sys::Math::random() * 4_294_967_296.0) as u64 & 0xffff_ffff;
         (draw() << 32) | draw()
     }
