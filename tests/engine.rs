@@ -585,10 +585,29 @@ fn head_uses_get_response() {
     h.respond(200, &[("cache-control", "max-age=60")], "content");
     let head = h.send(request("HEAD", "/h", &[]));
     assert!(matches!(head.response.body, Body::Empty));
+    assert_eq!(
+        head.response.content_length,
+        Some(7),
+        "the GET's length, RFC 9110 §9.3.2"
+    );
     assert_eq!(h.log.requests.borrow()[0].method, "GET");
+    let head_hit = h.send(request("HEAD", "/h", &[]));
+    assert_eq!(head_hit.response.content_length, Some(7));
     let get_after = h.send(get("/h", &[]));
     assert_eq!(body_of(&get_after), "content");
+    assert_eq!(
+        get_after.response.content_length, None,
+        "a body says its own length"
+    );
     assert_eq!(h.fetches(), 1);
+    // Passed through: the origin's word for the length.
+    h.respond(
+        200,
+        &[("cache-control", "no-store"), ("content-length", "12")],
+        "",
+    );
+    let passed = h.send(request("HEAD", "/p", &[]));
+    assert_eq!(passed.response.content_length, Some(12));
 }
 
 /// RFC 9111 §5.2.1.7: only-if-cached with nothing stored is a 504.

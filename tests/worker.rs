@@ -550,6 +550,12 @@ async fn post_passes_through_and_invalidates_head_is_served_from_cache() {
         .expect("HEAD");
     assert_eq!(head.status, 200);
     assert!(head.body.is_empty(), "no body for HEAD");
+    let length = body_for(&path, 1).len().to_string();
+    assert_eq!(
+        head.header("content-length"),
+        Some(length.as_str()),
+        "the GET's length (RFC 9110 §9.3.2)"
+    );
     assert!(
         head.cache_status().contains("hit"),
         "{}",

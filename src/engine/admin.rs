@@ -109,6 +109,7 @@ fn text<B>(status: u16, message: &str) -> Response<B> {
         headers,
         stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
+        content_length: None,
     }
 }
 
@@ -121,6 +122,7 @@ fn json<B>(body: String) -> Response<B> {
         headers,
         stored_fields: None,
         body: Body::Bytes(body.into_bytes()),
+        content_length: None,
     }
 }
 

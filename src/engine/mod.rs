@@ -93,6 +93,11 @@ pub struct Response<B> {
     pub stored_fields: Option<Arc<CachedResponse>>,
     /// The content.
     pub body: Body<B>,
+    /// For a response whose content the method leaves out (`HEAD`), how long the `GET`'s
+    /// content is: the `Content-Length` to send (RFC 9110 §9.3.2, §8.6). `None` otherwise:
+    /// hosts send the length of the body they send, whatever `Content-Length` the stored or
+    /// origin fields carry.
+    pub content_length: Option<u64>,
 }
 
 impl<B> Response<B> {

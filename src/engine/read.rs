@@ -831,7 +831,8 @@ impl<H: Host> Engine<H> {
                     OriginBody::Buffered(bytes) => Body::Bytes(bytes),
                     OriginBody::Streaming(stream) => Body::Stream(stream),
                 };
-                let response = respond::from_origin(status, response.headers, body, &[entry]);
+                let response =
+                    respond::from_origin(head.method(), status, response.headers, body, &[entry]);
                 (Handled::now(response), Outcome::NotShared)
             }
         }

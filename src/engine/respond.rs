@@ -70,11 +70,13 @@ pub(crate) fn from_cache<B>(
     } else {
         Body::Cached(stored.clone())
     };
+    let content_length = (method == "HEAD").then(|| stored.body.len() as u64);
     Response {
         status: stored.status,
         headers,
         stored_fields: Some(stored),
         body,
+        content_length,
     }
 }
 
@@ -113,24 +115,26 @@ pub(crate) fn from_stored_body<B>(
     }
     headers.set("age", format!("{age_secs}"));
     set_cache_status(&mut headers, entries);
-    let (status, body) = if not_modified {
-        (304, Body::Empty)
+    let (status, body, content_length) = if not_modified {
+        (304, Body::Empty, None)
     } else if method == "HEAD" {
-        (stored.status, Body::Empty)
+        (stored.status, Body::Empty, Some(stored.body.len() as u64))
     } else {
-        (stored.status, Body::Cached(stored))
+        (stored.status, Body::Cached(stored), None)
     };
     Response {
         status,
         headers,
         stored_fields: None,
         body,
+        content_length,
     }
 }
 
 /// A response passed through from the origin: hop-by-hop fields removed (RFC 9110 §7.6.1)
 /// and `Cache-Status` added.
 pub(crate) fn from_origin<B>(
+    method: &str,
     status: u16,
     mut headers: Headers,
     body: Body<B>,
@@ -141,11 +145,16 @@ pub(crate) fn from_origin<B>(
         headers.remove(field);
     }
     set_cache_status(&mut headers, entries);
+    // A HEAD's length is the origin's word for the GET's (RFC 9110 §9.3.2).
+    let content_length = (method == "HEAD" && status != 304)
+        .then(|| headers.get_str("content-length")?.trim().parse().ok())
+        .flatten();
     Response {
         status,
         headers,
         stored_fields: None,
         body,
+        content_length,
     }
 }
 
@@ -160,6 +169,7 @@ pub(crate) fn server_options<B>() -> Response<B> {
         headers,
         stored_fields: None,
         body: Body::Empty,
+        content_length: None,
     }
 }
 
@@ -174,6 +184,7 @@ pub(crate) fn error<B>(status: u16, message: &str, entry: CacheStatusEntry) -> R
         headers,
         stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
+        content_length: None,
     }
 }
 

@@ -64,6 +64,7 @@ impl<H: Host> Engine<H> {
                     OriginBody::Streaming(stream) => Body::Stream(stream),
                 };
                 Handled::now(respond::from_origin(
+                    head.method(),
                     response.status,
                     response.headers,
                     body,

@@ -124,20 +124,10 @@ pub async fn serve_one(
         }
         None => (to_header_map(&response.headers), None),
     };
-    // The body length is hyper's to compute from the body we send, except for HEAD, which
-    // has none: there it says how long the GET's content would be (RFC 9110 §9.3.2, §8.6),
-    // the stored body's length for a hit, the origin's field otherwise.
-    let head_length = if parts.method == hyper::Method::HEAD && response.status != 304 {
-        match &response.stored_fields {
-            Some(stored) => Some(hyper::header::HeaderValue::from(stored.body.len())),
-            None => headers.get(hyper::header::CONTENT_LENGTH).cloned(),
-        }
-    } else {
-        None
-    };
+    // hyper computes the length of the body we send; a HEAD's is the engine's to say.
     headers.remove(hyper::header::CONTENT_LENGTH);
-    if let Some(length) = head_length {
-        headers.insert(hyper::header::CONTENT_LENGTH, length);
+    if let Some(length) = response.content_length {
+        headers.insert(hyper::header::CONTENT_LENGTH, length.into());
     }
     let body = match response.body {
         Body::Empty => empty(),

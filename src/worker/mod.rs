@@ -208,8 +208,11 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<web_sys::Res
         )));
     }
     let mut headers = response.take_fields();
-    // The runtime computes the length of what it sends.
+    // The runtime computes the length of what it sends; a HEAD's is the engine's to say.
     headers.remove("content-length");
+    if let Some(length) = response.content_length {
+        headers.set("content-length", length.to_string());
+    }
     let mut init = web_sys::ResponseInit::new();
     init.set_status(response.status);
     init.set_headers(&to_js_headers(&headers)?.into());
