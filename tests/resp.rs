@@ -287,13 +287,26 @@ async fn stream_commands_against_a_real_redis() {
     );
     let body: &[u8] = b"\x00body\r\n\xff";
     let first = s
-        .stream_add("q", &[("method", b"POST"), ("body", body)])
+        .stream_add("q", None, &[("method", b"POST"), ("body", body)])
         .await
         .unwrap();
     s.stream_create_group("q", "g").await.unwrap();
     s.stream_create_group("q", "g").await.unwrap();
-    let second = s.stream_add("q", &[("method", b"PUT")]).await.unwrap();
+    let second = s
+        .stream_add("q", None, &[("method", b"PUT")])
+        .await
+        .unwrap();
     assert!(first < second, "{first} {second}");
+    for _ in 0..4 {
+        s.stream_add("capped", Some(3), &[("f", b"v")])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        s.stream_len("capped").await.unwrap(),
+        3,
+        "MAXLEN trims the oldest"
+    );
 
     let read = s.stream_read_new("q", "g", "c", 1).await.unwrap();
     assert_eq!(
@@ -368,7 +381,10 @@ async fn stream_commands_against_a_real_redis() {
     assert_eq!(len, 0);
 
     s.set("plain", b"v", 60_000).await.unwrap();
-    let wrong = s.stream_add("plain", &[("f", b"v")]).await.unwrap_err();
+    let wrong = s
+        .stream_add("plain", None, &[("f", b"v")])
+        .await
+        .unwrap_err();
     assert!(wrong.0.contains("WRONGTYPE"), "{wrong}");
     assert_eq!(
         s.get("plain").await.unwrap().as_deref(),

@@ -435,6 +435,33 @@ async fn a_full_queue_writes_through_instead_of_growing() {
         .contains("edgecache_write_behind_queue_full_total 1"));
 }
 
+/// The dead-letter stream is bounded (`write_behind.max_dead_letters`): a client whose
+/// writes the origin refuses cannot fill Redis through it; the oldest go, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letter_stream_keeps_only_the_newest() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.write_behind.max_dead_letters = 2;
+    let engine = engine(c, &origin, &redis);
+    origin.force_write_status(Some(422));
+    for n in 0..5 {
+        assert_eq!(
+            post(&engine, &format!("/orders/bad{n}"), &[], "bad")
+                .await
+                .status,
+            202
+        );
+        flush(&engine).await;
+    }
+    assert_eq!(origin.writes().len(), 5, "each refused once");
+    assert_eq!(xlen(&redis, DEAD).await, 2, "the newest two kept");
+    assert_eq!(xlen(&redis, QUEUE).await, 0, "nothing stuck in the queue");
+    let stats = engine.snapshot().engine;
+    assert_eq!(stats.write_behind_dead_lettered, 5);
+    assert_eq!(stats.write_behind_dead_letters_trimmed, 3);
+}
+
 /// Write-behind routes without Redis are refused at start, naming the field; so are retry
 /// times an entry being sent could outlast.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,6 +70,11 @@ pub struct WriteBehindConfig {
     /// queue can hold in Redis: about this many times `max_body_bytes` at worst. Checked
     /// before each append, so concurrent appends can overshoot it by a few.
     pub max_queue_entries: u64,
+    /// The dead-letter stream keeps this many entries, the oldest trimmed first
+    /// (`XADD … MAXLEN`): a client whose writes the origin refuses cannot fill Redis with
+    /// them. Trimmed entries are counted (`write_behind_dead_letters_trimmed`). Default
+    /// 10,000.
+    pub max_dead_letters: u64,
 }
 
 impl Default for WriteBehindConfig {
@@ -82,6 +87,7 @@ impl Default for WriteBehindConfig {
             flush_interval_ms: 1_000,
             timeout_ms: 2_000,
             max_queue_entries: 10_000,
+            max_dead_letters: 10_000,
         }
     }
 }
@@ -569,6 +575,12 @@ impl EngineConfig {
         }
         if wb.timeout_ms == 0 {
             return Err(invalid("write_behind.timeout_ms", "must be at least 1"));
+        }
+        if wb.max_dead_letters == 0 {
+            return Err(invalid(
+                "write_behind.max_dead_letters",
+                "must be at least 1",
+            ));
         }
         if wb.max_queue_entries == 0 {
             return Err(invalid(

@@ -162,10 +162,13 @@ pub trait SharedStore {
     /// with `EVAL`); whether it did. Releases a lease only by the instance holding it, not
     /// one another instance took after this one's expired.
     async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
-    /// `XADD stream * field value…`: appends an entry, returning its ID.
+    /// `XADD stream [MAXLEN n] * field value…`: appends an entry, returning its ID; with
+    /// `max_len`, the oldest entries beyond that many are trimmed (exactly: for small,
+    /// rarely written streams such as the dead letters).
     async fn stream_add(
         &self,
         stream: &str,
+        max_len: Option<u64>,
         fields: &[(&str, &[u8])],
     ) -> Result<String, StoreError>;
     /// `XGROUP CREATE stream group 0 MKSTREAM`; a group that exists already (`BUSYGROUP`)
@@ -328,7 +331,12 @@ impl SharedStore for NoSharedStore {
     async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> Result<bool, StoreError> {
         Ok(false)
     }
-    async fn stream_add(&self, _s: &str, _f: &[(&str, &[u8])]) -> Result<String, StoreError> {
+    async fn stream_add(
+        &self,
+        _s: &str,
+        _max_len: Option<u64>,
+        _f: &[(&str, &[u8])],
+    ) -> Result<String, StoreError> {
         // Nothing is kept: an append must not be acknowledged.
         Err(StoreError(String::from("no shared tier")))
     }

@@ -71,6 +71,9 @@ pub struct EngineStats {
     /// Unsafe requests on write-behind routes written through at once because the queue
     /// held `write_behind.max_queue_entries` already.
     pub write_behind_queue_full: u64,
+    /// Dead letters pushed out of the dead-letter stream by newer ones
+    /// (`write_behind.max_dead_letters`).
+    pub write_behind_dead_letters_trimmed: u64,
 }
 
 /// A point-in-time view of everything countable: engine counters plus the L1 store's.
@@ -123,7 +126,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 29] = [
+        let counters: [(&str, &str, u64); 30] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -240,6 +243,11 @@ impl Snapshot {
                 "write_behind_queue_full_total",
                 "Write-behind requests written through because the queue was full",
                 e.write_behind_queue_full,
+            ),
+            (
+                "write_behind_dead_letters_trimmed_total",
+                "Dead letters pushed out of the bounded dead-letter stream",
+                e.write_behind_dead_letters_trimmed,
             ),
         ];
         for (name, help, value) in counters {

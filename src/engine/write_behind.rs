@@ -30,6 +30,8 @@
 //!   since a reader may have cached the old state meanwhile); 5xx, 408, 425, 429 or no answer:
 //!   left pending for a retry, and the flush stops; any other 4xx: refused, moved to the
 //!   dead-letter stream `{prefix}wb:dead`;
+//! - the dead-letter stream keeps the last `max_dead_letters` entries (`XADD MAXLEN`), so clients whose writes the origin refuses cannot fill Redis; entries pushed out
+//!   are counted (`write_behind_dead_letters_trimmed`);
 //! - an entry already delivered `max_attempts` times is moved to the dead-letter stream
 //!   instead of being sent again. Nothing leaves the queue without reaching the origin or the
 //!   dead-letter stream, and every dead-lettered entry is logged once (method and path, no
@@ -325,7 +327,8 @@ impl<H: Host> Engine<H> {
             self.count(|s| s.write_behind_queue_full += 1);
             return None;
         }
-        self.l2_guarded_within(wb.timeout_ms, store.stream_add(&queue, fields))
+        // Never trimmed: every entry was answered 202 (the bound is checked above instead).
+        self.l2_guarded_within(wb.timeout_ms, store.stream_add(&queue, None, fields))
             .await
     }
 
@@ -497,9 +500,20 @@ impl<H: Host> Engine<H> {
         fields.push(("attempts", attempts_text.as_bytes()));
         fields.push(("reason", reason.as_bytes()));
         let dead = self.dead_letter_key();
-        let timeout = self.config.write_behind.timeout_ms;
+        let wb = &self.config.write_behind;
+        // Bounded: clients whose writes the origin refuses must not be able to fill Redis.
+        // The oldest go first (MAXLEN), counted when the stream is full.
+        let max_dead = wb.max_dead_letters;
+        if let Some(len) = self.l2_guarded(store.stream_len(&dead)).await {
+            if len >= max_dead {
+                self.count(|s| s.write_behind_dead_letters_trimmed += 1);
+            }
+        }
         if self
-            .l2_guarded_within(timeout, store.stream_add(&dead, &fields))
+            .l2_guarded_within(
+                wb.timeout_ms,
+                store.stream_add(&dead, Some(max_dead), &fields),
+            )
             .await
             .is_none()
         {

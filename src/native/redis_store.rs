@@ -230,11 +230,16 @@ impl SharedStore for RedisStore {
     async fn stream_add(
         &self,
         stream: &str,
+        max_len: Option<u64>,
         fields: &[(&str, &[u8])],
     ) -> Result<String, StoreError> {
         let mut c = self.connection.clone();
         let mut command = redis::cmd("XADD");
-        command.arg(stream).arg("*");
+        command.arg(stream);
+        if let Some(n) = max_len {
+            command.arg("MAXLEN").arg(n);
+        }
+        command.arg("*");
         for (name, value) in fields {
             command.arg(*name).arg(*value);
         }

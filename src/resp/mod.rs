@@ -325,9 +325,15 @@ impl<C: Connect> SharedStore for RespStore<C> {
     async fn stream_add(
         &self,
         stream: &str,
+        max_len: Option<u64>,
         fields: &[(&str, &[u8])],
     ) -> Result<String, StoreError> {
-        let mut command: Command<'_> = alloc::vec![b"XADD", stream.as_bytes(), b"*"];
+        let max_len = max_len.map(|n| n.to_string());
+        let mut command: Command<'_> = alloc::vec![b"XADD", stream.as_bytes()];
+        if let Some(n) = &max_len {
+            command.extend([b"MAXLEN" as &[u8], n.as_bytes()]);
+        }
+        command.push(b"*");
         for (name, value) in fields {
             command.push(name.as_bytes());
             command.push(value);
