@@ -168,6 +168,17 @@ fn serve(args: ServeArgs) -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+        match engine.check_shared_tier().await {
+            Ok(warnings) => {
+                for warning in warnings {
+                    tracing::warn!("edgecache: {warning}");
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        }
         let listener = match server::bind(listen).await {
             Ok(l) => l,
             Err(e) => {

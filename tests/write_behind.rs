@@ -435,6 +435,28 @@ async fn a_full_queue_writes_through_instead_of_growing() {
         .contains("edgecache_write_behind_queue_full_total 1"));
 }
 
+/// At start the shared tier is checked for write-behind: a real Redis 7 passes, and one
+/// that evicts any key (`allkeys-lru`) is warned about, since it could drop requests
+/// already answered 202.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_tier_is_checked_at_start() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let engine = engine(config(), &origin, &redis);
+    assert_eq!(engine.check_shared_tier().await, Ok(Vec::new()));
+    let mut con = redis.conn().await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-lru")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let warnings = engine.check_shared_tier().await.unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("allkeys-lru"), "{warnings:?}");
+}
+
 /// The dead-letter stream is bounded (`write_behind.max_dead_letters`): a client whose
 /// writes the origin refuses cannot fill Redis through it; the oldest go, counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

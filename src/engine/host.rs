@@ -162,6 +162,9 @@ pub trait SharedStore {
     /// with `EVAL`); whether it did. Releases a lease only by the instance holding it, not
     /// one another instance took after this one's expired.
     async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+    /// `INFO`: the server's `field:value` lines, for checks at start
+    /// ([`super::Engine::check_shared_tier`]).
+    async fn info(&self) -> Result<String, StoreError>;
     /// `XADD stream [MAXLEN n] * field value…`: appends an entry, returning its ID; with
     /// `max_len`, the oldest entries beyond that many are trimmed (exactly: for small,
     /// rarely written streams such as the dead letters).
@@ -330,6 +333,9 @@ impl SharedStore for NoSharedStore {
     }
     async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> Result<bool, StoreError> {
         Ok(false)
+    }
+    async fn info(&self) -> Result<String, StoreError> {
+        Ok(String::new())
     }
     async fn stream_add(
         &self,

@@ -181,6 +181,40 @@ pub fn generated_key(high: u64, low: u64) -> String {
     )
 }
 
+/// The oldest Redis write-behind runs on: 7.0. Before it, `XCLAIM` of an entry deleted
+/// from the stream returns nothing and leaves it pending, which would stall the queue.
+pub const MIN_REDIS_VERSION: (u32, u32) = (7, 0);
+
+/// Checks what the shared tier says of itself (`INFO`) against what write-behind needs:
+/// `Err` names a server too old to run it; `Ok(Some(warning))` a setting that puts the
+/// queue at risk, an `allkeys-*` `maxmemory-policy`, which may evict requests already
+/// answered `202`.
+pub fn check_server_info(info: &str) -> Result<Option<String>, String> {
+    let field = |name: &str| {
+        info.lines()
+            .find_map(|line| line.trim().strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    if let Some(version) = field("redis_version") {
+        let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
+        if let (Some(Some(major)), Some(Some(minor))) = (parts.next(), parts.next()) {
+            if (major, minor) < MIN_REDIS_VERSION {
+                return Err(format!(
+                    "write-behind needs Redis {}.{} or later (its stream commands), and this server is {version}: upgrade it, or remove write_behind.routes",
+                    MIN_REDIS_VERSION.0, MIN_REDIS_VERSION.1
+                ));
+            }
+        }
+    }
+    Ok(field("maxmemory_policy")
+        .filter(|policy| policy.starts_with("allkeys-"))
+        .map(|policy| {
+            format!(
+                "Redis evicts any key under memory pressure (maxmemory-policy {policy}), the write-behind queue included, whose requests were answered 202: use noeviction or a volatile-* policy"
+            )
+        }))
+}
+
 /// The most a retry is put off: `retry_after_ms` times this.
 const MAX_BACKOFF_FACTOR: u64 = 8;
 
@@ -330,6 +364,34 @@ impl<H: Host> Engine<H> {
         // Never trimmed: every entry was answered 202 (the bound is checked above instead).
         self.l2_guarded_within(wb.timeout_ms, store.stream_add(&queue, None, fields))
             .await
+    }
+
+    /// Checks, at start, that the shared tier can hold the write-behind queue safely
+    /// ([`check_server_info`]); nothing to check without write-behind routes. `Err` is a
+    /// reason to refuse to start; the `Ok` lines are warnings to log (an unreachable Redis
+    /// is one: requests then fall back to write-through).
+    pub async fn check_shared_tier(&self) -> Result<Vec<String>, String> {
+        let Some(store) = self.store.as_ref() else {
+            return Ok(Vec::new());
+        };
+        if self.config.write_behind.routes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let info = super::l2::with_timeout(
+            &self.runtime,
+            self.config.write_behind.timeout_ms,
+            store.info(),
+        )
+        .await;
+        match info {
+            Some(Ok(info)) => Ok(check_server_info(&info)?.into_iter().collect()),
+            Some(Err(e)) => Ok(alloc::vec![format!(
+                "could not check Redis for write-behind at start ({e}); until it answers, writes are sent through at once"
+            )]),
+            None => Ok(alloc::vec![String::from(
+                "could not check Redis for write-behind at start (no answer in time); until it answers, writes are sent through at once"
+            )]),
+        }
     }
 
     /// Sends queued requests to the origin until the queue is empty, the oldest queued
@@ -618,6 +680,26 @@ mod tests {
         let back = Record::from_fields(&owned(r.to_fields())).unwrap();
         assert!(!back.head.headers().contains("x-bad"));
         assert!(!back.head.headers().contains("b"));
+    }
+
+    #[test]
+    fn the_server_is_checked_for_version_and_eviction() {
+        let info = |version: &str, policy: &str| {
+            format!("# Server\r\nredis_version:{version}\r\nredis_mode:standalone\r\n# Memory\r\nmaxmemory_policy:{policy}\r\n")
+        };
+        assert_eq!(check_server_info(&info("7.0.15", "noeviction")), Ok(None));
+        assert_eq!(check_server_info(&info("7.2.4", "volatile-lru")), Ok(None));
+        let old = check_server_info(&info("6.2.14", "noeviction")).unwrap_err();
+        assert!(old.contains("7.0") && old.contains("6.2.14"), "{old}");
+        let warned = check_server_info(&info("7.0.0", "allkeys-lru"))
+            .unwrap()
+            .unwrap();
+        assert!(warned.contains("allkeys-lru"), "{warned}");
+        assert_eq!(
+            check_server_info(""),
+            Ok(None),
+            "nothing said, nothing refused"
+        );
     }
 
     #[test]

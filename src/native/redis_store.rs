@@ -227,6 +227,11 @@ impl SharedStore for RedisStore {
         Ok(deleted == 1)
     }
 
+    async fn info(&self) -> Result<String, StoreError> {
+        let mut c = self.connection.clone();
+        redis::cmd("INFO").query_async(&mut c).await.map_err(error)
+    }
+
     async fn stream_add(
         &self,
         stream: &str,

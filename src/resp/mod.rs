@@ -292,6 +292,11 @@ impl<C: Connect> SharedStore for RespStore<C> {
         }
     }
 
+    async fn info(&self) -> Result<String, StoreError> {
+        let text = bulk(self.one(alloc::vec![b"INFO".as_slice()]).await?, "INFO")?;
+        Ok(String::from_utf8_lossy(&text.unwrap_or_default()).into_owned())
+    }
+
     async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError> {
         let set = set.as_bytes();
         let mut replies = self
