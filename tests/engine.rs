@@ -1398,3 +1398,43 @@ fn the_colo_tier_needs_the_shared_tier() {
     assert_eq!(e.field, "colo.enabled");
     assert!(config.validate_shared_tier(true).is_ok());
 }
+
+/// RFC 9111 §5.2.2.7: fields named by a qualified `private` are never served from the
+/// cache, also when a route's TTL override decides the lifetime (the override is this
+/// cache's own targeted field; what may be stored is still the origin's to say).
+#[test]
+fn qualified_private_fields_are_stripped_under_a_route_override() {
+    use edgecache::engine::config::RouteRule;
+    let mut config = EngineConfig::default();
+    config.routes.push(RouteRule {
+        prefix: "/static/".into(),
+        ttl_secs: Some(300),
+        ..Default::default()
+    });
+    let h = harness_with(config);
+    h.respond(
+        200,
+        &[
+            ("cache-control", "private=\"x-user\", max-age=5"),
+            ("x-user", "alice"),
+        ],
+        "asset",
+    );
+    let first = h.send(get("/static/app.js", &[]));
+    assert_eq!(
+        first.response.fields().get_str("x-user"),
+        Some("alice"),
+        "the filling response carries it"
+    );
+    let hit = h.send(get("/static/app.js", &[]));
+    assert!(
+        status_header(&hit).starts_with("edgecache-l1; hit"),
+        "{}",
+        status_header(&hit)
+    );
+    assert_eq!(
+        hit.response.fields().get_str("x-user"),
+        None,
+        "never from the cache"
+    );
+}

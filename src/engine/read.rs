@@ -14,10 +14,9 @@ use crate::headers::Headers;
 use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::conditional::{conditional_headers, freshen, Freshened};
-use crate::policy::freshness::freshness_lifetime;
+use crate::policy::decision::{decide, OriginHead, ResponseDecision};
 use crate::policy::reuse::{evaluate, evaluate_with, Evaluation, Reuse, StoredFigures};
-use crate::policy::storable::{storability, ResponseView};
-use crate::policy::storage::{lifetimes, prepare};
+use crate::policy::storage::lifetimes;
 use crate::policy::vary;
 use crate::store::{EntryMeta, Windows};
 
@@ -94,7 +93,7 @@ impl<H: Host> Engine<H> {
     /// alone is computed now, under this engine's policy.
     pub(crate) fn ready_to_keep(&self, mut entry: CachedResponse) -> Arc<CachedResponse> {
         entry.derived = Derived {
-            figures: Some(StoredFigures::of(&entry, &self.config.policy)),
+            figures: Some(StoredFigures::from_fields(&entry, &self.config.policy)),
             ..Derived::default()
         };
         Arc::new(entry)
@@ -774,56 +773,48 @@ impl<H: Host> Engine<H> {
         }
 
         let status = response.status;
-        let view = ResponseView::new(&response.headers, &self.config.policy);
-        let freshness = freshness_lifetime(
+        // A route's TTL overrides travel with the stored response as this cache's own
+        // targeted field (RFC 9213), so every instance and tier applies them alike.
+        let route_override = self
+            .config
+            .route_for(head.path())
+            .and_then(super::config::RouteRule::cache_control_override);
+        let origin = OriginHead {
             status,
-            &response.headers,
-            &view.directives,
-            &view.source,
+            headers: &response.headers,
+            request_time,
             response_time,
-            &self.config.policy,
-        );
-        let verdict = storability(
+        };
+        let decision = decide(
             "GET",
             head.headers(),
-            status,
-            &response.headers,
-            &view,
-            freshness.source,
+            origin,
+            route_override
+                .as_deref()
+                .map(|value| ("edgecache-cache-control", value)),
             &self.config.policy,
         );
-        let mut response = response;
-        if verdict.is_ok() {
-            // A route's TTL overrides travel with the stored response as this cache's own
-            // targeted field (RFC 9213), so every instance and tier applies them alike.
-            let route = self.config.route_for(head.path());
-            if let Some(value) = route.and_then(super::config::RouteRule::cache_control_override) {
-                response.headers.set("edgecache-cache-control", value);
-            }
-        }
-        match (verdict, response.body) {
-            (Ok(()), OriginBody::Buffered(body)) => {
-                let entry = prepare(
-                    head.headers(),
-                    status,
-                    &response.headers,
-                    body,
-                    request_time,
-                    response_time,
-                    &self.config.policy,
-                );
+        match (decision, response.body) {
+            (ResponseDecision::Store(keep), OriginBody::Buffered(body)) => {
+                let mut fields = response.headers.clone();
+                if let Some(value) = &route_override {
+                    fields.set("edgecache-cache-control", value);
+                }
+                let entry = keep.into_entry(head.headers(), origin, fields, body);
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
-            (verdict, body) => {
+            (decision, body) => {
                 self.count(|s| s.passes += 1);
                 let mut entry = CacheStatusEntry {
                     fwd: Some(fwd),
                     fwd_status: Some(status),
                     ..self.l1_status_entry()
                 };
-                entry.detail = match (&verdict, &body) {
-                    (Err(reason), _) => Some(String::from(reason.as_str())),
-                    (Ok(()), OriginBody::Streaming(_)) => Some(String::from("too-large")),
+                entry.detail = match (&decision, &body) {
+                    (ResponseDecision::Pass(reason), _) => Some(String::from(reason.as_str())),
+                    (ResponseDecision::Store(_), OriginBody::Streaming(_)) => {
+                        Some(String::from("too-large"))
+                    }
                     _ => None,
                 };
                 let body = match body {
@@ -849,7 +840,12 @@ impl<H: Host> Engine<H> {
         fwd_status: u16,
     ) -> (Handled<H::Body>, Outcome) {
         let now = self.runtime.now();
-        let stored = self.ready_to_keep(entry);
+        // An entry the response decision made carries its figures; a freshened one (304)
+        // gets them now.
+        let stored = match entry.derived.figures {
+            Some(_) => Arc::new(entry),
+            None => self.ready_to_keep(entry),
+        };
         let keys = self.l1_insert(key, &stored, head.headers(), now);
         self.count(|s| s.stored += 1);
         let evaluation = self.evaluate(head.headers(), &stored, now);

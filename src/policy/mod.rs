@@ -10,6 +10,7 @@
 
 pub mod cache_status;
 pub mod conditional;
+pub mod decision;
 pub mod forwarding;
 pub mod freshness;
 pub mod hop_by_hop;

@@ -127,8 +127,18 @@ pub struct StoredFigures {
 }
 
 impl StoredFigures {
-    /// The figures of `stored` under `config`.
+    /// The figures of `stored` under `config`: the ones it carries
+    /// ([`crate::entry::Derived::figures`], computed when it was stored), or computed now
+    /// from its fields (an entry read from another tier).
     pub fn of(stored: &CachedResponse, config: &PolicyConfig) -> Self {
+        if let Some(figures) = stored.derived.figures {
+            return figures;
+        }
+        Self::from_fields(stored, config)
+    }
+
+    /// The figures computed from `stored`'s fields, ignoring any it carries.
+    pub fn from_fields(stored: &CachedResponse, config: &PolicyConfig) -> Self {
         let view = ResponseView::new(&stored.headers, config);
         let freshness = freshness_lifetime(
             stored.status,
@@ -138,17 +148,34 @@ impl StoredFigures {
             stored.response_time,
             config,
         );
+        let head = super::decision::OriginHead {
+            status: stored.status,
+            headers: &stored.headers,
+            request_time: stored.request_time,
+            response_time: stored.response_time,
+        };
+        Self::from_view(&view, freshness, head, config)
+    }
+
+    /// The figures of a response whose directives `view` holds and whose freshness
+    /// lifetime is `freshness` (the one response decision computes both once).
+    pub fn from_view(
+        view: &ResponseView,
+        freshness: Freshness,
+        head: super::decision::OriginHead<'_>,
+        config: &PolicyConfig,
+    ) -> Self {
         StoredFigures {
             freshness,
             // The current age as of the moment it was received.
             initial_age: current_age(
-                &stored.headers,
-                stored.request_time,
-                stored.response_time,
-                stored.response_time,
+                head.headers,
+                head.request_time,
+                head.response_time,
+                head.response_time,
             ),
-            windows: stale_windows(&view, config),
-            stale_prohibited: stale_prohibited(&view),
+            windows: stale_windows(view, config),
+            stale_prohibited: stale_prohibited(view),
             no_cache: view.directives.no_cache == Some(FieldScope::All),
         }
     }

@@ -4,16 +4,13 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::cache_control::FieldScope;
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
-use crate::http_date::format_http_date;
 use crate::time::Timestamp;
 
 use super::conditional::has_validator;
 use super::reuse::entry_figures;
-use super::storable::ResponseView;
-use super::{hop_by_hop, vary, PolicyConfig};
+use super::PolicyConfig;
 
 /// When a stored response stops being fresh, stops being servable stale, and can be dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,10 +59,8 @@ pub fn lifetimes(stored: &CachedResponse, now: Timestamp, config: &PolicyConfig)
 }
 
 /// Builds the entry to store from a storable response (check
-/// [`super::storable::storability`] first): hop-by-hop fields removed (§3.1), fields named by
-/// qualified `private` or `no-cache` removed so they are never served from the cache
-/// (§5.2.2.7, §5.2.2.4), a `Date` added if the origin sent none (RFC 9110 §6.6.1), the
-/// request's Vary-selected values recorded (§4.1), and purge tags collected.
+/// [`super::storable::storability`] first, or use [`super::decision::decide`], which does
+/// both): what [`super::decision::Keep::into_entry`] stores, with its figures computed.
 #[allow(clippy::too_many_arguments)]
 pub fn prepare(
     request_headers: &Headers,
@@ -76,30 +71,18 @@ pub fn prepare(
     response_time: Timestamp,
     config: &PolicyConfig,
 ) -> CachedResponse {
-    let view = ResponseView::new(response_headers, config);
-    let mut headers = response_headers.clone();
-    hop_by_hop::strip(&mut headers);
-    for scope in [&view.directives.private, &view.directives.no_cache] {
-        if let Some(FieldScope::Fields(fields)) = scope {
-            for field in fields {
-                headers.remove(field);
-            }
-        }
-    }
-    if !headers.contains("date") {
-        headers.append("date", format_http_date(response_time));
-    }
-    CachedResponse {
+    let origin = super::decision::OriginHead {
         status,
-        vary: vary::select(&headers, request_headers),
-        tags: purge_tags(response_headers),
-        headers,
-        body,
+        headers: response_headers,
         request_time,
         response_time,
-        invalidated: false,
-        derived: Default::default(),
-    }
+    };
+    super::decision::Keep::unchecked(origin, config).into_entry(
+        request_headers,
+        origin,
+        response_headers.clone(),
+        body,
+    )
 }
 
 /// Purge tags from `Surrogate-Key` (space-separated, Fastly convention) and `Cache-Tag`
