@@ -407,6 +407,20 @@ pub enum DirectiveSource {
     CacheControl,
 }
 
+#[cfg(feature = "std")]
+std::thread_local! {
+    static PARSES: core::cell::Cell<u64> = const { core::cell::Cell::new(0) };
+}
+
+/// How many times this thread has worked out a response's directives
+/// ([`shared_cache_directives`]): for tests that hold the cache to one parse per response
+/// (the one response decision, [`crate::policy::decision`]).
+#[cfg(feature = "std")]
+#[doc(hidden)]
+pub fn response_directive_parses() -> u64 {
+    PARSES.with(core::cell::Cell::get)
+}
+
 /// The targeted fields edgecache obeys by default, highest precedence first (RFC 9213 §2.1):
 /// its own `Edgecache-Cache-Control`, then `CDN-Cache-Control`, then `Surrogate-Control`.
 pub const DEFAULT_TARGETED_FIELDS: [&str; 3] = [
@@ -427,6 +441,8 @@ pub fn shared_cache_directives<S: AsRef<str>>(
     headers: &Headers,
     targeted: &[S],
 ) -> (ResponseDirectives, DirectiveSource) {
+    #[cfg(feature = "std")]
+    PARSES.with(|n| n.set(n.get() + 1));
     for name in targeted {
         let name = name.as_ref();
         if !headers.contains(name) {

@@ -1438,3 +1438,36 @@ fn qualified_private_fields_are_stripped_under_a_route_override() {
         "never from the cache"
     );
 }
+
+/// One decision per response: a miss works out the response's cache directives once (the
+/// storage decision, the stored figures, L1's windows and Cache-Status all take that), and
+/// a hit not at all.
+#[test]
+fn a_miss_parses_the_response_directives_once_and_a_hit_never() {
+    use edgecache::cache_control::response_directive_parses;
+    let h = harness();
+    h.respond(
+        200,
+        &[
+            ("cache-control", "max-age=60, stale-while-revalidate=30"),
+            ("etag", "\"v1\""),
+        ],
+        "body",
+    );
+    let before = response_directive_parses();
+    let miss = h.send(get("/once", &[]));
+    assert!(
+        status_header(&miss).contains("stored"),
+        "{}",
+        status_header(&miss)
+    );
+    assert_eq!(
+        response_directive_parses() - before,
+        1,
+        "one parse for the miss"
+    );
+    let before = response_directive_parses();
+    let hit = h.send(get("/once", &[]));
+    assert!(status_header(&hit).starts_with("edgecache-l1; hit"));
+    assert_eq!(response_directive_parses() - before, 0, "none for the hit");
+}

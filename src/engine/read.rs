@@ -93,7 +93,7 @@ impl<H: Host> Engine<H> {
     /// alone is computed now, under this engine's policy.
     pub(crate) fn ready_to_keep(&self, mut entry: CachedResponse) -> Arc<CachedResponse> {
         entry.derived = Derived {
-            figures: Some(StoredFigures::from_fields(&entry, &self.config.policy)),
+            figures: Some(StoredFigures::of(&entry, &self.config.policy)),
             ..Derived::default()
         };
         Arc::new(entry)

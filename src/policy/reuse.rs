@@ -127,18 +127,18 @@ pub struct StoredFigures {
 }
 
 impl StoredFigures {
-    /// The figures of `stored` under `config`: the ones it carries
-    /// ([`crate::entry::Derived::figures`], computed when it was stored), or computed now
-    /// from its fields (an entry read from another tier).
-    pub fn of(stored: &CachedResponse, config: &PolicyConfig) -> Self {
-        if let Some(figures) = stored.derived.figures {
-            return figures;
+    /// The figures `stored` carries ([`crate::entry::Derived::figures`], computed under the
+    /// storing engine's `config` when it was stored), or, for an entry read from another
+    /// tier, computed now from its fields.
+    pub fn carried_or(stored: &CachedResponse, config: &PolicyConfig) -> Self {
+        match stored.derived.figures {
+            Some(figures) => figures,
+            None => Self::of(stored, config),
         }
-        Self::from_fields(stored, config)
     }
 
-    /// The figures computed from `stored`'s fields, ignoring any it carries.
-    pub fn from_fields(stored: &CachedResponse, config: &PolicyConfig) -> Self {
+    /// The figures of `stored`'s fields under `config` (ignoring any it carries).
+    pub fn of(stored: &CachedResponse, config: &PolicyConfig) -> Self {
         let view = ResponseView::new(&stored.headers, config);
         let freshness = freshness_lifetime(
             stored.status,

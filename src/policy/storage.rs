@@ -9,7 +9,7 @@ use crate::headers::Headers;
 use crate::time::Timestamp;
 
 use super::conditional::has_validator;
-use super::reuse::entry_figures;
+use super::reuse::StoredFigures;
 use super::PolicyConfig;
 
 /// When a stored response stops being fresh, stops being servable stale, and can be dropped.
@@ -34,9 +34,10 @@ impl Lifetimes {
     }
 }
 
-/// Computes the [`Lifetimes`] of `stored` as seen at `now` (RFC 9111 §4.2, RFC 5861).
+/// Computes the [`Lifetimes`] of `stored` as seen at `now` (RFC 9111 §4.2, RFC 5861), from
+/// the figures it carries when it has them.
 pub fn lifetimes(stored: &CachedResponse, now: Timestamp, config: &PolicyConfig) -> Lifetimes {
-    let figures = entry_figures(stored, now, config);
+    let figures = StoredFigures::carried_or(stored, config).at(stored, now);
     let remaining = figures.effective_lifetime.saturating_sub(figures.age_secs);
     let windows = figures.windows;
     let fresh_until = now.plus_secs(remaining);
