@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Worker (wrangler.toml's [build] command): worker-build with the `worker` feature,
 # using the wasm-bindgen, esbuild and wasm-opt installed here instead of downloading them
-# (see TOOLCHAIN.md). Output: build/index.js + its wasm, which wrangler.toml's `main` names.
+# (see docs/TOOLCHAIN.md). Output: build/index.js + its wasm, which wrangler.toml's `main` names.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

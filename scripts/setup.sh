@@ -6,7 +6,7 @@
 #   scripts/setup.sh            # what CI and scripts/test.sh run
 #   EDGECACHE_SETUP_BENCH=1 scripts/setup.sh   # also nginx-light + varnish for benchmarks
 #
-# See /work/shared/TOOLCHAIN.md (or the README) for why each piece is installed this way.
+# See docs/TOOLCHAIN.md for why each piece is installed this way.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -199,7 +199,7 @@ impl ServeConfig {
     pub fn trust(&self) -> Result<Trust, LoadError> {
         let origin_tls = self
             .origin
-            .parse::<hyper::http::Uri>()
+            .parse::<http::Uri>()
             .is_ok_and(|uri| uri.scheme_str() == Some("https"));
         let redis_tls = self
             .redis

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
