@@ -10,6 +10,7 @@ pub mod runtime;
 pub mod sendfile;
 pub mod server;
 pub mod tls;
+pub mod zero_copy;
 
 use std::sync::Mutex;
 

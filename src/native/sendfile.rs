@@ -27,9 +27,9 @@
 //! (so its address cannot be reused for other bytes meanwhile). Any slice inside a
 //! registered body is therefore the same bytes as the memfd at the same offset.
 //!
-//! The system calls (`memfd_create` + seals, `send` with `MSG_MORE`, `sendfile`) need
-//! `unsafe`, which this library forbids: the `edgecache` binary supplies them with
-//! [`enable`] (src/main.rs). Until then, and on systems without them, there are no file
+//! The system calls (`memfd_create` + seals, `send` with `MSG_MORE`, `sendfile`) are made
+//! through rustix's safe wrappers ([`super::zero_copy`]); [`super::server::build_engine`]
+//! turns them on with [`enable`]. Until then, and on systems without them, there are no file
 //! copies and every write is a plain `writev`.
 //!
 //! Costs, bounded: a file copy doubles the memory of the bodies that have one (the L1 byte
@@ -57,8 +57,7 @@ use crate::entry::CachedResponse;
 /// second system call (`send` + `sendfile` instead of one `writev`).
 pub const MIN_LEN: usize = 16 * 1024;
 
-/// The system calls zero-copy sending needs, made by the binary (see the module
-/// documentation).
+/// The system calls zero-copy sending needs ([`super::zero_copy`]).
 #[derive(Clone, Copy, Debug)]
 pub struct Syscalls {
     /// A new file holding exactly these bytes that can no longer change (a sealed memfd).

@@ -56,7 +56,11 @@ pub fn build_engine_with_trust(
         .with_between_bytes_timeout(Duration::from_millis(
             config.limits.between_bytes_timeout_ms,
         ));
-    // File copies of large bodies (zero-copy hits) add at most a quarter to L1's memory.
+    // Zero-copy hits where the platform has the calls; file copies of large bodies add at
+    // most a quarter to L1's memory.
+    if let Some(syscalls) = super::zero_copy::syscalls() {
+        sendfile::enable(syscalls);
+    }
     sendfile::set_byte_budget(config.l1.max_bytes / 4);
     let timeout = Duration::from_millis(config.l2.timeout_ms);
     let store = redis

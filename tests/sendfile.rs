@@ -1,0 +1,233 @@
+#![cfg(all(feature = "server", target_os = "linux", not(target_arch = "wasm32")))]
+//! Zero-copy hits (src/native/sendfile.rs, src/native/zero_copy.rs) through `edgecache
+//! serve` over real sockets: bodies of at least `sendfile::MIN_LEN` bytes are sent from a
+//! sealed memfd with `sendfile`, smaller ones from memory, and every byte, response boundary
+//! and slow reader comes out right either way.
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use edgecache::engine::EngineConfig;
+use edgecache::native::{sendfile, server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+/// The origin's body for `/N`: N bytes that differ from those of other sizes.
+fn body(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8 ^ len as u8).collect()
+}
+
+/// The end of the header section in `buf`, if it is all there.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+/// An origin answering `GET /N` with [`body`]`(N)`, cacheable for an hour, keep-alive.
+async fn origin() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0; 4096];
+                loop {
+                    while head_end(&buf).is_none() {
+                        match conn.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let end = head_end(&buf).unwrap();
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or("/0");
+                    let body = body(path[1..].parse().unwrap_or(0));
+                    let mut out = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
+                         Cache-Control: public, max-age=3600\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    out.extend_from_slice(&body);
+                    if conn.write_all(&out).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `edgecache serve` in front of a fresh [`origin`], with zero-copy sending on.
+async fn cache() -> SocketAddr {
+    let origin = format!("http://{}", origin().await);
+    let engine = server::build_engine(EngineConfig::default(), &origin, None).unwrap();
+    let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let forever = std::future::pending();
+    tokio::spawn(server::run(
+        engine,
+        listener,
+        forever,
+        Duration::from_secs(1),
+        edgecache::native::connections::ConnectionLimits::default()
+            .resolve(edgecache::native::connections::open_file_limit()),
+    ));
+    addr
+}
+
+/// A client connection that reads responses one after another.
+struct Client {
+    conn: TcpStream,
+    buf: Vec<u8>,
+    /// Read this many bytes at a time, pausing between reads when `slow`.
+    chunk: usize,
+    slow: bool,
+}
+
+impl Client {
+    async fn new(addr: SocketAddr) -> Client {
+        Client {
+            conn: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+            chunk: 64 << 10,
+            slow: false,
+        }
+    }
+
+    async fn fill(&mut self) {
+        let mut chunk = vec![0; self.chunk];
+        let n = self.conn.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-response");
+        self.buf.extend_from_slice(&chunk[..n]);
+        if self.slow {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Sends requests for `(method, path)` back to back, without waiting for answers.
+    async fn send(&mut self, requests: &[(&str, &str)]) {
+        let mut out = String::new();
+        for (method, path) in requests {
+            out += &format!("{method} {path} HTTP/1.1\r\nHost: test\r\n\r\n");
+        }
+        self.conn.write_all(out.as_bytes()).await.unwrap();
+    }
+
+    /// The next response: its head (lower-cased) and body (none for `HEAD`).
+    async fn response(&mut self, head_request: bool) -> (String, Vec<u8>) {
+        while head_end(&self.buf).is_none() {
+            self.fill().await;
+        }
+        let end = head_end(&self.buf).unwrap();
+        let head = String::from_utf8_lossy(&self.buf[..end]).to_lowercase();
+        self.buf.drain(..end);
+        if head_request {
+            return (head, Vec::new());
+        }
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("no content-length: {head}"));
+        while self.buf.len() < len {
+            self.fill().await;
+        }
+        (head, self.buf.drain(..len).collect())
+    }
+
+    async fn get(&mut self, path: &str) -> (String, Vec<u8>) {
+        self.send(&[("GET", path)]).await;
+        self.response(false).await
+    }
+}
+
+/// How many sealed body files this process has open.
+fn body_files() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().contains("edgecache-body"))
+        .count()
+}
+
+#[tokio::test]
+async fn hits_arrive_byte_for_byte_from_memory_and_from_files() {
+    let addr = cache().await;
+    let mut client = Client::new(addr).await;
+    let sizes = [
+        1024,
+        sendfile::MIN_LEN - 1,
+        sendfile::MIN_LEN,
+        64 << 10,
+        (1 << 20) + 3,
+    ];
+    for len in sizes {
+        let path = format!("/{len}");
+        for round in 0..3 {
+            let (head, got) = client.get(&path).await;
+            assert!(head.starts_with("http/1.1 200"), "{head}");
+            assert_eq!(got.len(), len, "{len} bytes, round {round}");
+            assert!(got == body(len), "{len} bytes differ, round {round}");
+            if round > 0 {
+                assert!(head.contains("edgecache-l1; hit"), "{head}");
+            }
+        }
+    }
+    // The three bodies of at least `MIN_LEN` bytes were hits with a file each.
+    assert!(body_files() >= 3, "{} body files", body_files());
+}
+
+#[tokio::test]
+async fn pipelined_requests_and_head_keep_their_framing() {
+    let addr = cache().await;
+    let mut client = Client::new(addr).await;
+    // Cache both objects, so the batch below is all hits.
+    client.get("/70000").await;
+    client.get("/1000").await;
+    let batch = [
+        ("GET", "/70000"),
+        ("HEAD", "/70000"),
+        ("GET", "/1000"),
+        ("GET", "/70000"),
+        ("GET", "/70000"),
+    ];
+    client.send(&batch).await;
+    for (method, path) in batch {
+        let (head, got) = client.response(method == "HEAD").await;
+        assert!(
+            head.contains("edgecache-l1; hit"),
+            "{method} {path}: {head}"
+        );
+        let len: usize = path[1..].parse().unwrap();
+        if method == "GET" {
+            assert!(got == body(len), "{method} {path}: body differs");
+        }
+    }
+    // Nothing was sent beyond the five responses.
+    assert!(client.buf.is_empty());
+}
+
+#[tokio::test]
+async fn a_slow_reader_gets_every_byte() {
+    let addr = cache().await;
+    let len = 4 << 20;
+    let path = format!("/{len}");
+    Client::new(addr).await.get(&path).await;
+    // A small receive window and small, paced reads: the socket fills, and `sendfile`
+    // sends the body in many parts.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut client = Client {
+        conn: socket.connect(addr).await.unwrap(),
+        buf: Vec::new(),
+        chunk: 16 << 10,
+        slow: true,
+    };
+    for _ in 0..2 {
+        let (head, got) = client.get(&path).await;
+        assert!(head.contains("edgecache-l1; hit"), "{head}");
+        assert!(got == body(len), "body differs");
+    }
+}
