@@ -1471,3 +1471,57 @@ fn a_miss_parses_the_response_directives_once_and_a_hit_never() {
     assert!(status_header(&hit).starts_with("edgecache-l1; hit"));
     assert_eq!(response_directive_parses() - before, 0, "none for the hit");
 }
+
+/// A route that keys on request fields (`key_headers`) stores one entry per value (they are
+/// added to the response's Vary), and a forwarding field it keys on reaches the origin as
+/// the client sent it; elsewhere the cache's own replaces it.
+#[test]
+fn a_route_can_key_on_a_forwarding_field() {
+    use edgecache::engine::config::RouteRule;
+    let mut config = EngineConfig::default();
+    config.routes.push(RouteRule {
+        prefix: "/sites/".into(),
+        key_headers: vec!["x-forwarded-host".into()],
+        ..Default::default()
+    });
+    let h = harness_with(config);
+    let sent_host = |i: usize| {
+        h.log.requests.borrow()[i]
+            .headers
+            .get_str("x-forwarded-host")
+            .map(String::from)
+    };
+    h.respond(200, &[("cache-control", "max-age=60")], "for a");
+    let a = h.send(get("/sites/home", &[("x-forwarded-host", "a.example")]));
+    assert_eq!(body_of(&a), "for a");
+    assert_eq!(sent_host(0).as_deref(), Some("a.example"));
+    assert!(a
+        .response
+        .fields()
+        .get_str("vary")
+        .unwrap_or("")
+        .contains("x-forwarded-host"));
+    h.respond(200, &[("cache-control", "max-age=60")], "for b");
+    let b = h.send(get("/sites/home", &[("x-forwarded-host", "b.example")]));
+    assert_eq!(body_of(&b), "for b", "another value, another entry");
+    let a_again = h.send(get("/sites/home", &[("x-forwarded-host", "a.example")]));
+    assert_eq!(body_of(&a_again), "for a");
+    assert!(status_header(&a_again).starts_with("edgecache-l1; hit"));
+    assert_eq!(h.fetches(), 2);
+
+    h.send(get("/other", &[("x-forwarded-host", "evil.example")]));
+    assert_eq!(
+        sent_host(2).as_deref(),
+        Some("example.com"),
+        "not keyed: replaced"
+    );
+
+    let mut bad = EngineConfig::default();
+    bad.routes.push(RouteRule {
+        prefix: "/x/".into(),
+        key_headers: vec!["x-http-method-override".into()],
+        ..Default::default()
+    });
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.contains("routes[0].key_headers[0]"), "{e}");
+}

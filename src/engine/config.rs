@@ -259,6 +259,14 @@ pub struct RouteRule {
     /// Stale-if-error window, in seconds (RFC 5861 §4).
     #[serde(default)]
     pub stale_if_error_secs: Option<u32>,
+    /// Request fields the cache keys this route's responses on (lowercase names): added to
+    /// each response's `Vary` (RFC 9111 §4.1), so every value gets its own entry. A
+    /// forwarding field named here (`x-forwarded-host`, …, see [`crate::policy::forwarding`])
+    /// then reaches the origin as the client sent it instead of being replaced: what would
+    /// poison a shared entry is safe once it is part of the key. URL and method overrides
+    /// cannot be named.
+    #[serde(default)]
+    pub key_headers: Vec<String>,
 }
 
 impl RouteRule {
@@ -503,6 +511,24 @@ impl EngineConfig {
                 ));
             }
             check_normal_path(&format!("routes[{i}].prefix"), &route.prefix)?;
+            for (j, name) in route.key_headers.iter().enumerate() {
+                let field = || format!("routes[{i}].key_headers[{j}]");
+                let token = !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| crate::cache_control::is_tchar(b) && !b.is_ascii_uppercase());
+                if !token {
+                    return Err(invalid(&field(), "must be a lowercase header field name"));
+                }
+                if crate::policy::forwarding::OVERRIDE_FIELDS.contains(&name.as_str())
+                    || name == "host"
+                {
+                    return Err(invalid(
+                        &field(),
+                        "URL and method overrides are never forwarded, and the host is in every key already",
+                    ));
+                }
+            }
             let stale_without_ttl = route.ttl_secs.is_none()
                 && (route.stale_while_revalidate_secs.is_some()
                     || route.stale_if_error_secs.is_some());

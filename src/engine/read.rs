@@ -112,6 +112,13 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// The request fields the route of `view` keys on ([`super::config::RouteRule::key_headers`]).
+    pub(crate) fn key_headers(&self, view: &RequestView) -> &[String] {
+        self.config
+            .route_for(view.path())
+            .map_or(&[][..], |route| route.key_headers.as_slice())
+    }
+
     /// The key a request's response is stored under (RFC 9111 §2: the target URI; `HEAD`
     /// shares `GET`'s).
     pub(crate) fn key_for(&self, view: &RequestView) -> String {
@@ -658,7 +665,7 @@ impl<H: Host> Engine<H> {
         head: &RequestView,
         conditional_for: Option<&CachedResponse>,
     ) -> Result<super::OriginResponse<H::Body>, OriginError> {
-        let mut headers = head.origin_headers(&self.trust);
+        let mut headers = head.origin_headers(&self.trust, self.key_headers(head));
         for field in CLIENT_VALIDATORS {
             headers.remove(field);
         }
@@ -773,6 +780,12 @@ impl<H: Host> Engine<H> {
         }
 
         let status = response.status;
+        let mut response = response;
+        // A route's key fields vary its responses (RFC 9111 §4.1): stored per value.
+        let keyed = self.key_headers(head);
+        if !keyed.is_empty() {
+            response.headers.append("vary", keyed.join(", "));
+        }
         // A route's TTL overrides travel with the stored response as this cache's own
         // targeted field (RFC 9213), so every instance and tier applies them alike.
         let route_override = self

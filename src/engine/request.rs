@@ -253,8 +253,9 @@ impl RequestView {
     }
 
     /// The header fields sent to the origin with this request: [`Self::end_to_end_headers`]
-    /// under the forwarding policy ([`forwarding::apply`]).
-    pub fn origin_headers(&self, trust: &Trust) -> Headers {
+    /// under the forwarding policy ([`forwarding::apply`]); `keyed` are the route's key
+    /// fields, passed as sent.
+    pub fn origin_headers(&self, trust: &Trust, keyed: &[String]) -> Headers {
         let mut headers = self.end_to_end_headers();
         forwarding::apply(
             &mut headers,
@@ -262,6 +263,7 @@ impl RequestView {
             &self.scheme,
             &self.authority,
             trust,
+            keyed,
         );
         headers
     }

@@ -25,7 +25,7 @@ impl<H: Host> Engine<H> {
             scheme: String::from(head.scheme()),
             host: String::from(head.authority()),
             path_and_query: head.target(),
-            headers: head.origin_headers(&self.trust),
+            headers: head.origin_headers(&self.trust, self.key_headers(head)),
             body,
         };
         self.count(|s| s.origin_fetches += 1);

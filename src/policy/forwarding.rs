@@ -187,11 +187,12 @@ pub fn proxy_scheme(
 /// Removes what may never reach the origin from `headers`: the override fields, and the
 /// forwarding fields but a trusted proxy's chains. What write-behind queues is sanitised
 /// with this, and [`apply`] adds edgecache's own fields at delivery.
-pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust) {
+pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust, keyed: &[String]) {
     let keep_chains = trust.trusts(client);
     let doomed: Vec<String> = headers
         .iter()
         .map(|(name, _)| name)
+        .filter(|name| !keyed.iter().any(|k| k == name))
         .filter(|name| {
             let dashed = name.replace('_', "-");
             OVERRIDE_FIELDS.contains(&dashed.as_str())
@@ -206,15 +207,20 @@ pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust) {
 }
 
 /// Applies the policy to `headers` (the client's end-to-end fields) for a request from
-/// `client` to `scheme://authority`: the result is what the origin receives.
+/// `client` to `scheme://authority`: the result is what the origin receives. Fields in
+/// `keyed` (a route's `key_headers`, part of its cache key) pass as the client sent them.
 pub fn apply(
     headers: &mut Headers,
     client: Option<IpAddr>,
     scheme: &str,
     authority: &str,
     trust: &Trust,
+    keyed: &[String],
 ) {
-    sanitize(headers, client, trust);
+    sanitize(headers, client, trust, keyed);
+    let ours = |name: &str, headers: &Headers| {
+        !(keyed.iter().any(|k| k == name) && headers.contains(name))
+    };
     let prior_forwarded = joined(headers, "forwarded");
     let prior_for = joined(headers, "x-forwarded-for");
     let mut element = String::new();
@@ -231,14 +237,22 @@ pub fn apply(
         Some(prior) => format!("{prior}, {element}"),
         None => element,
     };
-    headers.set("forwarded", forwarded);
-    match (client, prior_for) {
-        (Some(ip), Some(prior)) => headers.set("x-forwarded-for", format!("{prior}, {ip}")),
-        (Some(ip), None) => headers.set("x-forwarded-for", ip.to_string()),
-        (None, _) => {}
+    if ours("forwarded", headers) {
+        headers.set("forwarded", forwarded);
     }
-    headers.set("x-forwarded-host", authority);
-    headers.set("x-forwarded-proto", scheme);
+    if ours("x-forwarded-for", headers) {
+        match (client, prior_for) {
+            (Some(ip), Some(prior)) => headers.set("x-forwarded-for", format!("{prior}, {ip}")),
+            (Some(ip), None) => headers.set("x-forwarded-for", ip.to_string()),
+            (None, _) => {}
+        }
+    }
+    if ours("x-forwarded-host", headers) {
+        headers.set("x-forwarded-host", authority);
+    }
+    if ours("x-forwarded-proto", headers) {
+        headers.set("x-forwarded-proto", scheme);
+    }
 }
 
 /// Every line of `name`, joined as one list, if there is any.
@@ -322,7 +336,14 @@ mod tests {
             ("accept", "text/html"),
         ]);
         let client = Some("192.0.2.7".parse().unwrap());
-        apply(&mut h, client, "https", "site.example", &Trust::default());
+        apply(
+            &mut h,
+            client,
+            "https",
+            "site.example",
+            &Trust::default(),
+            &[],
+        );
         assert_eq!(h.get_str("x-forwarded-host"), Some("site.example"));
         assert_eq!(h.get_str("x-forwarded-for"), Some("192.0.2.7"));
         assert_eq!(h.get_str("x-forwarded-proto"), Some("https"));
@@ -358,7 +379,7 @@ mod tests {
             proxy_scheme(&h, Some("192.0.2.1".parse().unwrap()), &t),
             None
         );
-        apply(&mut h, proxy, "https", "[::1]:8080", &t);
+        apply(&mut h, proxy, "https", "[::1]:8080", &t, &[]);
         assert_eq!(h.get_str("x-forwarded-for"), Some("198.51.100.1, 10.0.0.5"));
         assert_eq!(
             h.get_str("x-forwarded-host"),
@@ -374,7 +395,7 @@ mod tests {
         assert!(!h.contains("x_forwarded_host"), "nor underscore spellings");
         let mut h = Headers::from_pairs([("x-forwarded-for", "198.51.100.1")]);
         let v6 = Some("2001:db8::1".parse().unwrap());
-        apply(&mut h, v6, "http", "a", &t);
+        apply(&mut h, v6, "http", "a", &t, &[]);
         assert_eq!(
             h.get_str("x-forwarded-for"),
             Some("2001:db8::1"),
@@ -402,11 +423,12 @@ mod tests {
             &mut h,
             Some("10.0.0.5".parse().unwrap()),
             &trust(&["10.0.0.0/8"]),
+            &[],
         );
         let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["x-forwarded-for", "accept"]);
         let mut h = Headers::from_pairs(fields);
-        sanitize(&mut h, None, &trust(&["10.0.0.0/8"]));
+        sanitize(&mut h, None, &trust(&["10.0.0.0/8"]), &[]);
         let names: Vec<&str> = h.iter().map(|(n, _)| n).collect();
         assert_eq!(names, ["accept"]);
     }
