@@ -274,23 +274,26 @@ async fn silent_slow_and_idle_connections_are_closed() {
     assert_eq!(origin.count("/slow"), 0);
 }
 
-/// One client address cannot hold more than its share: its extra connections are closed
-/// at once, while another client is served, and the connections it was allowed still work.
+/// One client address cannot hold more than its share: of 600 idle connections it opens,
+/// those past its share are closed at once, another client is served, and the connections
+/// it was allowed still work.
 #[tokio::test]
 async fn one_address_cannot_take_every_connection() {
     use tokio::io::AsyncWriteExt;
     let origin = Origin::start().await;
-    let cache = Cache::start_with_limits(config(), &origin, None, limits(15_000, 64, 16)).await;
+    let cache = Cache::start_with_limits(config(), &origin, None, limits(15_000, 1000, 100)).await;
+    // Six hundred idle connections from one address: the first hundred are admitted.
     let mut held = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..600 {
         held.push(connect_from("127.0.0.2", cache.addr).await);
     }
-    let mut extra = connect_from("127.0.0.2", cache.addr).await;
-    read_to_close(
-        &mut extra,
-        "the 17th connection from one address to be closed",
-    )
-    .await;
+    for extra in [100, 350, 599] {
+        read_to_close(
+            &mut held[extra],
+            "a connection past the address's share to be closed",
+        )
+        .await;
+    }
     let r = cache.get("/other-client?cc=max-age%3D60").await;
     assert_eq!(r.status, 200, "another address is served");
     let first = &mut held[0];
