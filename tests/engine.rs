@@ -407,6 +407,16 @@ fn an_unreachable_origin_is_covered_by_the_disconnected_window() {
         "past the window"
     );
 
+    // Nor for a request that asked for validation or for fresher content.
+    h.respond(200, &[("cache-control", "max-age=10")], "good");
+    h.send(get("/u/req", &[]));
+    h.clock.advance_secs(20);
+    for asking in ["no-cache", "max-age=5", "min-fresh=5"] {
+        h.script.borrow_mut().push_back(Answer::Fail);
+        let r = h.send(get("/u/req", &[("cache-control", asking)]));
+        assert_eq!(r.response.status, 502, "{asking}");
+    }
+
     for forbidding in [
         "max-age=10, must-revalidate",
         "max-age=10, s-maxage=10",
@@ -608,6 +618,12 @@ fn head_uses_get_response() {
     );
     let passed = h.send(request("HEAD", "/p", &[]));
     assert_eq!(passed.response.content_length, Some(12));
+    // A 204 never declares a length (RFC 9110 §8.6).
+    h.respond(204, &[("cache-control", "max-age=60")], "");
+    h.send(get("/none", &[]));
+    let head = h.send(request("HEAD", "/none", &[]));
+    assert_eq!(head.response.status, 204);
+    assert_eq!(head.response.content_length, None);
 }
 
 /// RFC 9111 §5.2.1.7: only-if-cached with nothing stored is a 504.
@@ -1524,4 +1540,14 @@ fn a_route_can_key_on_a_forwarding_field() {
     });
     let e = bad.validate().unwrap_err().to_string();
     assert!(e.contains("routes[0].key_headers[0]"), "{e}");
+    bad.routes[0].key_headers = vec!["x_http_method_override".into()];
+    assert!(bad.validate().is_err(), "the CGI spelling of an override");
+
+    // Where nothing is stored, nothing keys on the field: a write carries the cache's own.
+    h.send(request(
+        "POST",
+        "/sites/home",
+        &[("x-forwarded-host", "evil.example")],
+    ));
+    assert_eq!(sent_host(3).as_deref(), Some("example.com"));
 }

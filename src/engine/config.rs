@@ -520,8 +520,10 @@ impl EngineConfig {
                 if !token {
                     return Err(invalid(&field(), "must be a lowercase header field name"));
                 }
-                if crate::policy::forwarding::OVERRIDE_FIELDS.contains(&name.as_str())
-                    || name == "host"
+                // As CGI-style servers read it: `x_http_method_override` is the override.
+                let dashed = name.replace('_', "-");
+                if crate::policy::forwarding::OVERRIDE_FIELDS.contains(&dashed.as_str())
+                    || dashed == "host"
                 {
                     return Err(invalid(
                         &field(),

@@ -70,7 +70,8 @@ pub(crate) fn from_cache<B>(
     } else {
         Body::Cached(stored.clone())
     };
-    let content_length = (method == "HEAD").then(|| stored.body.len() as u64);
+    let content_length =
+        (method == "HEAD" && may_declare_length(stored.status)).then(|| stored.body.len() as u64);
     Response {
         status: stored.status,
         headers,
@@ -118,7 +119,8 @@ pub(crate) fn from_stored_body<B>(
     let (status, body, content_length) = if not_modified {
         (304, Body::Empty, None)
     } else if method == "HEAD" {
-        (stored.status, Body::Empty, Some(stored.body.len() as u64))
+        let length = may_declare_length(stored.status).then(|| stored.body.len() as u64);
+        (stored.status, Body::Empty, length)
     } else {
         (stored.status, Body::Cached(stored), None)
     };
@@ -146,7 +148,7 @@ pub(crate) fn from_origin<B>(
     }
     set_cache_status(&mut headers, entries);
     // A HEAD's length is the origin's word for the GET's (RFC 9110 §9.3.2).
-    let content_length = (method == "HEAD" && status != 304)
+    let content_length = (method == "HEAD" && status != 304 && may_declare_length(status))
         .then(|| headers.get_str("content-length")?.trim().parse().ok())
         .flatten();
     Response {
@@ -156,6 +158,12 @@ pub(crate) fn from_origin<B>(
         body,
         content_length,
     }
+}
+
+/// Whether a response with `status` may carry `Content-Length` (RFC 9110 §8.6: not a 1xx
+/// or a 204).
+fn may_declare_length(status: u16) -> bool {
+    !(100..200).contains(&status) && status != 204
 }
 
 /// The answer to `OPTIONS *` (RFC 9110 §9.3.7): a request about the server itself, which

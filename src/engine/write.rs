@@ -25,7 +25,8 @@ impl<H: Host> Engine<H> {
             scheme: String::from(head.scheme()),
             host: String::from(head.authority()),
             path_and_query: head.target(),
-            headers: head.origin_headers(&self.trust, self.key_headers(head)),
+            // Key fields pass as sent only where they key a stored response (reads).
+            headers: head.origin_headers(&self.trust, &[]),
             body,
         };
         self.count(|s| s.origin_fetches += 1);

@@ -311,12 +311,7 @@ impl<H: Host> Engine<H> {
         let mut headers = head.end_to_end_headers();
         // What may never reach the origin is not queued either (an older instance may be
         // the one that delivers it); the delivery adds edgecache's forwarding fields.
-        crate::policy::forwarding::sanitize(
-            &mut headers,
-            head.client(),
-            &self.trust,
-            self.key_headers(&head),
-        );
+        crate::policy::forwarding::sanitize(&mut headers, head.client(), &self.trust, &[]);
         // The host sends the length of the bytes it is given, all at once: nothing to
         // expect (RFC 9110 §10.1.1).
         headers.remove("content-length");

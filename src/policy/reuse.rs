@@ -304,7 +304,13 @@ pub fn evaluate_with(
         freshness,
         ttl_secs,
         stale_if_error: within(if_error_window),
-        stale_if_unreachable: within(if_error_window.max(windows.if_unreachable_secs)),
+        // The disconnected window is this cache's own allowance: not against a request that
+        // asked for validation or for fresher content (§5.2.1.1, §5.2.1.3, §5.2.1.4).
+        stale_if_unreachable: within(if_error_window)
+            || (!req.no_cache
+                && req.max_age.is_none()
+                && req.min_fresh.is_none()
+                && within(windows.if_unreachable_secs)),
     }
 }
 
