@@ -1551,3 +1551,62 @@ fn a_route_can_key_on_a_forwarding_field() {
     ));
     assert_eq!(sent_host(3).as_deref(), Some("example.com"));
 }
+
+/// A 304 is kept like any response (RFC 9111 §4.3.4 merges its fields): a `Vary` it brings
+/// does not drop the route's key fields, and a field a qualified `private` names, arriving
+/// with the 304, is not stored either.
+#[test]
+fn a_freshened_response_goes_through_the_same_decision() {
+    use edgecache::engine::config::RouteRule;
+    let mut config = EngineConfig::default();
+    config.routes.push(RouteRule {
+        prefix: "/sites/".into(),
+        key_headers: vec!["x-forwarded-host".into()],
+        ..Default::default()
+    });
+    let h = harness_with(config);
+    let a = [("x-forwarded-host", "a.example")];
+    let b = [("x-forwarded-host", "b.example")];
+    h.respond(
+        200,
+        &[
+            ("cache-control", "max-age=1, private=\"x-user\""),
+            ("etag", "\"a1\""),
+        ],
+        "site a",
+    );
+    assert_eq!(body_of(&h.send(get("/sites/p", &a))), "site a");
+    h.clock.advance_secs(5);
+    h.respond(
+        304,
+        &[
+            ("cache-control", "max-age=60, private=\"x-user\""),
+            ("etag", "\"a1\""),
+            ("vary", "accept-encoding"),
+            ("x-user", "bob"),
+        ],
+        "",
+    );
+    let revalidated = h.send(get("/sites/p", &a));
+    assert_eq!(body_of(&revalidated), "site a");
+    assert_eq!(h.fetches(), 2, "revalidated");
+    let hit = h.send(get("/sites/p", &a));
+    assert!(
+        status_header(&hit).starts_with("edgecache-l1; hit"),
+        "{}",
+        status_header(&hit)
+    );
+    assert_eq!(
+        hit.response.fields().get_str("x-user"),
+        None,
+        "withheld after the 304 too"
+    );
+    h.respond(200, &[("cache-control", "max-age=60")], "site b");
+    let other_site = h.send(get("/sites/p", &b));
+    assert_eq!(
+        body_of(&other_site),
+        "site b",
+        "still keyed on the host after the 304"
+    );
+    assert_eq!(h.fetches(), 3);
+}

@@ -768,7 +768,7 @@ impl<H: Host> Engine<H> {
                 match freshen(stored, &response.headers, request_time, response_time) {
                     Freshened::Updated(updated) => {
                         self.count(|s| s.revalidated += 1);
-                        return self.store_and_serve(head, key, updated, None, fwd, 304);
+                        return self.keep_freshened(head, key, updated, fwd);
                     }
                     Freshened::Mismatch => {
                         // RFC 9111 §4.3.4: not our representation; fetch it whole.
@@ -781,32 +781,15 @@ impl<H: Host> Engine<H> {
 
         let status = response.status;
         let mut response = response;
-        // A route's key fields vary its responses (RFC 9111 §4.1): stored per value.
-        let keyed = self.key_headers(head);
-        if !keyed.is_empty() {
-            response.headers.append("vary", keyed.join(", "));
-        }
-        // A route's TTL overrides travel with the stored response as this cache's own
-        // targeted field (RFC 9213), so every instance and tier applies them alike.
-        let route_override = self
-            .config
-            .route_for(head.path())
-            .and_then(super::config::RouteRule::cache_control_override);
+        self.add_key_fields(head, &mut response.headers);
+        let (decision, route_override) =
+            self.decide_for(head, status, &response.headers, request_time, response_time);
         let origin = OriginHead {
             status,
             headers: &response.headers,
             request_time,
             response_time,
         };
-        let decision = decide(
-            "GET",
-            head.headers(),
-            origin,
-            route_override
-                .as_deref()
-                .map(|value| ("edgecache-cache-control", value)),
-            &self.config.policy,
-        );
         match (decision, response.body) {
             (ResponseDecision::Store(keep), OriginBody::Buffered(body)) => {
                 let mut fields = response.headers.clone();
@@ -837,6 +820,121 @@ impl<H: Host> Engine<H> {
                 };
                 let response =
                     respond::from_origin(head.method(), status, response.headers, body, &[entry]);
+                (Handled::now(response), Outcome::NotShared)
+            }
+        }
+    }
+
+    /// Adds the route's key fields to a response's `Vary` (RFC 9111 §4.1), those it does
+    /// not nominate already: each value is stored apart.
+    fn add_key_fields(&self, head: &RequestView, headers: &mut Headers) {
+        let nominated = vary::nominated_fields(headers);
+        let missing: Vec<&str> = self
+            .key_headers(head)
+            .iter()
+            .map(String::as_str)
+            .filter(|name| !nominated.iter().any(|n| n == name))
+            .collect();
+        if !missing.is_empty() {
+            headers.append("vary", missing.join(", "));
+        }
+    }
+
+    /// The one response decision ([`decide`]) for a response to `head`, with its route's
+    /// lifetime override, which is returned too (it travels with the stored fields).
+    fn decide_for(
+        &self,
+        head: &RequestView,
+        status: u16,
+        headers: &Headers,
+        request_time: crate::time::Timestamp,
+        response_time: crate::time::Timestamp,
+    ) -> (ResponseDecision, Option<String>) {
+        // A route's TTL overrides travel with the stored response as this cache's own
+        // targeted field (RFC 9213), so every instance and tier applies them alike.
+        let route_override = self
+            .config
+            .route_for(head.path())
+            .and_then(super::config::RouteRule::cache_control_override);
+        let origin = OriginHead {
+            status,
+            headers,
+            request_time,
+            response_time,
+        };
+        let decision = decide(
+            "GET",
+            head.headers(),
+            origin,
+            route_override
+                .as_deref()
+                .map(|value| ("edgecache-cache-control", value)),
+            &self.config.policy,
+        );
+        (decision, route_override)
+    }
+
+    /// Keeps a stored response freshened by a `304` (RFC 9111 §4.3.4) as any response is
+    /// kept: the same decision on its merged fields (a `304` can bring `no-store`, a
+    /// qualified `private`, or a `Vary` without the route's key fields), then stored, or,
+    /// when it may no longer be stored, removed and served once.
+    fn keep_freshened(
+        &self,
+        head: &RequestView,
+        key: &str,
+        updated: CachedResponse,
+        fwd: Forward,
+    ) -> (Handled<H::Body>, Outcome) {
+        let CachedResponse {
+            status,
+            mut headers,
+            body,
+            request_time,
+            response_time,
+            ..
+        } = updated;
+        self.add_key_fields(head, &mut headers);
+        let (decision, route_override) =
+            self.decide_for(head, status, &headers, request_time, response_time);
+        let origin = OriginHead {
+            status,
+            headers: &headers,
+            request_time,
+            response_time,
+        };
+        match decision {
+            ResponseDecision::Store(keep) => {
+                let mut fields = headers.clone();
+                if let Some(value) = &route_override {
+                    fields.set("edgecache-cache-control", value);
+                }
+                let entry = keep.into_entry(head.headers(), origin, fields, body);
+                self.store_and_serve(head, key, entry, None, fwd, 304)
+            }
+            ResponseDecision::Pass(reason) => {
+                self.l1_purge_key(key, false, self.runtime.now());
+                self.count(|s| s.passes += 1);
+                let entry = CacheStatusEntry {
+                    fwd: Some(fwd),
+                    fwd_status: Some(304),
+                    detail: Some(String::from(reason.as_str())),
+                    ..self.l1_status_entry()
+                };
+                let stored = Arc::new(CachedResponse::new(
+                    status,
+                    headers.clone(),
+                    body,
+                    request_time,
+                    response_time,
+                ));
+                let response = respond::from_stored_body(
+                    head.method(),
+                    head.headers(),
+                    stored,
+                    headers,
+                    0,
+                    &[entry],
+                );
                 (Handled::now(response), Outcome::NotShared)
             }
         }
