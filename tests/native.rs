@@ -1135,3 +1135,33 @@ async fn background_refreshes_coalesce_across_instances() {
     assert_eq!(b.get(&path).await.text(), body_for(&path, 2));
     assert!(b.stat("coalesced").await >= 1, "b took a's refresh from L2");
 }
+
+/// A request whose client leaves mid-fetch drops its lease without releasing it (nothing
+/// runs after the drop): the next request to the same instance takes its own lease over
+/// instead of waiting `l2.lease_ms` (here 20 s, longer than a client waits) for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_left_by_a_client_that_went_away_is_taken_over() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.l2.lease_ms = 20_000;
+    c.limits.coalesce_wait_ms = 20_000;
+    let cache = Cache::start(c, &origin, Some(&redis)).await;
+    let path = url("/abandoned", &[("cc", "max-age=60"), ("delay_ms", "1000")]);
+    let leaving = {
+        let addr = cache.addr;
+        let path = path.clone();
+        tokio::spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await })
+    };
+    eventually("the first fetch to reach the origin", WAIT, async || {
+        (origin.count(&path) == 1).then_some(())
+    })
+    .await;
+    leaving.abort();
+    let _ = leaving.await;
+    let mut con = redis.conn().await;
+    assert_eq!(leases(&mut con).await.len(), 1, "the lease was left behind");
+    let r = cache.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert!(origin.count(&path) >= 2, "fetched again, not waited out");
+}

@@ -363,9 +363,19 @@ impl<H: Host> Engine<H> {
         };
         let key = self.sync_key(&format!("lease:{cache_key}"));
         let token = self.lease_token.as_bytes();
-        self.l2_guarded(store.set_if_absent(&key, token, self.config.l2.lease_ms))
+        match self
+            .l2_guarded(store.set_if_absent(&key, token, self.config.l2.lease_ms))
             .await
-            .unwrap_or(true)
+        {
+            Some(true) | None => true,
+            // Held with this instance's own token: its holder here is gone (a request whose
+            // client left mid-fetch drops it without a release), since this instance lets
+            // one request at a time lead a key. Take it over instead of waiting on it.
+            Some(false) => matches!(
+                self.l2_guarded(store.get(&key)).await,
+                Some(Some(held)) if held == token
+            ),
+        }
     }
 
     /// Whether some instance still holds the fetch lease for `cache_key`; `false` when the
