@@ -1165,3 +1165,48 @@ async fn a_lease_left_by_a_client_that_went_away_is_taken_over() {
     assert_eq!(r.status, 200);
     assert!(origin.count(&path) >= 2, "fetched again, not waited out");
 }
+
+/// A URL purge deletes every Vary variant of the URL in Redis, not only its primary object:
+/// otherwise, once one variant is fetched again and stored as the primary, another
+/// instance asked for another variant reads the old one from Redis as if never purged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_purge_reaches_every_variant_in_redis() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.routes = serde_json::from_str(r#"[{"prefix":"/v/","key_headers":["x-variant"]}]"#).unwrap();
+    let a = Cache::start(c.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(c, &origin, Some(&redis)).await;
+    let path = url("/v/page", &[("cc", "max-age=600")]);
+    let variant = |cache: &Cache, v: &'static str| {
+        let addr = cache.addr;
+        let path = path.clone();
+        async move {
+            send(addr, "GET", &path, &[("x-variant", v)], Bytes::new())
+                .await
+                .expect("GET")
+        }
+    };
+    let mut con = redis.conn().await;
+    assert_eq!(variant(&a, "1").await.text(), body_for(&path, 1));
+    assert_eq!(variant(&a, "2").await.text(), body_for(&path, 2));
+    eventually("the primary and both variants in Redis", WAIT, async || {
+        (object_keys(&mut con).await.len() == 3).then_some(())
+    })
+    .await;
+
+    a.purge(&format!("url={}", enc(&path))).await;
+    assert_eq!(
+        object_keys(&mut con).await,
+        Vec::<String>::new(),
+        "all gone"
+    );
+    assert_eq!(variant(&a, "1").await.text(), body_for(&path, 3));
+    eventually("the new primary in Redis", WAIT, async || {
+        (object_keys(&mut con).await.len() == 2).then_some(())
+    })
+    .await;
+    let r = variant(&b, "2").await;
+    assert_eq!(r.text(), body_for(&path, 4), "{}", r.cache_status());
+    assert_eq!(origin.count(&path), 4);
+}

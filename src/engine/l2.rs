@@ -181,7 +181,19 @@ impl<H: Host> Engine<H> {
 
     /// Writes `stored` under `cache_key` with a TTL covering every window it may be served
     /// in. Bodies above the shared tier's size limit are not written.
-    pub(crate) async fn l2_write(&self, cache_key: &str, stored: &CachedResponse) {
+    /// Writes `stored` to the shared tier under `keys` (its primary key, then its Vary
+    /// variant's). A varying response's objects are also listed in the set of its URL
+    /// (the L1 URL tag's), so a purge of the URL deletes every variant, not only the
+    /// primary object.
+    pub(crate) async fn l2_write_all(&self, keys: &[String], stored: &CachedResponse) {
+        let url = (keys.len() > 1).then(|| super::read::url_tag(&keys[0]));
+        for key in keys {
+            self.l2_write(key, stored, url.as_deref()).await;
+        }
+    }
+
+    /// Writes `stored` under `cache_key`, tagged with its tags and `url_tag` if any.
+    async fn l2_write(&self, cache_key: &str, stored: &CachedResponse, url_tag: Option<&str>) {
         if self.store.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
             return;
         }
@@ -202,7 +214,7 @@ impl<H: Host> Engine<H> {
         {
             return;
         }
-        for tag in &stored.tags {
+        for tag in stored.tags.iter().map(String::as_str).chain(url_tag) {
             let set = self.l2_tag_key(epoch, tag);
             self.l2_guarded(store.add_to_set(&set, &key, ttl_ms)).await;
         }

@@ -429,9 +429,7 @@ impl<H: Host> Engine<H> {
                     self.revalidate_in_background(head, key, stored).await
                 }
                 Job::WriteL2 { keys, stored } => {
-                    for key in &keys {
-                        self.l2_write(key, &stored).await;
-                    }
+                    self.l2_write_all(&keys, &stored).await;
                     self.release_lease(&keys[0]).await;
                 }
                 Job::WriteColo { keys, stored } => {

@@ -637,11 +637,7 @@ impl<H: Host> Engine<H> {
         let mut jobs: Vec<Job> = handled.job.into_iter().collect();
         while let Some(job) = jobs.pop() {
             match job {
-                Job::WriteL2 { keys, stored } => {
-                    for k in keys {
-                        self.l2_write(&k, &stored).await;
-                    }
-                }
+                Job::WriteL2 { keys, stored } => self.l2_write_all(&keys, &stored).await,
                 Job::WriteColo { keys, stored } => {
                     for k in keys {
                         self.colo_write(&k, &stored).await;

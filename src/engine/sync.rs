@@ -291,6 +291,13 @@ impl<H: Host> Engine<H> {
         let (key, tag) = match scope {
             Scope::Key(key) => {
                 self.l2_delete(core::slice::from_ref(&key)).await;
+                // Its Vary variants, listed under the URL's set when they were written.
+                let set = self.l2_tag_key(epoch, &super::read::url_tag(&key));
+                if let Some(members) = self.l2_guarded(store.take_set(&set)).await {
+                    if !members.is_empty() {
+                        self.l2_guarded(store.delete(&members)).await;
+                    }
+                }
                 (Some(key), None)
             }
             Scope::Tag(tag) => {
