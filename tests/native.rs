@@ -1210,3 +1210,31 @@ async fn a_url_purge_reaches_every_variant_in_redis() {
     assert_eq!(r.text(), body_for(&path, 4), "{}", r.cache_status());
     assert_eq!(origin.count(&path), 4);
 }
+
+/// When the instance holding a fetch lease fails (the origin answers 503), the instances
+/// waiting on it do not all go to the origin at once: one takes the lease, the others wait
+/// on it in turn, so a struggling origin gets one request for the URL at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_on_a_failed_lease_take_turns() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let caches = [
+        Cache::start(config(), &origin, Some(&redis)).await,
+        Cache::start(config(), &origin, Some(&redis)).await,
+        Cache::start(config(), &origin, Some(&redis)).await,
+    ];
+    origin.force_status(Some(503));
+    let path = url("/turns", &[("cc", "max-age=60"), ("delay_ms", "300")]);
+    let mut set = tokio::task::JoinSet::new();
+    for cache in &caches {
+        let addr = cache.addr;
+        let path = path.clone();
+        set.spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await });
+    }
+    while let Some(result) = set.join_next().await {
+        let r = result.unwrap().expect("an answer");
+        assert_eq!(r.status, 503);
+    }
+    assert_eq!(origin.count(&path), 3, "each instance asked once");
+    assert_eq!(origin.max_in_flight(), 1, "one at a time");
+}

@@ -493,13 +493,20 @@ impl<H: Host> Engine<H> {
         key: &str,
         fwd: Forward,
     ) -> LeaseOrWait<H::Body> {
-        let leased = self.acquire_lease(key).await;
+        let mut leased = self.acquire_lease(key).await;
         let found = if leased {
             // Won. Another instance may have stored the object and released its lease
             // between our L2 miss and now: look once more before going to the origin.
             self.l2_find(key, head.headers()).await
         } else {
-            self.await_other_instance(head, key).await
+            match self.await_other_instance(head, key).await {
+                Waited::Found(found) => Some(found),
+                Waited::Leased => {
+                    leased = true;
+                    None
+                }
+                Waited::Gone => None,
+            }
         };
         let Some(found) = found else {
             return LeaseOrWait::Fetch { leased };
@@ -540,14 +547,19 @@ impl<H: Host> Engine<H> {
     }
 
     /// Polls L2 for `key` while another instance holds its fetch lease, for at most the
-    /// lease time (and the coalescing bound). Returns the object once it is there and
-    /// usable for this request; `None` once the lease is gone without it (its holder's
-    /// fetch failed or was not storable: it released the lease), so the caller fetches.
-    async fn await_other_instance(
-        &self,
-        head: &RequestView,
-        key: &str,
-    ) -> Option<Arc<CachedResponse>> {
+    /// lease time (and the coalescing bound): [`Waited::Found`] once the object is there
+    /// and usable for this request. When the lease is gone without it (its holder's fetch
+    /// failed or was not storable), one waiter takes the lease and fetches
+    /// ([`Waited::Leased`]) while the others go on waiting for it: an origin in trouble
+    /// gets one request at a time, not one per waiting instance.
+    async fn await_other_instance(&self, head: &RequestView, key: &str) -> Waited {
+        let usable = |found: &Arc<CachedResponse>| {
+            let evaluation = self.evaluate(head.headers(), found, self.runtime.now());
+            matches!(
+                evaluation.reuse,
+                Reuse::Fresh | Reuse::StaleAcceptedByRequest
+            )
+        };
         let started = self.runtime.now();
         let bound = self
             .config
@@ -559,22 +571,28 @@ impl<H: Host> Engine<H> {
             self.runtime.sleep(delay).await;
             delay = (delay * 2).min(100);
             if let Some(found) = self.l2_find(key, head.headers()).await {
-                let now = self.runtime.now();
-                let evaluation = self.evaluate(head.headers(), &found, now);
-                if matches!(
-                    evaluation.reuse,
-                    Reuse::Fresh | Reuse::StaleAcceptedByRequest
-                ) {
-                    return Some(found);
+                if usable(&found) {
+                    return Waited::Found(found);
                 }
             }
-            // Stop waiting once the shared tier fails (the lease holder may be gone too), or
-            // once the lease is released without the object.
+            if self.l2_store().is_none() {
+                // The shared tier fails: the lease holder may be gone too.
+                return Waited::Gone;
+            }
             if !self.lease_held(key).await {
-                return None;
+                // Released, perhaps just after storing the object: look once more, then
+                // lead in the holder's place unless another waiter already does.
+                if let Some(found) = self.l2_find(key, head.headers()).await {
+                    if usable(&found) {
+                        return Waited::Found(found);
+                    }
+                }
+                if self.acquire_lease(key).await {
+                    return Waited::Leased;
+                }
             }
         }
-        None
+        Waited::Gone
     }
 
     /// Revalidates a response served under stale-while-revalidate, unless another request
@@ -609,15 +627,21 @@ impl<H: Host> Engine<H> {
             finished: false,
         };
         // Across instances too: one refresh per expiry, the others take its result from L2.
-        let leased = self.store.is_some() && self.acquire_lease(&key).await;
+        let mut leased = self.store.is_some() && self.acquire_lease(&key).await;
         if self.store.is_some() && !leased {
-            let fresh = self.await_other_instance(&head, &key).await;
-            if let Some(fresh) = &fresh {
-                self.l1_insert(&key, fresh, head.headers(), self.runtime.now());
-                self.count(|s| s.coalesced += 1);
+            match self.await_other_instance(&head, &key).await {
+                Waited::Found(fresh) => {
+                    self.l1_insert(&key, &fresh, head.headers(), self.runtime.now());
+                    self.count(|s| s.coalesced += 1);
+                    guard.finish(Outcome::Stored(fresh));
+                    return;
+                }
+                Waited::Leased => leased = true,
+                Waited::Gone => {
+                    guard.finish(Outcome::NotShared);
+                    return;
+                }
             }
-            guard.finish(fresh.map_or(Outcome::NotShared, Outcome::Stored));
-            return;
         }
         let now = self.runtime.now();
         let evaluation = self.evaluate(head.headers(), &stored, now);
@@ -999,6 +1023,16 @@ impl<H: Host> Engine<H> {
         let job = Job::merge(colo_job, l2_job);
         (Handled { response, job }, Outcome::Stored(stored))
     }
+}
+
+/// How waiting on another instance's lease ended ([`Engine::await_other_instance`]).
+enum Waited {
+    /// Its object, usable for this request.
+    Found(Arc<CachedResponse>),
+    /// Its lease went without the object, and this instance took it: fetch.
+    Leased,
+    /// Neither, within the bound (or the shared tier failed).
+    Gone,
 }
 
 /// What [`Engine::lease_or_wait`] found.

@@ -347,6 +347,29 @@ pub struct OriginState {
     pub forced_status: Mutex<Option<u16>>,
     /// When set, every other request is answered with this status (recorded all the same).
     pub forced_write_status: Mutex<Option<u16>>,
+    /// GET/HEAD requests being answered now, and the most there were at once.
+    pub in_flight: std::sync::atomic::AtomicUsize,
+    pub max_in_flight: std::sync::atomic::AtomicUsize,
+}
+
+/// Counts a GET/HEAD as being answered while it lives.
+struct InFlight<'a>(&'a OriginState);
+
+impl<'a> InFlight<'a> {
+    fn new(state: &'a OriginState) -> Self {
+        use std::sync::atomic::Ordering;
+        let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        state.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(state)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0
+            .in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// An HTTP/1.1 origin on 127.0.0.1. Query parameters drive the answer:
@@ -421,6 +444,13 @@ impl Origin {
     pub fn count(&self, path_and_query: &str) -> u64 {
         let counts = self.state.counts.lock().unwrap();
         counts.get(path_and_query).copied().unwrap_or(0)
+    }
+
+    /// The most GET/HEAD requests it was answering at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// GET/HEAD requests received in all.
@@ -503,6 +533,7 @@ pub async fn origin_answer(
             .body(full(format!("{method} ok {len}")))
             .unwrap();
     }
+    let _in_flight = InFlight::new(&state);
     let n = {
         let mut counts = state.counts.lock().unwrap();
         let n = counts.entry(path_and_query.clone()).or_default();
