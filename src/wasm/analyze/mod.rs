@@ -17,11 +17,12 @@ use crate::entry::CachedResponse;
 use crate::headers::Headers;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::conditional::{conditional_headers, has_validator};
+use crate::policy::decision::{decide, Keep, OriginHead, ResponseDecision};
 use crate::policy::freshness::{date_value, freshness_lifetime};
 use crate::policy::request::{classify, RequestClass};
 use crate::policy::reuse::{evaluate, stale_windows, Evaluation, Reuse, RevalidateReason};
-use crate::policy::storable::{storability, NotStorable, ResponseView};
-use crate::policy::storage::{lifetimes, prepare, purge_tags};
+use crate::policy::storable::{NotStorable, ResponseView};
+use crate::policy::storage::{lifetimes, purge_tags};
 use crate::policy::{vary, PolicyConfig};
 use crate::time::Timestamp;
 use explain::duration;
@@ -148,19 +149,22 @@ pub fn analyze(
         response_time,
         &config,
     );
-    // The engine asks storability for the GET it looks up (a HEAD is answered from it).
-    let verdict: Result<(), NotStorable> = match class {
-        RequestClass::Lookup => storability(
-            "GET",
-            req_h,
-            status,
-            resp_h,
-            &view,
-            freshness.source,
-            &config,
-        ),
+    // The engine's own response decision, for the GET it looks up (a HEAD is answered
+    // from it): what the page shows is what edgecache decides.
+    let origin = OriginHead {
+        status,
+        headers: resp_h,
+        request_time,
+        response_time,
+    };
+    let kept: Result<alloc::boxed::Box<Keep>, NotStorable> = match class {
+        RequestClass::Lookup => match decide("GET", req_h, origin, None, &config) {
+            ResponseDecision::Store(keep) => Ok(keep),
+            ResponseDecision::Pass(reason) => Err(reason),
+        },
         _ => Err(NotStorable::Method),
     };
+    let verdict: Result<(), NotStorable> = kept.as_ref().map(|_| ()).map_err(|r| *r);
     let windows = stale_windows(&view, &config);
     let (class_name, class_text, class_rfc) = explain::request(class, &method);
     let (fresh_source, fresh_text, fresh_rfc) = explain::freshness(&freshness, &config);
@@ -264,7 +268,7 @@ pub fn analyze(
         },
     };
 
-    match verdict {
+    match kept {
         Err(reason) => {
             let text = explain::not_storable(reason, &method, status);
             notes.push(Note::new(text.clone(), reason.rfc_section()));
@@ -285,21 +289,13 @@ pub fn analyze(
             report.cache_status.on_fetch = entry.render();
             report.cache_status.on_repeat = entry.render();
         }
-        Ok(()) => {
+        Ok(keep) => {
             notes.push(Note::new(
                 "A shared cache may store this response.",
                 "RFC 9111 §3",
             ));
             notes.push(Note::new(fresh_text, fresh_rfc));
-            let stored = prepare(
-                req_h,
-                status,
-                resp_h,
-                Vec::new(),
-                request_time,
-                response_time,
-                &config,
-            );
+            let stored = keep.into_entry(req_h, origin, resp_h.clone(), Vec::new());
             let has_validator = has_validator(&stored.headers);
             report.validators.conditional_request = conditional_headers(&stored)
                 .iter()
