@@ -22,6 +22,7 @@ pub mod request;
 
 mod read;
 mod respond;
+mod status;
 mod write;
 
 use alloc::string::String;
@@ -241,18 +242,10 @@ impl EngineState {
     }
 }
 
-/// The `Cache-Status` names of the tiers (RFC 9211 §2), derived from the configured cache
-/// name once rather than on every response.
-struct TierNames {
-    l1: String,
-    l2: String,
-    colo: String,
-}
-
 /// The cache engine. Share it between requests (`Arc` natively, `Rc` on JS hosts).
 pub struct Engine<H: Host> {
     config: Arc<EngineConfig>,
-    tier_names: Arc<TierNames>,
+    statuses: Arc<status::Statuses>,
     origin: H::Origin,
     store: Option<H::Store>,
     colo: Option<H::Colo>,
@@ -277,11 +270,7 @@ impl<H: Host> Engine<H> {
         let mut initial = EngineState::new(&config);
         initial.rng = refresh::Rng::new(refresh::Rng::seed_at(runtime.now()));
         let state = H::Lock::new(initial);
-        let tier_names = Arc::new(TierNames {
-            l1: alloc::format!("{}-l1", config.cache_name),
-            l2: alloc::format!("{}-l2", config.cache_name),
-            colo: alloc::format!("{}-colo", config.cache_name),
-        });
+        let statuses = Arc::new(status::Statuses::new(&config.cache_name));
         let lease_token = Arc::from(alloc::format!(
             "{:016x}{:016x}",
             runtime.random_u64(),
@@ -291,7 +280,7 @@ impl<H: Host> Engine<H> {
         Ok(Engine {
             trust: Arc::new(trust),
             config: Arc::new(config),
-            tier_names,
+            statuses,
             origin,
             store,
             colo: None,
@@ -314,7 +303,7 @@ impl<H: Host> Engine<H> {
     {
         Engine {
             config: self.config.clone(),
-            tier_names: self.tier_names.clone(),
+            statuses: self.statuses.clone(),
             origin: self.origin.clone(),
             store,
             colo: None,
@@ -374,8 +363,7 @@ impl<H: Host> Engine<H> {
             Ok(Target::Server) => return Handled::now(respond::server_options()),
             Err(error) => {
                 self.count(|s| s.bad_requests += 1);
-                let mut entry = self.l1_status_entry();
-                entry.detail = Some(String::from(error.as_str()));
+                let entry = self.statuses.note(Some(error.as_str()));
                 return Handled::now(respond::error(error.status(), error.message(), entry));
             }
         };
@@ -389,7 +377,7 @@ impl<H: Host> Engine<H> {
             return Handled::now(respond::error(
                 431,
                 "request header fields too large",
-                self.l1_status_entry(),
+                self.statuses.note(None),
             ));
         }
         let mut handled = self.dispatch(view, request.body).await;

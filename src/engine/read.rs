@@ -23,15 +23,8 @@ use crate::store::{EntryMeta, Windows};
 use super::flight::{Outcome, Role};
 use super::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use super::l2::with_timeout;
+use super::status::Tier;
 use super::{respond, Body, Engine, Handled, Host, Job, RequestView};
-
-/// Where a stored response was found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Tier {
-    L1,
-    Colo,
-    L2,
-}
 
 /// A stored response found for a request, with its verdict.
 struct Candidate {
@@ -56,39 +49,6 @@ fn is_error_status(status: u16) -> bool {
 const CLIENT_VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
 
 impl<H: Host> Engine<H> {
-    pub(crate) fn l1_status_entry(&self) -> CacheStatusEntry {
-        CacheStatusEntry::new(&self.tier_names.l1)
-    }
-
-    fn l2_status_entry(&self) -> CacheStatusEntry {
-        CacheStatusEntry::new(&self.tier_names.l2)
-    }
-
-    fn colo_status_entry(&self) -> CacheStatusEntry {
-        CacheStatusEntry::new(&self.tier_names.colo)
-    }
-
-    /// `Cache-Status` entries (RFC 9211 §2: nearest the origin first) for the tiers between
-    /// L1 and the one that answered, each of which stored what it missed.
-    fn backfilled_entries(&self, answered: Tier, fwd: Forward) -> Vec<CacheStatusEntry> {
-        let mut entries = Vec::new();
-        if answered == Tier::L2 && self.colo().is_some() {
-            entries.push(CacheStatusEntry {
-                fwd: Some(fwd),
-                stored: true,
-                ..self.colo_status_entry()
-            });
-        }
-        if answered != Tier::L1 {
-            entries.push(CacheStatusEntry {
-                fwd: Some(fwd),
-                stored: true,
-                ..self.l1_status_entry()
-            });
-        }
-        entries
-    }
-
     /// An entry ready to be kept: what every hit would otherwise derive from its fields
     /// alone is computed now, under this engine's policy.
     pub(crate) fn ready_to_keep(&self, mut entry: CachedResponse) -> Arc<CachedResponse> {
@@ -172,8 +132,7 @@ impl<H: Host> Engine<H> {
                     return self.serve_candidate(&head, &key, c);
                 }
             }
-            let mut entry = self.l1_status_entry();
-            entry.detail = Some(String::from("only-if-cached"));
+            let entry = self.statuses.note(Some("only-if-cached"));
             return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
         }
         self.fetch_coalesced(head, key, candidate, fwd).await
@@ -281,19 +240,11 @@ impl<H: Host> Engine<H> {
 
     /// `Cache-Status` entries for a response served from a tier.
     fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
-        let tier = match c.tier {
-            Tier::L1 => self.l1_status_entry(),
-            Tier::Colo => self.colo_status_entry(),
-            Tier::L2 => self.l2_status_entry(),
-        };
-        let hit = CacheStatusEntry {
-            hit: true,
-            ttl: Some(c.evaluation.ttl_secs),
-            detail: detail.map(String::from),
-            ..tier
-        };
-        let mut entries = alloc::vec![hit];
-        entries.extend(self.backfilled_entries(c.tier, Forward::UriMiss));
+        let mut entries = alloc::vec![self.statuses.hit(c.tier, c.evaluation.ttl_secs, detail)];
+        entries.extend(
+            self.statuses
+                .backfilled(c.tier, Forward::UriMiss, self.colo().is_some()),
+        );
         entries
     }
 
@@ -418,12 +369,7 @@ impl<H: Host> Engine<H> {
                         evaluation.reuse,
                         Reuse::Fresh | Reuse::StaleAcceptedByRequest
                     ) {
-                        let entry = CacheStatusEntry {
-                            fwd: Some(fwd),
-                            collapsed: true,
-                            ttl: Some(evaluation.ttl_secs),
-                            ..self.l1_status_entry()
-                        };
+                        let entry = self.statuses.collapsed(fwd, evaluation.ttl_secs);
                         return Handled::now(respond::from_cache(
                             head.method(),
                             head.headers(),
@@ -525,13 +471,11 @@ impl<H: Host> Engine<H> {
         }
         self.l1_insert(key, &found, head.headers(), now);
         self.count(|s| s.coalesced += 1);
-        let mut entries = alloc::vec![CacheStatusEntry {
-            hit: true,
-            ttl: Some(evaluation.ttl_secs),
-            collapsed: true,
-            ..self.l2_status_entry()
-        }];
-        entries.extend(self.backfilled_entries(Tier::L2, fwd));
+        let mut entries = alloc::vec![self.statuses.collapsed_hit(Tier::L2, evaluation.ttl_secs)];
+        entries.extend(
+            self.statuses
+                .backfilled(Tier::L2, fwd, self.colo().is_some()),
+        );
         let response = respond::from_cache(
             head.method(),
             head.headers(),
@@ -759,13 +703,11 @@ impl<H: Host> Engine<H> {
                         response_time,
                     )
                     .unwrap_or(c.evaluation.age_secs);
-                    let entry = CacheStatusEntry {
-                        hit: true,
-                        ttl: Some(c.evaluation.ttl_secs),
-                        fwd_status: other.as_ref().ok().map(|r| r.status),
-                        detail: Some(String::from(detail)),
-                        ..self.l1_status_entry()
-                    };
+                    let entry = self.statuses.stale_on_failure(
+                        c.evaluation.ttl_secs,
+                        other.as_ref().ok().map(|r| r.status),
+                        detail,
+                    );
                     let response =
                         respond::from_cache(head.method(), head.headers(), c.stored, age, &[entry]);
                     return (Handled::now(response), Outcome::NotShared);
@@ -821,18 +763,12 @@ impl<H: Host> Engine<H> {
             }
             (decision, body) => {
                 self.count(|s| s.passes += 1);
-                let mut entry = CacheStatusEntry {
-                    fwd: Some(fwd),
-                    fwd_status: Some(status),
-                    ..self.l1_status_entry()
-                };
-                entry.detail = match (&decision, &body) {
-                    (ResponseDecision::Pass(reason), _) => Some(String::from(reason.as_str())),
-                    (ResponseDecision::Store(_), OriginBody::Streaming(_)) => {
-                        Some(String::from("too-large"))
-                    }
+                let detail = match (&decision, &body) {
+                    (ResponseDecision::Pass(reason), _) => Some(reason.as_str()),
+                    (ResponseDecision::Store(_), OriginBody::Streaming(_)) => Some("too-large"),
                     _ => None,
                 };
+                let entry = self.statuses.forwarded(fwd, Some(status), detail);
                 let body = match body {
                     _ if head.method() == "HEAD" => Body::Empty,
                     OriginBody::Buffered(bytes) => Body::Bytes(bytes),
@@ -934,12 +870,9 @@ impl<H: Host> Engine<H> {
             ResponseDecision::Pass(reason) => {
                 self.l1_purge_key(key, false, self.runtime.now());
                 self.count(|s| s.passes += 1);
-                let entry = CacheStatusEntry {
-                    fwd: Some(fwd),
-                    fwd_status: Some(304),
-                    detail: Some(String::from(reason.as_str())),
-                    ..self.l1_status_entry()
-                };
+                let entry = self
+                    .statuses
+                    .forwarded(fwd, Some(304), Some(reason.as_str()));
                 let stored = Arc::new(CachedResponse::new(
                     status,
                     headers.clone(),
@@ -982,26 +915,12 @@ impl<H: Host> Engine<H> {
         let evaluation = self.evaluate(head.headers(), &stored, now);
         let mut entries = Vec::new();
         if self.store.is_some() {
-            entries.push(CacheStatusEntry {
-                fwd: Some(fwd),
-                stored: true,
-                ..self.l2_status_entry()
-            });
+            entries.push(self.statuses.stored(Tier::L2, fwd));
         }
         if self.colo().is_some() {
-            entries.push(CacheStatusEntry {
-                fwd: Some(fwd),
-                stored: true,
-                ..self.colo_status_entry()
-            });
+            entries.push(self.statuses.stored(Tier::Colo, fwd));
         }
-        entries.push(CacheStatusEntry {
-            fwd: Some(fwd),
-            fwd_status: Some(fwd_status),
-            stored: true,
-            ttl: Some(evaluation.ttl_secs),
-            ..self.l1_status_entry()
-        });
+        entries.push(self.statuses.filled(fwd, fwd_status, evaluation.ttl_secs));
         let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
         let response = respond::from_stored_body(
             head.method(),

@@ -6,7 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::key::cache_key;
-use crate::policy::cache_status::{CacheStatusEntry, Forward};
+use crate::policy::cache_status::Forward;
 use crate::policy::invalidation::invalidated_targets;
 
 use super::host::{Origin, OriginBody, OriginError, OriginRequest, Runtime};
@@ -53,11 +53,7 @@ impl<H: Host> Engine<H> {
     ) -> Handled<H::Body> {
         match result {
             Ok(response) => {
-                let entry = CacheStatusEntry {
-                    fwd: Some(fwd),
-                    fwd_status: Some(response.status),
-                    ..self.l1_status_entry()
-                };
+                let entry = self.statuses.forwarded(fwd, Some(response.status), None);
                 let body = match response.body {
                     _ if head.method() == "HEAD" => Body::Empty,
                     OriginBody::Buffered(bytes) if bytes.is_empty() => Body::Empty,
@@ -93,12 +89,11 @@ impl<H: Host> Engine<H> {
                 (400, "the request body could not be read", "request-body")
             }
         };
-        let entry = CacheStatusEntry {
-            fwd: Some(fwd),
-            detail: Some(String::from(detail)),
-            ..self.l1_status_entry()
-        };
-        respond::error(status, text, entry)
+        respond::error(
+            status,
+            text,
+            self.statuses.forwarded(fwd, None, Some(detail)),
+        )
     }
 
     /// Forwards without using or filling the cache.

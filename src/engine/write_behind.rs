@@ -292,14 +292,14 @@ impl<H: Host> Engine<H> {
                     return Handled::now(respond::error(
                         413,
                         &format!("request content larger than {limit} bytes"),
-                        self.l1_status_entry(),
+                        self.statuses.note(None),
                     ))
                 }
                 Err(BodyError::Broken(_)) => {
                     return Handled::now(respond::error(
                         400,
                         "the request content could not be read",
-                        self.l1_status_entry(),
+                        self.statuses.note(None),
                     ))
                 }
             },
@@ -339,10 +339,7 @@ impl<H: Host> Engine<H> {
         self.count(|s| s.write_behind_appended += 1);
         self.invalidate_after_write(&head, 202, &Headers::new())
             .await;
-        let entry = crate::policy::cache_status::CacheStatusEntry {
-            detail: Some(String::from("write-behind")),
-            ..self.l1_status_entry()
-        };
+        let entry = self.statuses.note(Some("write-behind"));
         let mut response = respond::error(202, "accepted: queued for the origin", entry);
         response.headers.set("idempotency-key", &key);
         Handled {
