@@ -14,7 +14,7 @@ use crate::headers::Headers;
 use crate::http_date::format_http_date;
 use crate::time::Timestamp;
 
-use super::freshness::freshness_lifetime;
+use super::freshness::{freshness_lifetime, Freshness};
 use super::reuse::StoredFigures;
 use super::storable::{storability, NotStorable, ResponseView};
 use super::storage::purge_tags;
@@ -53,6 +53,26 @@ pub struct OriginHead<'a> {
     pub response_time: Timestamp,
 }
 
+/// The directives a shared cache obeys for `headers` and the freshness lifetime they give
+/// (RFC 9111 §4.2.1): what every decision about a response starts from, parsed once.
+pub fn directives_and_freshness(
+    status: u16,
+    headers: &Headers,
+    response_time: Timestamp,
+    config: &PolicyConfig,
+) -> (ResponseView, Freshness) {
+    let view = ResponseView::new(headers, config);
+    let freshness = freshness_lifetime(
+        status,
+        headers,
+        &view.directives,
+        &view.source,
+        response_time,
+        config,
+    );
+    (view, freshness)
+}
+
 /// Decides what to do with `origin`, the answer to a `method` request carrying
 /// `request_headers`. `lifetime_override` is this cache's own targeted field value for the
 /// response (a route's TTLs, RFC 9213): it decides the lifetimes of a response the origin
@@ -64,15 +84,8 @@ pub fn decide(
     lifetime_override: Option<(&str, &str)>,
     config: &PolicyConfig,
 ) -> ResponseDecision {
-    let view = ResponseView::new(origin.headers, config);
-    let freshness = freshness_lifetime(
-        origin.status,
-        origin.headers,
-        &view.directives,
-        &view.source,
-        origin.response_time,
-        config,
-    );
+    let (view, freshness) =
+        directives_and_freshness(origin.status, origin.headers, origin.response_time, config);
     if let Err(reason) = storability(
         method,
         request_headers,
@@ -97,21 +110,14 @@ impl Keep {
     /// How `origin` would be kept, without asking whether it may be (for tools and tests
     /// that build entries; the engine goes through [`decide`]).
     pub fn unchecked(origin: OriginHead<'_>, config: &PolicyConfig) -> Keep {
-        let view = ResponseView::new(origin.headers, config);
-        let freshness = freshness_lifetime(
-            origin.status,
-            origin.headers,
-            &view.directives,
-            &view.source,
-            origin.response_time,
-            config,
-        );
+        let (view, freshness) =
+            directives_and_freshness(origin.status, origin.headers, origin.response_time, config);
         Keep::new(&view, freshness, origin, None, config)
     }
 
     fn new(
         view: &ResponseView,
-        freshness: super::freshness::Freshness,
+        freshness: Freshness,
         origin: OriginHead<'_>,
         lifetime_override: Option<(&str, &str)>,
         config: &PolicyConfig,
@@ -127,12 +133,9 @@ impl Keep {
             Some((name, value)) => {
                 let mut overridden = origin.headers.clone();
                 overridden.set(name, value);
-                let view = ResponseView::new(&overridden, config);
-                let freshness = freshness_lifetime(
+                let (view, freshness) = directives_and_freshness(
                     origin.status,
                     &overridden,
-                    &view.directives,
-                    &view.source,
                     origin.response_time,
                     config,
                 );

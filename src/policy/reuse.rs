@@ -6,7 +6,7 @@ use crate::entry::CachedResponse;
 use crate::headers::Headers;
 use crate::time::Timestamp;
 
-use super::freshness::{current_age, freshness_lifetime, Freshness};
+use super::freshness::{current_age, Freshness};
 use super::storable::ResponseView;
 use super::{vary, PolicyConfig};
 
@@ -139,12 +139,9 @@ impl StoredFigures {
 
     /// The figures of `stored`'s fields under `config` (ignoring any it carries).
     pub fn of(stored: &CachedResponse, config: &PolicyConfig) -> Self {
-        let view = ResponseView::new(&stored.headers, config);
-        let freshness = freshness_lifetime(
+        let (view, freshness) = super::decision::directives_and_freshness(
             stored.status,
             &stored.headers,
-            &view.directives,
-            &view.source,
             stored.response_time,
             config,
         );
