@@ -152,7 +152,7 @@ fn already_normal_key(
 
 /// A host [`normalize_host`] leaves unchanged: a non-empty lowercase name of unreserved
 /// characters, optionally with a port that has no leading zero and is not `default_port`.
-fn is_normal_host(host: &str, default_port: &str) -> bool {
+pub(crate) fn is_normal_host(host: &str, default_port: &str) -> bool {
     let (name, port) = match host.split_once(':') {
         Some((name, port)) => (name, Some(port)),
         None => (host, None),

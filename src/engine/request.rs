@@ -24,7 +24,7 @@ use alloc::string::{String, ToString};
 use core::net::IpAddr;
 
 use crate::headers::Headers;
-use crate::key::{is_normal_path, normalize_host, normalize_path};
+use crate::key::{is_normal_host, is_normal_path, normalize_host, normalize_path};
 use crate::policy::forwarding::{self, Trust};
 use crate::policy::hop_by_hop;
 use crate::policy::request::{classify, RequestClass};
@@ -157,7 +157,16 @@ impl RequestView {
         if !is_valid_authority(authority) {
             return Err(RequestError::InvalidHost);
         }
-        let authority = normalize_host(&without_trailing_dot(authority), &scheme);
+        // Most hosts are already in normal form: taken as they are, without a pass.
+        let default_port = if scheme == "https" { "443" } else { "80" };
+        let authority = if is_normal_host(authority, default_port)
+            && !authority.contains(".:")
+            && !authority.ends_with('.')
+        {
+            authority.to_string()
+        } else {
+            normalize_host(&without_trailing_dot(authority), &scheme)
+        };
         if authority.is_empty() || authority.starts_with(':') {
             return Err(RequestError::InvalidHost);
         }
@@ -349,11 +358,16 @@ fn merge_slashes(path: &str) -> String {
 /// where some origins see one and the cache does not: next to `%2F` or `%5C` (an encoded `/`
 /// or `\`; a raw `\` is encoded so too), or before a `;` parameter (`/a/..;/b`).
 fn is_ambiguous(path: &str) -> bool {
-    path.split('/')
-        .flat_map(|part| part.split("%2F"))
-        .flat_map(|part| part.split("%5C"))
-        .map(|segment| segment.split(';').next().unwrap_or(segment))
-        .any(|segment| segment == "." || segment == "..")
+    // Normalisation removed every plain `/`-delimited dot-segment: one can only be left
+    // beside an encoded separator or before a `;`.
+    let suspect = path.contains(';') || path.contains("%2F") || path.contains("%5C");
+    suspect
+        && path
+            .split('/')
+            .flat_map(|part| part.split("%2F"))
+            .flat_map(|part| part.split("%5C"))
+            .map(|segment| segment.split(';').next().unwrap_or(segment))
+            .any(|segment| segment == "." || segment == "..")
 }
 
 #[cfg(test)]

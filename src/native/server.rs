@@ -98,7 +98,13 @@ pub async fn serve_one(
         scheme: "http".to_string(),
         // As received: origin-form, absolute-form, `*` or authority-form. The engine takes
         // the authority from it or from the one Host field (engine::request).
-        target: parts.uri.to_string(),
+        target: match (parts.uri.scheme(), parts.uri.path_and_query()) {
+            // Origin-form, by far the most common: copied as it is.
+            (None, Some(origin_form)) if parts.uri.authority().is_none() => {
+                origin_form.as_str().to_string()
+            }
+            _ => parts.uri.to_string(),
+        },
         headers: from_header_map(&parts.headers),
         client: Some(peer.ip()),
         body: Some(boxed(incoming)),
