@@ -25,6 +25,7 @@ mod respond;
 mod status;
 mod write;
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -369,7 +370,7 @@ impl<H: Host> Engine<H> {
         };
         if admin::is_admin_path(&self.config.admin.path, view.path()) {
             let mut job = None;
-            let response = self.admin(&view, &mut job).await;
+            let response = Box::pin(self.admin(&view, &mut job)).await;
             return Handled { response, job };
         }
         self.count(|s| s.requests += 1);
@@ -394,15 +395,18 @@ impl<H: Host> Engine<H> {
         let class = view.class();
         if class == RequestClass::Unsafe && self.config.write_behind.covers(view.path()) {
             // Write-behind routes are configured for their writes: route rules govern reads.
-            return self.write_behind(view, body).await;
+            return Box::pin(self.write_behind(view, body)).await;
         }
+        // Only the read is on the hit path: the others are boxed, so the future every
+        // request carries stays the size a hit needs (it is moved, whole, into the host's
+        // task).
         match class {
-            _ if route_bypass => self.pass(view, body, Forward::Bypass).await,
+            _ if route_bypass => Box::pin(self.pass(view, body, Forward::Bypass)).await,
             RequestClass::Bypass(BypassReason::Method) => {
-                self.pass(view, body, Forward::Method).await
+                Box::pin(self.pass(view, body, Forward::Method)).await
             }
-            RequestClass::Bypass(_) => self.pass(view, body, Forward::Bypass).await,
-            RequestClass::Unsafe => self.write_through(view, body).await,
+            RequestClass::Bypass(_) => Box::pin(self.pass(view, body, Forward::Bypass)).await,
+            RequestClass::Unsafe => Box::pin(self.write_through(view, body)).await,
             RequestClass::Lookup => self.read(view).await,
         }
     }

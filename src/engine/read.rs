@@ -125,7 +125,7 @@ impl<H: Host> Engine<H> {
         };
         if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
-            if let Some(c) = self.shared_lookup(&head, &key).await {
+            if let Some(c) = Box::pin(self.shared_lookup(&head, &key)).await {
                 if c.evaluation.reuse == Reuse::Fresh
                     || c.evaluation.reuse == Reuse::StaleAcceptedByRequest
                 {
@@ -135,7 +135,8 @@ impl<H: Host> Engine<H> {
             let entry = self.statuses.note(Some("only-if-cached"));
             return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
         }
-        self.fetch_coalesced(head, key, candidate, fwd).await
+        // A miss, boxed: a hit's future need not carry room for a fetch.
+        Box::pin(self.fetch_coalesced(head, key, candidate, fwd)).await
     }
 
     /// Serves a stored response that needs no origin round trip first (fresh, accepted
