@@ -1094,7 +1094,7 @@ async fn failed_fetches_release_their_lease_at_once() {
 
 /// RFC 5861 §3 across instances: when an entry both instances hold goes stale (here: a
 /// soft purge), the background refreshes coalesce through the Redis lease, so one expiry is
-/// one origin fetch, and both instances then serve the new body. The origin takes 1.5 s, so
+/// one origin fetch, and both instances then serve the new body. The origin takes 3 s, so
 /// the second instance's refresh starts while the first holds the lease.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn background_refreshes_coalesce_across_instances() {
@@ -1104,7 +1104,7 @@ async fn background_refreshes_coalesce_across_instances() {
         "/swr-shared",
         &[
             ("cc", "max-age=300, stale-while-revalidate=60"),
-            ("delay_ms", "1500"),
+            ("delay_ms", "3000"),
         ],
     );
     let (a, b) = two_warm_instances(&redis, &origin, &[&path]).await;
