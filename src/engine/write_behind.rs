@@ -219,7 +219,7 @@ pub fn check_server_info(info: &str) -> Result<Option<String>, String> {
 const MAX_BACKOFF_FACTOR: u64 = 8;
 
 /// How long an entry delivered `deliveries` times waits before its next attempt:
-/// `retry_after_ms`, doubled after each further failure, up to [`MAX_BACKOFF_FACTOR`] times
+/// `retry_after_ms`, doubled after each further failure, up to `MAX_BACKOFF_FACTOR` (8) times
 /// it, so an origin answering 5xx or 429 is not hammered. Entries keep their order: while
 /// the oldest waits, nothing newer is sent (head-of-line, see the module documentation).
 pub fn retry_delay_ms(retry_after_ms: u64, deliveries: u64) -> u64 {
