@@ -1610,3 +1610,34 @@ fn a_freshened_response_goes_through_the_same_decision() {
     );
     assert_eq!(h.fetches(), 3);
 }
+
+/// A 304 that makes a stored response unstorable (it brings `no-store`) removes it: this
+/// request is answered from it once, the next one goes to the origin, and the job the
+/// response carries removes it from the other tiers and instances too.
+#[test]
+fn a_304_that_forbids_storing_removes_the_stored_response() {
+    let h = harness();
+    h.respond(
+        200,
+        &[("cache-control", "max-age=1"), ("etag", "\"v\"")],
+        "old",
+    );
+    h.send(get("/gone", &[]));
+    h.clock.advance_secs(5);
+    h.respond(304, &[("cache-control", "no-store"), ("etag", "\"v\"")], "");
+    let answered = h.send(get("/gone", &[]));
+    assert_eq!(body_of(&answered), "old");
+    assert!(
+        status_header(&answered).contains("detail=no-store"),
+        "{}",
+        status_header(&answered)
+    );
+    assert!(
+        matches!(answered.job, Some(edgecache::engine::Job::Invalidate(_))),
+        "{:?}",
+        answered.job
+    );
+    h.respond(200, &[("cache-control", "max-age=60")], "new");
+    assert_eq!(body_of(&h.send(get("/gone", &[]))), "new");
+    assert_eq!(h.fetches(), 3);
+}

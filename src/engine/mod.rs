@@ -170,6 +170,9 @@ pub enum Job {
     },
     /// Apply purges other instances made (see [`sync`]).
     SyncPurges,
+    /// Remove these cache keys (and their Vary variants) from every tier and tell the other
+    /// instances: a stored response that may no longer be stored (a `304` made it so).
+    Invalidate(Vec<String>),
     /// Fetch and store these `GET`s, as if clients had asked (the admin API's warm).
     Warm(Vec<RequestView>),
     /// Send queued write-behind requests to the origin ([`write_behind`]).
@@ -431,6 +434,7 @@ impl<H: Host> Engine<H> {
                 }
                 Job::SyncPurges => self.sync_purges().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
+                Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Warm(heads) => {
                     for head in heads {
                         // As a client's GET: route rules, coalescing and every tier apply.

@@ -613,6 +613,7 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::Batch(more) => jobs.extend(more),
+                Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Revalidate { .. } | Job::SyncPurges | Job::Warm(_) | Job::FlushWriteBehind => {
                 }
             }
@@ -834,7 +835,8 @@ impl<H: Host> Engine<H> {
     /// Keeps a stored response freshened by a `304` (RFC 9111 §4.3.4) as any response is
     /// kept: the same decision on its merged fields (a `304` can bring `no-store`, a
     /// qualified `private`, or a `Vary` without the route's key fields), then stored, or,
-    /// when it may no longer be stored, removed and served once.
+    /// when it may no longer be stored, removed (from L1 now, from the other tiers and
+    /// instances by a [`Job::Invalidate`]) and served once.
     fn keep_freshened(
         &self,
         head: &RequestView,
@@ -889,7 +891,9 @@ impl<H: Host> Engine<H> {
                     0,
                     &[entry],
                 );
-                (Handled::now(response), Outcome::NotShared)
+                // The other tiers and instances drop their copies too, after the response.
+                let job = Some(Job::Invalidate(alloc::vec![String::from(key)]));
+                (Handled { response, job }, Outcome::NotShared)
             }
         }
     }
