@@ -13,9 +13,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use edgecache::engine::config::EngineConfig;
+use edgecache::engine::simulated::SimRuntime;
 use edgecache::engine::{
     Body, BodyError, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody,
-    OriginError, OriginRequest, OriginResponse, Request, Runtime,
+    OriginError, OriginRequest, OriginResponse, Request,
 };
 use edgecache::headers::Headers;
 use edgecache::time::{Clock, ManualClock, Timestamp};
@@ -105,41 +106,12 @@ impl Origin for TestOrigin {
     fn body_from_bytes(&self, _bytes: Vec<u8>) {}
 }
 
-struct TestRuntime {
-    clock: Rc<ManualClock>,
-    draws: Cell<u64>,
-}
-
-impl Runtime for TestRuntime {
-    fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-    fn random_u64(&self) -> u64 {
-        // Distinct on every call, which is all these tests need.
-        let n = self.draws.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
-        self.draws.set(n);
-        n
-    }
-    fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
-        let clock = self.clock.clone();
-        let deadline = clock.now().plus_millis(ms);
-        std::future::poll_fn(move |cx| {
-            if clock.now() >= deadline {
-                Poll::Ready(())
-            } else {
-                cx.waker().wake_by_ref();
-                Poll::Pending
-            }
-        })
-    }
-}
-
 struct TestHost;
 impl Host for TestHost {
     type Body = ();
     type Origin = TestOrigin;
     type Store = NoSharedStore;
-    type Runtime = TestRuntime;
+    type Runtime = SimRuntime;
     type Colo = edgecache::engine::NoColo;
     type Lock = RefCell<EngineState>;
 }
@@ -172,10 +144,7 @@ fn harness_with(config: EngineConfig) -> Harness {
         log: log.clone(),
         yields: yields.clone(),
     };
-    let runtime = TestRuntime {
-        clock: clock.clone(),
-        draws: Cell::new(0),
-    };
+    let runtime = SimRuntime::new(clock.clone());
     let engine = Engine::new(config, origin, None, runtime).expect("valid config");
     Harness {
         engine,

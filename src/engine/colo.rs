@@ -27,7 +27,6 @@ use alloc::vec::Vec;
 
 use crate::entry::{decode, CachedResponse, DecodeLimits};
 use crate::headers::Headers;
-use crate::policy::vary;
 
 use super::host::{ColoCache, Lock};
 use super::l2::with_timeout;
@@ -227,17 +226,10 @@ impl<H: Host> Engine<H> {
     ) -> Option<Arc<CachedResponse>> {
         self.colo()?;
         let position = self.colo_position(true).await?;
-        let primary = self.colo_read(position, key, key).await?;
-        if vary::matches(&primary.headers, &primary.vary, request_headers) {
-            return Some(primary);
-        }
-        let names = vary::nominated_fields(&primary.headers);
-        let variant = format!("{key}{}", vary::variant_suffix(&names, request_headers));
-        Some(
-            self.colo_read(position, key, &variant)
-                .await
-                .unwrap_or(primary),
-        )
+        super::read::follow_vary(key, request_headers, |k| async move {
+            self.colo_read(position, key, &k).await
+        })
+        .await
     }
 
     /// Reads, decodes and checks one colo entry. Corrupt entries are counted misses.

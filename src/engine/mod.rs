@@ -22,6 +22,8 @@ pub mod request;
 
 mod read;
 mod respond;
+#[cfg(target_has_atomic = "64")]
+pub mod simulated;
 mod status;
 mod write;
 

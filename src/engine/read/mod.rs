@@ -1,0 +1,248 @@
+//! The read path for `GET` and `HEAD`: a request is looked up in the tiers ([`lookup`]: L1,
+//! then the colo tier, then L2) and served from what is found when its verdict allows
+//! (RFC 9111 §4); otherwise it is filled from the origin ([`fill`]: coalescing, leases,
+//! revalidation, stale-if-error, RFC 5861). This module decides between the two; the
+//! `Cache-Status` of each outcome comes from [`super::status`].
+
+mod fill;
+mod lookup;
+
+pub(in crate::engine) use lookup::follow_vary;
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use crate::cache_control::RequestDirectives;
+use crate::entry::CachedResponse;
+use crate::key::cache_key;
+use crate::policy::cache_status::{CacheStatusEntry, Forward};
+use crate::policy::reuse::{Evaluation, Reuse};
+
+use super::host::{Lock, Runtime};
+use super::status::Tier;
+use super::{respond, Engine, Handled, Host, Job, RequestView};
+
+/// A stored response found for a request, with its verdict.
+struct Candidate {
+    stored: Arc<CachedResponse>,
+    evaluation: Evaluation,
+    tier: Tier,
+}
+
+impl Candidate {
+    /// Whether it may be served as it is, without the origin (RFC 9111 §4.2, §5.2.1).
+    fn usable(&self) -> bool {
+        usable(&self.evaluation)
+    }
+}
+
+/// Whether a response with this verdict may be served without the origin: fresh, or stale
+/// and accepted by the request (`max-stale`, RFC 9111 §5.2.1.2).
+fn usable(evaluation: &Evaluation) -> bool {
+    matches!(
+        evaluation.reuse,
+        Reuse::Fresh | Reuse::StaleAcceptedByRequest
+    )
+}
+
+/// The internal L1 tag every entry stored for primary key `key` carries (its Vary variants
+/// included), so a URL purge finds them all. Origin tags cannot contain U+001F.
+pub(crate) fn url_tag(key: &str) -> String {
+    format!("\u{1f}url {key}")
+}
+
+impl<H: Host> Engine<H> {
+    /// The request fields the route of `view` keys on ([`crate::engine::config::RouteRule::key_headers`]).
+    pub(crate) fn key_headers(&self, view: &RequestView) -> &[String] {
+        self.config
+            .route_for(view.path())
+            .map_or(&[][..], |route| route.key_headers.as_slice())
+    }
+
+    /// The key a request's response is stored under (RFC 9111 §2: the target URI; `HEAD`
+    /// shares `GET`'s).
+    pub(crate) fn key_for(&self, view: &RequestView) -> String {
+        let key = |target: &str| {
+            cache_key(
+                "GET",
+                view.scheme(),
+                view.authority(),
+                target,
+                &self.config.key,
+            )
+        };
+        match view.query() {
+            None => key(view.path()),
+            Some(_) => key(&view.target()),
+        }
+    }
+
+    /// Serves a `GET` or `HEAD`.
+    pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
+        let key = self.key_for(&head);
+        let now = self.runtime.now();
+        let candidate = self
+            .l1_find(&key, head.headers(), now)
+            .map(|stored| Candidate {
+                evaluation: self.evaluate(head.headers(), &stored, now),
+                stored,
+                tier: Tier::L1,
+            });
+        let (candidate, fwd) = match candidate {
+            Some(c) => match c.evaluation.reuse {
+                Reuse::Revalidate(_) => {
+                    let fwd = if RequestDirectives::from_headers(head.headers()).no_cache {
+                        Forward::Request
+                    } else {
+                        Forward::Stale
+                    };
+                    (Some(c), fwd)
+                }
+                Reuse::VaryMismatch => (None, Forward::VaryMiss),
+                _ => return self.serve_candidate(&head, &key, c),
+            },
+            None => (None, Forward::UriMiss),
+        };
+        if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
+            // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
+            if let Some(c) = Box::pin(self.shared_lookup(&head, &key)).await {
+                if c.usable() {
+                    return self.serve_candidate(&head, &key, c);
+                }
+            }
+            let entry = self.statuses.note(Some("only-if-cached"));
+            return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
+        }
+        // A miss, boxed: a hit's future need not carry room for a fetch.
+        Box::pin(self.fetch_coalesced(head, key, candidate, fwd)).await
+    }
+
+    /// Serves a stored response that needs no origin round trip first (fresh, accepted
+    /// stale, or stale-while-revalidate with a background job).
+    fn serve_candidate(&self, head: &RequestView, key: &str, c: Candidate) -> Handled<H::Body> {
+        let revalidate = || {
+            let already = self.state.with(|s| s.flights.in_flight(key));
+            (!already).then(|| Job::Revalidate {
+                head: head.clone(),
+                key: String::from(key),
+                stored: c.stored.clone(),
+            })
+        };
+        let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
+            self.count(|s| s.stale_while_revalidate += 1);
+            (
+                self.hit_entries(&c, Some("stale-while-revalidate")),
+                revalidate(),
+            )
+        } else if c.tier == Tier::L1 && self.refresh_ahead_due(&c) {
+            let job = revalidate();
+            self.count(|s| {
+                s.l1_hits += 1;
+                s.refreshed_early += u64::from(job.is_some());
+            });
+            (self.hit_entries(&c, None), job)
+        } else {
+            self.count(|s| match c.tier {
+                Tier::L1 => s.l1_hits += 1,
+                Tier::Colo => s.colo_hits += 1,
+                Tier::L2 => s.l2_hits += 1,
+            });
+            // Found in L2 with a colo tier in front: fill it too, after the response.
+            let job = (c.tier == Tier::L2 && self.colo().is_some()).then(|| Job::WriteColo {
+                keys: self.store_keys(key, &c.stored, head.headers()),
+                stored: c.stored.clone(),
+            });
+            (self.hit_entries(&c, None), job)
+        };
+        Handled {
+            response: respond::from_cache(
+                head.method(),
+                head.headers(),
+                c.stored,
+                c.evaluation.age_secs,
+                &entries,
+            ),
+            job,
+        }
+    }
+
+    /// Whether a fresh L1 hit should refresh its entry in the background now
+    /// ([`super::refresh`]).
+    fn refresh_ahead_due(&self, c: &Candidate) -> bool {
+        let config = &self.config.refresh_ahead;
+        if config.beta_percent == 0 || c.evaluation.reuse != Reuse::Fresh {
+            return false;
+        }
+        let fetch_ms = c.stored.response_time.millis_since(c.stored.request_time);
+        let delta_ms = fetch_ms.max(config.min_delta_ms);
+        let bits = self.state.with(|s| s.rng.next_u64());
+        crate::engine::refresh::refresh_early(
+            c.evaluation.ttl_secs,
+            delta_ms,
+            config.beta_percent,
+            bits,
+        )
+    }
+
+    /// `Cache-Status` entries for a response served from a tier.
+    fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
+        let mut entries = alloc::vec![self.statuses.hit(c.tier, c.evaluation.ttl_secs, detail)];
+        entries.extend(
+            self.statuses
+                .backfilled(c.tier, Forward::UriMiss, self.colo().is_some()),
+        );
+        entries
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::simulated::{block_on, body_text, request, Answer, Simulation};
+    use crate::engine::EngineConfig;
+    use crate::time::Timestamp;
+
+    fn simulation() -> Simulation {
+        Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[("cache-control", "max-age=60")], "body"),
+        )
+    }
+
+    /// A fresh stored response is served without the origin; a stale one is not.
+    #[test]
+    fn a_usable_candidate_is_served_and_a_stale_one_filled() {
+        let sim = simulation();
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        block_on(engine.handle(request("GET", "/r", &[])));
+        let hit = block_on(engine.handle(request("GET", "/r", &[])));
+        assert_eq!(body_text(&hit.response), "body");
+        assert_eq!(sim.fetches(), 1);
+        sim.clock.advance_secs(61);
+        block_on(engine.handle(request("GET", "/r", &[])));
+        assert_eq!(sim.fetches(), 2);
+        // A request that accepts staleness is served from the cache (RFC 9111 §5.2.1.2).
+        sim.clock.advance_secs(61);
+        let stale =
+            block_on(engine.handle(request("GET", "/r", &[("cache-control", "max-stale")])));
+        assert_eq!(body_text(&stale.response), "body");
+        assert_eq!(sim.fetches(), 2);
+    }
+
+    /// RFC 9111 §5.2.1.7: `only-if-cached` never reaches the origin: a miss is a 504.
+    #[test]
+    fn only_if_cached_misses_are_answered_504() {
+        let sim = simulation();
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let only = [("cache-control", "only-if-cached")];
+        let miss = block_on(engine.handle(request("GET", "/o", &only)));
+        assert_eq!(miss.response.status, 504);
+        assert_eq!(sim.fetches(), 0);
+        block_on(engine.handle(request("GET", "/o", &[])));
+        let hit = block_on(engine.handle(request("GET", "/o", &only)));
+        assert_eq!(hit.response.status, 200);
+        assert_eq!(sim.fetches(), 1);
+    }
+}
