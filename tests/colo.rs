@@ -115,6 +115,7 @@ async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -
         Body::Empty | Body::Stream(_) => Vec::new(),
         Body::Bytes(b) => b.clone(),
         Body::Cached(stored) => stored.body.to_vec(),
+        Body::Slice(stored, range) => stored.body[range.clone()].to_vec(),
     };
     if let Some(job) = handled.job {
         bounded("engine.run_job", WAIT, engine.run_job(job)).await;

@@ -186,6 +186,7 @@ fn body_of(handled: &Handled<()>) -> String {
         Body::Empty => String::new(),
         Body::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
         Body::Cached(c) => String::from_utf8_lossy(&c.body).into_owned(),
+        Body::Slice(c, range) => String::from_utf8_lossy(&c.body[range.clone()]).into_owned(),
         Body::Stream(()) => "<stream>".into(),
     }
 }

@@ -2117,13 +2117,16 @@ fn classify_safe_bypass() {
     );
 }
 
-/// RFC 9110 §14.2: range requests bypass (partial content is not stored).
+/// RFC 9110 §14.2: range requests are looked up (ranges are served from the complete
+/// response).
 #[test]
-fn classify_range_bypass() {
-    assert_eq!(
-        classify("GET", &hdrs(&[("Range", "bytes=0-10")])),
-        RequestClass::Bypass(BypassReason::Range)
-    );
+fn classify_range_lookup() {
+    for method in ["GET", "HEAD"] {
+        assert_eq!(
+            classify(method, &hdrs(&[("Range", "bytes=0-10")])),
+            RequestClass::Lookup
+        );
+    }
 }
 
 /// RFC 9110 §7.8: upgrades bypass.

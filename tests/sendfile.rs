@@ -231,3 +231,42 @@ async fn a_slow_reader_gets_every_byte() {
         assert!(got == body(len), "body differs");
     }
 }
+
+/// A range of a body that hits send from a file is sent from the same file at the range's
+/// offset (RFC 9110 §14): the right bytes, with a pipelined whole response after it framed
+/// right too.
+#[tokio::test]
+async fn ranges_of_file_backed_bodies_are_the_right_bytes() {
+    let addr = cache().await;
+    let mut client = Client::new(addr).await;
+    let len = 300_000;
+    let path = format!("/{len}");
+    for _ in 0..2 {
+        // The fill, then a hit, which makes the body's file.
+        assert!(client.get(&path).await.1 == body(len));
+    }
+    let files = body_files();
+    assert!(files >= 1, "a hit of {len} bytes made a file");
+    for (range, first, last) in [
+        ("0-0", 0, 0),
+        ("123456-234567", 123_456, 234_567),
+        ("-70000", 230_000, 299_999),
+    ] {
+        let request = format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nRange: bytes={range}\r\n\r\n\
+             GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"
+        );
+        client.conn.write_all(request.as_bytes()).await.unwrap();
+        let (head, got) = client.response(false).await;
+        assert!(head.starts_with("http/1.1 206"), "{head}");
+        assert!(
+            head.contains(&format!("content-range: bytes {first}-{last}/{len}")),
+            "{head}"
+        );
+        assert!(got == body(len)[first..=last], "bytes={range}: other bytes");
+        let (head, got) = client.response(false).await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert!(got == body(len), "the whole response after the range");
+    }
+    assert_eq!(body_files(), files, "the ranges used the hit's file");
+}

@@ -343,6 +343,19 @@ async fn paths_and_queries_are_seen_as_the_key_sees_them() {
     assert_forwarding_fields_are_the_caches(&w, &origin).await;
 }
 
+/// Range requests (RFC 9110 §14) on the Worker: the same assertions as tests/ranges.rs
+/// against `edgecache serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_are_served_from_the_complete_response() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let cache = r#"{"l2":{"purge_poll_ms":100},"limits":{"max_object_bytes":65536}}"#;
+    let w = Worker::start(&origin, None, cache).await;
+    assert_ranges_are_served_from_the_complete_response(&w, &origin).await;
+}
+
 /// Concurrent misses for one cold key inside one isolate make one origin fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_make_one_origin_fetch() {

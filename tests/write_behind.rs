@@ -90,6 +90,7 @@ async fn call(
         Body::Empty => Vec::new(),
         Body::Bytes(b) => b,
         Body::Cached(stored) => stored.body.to_vec(),
+        Body::Slice(stored, range) => stored.body[range].to_vec(),
         Body::Stream(stream) => {
             use http_body_util::BodyExt;
             stream.collect().await.expect("body").to_bytes().to_vec()

@@ -140,6 +140,8 @@ pub enum Body<B> {
     Bytes(Vec<u8>),
     /// A stored response's content, shared without copying.
     Cached(Arc<CachedResponse>),
+    /// Part of a stored response's content (a single-part `206`), shared without copying.
+    Slice(Arc<CachedResponse>, core::ops::Range<usize>),
     /// The origin's stream, passed through.
     Stream(B),
 }

@@ -11,6 +11,7 @@ use crate::headers::Headers;
 use crate::policy::cache_status::{render, CacheStatusEntry};
 use crate::policy::conditional::{client_not_modified, not_modified_headers};
 use crate::policy::hop_by_hop;
+use crate::policy::range::{self, ByteRange, Ranged};
 
 use super::{Body, Response};
 
@@ -131,6 +132,98 @@ pub(crate) fn from_stored_body<B>(
         body,
         content_length,
     }
+}
+
+/// The response to a `Range` request (RFC 9110 §14): `response` (complete, about to be
+/// sent) as the one range decision ([`range::decide`]) says: unchanged, a single-part
+/// `206` with `Content-Range` (§14.4) whose body is a slice of the stored one, a
+/// `multipart/byteranges` `206` (§14.6) separated by `boundary()`, or a `416` with
+/// `Content-Range: bytes */length` (§15.5.17). Only content the cache holds whole (stored,
+/// or buffered from the origin) is ranged; a stream passes unchanged.
+pub(crate) fn ranged<B>(
+    method: &str,
+    request_headers: &Headers,
+    mut response: Response<B>,
+    boundary: impl FnOnce() -> String,
+) -> Response<B> {
+    let complete = match &response.body {
+        Body::Cached(stored) => stored.body.len(),
+        Body::Bytes(bytes) => bytes.len(),
+        Body::Empty | Body::Slice(..) | Body::Stream(_) => return response,
+    };
+    let validators = match &response.stored_fields {
+        Some(stored) => &stored.headers,
+        None => &response.headers,
+    };
+    let decision = range::decide(
+        method,
+        request_headers,
+        response.status,
+        validators,
+        complete as u64,
+    );
+    let parts = match decision {
+        Ranged::Whole => return response,
+        Ranged::Unsatisfiable => {
+            let mut fields = response.take_fields();
+            for field in ["content-type", "content-encoding", "content-length"] {
+                fields.remove(field);
+            }
+            fields.set("content-range", range::unsatisfied_range(complete as u64));
+            response.headers = fields;
+            response.status = 416;
+            response.body = Body::Empty;
+            return response;
+        }
+        Ranged::Partial(parts) => parts,
+    };
+    // Offsets below `complete`, a `usize`, so they fit one.
+    let span = |r: &ByteRange| r.first as usize..r.last as usize + 1;
+    response.status = 206;
+    if let [only] = parts.as_slice() {
+        response
+            .headers
+            .append("content-range", only.content_range(complete as u64));
+        response.body = match core::mem::replace(&mut response.body, Body::Empty) {
+            Body::Cached(stored) => Body::Slice(stored, span(only)),
+            Body::Bytes(mut bytes) => {
+                bytes.truncate(span(only).end);
+                bytes.drain(..span(only).start);
+                Body::Bytes(bytes)
+            }
+            other => other,
+        };
+        return response;
+    }
+    let whole = core::mem::replace(&mut response.body, Body::Empty);
+    let content = match &whole {
+        Body::Cached(stored) => &stored.body[..],
+        Body::Bytes(bytes) => &bytes[..],
+        _ => &[][..],
+    };
+    let mut fields = response.take_fields();
+    let part_type = fields.get_str("content-type").map(String::from);
+    let boundary = boundary();
+    let mut body = Vec::new();
+    for part in &parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if let Some(part_type) = &part_type {
+            body.extend_from_slice(format!("content-type: {part_type}\r\n").as_bytes());
+        }
+        let range = part.content_range(complete as u64);
+        body.extend_from_slice(format!("content-range: {range}\r\n\r\n").as_bytes());
+        body.extend_from_slice(&content[span(part)]);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    fields.remove("content-length");
+    fields.set(
+        "content-type",
+        format!("multipart/byteranges; boundary={boundary}"),
+    );
+    response.headers = fields;
+    response.body = Body::Bytes(body);
+    response
 }
 
 /// A response passed through from the origin: hop-by-hop fields removed (RFC 9110 §7.6.1)

@@ -263,6 +263,9 @@ pub fn body_text(response: &super::Response<()>) -> String {
         super::Body::Empty => String::new(),
         super::Body::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
         super::Body::Cached(stored) => String::from_utf8_lossy(&stored.body).into_owned(),
+        super::Body::Slice(stored, range) => {
+            String::from_utf8_lossy(&stored.body[range.clone()]).into_owned()
+        }
         super::Body::Stream(()) => String::from("<stream>"),
     }
 }

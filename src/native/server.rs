@@ -146,6 +146,12 @@ pub async fn serve_one(
             Some(file) => full(bodies.body(stored, file)),
             None => full(Bytes::from_owner(SharedBody(stored))),
         },
+        // A range of a body with a file is sent from the file too: its bytes lie inside the
+        // registered body, which is what `HitStream` looks for.
+        Body::Slice(stored, range) => match ready_file(&stored) {
+            Some(file) => full(bodies.body(stored, file).slice(range)),
+            None => full(Bytes::from_owner(SharedBody(stored)).slice(range)),
+        },
         Body::Stream(stream) => stream,
     };
     let mut out = hyper::Response::new(body);

@@ -15,6 +15,7 @@ pub mod forwarding;
 pub mod freshness;
 pub mod hop_by_hop;
 pub mod invalidation;
+pub mod range;
 pub mod request;
 pub mod reuse;
 pub mod storable;

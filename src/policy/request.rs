@@ -8,7 +8,8 @@ use super::is_safe_method;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestClass {
     /// `GET` or `HEAD`: look the response up (a `HEAD` is answered from a stored `GET`
-    /// response, RFC 9110 §9.3.2).
+    /// response, RFC 9110 §9.3.2). A `Range` is served from the complete response
+    /// ([`super::range`]).
     Lookup,
     /// Forward untouched and do not store; the cache has no business with it.
     Bypass(BypassReason),
@@ -22,8 +23,6 @@ pub enum RequestClass {
 pub enum BypassReason {
     /// A safe method this cache does not store responses for (`OPTIONS`, `TRACE`, ...).
     Method,
-    /// A `Range` request (RFC 9110 §14.2): partial responses are not stored.
-    Range,
     /// A protocol upgrade (WebSocket and the like).
     Upgrade,
 }
@@ -33,7 +32,6 @@ impl BypassReason {
     pub fn as_str(self) -> &'static str {
         match self {
             BypassReason::Method => "method",
-            BypassReason::Range => "range",
             BypassReason::Upgrade => "upgrade",
         }
     }
@@ -45,7 +43,6 @@ pub fn classify(method: &str, headers: &Headers) -> RequestClass {
         return RequestClass::Bypass(BypassReason::Upgrade);
     }
     match method {
-        "GET" | "HEAD" if headers.contains("range") => RequestClass::Bypass(BypassReason::Range),
         "GET" | "HEAD" => RequestClass::Lookup,
         m if is_safe_method(m) => RequestClass::Bypass(BypassReason::Method),
         _ => RequestClass::Unsafe,

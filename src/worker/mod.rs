@@ -225,6 +225,7 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<web_sys::Res
         Body::Empty => web_sys::Response::new_with_opt_str_and_init(None, &init)?,
         Body::Bytes(bytes) => with_bytes(&bytes, &init)?,
         Body::Cached(stored) => with_bytes(&stored.body, &init)?,
+        Body::Slice(stored, range) => with_bytes(&stored.body[range], &init)?,
         Body::Stream(WorkerBody::Js(stream)) => {
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }

@@ -350,6 +350,8 @@ pub struct OriginState {
     /// GET/HEAD requests being answered now, and the most there were at once.
     pub in_flight: std::sync::atomic::AtomicUsize,
     pub max_in_flight: std::sync::atomic::AtomicUsize,
+    /// The `Range` of every GET that carried one, with its path and query, in order.
+    pub ranges: Mutex<Vec<(String, String)>>,
 }
 
 /// Counts a GET/HEAD as being answered while it lives.
@@ -378,7 +380,8 @@ impl Drop for InFlight<'_> {
 /// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
 /// (stream the body without Content-Length), `stall_after=n` (with `size`: declare the size,
 /// send `n` bytes, then stall forever), `echo=a,b` (the body lists the request's `a` and
-/// `b` fields).
+/// `b` fields), `etag` (an `ETag`), `ranges=1` (with `size`: answer a single-range `Range`
+/// with its `206`).
 pub struct Origin {
     pub addr: SocketAddr,
     pub state: Arc<OriginState>,
@@ -444,6 +447,16 @@ impl Origin {
     pub fn count(&self, path_and_query: &str) -> u64 {
         let counts = self.state.counts.lock().unwrap();
         counts.get(path_and_query).copied().unwrap_or(0)
+    }
+
+    /// The `Range` values GETs for `path_and_query` carried, in order.
+    pub fn ranges(&self, path_and_query: &str) -> Vec<String> {
+        let ranges = self.state.ranges.lock().unwrap();
+        ranges
+            .iter()
+            .filter(|(p, _)| p == path_and_query)
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
     /// The most GET/HEAD requests it was answering at once.
@@ -534,6 +547,15 @@ pub async fn origin_answer(
             .unwrap();
     }
     let _in_flight = InFlight::new(&state);
+    let range = req
+        .headers()
+        .get(hyper::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(range) = &range {
+        let seen = (path_and_query.clone(), range.clone());
+        state.ranges.lock().unwrap().push(seen);
+    }
     let n = {
         let mut counts = state.counts.lock().unwrap();
         let n = counts.entry(path_and_query.clone()).or_default();
@@ -562,6 +584,26 @@ pub async fn origin_answer(
     }
     if let Some(tag) = params.get("tag") {
         builder = builder.header("surrogate-key", tag.as_str());
+    }
+    if let Some(etag) = params.get("etag") {
+        builder = builder.header("etag", etag.as_str());
+    }
+    let size = params.get("size").and_then(|v| v.parse::<usize>().ok());
+    if let (Some(size), Some(range), Some("1")) =
+        (size, &range, params.get("ranges").map(String::as_str))
+    {
+        // One `first-last` range, as an origin that serves ranges would.
+        let (first, last) = range
+            .strip_prefix("bytes=")
+            .and_then(|r| r.split_once('-'))
+            .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            .expect("the test origin serves `bytes=first-last` ranges only");
+        let last = last.min(size - 1);
+        return builder
+            .status(206)
+            .header("content-range", format!("bytes {first}-{last}/{size}"))
+            .body(full(pattern(size)[first..=last].to_vec()))
+            .unwrap();
     }
     // `echo=a,b`: the body is the request's values of those fields, one `name: value` line
     // each (what an origin that builds pages from request fields would use).
@@ -1132,4 +1174,93 @@ pub async fn assert_forwarding_fields_are_the_caches<F: Frontend>(
     assert_eq!(other.text(), seen, "the next client gets the same page");
     assert_eq!(origin.count(path), 1);
     seen
+}
+
+/// A GET with `Range: range` (and `If-Range`, if given) through `cache`.
+pub async fn get_range<F: Frontend>(
+    cache: &F,
+    path_and_query: &str,
+    range: &str,
+    if_range: Option<&str>,
+) -> Resp {
+    let mut fields = vec![("range", range)];
+    fields.extend(if_range.map(|v| ("if-range", v)));
+    send(cache.addr(), "GET", path_and_query, &fields, Bytes::new())
+        .await
+        .unwrap_or_else(|e| panic!("GET {path_and_query} with Range {range}: {e}"))
+}
+
+/// RFC 9110 §14 through a host: a range miss fills the complete response (the origin is
+/// not asked for a range), every range form is then cut from the stored response without
+/// the origin, and a response larger than `max_object_bytes` (which `cache` must set to
+/// 64 KiB) has its range asked of the origin instead.
+pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+) {
+    const SIZE: usize = 40_000;
+    let path = format!("/ranged?size={SIZE}&cc=max-age%3D600&etag=%22v1%22");
+    let bytes = pattern(SIZE);
+    let miss = get_range(cache, &path, "bytes=0-99", None).await;
+    assert_eq!(miss.status, 206, "{}", miss.cache_status());
+    assert_eq!(miss.header("content-range"), Some("bytes 0-99/40000"));
+    assert_eq!(miss.header("content-length"), Some("100"));
+    assert_eq!(&miss.body[..], &bytes[..100]);
+    assert!(origin.ranges(&path).is_empty(), "the fill asked for it all");
+    for (range, first, last) in [
+        ("bytes=-500", SIZE - 500, SIZE - 1),
+        ("bytes=39000-", 39_000, SIZE - 1),
+        ("bytes=100-199", 100, 199),
+        ("bytes=39990-50000", 39_990, SIZE - 1),
+    ] {
+        let hit = get_range(cache, &path, range, None).await;
+        assert_eq!(hit.status, 206, "{range}");
+        assert!(
+            hit.cache_status().contains("hit"),
+            "{range}: {}",
+            hit.cache_status()
+        );
+        let content_range = format!("bytes {first}-{last}/{SIZE}");
+        assert_eq!(hit.header("content-range"), Some(content_range.as_str()));
+        assert_eq!(&hit.body[..], &bytes[first..=last], "{range}");
+    }
+    // Several ranges: multipart/byteranges.
+    let multi = get_range(cache, &path, "bytes=0-9, 20000-20009", None).await;
+    assert_eq!(multi.status, 206);
+    let content_type = multi.header("content-type").unwrap_or("").to_string();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("multipart type: {content_type}"));
+    let mut expected = Vec::new();
+    for (first, last) in [(0, 9), (20_000, 20_009)] {
+        expected.extend_from_slice(
+            format!(
+                "--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes {first}-{last}/{SIZE}\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        expected.extend_from_slice(&bytes[first..=last]);
+        expected.extend_from_slice(b"\r\n");
+    }
+    expected.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    assert_eq!(&multi.body[..], &expected[..]);
+    // Not satisfiable; ignored when malformed; If-Range.
+    let beyond = get_range(cache, &path, "bytes=40000-", None).await;
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), Some("bytes */40000"));
+    let malformed = get_range(cache, &path, "bytes=9-1", None).await;
+    assert_eq!((malformed.status, malformed.body.len()), (200, SIZE));
+    let current = get_range(cache, &path, "bytes=0-0", Some("\"v1\"")).await;
+    assert_eq!((current.status, current.body.len()), (206, 1));
+    let changed = get_range(cache, &path, "bytes=0-0", Some("\"v0\"")).await;
+    assert_eq!((changed.status, changed.body.len()), (200, SIZE));
+    assert_eq!(origin.count(&path), 1, "one fill served every range");
+
+    // Too large to hold whole: the origin serves the range.
+    let big = "/ranged-big?size=200000&ranges=1&cc=max-age%3D600";
+    let part = get_range(cache, big, "bytes=1000-1999", None).await;
+    assert_eq!(part.status, 206);
+    assert_eq!(part.header("content-range"), Some("bytes 1000-1999/200000"));
+    assert_eq!(&part.body[..], &pattern(200_000)[1000..2000]);
+    assert_eq!(origin.ranges(big), vec!["bytes=1000-1999".to_string()]);
 }

@@ -17,6 +17,7 @@ use alloc::vec::Vec;
 
 use crate::cache_control::RequestDirectives;
 use crate::entry::CachedResponse;
+use crate::headers::Headers;
 use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::reuse::{Evaluation, Reuse};
@@ -80,8 +81,27 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Serves a `GET` or `HEAD`.
+    /// Serves a `GET` or `HEAD`: the complete response, with the request's `Range` applied
+    /// to it (RFC 9110 §14, [`respond::ranged`]). A range request looks up, joins and fills
+    /// the complete response like any other.
     pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
+        if head.method() != "GET" || !head.headers().contains("range") {
+            return self.read_whole(head).await;
+        }
+        let asked = Headers::from_pairs(
+            head.headers()
+                .iter()
+                .filter(|(name, _)| matches!(*name, "range" | "if-range")),
+        );
+        let mut handled = Box::pin(self.read_whole(head)).await;
+        handled.response = respond::ranged("GET", &asked, handled.response, || {
+            format!("edgecache-{:016x}", self.runtime.random_u64())
+        });
+        handled
+    }
+
+    /// Serves a `GET` or `HEAD` with the complete response.
+    async fn read_whole(&self, head: RequestView) -> Handled<H::Body> {
         let key = self.key_for(&head);
         let now = self.runtime.now();
         let candidate = self
@@ -203,6 +223,7 @@ mod tests {
     use crate::engine::simulated::{block_on, body_text, request, Answer, Simulation};
     use crate::engine::EngineConfig;
     use crate::time::Timestamp;
+    use alloc::format;
 
     fn simulation() -> Simulation {
         Simulation::new(
@@ -244,5 +265,128 @@ mod tests {
         let hit = block_on(engine.handle(request("GET", "/o", &only)));
         assert_eq!(hit.response.status, 200);
         assert_eq!(sim.fetches(), 1);
+    }
+
+    fn ranged(range: &str) -> [(&str, &str); 1] {
+        [("range", range)]
+    }
+
+    /// RFC 9110 §14: a range miss fills the complete response (the origin is not asked for
+    /// the range) and is answered with its range; later ranges are cut from the stored
+    /// response without the origin.
+    #[test]
+    fn ranges_are_cut_from_the_complete_response() {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-type", "text/plain"),
+                ],
+                "0123456789",
+            ),
+        );
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let miss = block_on(engine.handle(request("GET", "/g", &ranged("bytes=2-4"))));
+        assert_eq!(miss.response.status, 206);
+        assert_eq!(body_text(&miss.response), "234");
+        let fields = miss.response.fields();
+        assert_eq!(fields.get_str("content-range"), Some("bytes 2-4/10"));
+        assert!(sim.script.borrow().requests[0]
+            .headers
+            .get_str("range")
+            .is_none());
+        for (range, body, content_range) in [
+            ("bytes=-3", "789", "bytes 7-9/10"),
+            ("bytes=8-", "89", "bytes 8-9/10"),
+            ("bytes=0-0", "0", "bytes 0-0/10"),
+            ("bytes=5-500", "56789", "bytes 5-9/10"),
+        ] {
+            let hit = block_on(engine.handle(request("GET", "/g", &ranged(range))));
+            assert_eq!(hit.response.status, 206, "{range}");
+            assert_eq!(body_text(&hit.response), body, "{range}");
+            let fields = hit.response.fields();
+            assert_eq!(fields.get_str("content-range"), Some(content_range));
+            assert!(fields.get_str("cache-status").unwrap().contains("hit"));
+        }
+        assert_eq!(sim.fetches(), 1);
+        // Not satisfiable: 416 with the complete length.
+        let beyond = block_on(engine.handle(request("GET", "/g", &ranged("bytes=10-"))));
+        assert_eq!(beyond.response.status, 416);
+        assert_eq!(
+            beyond.response.fields().get_str("content-range"),
+            Some("bytes */10")
+        );
+        assert_eq!(body_text(&beyond.response), "");
+        // Ignored: malformed, another unit, HEAD.
+        for (method, range) in [
+            ("GET", "bytes=4-2"),
+            ("GET", "lines=1-2"),
+            ("HEAD", "bytes=0-1"),
+        ] {
+            let whole = block_on(engine.handle(request(method, "/g", &ranged(range))));
+            assert_eq!(whole.response.status, 200, "{method} {range}");
+            assert!(whole.response.fields().get_str("content-range").is_none());
+        }
+    }
+
+    /// RFC 9110 §14.6: several ranges are sent as `multipart/byteranges`, each part with
+    /// the representation's type and its `Content-Range`.
+    #[test]
+    fn several_ranges_are_sent_as_multipart_byteranges() {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("content-type", "text/plain"),
+                ],
+                "0123456789",
+            ),
+        );
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let handled = block_on(engine.handle(request("GET", "/m", &ranged("bytes=0-1, 8-"))));
+        assert_eq!(handled.response.status, 206);
+        let fields = handled.response.fields();
+        let content_type = fields.get_str("content-type").unwrap();
+        let boundary = content_type
+            .strip_prefix("multipart/byteranges; boundary=")
+            .expect(content_type);
+        let expected = format!(
+            "--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 0-1/10\r\n\r\n01\r\n\
+             --{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes 8-9/10\r\n\r\n89\r\n\
+             --{boundary}--\r\n"
+        );
+        assert_eq!(body_text(&handled.response), expected);
+        assert!(fields.get_str("content-range").is_none());
+    }
+
+    /// RFC 9110 §13.1.5: a range is served only while `If-Range` names the stored
+    /// response (strongly); otherwise the whole response is.
+    #[test]
+    fn if_range_decides_between_the_range_and_the_whole() {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(
+                200,
+                &[("cache-control", "max-age=60"), ("etag", "\"v2\"")],
+                "0123456789",
+            ),
+        );
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let current = [("range", "bytes=0-1"), ("if-range", "\"v2\"")];
+        let old = [("range", "bytes=0-1"), ("if-range", "\"v1\"")];
+        let part = block_on(engine.handle(request("GET", "/i", &current)));
+        assert_eq!(
+            (part.response.status, body_text(&part.response).as_str()),
+            (206, "01")
+        );
+        let whole = block_on(engine.handle(request("GET", "/i", &old)));
+        assert_eq!(
+            (whole.response.status, body_text(&whole.response).as_str()),
+            (200, "0123456789")
+        );
     }
 }

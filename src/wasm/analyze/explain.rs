@@ -63,11 +63,6 @@ pub(crate) fn request(class: RequestClass, method: &str) -> (&'static str, Strin
             format!("{method} requests go to the origin untouched; only GET responses are stored."),
             "RFC 9111 §3",
         ),
-        RequestClass::Bypass(BypassReason::Range) => (
-            "bypass",
-            String::from("A Range request goes to the origin: partial responses are not stored."),
-            "RFC 9110 §14.2",
-        ),
         RequestClass::Bypass(BypassReason::Upgrade) => (
             "bypass",
             String::from("A protocol upgrade (WebSocket and the like) bypasses the cache."),

@@ -28,9 +28,17 @@ fn is_error_status(status: u16) -> bool {
     matches!(status, 500 | 502 | 503 | 504)
 }
 
-/// Request fields the cache answers itself when it fills the cache: forwarding them would
-/// fetch a `304` it could not store (RFC 9111 §4.3.2).
-const CLIENT_VALIDATORS: [&str; 2] = ["if-none-match", "if-modified-since"];
+/// Request fields the cache answers itself from the complete response it fills the cache
+/// with: the client's validators (forwarding them would fetch a `304` it could not store,
+/// RFC 9111 §4.3.2) and its range (a `206` it would not store; the range is cut from the
+/// complete response, RFC 9110 §14.2).
+const ANSWERED_BY_THE_CACHE: [&str; 4] =
+    ["if-none-match", "if-modified-since", "range", "if-range"];
+
+/// Whether `head` is a `GET` with a `Range` ([`crate::policy::range`] applies).
+fn asks_for_a_range(head: &RequestView) -> bool {
+    head.method() == "GET" && head.headers().contains("range")
+}
 
 impl<H: Host> Engine<H> {
     /// Sends the request to the origin within the origin timeout. `HEAD` is fetched as
@@ -42,7 +50,7 @@ impl<H: Host> Engine<H> {
         conditional_for: Option<&CachedResponse>,
     ) -> Result<OriginResponse<H::Body>, OriginError> {
         let mut headers = head.origin_headers(&self.trust, self.key_headers(head));
-        for field in CLIENT_VALIDATORS {
+        for field in ANSWERED_BY_THE_CACHE {
             headers.remove(field);
         }
         if let Some(stored) = conditional_for {
@@ -172,6 +180,12 @@ impl<H: Host> Engine<H> {
                 }
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
+            }
+            (_, OriginBody::Streaming(_)) if asks_for_a_range(head) => {
+                // Too large to hold whole, so no range can be cut from it here: the origin
+                // is asked for the range itself (the stream is dropped unread).
+                let handled = Box::pin(self.pass(head.clone(), None, fwd)).await;
+                (handled, Outcome::NotShared)
             }
             (decision, body) => {
                 self.count(|s| s.passes += 1);
@@ -466,5 +480,44 @@ mod tests {
             cache_status(&again)
         );
         assert_eq!(sim.fetches(), 2);
+    }
+    /// A range of a response too large to hold whole cannot be cut here: the origin is
+    /// asked for the range itself, and its answer passed on.
+    #[test]
+    fn a_range_of_a_response_too_large_to_hold_is_asked_of_the_origin() {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[("cache-control", "max-age=60")], "0123456789"),
+        );
+        let mut config = EngineConfig::default();
+        config.limits.max_object_bytes = 4;
+        let engine = sim.engine(config).unwrap();
+        sim.then(Answer::respond(
+            200,
+            &[("cache-control", "max-age=60")],
+            "0123456789",
+        ));
+        sim.then(Answer::respond(
+            206,
+            &[("content-range", "bytes 0-1/10")],
+            "01",
+        ));
+        let handled = block_on(engine.handle(request("GET", "/big", &[("range", "bytes=0-1")])));
+        let requests = &sim.script.borrow().requests;
+        assert_eq!(requests.len(), 2);
+        assert_eq!(
+            requests[0].headers.get_str("range"),
+            None,
+            "the fill asks for it all"
+        );
+        assert_eq!(requests[1].headers.get_str("range"), Some("bytes=0-1"));
+        assert_eq!(handled.response.status, 206);
+        let fields = handled.response.fields();
+        assert_eq!(fields.get_str("content-range"), Some("bytes 0-1/10"));
+        assert_eq!(
+            body_text(&handled.response),
+            "<stream>",
+            "the origin's, passed on"
+        );
     }
 }
