@@ -32,7 +32,9 @@ use crate::entry::CachedResponse;
 pub type NativeEngine = Engine<NativeHost>;
 
 /// Builds the engine for `origin` with `config`, with the Redis tier at `redis` if given
-/// (TLS upstreams trust Mozilla's roots only).
+/// (TLS upstreams trust Mozilla's roots only). `config` is one [`super::config::ServeConfig::validate`]
+/// accepted: the rules that need the whole configuration (a shared tier for write-behind)
+/// are checked there, once.
 pub fn build_engine(
     config: EngineConfig,
     origin: &str,
@@ -49,9 +51,6 @@ pub fn build_engine_with_trust(
     redis: Option<&str>,
     trust: &Trust,
 ) -> Result<Arc<NativeEngine>, String> {
-    config
-        .validate_shared_tier(redis.is_some())
-        .map_err(|e| format!("{e} (--redis or `redis` in the config file)"))?;
     let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())?
         .with_between_bytes_timeout(Duration::from_millis(
             config.limits.between_bytes_timeout_ms,
