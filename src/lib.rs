@@ -17,7 +17,8 @@
 //! - [`key`]: cache keys.
 //! - [`entry`]: the stored response and its versioned binary encoding.
 //! - [`store`]: the L1 store (LRU + admission, TTL, stale windows, tags, byte bounds).
-//! - [`redis_url`]: `redis://` / `rediss://` URLs of the shared tier, checked at start.
+//! - [`shared_tier`]: the Redis commands of the shared tier, decoded in one place, with
+//!   `redis://` URLs and the two transports (redis-rs natively, RESP over a socket).
 //!
 //! Hosts: `native` (feature `server`), `worker` (feature `worker`, wasm32 only) and `wasm`
 //! (feature `wasm`, the JS package).
@@ -36,9 +37,7 @@ pub mod key;
 #[cfg(feature = "server")]
 pub mod native;
 pub mod policy;
-pub mod redis_url;
-#[cfg(feature = "resp")]
-pub mod resp;
+pub mod shared_tier;
 pub mod store;
 pub mod structured_fields;
 pub mod time;

@@ -18,7 +18,8 @@ use edgecache::engine::{
 };
 use edgecache::headers::Headers;
 use edgecache::native::runtime::TokioRuntime;
-use edgecache::native::{body::ProxyBody, origin::HyperOrigin, redis_store::RedisStore};
+use edgecache::native::{body::ProxyBody, origin::HyperOrigin};
+use edgecache::shared_tier::redis_rs::RedisStore;
 // Tokio's clock: the colo map expires entries in real time, as the Cache API does.
 use tokio::time::Instant;
 

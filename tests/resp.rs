@@ -7,7 +7,7 @@ mod support;
 use support::*;
 
 use edgecache::engine::{SharedStore, StoreError};
-use edgecache::resp::{Connect, RedisUrl, RespStore};
+use edgecache::shared_tier::resp::{Connect, RedisUrl, RespStore};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -492,7 +492,7 @@ async fn leases_are_released_only_by_their_holder_with_both_clients() {
     let mut own = redis.conn().await;
     check(&store(&redis.url()), "lease:resp", &mut own).await;
     let native =
-        edgecache::native::redis_store::RedisStore::new(&redis.url(), Duration::from_secs(1))
+        edgecache::shared_tier::redis_rs::RedisStore::new(&redis.url(), Duration::from_secs(1))
             .unwrap();
     check(&native, "lease:native", &mut own).await;
     // The RESP connection is still in step after the script replies.

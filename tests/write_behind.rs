@@ -485,24 +485,13 @@ async fn the_dead_letter_stream_keeps_only_the_newest() {
     assert_eq!(stats.write_behind_dead_letters_trimmed, 3);
 }
 
-/// Write-behind routes without Redis are refused at start, naming the field; so are retry
-/// times an entry being sent could outlast.
+/// Retry times an entry being sent could outlast, and route prefixes not in normal form,
+/// are refused at start, naming the field.
+/// (Routes without Redis are refused by the configuration check, `ServeConfig::validate`:
+/// src/native/config.rs `write_behind_routes_need_redis`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn routes_without_redis_are_refused_at_start() {
+async fn retry_times_shorter_than_a_send_are_refused_at_start() {
     let origin = Origin::start().await;
-    let error = server::build_engine(config(), &origin.url(), None)
-        .err()
-        .expect("refused");
-    assert!(error.contains("`write_behind.routes`"), "{error}");
-    assert!(error.contains("Redis"), "{error}");
-
-    let mut c = config();
-    c.write_behind.routes.clear();
-    assert!(
-        server::build_engine(c, &origin.url(), None).is_ok(),
-        "off: fine"
-    );
-
     let mut c = config();
     c.write_behind.retry_after_ms = c.limits.origin_timeout_ms;
     let error = server::build_engine(c, &origin.url(), Some("redis://127.0.0.1:1"))
@@ -634,8 +623,8 @@ async fn an_unreadable_entry_is_dead_lettered_not_stuck() {
 async fn a_dead_letter_is_logged_once_without_secrets() {
     use edgecache::engine::{Engine, EngineState, Host, LogLevel, Runtime};
     use edgecache::native::origin::HyperOrigin;
-    use edgecache::native::redis_store::RedisStore;
     use edgecache::native::runtime::TokioRuntime;
+    use edgecache::shared_tier::redis_rs::RedisStore;
     use std::sync::Mutex;
 
     /// The native runtime, keeping what the engine logs.

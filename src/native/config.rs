@@ -71,7 +71,7 @@ impl std::fmt::Debug for ServeConfig {
 }
 
 /// `url` with the password (everything between the user name's `:` and the last `@`, as
-/// [`crate::redis_url::RedisUrl`] reads it) replaced by `<redacted>`.
+/// [`crate::shared_tier::url::RedisUrl`] reads it) replaced by `<redacted>`.
 fn redacted_redis_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return "<redacted: not a URL>".into();
@@ -165,7 +165,7 @@ impl ServeConfig {
         }
         super::origin::HyperOrigin::new(&self.origin).map_err(|m| invalid("origin", m))?;
         if let Some(redis) = &self.redis {
-            crate::redis_url::RedisUrl::parse(redis)
+            crate::shared_tier::url::RedisUrl::parse(redis)
                 .map_err(|m| invalid("redis", m.to_string()))?;
             // redis-rs reads this fragment as "skip certificate checks"; not offered.
             let after_credentials = redis.rsplit('@').next().unwrap_or("");
@@ -204,7 +204,7 @@ impl ServeConfig {
         let redis_tls = self
             .redis
             .as_deref()
-            .and_then(|url| crate::redis_url::RedisUrl::parse(url).ok())
+            .and_then(|url| crate::shared_tier::url::RedisUrl::parse(url).ok())
             .is_some_and(|url| url.tls);
         Ok(Trust {
             origin: ca_file("origin_ca_file", self.origin_ca_file.as_deref(), origin_tls)?,

@@ -5,7 +5,6 @@ pub mod body;
 pub mod config;
 pub mod connections;
 pub mod origin;
-pub mod redis_store;
 pub mod runtime;
 pub mod sendfile;
 pub mod server;
@@ -22,7 +21,7 @@ pub struct NativeHost;
 impl Host for NativeHost {
     type Body = body::ProxyBody;
     type Origin = origin::HyperOrigin;
-    type Store = redis_store::RedisStore;
+    type Store = crate::shared_tier::redis_rs::RedisStore;
     type Runtime = runtime::TokioRuntime;
     type Colo = crate::engine::NoColo;
     type Lock = Mutex<EngineState>;

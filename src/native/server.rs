@@ -20,13 +20,13 @@ use super::connections::{Resolved, Tracker};
 use super::origin::{
     append_fields, append_to_header_map, from_header_map, to_header_map, HyperOrigin,
 };
-use super::redis_store::RedisStore;
 use super::runtime::TokioRuntime;
 use super::sendfile::{self, Bodies, HitStream, SealedBody};
 use super::tls::Trust;
 use super::NativeHost;
 use crate::engine::{served_fields, Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
+use crate::shared_tier::redis_rs::RedisStore;
 
 /// The engine as the native host runs it.
 pub type NativeEngine = Engine<NativeHost>;

@@ -27,7 +27,7 @@ use worker::worker_sys::ext::ResponseInitExt;
 use worker::{event, Context, Env};
 
 use crate::engine::{Body, Engine, EngineState, Host, Request, Response};
-use crate::resp::RedisUrl;
+use crate::shared_tier::resp::RedisUrl;
 use body::{from_js_headers, js_message, to_js_headers, WorkerBody};
 
 /// The Worker's types.

@@ -17,7 +17,7 @@ use wasm_bindgen::JsValue;
 use worker::Env;
 
 use crate::engine::EngineConfig;
-use crate::resp::RedisUrl;
+use crate::shared_tier::resp::RedisUrl;
 
 /// Everything the Worker reads from its environment, validated.
 pub struct Settings {

@@ -9,7 +9,7 @@ use core::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::engine::StoreError;
-use crate::resp::{Connect, RedisUrl, RespStore};
+use crate::shared_tier::resp::{Connect, RedisUrl, RespStore};
 
 /// Opens sockets.
 #[derive(Clone, Copy, Debug, Default)]

@@ -1,0 +1,610 @@
+//! The shared tier speaks Redis, in one place: [`RedisTier`] builds the command for every
+//! [`SharedStore`] operation and decodes its reply; a [`Transport`] only carries commands
+//! to a Redis-compatible server and brings the replies back. Two transports exist, one per
+//! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection) and
+//! [`resp`] for hosts that only have a byte stream (the Worker's `connect()` sockets).
+//! [`url`] reads `redis://` URLs for both.
+
+#![allow(async_fn_in_trait)]
+
+#[cfg(feature = "server")]
+pub mod redis_rs;
+#[cfg(feature = "resp")]
+pub mod resp;
+pub mod url;
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry, DELETE_IF_EQUALS_SCRIPT};
+
+/// One command: its arguments, the name first.
+pub type Command<'a> = Vec<&'a [u8]>;
+
+/// A reply, as either transport decodes it (RESP2's types).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// A null bulk string or array.
+    Nil,
+    /// `:n`.
+    Integer(i64),
+    /// A bulk or simple string.
+    Bytes(Vec<u8>),
+    /// `*n` items.
+    Array(Vec<Reply>),
+    /// `-message`: the server refused the command (the others in a pipeline still ran).
+    Error(String),
+}
+
+/// Carries commands to the server.
+pub trait Transport {
+    /// Sends `commands` as one pipeline and returns one reply per command, in order. An
+    /// error reply is a [`Reply::Error`] in its place; `Err` is for the transport itself
+    /// (connection, timeout, protocol), after which no reply can be trusted.
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError>;
+}
+
+/// The shared tier over a transport: every command and every reply decoded here.
+pub struct RedisTier<T> {
+    transport: T,
+}
+
+impl<T> RedisTier<T> {
+    /// The tier reached through `transport`.
+    pub fn over(transport: T) -> Self {
+        RedisTier { transport }
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The transport, taken out.
+    pub fn into_transport(self) -> T {
+        self.transport
+    }
+}
+
+impl<T: Clone> Clone for RedisTier<T> {
+    fn clone(&self) -> Self {
+        RedisTier {
+            transport: self.transport.clone(),
+        }
+    }
+}
+
+impl<T: Transport> RedisTier<T> {
+    /// One command's reply, an error reply as a [`StoreError`].
+    async fn one(&self, command: Command<'_>) -> Result<Reply, StoreError> {
+        let mut replies = self.transport.pipeline(&[command]).await?;
+        match replies.pop() {
+            Some(reply) if replies.is_empty() => reply_ok(reply),
+            _ => Err(StoreError("one reply expected".to_string())),
+        }
+    }
+
+    /// Every reply of a pipeline, none of them an error.
+    async fn all(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+        let replies = self.transport.pipeline(commands).await?;
+        if replies.len() != commands.len() {
+            return Err(StoreError("one reply per command expected".to_string()));
+        }
+        replies.into_iter().map(reply_ok).collect()
+    }
+
+    /// Runs `commands` in `MULTI` … `EXEC` (one pipeline) and returns their results.
+    async fn transaction(&self, commands: Vec<Command<'_>>) -> Result<Vec<Reply>, StoreError> {
+        let count = commands.len();
+        let mut pipeline: Vec<Command<'_>> = alloc::vec![alloc::vec![b"MULTI" as &[u8]]];
+        pipeline.extend(commands);
+        pipeline.push(alloc::vec![b"EXEC"]);
+        match self.all(&pipeline).await?.pop() {
+            Some(Reply::Array(results)) if results.len() == count => {
+                results.into_iter().map(reply_ok).collect()
+            }
+            Some(other) => Err(unexpected("EXEC", &other)),
+            None => Err(StoreError("no reply to EXEC".to_string())),
+        }
+    }
+}
+
+fn reply_ok(reply: Reply) -> Result<Reply, StoreError> {
+    match reply {
+        Reply::Error(message) => Err(StoreError(format!("redis: {message}"))),
+        other => Ok(other),
+    }
+}
+
+/// A reply of the wrong shape.
+fn unexpected(what: &str, reply: &Reply) -> StoreError {
+    let kind = match reply {
+        Reply::Nil => "null",
+        Reply::Integer(_) => "integer",
+        Reply::Bytes(_) => "string",
+        Reply::Array(_) => "array",
+        Reply::Error(message) => return StoreError(format!("{what}: redis: {message}")),
+    };
+    StoreError(format!("unexpected reply to {what}: {kind}"))
+}
+
+fn bulk(reply: Reply, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    match reply {
+        Reply::Bytes(b) => Ok(Some(b)),
+        Reply::Nil => Ok(None),
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+fn text(reply: Reply, what: &str) -> Result<String, StoreError> {
+    match bulk(reply, what)? {
+        Some(bytes) => {
+            String::from_utf8(bytes).map_err(|_| StoreError(format!("{what}: not UTF-8")))
+        }
+        None => Err(StoreError(format!("{what}: unexpected null"))),
+    }
+}
+
+fn count_of(reply: Reply, what: &str) -> Result<u64, StoreError> {
+    match reply {
+        Reply::Integer(n) => {
+            u64::try_from(n).map_err(|_| StoreError(format!("{what}: negative count")))
+        }
+        other => Err(unexpected(what, &other)),
+    }
+}
+
+fn ttl_arg(ttl_ms: u64) -> String {
+    ttl_ms.max(1).to_string()
+}
+
+/// Stream entries, `[[id, [field, value, …]], …]`; entries deleted meanwhile (a null in
+/// place of the fields, before Redis 7) are left out.
+fn stream_entries(reply: Reply) -> Result<Vec<StreamEntry>, StoreError> {
+    let Reply::Array(items) = reply else {
+        return Err(unexpected("a stream read", &reply));
+    };
+    let mut entries = Vec::with_capacity(items.len());
+    for item in items {
+        let Reply::Array(pair) = item else {
+            continue;
+        };
+        let mut pair = pair.into_iter();
+        let (Some(id), Some(Reply::Array(flat))) = (pair.next(), pair.next()) else {
+            continue;
+        };
+        let mut fields = Vec::with_capacity(flat.len() / 2);
+        let mut flat = flat.into_iter();
+        while let (Some(name), Some(value)) = (flat.next(), flat.next()) {
+            // Whatever another writer put there is returned, for the engine to judge.
+            let name = bulk(name, "a stream read")?.unwrap_or_default();
+            let value = bulk(value, "a stream read")?.unwrap_or_default();
+            fields.push((String::from_utf8_lossy(&name).into_owned(), value));
+        }
+        entries.push(StreamEntry {
+            id: text(id, "a stream read")?,
+            fields,
+        });
+    }
+    Ok(entries)
+}
+
+/// One `XPENDING` item, `[id, consumer, idle, deliveries]`.
+fn pending_entry(item: Reply) -> Result<PendingEntry, StoreError> {
+    let Reply::Array(parts) = item else {
+        return Err(unexpected("XPENDING", &item));
+    };
+    let [id, _consumer, idle, deliveries]: [Reply; 4] = parts
+        .try_into()
+        .map_err(|_| StoreError("unexpected reply to XPENDING".to_string()))?;
+    Ok(PendingEntry {
+        id: text(id, "XPENDING")?,
+        idle_ms: count_of(idle, "XPENDING")?,
+        deliveries: count_of(deliveries, "XPENDING")?,
+    })
+}
+
+impl<T: Transport> SharedStore for RedisTier<T> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        bulk(self.one(alloc::vec![b"GET", key.as_bytes()]).await?, "GET")
+    }
+
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut command: Command<'_> = alloc::vec![b"MGET"];
+        command.extend(keys.iter().map(|k| k.as_bytes()));
+        match self.one(command).await? {
+            Reply::Array(items) if items.len() == keys.len() => {
+                items.into_iter().map(|r| bulk(r, "MGET")).collect()
+            }
+            other => Err(unexpected("MGET", &other)),
+        }
+    }
+
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let command = alloc::vec![
+            b"SET" as &[u8],
+            key.as_bytes(),
+            value,
+            b"PX",
+            ttl.as_bytes()
+        ];
+        self.one(command).await.map(|_| ())
+    }
+
+    async fn set_if_absent(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let command = alloc::vec![
+            b"SET" as &[u8],
+            key.as_bytes(),
+            value,
+            b"NX",
+            b"PX",
+            ttl.as_bytes()
+        ];
+        Ok(self.one(command).await? != Reply::Nil)
+    }
+
+    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut command: Command<'_> = alloc::vec![b"DEL"];
+        command.extend(keys.iter().map(|k| k.as_bytes()));
+        self.one(command).await.map(|_| ())
+    }
+
+    async fn increment(&self, key: &str) -> Result<i64, StoreError> {
+        match self.one(alloc::vec![b"INCR", key.as_bytes()]).await? {
+            Reply::Integer(n) => Ok(n),
+            other => Err(unexpected("INCR", &other)),
+        }
+    }
+
+    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError> {
+        let ttl = ttl_arg(ttl_ms);
+        let (set, member, ttl) = (set.as_bytes(), member.as_bytes(), ttl.as_bytes());
+        // Extend the set's TTL only (GT), or give it one when it has none (NX).
+        self.all(&[
+            alloc::vec![b"SADD", set, member],
+            alloc::vec![b"PEXPIRE", set, ttl, b"GT"],
+            alloc::vec![b"PEXPIRE", set, ttl, b"NX"],
+        ])
+        .await
+        .map(|_| ())
+    }
+
+    async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError> {
+        let set = set.as_bytes();
+        let mut results = self
+            .transaction(alloc::vec![
+                alloc::vec![b"SMEMBERS" as &[u8], set],
+                alloc::vec![b"DEL", set],
+            ])
+            .await?;
+        match results.swap_remove(0) {
+            Reply::Array(items) => items
+                .into_iter()
+                .map(|member| match bulk(member, "SMEMBERS")? {
+                    Some(b) => String::from_utf8(b)
+                        .map_err(|_| StoreError("a set member is not UTF-8".to_string())),
+                    None => Err(StoreError("null set member".to_string())),
+                })
+                .collect(),
+            other => Err(unexpected("SMEMBERS", &other)),
+        }
+    }
+
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let command = alloc::vec![
+            b"EVAL".as_slice(),
+            DELETE_IF_EQUALS_SCRIPT.as_bytes(),
+            b"1",
+            key.as_bytes(),
+            value,
+        ];
+        match self.one(command).await? {
+            Reply::Integer(n) => Ok(n == 1),
+            other => Err(unexpected("EVAL", &other)),
+        }
+    }
+
+    async fn info(&self) -> Result<String, StoreError> {
+        let text = bulk(self.one(alloc::vec![b"INFO".as_slice()]).await?, "INFO")?;
+        Ok(String::from_utf8_lossy(&text.unwrap_or_default()).into_owned())
+    }
+
+    async fn stream_add(
+        &self,
+        stream: &str,
+        max_len: Option<u64>,
+        fields: &[(&str, &[u8])],
+    ) -> Result<String, StoreError> {
+        let max_len = max_len.map(|n| n.to_string());
+        let mut command: Command<'_> = alloc::vec![b"XADD", stream.as_bytes()];
+        if let Some(n) = &max_len {
+            command.extend([b"MAXLEN" as &[u8], n.as_bytes()]);
+        }
+        command.push(b"*");
+        for (name, value) in fields {
+            command.push(name.as_bytes());
+            command.push(value);
+        }
+        text(self.one(command).await?, "XADD")
+    }
+
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError> {
+        let command = alloc::vec![
+            b"XGROUP" as &[u8],
+            b"CREATE",
+            stream.as_bytes(),
+            group.as_bytes(),
+            b"0",
+            b"MKSTREAM"
+        ];
+        match self.transport.pipeline(&[command]).await?.pop() {
+            // The group exists already: what this asked for.
+            Some(Reply::Error(message)) if message.starts_with("BUSYGROUP") => Ok(()),
+            Some(reply) => reply_ok(reply).map(|_| ()),
+            None => Err(StoreError("no reply to XGROUP".to_string())),
+        }
+    }
+
+    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError> {
+        count_of(
+            self.one(alloc::vec![b"XLEN", stream.as_bytes()]).await?,
+            "XLEN",
+        )
+    }
+
+    async fn stream_read_new(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        let count = count.max(1).to_string();
+        let command = alloc::vec![
+            b"XREADGROUP" as &[u8],
+            b"GROUP",
+            group.as_bytes(),
+            consumer.as_bytes(),
+            b"COUNT",
+            count.as_bytes(),
+            b"STREAMS",
+            stream.as_bytes(),
+            b">"
+        ];
+        match self.one(command).await? {
+            Reply::Nil => Ok(Vec::new()),
+            Reply::Array(streams) => match streams.into_iter().next() {
+                None => Ok(Vec::new()),
+                Some(Reply::Array(pair)) if pair.len() == 2 => pair
+                    .into_iter()
+                    .nth(1)
+                    .map_or(Ok(Vec::new()), stream_entries),
+                Some(other) => Err(unexpected("XREADGROUP", &other)),
+            },
+            other => Err(unexpected("XREADGROUP", &other)),
+        }
+    }
+
+    async fn stream_pending(
+        &self,
+        stream: &str,
+        group: &str,
+        count: usize,
+    ) -> Result<Vec<PendingEntry>, StoreError> {
+        let count = count.max(1).to_string();
+        let command = alloc::vec![
+            b"XPENDING" as &[u8],
+            stream.as_bytes(),
+            group.as_bytes(),
+            b"-",
+            b"+",
+            count.as_bytes()
+        ];
+        match self.one(command).await? {
+            Reply::Array(items) => items.into_iter().map(pending_entry).collect(),
+            other => Err(unexpected("XPENDING", &other)),
+        }
+    }
+
+    async fn stream_claim(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        min_idle_ms: u64,
+        ids: &[String],
+    ) -> Result<Vec<StreamEntry>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let idle = min_idle_ms.to_string();
+        let mut command: Command<'_> = alloc::vec![
+            b"XCLAIM",
+            stream.as_bytes(),
+            group.as_bytes(),
+            consumer.as_bytes(),
+            idle.as_bytes()
+        ];
+        command.extend(ids.iter().map(|id| id.as_bytes()));
+        stream_entries(self.one(command).await?)
+    }
+
+    async fn stream_ack_delete(
+        &self,
+        stream: &str,
+        group: &str,
+        ids: &[String],
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut ack: Command<'_> = alloc::vec![b"XACK", stream.as_bytes(), group.as_bytes()];
+        ack.extend(ids.iter().map(|id| id.as_bytes()));
+        let mut del: Command<'_> = alloc::vec![b"XDEL", stream.as_bytes()];
+        del.extend(ids.iter().map(|id| id.as_bytes()));
+        self.transaction(alloc::vec![ack, del]).await.map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::simulated::block_on;
+    use core::cell::RefCell;
+
+    /// A transport that records the commands and answers from a script.
+    struct Scripted {
+        sent: RefCell<Vec<Vec<Vec<u8>>>>,
+        replies: RefCell<Vec<Vec<Reply>>>,
+    }
+
+    impl Transport for Scripted {
+        async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+            for command in commands {
+                self.sent
+                    .borrow_mut()
+                    .push(command.iter().map(|a| a.to_vec()).collect());
+            }
+            Ok(self.replies.borrow_mut().remove(0))
+        }
+    }
+
+    fn tier(replies: Vec<Vec<Reply>>) -> RedisTier<Scripted> {
+        RedisTier::over(Scripted {
+            sent: RefCell::new(Vec::new()),
+            replies: RefCell::new(replies),
+        })
+    }
+
+    fn sent(tier: &RedisTier<Scripted>) -> Vec<String> {
+        tier.transport()
+            .sent
+            .borrow()
+            .iter()
+            .map(|c| {
+                let args: Vec<String> = c
+                    .iter()
+                    .map(|a| String::from_utf8_lossy(a).into_owned())
+                    .collect();
+                args.join(" ")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn leases_are_taken_with_set_nx_px() {
+        let t = tier(alloc::vec![
+            alloc::vec![Reply::Bytes(b"OK".to_vec())],
+            alloc::vec![Reply::Nil]
+        ]);
+        assert!(block_on(t.set_if_absent("lease", b"me", 0)).unwrap());
+        assert!(!block_on(t.set_if_absent("lease", b"me", 5000)).unwrap());
+        assert_eq!(
+            sent(&t),
+            ["SET lease me NX PX 1", "SET lease me NX PX 5000"],
+            "a TTL of 0 would be refused: at least 1 ms"
+        );
+    }
+
+    #[test]
+    fn error_replies_are_errors_except_an_existing_group() {
+        let t = tier(alloc::vec![
+            alloc::vec![Reply::Error("WRONGTYPE Operation".into())],
+            alloc::vec![Reply::Error(
+                "BUSYGROUP Consumer Group name already exists".into()
+            )],
+            alloc::vec![Reply::Error("NOGROUP".into())]
+        ]);
+        let e = block_on(t.get("k")).unwrap_err();
+        assert_eq!(e.0, "redis: WRONGTYPE Operation");
+        assert!(block_on(t.stream_create_group("s", "g")).is_ok());
+        assert!(block_on(t.stream_create_group("s", "g")).is_err());
+    }
+
+    #[test]
+    fn transactions_unwrap_exec_and_fail_on_an_error_inside() {
+        let queued = || Reply::Bytes(b"QUEUED".to_vec());
+        let ok = || Reply::Bytes(b"OK".to_vec());
+        let t = tier(alloc::vec![
+            alloc::vec![
+                ok(),
+                queued(),
+                queued(),
+                Reply::Array(alloc::vec![
+                    Reply::Array(alloc::vec![Reply::Bytes(b"a".to_vec())]),
+                    Reply::Integer(1)
+                ])
+            ],
+            alloc::vec![
+                ok(),
+                queued(),
+                queued(),
+                Reply::Array(alloc::vec![
+                    Reply::Integer(1),
+                    Reply::Error("ERR no".into())
+                ])
+            ]
+        ]);
+        assert_eq!(block_on(t.take_set("s")).unwrap(), ["a"]);
+        assert_eq!(sent(&t), ["MULTI", "SMEMBERS s", "DEL s", "EXEC"]);
+        let ids = [String::from("1-0")];
+        let e = block_on(t.stream_ack_delete("s", "g", &ids)).unwrap_err();
+        assert_eq!(e.0, "redis: ERR no");
+    }
+
+    #[test]
+    fn replies_of_the_wrong_shape_are_errors_not_panics() {
+        let t = tier(alloc::vec![
+            alloc::vec![Reply::Integer(3)],
+            alloc::vec![Reply::Array(alloc::vec![Reply::Nil])],
+            alloc::vec![Reply::Array(alloc::vec![Reply::Array(alloc::vec![
+                Reply::Nil
+            ])])],
+            alloc::vec![Reply::Integer(-1)],
+            alloc::vec![]
+        ]);
+        assert!(block_on(t.get("k")).is_err());
+        assert!(block_on(t.get_many(&[String::from("a"), String::from("b")])).is_err());
+        assert!(block_on(t.stream_pending("s", "g", 10)).is_err());
+        assert!(block_on(t.stream_len("s")).is_err());
+        assert!(block_on(t.info()).is_err(), "no reply at all");
+    }
+
+    #[test]
+    fn stream_entries_skip_deleted_ones() {
+        let entry = |id: &str, fields: Reply| {
+            Reply::Array(alloc::vec![Reply::Bytes(id.as_bytes().to_vec()), fields])
+        };
+        let reply = Reply::Array(alloc::vec![
+            entry(
+                "1-0",
+                Reply::Array(alloc::vec![
+                    Reply::Bytes(b"method".to_vec()),
+                    Reply::Bytes(b"PUT".to_vec())
+                ])
+            ),
+            entry("2-0", Reply::Nil),
+        ]);
+        let entries = stream_entries(reply).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id, "1-0");
+        assert_eq!(
+            entries[0].fields,
+            [(String::from("method"), b"PUT".to_vec())]
+        );
+    }
+}
