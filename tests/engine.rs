@@ -13,13 +13,13 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use edgecache::engine::config::EngineConfig;
-use edgecache::engine::simulated::SimRuntime;
+use edgecache::engine::simulated::{SimClock, SimRuntime};
 use edgecache::engine::{
     Body, BodyError, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody,
     OriginError, OriginRequest, OriginResponse, Request,
 };
 use edgecache::headers::Headers;
-use edgecache::time::{Clock, ManualClock, Timestamp};
+use edgecache::time::{Clock, Timestamp};
 
 const T0_MS: u64 = 1_700_000_000_000;
 
@@ -37,7 +37,7 @@ struct OriginLog {
 }
 
 struct TestOrigin {
-    clock: Rc<ManualClock>,
+    clock: Rc<SimClock>,
     script: Rc<RefCell<VecDeque<Answer>>>,
     default: Rc<RefCell<Answer>>,
     log: Rc<OriginLog>,
@@ -118,7 +118,7 @@ impl Host for TestHost {
 
 struct Harness {
     engine: Engine<TestHost>,
-    clock: Rc<ManualClock>,
+    clock: Rc<SimClock>,
     script: Rc<RefCell<VecDeque<Answer>>>,
     default: Rc<RefCell<Answer>>,
     log: Rc<OriginLog>,
@@ -128,7 +128,7 @@ struct Harness {
 const TOKEN: &str = "test-token-0123456789";
 
 fn harness_with(config: EngineConfig) -> Harness {
-    let clock = Rc::new(ManualClock::new(Timestamp::from_millis(T0_MS)));
+    let clock = Rc::new(SimClock::new(Timestamp::from_millis(T0_MS)));
     let script = Rc::new(RefCell::new(VecDeque::new()));
     let default = Rc::new(RefCell::new(Answer::Respond(
         200,
@@ -202,13 +202,13 @@ fn status_header(handled: &Handled<()>) -> String {
 
 impl Harness {
     fn send(&self, req: Request<()>) -> Handled<()> {
-        futures::executor::block_on(self.engine.handle(req))
+        self.clock.block_on(self.engine.handle(req))
     }
 
     fn send_and_run_jobs(&self, req: Request<()>) -> Handled<()> {
         let mut handled = self.send(req);
         if let Some(job) = handled.job.take() {
-            futures::executor::block_on(self.engine.run_job(job));
+            self.clock.block_on(self.engine.run_job(job));
         }
         handled
     }
@@ -297,7 +297,7 @@ fn stale_while_revalidate_serves_stale_and_refreshes() {
         "a background revalidation is scheduled"
     );
     assert_eq!(h.fetches(), 1, "the client did not wait for the origin");
-    futures::executor::block_on(h.engine.run_job(stale.job.unwrap()));
+    h.clock.block_on(h.engine.run_job(stale.job.unwrap()));
     assert_eq!(h.fetches(), 2);
     let fresh = h.send(get("/s", &[]));
     assert_eq!(body_of(&fresh), "v2");
@@ -473,7 +473,7 @@ fn concurrent_misses_coalesce_to_one_fetch() {
     let requests: Vec<_> = (0..200)
         .map(|_| h.engine.handle(get("/hot", &[])))
         .collect();
-    let results = futures::executor::block_on(futures::future::join_all(requests));
+    let results = h.clock.block_on(futures::future::join_all(requests));
     assert_eq!(h.fetches(), 1);
     assert!(results
         .iter()
@@ -495,7 +495,7 @@ fn waiters_do_not_share_uncacheable_responses() {
     *h.default.borrow_mut() =
         Answer::Respond(200, vec![("cache-control", "private".into())], "private");
     let requests: Vec<_> = (0..5).map(|_| h.engine.handle(get("/priv", &[]))).collect();
-    futures::executor::block_on(futures::future::join_all(requests));
+    h.clock.block_on(futures::future::join_all(requests));
     assert_eq!(h.fetches(), 5);
 }
 
@@ -845,7 +845,7 @@ fn queued_revalidations_fetch_once() {
         .collect();
     assert_eq!(jobs.len(), 5);
     for job in jobs {
-        futures::executor::block_on(h.engine.run_job(job));
+        h.clock.block_on(h.engine.run_job(job));
     }
     assert_eq!(h.fetches(), 2, "one initial fetch, one revalidation");
 }
@@ -1070,7 +1070,8 @@ fn warm_fetches_and_stores_the_named_urls_in_the_background() {
     assert_eq!(warm.response.status, 202);
     assert_eq!(body_of(&warm), r#"{"queued":3}"#);
     assert_eq!(h.fetches(), 0, "nothing fetched before the response");
-    futures::executor::block_on(h.engine.run_job(warm.job.expect("a warm job")));
+    h.clock
+        .block_on(h.engine.run_job(warm.job.expect("a warm job")));
     assert_eq!(h.fetches(), 3);
     assert_eq!(h.engine.snapshot().engine.warmed, 3);
     for path in ["/a", "/b?q=1"] {

@@ -130,6 +130,30 @@ pub struct L1Config {
     pub max_entries: usize,
     /// Most bytes (bodies, headers, keys).
     pub max_bytes: usize,
+    /// How a new key gets into a full L1.
+    pub admission: L1Admission,
+}
+
+/// How a new key gets into a full L1 ([`crate::store::Admission`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum L1Admission {
+    /// TinyLFU (the default): a new key is admitted only when it is requested more often
+    /// than what it would evict, so a scan of one-off URLs cannot flush the hot set.
+    #[default]
+    TinyLfu,
+    /// Plain LRU: every new key is admitted.
+    Lru,
+}
+
+impl L1Admission {
+    /// The store's policy.
+    pub fn policy(self) -> crate::store::Admission {
+        match self {
+            L1Admission::TinyLfu => crate::store::Admission::TinyLfu,
+            L1Admission::Lru => crate::store::Admission::None,
+        }
+    }
 }
 
 /// Layout of the shared tier.
@@ -310,6 +334,7 @@ impl Default for L1Config {
         L1Config {
             max_entries: 100_000,
             max_bytes: 256 << 20,
+            admission: L1Admission::TinyLfu,
         }
     }
 }

@@ -219,8 +219,10 @@ impl<B> Handled<B> {
 
 /// The engine's in-memory state, behind the host's [`Lock`].
 pub struct EngineState {
-    /// The L1 store: cache key (or variant key) → stored response.
-    pub l1: L1Store<String, Arc<CachedResponse>>,
+    /// The L1 store: cache key (or variant key) → stored response. Its hasher is seeded
+    /// from the host's CSPRNG, so clients cannot choose keys that collide (and a simulated
+    /// host with a fixed seed gets the same admission decisions every run).
+    pub l1: L1Store<String, Arc<CachedResponse>, foldhash::fast::FixedState>,
     /// Origin fetches in progress, for coalescing.
     pub flights: flight::Flights,
     /// Counters.
@@ -236,16 +238,20 @@ pub struct EngineState {
 }
 
 impl EngineState {
-    /// Fresh state for `config`.
-    pub fn new(config: &EngineConfig) -> Self {
+    /// Fresh state for `config`, its hashes and random draws seeded with `seed`.
+    pub fn new(config: &EngineConfig, seed: u64) -> Self {
         EngineState {
-            l1: L1Store::new(StoreConfig::new(config.l1.max_entries, config.l1.max_bytes)),
+            l1: L1Store::with_hasher(
+                StoreConfig::new(config.l1.max_entries, config.l1.max_bytes)
+                    .with_admission(config.l1.admission.policy()),
+                foldhash::fast::FixedState::with_seed(seed),
+            ),
             flights: flight::Flights::default(),
             stats: EngineStats::default(),
             breaker: l2::Breaker::default(),
             sync: sync::SyncState::default(),
             purge_history: colo::PurgeHistory::default(),
-            rng: refresh::Rng::new(0),
+            rng: refresh::Rng::new(seed),
         }
     }
 }
@@ -275,9 +281,7 @@ impl<H: Host> Engine<H> {
         runtime: H::Runtime,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let mut initial = EngineState::new(&config);
-        initial.rng = refresh::Rng::new(refresh::Rng::seed_at(runtime.now()));
-        let state = H::Lock::new(initial);
+        let state = H::Lock::new(EngineState::new(&config, runtime.random_u64()));
         let statuses = Arc::new(status::Statuses::new(&config.cache_name));
         let lease_token = Arc::from(alloc::format!(
             "{:016x}{:016x}",

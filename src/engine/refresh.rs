@@ -10,8 +10,6 @@
 //! and never go stale; cold keys almost never refresh early. RFC 9111 §4.3.1 lets a cache
 //! validate a stored response whenever it chooses; clients still get the fresh copy at once.
 
-use crate::time::Timestamp;
-
 /// A small, fast pseudo-random generator (xorshift64*): the draws need no more than to be
 /// independent of request timing.
 #[derive(Clone, Copy, Debug)]
@@ -31,11 +29,6 @@ impl Rng {
         x ^= x >> 27;
         self.0 = x;
         x.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    /// A seed for an engine starting at `now`.
-    pub fn seed_at(now: Timestamp) -> u64 {
-        now.as_millis()
     }
 }
 

@@ -1,15 +1,20 @@
-//! A simulated host: a manual clock and a scripted origin that counts its fetches, so the
-//! engine runs without I/O, deterministically (the read path's unit tests; the browser
-//! simulator can drive the engine the same way).
+//! A simulated host: simulated time ([`SimClock`], a discrete-event executor) and a
+//! scripted origin that counts its fetches, so the engine runs without I/O,
+//! deterministically, simulated seconds passing in no time (the read path's unit tests,
+//! tests/engine.rs, and the browser simulator drive the real engine this way).
 
-use alloc::collections::VecDeque;
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
 use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::task::Wake;
 use alloc::vec::Vec;
 use core::cell::{Cell, RefCell};
 use core::future::Future;
-use core::pin::pin;
-use core::task::{Context, Poll};
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
 
 use crate::headers::Headers;
 use crate::time::{Clock, ManualClock, Timestamp};
@@ -38,23 +43,31 @@ impl Answer {
     }
 }
 
+/// Answers a request with an answer and how long it takes, in simulated milliseconds.
+pub type Answerer = Box<dyn FnMut(&OriginRequest<()>) -> (Answer, u64)>;
+
 /// The origin's script and what it was asked, shared between the origin and the test.
-#[derive(Debug)]
 pub struct Script {
     /// Answers given in order; when none is left, [`Self::default`] answers.
     pub queue: VecDeque<Answer>,
     /// The answer when the queue is empty.
     pub default: Answer,
-    /// Every request the origin received (bodies left out).
+    /// Every request the origin received (bodies left out), while [`Self::keep_requests`].
     pub requests: Vec<OriginRequest<()>>,
+    /// Whether to keep them (long simulations only count them).
+    pub keep_requests: bool,
+    /// How many requests the origin received.
+    pub fetches: usize,
     /// How long the origin takes to answer, in simulated milliseconds.
     pub latency_ms: u64,
+    /// When set, answers every request instead of the queue and the default.
+    pub answerer: Option<Answerer>,
 }
 
 /// The simulated origin.
 pub struct SimOrigin {
     script: Rc<RefCell<Script>>,
-    clock: Rc<ManualClock>,
+    clock: Rc<SimClock>,
 }
 
 impl Origin for SimOrigin {
@@ -67,17 +80,25 @@ impl Origin for SimOrigin {
     ) -> Result<OriginResponse<()>, OriginError> {
         let (answer, latency_ms) = {
             let mut script = self.script.borrow_mut();
-            script.requests.push(OriginRequest {
+            let request = OriginRequest {
                 body: None,
                 ..request
-            });
-            let default = script.default.clone();
-            (
-                script.queue.pop_front().unwrap_or(default),
-                script.latency_ms,
-            )
+            };
+            let answered = match script.answerer.as_mut() {
+                Some(answerer) => answerer(&request),
+                None => {
+                    let default = script.default.clone();
+                    let latency_ms = script.latency_ms;
+                    (script.queue.pop_front().unwrap_or(default), latency_ms)
+                }
+            };
+            script.fetches += 1;
+            if script.keep_requests {
+                script.requests.push(request);
+            }
+            answered
         };
-        elapse(&self.clock, latency_ms).await;
+        self.clock.sleep(latency_ms).await;
         match answer {
             Answer::Respond(status, fields, body) => Ok(OriginResponse {
                 status,
@@ -99,16 +120,15 @@ impl Origin for SimOrigin {
     fn body_from_bytes(&self, _bytes: Vec<u8>) {}
 }
 
-/// The simulated clock and timers: a sleep completes once the clock has been moved past
-/// its deadline (by the test, or by [`block_on`] when nothing else can run).
+/// The simulated runtime: time from a [`SimClock`], and a deterministic random sequence.
 pub struct SimRuntime {
-    clock: Rc<ManualClock>,
+    clock: Rc<SimClock>,
     draws: Cell<u64>,
 }
 
 impl SimRuntime {
     /// A runtime on `clock`.
-    pub fn new(clock: Rc<ManualClock>) -> Self {
+    pub fn new(clock: Rc<SimClock>) -> Self {
         SimRuntime {
             clock,
             draws: Cell::new(0),
@@ -128,24 +148,289 @@ impl Runtime for SimRuntime {
     }
 
     fn sleep(&self, ms: u64) -> impl Future<Output = ()> {
-        elapse(&self.clock, ms)
+        self.clock.sleep(ms)
     }
 }
 
-/// Completes once `ms` simulated milliseconds have passed. Waiting moves the clock: each
-/// poll that finds the deadline ahead advances it by one millisecond.
-fn elapse(clock: &Rc<ManualClock>, ms: u64) -> impl Future<Output = ()> {
-    let clock = clock.clone();
-    let deadline = clock.now().plus_millis(ms);
-    core::future::poll_fn(move |cx| {
-        if clock.now() >= deadline {
-            Poll::Ready(())
-        } else {
-            clock.advance_millis(1);
-            cx.waker().wake_by_ref();
-            Poll::Pending
+/// Simulated time: a clock that moves only when told to or when everything waits, and the
+/// timers of the futures waiting on it. [`SimClock::block_on`] and [`SimClock::block_on_all`]
+/// run futures as a discrete-event simulation: they poll what was woken, and when nothing
+/// is, move the clock to the earliest timer and wake it, so simulated seconds pass in no
+/// time and every run is the same.
+#[derive(Debug)]
+pub struct SimClock {
+    clock: ManualClock,
+    /// Waiting timers by (deadline, id), each with the waker to wake at its deadline.
+    timers: RefCell<BTreeMap<(Timestamp, u64), Waker>>,
+    next_timer: Cell<u64>,
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+}
+
+impl SimClock {
+    /// A clock standing at `start`, with no timers.
+    pub fn new(start: Timestamp) -> Self {
+        SimClock {
+            clock: ManualClock::new(start),
+            timers: RefCell::new(BTreeMap::new()),
+            next_timer: Cell::new(0),
         }
-    })
+    }
+
+    /// Moves the clock forward by `ms` (timers that fall due are woken).
+    pub fn advance_millis(&self, ms: u64) {
+        self.clock.advance_millis(ms);
+        self.wake_due();
+    }
+
+    /// Moves the clock forward by `secs`.
+    pub fn advance_secs(&self, secs: u64) {
+        self.advance_millis(secs.saturating_mul(1000));
+    }
+
+    /// A future that completes once the clock has passed `now + ms`.
+    pub fn sleep(self: &Rc<Self>, ms: u64) -> Sleep {
+        Sleep {
+            clock: self.clone(),
+            deadline: self.now().plus_millis(ms),
+            id: None,
+        }
+    }
+
+    /// The earliest deadline of a waiting timer.
+    pub fn next_deadline(&self) -> Option<Timestamp> {
+        self.timers
+            .borrow()
+            .keys()
+            .next()
+            .map(|(deadline, _)| *deadline)
+    }
+
+    /// Moves the clock to `to` if that is later, waking the timers that fall due.
+    pub fn advance_to(&self, to: Timestamp) {
+        if to > self.now() {
+            self.clock.set(to);
+        }
+        self.wake_due();
+    }
+
+    /// Wakes (and forgets) every timer whose deadline has passed.
+    fn wake_due(&self) {
+        let now = self.now();
+        let due: Vec<Waker> = {
+            let mut timers = self.timers.borrow_mut();
+            let later = timers.split_off(&(now.plus_millis(1), 0));
+            core::mem::replace(&mut *timers, later)
+                .into_values()
+                .collect()
+        };
+        for waker in due {
+            waker.wake();
+        }
+    }
+
+    /// Runs `future` to completion in simulated time.
+    ///
+    /// # Panics
+    /// When it waits with no timer left to wake it (it would never complete).
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        let mut outputs = self.block_on_all(alloc::vec![future]);
+        outputs.pop().expect("one output")
+    }
+
+    /// Runs `futures` side by side, as concurrent requests, until all are done; returns
+    /// their outputs in order.
+    ///
+    /// # Panics
+    /// When they all wait with no timer left to wake any of them.
+    pub fn block_on_all<F: Future>(&self, futures: Vec<F>) -> Vec<F::Output> {
+        let mut tasks: Vec<Task<F>> = futures.into_iter().map(Task::new).collect();
+        loop {
+            let mut polled = false;
+            for task in tasks.iter_mut() {
+                polled |= task.poll_if_woken();
+            }
+            if tasks.iter().all(|t| t.output.is_some()) {
+                return tasks.into_iter().filter_map(|t| t.output).collect();
+            }
+            if !polled {
+                let next = self
+                    .next_deadline()
+                    .expect("simulated futures wait with no timer to wake them");
+                self.advance_to(next);
+            }
+        }
+    }
+}
+
+/// Futures spawned over simulated time, as they arrive: a discrete-event simulation whose
+/// events are requests (spawned at their arrival time) and timers (sleeps, origin latency).
+pub struct Executor<'a> {
+    clock: Rc<SimClock>,
+    tasks: Vec<Task<dyn Future<Output = ()> + 'a>>,
+}
+
+impl<'a> Executor<'a> {
+    /// An executor on `clock`, with nothing to run.
+    pub fn new(clock: Rc<SimClock>) -> Self {
+        Executor {
+            clock,
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Starts `future` now (it is first polled by the next run).
+    pub fn spawn(&mut self, future: impl Future<Output = ()> + 'a) {
+        let future: Pin<Box<dyn Future<Output = ()> + 'a>> = Box::pin(future);
+        self.tasks.push(Task::pinned(future));
+    }
+
+    /// Runs everything that can happen up to `until` (moving the clock from timer to timer),
+    /// then sets the clock to `until`.
+    pub fn run_until(&mut self, until: Timestamp) {
+        loop {
+            if self.poll_woken() {
+                continue;
+            }
+            match self.clock.next_deadline() {
+                Some(next) if next <= until => self.clock.advance_to(next),
+                _ => break,
+            }
+        }
+        self.clock.advance_to(until);
+    }
+
+    /// Runs until every task is done.
+    ///
+    /// # Panics
+    /// When tasks wait with no timer left to wake them.
+    pub fn run(&mut self) {
+        while !self.tasks.is_empty() {
+            if !self.poll_woken() {
+                let next = self
+                    .clock
+                    .next_deadline()
+                    .expect("simulated tasks wait with no timer to wake them");
+                self.clock.advance_to(next);
+            }
+        }
+    }
+
+    /// How many tasks have not finished.
+    pub fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// Whether every task has finished.
+    pub fn is_empty(&self) -> bool {
+        self.tasks.is_empty()
+    }
+
+    /// Polls the woken tasks once each and drops the finished ones; whether any was woken.
+    fn poll_woken(&mut self) -> bool {
+        let mut polled = false;
+        for task in self.tasks.iter_mut() {
+            polled |= task.poll_if_woken();
+        }
+        self.tasks.retain(|task| task.output.is_none());
+        polled
+    }
+}
+
+/// A future being run, with the flag its waker sets.
+struct Task<F: Future + ?Sized> {
+    future: Pin<Box<F>>,
+    woken: Arc<Woken>,
+    output: Option<F::Output>,
+}
+
+impl<F: Future> Task<F> {
+    fn new(future: F) -> Self {
+        Task::pinned(Box::pin(future))
+    }
+}
+
+impl<F: Future + ?Sized> Task<F> {
+    fn pinned(future: Pin<Box<F>>) -> Self {
+        Task {
+            future,
+            // Every future is polled once to start.
+            woken: Arc::new(Woken(AtomicBool::new(true))),
+            output: None,
+        }
+    }
+
+    /// Polls it if it was woken since its last poll; whether it did.
+    fn poll_if_woken(&mut self) -> bool {
+        if self.output.is_some() || !self.woken.0.swap(false, Ordering::AcqRel) {
+            return false;
+        }
+        let waker = Waker::from(self.woken.clone());
+        if let Poll::Ready(output) = self.future.as_mut().poll(&mut Context::from_waker(&waker)) {
+            self.output = Some(output);
+        }
+        true
+    }
+}
+
+/// A task's "woken" flag, as a waker.
+struct Woken(AtomicBool);
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// A timer of a [`SimClock`] ([`SimClock::sleep`]).
+pub struct Sleep {
+    clock: Rc<SimClock>,
+    deadline: Timestamp,
+    id: Option<u64>,
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.clock.now() >= self.deadline {
+            self.forget();
+            return Poll::Ready(());
+        }
+        let id = match self.id {
+            Some(id) => id,
+            None => {
+                let id = self.clock.next_timer.get();
+                self.clock.next_timer.set(id + 1);
+                self.id = Some(id);
+                id
+            }
+        };
+        let key = (self.deadline, id);
+        self.clock
+            .timers
+            .borrow_mut()
+            .insert(key, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Sleep {
+    fn forget(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.clock.timers.borrow_mut().remove(&(self.deadline, id));
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.forget();
+    }
 }
 
 /// The simulated host's types.
@@ -164,8 +449,8 @@ impl Host for SimHost {
 pub struct Simulation {
     /// The origin's script and log.
     pub script: Rc<RefCell<Script>>,
-    /// The clock.
-    pub clock: Rc<ManualClock>,
+    /// The clock, and the executor of simulated time.
+    pub clock: Rc<SimClock>,
 }
 
 impl Simulation {
@@ -176,9 +461,12 @@ impl Simulation {
                 queue: VecDeque::new(),
                 default,
                 requests: Vec::new(),
+                keep_requests: true,
+                fetches: 0,
                 latency_ms: 0,
+                answerer: None,
             })),
-            clock: Rc::new(ManualClock::new(start)),
+            clock: Rc::new(SimClock::new(start)),
         }
     }
 
@@ -206,38 +494,16 @@ impl Simulation {
 
     /// How many requests the origin received.
     pub fn fetches(&self) -> usize {
-        self.script.borrow().requests.len()
+        self.script.borrow().fetches
     }
 }
 
-/// Runs a future of the simulated host to completion. Its futures make progress on every
-/// poll (sleeps move the clock), so polling in a loop is enough.
+/// Runs a future that needs no simulated time (it never sleeps) to completion.
+///
+/// # Panics
+/// When it waits for a timer.
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let mut future = pin!(future);
-    let mut cx = Context::from_waker(core::task::Waker::noop());
-    loop {
-        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
-            return output;
-        }
-    }
-}
-
-/// Runs futures of the simulated host side by side until all are done, polling them in
-/// turn (as concurrent requests would be), and returns their outputs in order.
-pub fn block_on_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(alloc::boxed::Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    let mut cx = Context::from_waker(core::task::Waker::noop());
-    while outputs.iter().any(Option::is_none) {
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                if let Poll::Ready(done) = future.as_mut().poll(&mut cx) {
-                    *output = Some(done);
-                }
-            }
-        }
-    }
-    outputs.into_iter().flatten().collect()
+    SimClock::new(Timestamp::EPOCH).block_on(future)
 }
 
 /// A client request for `target` on `example.com` with `fields` besides `Host`.

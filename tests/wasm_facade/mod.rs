@@ -858,3 +858,132 @@ async fn user_code_may_call_back_into_the_cache() {
         Some("from loader:d")
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// the analyser and the engine decide alike
+
+/// The analyser (www's header analyser) and the engine decide a response the same way: the
+/// same responses go to both, and what the analyser says a shared cache does (stored or
+/// not, why, the `Cache-Status` of the fill and of a repeat) is what the engine, on the
+/// simulated host, sends.
+#[wasm_bindgen_test]
+fn the_analyser_says_what_the_engine_does() {
+    use edgecache::engine::simulated::{request, Answer, Simulation};
+    use edgecache::engine::EngineConfig;
+    use edgecache::http_date::format_http_date;
+    use edgecache::time::Timestamp;
+    use edgecache::wasm::analyze::{analyze, AnalyzeInput};
+    use edgecache::wasm::headers_input::HeadersInput;
+
+    let t0 = Timestamp::from_millis(1_765_000_000_000);
+    let date = format_http_date(t0);
+    let cases: &[(u16, &[(&str, &str)], &[(&str, &str)])] = &[
+        (200, &[("cache-control", "max-age=60")], &[]),
+        (200, &[("cache-control", "no-store")], &[]),
+        (200, &[("cache-control", "private, max-age=60")], &[]),
+        (200, &[("cache-control", "max-age=60, s-maxage=30")], &[]),
+        (200, &[("cache-control", "max-age=0")], &[]),
+        (
+            200,
+            &[("cache-control", "no-cache, max-age=60"), ("etag", "\"v\"")],
+            &[],
+        ),
+        (
+            200,
+            &[("cache-control", "max-age=60, stale-while-revalidate=30")],
+            &[],
+        ),
+        (
+            200,
+            &[("cache-control", "max-age=60"), ("set-cookie", "a=1")],
+            &[],
+        ),
+        (200, &[("cache-control", "max-age=60"), ("vary", "*")], &[]),
+        (200, &[("expires", "Thu, 01 Jan 2099 00:00:00 GMT")], &[]),
+        (
+            200,
+            &[("last-modified", "Mon, 01 Dec 2025 00:00:00 GMT")],
+            &[],
+        ),
+        (200, &[], &[]),
+        (404, &[], &[]),
+        (302, &[("location", "/x")], &[]),
+        (
+            200,
+            &[
+                ("cdn-cache-control", "max-age=10"),
+                ("cache-control", "no-store"),
+            ],
+            &[],
+        ),
+        (
+            200,
+            &[("cache-control", "max-age=60")],
+            &[("authorization", "Bearer t")],
+        ),
+        (
+            200,
+            &[("cache-control", "public, max-age=60")],
+            &[("authorization", "Bearer t")],
+        ),
+        (
+            200,
+            &[("cache-control", "max-age=60")],
+            &[("cache-control", "no-store")],
+        ),
+    ];
+    for (i, (status, fields, request_fields)) in cases.iter().enumerate() {
+        let mut response: Vec<(&str, &str)> = vec![("date", &date)];
+        response.extend(fields.iter().copied());
+        let text = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(n, v)| format!("{n}: {v}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let report = analyze(
+            &AnalyzeInput {
+                response_headers: Some(HeadersInput::Text(text(&response))),
+                request_headers: (!request_fields.is_empty())
+                    .then(|| HeadersInput::Text(text(request_fields))),
+                status: Some(*status),
+                ..AnalyzeInput::default()
+            },
+            [Some(t0), Some(t0), Some(t0)],
+            t0,
+        )
+        .unwrap_or_else(|e| panic!("case {i}: {e}"));
+
+        // The origin answers the fill, then any revalidation as an origin does: `304` when
+        // the response has a validator the cache can send.
+        let revalidation = if fields.iter().any(|(n, _)| *n == "etag") {
+            Answer::respond(304, &response, "")
+        } else {
+            Answer::respond(*status, &response, "body")
+        };
+        let sim = Simulation::new(t0, revalidation);
+        sim.then(Answer::respond(*status, &response, "body"));
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut cache_status = || {
+            let handled = sim
+                .clock
+                .block_on(engine.handle(request("GET", "/a", request_fields)));
+            handled
+                .response
+                .fields()
+                .get_str("cache-status")
+                .unwrap_or("")
+                .to_string()
+        };
+        let fill = cache_status();
+        let repeat = cache_status();
+        let case = format!("case {i}: {status} {fields:?} {request_fields:?}");
+        assert_eq!(report.cache_status.on_fetch, fill, "{case}: the fill");
+        assert_eq!(report.storable, fill.contains("stored"), "{case}");
+        if let Some(code) = report.reason_code {
+            assert!(fill.contains(&format!("detail={code}")), "{case}: {fill}");
+        }
+        assert_eq!(report.cache_status.on_repeat, repeat, "{case}: a repeat");
+    }
+}

@@ -292,7 +292,8 @@ mod tests {
         let engine = sim.engine(EngineConfig::default()).unwrap();
         for encoding in ["gzip", "br", "gzip", "br"] {
             let fields = [("accept-encoding", encoding)];
-            block_on(engine.handle(request("GET", "/v", &fields)));
+            sim.clock
+                .block_on(engine.handle(request("GET", "/v", &fields)));
         }
         assert_eq!(sim.fetches(), 2, "one fetch per variant");
         let now = sim.clock.now();

@@ -220,7 +220,7 @@ impl<H: Host> Engine<H> {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::simulated::{block_on, body_text, request, Answer, Simulation};
+    use crate::engine::simulated::{body_text, request, Answer, Simulation};
     use crate::engine::EngineConfig;
     use crate::time::Timestamp;
     use alloc::format;
@@ -237,17 +237,20 @@ mod tests {
     fn a_usable_candidate_is_served_and_a_stale_one_filled() {
         let sim = simulation();
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        block_on(engine.handle(request("GET", "/r", &[])));
-        let hit = block_on(engine.handle(request("GET", "/r", &[])));
+        sim.clock.block_on(engine.handle(request("GET", "/r", &[])));
+        let hit = sim.clock.block_on(engine.handle(request("GET", "/r", &[])));
         assert_eq!(body_text(&hit.response), "body");
         assert_eq!(sim.fetches(), 1);
         sim.clock.advance_secs(61);
-        block_on(engine.handle(request("GET", "/r", &[])));
+        sim.clock.block_on(engine.handle(request("GET", "/r", &[])));
         assert_eq!(sim.fetches(), 2);
         // A request that accepts staleness is served from the cache (RFC 9111 §5.2.1.2).
         sim.clock.advance_secs(61);
-        let stale =
-            block_on(engine.handle(request("GET", "/r", &[("cache-control", "max-stale")])));
+        let stale = sim.clock.block_on(engine.handle(request(
+            "GET",
+            "/r",
+            &[("cache-control", "max-stale")],
+        )));
         assert_eq!(body_text(&stale.response), "body");
         assert_eq!(sim.fetches(), 2);
     }
@@ -258,11 +261,15 @@ mod tests {
         let sim = simulation();
         let engine = sim.engine(EngineConfig::default()).unwrap();
         let only = [("cache-control", "only-if-cached")];
-        let miss = block_on(engine.handle(request("GET", "/o", &only)));
+        let miss = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/o", &only)));
         assert_eq!(miss.response.status, 504);
         assert_eq!(sim.fetches(), 0);
-        block_on(engine.handle(request("GET", "/o", &[])));
-        let hit = block_on(engine.handle(request("GET", "/o", &only)));
+        sim.clock.block_on(engine.handle(request("GET", "/o", &[])));
+        let hit = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/o", &only)));
         assert_eq!(hit.response.status, 200);
         assert_eq!(sim.fetches(), 1);
     }
@@ -288,7 +295,9 @@ mod tests {
             ),
         );
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        let miss = block_on(engine.handle(request("GET", "/g", &ranged("bytes=2-4"))));
+        let miss = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/g", &ranged("bytes=2-4"))));
         assert_eq!(miss.response.status, 206);
         assert_eq!(body_text(&miss.response), "234");
         let fields = miss.response.fields();
@@ -303,7 +312,9 @@ mod tests {
             ("bytes=0-0", "0", "bytes 0-0/10"),
             ("bytes=5-500", "56789", "bytes 5-9/10"),
         ] {
-            let hit = block_on(engine.handle(request("GET", "/g", &ranged(range))));
+            let hit = sim
+                .clock
+                .block_on(engine.handle(request("GET", "/g", &ranged(range))));
             assert_eq!(hit.response.status, 206, "{range}");
             assert_eq!(body_text(&hit.response), body, "{range}");
             let fields = hit.response.fields();
@@ -312,7 +323,9 @@ mod tests {
         }
         assert_eq!(sim.fetches(), 1);
         // Not satisfiable: 416 with the complete length.
-        let beyond = block_on(engine.handle(request("GET", "/g", &ranged("bytes=10-"))));
+        let beyond = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/g", &ranged("bytes=10-"))));
         assert_eq!(beyond.response.status, 416);
         assert_eq!(
             beyond.response.fields().get_str("content-range"),
@@ -325,7 +338,9 @@ mod tests {
             ("GET", "lines=1-2"),
             ("HEAD", "bytes=0-1"),
         ] {
-            let whole = block_on(engine.handle(request(method, "/g", &ranged(range))));
+            let whole = sim
+                .clock
+                .block_on(engine.handle(request(method, "/g", &ranged(range))));
             assert_eq!(whole.response.status, 200, "{method} {range}");
             assert!(whole.response.fields().get_str("content-range").is_none());
         }
@@ -347,7 +362,9 @@ mod tests {
             ),
         );
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        let handled = block_on(engine.handle(request("GET", "/m", &ranged("bytes=0-1, 8-"))));
+        let handled =
+            sim.clock
+                .block_on(engine.handle(request("GET", "/m", &ranged("bytes=0-1, 8-"))));
         assert_eq!(handled.response.status, 206);
         let fields = handled.response.fields();
         let content_type = fields.get_str("content-type").unwrap();
@@ -378,12 +395,16 @@ mod tests {
         let engine = sim.engine(EngineConfig::default()).unwrap();
         let current = [("range", "bytes=0-1"), ("if-range", "\"v2\"")];
         let old = [("range", "bytes=0-1"), ("if-range", "\"v1\"")];
-        let part = block_on(engine.handle(request("GET", "/i", &current)));
+        let part = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/i", &current)));
         assert_eq!(
             (part.response.status, body_text(&part.response).as_str()),
             (206, "01")
         );
-        let whole = block_on(engine.handle(request("GET", "/i", &old)));
+        let whole = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/i", &old)));
         assert_eq!(
             (whole.response.status, body_text(&whole.response).as_str()),
             (200, "0123456789")

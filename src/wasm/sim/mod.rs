@@ -86,7 +86,7 @@ impl SimOptions {
             zipf: number(self.zipf, 1.0, 0.0, 3.0, "zipf")?,
             rate,
             duration_secs,
-            capacity: number(self.capacity, 1000.0, 0.0, MAX_KEYS, "capacity")? as usize,
+            capacity: number(self.capacity, 1000.0, 1.0, MAX_KEYS, "capacity")? as usize,
             object_bytes: number(self.object_bytes, 10_000.0, 1.0, 1e8, "objectBytes")? as usize,
             ttl_secs: number(self.ttl_secs, 10.0, 0.0, 31_536_000.0, "ttlSecs")? as u32,
             swr_secs: number(self.swr_secs, 0.0, 0.0, 31_536_000.0, "swrSecs")? as u32,

@@ -1,29 +1,29 @@
-//! The discrete-event model: a Poisson stream of requests for Zipf-distributed keys hits an
-//! L1 store ([`crate::store::L1Store`]) in front of an origin with latency and errors.
-//! Responses carry `Cache-Control: max-age=T, stale-while-revalidate=W, stale-if-error=E`;
-//! the core's policy turns that into freshness and stale windows (RFC 9111 §4.2.1,
-//! RFC 5861), so the store's windows are the policy's. Origin fetches complete later, as
-//! events: while one is in flight, other misses for the key either wait for it (coalescing)
-//! or make their own fetch, and stale hits inside `stale-while-revalidate` are served at once
-//! while the key is refreshed in the background.
+//! The discrete-event model: a Poisson stream of requests for Zipf-distributed keys is
+//! served by the real engine ([`crate::engine::Engine`]) on the simulated host
+//! ([`crate::engine::simulated`]): simulated time, and an origin with latency and errors
+//! whose responses carry `Cache-Control: max-age=T, stale-while-revalidate=W,
+//! stale-if-error=E`. So what the page shows is what edgecache does: its lookup, request
+//! coalescing, stale-while-revalidate with background refreshes and stale-if-error (RFC 9111
+//! §4, RFC 5861), each request classified by the `Cache-Status` the engine sent (RFC 9211).
 
-use std::cmp::Reverse;
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{BinaryHeap, HashMap};
-use std::hash::BuildHasherDefault;
+use std::cell::RefCell;
+use std::rc::Rc;
 
+use crate::engine::config::{EngineConfig, L1Admission};
+use crate::engine::simulated::{request, Answer, Executor, SimHost, Simulation};
+use crate::engine::Engine;
 use crate::headers::Headers;
 use crate::policy::freshness::freshness_lifetime;
 use crate::policy::reuse::stale_windows;
 use crate::policy::storable::{storability, ResponseView};
 use crate::policy::PolicyConfig;
-use crate::store::{Admission, EntryMeta, EntryState, L1Store, Lookup, StoreConfig, Windows};
-use crate::time::Timestamp;
+use crate::store::Admission;
+use crate::time::{Clock, Timestamp};
 
 use super::workload::{Rng, Zipf};
 
-/// The simulated L1 store: values carry nothing, the key is all that matters.
-type Store = L1Store<u64, (), BuildHasherDefault<DefaultHasher>>;
+/// When simulated time starts (any instant will do; this one is 2023-11-14).
+const START_MS: u64 = 1_700_000_000_000;
 
 /// A simulation's parameters (already validated).
 #[derive(Clone, Debug)]
@@ -151,14 +151,6 @@ pub struct Totals {
     pub policy_windows_secs: [u64; 3],
 }
 
-/// An origin fetch in progress.
-struct Fetch {
-    key: u64,
-    ok: bool,
-    /// Arrival times (µs) of the requests waiting for it.
-    waiters: Vec<u64>,
-}
-
 /// Derives the store windows from the origin's `Cache-Control` through the policy.
 fn policy_windows(p: &Params) -> Result<(u64, u64, u64), String> {
     let config = PolicyConfig::default();
@@ -196,118 +188,148 @@ fn policy_windows(p: &Params) -> Result<(u64, u64, u64), String> {
     ))
 }
 
+/// How one request ended, from the response the engine sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Served {
+    /// From the cache, fresh.
+    Hit,
+    /// From the cache, stale, while it is refreshed in the background (RFC 5861 §3).
+    StaleWhileRevalidate,
+    /// After another request's fetch, which this one waited for (RFC 9211 `collapsed`).
+    Collapsed,
+    /// After its own origin fetch.
+    Fetched,
+    /// Stale, because the origin failed (RFC 5861 §4).
+    StaleIfError,
+    /// An error: the origin failed and nothing stale could stand in.
+    Error,
+}
+
+impl Served {
+    /// Reads the outcome off the response's status and `Cache-Status`.
+    fn of(status: u16, cache_status: &str) -> Served {
+        if cache_status.contains("detail=stale-while-revalidate") {
+            Served::StaleWhileRevalidate
+        } else if cache_status.contains("detail=stale-if-error") {
+            Served::StaleIfError
+        } else if status >= 500 {
+            Served::Error
+        } else if cache_status.contains("collapsed") {
+            Served::Collapsed
+        } else if cache_status.contains("; hit") {
+            Served::Hit
+        } else {
+            Served::Fetched
+        }
+    }
+}
+
+/// The configuration the simulated edgecache runs with.
+fn engine_config(p: &Params) -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.l1.max_entries = p.capacity.max(1);
+    // Entries are bounded by count: the simulated bodies are a byte each, and `object_bytes`
+    // only scales the byte bound the count stands for.
+    config.l1.max_bytes = p.capacity.max(1).saturating_mul(64 << 10);
+    config.l1.admission = match p.admission {
+        Admission::TinyLfu => L1Admission::TinyLfu,
+        Admission::None => L1Admission::Lru,
+    };
+    // No fetch is cut short; without coalescing a request never waits for another's.
+    let slowest_ms = (p.origin_latency_ms * 1.5) as u64 + 1_000;
+    config.limits.origin_timeout_ms = slowest_ms;
+    config.limits.coalesce_wait_ms = if p.coalescing { slowest_ms } else { 0 };
+    config
+}
+
 /// Runs the simulation.
 pub fn run(p: &Params) -> Result<Outcome, String> {
     let (fresh_s, swr_s, sie_s) = policy_windows(p)?;
     let zipf = Zipf::new(p.keys, p.zipf);
     // Separate streams: the request trace is the same whatever the origin does.
     let mut rng = Rng::new(p.seed);
-    let mut origin_rng = Rng::new(p.seed.wrapping_add(0x5EED));
-    let config = StoreConfig::new(p.capacity, p.capacity.saturating_mul(p.object_bytes).max(1))
-        .with_admission(p.admission);
-    // A fixed-key hasher: admission decisions, hence the whole run, depend only on the seed.
-    let mut store: Store = L1Store::with_hasher(config, BuildHasherDefault::default());
+    let origin_rng = RefCell::new(Rng::new(p.seed.wrapping_add(0x5EED)));
 
     let end_us = (p.duration_secs * 1e6) as u64;
     let bucket_us = (p.bucket_secs * 1e6).max(1.0) as u64;
     let buckets = end_us.div_ceil(bucket_us).max(1) as usize;
-    let mut s = Series::with_buckets(buckets, p.bucket_secs);
-    let bucket = |t: u64| ((t / bucket_us) as usize).min(buckets - 1);
+    let series = Rc::new(RefCell::new(Series::with_buckets(buckets, p.bucket_secs)));
+    let start = Timestamp::from_millis(START_MS);
+    let bucket = move |at: Timestamp| {
+        let us = at.millis_since(start).saturating_mul(1000);
+        ((us / bucket_us) as usize).min(buckets - 1)
+    };
 
-    let mut fetches: HashMap<u64, Fetch> = HashMap::new();
-    let mut inflight: HashMap<u64, u64> = HashMap::new(); // key -> fetch id (coalescing)
-    let mut done: BinaryHeap<Reverse<(u64, u64)>> = BinaryHeap::new(); // (completion µs, fetch id)
-    let mut next_id = 0u64;
+    let sim = Simulation::new(start, Answer::respond(200, &[], ""));
+    let cache_control = format!(
+        "max-age={}, stale-while-revalidate={}, stale-if-error={}",
+        p.ttl_secs, p.swr_secs, p.sie_secs
+    );
+    {
+        let mut script = sim.script.borrow_mut();
+        script.keep_requests = false;
+        let (clock, series, latency_ms, error_rate) = (
+            sim.clock.clone(),
+            series.clone(),
+            p.origin_latency_ms,
+            p.origin_error_rate,
+        );
+        script.answerer = Some(Box::new(move |_request| {
+            series.borrow_mut().origin_requests[bucket(clock.now())] += 1;
+            let mut rng = origin_rng.borrow_mut();
+            let latency = (latency_ms * (0.5 + rng.unit())) as u64;
+            let answer = if rng.unit() >= error_rate {
+                Answer::respond(200, &[("cache-control", &cache_control)], "x")
+            } else {
+                Answer::respond(503, &[("cache-control", "no-store")], "origin error")
+            };
+            (answer, latency.max(1))
+        }));
+    }
+    let engine: Engine<SimHost> = sim
+        .engine(engine_config(p))
+        .map_err(|e| format!("the simulated cache's configuration: {e}"))?;
+
+    let mut executor = Executor::new(sim.clock.clone());
     let mean_gap_us = 1e6 / p.rate;
     let mut t = rng.exponential(mean_gap_us);
-    let to_ts = |us: u64| Timestamp::from_millis(us / 1000);
-    let windows_at =
-        |us: u64| Windows::from_lifetimes(to_ts(us), fresh_s * 1000, swr_s * 1000, sie_s * 1000);
-
-    loop {
-        let arrival = (t < end_us as f64).then_some(t as u64);
-        let next_done = done.peek().map(|Reverse((at, _))| *at);
-        match (arrival, next_done) {
-            (_, Some(d)) if arrival.is_none_or(|a| d <= a) => {
-                let Some(Reverse((_, id))) = done.pop() else {
-                    break;
-                };
-                let Some(fetch) = fetches.remove(&id) else {
-                    continue;
-                };
-                if inflight.get(&fetch.key) == Some(&id) {
-                    inflight.remove(&fetch.key);
-                }
-                complete(
-                    d,
-                    fetch,
-                    &mut store,
-                    &mut s,
-                    bucket(d),
-                    windows_at(d),
-                    p.object_bytes,
-                );
+    while t < end_us as f64 {
+        let arrival = start.plus_millis(t as u64 / 1000);
+        executor.run_until(arrival);
+        let key = zipf.sample(&mut rng);
+        let b = bucket(arrival);
+        series.borrow_mut().requests[b] += 1;
+        let (engine, clock, series) = (&engine, sim.clock.clone(), series.clone());
+        executor.spawn(async move {
+            let handled = engine
+                .handle(request("GET", &format!("/k{key}"), &[]))
+                .await;
+            let latency_ms = clock.now().millis_since(arrival) as f64;
+            let cache_status = handled
+                .response
+                .headers
+                .get_str("cache-status")
+                .unwrap_or("");
+            record(
+                &mut series.borrow_mut(),
+                b,
+                Served::of(handled.response.status, cache_status),
+                latency_ms,
+            );
+            // Background work (a stale-while-revalidate refresh) runs after the response, as
+            // a host runs it.
+            if let Some(job) = handled.job {
+                engine.run_job(job).await;
             }
-            (Some(a), _) => {
-                t += rng.exponential(mean_gap_us);
-                let key = zipf.sample(&mut rng);
-                let b = bucket(a);
-                s.requests[b] += 1;
-                let now = to_ts(a);
-                let (needs_fetch, background) = match store.get(&key, now) {
-                    Lookup::Fresh(_) => {
-                        s.hits[b] += 1;
-                        s.completed[b] += 1;
-                        (false, false)
-                    }
-                    Lookup::Stale(hit) if hit.state(now) == EntryState::StaleWhileRevalidate => {
-                        s.stale_served[b] += 1;
-                        s.completed[b] += 1;
-                        (true, true)
-                    }
-                    _ => {
-                        s.misses[b] += 1;
-                        (true, false)
-                    }
-                };
-                if !needs_fetch {
-                    continue;
-                }
-                let waiter = (!background).then_some(a);
-                match inflight.get(&key).copied().filter(|_| p.coalescing) {
-                    Some(id) => {
-                        if let (Some(w), Some(f)) = (waiter, fetches.get_mut(&id)) {
-                            f.waiters.push(w);
-                            s.coalesced[b] += 1;
-                        }
-                    }
-                    None => {
-                        let id = next_id;
-                        next_id += 1;
-                        let latency_us =
-                            (p.origin_latency_ms * 1000.0 * (0.5 + origin_rng.unit())) as u64;
-                        let ok = origin_rng.unit() >= p.origin_error_rate;
-                        fetches.insert(
-                            id,
-                            Fetch {
-                                key,
-                                ok,
-                                waiters: waiter.into_iter().collect(),
-                            },
-                        );
-                        done.push(Reverse((a + latency_us.max(1), id)));
-                        s.origin_requests[b] += 1;
-                        if p.coalescing {
-                            inflight.insert(key, id);
-                        }
-                    }
-                }
-            }
-            _ => break,
-        }
+        });
+        t += rng.exponential(mean_gap_us);
     }
+    executor.run_until(start.plus_millis(end_us / 1000));
+    // Requests still waiting at the end finish (their latency counts where they arrived).
+    executor.run();
 
-    let st = store.stats();
+    let snapshot = engine.snapshot();
+    let s = series.borrow().clone();
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     let requests = sum(&s.requests);
     let completed = sum(&s.completed);
@@ -331,8 +353,8 @@ pub fn run(p: &Params) -> Result<Outcome, String> {
         } else {
             latency / completed as f64
         },
-        evictions: st.evictions,
-        rejected: st.rejected,
+        evictions: snapshot.l1_evictions,
+        rejected: snapshot.l1_rejected,
         policy_windows_secs: [fresh_s, swr_s, sie_s],
     };
     Ok(Outcome {
@@ -342,37 +364,101 @@ pub fn run(p: &Params) -> Result<Outcome, String> {
     })
 }
 
-/// An origin fetch completes at `at` µs: store the response (or, on failure, serve what
-/// `stale-if-error` allows) and answer its waiters.
-fn complete(
-    at: u64,
-    fetch: Fetch,
-    store: &mut Store,
-    s: &mut Series,
-    b: usize,
-    windows: Windows,
-    object_bytes: usize,
-) {
-    let now = windows.stored_at;
-    if fetch.ok {
-        store.insert(fetch.key, (), EntryMeta::new(windows, object_bytes), now);
-    }
-    // RFC 5861 §4: on an origin error, a stale copy inside its stale-if-error window is served.
-    let stale_ok = !fetch.ok
-        && store
-            .peek(&fetch.key)
-            .is_some_and(|e| now >= e.windows.fresh_until && now < e.windows.stale_if_error_until);
-    for arrived in fetch.waiters {
-        let latency = at.saturating_sub(arrived) as f64 / 1000.0;
-        if fetch.ok {
-            s.completed[b] += 1;
-            s.latency_ms_sum[b] += latency;
-        } else if stale_ok {
-            s.stale_if_error[b] += 1;
-            s.completed[b] += 1;
-            s.latency_ms_sum[b] += latency;
-        } else {
-            s.errors[b] += 1;
+/// Counts one request that arrived in bucket `b`.
+fn record(s: &mut Series, b: usize, served: Served, latency_ms: f64) {
+    let completed = match served {
+        Served::Hit => {
+            s.hits[b] += 1;
+            true
         }
+        Served::StaleWhileRevalidate => {
+            s.stale_served[b] += 1;
+            true
+        }
+        Served::Collapsed => {
+            s.misses[b] += 1;
+            s.coalesced[b] += 1;
+            true
+        }
+        Served::Fetched => {
+            s.misses[b] += 1;
+            true
+        }
+        Served::StaleIfError => {
+            s.misses[b] += 1;
+            s.stale_if_error[b] += 1;
+            true
+        }
+        Served::Error => {
+            s.misses[b] += 1;
+            s.errors[b] += 1;
+            false
+        }
+    };
+    if completed {
+        s.completed[b] += 1;
+        s.latency_ms_sum[b] += latency_ms;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wasm::sim::SimOptions;
+
+    fn run_with(options: SimOptions) -> Outcome {
+        run(&options.params().unwrap()).unwrap()
+    }
+
+    /// The www page's defaults: the engine serves every request, coalescing and
+    /// stale-while-revalidate show as the engine does them, and a run is repeatable.
+    #[test]
+    fn the_engine_serves_the_simulated_trace() {
+        let options = |swr: f64, coalescing: bool| SimOptions {
+            keys: Some(2000.0),
+            rate: Some(2000.0),
+            duration_secs: Some(20.0),
+            capacity: Some(500.0),
+            ttl_secs: Some(5.0),
+            swr_secs: Some(swr),
+            sie_secs: Some(60.0),
+            origin_latency_ms: Some(250.0),
+            origin_error_rate: Some(0.05),
+            coalescing: Some(coalescing),
+            ..SimOptions::default()
+        };
+        let started = std::time::Instant::now();
+        let a = run_with(options(30.0, true));
+        let elapsed = started.elapsed();
+        let b = run_with(options(0.0, false));
+        let t = &a.totals;
+        eprintln!(
+            "{t:?} in {elapsed:?}; without SWR and coalescing: {:?}",
+            b.totals
+        );
+        assert!(t.requests > 30_000);
+        assert_eq!(
+            t.requests,
+            t.hits + t.stale_served + t.misses,
+            "every request is classified once"
+        );
+        assert!(t.stale_served > 0 && t.coalesced > 0);
+        assert!(
+            b.totals.stale_if_error > 0,
+            "without SWR, stale entries meet origin errors"
+        );
+        assert_eq!(b.totals.stale_served, 0);
+        assert_eq!(b.totals.coalesced, 0);
+        assert!(t.hit_ratio > b.totals.hit_ratio);
+        assert!(
+            a.totals.evictions > 0,
+            "the L1 is smaller than the key space"
+        );
+        let again = run_with(options(30.0, true));
+        assert_eq!(
+            serde_json::to_string(&again.totals).unwrap(),
+            serde_json::to_string(&a.totals).unwrap(),
+            "deterministic for a seed"
+        );
     }
 }

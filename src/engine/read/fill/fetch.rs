@@ -375,7 +375,7 @@ impl<H: Host> Engine<H> {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::simulated::{block_on, body_text, request, Answer, Simulation};
+    use crate::engine::simulated::{body_text, request, Answer, Simulation};
     use crate::engine::EngineConfig;
     use crate::time::Timestamp;
 
@@ -394,7 +394,7 @@ mod tests {
             ),
         );
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        block_on(engine.handle(request("GET", "/f", &[])));
+        sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
         (sim, engine)
     }
 
@@ -412,7 +412,7 @@ mod tests {
         let (sim, engine) = filled("max-age=1, stale-if-error=60");
         sim.clock.advance_secs(5);
         sim.then(Answer::respond(503, &[], "down"));
-        let handled = block_on(engine.handle(request("GET", "/f", &[])));
+        let handled = sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
         assert_eq!(handled.response.status, 200);
         assert_eq!(body_text(&handled.response), "stored");
         assert!(
@@ -423,7 +423,7 @@ mod tests {
         // Past the window the error is passed on.
         sim.clock.advance_secs(120);
         sim.then(Answer::respond(503, &[], "down"));
-        let handled = block_on(engine.handle(request("GET", "/f", &[])));
+        let handled = sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
         assert_eq!(handled.response.status, 503);
     }
 
@@ -435,7 +435,9 @@ mod tests {
         sim.clock.advance_secs(5);
         sim.then(Answer::respond(304, &[("cache-control", "max-age=60")], ""));
         let client = [("if-none-match", "\"client\"")];
-        let handled = block_on(engine.handle(request("GET", "/f", &client)));
+        let handled = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/f", &client)));
         let sent = &sim.script.borrow().requests[1];
         assert_eq!(sent.headers.get_str("if-none-match"), Some("\"v1\""));
         assert_eq!(
@@ -443,7 +445,7 @@ mod tests {
             "the client's validator does not match"
         );
         assert_eq!(body_text(&handled.response), "stored");
-        let hit = block_on(engine.handle(request("GET", "/f", &[])));
+        let hit = sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
         assert!(
             cache_status(&hit).contains("hit"),
             "fresh again: {}",
@@ -460,11 +462,13 @@ mod tests {
             Answer::respond(200, &[("cache-control", "max-age=60")], "12345"),
         );
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        let head = block_on(engine.handle(request("HEAD", "/h", &[])));
+        let head = sim
+            .clock
+            .block_on(engine.handle(request("HEAD", "/h", &[])));
         assert_eq!(sim.script.borrow().requests[0].method, "GET");
         assert_eq!(head.response.content_length, Some(5));
         assert_eq!(body_text(&head.response), "");
-        let get = block_on(engine.handle(request("GET", "/h", &[])));
+        let get = sim.clock.block_on(engine.handle(request("GET", "/h", &[])));
         assert_eq!(body_text(&get.response), "12345");
         assert_eq!(sim.fetches(), 1);
     }
@@ -473,7 +477,7 @@ mod tests {
     #[test]
     fn a_passed_response_says_why_and_is_not_stored() {
         let (sim, engine) = filled("no-store");
-        let again = block_on(engine.handle(request("GET", "/f", &[])));
+        let again = sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
         assert!(
             cache_status(&again).contains("detail=no-store"),
             "{}",
@@ -502,7 +506,9 @@ mod tests {
             &[("content-range", "bytes 0-1/10")],
             "01",
         ));
-        let handled = block_on(engine.handle(request("GET", "/big", &[("range", "bytes=0-1")])));
+        let handled =
+            sim.clock
+                .block_on(engine.handle(request("GET", "/big", &[("range", "bytes=0-1")])));
         let requests = &sim.script.borrow().requests;
         assert_eq!(requests.len(), 2);
         assert_eq!(

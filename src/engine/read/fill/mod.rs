@@ -341,9 +341,7 @@ impl<L: Lock<EngineState>> Drop for FlightGuard<'_, L> {
 mod tests {
     use core::future::Future;
 
-    use crate::engine::simulated::{
-        block_on, block_on_all, body_text, request, Answer, Simulation,
-    };
+    use crate::engine::simulated::{body_text, request, Answer, Simulation};
     use crate::engine::{EngineConfig, Job};
     use crate::time::Timestamp;
 
@@ -361,7 +359,7 @@ mod tests {
         let sim = simulation("max-age=60");
         sim.script.borrow_mut().latency_ms = 50;
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        let handled = block_on_all(
+        let handled = sim.clock.block_on_all(
             (0..5)
                 .map(|_| engine.handle(request("GET", "/c", &[])))
                 .collect(),
@@ -394,7 +392,7 @@ mod tests {
             "waiting for the leader"
         );
         drop(leader);
-        let handled = block_on(waiter);
+        let handled = sim.clock.block_on(waiter);
         assert_eq!(body_text(&handled.response), "fresh");
         assert_eq!(sim.fetches(), 2, "the waiter fetched in the leader's place");
     }
@@ -405,7 +403,7 @@ mod tests {
     fn stale_hits_revalidate_once() {
         let sim = simulation("max-age=1, stale-while-revalidate=60");
         let engine = sim.engine(EngineConfig::default()).unwrap();
-        block_on(engine.handle(request("GET", "/s", &[])));
+        sim.clock.block_on(engine.handle(request("GET", "/s", &[])));
         sim.clock.advance_secs(5);
         sim.then(Answer::respond(
             200,
@@ -413,14 +411,18 @@ mod tests {
             "refreshed",
         ));
         let jobs: Vec<Job> = (0..3)
-            .filter_map(|_| block_on(engine.handle(request("GET", "/s", &[]))).job)
+            .filter_map(|_| {
+                sim.clock
+                    .block_on(engine.handle(request("GET", "/s", &[])))
+                    .job
+            })
             .collect();
         assert_eq!(jobs.len(), 3, "each stale hit asks for a refresh");
         for job in jobs {
-            block_on(engine.run_job(job));
+            sim.clock.block_on(engine.run_job(job));
         }
         assert_eq!(sim.fetches(), 2, "the first fill and one refresh");
-        let hit = block_on(engine.handle(request("GET", "/s", &[])));
+        let hit = sim.clock.block_on(engine.handle(request("GET", "/s", &[])));
         assert_eq!(body_text(&hit.response), "refreshed");
         assert!(hit.job.is_none(), "fresh: nothing to refresh");
     }
