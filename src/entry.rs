@@ -70,25 +70,11 @@ pub struct CachedResponse {
 /// What a cache derives from a stored response once, when it stores it, rather than on
 /// every hit. Not part of the encoding, and ignored by `==` (it is a function of the
 /// entry's other fields).
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Derived {
     /// The reuse figures, computed under the storing engine's policy configuration
     /// (`None`: not computed, so computed per use).
     pub figures: Option<crate::policy::reuse::StoredFigures>,
-    /// A host's own ready-to-send form of the entry (the native host keeps its header
-    /// map here), built on first use.
-    #[cfg(feature = "std")]
-    pub host: std::sync::OnceLock<alloc::boxed::Box<dyn core::any::Any + Send + Sync>>,
-}
-
-impl Clone for Derived {
-    /// The figures are kept; a host's form is rebuilt on demand (the clone may be changed).
-    fn clone(&self) -> Self {
-        Derived {
-            figures: self.figures,
-            ..Derived::default()
-        }
-    }
 }
 
 impl PartialEq for Derived {

@@ -92,8 +92,8 @@ pub struct Response<B> {
     pub headers: Headers,
     /// A cache hit's stored response, whose [`served_fields`] are sent before
     /// [`Self::headers`]. Hosts that serve many hits can keep those fields ready to send
-    /// with the entry (in [`crate::entry::Derived::host`]); [`Self::take_fields`] gives
-    /// the whole list.
+    /// beside the entry (the native host does, in `native::ready`); [`Self::take_fields`]
+    /// gives the whole list.
     pub stored_fields: Option<Arc<CachedResponse>>,
     /// The content.
     pub body: Body<B>,

@@ -5,6 +5,7 @@ pub mod body;
 pub mod config;
 pub mod connections;
 pub mod origin;
+pub mod ready;
 pub mod runtime;
 pub mod sendfile;
 pub mod server;

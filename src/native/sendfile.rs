@@ -9,9 +9,9 @@
 //! How, in three parts:
 //!
 //! - [`SealedBody`]: a copy of a stored body in a sealed memfd (an anonymous in-memory file
-//!   that can no longer be written, grown or shrunk). The server makes one on an entry's
-//!   first hit when its body is at least [`MIN_LEN`] bytes, and keeps it with the entry, so
-//!   it lives exactly as long as the entry.
+//!   that can no longer be written, grown or shrunk), made by the server's [`FileCopies`].
+//!   The server makes one on an entry's first hit when its body is at least [`MIN_LEN`]
+//!   bytes, and keeps it beside the entry ([`super::ready`]) until the entry is gone.
 //! - [`Bodies`]: per connection, the bodies of responses that hyper currently holds and that
 //!   have a file copy, by the address of their bytes. A body is registered when it is handed
 //!   to hyper ([`Bodies::body`]) and removed when hyper drops it.
@@ -28,23 +28,22 @@
 //! registered body is therefore the same bytes as the memfd at the same offset.
 //!
 //! The system calls (`memfd_create` + seals, `send` with `MSG_MORE`, `sendfile`) are made
-//! through rustix's safe wrappers ([`super::zero_copy`]); [`super::server::build_engine`]
-//! turns them on with [`enable`]. Until then, and on systems without them, there are no file
-//! copies and every write is a plain `writev`.
+//! through rustix's safe wrappers ([`super::zero_copy`]); the server hands them to its
+//! [`FileCopies`]. Without them (other systems, the library's tests) there are no file copies
+//! and every write is a plain `writev`.
 //!
-//! Costs, bounded: a file copy doubles the memory of the bodies that have one (the L1 byte
-//! bound counts the entry's own copy only), so the copies together hold at most the
-//! [`set_byte_budget`] (a quarter of `l1.max_bytes`, set by [`super::server::build_engine`]);
-//! and each holds a file descriptor, so at most [`Syscalls::max_files`] exist at once.
-//! Beyond either bound [`SealedBody::new`] returns `None` and such hits are written with
-//! `writev` as before.
+//! Costs, bounded per server: a file copy doubles the memory of the bodies that have one
+//! (the L1 byte bound counts the entry's own copy only), so the copies together hold at most
+//! the [`FileCopies`] byte budget (a quarter of `l1.max_bytes`); and each holds a file
+//! descriptor, so at most [`Syscalls::max_files`] exist at once. Beyond either bound
+//! [`FileCopies::seal`] returns `None` and such hits are written with `writev` as before.
 
 use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
@@ -71,62 +70,75 @@ pub struct Syscalls {
     pub max_files: usize,
 }
 
-static SYSCALLS: OnceLock<Syscalls> = OnceLock::new();
+/// The file copies of one server: the system calls that make and send them, and how many
+/// exist and how many bytes they hold, within its bounds.
+#[derive(Debug)]
+pub struct FileCopies {
+    syscalls: Option<Syscalls>,
+    /// Files open now (each holds a file descriptor).
+    open: AtomicUsize,
+    /// Bytes they hold in all.
+    held: AtomicUsize,
+    /// The most bytes they may hold.
+    budget: usize,
+}
 
-/// Turns zero-copy sending on for this process with `syscalls` (the first call wins).
-pub fn enable(syscalls: Syscalls) {
-    let _ = SYSCALLS.set(syscalls);
+impl FileCopies {
+    /// Copies made with `syscalls` (none without them), holding at most `budget` bytes:
+    /// the memory they take beyond the L1 store's own (which its `max_bytes` bounds).
+    pub fn new(syscalls: Option<Syscalls>, budget: usize) -> Arc<Self> {
+        Arc::new(FileCopies {
+            syscalls,
+            open: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            budget,
+        })
+    }
+
+    /// A sealed in-memory file holding `body`; `None` without the system calls, when
+    /// [`Syscalls::max_files`] are open already or their bytes would pass the budget, or
+    /// when creating it fails (the hit is then written from memory, as any other).
+    pub fn seal(self: &Arc<Self>, body: &[u8]) -> Option<SealedBody> {
+        let sys = self.syscalls.as_ref()?;
+        let len = body.len();
+        let open = self.open.fetch_add(1, Ordering::Relaxed);
+        let held = self.held.fetch_add(len, Ordering::Relaxed);
+        if !within_bounds(open, sys.max_files, held, len, self.budget) {
+            self.release(len);
+            return None;
+        }
+        match (sys.sealed_file)(body) {
+            Ok(file) => Some(SealedBody {
+                file,
+                len,
+                copies: self.clone(),
+            }),
+            Err(e) => {
+                self.release(len);
+                tracing::debug!(error = %e, "no file copy of a cached body");
+                None
+            }
+        }
+    }
+
+    /// How many file copies exist now.
+    pub fn open_files(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    fn release(&self, len: usize) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        self.held.fetch_sub(len, Ordering::Relaxed);
+    }
 }
 
 /// A stored body's bytes in a sealed memfd, to send with `sendfile`.
 #[derive(Debug)]
 pub struct SealedBody {
     file: File,
-    /// Bytes it holds (counted in [`SEALED_BYTES`]).
+    /// Bytes it holds (counted in its [`FileCopies`]).
     len: usize,
-}
-
-/// How many [`SealedBody`] files are open now (each holds a file descriptor).
-static OPEN_FILES: AtomicUsize = AtomicUsize::new(0);
-/// How many bytes they hold in all.
-static SEALED_BYTES: AtomicUsize = AtomicUsize::new(0);
-/// The most bytes they may hold ([`set_byte_budget`]).
-static BYTE_BUDGET: AtomicUsize = AtomicUsize::new(usize::MAX);
-
-/// Bounds the memory file copies take beyond the L1 store's own (which its `max_bytes`
-/// bounds): past `bytes`, hits are written from memory with `writev`.
-pub fn set_byte_budget(bytes: usize) {
-    BYTE_BUDGET.store(bytes, Ordering::Relaxed);
-}
-
-impl SealedBody {
-    /// A sealed in-memory file holding `body`; `None` when zero-copy sending is not
-    /// enabled, when [`Syscalls::max_files`] are open already or their bytes would pass
-    /// the [`set_byte_budget`], or when creating it fails (the hit is then written from
-    /// memory, as any other).
-    pub fn new(body: &[u8]) -> Option<SealedBody> {
-        let sys = SYSCALLS.get()?;
-        let len = body.len();
-        let open = OPEN_FILES.fetch_add(1, Ordering::Relaxed);
-        let held = SEALED_BYTES.fetch_add(len, Ordering::Relaxed);
-        let budget = BYTE_BUDGET.load(Ordering::Relaxed);
-        let release = || {
-            OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
-            SEALED_BYTES.fetch_sub(len, Ordering::Relaxed);
-        };
-        if !within_bounds(open, sys.max_files, held, len, budget) {
-            release();
-            return None;
-        }
-        match (sys.sealed_file)(body) {
-            Ok(file) => Some(SealedBody { file, len }),
-            Err(e) => {
-                release();
-                tracing::debug!(error = %e, "no file copy of a cached body");
-                None
-            }
-        }
-    }
+    copies: Arc<FileCopies>,
 }
 
 /// Whether one more file of `len` bytes fits, with `open` files holding `held` bytes now.
@@ -136,8 +148,7 @@ fn within_bounds(open: usize, max_files: usize, held: usize, len: usize, budget:
 
 impl Drop for SealedBody {
     fn drop(&mut self) {
-        OPEN_FILES.fetch_sub(1, Ordering::Relaxed);
-        SEALED_BYTES.fetch_sub(self.len, Ordering::Relaxed);
+        self.copies.release(self.len);
     }
 }
 
@@ -236,7 +247,7 @@ impl HitStream {
         len: usize,
     ) -> Poll<io::Result<usize>> {
         // A registered body has a file, so the system calls are there.
-        let Some(sys) = SYSCALLS.get() else {
+        let Some(sys) = file.copies.syscalls.as_ref() else {
             return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
         };
         loop {
@@ -313,11 +324,16 @@ mod tests {
         Arc::new(CachedResponse::new(200, Headers::new(), body, t, t))
     }
 
-    /// A `SealedBody` over any file, counted as `SealedBody::new` counts it.
+    /// A `SealedBody` over any file, counted as `FileCopies::seal` counts it.
     fn file() -> Arc<SealedBody> {
-        OPEN_FILES.fetch_add(1, Ordering::Relaxed);
+        let copies = FileCopies::new(None, usize::MAX);
+        copies.open.fetch_add(1, Ordering::Relaxed);
         let file = File::open("/dev/null").expect("open /dev/null");
-        Arc::new(SealedBody { file, len: 0 })
+        Arc::new(SealedBody {
+            file,
+            len: 0,
+            copies,
+        })
     }
 
     #[test]
@@ -381,8 +397,9 @@ mod tests {
     }
 
     #[test]
-    fn no_file_copies_until_enabled() {
-        // The library's tests never call `enable`.
-        assert!(SealedBody::new(&[1; MIN_LEN]).is_none());
+    fn no_file_copies_without_the_system_calls() {
+        let copies = FileCopies::new(None, usize::MAX);
+        assert!(copies.seal(&[1; MIN_LEN]).is_none());
+        assert_eq!(copies.open_files(), 0);
     }
 }

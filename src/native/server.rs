@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::HeaderMap;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -17,14 +16,13 @@ use tokio::net::TcpListener;
 
 use super::body::{boxed, empty, full, ProxyBody};
 use super::connections::{Resolved, Tracker};
-use super::origin::{
-    append_fields, append_to_header_map, from_header_map, to_header_map, HyperOrigin,
-};
+use super::origin::{append_to_header_map, from_header_map, to_header_map, HyperOrigin};
+use super::ready::ReadyEntries;
 use super::runtime::TokioRuntime;
-use super::sendfile::{self, Bodies, HitStream, SealedBody};
+use super::sendfile::{Bodies, FileCopies, HitStream};
 use super::tls::Trust;
 use super::NativeHost;
-use crate::engine::{served_fields, Body, Engine, EngineConfig, Request};
+use crate::engine::{Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
 use crate::shared_tier::redis_rs::RedisStore;
 
@@ -55,12 +53,6 @@ pub fn build_engine_with_trust(
         .with_between_bytes_timeout(Duration::from_millis(
             config.limits.between_bytes_timeout_ms,
         ));
-    // Zero-copy hits where the platform has the calls; file copies of large bodies add at
-    // most a quarter to L1's memory.
-    if let Some(syscalls) = super::zero_copy::syscalls() {
-        sendfile::enable(syscalls);
-    }
-    sendfile::set_byte_budget(config.l1.max_bytes / 4);
     let timeout = Duration::from_millis(config.l2.timeout_ms);
     let store = redis
         .map(|url| RedisStore::with_ca_file(url, timeout, trust.redis.as_ref()))
@@ -79,14 +71,16 @@ impl AsRef<[u8]> for SharedBody {
     }
 }
 
-/// Converts a hyper request, runs it through the engine, converts the response back. A
-/// cached body with a file copy is registered in `bodies`, the connection's, so that it is
-/// sent from the file (see [`sendfile`]).
+/// Converts a hyper request, runs it through the engine, converts the response back. A hit
+/// is sent in its ready form (`readies`, the server's); a cached body with a file copy is
+/// registered in `bodies`, the connection's, so that it is sent from the file (see
+/// [`super::sendfile`]).
 pub async fn serve_one(
     engine: Arc<NativeEngine>,
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
     bodies: &Arc<Bodies>,
+    readies: &ReadyEntries,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
     // Access-log timing only, and only when the access log is on; no cache decision reads it.
@@ -127,12 +121,16 @@ pub async fn serve_one(
     }
     let (mut headers, file) = match &response.stored_fields {
         Some(stored) => {
-            let (mut map, file) = ready(stored);
+            let ready = readies.get_or_build(stored);
+            let mut map = ready.fields.clone();
             append_to_header_map(&mut map, &response.headers);
-            (map, file)
+            (map, ready.file.clone())
         }
         None => (to_header_map(&response.headers), None),
     };
+    // Responses that are not plain hits (the one that stored the entry, a range) use the
+    // entry's file if a hit has made one, but do not make it.
+    let ready_file = |stored: &Arc<CachedResponse>| readies.get(stored)?.file.clone();
     // hyper computes the length of the body we send; a HEAD's is the engine's to say.
     headers.remove(hyper::header::CONTENT_LENGTH);
     if let Some(length) = response.content_length {
@@ -160,43 +158,6 @@ pub async fn serve_one(
     out
 }
 
-/// What the native host keeps with an entry to send it (in `derived.host`), built on the
-/// entry's first hit.
-struct Ready {
-    /// The stored fields a hit sends, as a header map: cloning it shares the values instead
-    /// of copying them.
-    fields: HeaderMap,
-    /// The body in a sealed memfd, to send with `sendfile`, when it is at least
-    /// [`sendfile::MIN_LEN`] bytes (and the file could be made).
-    file: Option<Arc<SealedBody>>,
-}
-
-/// The header map and body file a hit of `stored` sends, made on its first hit.
-fn ready(stored: &CachedResponse) -> (HeaderMap, Option<Arc<SealedBody>>) {
-    let build = || {
-        let mut fields = HeaderMap::new();
-        append_fields(&mut fields, served_fields(stored));
-        fields.remove(hyper::header::CONTENT_LENGTH);
-        let file = (stored.body.len() >= sendfile::MIN_LEN)
-            .then(|| SealedBody::new(&stored.body).map(Arc::new))
-            .flatten();
-        Ready { fields, file }
-    };
-    let ready = stored.derived.host.get_or_init(|| Box::new(build()));
-    match ready.downcast_ref::<Ready>() {
-        Some(ready) => (ready.fields.clone(), ready.file.clone()),
-        // Filled by some other host: never happens in this process, but stay correct.
-        None => (build().fields, None),
-    }
-}
-
-/// The body file of `stored` if a hit has made one already (responses that are not plain
-/// hits, such as the one that stored the entry, use it but do not make it).
-fn ready_file(stored: &CachedResponse) -> Option<Arc<SealedBody>> {
-    let ready = stored.derived.host.get()?.downcast_ref::<Ready>()?;
-    ready.file.clone()
-}
-
 /// Serves on `listener` until `shutdown` completes, then waits up to `grace` for in-flight
 /// requests to finish. Connections beyond `limits` are closed as they are accepted, and a
 /// client that does not send a whole request head within its timeout is disconnected
@@ -209,6 +170,13 @@ pub async fn run(
     limits: Resolved,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Zero-copy hits where the platform has the calls; file copies of large bodies add at
+    // most a quarter to L1's memory.
+    let files = FileCopies::new(
+        super::zero_copy::syscalls(),
+        engine.config().l1.max_bytes / 4,
+    );
+    let readies = Arc::new(ReadyEntries::new(files));
     let tracker = Tracker::new(limits);
     let mut refusals = RateLimitedLog::default();
     tokio::pin!(shutdown);
@@ -240,10 +208,14 @@ pub async fn run(
                 let bodies = Arc::new(Bodies::default());
                 let service = service_fn({
                     let bodies = bodies.clone();
+                    let readies = readies.clone();
                     move |req| {
                         let engine = engine.clone();
                         let bodies = bodies.clone();
-                        async move { Ok::<_, Infallible>(serve_one(engine, req, peer, &bodies).await) }
+                        let readies = readies.clone();
+                        async move {
+                            Ok::<_, Infallible>(serve_one(engine, req, peer, &bodies, &readies).await)
+                        }
                     }
                 });
                 let connection = http1::Builder::new()

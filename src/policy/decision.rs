@@ -179,7 +179,6 @@ impl Keep {
             invalidated: false,
             derived: Derived {
                 figures: Some(self.figures),
-                ..Derived::default()
             },
         }
     }

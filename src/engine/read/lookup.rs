@@ -65,7 +65,6 @@ impl<H: Host> Engine<H> {
     pub(crate) fn ready_to_keep(&self, mut entry: CachedResponse) -> Arc<CachedResponse> {
         entry.derived = Derived {
             figures: Some(StoredFigures::of(&entry, &self.config.policy)),
-            ..Derived::default()
         };
         Arc::new(entry)
     }

@@ -1,0 +1,192 @@
+//! What the native host keeps to send a stored entry's hits fast, beside the engine's L1
+//! rather than in the entry: the served fields as a header map (cloning it shares the values
+//! instead of copying them) and, for bodies of at least [`sendfile::MIN_LEN`] bytes, a sealed
+//! file copy to send with `sendfile` ([`sendfile`]). Built on an entry's first plain hit.
+//!
+//! Records are keyed by the entry's address and hold a `Weak` to it: while the `Weak` lives
+//! the address cannot be reused, and a record whose entry is gone is found dead and dropped
+//! (with its file) when its shard is pruned, which happens as shards grow and whenever a new
+//! file copy does not fit the budget.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+
+use http::HeaderMap;
+
+use super::origin::append_fields;
+use super::sendfile::{self, FileCopies, SealedBody};
+use crate::engine::served_fields;
+use crate::entry::CachedResponse;
+
+/// Shards of the table (a hit locks one).
+const SHARDS: usize = 16;
+
+/// What a hit of one entry sends.
+pub struct Ready {
+    /// The stored fields a hit sends, `Content-Length` left to hyper.
+    pub fields: HeaderMap,
+    /// The body in a sealed memfd, when it is large enough and the file could be made.
+    pub file: Option<Arc<SealedBody>>,
+}
+
+/// The ready forms of the entries that have been hit, and the file copies they hold.
+pub struct ReadyEntries {
+    shards: Vec<Mutex<Shard>>,
+    files: Arc<FileCopies>,
+}
+
+#[derive(Default)]
+struct Shard {
+    records: HashMap<usize, Record>,
+    /// Prune when the shard grows to this many records.
+    prune_at: usize,
+}
+
+struct Record {
+    entry: Weak<CachedResponse>,
+    ready: Arc<Ready>,
+}
+
+impl ReadyEntries {
+    /// An empty table whose file copies come from `files`.
+    pub fn new(files: Arc<FileCopies>) -> Self {
+        ReadyEntries {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            files,
+        }
+    }
+
+    /// The ready form of `stored`, built now if it has none.
+    pub fn get_or_build(&self, stored: &Arc<CachedResponse>) -> Arc<Ready> {
+        if let Some(ready) = self.get(stored) {
+            return ready;
+        }
+        let ready = Arc::new(self.build(stored));
+        let mut shard = self.shard(stored);
+        if shard.records.len() >= shard.prune_at {
+            shard.prune();
+        }
+        let record = Record {
+            entry: Arc::downgrade(stored),
+            ready: ready.clone(),
+        };
+        shard.records.insert(key(stored), record);
+        ready
+    }
+
+    /// The ready form of `stored`, if a hit has built one.
+    pub fn get(&self, stored: &Arc<CachedResponse>) -> Option<Arc<Ready>> {
+        let shard = self.shard(stored);
+        let record = shard.records.get(&key(stored))?;
+        // The address is this entry's while the record's `Weak` keeps it allocated.
+        (record.entry.as_ptr() == Arc::as_ptr(stored)).then(|| record.ready.clone())
+    }
+
+    /// How many records the table holds (live or not yet pruned).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| lock(s).records.len()).sum()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops the records of entries that are gone, in every shard.
+    pub fn prune(&self) {
+        for shard in &self.shards {
+            lock(shard).prune();
+        }
+    }
+
+    fn build(&self, stored: &CachedResponse) -> Ready {
+        let mut fields = HeaderMap::new();
+        append_fields(&mut fields, served_fields(stored));
+        fields.remove(hyper::header::CONTENT_LENGTH);
+        let file = (stored.body.len() >= sendfile::MIN_LEN)
+            .then(|| {
+                self.files.seal(&stored.body).or_else(|| {
+                    // Files of entries that are gone may hold the budget: free them, retry.
+                    self.prune();
+                    self.files.seal(&stored.body)
+                })
+            })
+            .flatten()
+            .map(Arc::new);
+        Ready { fields, file }
+    }
+
+    fn shard(&self, stored: &Arc<CachedResponse>) -> std::sync::MutexGuard<'_, Shard> {
+        // Entries are at least 8-byte aligned: skip the bits that are always zero.
+        lock(&self.shards[(key(stored) >> 4) % SHARDS])
+    }
+}
+
+impl Shard {
+    fn prune(&mut self) {
+        self.records.retain(|_, r| r.entry.strong_count() > 0);
+        self.prune_at = (self.records.len() * 2).max(64);
+    }
+}
+
+fn key(stored: &Arc<CachedResponse>) -> usize {
+    Arc::as_ptr(stored) as usize
+}
+
+fn lock(shard: &Mutex<Shard>) -> std::sync::MutexGuard<'_, Shard> {
+    // A panic while holding it cannot leave a record half-made: keep serving.
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::headers::Headers;
+    use crate::time::Timestamp;
+
+    fn entry(len: usize) -> Arc<CachedResponse> {
+        let t = Timestamp::from_secs(1);
+        let fields = Headers::from_pairs([("content-type", "text/plain"), ("content-length", "9")]);
+        Arc::new(CachedResponse::new(200, fields, vec![7; len], t, t))
+    }
+
+    #[test]
+    fn a_hit_builds_the_form_once_and_finds_it_after() {
+        let table = ReadyEntries::new(FileCopies::new(None, usize::MAX));
+        let e = entry(10);
+        assert!(table.get(&e).is_none());
+        let first = table.get_or_build(&e);
+        assert!(first.fields.get("content-type").is_some());
+        assert!(
+            first.fields.get("content-length").is_none(),
+            "hyper's to say"
+        );
+        assert!(Arc::ptr_eq(&first, &table.get_or_build(&e)));
+        assert!(Arc::ptr_eq(&first, &table.get(&e).unwrap()));
+        assert!(
+            first.file.is_none(),
+            "no file copies without the system calls"
+        );
+    }
+
+    #[test]
+    fn records_of_gone_entries_are_pruned_and_never_mistaken() {
+        let table = ReadyEntries::new(FileCopies::new(None, usize::MAX));
+        let kept = entry(1);
+        table.get_or_build(&kept);
+        for _ in 0..1000 {
+            let gone = entry(1);
+            table.get_or_build(&gone);
+        }
+        assert!(
+            table.len() < 1000,
+            "pruned as the shards grew: {}",
+            table.len()
+        );
+        table.prune();
+        assert_eq!(table.len(), 1, "only the live entry's record stays");
+        assert!(table.get(&kept).is_some());
+        let fresh = entry(1);
+        assert!(table.get(&fresh).is_none(), "a new entry has no form yet");
+    }
+}
