@@ -1,4 +1,6 @@
 //! Request coalescing: one origin fetch per key however many concurrent requests want it.
+//! The table is generic over what a leader tells its waiters, so the JS package's
+//! `getOrInsert` coalesces its loader calls with the same code ([`FlightOutcome`]).
 //!
 //! The first request for a key becomes the leader and fetches; the others register as
 //! waiters and are woken with the leader's outcome. The table lives in the engine's locked
@@ -18,7 +20,14 @@ use hashbrown::HashMap;
 use crate::entry::CachedResponse;
 use crate::time::Timestamp;
 
-/// What a leader tells its waiters.
+/// What a leader tells its waiters: anything cloneable, with the value a waiter gets when
+/// its flight is gone without an outcome (superseded after its leader was presumed lost).
+pub trait FlightOutcome: Clone {
+    /// The outcome of a flight that ended without one.
+    fn superseded() -> Self;
+}
+
+/// What the engine's leaders tell their waiters.
 #[derive(Clone, Debug)]
 pub enum Outcome {
     /// The response now stored for the key: each waiter checks it against its own request.
@@ -28,20 +37,35 @@ pub enum Outcome {
     NotShared,
 }
 
+impl FlightOutcome for Outcome {
+    fn superseded() -> Self {
+        Outcome::NotShared
+    }
+}
+
 #[derive(Debug)]
-struct Flight {
+struct Flight<O> {
     id: u64,
     started: Timestamp,
-    outcome: Option<Outcome>,
+    outcome: Option<O>,
     waiters: Vec<Waker>,
     waiting: usize,
 }
 
 /// The table of fetches in progress.
-#[derive(Debug, Default)]
-pub struct Flights {
+#[derive(Debug)]
+pub struct Flights<O = Outcome> {
     next_id: u64,
-    flights: HashMap<String, Flight>,
+    flights: HashMap<String, Flight<O>>,
+}
+
+impl<O> Default for Flights<O> {
+    fn default() -> Self {
+        Flights {
+            next_id: 0,
+            flights: HashMap::new(),
+        }
+    }
 }
 
 /// The result of asking to fetch a key.
@@ -53,7 +77,7 @@ pub enum Role {
     Waiter(u64),
 }
 
-impl Flights {
+impl<O: FlightOutcome> Flights<O> {
     /// Joins the flight for `key`, or starts one at `now`. A flight still in progress after
     /// `abandon_after_ms` has lost its leader: it is replaced, and its waiters are woken to
     /// find it superseded (they then fetch themselves).
@@ -92,7 +116,7 @@ impl Flights {
     }
 
     /// Completes flight `id` of `key` and wakes its waiters.
-    pub fn finish(&mut self, key: &str, id: u64, outcome: Outcome) {
+    pub fn finish(&mut self, key: &str, id: u64, outcome: O) {
         let Some(f) = self.flights.get_mut(key) else {
             return;
         };
@@ -109,14 +133,14 @@ impl Flights {
         }
     }
 
-    /// Polls flight `id` of `key` for a waiter: the outcome once there is one, `NotShared`
-    /// if the flight is gone (superseded), else registers `waker`.
-    pub fn poll(&mut self, key: &str, id: u64, waker: &Waker) -> Poll<Outcome> {
+    /// Polls flight `id` of `key` for a waiter: the outcome once there is one,
+    /// [`FlightOutcome::superseded`] if the flight is gone, else registers `waker`.
+    pub fn poll(&mut self, key: &str, id: u64, waker: &Waker) -> Poll<O> {
         let Some(f) = self.flights.get_mut(key) else {
-            return Poll::Ready(Outcome::NotShared);
+            return Poll::Ready(O::superseded());
         };
         if f.id != id {
-            return Poll::Ready(Outcome::NotShared);
+            return Poll::Ready(O::superseded());
         }
         match &f.outcome {
             Some(outcome) => {

@@ -3,7 +3,6 @@
 //! `stale-while-revalidate`, §4 `stale-if-error`), purge tags and statistics.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
@@ -79,8 +78,9 @@ pub(crate) struct State {
     pub store: L1Store<String, JsValue>,
     pub defaults: Defaults,
     pub stats: FacadeStats,
-    /// Loads in progress, by key: callers of `getOrInsert` share the promise.
-    pub inflight: HashMap<String, js_sys::Promise>,
+    /// Loads in progress, by key: the engine's flight table, so callers of `getOrInsert`
+    /// share one loader call.
+    pub inflight: crate::engine::flight::Flights<super::load::Loaded>,
 }
 
 /// Resolved entry options.
@@ -221,7 +221,7 @@ impl EdgeCache {
                 store: L1Store::new(config),
                 defaults,
                 stats: FacadeStats::default(),
-                inflight: HashMap::new(),
+                inflight: Default::default(),
             })),
             clock,
         })

@@ -1,7 +1,8 @@
 //! `EdgeCache.getOrInsert`: cache-aside with a JS loader, request coalescing (one loader
-//! call per key however many callers wait), `stale-while-revalidate` (serve the stale value
-//! and refresh in the background, RFC 5861 §3) and `stale-if-error` (serve the stale value
-//! when the loader fails, RFC 5861 §4).
+//! call per key however many callers wait: the engine's flight table,
+//! [`crate::engine::flight`]), `stale-while-revalidate` (serve the stale value and refresh
+//! in the background, RFC 5861 §3) and `stale-if-error` (serve the stale value when the
+//! loader fails, RFC 5861 §4).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -13,7 +14,25 @@ use wasm_bindgen::JsCast;
 use super::cache::{EdgeCache, EntryOptions, Resolved, State};
 use super::clock::JsClock;
 use super::js::{from_js, key_of};
+use crate::engine::flight::{FlightOutcome, Role};
 use crate::store::{EntryState, Lookup};
+
+/// A loader's settled result: what every caller waiting on the key gets.
+#[derive(Clone, Debug)]
+pub(crate) struct Loaded(Result<JsValue, JsValue>);
+
+impl FlightOutcome for Loaded {
+    fn superseded() -> Self {
+        Loaded(Err(JsError::new(
+            "the load this call waited for was abandoned",
+        )
+        .into()))
+    }
+}
+
+/// A flight that no leader can lose track of: a JS loader's promise always settles (or the
+/// page is gone), so a flight is never presumed abandoned.
+const NEVER_ABANDONED: u64 = u64::MAX;
 
 #[wasm_bindgen]
 impl EdgeCache {
@@ -57,14 +76,23 @@ impl EdgeCache {
         };
         if let Some(stale) = usable {
             s.stats.stale_while_revalidate_served += 1;
-            let refreshing = s.inflight.contains_key(&key);
-            if !refreshing {
+            let refresh = match s.inflight.in_flight(&key) {
+                true => None,
+                false => match s.inflight.join(&key, now, NEVER_ABANDONED) {
+                    Role::Leader(id) => Some(id),
+                    Role::Waiter(id) => {
+                        s.inflight.leave(&key, id);
+                        None
+                    }
+                },
+            };
+            if refresh.is_some() {
                 s.stats.background_refreshes += 1;
             }
             drop(s);
-            if !refreshing {
+            if let Some(id) = refresh {
                 // The refresh's own promise never rejects unhandled: failures are counted.
-                let refresh = start_load(&self.state, &self.clock, key, &loader, resolved);
+                let refresh = start_load(&self.state, &self.clock, key, id, &loader, resolved);
                 let ignore =
                     Closure::<dyn FnMut(JsValue) -> JsValue>::once_into_js(|_: JsValue| {
                         JsValue::UNDEFINED
@@ -73,22 +101,44 @@ impl EdgeCache {
             }
             return Ok(Promise::resolve(&stale));
         }
-        if let Some(pending) = s.inflight.get(&key) {
-            let pending = pending.clone();
-            s.stats.coalesced += 1;
-            return Ok(pending);
+        match s.inflight.join(&key, now, NEVER_ABANDONED) {
+            Role::Waiter(id) => {
+                s.stats.coalesced += 1;
+                drop(s);
+                Ok(wait_for(self.state.clone(), key, id))
+            }
+            Role::Leader(id) => {
+                drop(s);
+                Ok(start_load(
+                    &self.state,
+                    &self.clock,
+                    key,
+                    id,
+                    &loader,
+                    resolved,
+                ))
+            }
         }
-        drop(s);
-        Ok(start_load(&self.state, &self.clock, key, &loader, resolved))
     }
 }
 
-/// Calls the loader (with no state borrowed: it is user code), registers the load as in
-/// flight, and returns the promise every waiter shares.
+/// A promise of the outcome of flight `id` of `key`, which another call leads.
+fn wait_for(state: Rc<RefCell<State>>, key: String, id: u64) -> Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let loaded =
+            core::future::poll_fn(|cx| state.borrow_mut().inflight.poll(&key, id, cx.waker()));
+        loaded.await.0
+    })
+}
+
+/// Calls the loader (with no state borrowed: it is user code) as the leader of flight `id`,
+/// and returns the leader's promise; the flight's waiters get the same result when it
+/// settles.
 fn start_load(
     state: &Rc<RefCell<State>>,
     clock: &JsClock,
     key: String,
+    id: u64,
     loader: &Function,
     options: Resolved,
 ) -> Promise {
@@ -108,17 +158,20 @@ fn start_load(
                 .size
                 .unwrap_or_else(|| super::cache::estimate_size(&ok_key, &value));
             let mut s = ok_state.borrow_mut();
-            s.inflight.remove(&ok_key);
-            if value.is_undefined() {
+            let result = if value.is_undefined() {
                 s.stats.load_errors += 1;
-                return Err(JsError::new(&format!(
+                Err(JsError::new(&format!(
                     "the loader for key {ok_key:?} resolved to undefined; return a value or throw"
                 ))
-                .into());
-            }
-            let now = now.map_err(JsValue::from)?;
-            s.insert(ok_key, value.clone(), size, &options, now);
-            Ok(value)
+                .into())
+            } else {
+                now.map_err(JsValue::from).map(|now| {
+                    s.insert(ok_key.clone(), value.clone(), size, &options, now);
+                    value
+                })
+            };
+            s.inflight.finish(&ok_key, id, Loaded(result.clone()));
+            result
         },
     );
 
@@ -129,27 +182,28 @@ fn start_load(
         move |error: JsValue| -> Result<JsValue, JsValue> {
             let now = err_clock.now();
             let mut s = err_state.borrow_mut();
-            s.inflight.remove(&err_key);
             s.stats.load_errors += 1;
-            let now = now.map_err(JsValue::from)?;
-            // RFC 5861 §4: a stale response may be used when the origin (here: the loader) fails.
-            let stale = s.store.peek(err_key.as_str()).and_then(|e| {
-                (now >= e.windows.fresh_until && now < e.windows.stale_if_error_until)
-                    .then(|| e.value.clone())
-            });
-            match stale {
-                Some(value) => {
-                    s.stats.stale_if_error_served += 1;
-                    Ok(value)
+            let result = now.map_err(JsValue::from).and_then(|now| {
+                // RFC 5861 §4: a stale response may be used when the origin (here: the
+                // loader) fails.
+                let stale = s.store.peek(err_key.as_str()).and_then(|e| {
+                    (now >= e.windows.fresh_until && now < e.windows.stale_if_error_until)
+                        .then(|| e.value.clone())
+                });
+                match stale {
+                    Some(value) => {
+                        s.stats.stale_if_error_served += 1;
+                        Ok(value)
+                    }
+                    None => Err(error),
                 }
-                None => Err(error),
-            }
+            });
+            s.inflight.finish(&err_key, id, Loaded(result.clone()));
+            result
         },
     );
 
-    let shared = then(&started, &on_ok, &on_err);
-    state.borrow_mut().inflight.insert(key, shared.clone());
-    shared
+    then(&started, &on_ok, &on_err)
 }
 
 /// `promise.then(on_ok, on_err)` with handlers that are plain JS functions (they may return

@@ -453,6 +453,44 @@ async fn get_or_insert_serves_stale_if_the_loader_fails() {
     assert_eq!(num(&cache.stats().unwrap(), "loadErrors"), 2.0);
 }
 
+/// Callers that waited for another's load get its outcome too, failure included: the
+/// stale value inside `stale-if-error`, else the loader's own error; one loader call each
+/// time.
+#[wasm_bindgen_test]
+async fn waiting_callers_share_the_loads_failure() {
+    let clock = TestClock::new();
+    let cache = EdgeCache::new(clock.options("{}")).unwrap();
+    let loader = Loader::new();
+    let opts = "{ ttlMs: 1000, staleIfErrorMs: 10000 }";
+    let call = || {
+        cache
+            .get_or_insert("k".into(), loader.function.clone(), js(opts))
+            .unwrap()
+    };
+    let first = call();
+    loader.settle(0, true, &"v1".into());
+    settle(&first).await.unwrap();
+    clock.advance(5000.0);
+    let (a, b) = (call(), call());
+    assert_eq!(
+        loader.calls(),
+        2,
+        "the second caller waits for the first's load"
+    );
+    loader.settle(1, false, &js("new Error('origin down')"));
+    for p in [&a, &b] {
+        assert_eq!(settle(p).await.unwrap().as_string().as_deref(), Some("v1"));
+    }
+    clock.advance(20_000.0);
+    let (a, b) = (call(), call());
+    assert_eq!(loader.calls(), 3);
+    loader.settle(2, false, &js("new Error('origin down')"));
+    for p in [a, b] {
+        assert_eq!(message(settle(&p).await.unwrap_err()), "origin down");
+    }
+    assert_eq!(num(&cache.stats().unwrap(), "inflight"), 0.0);
+}
+
 #[wasm_bindgen_test]
 async fn get_or_insert_handles_sync_loaders_throws_and_undefined() {
     let cache = EdgeCache::new(JsValue::UNDEFINED).unwrap();
