@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use edgecache::engine::config::EngineConfig;
 use edgecache::engine::{
-    BodyError, Engine, EngineState, Host, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
+    BodyError, Engine, EngineState, Host, NoColo, NoSharedTier, Origin, OriginBody, OriginError,
     OriginRequest, OriginResponse, Request, Runtime,
 };
 use edgecache::headers::Headers;
@@ -63,7 +63,7 @@ struct BenchHost;
 impl Host for BenchHost {
     type Body = ();
     type Origin = BenchOrigin;
-    type Store = NoSharedStore;
+    type SharedTier = NoSharedTier;
     type Colo = NoColo;
     type Runtime = BenchRuntime;
     type Lock = RefCell<EngineState>;

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgecache::engine::{
-    Body, ColoCache, Engine, EngineConfig, EngineState, Host, Request, StoreError,
+    Body, ColoCache, Engine, EngineConfig, EngineState, Host, Request, TierError,
 };
 use edgecache::headers::Headers;
 use edgecache::native::runtime::TokioRuntime;
 use edgecache::native::{body::ProxyBody, origin::HyperOrigin};
-use edgecache::shared_tier::redis_rs::RedisStore;
+use edgecache::shared_tier::redis_rs::RedisRsTier;
 // Tokio's clock: the colo map expires entries in real time, as the Cache API does.
 use tokio::time::Instant;
 
@@ -45,14 +45,14 @@ impl MemoryColo {
 }
 
 impl ColoCache for MemoryColo {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
         let entries = self.entries.lock().unwrap();
         Ok(entries
             .get(key)
             .filter(|(_, until)| Instant::now() < *until)
             .map(|(v, _)| v.clone()))
     }
-    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
         let until = Instant::now() + Duration::from_millis(ttl_ms);
         self.entries
             .lock()
@@ -66,7 +66,7 @@ struct ColoHost;
 impl Host for ColoHost {
     type Body = ProxyBody;
     type Origin = HyperOrigin;
-    type Store = RedisStore;
+    type SharedTier = RedisRsTier;
     type Runtime = TokioRuntime;
     type Colo = MemoryColo;
     type Lock = Mutex<EngineState>;
@@ -78,7 +78,7 @@ fn isolate(origin: &Origin, redis: &RedisServer, colo: &MemoryColo) -> Engine<Co
     config.colo.enabled = true;
     config.l2.purge_poll_ms = 50;
     config.admin.token = Some(TOKEN.to_string());
-    let store = RedisStore::new(&redis.url(), Duration::from_secs(1)).unwrap();
+    let store = RedisRsTier::new(&redis.url(), Duration::from_secs(1)).unwrap();
     Engine::new(
         config,
         HyperOrigin::new(&origin.url()).unwrap(),

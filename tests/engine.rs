@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use edgecache::engine::config::EngineConfig;
 use edgecache::engine::simulated::{SimClock, SimRuntime};
 use edgecache::engine::{
-    Body, BodyError, Engine, EngineState, Handled, Host, NoSharedStore, Origin, OriginBody,
+    Body, BodyError, Engine, EngineState, Handled, Host, NoSharedTier, Origin, OriginBody,
     OriginError, OriginRequest, OriginResponse, Request,
 };
 use edgecache::headers::Headers;
@@ -110,7 +110,7 @@ struct TestHost;
 impl Host for TestHost {
     type Body = ();
     type Origin = TestOrigin;
-    type Store = NoSharedStore;
+    type SharedTier = NoSharedTier;
     type Runtime = SimRuntime;
     type Colo = edgecache::engine::NoColo;
     type Lock = RefCell<EngineState>;

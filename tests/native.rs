@@ -1238,3 +1238,32 @@ async fn waiters_on_a_failed_lease_take_turns() {
     assert_eq!(origin.count(&path), 3, "each instance asked once");
     assert_eq!(origin.max_in_flight(), 1, "one at a time");
 }
+
+/// The native host says which part of its setup failed: the origin, the shared tier or the
+/// engine's configuration (`server::StartError`), never quoting a password.
+#[test]
+fn a_failed_start_names_its_part() {
+    use edgecache::native::server::{build_engine, StartError};
+    let bad_origin = build_engine(config(), "not a url", None).err();
+    assert!(
+        matches!(bad_origin, Some(StartError::Origin(_))),
+        "{bad_origin:?}"
+    );
+    let bad_redis = build_engine(
+        config(),
+        "http://127.0.0.1:1",
+        Some("redis://u:s3cret@[::1"),
+    )
+    .err();
+    match bad_redis {
+        Some(e @ StartError::SharedTier(_)) => assert!(!e.to_string().contains("s3cret"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    let mut c = config();
+    c.l1.max_entries = 0;
+    let bad_config = build_engine(c, "http://127.0.0.1:1", None).err();
+    match bad_config {
+        Some(e @ StartError::Config(_)) => assert!(e.to_string().contains("l1.max_entries"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}

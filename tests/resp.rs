@@ -1,13 +1,13 @@
 #![cfg(all(feature = "resp", feature = "server", not(target_arch = "wasm32")))]
 //! The RESP shared-tier client (`edgecache::resp`, what the Worker speaks to Redis over its
 //! `connect()` sockets) against a real `redis-server`, here over tokio TCP streams: every
-//! [`SharedStore`] command, pipelining, AUTH/SELECT, error replies and a dead server.
+//! [`SharedTier`] command, pipelining, AUTH/SELECT, error replies and a dead server.
 
 mod support;
 use support::*;
 
-use edgecache::engine::{SharedStore, StoreError};
-use edgecache::shared_tier::resp::{Connect, RedisUrl, RespStore};
+use edgecache::engine::{SharedTier, TierError};
+use edgecache::shared_tier::resp::{Connect, RedisUrl, RespTier};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
@@ -17,15 +17,15 @@ struct Tcp;
 
 impl Connect for Tcp {
     type Conn = TcpStream;
-    async fn connect(&self, url: &RedisUrl) -> Result<TcpStream, StoreError> {
+    async fn connect(&self, url: &RedisUrl) -> Result<TcpStream, TierError> {
         TcpStream::connect((url.host.as_str(), url.port))
             .await
-            .map_err(|e| StoreError(format!("connect: {e}")))
+            .map_err(|e| TierError(format!("connect: {e}")))
     }
 }
 
-fn store(url: &str) -> RespStore<Tcp> {
-    RespStore::new(RedisUrl::parse(url).expect("url"), Tcp)
+fn store(url: &str) -> RespTier<Tcp> {
+    RespTier::new(RedisUrl::parse(url).expect("url"), Tcp)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -408,7 +408,7 @@ async fn write_behind_runs_over_the_resp_client() {
     impl Host for RespHost {
         type Body = ProxyBody;
         type Origin = HyperOrigin;
-        type Store = RespStore<Tcp>;
+        type SharedTier = RespTier<Tcp>;
         type Runtime = TokioRuntime;
         type Colo = edgecache::engine::NoColo;
         type Lock = std::cell::RefCell<EngineState>;
@@ -467,13 +467,13 @@ async fn write_behind_runs_over_the_resp_client() {
     assert_eq!(engine.snapshot().engine.write_behind_flushed, 1);
 }
 
-/// Leases are released by compare-and-delete (`SharedStore::delete_if_equals`, one Lua
+/// Leases are released by compare-and-delete (`SharedTier::delete_if_equals`, one Lua
 /// script for both clients): only the token that took the lease deletes it, so an
 /// instance whose lease outlived its time cannot release the one another instance took
 /// since. Both Redis clients, the Worker's and the native one, against a real redis-server.
 #[tokio::test(flavor = "current_thread")]
 async fn leases_are_released_only_by_their_holder_with_both_clients() {
-    async fn check(s: &impl SharedStore, key: &str, own: &mut redis::aio::MultiplexedConnection) {
+    async fn check(s: &impl SharedTier, key: &str, own: &mut redis::aio::MultiplexedConnection) {
         assert!(s.set_if_absent(key, b"holder-b", 60_000).await.unwrap());
         // A's lease expired and B took it: A's release leaves B's lease alone.
         assert!(!s.delete_if_equals(key, b"holder-a").await.unwrap());
@@ -492,7 +492,7 @@ async fn leases_are_released_only_by_their_holder_with_both_clients() {
     let mut own = redis.conn().await;
     check(&store(&redis.url()), "lease:resp", &mut own).await;
     let native =
-        edgecache::shared_tier::redis_rs::RedisStore::new(&redis.url(), Duration::from_secs(1))
+        edgecache::shared_tier::redis_rs::RedisRsTier::new(&redis.url(), Duration::from_secs(1))
             .unwrap();
     check(&native, "lease:native", &mut own).await;
     // The RESP connection is still in step after the script replies.

@@ -496,13 +496,15 @@ async fn retry_times_shorter_than_a_send_are_refused_at_start() {
     c.write_behind.retry_after_ms = c.limits.origin_timeout_ms;
     let error = server::build_engine(c, &origin.url(), Some("redis://127.0.0.1:1"))
         .err()
-        .expect("refused");
+        .expect("refused")
+        .to_string();
     assert!(error.contains("`write_behind.retry_after_ms`"), "{error}");
     let mut c = config();
     c.write_behind.routes = vec!["orders/".into()];
     let error = server::build_engine(c, &origin.url(), Some("redis://127.0.0.1:1"))
         .err()
-        .expect("refused");
+        .expect("refused")
+        .to_string();
     assert!(error.contains("`write_behind.routes[0]`"), "{error}");
 }
 
@@ -624,7 +626,7 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
     use edgecache::engine::{Engine, EngineState, Host, LogLevel, Runtime};
     use edgecache::native::origin::HyperOrigin;
     use edgecache::native::runtime::TokioRuntime;
-    use edgecache::shared_tier::redis_rs::RedisStore;
+    use edgecache::shared_tier::redis_rs::RedisRsTier;
     use std::sync::Mutex;
 
     /// The native runtime, keeping what the engine logs.
@@ -648,7 +650,7 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
     impl Host for RecordingHost {
         type Body = edgecache::native::body::ProxyBody;
         type Origin = HyperOrigin;
-        type Store = RedisStore;
+        type SharedTier = RedisRsTier;
         type Runtime = Recording;
         type Colo = edgecache::engine::NoColo;
         type Lock = Mutex<EngineState>;
@@ -660,7 +662,7 @@ async fn a_dead_letter_is_logged_once_without_secrets() {
     let engine: Engine<RecordingHost> = Engine::new(
         config(),
         HyperOrigin::new(&origin.url()).unwrap(),
-        Some(RedisStore::new(&redis.url(), Duration::from_secs(1)).unwrap()),
+        Some(RedisRsTier::new(&redis.url(), Duration::from_secs(1)).unwrap()),
         logs.clone(),
     )
     .unwrap();

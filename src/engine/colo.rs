@@ -184,7 +184,7 @@ impl<H: Host> Engine<H> {
     pub(crate) fn colo(&self) -> Option<&H::Colo> {
         self.colo
             .as_ref()
-            .filter(|_| self.config.colo.enabled && self.store.is_some())
+            .filter(|_| self.config.colo.enabled && self.shared.is_some())
     }
 
     fn colo_key(&self, position: Position, cache_key: &str) -> String {

@@ -1,5 +1,5 @@
 //! The small traits a host implements so the one engine can run on it: an origin fetcher, an
-//! optional shared store (the Redis tier), an optional colo cache (the Workers Cache API), a
+//! optional shared tier (Redis), an optional colo cache (the Workers Cache API), a
 //! runtime (clock and timers) and a lock.
 //!
 //! The traits use `async fn` without `Send` bounds on purpose: JavaScript futures are
@@ -130,41 +130,40 @@ pub struct PendingEntry {
 
 /// A failure of the shared tier.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoreError(pub String);
+pub struct TierError(pub String);
 
-impl fmt::Display for StoreError {
+impl fmt::Display for TierError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "shared store error: {}", self.0)
+        write!(f, "shared tier error: {}", self.0)
     }
 }
 
 /// A Redis-compatible shared tier, as a handful of commands. The engine decides every key
 /// name and value ([`super::l2`]); implementations only run the commands.
-pub trait SharedStore {
+pub trait SharedTier {
     /// `GET key`.
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError>;
     /// `MGET keys…` (one round trip).
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError>;
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, TierError>;
     /// `SET key value PX ttl_ms`.
-    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError>;
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError>;
     /// `SET key value NX PX ttl_ms`; whether it was set (the lease was won).
-    async fn set_if_absent(&self, key: &str, value: &[u8], ttl_ms: u64)
-        -> Result<bool, StoreError>;
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<bool, TierError>;
     /// `DEL keys…`.
-    async fn delete(&self, keys: &[String]) -> Result<(), StoreError>;
+    async fn delete(&self, keys: &[String]) -> Result<(), TierError>;
     /// `INCR key`, returning the new value.
-    async fn increment(&self, key: &str) -> Result<i64, StoreError>;
+    async fn increment(&self, key: &str) -> Result<i64, TierError>;
     /// `SADD set member` and `PEXPIRE set ttl_ms GT` (extend only), pipelined.
-    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError>;
+    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), TierError>;
     /// `SMEMBERS set` and `DEL set` atomically (`MULTI`/`EXEC`): the members, once.
-    async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError>;
+    async fn take_set(&self, set: &str) -> Result<Vec<String>, TierError>;
     /// Deletes `key` only while it holds `value`, atomically ([`DELETE_IF_EQUALS_SCRIPT`]
     /// with `EVAL`); whether it did. Releases a lease only by the instance holding it, not
     /// one another instance took after this one's expired.
-    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError>;
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, TierError>;
     /// `INFO`: the server's `field:value` lines, for checks at start
     /// ([`super::Engine::check_shared_tier`]).
-    async fn info(&self) -> Result<String, StoreError>;
+    async fn info(&self) -> Result<String, TierError>;
     /// `XADD stream [MAXLEN n] * field value…`: appends an entry, returning its ID; with
     /// `max_len`, the oldest entries beyond that many are trimmed (exactly: for small,
     /// rarely written streams such as the dead letters).
@@ -173,12 +172,12 @@ pub trait SharedStore {
         stream: &str,
         max_len: Option<u64>,
         fields: &[(&str, &[u8])],
-    ) -> Result<String, StoreError>;
+    ) -> Result<String, TierError>;
     /// `XGROUP CREATE stream group 0 MKSTREAM`; a group that exists already (`BUSYGROUP`)
     /// is success.
-    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError>;
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), TierError>;
     /// `XLEN stream`: its entries, delivered or not (0 when it does not exist).
-    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError>;
+    async fn stream_len(&self, stream: &str) -> Result<u64, TierError>;
     /// `XREADGROUP GROUP group consumer COUNT count STREAMS stream >`: entries never
     /// delivered to the group, oldest first, now pending for `consumer`.
     async fn stream_read_new(
@@ -187,14 +186,14 @@ pub trait SharedStore {
         group: &str,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<StreamEntry>, StoreError>;
+    ) -> Result<Vec<StreamEntry>, TierError>;
     /// `XPENDING stream group - + count`: the oldest entries delivered and not acknowledged.
     async fn stream_pending(
         &self,
         stream: &str,
         group: &str,
         count: usize,
-    ) -> Result<Vec<PendingEntry>, StoreError>;
+    ) -> Result<Vec<PendingEntry>, TierError>;
     /// `XCLAIM stream group consumer min_idle_ms ids…`: takes over the entries among `ids`
     /// idle at least `min_idle_ms` (counting one more delivery each) and returns those that
     /// still exist.
@@ -205,14 +204,14 @@ pub trait SharedStore {
         consumer: &str,
         min_idle_ms: u64,
         ids: &[String],
-    ) -> Result<Vec<StreamEntry>, StoreError>;
+    ) -> Result<Vec<StreamEntry>, TierError>;
     /// `XACK stream group ids…` and `XDEL stream ids…` atomically (`MULTI`/`EXEC`).
     async fn stream_ack_delete(
         &self,
         stream: &str,
         group: &str,
         ids: &[String],
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), TierError>;
 }
 
 /// A cache shared by the instances of one data centre only (on Workers, `caches.default`):
@@ -220,9 +219,9 @@ pub trait SharedStore {
 /// ([`super::colo`]); it never trusts what it reads without checking it.
 pub trait ColoCache {
     /// The value stored under `key`, if any (and not expired).
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError>;
     /// Stores `value` under `key` for at most `ttl_ms`.
-    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError>;
+    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError>;
 }
 
 /// How much an engine event matters to an operator.
@@ -271,7 +270,7 @@ impl<T> Lock<T> for core::cell::RefCell<T> {
 }
 
 /// A lock shared by several engines of one single-threaded host (see
-/// [`super::Engine::with_store`]).
+/// [`super::Engine::with_shared_tier`]).
 impl<T> Lock<T> for alloc::rc::Rc<core::cell::RefCell<T>> {
     fn new(value: T) -> Self {
         alloc::rc::Rc::new(core::cell::RefCell::new(value))
@@ -296,7 +295,7 @@ impl<T> Lock<T> for std::sync::Mutex<T> {
     }
 }
 
-/// The Lua script behind [`SharedStore::delete_if_equals`] (`EVAL script 1 key value`):
+/// The Lua script behind [`SharedTier::delete_if_equals`] (`EVAL script 1 key value`):
 /// 1 when `key` held `value` and was deleted, else 0. One script for every client, so the
 /// hosts cannot differ on it.
 pub const DELETE_IF_EQUALS_SCRIPT: &str =
@@ -304,37 +303,37 @@ pub const DELETE_IF_EQUALS_SCRIPT: &str =
 
 /// A shared tier that is not there: the engine runs L1 + origin only.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NoSharedStore;
+pub struct NoSharedTier;
 
-impl SharedStore for NoSharedStore {
-    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl SharedTier for NoSharedTier {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, TierError> {
         Ok(None)
     }
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, TierError> {
         Ok(keys.iter().map(|_| None).collect())
     }
-    async fn set(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), StoreError> {
+    async fn set(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), TierError> {
         Ok(())
     }
-    async fn set_if_absent(&self, _k: &str, _v: &[u8], _ttl_ms: u64) -> Result<bool, StoreError> {
+    async fn set_if_absent(&self, _k: &str, _v: &[u8], _ttl_ms: u64) -> Result<bool, TierError> {
         Ok(true)
     }
-    async fn delete(&self, _keys: &[String]) -> Result<(), StoreError> {
+    async fn delete(&self, _keys: &[String]) -> Result<(), TierError> {
         Ok(())
     }
-    async fn increment(&self, _key: &str) -> Result<i64, StoreError> {
+    async fn increment(&self, _key: &str) -> Result<i64, TierError> {
         Ok(0)
     }
-    async fn add_to_set(&self, _set: &str, _member: &str, _ttl_ms: u64) -> Result<(), StoreError> {
+    async fn add_to_set(&self, _set: &str, _member: &str, _ttl_ms: u64) -> Result<(), TierError> {
         Ok(())
     }
-    async fn take_set(&self, _set: &str) -> Result<Vec<String>, StoreError> {
+    async fn take_set(&self, _set: &str) -> Result<Vec<String>, TierError> {
         Ok(Vec::new())
     }
-    async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> Result<bool, StoreError> {
+    async fn delete_if_equals(&self, _key: &str, _value: &[u8]) -> Result<bool, TierError> {
         Ok(false)
     }
-    async fn info(&self) -> Result<String, StoreError> {
+    async fn info(&self) -> Result<String, TierError> {
         Ok(String::new())
     }
     async fn stream_add(
@@ -342,14 +341,14 @@ impl SharedStore for NoSharedStore {
         _s: &str,
         _max_len: Option<u64>,
         _f: &[(&str, &[u8])],
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, TierError> {
         // Nothing is kept: an append must not be acknowledged.
-        Err(StoreError(String::from("no shared tier")))
+        Err(TierError(String::from("no shared tier")))
     }
-    async fn stream_create_group(&self, _stream: &str, _group: &str) -> Result<(), StoreError> {
+    async fn stream_create_group(&self, _stream: &str, _group: &str) -> Result<(), TierError> {
         Ok(())
     }
-    async fn stream_len(&self, _stream: &str) -> Result<u64, StoreError> {
+    async fn stream_len(&self, _stream: &str) -> Result<u64, TierError> {
         Ok(0)
     }
     async fn stream_read_new(
@@ -358,7 +357,7 @@ impl SharedStore for NoSharedStore {
         _group: &str,
         _consumer: &str,
         _count: usize,
-    ) -> Result<Vec<StreamEntry>, StoreError> {
+    ) -> Result<Vec<StreamEntry>, TierError> {
         Ok(Vec::new())
     }
     async fn stream_pending(
@@ -366,7 +365,7 @@ impl SharedStore for NoSharedStore {
         _stream: &str,
         _group: &str,
         _count: usize,
-    ) -> Result<Vec<PendingEntry>, StoreError> {
+    ) -> Result<Vec<PendingEntry>, TierError> {
         Ok(Vec::new())
     }
     async fn stream_claim(
@@ -376,7 +375,7 @@ impl SharedStore for NoSharedStore {
         _consumer: &str,
         _min_idle_ms: u64,
         _ids: &[String],
-    ) -> Result<Vec<StreamEntry>, StoreError> {
+    ) -> Result<Vec<StreamEntry>, TierError> {
         Ok(Vec::new())
     }
     async fn stream_ack_delete(
@@ -384,7 +383,7 @@ impl SharedStore for NoSharedStore {
         _stream: &str,
         _group: &str,
         _ids: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), TierError> {
         Ok(())
     }
 }
@@ -394,10 +393,10 @@ impl SharedStore for NoSharedStore {
 pub struct NoColo;
 
 impl ColoCache for NoColo {
-    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, TierError> {
         Ok(None)
     }
-    async fn put(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), StoreError> {
+    async fn put(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), TierError> {
         Ok(())
     }
 }

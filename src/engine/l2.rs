@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 
 use core::future::Future;
 
-use super::host::{Lock, LogLevel, Runtime, SharedStore, StoreError};
+use super::host::{Lock, LogLevel, Runtime, SharedTier, TierError};
 use super::{Engine, Host};
 
 /// Skips the shared tier after repeated failures, and lets one probe through after a
@@ -95,17 +95,17 @@ impl<H: Host> Engine<H> {
     }
 
     /// The shared tier, unless it is absent or its circuit is open.
-    pub(crate) fn l2_store(&self) -> Option<&H::Store> {
-        let store = self.store.as_ref()?;
+    pub(crate) fn l2_tier(&self) -> Option<&H::SharedTier> {
+        let tier = self.shared.as_ref()?;
         let now = self.runtime.now();
-        (!self.state.with(|s| s.breaker.is_open(now))).then_some(store)
+        (!self.state.with(|s| s.breaker.is_open(now))).then_some(tier)
     }
 
     /// Awaits one shared-tier command within `l2.timeout_ms`, recording the outcome in the
     /// breaker. `None` when it failed (the failure is counted).
     pub(crate) async fn l2_guarded<T>(
         &self,
-        command: impl core::future::Future<Output = Result<T, StoreError>>,
+        command: impl core::future::Future<Output = Result<T, TierError>>,
     ) -> Option<T> {
         self.l2_guarded_within(self.config.l2.timeout_ms, command)
             .await
@@ -115,7 +115,7 @@ impl<H: Host> Engine<H> {
     pub(crate) async fn l2_guarded_within<T>(
         &self,
         timeout_ms: u64,
-        command: impl core::future::Future<Output = Result<T, StoreError>>,
+        command: impl core::future::Future<Output = Result<T, TierError>>,
     ) -> Option<T> {
         let result = with_timeout(&self.runtime, timeout_ms, command).await;
         let l2 = &self.config.l2;
@@ -162,8 +162,8 @@ impl<H: Host> Engine<H> {
     pub(crate) async fn l2_read(&self, cache_key: &str) -> Option<Arc<CachedResponse>> {
         let epoch = self.l2_epoch().await?;
         let key = self.l2_object_key(epoch, cache_key);
-        let store = self.l2_store()?;
-        let bytes = self.l2_guarded(store.get(&key)).await??;
+        let tier = self.l2_tier()?;
+        let bytes = self.l2_guarded(tier.get(&key)).await??;
         let limits = DecodeLimits {
             max_body_bytes: self.config.l2.max_object_bytes,
             ..DecodeLimits::default()
@@ -173,7 +173,7 @@ impl<H: Host> Engine<H> {
             Err(_) => {
                 self.count(|s| s.l2_corrupt += 1);
                 let keys = [key];
-                self.l2_guarded(store.delete(&keys)).await;
+                self.l2_guarded(tier.delete(&keys)).await;
                 None
             }
         }
@@ -194,7 +194,7 @@ impl<H: Host> Engine<H> {
 
     /// Writes `stored` under `cache_key`, tagged with its tags and `url_tag` if any.
     async fn l2_write(&self, cache_key: &str, stored: &CachedResponse, url_tag: Option<&str>) {
-        if self.store.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
+        if self.shared.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
             return;
         }
         let Some((ttl_ms, bytes)) = self.encode_for_tier(stored) else {
@@ -204,11 +204,11 @@ impl<H: Host> Engine<H> {
             return;
         };
         let key = self.l2_object_key(epoch, cache_key);
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return;
         };
         if self
-            .l2_guarded(store.set(&key, &bytes, ttl_ms))
+            .l2_guarded(tier.set(&key, &bytes, ttl_ms))
             .await
             .is_none()
         {
@@ -216,7 +216,7 @@ impl<H: Host> Engine<H> {
         }
         for tag in stored.tags.iter().map(String::as_str).chain(url_tag) {
             let set = self.l2_tag_key(epoch, tag);
-            self.l2_guarded(store.add_to_set(&set, &key, ttl_ms)).await;
+            self.l2_guarded(tier.add_to_set(&set, &key, ttl_ms)).await;
         }
     }
 
@@ -239,7 +239,7 @@ impl<H: Host> Engine<H> {
 
     /// Deletes the objects of `cache_keys` from the shared tier.
     pub(crate) async fn l2_delete(&self, cache_keys: &[String]) {
-        if self.store.is_none() || cache_keys.is_empty() {
+        if self.shared.is_none() || cache_keys.is_empty() {
             return;
         }
         let Some(epoch) = self.l2_epoch().await else {
@@ -249,8 +249,8 @@ impl<H: Host> Engine<H> {
             .iter()
             .map(|k| self.l2_object_key(epoch, k))
             .collect();
-        if let Some(store) = self.l2_store() {
-            self.l2_guarded(store.delete(&keys)).await;
+        if let Some(tier) = self.l2_tier() {
+            self.l2_guarded(tier.delete(&keys)).await;
         }
     }
 }

@@ -38,8 +38,8 @@ use crate::store::{L1Store, StoreConfig};
 
 pub use config::{ConfigError, EngineConfig};
 pub use host::{
-    BodyError, ColoCache, Lock, LogLevel, NoColo, NoSharedStore, Origin, OriginBody, OriginError,
-    OriginRequest, OriginResponse, PendingEntry, Runtime, SharedStore, StoreError, StreamEntry,
+    BodyError, ColoCache, Lock, LogLevel, NoColo, NoSharedTier, Origin, OriginBody, OriginError,
+    OriginRequest, OriginResponse, PendingEntry, Runtime, SharedTier, StreamEntry, TierError,
     DELETE_IF_EQUALS_SCRIPT,
 };
 pub use request::{RequestError, RequestView, Target};
@@ -52,8 +52,8 @@ pub trait Host {
     type Body;
     /// Fetches from the origin.
     type Origin: Origin<Body = Self::Body>;
-    /// The shared tier ([`NoSharedStore`] when there is none).
-    type Store: SharedStore;
+    /// The shared tier ([`NoSharedTier`] when there is none).
+    type SharedTier: SharedTier;
     /// The colo tier ([`NoColo`] on every host but the Worker).
     type Colo: ColoCache;
     /// Clock and timers.
@@ -261,12 +261,13 @@ pub struct Engine<H: Host> {
     config: Arc<EngineConfig>,
     statuses: Arc<status::Statuses>,
     origin: H::Origin,
-    store: Option<H::Store>,
+    /// The shared tier (Redis), if the host has one.
+    shared: Option<H::SharedTier>,
     colo: Option<H::Colo>,
     runtime: H::Runtime,
     state: H::Lock,
     /// What this instance writes into the leases it takes in the shared tier (random per
-    /// instance), so that it releases only its own ([`SharedStore::delete_if_equals`]).
+    /// instance), so that it releases only its own ([`SharedTier::delete_if_equals`]).
     lease_token: Arc<str>,
     /// The proxies whose forwarding fields are kept, parsed once.
     trust: Arc<crate::policy::forwarding::Trust>,
@@ -277,7 +278,7 @@ impl<H: Host> Engine<H> {
     pub fn new(
         config: EngineConfig,
         origin: H::Origin,
-        store: Option<H::Store>,
+        shared: Option<H::SharedTier>,
         runtime: H::Runtime,
     ) -> Result<Self, ConfigError> {
         config.validate()?;
@@ -294,7 +295,7 @@ impl<H: Host> Engine<H> {
             config: Arc::new(config),
             statuses,
             origin,
-            store,
+            shared,
             colo: None,
             runtime,
             state,
@@ -307,7 +308,7 @@ impl<H: Host> Engine<H> {
     /// position). For hosts whose I/O objects are bound to one request (a Worker's sockets):
     /// they keep one engine per isolate and make one of these per request, adding the
     /// request's colo cache with [`Self::with_colo`]. Cheap: nothing is copied but handles.
-    pub fn with_store(&self, store: Option<H::Store>) -> Self
+    pub fn with_shared_tier(&self, shared: Option<H::SharedTier>) -> Self
     where
         H::Origin: Clone,
         H::Runtime: Clone,
@@ -317,7 +318,7 @@ impl<H: Host> Engine<H> {
             config: self.config.clone(),
             statuses: self.statuses.clone(),
             origin: self.origin.clone(),
-            store,
+            shared,
             colo: None,
             runtime: self.runtime.clone(),
             state: self.state.clone(),
@@ -346,7 +347,7 @@ impl<H: Host> Engine<H> {
     /// Counters and store figures now.
     pub fn snapshot(&self) -> Snapshot {
         let now = self.runtime.now();
-        let store_configured = self.store.is_some();
+        let store_configured = self.shared.is_some();
         self.state.with(|s| {
             Snapshot::new(
                 s.stats,

@@ -19,7 +19,7 @@ use core::task::{Context, Poll, Waker};
 use crate::headers::Headers;
 use crate::time::{Clock, ManualClock, Timestamp};
 
-use super::host::{BodyError, NoColo, NoSharedStore, Origin, OriginBody, OriginError};
+use super::host::{BodyError, NoColo, NoSharedTier, Origin, OriginBody, OriginError};
 use super::host::{OriginRequest, OriginResponse, Runtime};
 use super::{ConfigError, Engine, EngineConfig, EngineState, Host};
 
@@ -439,7 +439,7 @@ pub struct SimHost;
 impl Host for SimHost {
     type Body = ();
     type Origin = SimOrigin;
-    type Store = NoSharedStore;
+    type SharedTier = NoSharedTier;
     type Colo = NoColo;
     type Runtime = SimRuntime;
     type Lock = RefCell<EngineState>;

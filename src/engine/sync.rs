@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 
 use crate::time::Timestamp;
 
-use super::host::{Lock, Runtime, SharedStore};
+use super::host::{Lock, Runtime, SharedTier};
 use super::{Engine, Host};
 
 /// How long purge-log entries live, ms: an instance further behind than that clears its L1.
@@ -88,9 +88,9 @@ impl<H: Host> Engine<H> {
         if let Some(epoch) = self.state.with(|s| s.sync.epoch) {
             return Some(epoch);
         }
-        let store = self.l2_store()?;
+        let tier = self.l2_tier()?;
         let key = self.sync_key("epoch");
-        let raw = self.l2_guarded(store.get(&key)).await?;
+        let raw = self.l2_guarded(tier.get(&key)).await?;
         let epoch = raw
             .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
             .unwrap_or(0);
@@ -102,7 +102,7 @@ impl<H: Host> Engine<H> {
 
     /// Whether a purge-log check is due at `now`.
     pub(crate) fn purge_sync_due(&self, now: Timestamp) -> bool {
-        self.store.is_some()
+        self.shared.is_some()
             && self.state.with(|s| {
                 s.sync
                     .last_sync
@@ -114,11 +114,11 @@ impl<H: Host> Engine<H> {
     pub async fn sync_purges(&self) {
         let now = self.runtime.now();
         self.state.with(|s| s.sync.last_sync = Some(now));
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return;
         };
         let keys = [self.sync_key("purge:seq"), self.sync_key("marker")];
-        let Some(values) = self.l2_guarded(store.get_many(&keys)).await else {
+        let Some(values) = self.l2_guarded(tier.get_many(&keys)).await else {
             return;
         };
         let number = |v: Option<&Option<Vec<u8>>>| -> Option<u64> {
@@ -136,7 +136,7 @@ impl<H: Host> Engine<H> {
                 let value = format!("{mine}");
                 let key = &keys[1];
                 if self
-                    .l2_guarded(store.set_if_absent(key, value.as_bytes(), MARKER_TTL_MS))
+                    .l2_guarded(tier.set_if_absent(key, value.as_bytes(), MARKER_TTL_MS))
                     .await
                     == Some(true)
                 {
@@ -231,11 +231,11 @@ impl<H: Host> Engine<H> {
         after: i64,
         through: i64,
     ) -> Option<Vec<(i64, Option<PurgeRecord>)>> {
-        let store = self.l2_store()?;
+        let tier = self.l2_tier()?;
         let keys: Vec<String> = (after + 1..=through)
             .map(|n| self.sync_key(&format!("purge:{n}")))
             .collect();
-        let values = self.l2_guarded(store.get_many(&keys)).await?;
+        let values = self.l2_guarded(tier.get_many(&keys)).await?;
         Some(
             (after + 1..=through)
                 .zip(values)
@@ -282,7 +282,7 @@ impl<H: Host> Engine<H> {
     }
 
     async fn try_publish_purge(&self, scope: Scope, soft: bool) -> bool {
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return false;
         };
         let Some(mut epoch) = self.l2_epoch().await else {
@@ -293,18 +293,18 @@ impl<H: Host> Engine<H> {
                 self.l2_delete(core::slice::from_ref(&key)).await;
                 // Its Vary variants, listed under the URL's set when they were written.
                 let set = self.l2_tag_key(epoch, &super::read::url_tag(&key));
-                if let Some(members) = self.l2_guarded(store.take_set(&set)).await {
+                if let Some(members) = self.l2_guarded(tier.take_set(&set)).await {
                     if !members.is_empty() {
-                        self.l2_guarded(store.delete(&members)).await;
+                        self.l2_guarded(tier.delete(&members)).await;
                     }
                 }
                 (Some(key), None)
             }
             Scope::Tag(tag) => {
                 let set = self.l2_tag_key(epoch, &tag);
-                if let Some(members) = self.l2_guarded(store.take_set(&set)).await {
+                if let Some(members) = self.l2_guarded(tier.take_set(&set)).await {
                     if !members.is_empty() {
-                        self.l2_guarded(store.delete(&members)).await;
+                        self.l2_guarded(tier.delete(&members)).await;
                     }
                 }
                 (None, Some(tag))
@@ -315,7 +315,7 @@ impl<H: Host> Engine<H> {
                 // the clock and what anyone used.
                 let key = self.sync_key("epoch");
                 let stored = self
-                    .l2_guarded(store.get(&key))
+                    .l2_guarded(tier.get(&key))
                     .await
                     .flatten()
                     .and_then(|b| core::str::from_utf8(&b).ok()?.parse::<i64>().ok())
@@ -326,7 +326,7 @@ impl<H: Host> Engine<H> {
                     .max(epoch.saturating_add(1));
                 let value = format!("{next}");
                 if self
-                    .l2_guarded(store.set(&key, value.as_bytes(), MARKER_TTL_MS))
+                    .l2_guarded(tier.set(&key, value.as_bytes(), MARKER_TTL_MS))
                     .await
                     .is_some()
                 {
@@ -343,13 +343,13 @@ impl<H: Host> Engine<H> {
             epoch,
         };
         let seq_key = self.sync_key("purge:seq");
-        let Some(seq) = self.l2_guarded(store.increment(&seq_key)).await else {
+        let Some(seq) = self.l2_guarded(tier.increment(&seq_key)).await else {
             return false;
         };
         let body = serde_json::to_vec(&record).unwrap_or_default();
         let entry_key = self.sync_key(&format!("purge:{seq}"));
         let logged = self
-            .l2_guarded(store.set(&entry_key, &body, PURGE_LOG_TTL_MS))
+            .l2_guarded(tier.set(&entry_key, &body, PURGE_LOG_TTL_MS))
             .await
             .is_some();
         self.remember_purge(seq, record);
@@ -365,13 +365,13 @@ impl<H: Host> Engine<H> {
     /// Tries to take the fetch lease for `cache_key`. `true` when this instance should
     /// fetch (lease won, or the shared tier is absent or failing).
     pub(crate) async fn acquire_lease(&self, cache_key: &str) -> bool {
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return true;
         };
         let key = self.sync_key(&format!("lease:{cache_key}"));
         let token = self.lease_token.as_bytes();
         match self
-            .l2_guarded(store.set_if_absent(&key, token, self.config.l2.lease_ms))
+            .l2_guarded(tier.set_if_absent(&key, token, self.config.l2.lease_ms))
             .await
         {
             Some(true) | None => true,
@@ -379,7 +379,7 @@ impl<H: Host> Engine<H> {
             // client left mid-fetch drops it without a release), since this instance lets
             // one request at a time lead a key. Take it over instead of waiting on it.
             Some(false) => matches!(
-                self.l2_guarded(store.get(&key)).await,
+                self.l2_guarded(tier.get(&key)).await,
                 Some(Some(held)) if held == token
             ),
         }
@@ -388,11 +388,11 @@ impl<H: Host> Engine<H> {
     /// Whether some instance still holds the fetch lease for `cache_key`; `false` when the
     /// shared tier cannot say (absent or failing: nobody should wait on it then).
     pub(crate) async fn lease_held(&self, cache_key: &str) -> bool {
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return false;
         };
         let key = self.sync_key(&format!("lease:{cache_key}"));
-        matches!(self.l2_guarded(store.get(&key)).await, Some(Some(_)))
+        matches!(self.l2_guarded(tier.get(&key)).await, Some(Some(_)))
     }
 
     /// Releases the fetch lease for `cache_key` once the object is in the shared tier, if
@@ -403,7 +403,7 @@ impl<H: Host> Engine<H> {
     }
 
     /// Deletes the lease `key` if it holds this instance's token (see
-    /// [`SharedStore::delete_if_equals`]); left to expire if that cannot be done. Best
+    /// [`SharedTier::delete_if_equals`]); left to expire if that cannot be done. Best
     /// effort, outside the circuit breaker: a server without Lua scripting (`EVAL`) only
     /// makes leases last their whole time, it must not switch the shared tier off.
     pub(crate) async fn release_own_lease(&self, key: &str) {
@@ -412,8 +412,8 @@ impl<H: Host> Engine<H> {
 
     /// Deletes the lease `key` if it still holds `token` (see [`Self::release_own_lease`]).
     pub(crate) async fn release_lease_holding(&self, key: &str, token: &str) {
-        if let Some(store) = self.l2_store() {
-            let release = store.delete_if_equals(key, token.as_bytes());
+        if let Some(tier) = self.l2_tier() {
+            let release = tier.delete_if_equals(key, token.as_bytes());
             let _ =
                 super::l2::with_timeout(&self.runtime, self.config.l2.timeout_ms, release).await;
         }

@@ -46,7 +46,7 @@ use alloc::vec::Vec;
 
 use crate::headers::Headers;
 
-use super::host::{BodyError, LogLevel, Origin, Runtime, SharedStore, StreamEntry};
+use super::host::{BodyError, LogLevel, Origin, Runtime, SharedTier, StreamEntry};
 use super::{respond, Engine, Handled, Host, Job, RequestView};
 
 /// The consumer group every instance flushes through.
@@ -325,8 +325,8 @@ impl<H: Host> Engine<H> {
         };
         let fields = record.to_fields();
         let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        let appended = match self.l2_store() {
-            Some(store) => self.append_bounded(store, &borrowed).await,
+        let appended = match self.l2_tier() {
+            Some(tier) => self.append_bounded(tier, &borrowed).await,
             None => None,
         };
         drop(borrowed);
@@ -350,16 +350,20 @@ impl<H: Host> Engine<H> {
 
     /// Appends `fields` to the queue unless it holds `write_behind.max_queue_entries`
     /// already (counted); the entry's ID, or `None` when it was not appended.
-    async fn append_bounded(&self, store: &H::Store, fields: &[(&str, &[u8])]) -> Option<String> {
+    async fn append_bounded(
+        &self,
+        tier: &H::SharedTier,
+        fields: &[(&str, &[u8])],
+    ) -> Option<String> {
         let wb = &self.config.write_behind;
         let queue = self.queue_key();
-        let queued = self.l2_guarded(store.stream_len(&queue)).await?;
+        let queued = self.l2_guarded(tier.stream_len(&queue)).await?;
         if queued >= wb.max_queue_entries {
             self.count(|s| s.write_behind_queue_full += 1);
             return None;
         }
         // Never trimmed: every entry was answered 202 (the bound is checked above instead).
-        self.l2_guarded_within(wb.timeout_ms, store.stream_add(&queue, None, fields))
+        self.l2_guarded_within(wb.timeout_ms, tier.stream_add(&queue, None, fields))
             .await
     }
 
@@ -368,7 +372,7 @@ impl<H: Host> Engine<H> {
     /// reason to refuse to start; the `Ok` lines are warnings to log (an unreachable Redis
     /// is one: requests then fall back to write-through).
     pub async fn check_shared_tier(&self) -> Result<Vec<String>, String> {
-        let Some(store) = self.store.as_ref() else {
+        let Some(tier) = self.shared.as_ref() else {
             return Ok(Vec::new());
         };
         if self.config.write_behind.routes.is_empty() {
@@ -377,7 +381,7 @@ impl<H: Host> Engine<H> {
         let info = super::l2::with_timeout(
             &self.runtime,
             self.config.write_behind.timeout_ms,
-            store.info(),
+            tier.info(),
         )
         .await;
         match info {
@@ -401,7 +405,7 @@ impl<H: Host> Engine<H> {
         if wb.routes.is_empty() {
             return;
         }
-        let Some(store) = self.l2_store() else {
+        let Some(tier) = self.l2_tier() else {
             return;
         };
         // A round starts entries for `retry_after_ms`; the lease also covers the last one's
@@ -419,7 +423,7 @@ impl<H: Host> Engine<H> {
         // must not release the next round's.
         let token = format!("{}-{:016x}", self.lease_token, self.runtime.random_u64());
         if self
-            .l2_guarded(store.set_if_absent(&lease, token.as_bytes(), lease_ms))
+            .l2_guarded(tier.set_if_absent(&lease, token.as_bytes(), lease_ms))
             .await
             != Some(true)
         {
@@ -427,13 +431,13 @@ impl<H: Host> Engine<H> {
         }
         let queue = self.queue_key();
         if self
-            .l2_guarded(store.stream_create_group(&queue, GROUP))
+            .l2_guarded(tier.stream_create_group(&queue, GROUP))
             .await
             .is_some()
         {
             let started = self.runtime.now();
             while self.runtime.now().millis_since(started) < wb.retry_after_ms {
-                if let Next::Stop = self.flush_one(store, &queue).await {
+                if let Next::Stop = self.flush_one(tier, &queue).await {
                     break;
                 }
             }
@@ -442,9 +446,9 @@ impl<H: Host> Engine<H> {
     }
 
     /// Takes the next entry in order and delivers it (see the module documentation).
-    async fn flush_one(&self, store: &H::Store, queue: &str) -> Next {
+    async fn flush_one(&self, tier: &H::SharedTier, queue: &str) -> Next {
         let wb = &self.config.write_behind;
-        let Some(pending) = self.l2_guarded(store.stream_pending(queue, GROUP, 1)).await else {
+        let Some(pending) = self.l2_guarded(tier.stream_pending(queue, GROUP, 1)).await else {
             return Next::Stop;
         };
         let (entry, deliveries) = match pending.into_iter().next() {
@@ -456,7 +460,7 @@ impl<H: Host> Engine<H> {
             Some(oldest) => {
                 let ids = [oldest.id];
                 let min_idle = retry_delay_ms(wb.retry_after_ms, oldest.deliveries);
-                let claim = store.stream_claim(queue, GROUP, self.consumer(), min_idle, &ids);
+                let claim = tier.stream_claim(queue, GROUP, self.consumer(), min_idle, &ids);
                 let Some(claimed) = self.l2_guarded_within(wb.timeout_ms, claim).await else {
                     return Next::Stop;
                 };
@@ -469,7 +473,7 @@ impl<H: Host> Engine<H> {
                 }
             }
             None => {
-                let read = store.stream_read_new(queue, GROUP, self.consumer(), 1);
+                let read = tier.stream_read_new(queue, GROUP, self.consumer(), 1);
                 let Some(new) = self.l2_guarded_within(wb.timeout_ms, read).await else {
                     return Next::Stop;
                 };
@@ -482,7 +486,7 @@ impl<H: Host> Engine<H> {
         let Some(record) = Record::from_fields(&entry.fields) else {
             return self
                 .dead_letter(
-                    store,
+                    tier,
                     queue,
                     &entry,
                     None,
@@ -494,14 +498,7 @@ impl<H: Host> Engine<H> {
         if deliveries >= u64::from(wb.max_attempts) {
             let reason = format!("no success in {deliveries} attempts");
             return self
-                .dead_letter(
-                    store,
-                    queue,
-                    &entry,
-                    Some(&record.head),
-                    deliveries,
-                    &reason,
-                )
+                .dead_letter(tier, queue, &entry, Some(&record.head), deliveries, &reason)
                 .await;
         }
         let Record { head, body, .. } = record;
@@ -515,7 +512,7 @@ impl<H: Host> Engine<H> {
             Ok((Outcome::Delivered, status, headers)) => {
                 let ids = [entry.id];
                 if self
-                    .l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
+                    .l2_guarded(tier.stream_ack_delete(queue, GROUP, &ids))
                     .await
                     .is_none()
                 {
@@ -528,7 +525,7 @@ impl<H: Host> Engine<H> {
             }
             Ok((Outcome::Refused, status, _)) => {
                 let reason = format!("the origin refused it with {status}");
-                self.dead_letter(store, queue, &entry, Some(&head), deliveries + 1, &reason)
+                self.dead_letter(tier, queue, &entry, Some(&head), deliveries + 1, &reason)
                     .await
             }
             Ok((Outcome::Retry, _, _)) | Err(_) => {
@@ -542,7 +539,7 @@ impl<H: Host> Engine<H> {
     /// out of the queue, and tells the operator once.
     async fn dead_letter(
         &self,
-        store: &H::Store,
+        tier: &H::SharedTier,
         queue: &str,
         entry: &StreamEntry,
         head: Option<&RequestView>,
@@ -563,7 +560,7 @@ impl<H: Host> Engine<H> {
         // Bounded: clients whose writes the origin refuses must not be able to fill Redis.
         // The oldest go first (MAXLEN), counted when the stream is full.
         let max_dead = wb.max_dead_letters;
-        if let Some(len) = self.l2_guarded(store.stream_len(&dead)).await {
+        if let Some(len) = self.l2_guarded(tier.stream_len(&dead)).await {
             if len >= max_dead {
                 self.count(|s| s.write_behind_dead_letters_trimmed += 1);
             }
@@ -571,7 +568,7 @@ impl<H: Host> Engine<H> {
         if self
             .l2_guarded_within(
                 wb.timeout_ms,
-                store.stream_add(&dead, Some(max_dead), &fields),
+                tier.stream_add(&dead, Some(max_dead), &fields),
             )
             .await
             .is_none()
@@ -580,7 +577,7 @@ impl<H: Host> Engine<H> {
         }
         let ids = [entry.id.clone()];
         if self
-            .l2_guarded(store.stream_ack_delete(queue, GROUP, &ids))
+            .l2_guarded(tier.stream_ack_delete(queue, GROUP, &ids))
             .await
             .is_none()
         {

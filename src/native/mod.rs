@@ -22,7 +22,7 @@ pub struct NativeHost;
 impl Host for NativeHost {
     type Body = body::ProxyBody;
     type Origin = origin::HyperOrigin;
-    type Store = crate::shared_tier::redis_rs::RedisStore;
+    type SharedTier = crate::shared_tier::redis_rs::RedisRsTier;
     type Runtime = runtime::TokioRuntime;
     type Colo = crate::engine::NoColo;
     type Lock = Mutex<EngineState>;

@@ -24,7 +24,7 @@ use super::tls::Trust;
 use super::NativeHost;
 use crate::engine::{Body, Engine, EngineConfig, Request};
 use crate::entry::CachedResponse;
-use crate::shared_tier::redis_rs::RedisStore;
+use crate::shared_tier::redis_rs::RedisRsTier;
 
 /// The engine as the native host runs it.
 pub type NativeEngine = Engine<NativeHost>;
@@ -37,7 +37,7 @@ pub fn build_engine(
     config: EngineConfig,
     origin: &str,
     redis: Option<&str>,
-) -> Result<Arc<NativeEngine>, String> {
+) -> Result<Arc<NativeEngine>, StartError> {
     build_engine_with_trust(config, origin, redis, &Trust::default())
 }
 
@@ -48,19 +48,44 @@ pub fn build_engine_with_trust(
     origin: &str,
     redis: Option<&str>,
     trust: &Trust,
-) -> Result<Arc<NativeEngine>, String> {
-    let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())?
+) -> Result<Arc<NativeEngine>, StartError> {
+    let origin = HyperOrigin::with_ca_file(origin, trust.origin.as_ref())
+        .map_err(StartError::Origin)?
         .with_between_bytes_timeout(Duration::from_millis(
             config.limits.between_bytes_timeout_ms,
         ));
     let timeout = Duration::from_millis(config.l2.timeout_ms);
-    let store = redis
-        .map(|url| RedisStore::with_ca_file(url, timeout, trust.redis.as_ref()))
-        .transpose()?;
-    Engine::new(config, origin, store, TokioRuntime)
+    let shared = redis
+        .map(|url| RedisRsTier::with_ca_file(url, timeout, trust.redis.as_ref()))
+        .transpose()
+        .map_err(StartError::SharedTier)?;
+    Engine::new(config, origin, shared, TokioRuntime)
         .map(Arc::new)
-        .map_err(|e| e.to_string())
+        .map_err(StartError::Config)
 }
+
+/// Why the native host could not build its engine: which part, and why (the message
+/// names the setting; it never holds a password).
+#[derive(Debug)]
+pub enum StartError {
+    /// The origin URL or the TLS settings for it.
+    Origin(String),
+    /// The shared tier's (Redis) URL or the TLS settings for it.
+    SharedTier(String),
+    /// The engine's configuration.
+    Config(crate::engine::ConfigError),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Origin(why) | StartError::SharedTier(why) => f.write_str(why),
+            StartError::Config(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
 
 /// A stored body shared with hyper without copying.
 struct SharedBody(Arc<CachedResponse>);

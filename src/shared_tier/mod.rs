@@ -1,5 +1,5 @@
 //! The shared tier speaks Redis, in one place: [`RedisTier`] builds the command for every
-//! [`SharedStore`] operation and decodes its reply; a [`Transport`] only carries commands
+//! [`SharedTier`] operation and decodes its reply; a [`Transport`] only carries commands
 //! to a Redis-compatible server and brings the replies back. Two transports exist, one per
 //! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection) and
 //! [`resp`] for hosts that only have a byte stream (the Worker's `connect()` sockets).
@@ -17,7 +17,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::engine::{PendingEntry, SharedStore, StoreError, StreamEntry, DELETE_IF_EQUALS_SCRIPT};
+use crate::engine::{PendingEntry, SharedTier, StreamEntry, TierError, DELETE_IF_EQUALS_SCRIPT};
 
 /// One command: its arguments, the name first.
 pub type Command<'a> = Vec<&'a [u8]>;
@@ -42,7 +42,7 @@ pub trait Transport {
     /// Sends `commands` as one pipeline and returns one reply per command, in order. An
     /// error reply is a [`Reply::Error`] in its place; `Err` is for the transport itself
     /// (connection, timeout, protocol), after which no reply can be trusted.
-    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError>;
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError>;
 }
 
 /// The shared tier over a transport: every command and every reply decoded here.
@@ -76,26 +76,26 @@ impl<T: Clone> Clone for RedisTier<T> {
 }
 
 impl<T: Transport> RedisTier<T> {
-    /// One command's reply, an error reply as a [`StoreError`].
-    async fn one(&self, command: Command<'_>) -> Result<Reply, StoreError> {
+    /// One command's reply, an error reply as a [`TierError`].
+    async fn one(&self, command: Command<'_>) -> Result<Reply, TierError> {
         let mut replies = self.transport.pipeline(&[command]).await?;
         match replies.pop() {
             Some(reply) if replies.is_empty() => reply_ok(reply),
-            _ => Err(StoreError("one reply expected".to_string())),
+            _ => Err(TierError("one reply expected".to_string())),
         }
     }
 
     /// Every reply of a pipeline, none of them an error.
-    async fn all(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+    async fn all(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
         let replies = self.transport.pipeline(commands).await?;
         if replies.len() != commands.len() {
-            return Err(StoreError("one reply per command expected".to_string()));
+            return Err(TierError("one reply per command expected".to_string()));
         }
         replies.into_iter().map(reply_ok).collect()
     }
 
     /// Runs `commands` in `MULTI` … `EXEC` (one pipeline) and returns their results.
-    async fn transaction(&self, commands: Vec<Command<'_>>) -> Result<Vec<Reply>, StoreError> {
+    async fn transaction(&self, commands: Vec<Command<'_>>) -> Result<Vec<Reply>, TierError> {
         let count = commands.len();
         let mut pipeline: Vec<Command<'_>> = alloc::vec![alloc::vec![b"MULTI" as &[u8]]];
         pipeline.extend(commands);
@@ -105,31 +105,31 @@ impl<T: Transport> RedisTier<T> {
                 results.into_iter().map(reply_ok).collect()
             }
             Some(other) => Err(unexpected("EXEC", &other)),
-            None => Err(StoreError("no reply to EXEC".to_string())),
+            None => Err(TierError("no reply to EXEC".to_string())),
         }
     }
 }
 
-fn reply_ok(reply: Reply) -> Result<Reply, StoreError> {
+fn reply_ok(reply: Reply) -> Result<Reply, TierError> {
     match reply {
-        Reply::Error(message) => Err(StoreError(format!("redis: {message}"))),
+        Reply::Error(message) => Err(TierError(format!("redis: {message}"))),
         other => Ok(other),
     }
 }
 
 /// A reply of the wrong shape.
-fn unexpected(what: &str, reply: &Reply) -> StoreError {
+fn unexpected(what: &str, reply: &Reply) -> TierError {
     let kind = match reply {
         Reply::Nil => "null",
         Reply::Integer(_) => "integer",
         Reply::Bytes(_) => "string",
         Reply::Array(_) => "array",
-        Reply::Error(message) => return StoreError(format!("{what}: redis: {message}")),
+        Reply::Error(message) => return TierError(format!("{what}: redis: {message}")),
     };
-    StoreError(format!("unexpected reply to {what}: {kind}"))
+    TierError(format!("unexpected reply to {what}: {kind}"))
 }
 
-fn bulk(reply: Reply, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
+fn bulk(reply: Reply, what: &str) -> Result<Option<Vec<u8>>, TierError> {
     match reply {
         Reply::Bytes(b) => Ok(Some(b)),
         Reply::Nil => Ok(None),
@@ -137,19 +137,19 @@ fn bulk(reply: Reply, what: &str) -> Result<Option<Vec<u8>>, StoreError> {
     }
 }
 
-fn text(reply: Reply, what: &str) -> Result<String, StoreError> {
+fn text(reply: Reply, what: &str) -> Result<String, TierError> {
     match bulk(reply, what)? {
         Some(bytes) => {
-            String::from_utf8(bytes).map_err(|_| StoreError(format!("{what}: not UTF-8")))
+            String::from_utf8(bytes).map_err(|_| TierError(format!("{what}: not UTF-8")))
         }
-        None => Err(StoreError(format!("{what}: unexpected null"))),
+        None => Err(TierError(format!("{what}: unexpected null"))),
     }
 }
 
-fn count_of(reply: Reply, what: &str) -> Result<u64, StoreError> {
+fn count_of(reply: Reply, what: &str) -> Result<u64, TierError> {
     match reply {
         Reply::Integer(n) => {
-            u64::try_from(n).map_err(|_| StoreError(format!("{what}: negative count")))
+            u64::try_from(n).map_err(|_| TierError(format!("{what}: negative count")))
         }
         other => Err(unexpected(what, &other)),
     }
@@ -161,7 +161,7 @@ fn ttl_arg(ttl_ms: u64) -> String {
 
 /// Stream entries, `[[id, [field, value, …]], …]`; entries deleted meanwhile (a null in
 /// place of the fields, before Redis 7) are left out.
-fn stream_entries(reply: Reply) -> Result<Vec<StreamEntry>, StoreError> {
+fn stream_entries(reply: Reply) -> Result<Vec<StreamEntry>, TierError> {
     let Reply::Array(items) = reply else {
         return Err(unexpected("a stream read", &reply));
     };
@@ -191,13 +191,13 @@ fn stream_entries(reply: Reply) -> Result<Vec<StreamEntry>, StoreError> {
 }
 
 /// One `XPENDING` item, `[id, consumer, idle, deliveries]`.
-fn pending_entry(item: Reply) -> Result<PendingEntry, StoreError> {
+fn pending_entry(item: Reply) -> Result<PendingEntry, TierError> {
     let Reply::Array(parts) = item else {
         return Err(unexpected("XPENDING", &item));
     };
     let [id, _consumer, idle, deliveries]: [Reply; 4] = parts
         .try_into()
-        .map_err(|_| StoreError("unexpected reply to XPENDING".to_string()))?;
+        .map_err(|_| TierError("unexpected reply to XPENDING".to_string()))?;
     Ok(PendingEntry {
         id: text(id, "XPENDING")?,
         idle_ms: count_of(idle, "XPENDING")?,
@@ -205,12 +205,12 @@ fn pending_entry(item: Reply) -> Result<PendingEntry, StoreError> {
     })
 }
 
-impl<T: Transport> SharedStore for RedisTier<T> {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+impl<T: Transport> SharedTier for RedisTier<T> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
         bulk(self.one(alloc::vec![b"GET", key.as_bytes()]).await?, "GET")
     }
 
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, TierError> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -224,7 +224,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         }
     }
 
-    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+    async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
         let ttl = ttl_arg(ttl_ms);
         let command = alloc::vec![
             b"SET" as &[u8],
@@ -236,12 +236,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         self.one(command).await.map(|_| ())
     }
 
-    async fn set_if_absent(
-        &self,
-        key: &str,
-        value: &[u8],
-        ttl_ms: u64,
-    ) -> Result<bool, StoreError> {
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<bool, TierError> {
         let ttl = ttl_arg(ttl_ms);
         let command = alloc::vec![
             b"SET" as &[u8],
@@ -254,7 +249,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         Ok(self.one(command).await? != Reply::Nil)
     }
 
-    async fn delete(&self, keys: &[String]) -> Result<(), StoreError> {
+    async fn delete(&self, keys: &[String]) -> Result<(), TierError> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -263,14 +258,14 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         self.one(command).await.map(|_| ())
     }
 
-    async fn increment(&self, key: &str) -> Result<i64, StoreError> {
+    async fn increment(&self, key: &str) -> Result<i64, TierError> {
         match self.one(alloc::vec![b"INCR", key.as_bytes()]).await? {
             Reply::Integer(n) => Ok(n),
             other => Err(unexpected("INCR", &other)),
         }
     }
 
-    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), StoreError> {
+    async fn add_to_set(&self, set: &str, member: &str, ttl_ms: u64) -> Result<(), TierError> {
         let ttl = ttl_arg(ttl_ms);
         let (set, member, ttl) = (set.as_bytes(), member.as_bytes(), ttl.as_bytes());
         // Extend the set's TTL only (GT), or give it one when it has none (NX).
@@ -283,7 +278,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         .map(|_| ())
     }
 
-    async fn take_set(&self, set: &str) -> Result<Vec<String>, StoreError> {
+    async fn take_set(&self, set: &str) -> Result<Vec<String>, TierError> {
         let set = set.as_bytes();
         let mut results = self
             .transaction(alloc::vec![
@@ -296,15 +291,15 @@ impl<T: Transport> SharedStore for RedisTier<T> {
                 .into_iter()
                 .map(|member| match bulk(member, "SMEMBERS")? {
                     Some(b) => String::from_utf8(b)
-                        .map_err(|_| StoreError("a set member is not UTF-8".to_string())),
-                    None => Err(StoreError("null set member".to_string())),
+                        .map_err(|_| TierError("a set member is not UTF-8".to_string())),
+                    None => Err(TierError("null set member".to_string())),
                 })
                 .collect(),
             other => Err(unexpected("SMEMBERS", &other)),
         }
     }
 
-    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, StoreError> {
+    async fn delete_if_equals(&self, key: &str, value: &[u8]) -> Result<bool, TierError> {
         let command = alloc::vec![
             b"EVAL".as_slice(),
             DELETE_IF_EQUALS_SCRIPT.as_bytes(),
@@ -318,7 +313,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         }
     }
 
-    async fn info(&self) -> Result<String, StoreError> {
+    async fn info(&self) -> Result<String, TierError> {
         let text = bulk(self.one(alloc::vec![b"INFO".as_slice()]).await?, "INFO")?;
         Ok(String::from_utf8_lossy(&text.unwrap_or_default()).into_owned())
     }
@@ -328,7 +323,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         stream: &str,
         max_len: Option<u64>,
         fields: &[(&str, &[u8])],
-    ) -> Result<String, StoreError> {
+    ) -> Result<String, TierError> {
         let max_len = max_len.map(|n| n.to_string());
         let mut command: Command<'_> = alloc::vec![b"XADD", stream.as_bytes()];
         if let Some(n) = &max_len {
@@ -342,7 +337,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         text(self.one(command).await?, "XADD")
     }
 
-    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), StoreError> {
+    async fn stream_create_group(&self, stream: &str, group: &str) -> Result<(), TierError> {
         let command = alloc::vec![
             b"XGROUP" as &[u8],
             b"CREATE",
@@ -355,11 +350,11 @@ impl<T: Transport> SharedStore for RedisTier<T> {
             // The group exists already: what this asked for.
             Some(Reply::Error(message)) if message.starts_with("BUSYGROUP") => Ok(()),
             Some(reply) => reply_ok(reply).map(|_| ()),
-            None => Err(StoreError("no reply to XGROUP".to_string())),
+            None => Err(TierError("no reply to XGROUP".to_string())),
         }
     }
 
-    async fn stream_len(&self, stream: &str) -> Result<u64, StoreError> {
+    async fn stream_len(&self, stream: &str) -> Result<u64, TierError> {
         count_of(
             self.one(alloc::vec![b"XLEN", stream.as_bytes()]).await?,
             "XLEN",
@@ -372,7 +367,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         group: &str,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<StreamEntry>, StoreError> {
+    ) -> Result<Vec<StreamEntry>, TierError> {
         let count = count.max(1).to_string();
         let command = alloc::vec![
             b"XREADGROUP" as &[u8],
@@ -404,7 +399,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         stream: &str,
         group: &str,
         count: usize,
-    ) -> Result<Vec<PendingEntry>, StoreError> {
+    ) -> Result<Vec<PendingEntry>, TierError> {
         let count = count.max(1).to_string();
         let command = alloc::vec![
             b"XPENDING" as &[u8],
@@ -427,7 +422,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         consumer: &str,
         min_idle_ms: u64,
         ids: &[String],
-    ) -> Result<Vec<StreamEntry>, StoreError> {
+    ) -> Result<Vec<StreamEntry>, TierError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -448,7 +443,7 @@ impl<T: Transport> SharedStore for RedisTier<T> {
         stream: &str,
         group: &str,
         ids: &[String],
-    ) -> Result<(), StoreError> {
+    ) -> Result<(), TierError> {
         if ids.is_empty() {
             return Ok(());
         }
@@ -473,7 +468,7 @@ mod tests {
     }
 
     impl Transport for Scripted {
-        async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+        async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
             for command in commands {
                 self.sent
                     .borrow_mut()

@@ -13,11 +13,11 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::{Command, RedisTier, Reply, Transport};
-use crate::engine::StoreError;
+use crate::engine::TierError;
 use crate::native::tls::{self, CaFile};
 
 /// A Redis-compatible server, natively.
-pub type RedisStore = RedisTier<RedisRs>;
+pub type RedisRsTier = RedisTier<RedisRs>;
 
 /// redis-rs's connection manager, carrying commands.
 #[derive(Clone)]
@@ -25,7 +25,7 @@ pub struct RedisRs {
     connection: ConnectionManager,
 }
 
-fn error(e: redis::RedisError) -> StoreError {
+fn error(e: redis::RedisError) -> TierError {
     // Only the error kind and message: never the URL, which may hold a password. An I/O
     // error (a refused connection, a refused certificate) has no detail; its cause is the
     // socket's or rustls's own text, which never holds the URL either.
@@ -34,24 +34,24 @@ fn error(e: redis::RedisError) -> StoreError {
         (None, Some(cause)) if e.is_io_error() => tls::causes(cause),
         (None, _) => String::new(),
     };
-    StoreError(format!("{:?}: {detail}", e.kind()))
+    TierError(format!("{:?}: {detail}", e.kind()))
 }
 
 impl RedisTier<RedisRs> {
     /// Connects lazily to `url` (`redis://[user:pass@]host:port/db`, or `rediss://` for
     /// TLS): nothing is dialled until the first command, so a Redis that is down at start
     /// does not stop the cache.
-    pub fn new(url: &str, command_timeout: Duration) -> Result<RedisStore, String> {
+    pub fn new(url: &str, command_timeout: Duration) -> Result<RedisRsTier, String> {
         Self::with_ca_file(url, command_timeout, None)
     }
 
-    /// As [`RedisStore::new`]; a `rediss://` server may also present a certificate from a
+    /// As [`RedisRsTier::new`]; a `rediss://` server may also present a certificate from a
     /// CA in `extra`.
     pub fn with_ca_file(
         url: &str,
         command_timeout: Duration,
         extra: Option<&CaFile>,
-    ) -> Result<RedisStore, String> {
+    ) -> Result<RedisRsTier, String> {
         let client = tls_client(url, extra)?;
         let config = ConnectionManagerConfig::new()
             .set_number_of_retries(1)
@@ -70,7 +70,7 @@ impl RedisTier<RedisRs> {
 }
 
 impl Transport for RedisRs {
-    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
         let mut pipe = redis::pipe();
         // Error replies come back in their place, as RESP's do, instead of failing it all.
         pipe.ignore_errors();

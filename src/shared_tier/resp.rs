@@ -19,9 +19,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub use super::url::RedisUrl;
 use super::{Command, RedisTier, Reply, Transport};
-use crate::engine::StoreError;
+use crate::engine::TierError;
 
-/// Largest reply accepted unless set with [`RespStore::with_reply_limit`].
+/// Largest reply accepted unless set with [`RespTier::with_reply_limit`].
 const DEFAULT_MAX_REPLY_BYTES: usize = 64 << 20;
 /// Idle connections kept for reuse.
 const MAX_IDLE: usize = 4;
@@ -31,11 +31,11 @@ pub trait Connect {
     /// The stream type.
     type Conn: AsyncRead + AsyncWrite + Unpin;
     /// Opens a new connection (TLS included when the URL asks for it).
-    async fn connect(&self, url: &RedisUrl) -> Result<Self::Conn, StoreError>;
+    async fn connect(&self, url: &RedisUrl) -> Result<Self::Conn, TierError>;
 }
 
 /// A Redis-compatible shared tier spoken to in RESP2 over connections from `C`.
-pub type RespStore<C> = RedisTier<Resp<C>>;
+pub type RespTier<C> = RedisTier<Resp<C>>;
 
 /// RESP2 over connections from `C`, pooled.
 pub struct Resp<C: Connect> {
@@ -45,7 +45,7 @@ pub struct Resp<C: Connect> {
     idle: RefCell<Vec<C::Conn>>,
 }
 
-impl<C: Connect> RespStore<C> {
+impl<C: Connect> RespTier<C> {
     /// A store for `url`; nothing is dialled until the first command.
     pub fn new(url: RedisUrl, connector: C) -> Self {
         RedisTier::over(Resp {
@@ -69,7 +69,7 @@ impl<C: Connect> Transport for Resp<C> {
     /// Runs `commands` as one pipeline (one write, one read loop). After an error reply
     /// (`-ERR …`) the connection stays usable and goes back to the pool; an I/O or protocol
     /// error drops it.
-    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, StoreError> {
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
         let pooled = self.idle.borrow_mut().pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -87,7 +87,7 @@ impl<C: Connect> Transport for Resp<C> {
 
 impl<C: Connect> Resp<C> {
     /// Dials and authenticates a new connection (`AUTH`, `SELECT` pipelined).
-    async fn open(&self) -> Result<C::Conn, StoreError> {
+    async fn open(&self) -> Result<C::Conn, TierError> {
         let mut conn = self.connector.connect(&self.url).await?;
         let db = self.url.db.to_string();
         let mut hello: Vec<Command<'_>> = Vec::new();
@@ -105,7 +105,7 @@ impl<C: Connect> Resp<C> {
             for frame in exchange(&mut conn, &hello, self.max_reply_bytes).await? {
                 // The reply to a failed AUTH names no secret; pass it on.
                 if let OwnedFrame::Error(message) = frame {
-                    return Err(StoreError(format!("handshake: redis: {message}")));
+                    return Err(TierError(format!("handshake: redis: {message}")));
                 }
             }
         }
@@ -118,7 +118,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     conn: &mut S,
     commands: &[Command<'_>],
     max_reply_bytes: usize,
-) -> Result<Vec<OwnedFrame>, StoreError> {
+) -> Result<Vec<OwnedFrame>, TierError> {
     let mut out = Vec::new();
     for command in commands {
         let frame = OwnedFrame::Array(
@@ -130,7 +130,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         let start = out.len();
         out.resize(start + frame.encode_len(false), 0);
         encode(&mut out[start..], &frame, false)
-            .map_err(|e| StoreError(format!("encoding a command: {e:?}")))?;
+            .map_err(|e| TierError(format!("encoding a command: {e:?}")))?;
     }
     conn.write_all(&out).await.map_err(io_error)?;
     conn.flush().await.map_err(io_error)?;
@@ -147,14 +147,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             Ok(None) => {}
-            Err(e) => return Err(StoreError(format!("malformed reply: {e:?}"))),
+            Err(e) => return Err(TierError(format!("malformed reply: {e:?}"))),
         }
         if buf.len() - consumed > max_reply_bytes {
-            return Err(StoreError("reply too large".to_string()));
+            return Err(TierError("reply too large".to_string()));
         }
         let n = conn.read(&mut chunk).await.map_err(io_error)?;
         if n == 0 {
-            return Err(StoreError("connection closed by the server".to_string()));
+            return Err(TierError("connection closed by the server".to_string()));
         }
         if consumed > 0 && consumed == buf.len() {
             buf.clear();
@@ -163,13 +163,13 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         buf.extend_from_slice(&chunk[..n]);
     }
     if consumed != buf.len() {
-        return Err(StoreError("unexpected extra reply data".to_string()));
+        return Err(TierError("unexpected extra reply data".to_string()));
     }
     Ok(replies)
 }
 
-fn io_error(e: std::io::Error) -> StoreError {
-    StoreError(format!("i/o: {e}"))
+fn io_error(e: std::io::Error) -> TierError {
+    TierError(format!("i/o: {e}"))
 }
 
 /// A RESP2 frame as a [`Reply`].

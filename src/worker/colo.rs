@@ -13,7 +13,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::engine::{ColoCache, StoreError};
+use crate::engine::{ColoCache, TierError};
 
 /// Keys whose URL would be longer than this are not stored (Cloudflare's URL limit is 16 KB).
 const MAX_URL_BYTES: usize = 8 << 10;
@@ -33,7 +33,7 @@ impl CacheApiColo {
         }
     }
 
-    fn url(&self, key: &str) -> Result<String, StoreError> {
+    fn url(&self, key: &str) -> Result<String, TierError> {
         let mut url = self.base.clone();
         for b in key.bytes() {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -43,18 +43,18 @@ impl CacheApiColo {
             }
         }
         if url.len() > MAX_URL_BYTES {
-            return Err(StoreError(String::from("key too long for the Cache API")));
+            return Err(TierError(String::from("key too long for the Cache API")));
         }
         Ok(url)
     }
 }
 
-fn failed(e: worker::Error) -> StoreError {
-    StoreError(format!("cache API: {e}"))
+fn failed(e: worker::Error) -> TierError {
+    TierError(format!("cache API: {e}"))
 }
 
 impl ColoCache for CacheApiColo {
-    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
         let url = self.url(key)?;
         let cache = worker::Cache::default();
         match cache.get(url, false).await.map_err(failed)? {
@@ -62,14 +62,14 @@ impl ColoCache for CacheApiColo {
             Some(mut response) if response.status_code() == 200 => {
                 response.bytes().await.map(Some).map_err(failed)
             }
-            Some(response) => Err(StoreError(format!(
+            Some(response) => Err(TierError(format!(
                 "cache API answered {}",
                 response.status_code()
             ))),
         }
     }
 
-    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), StoreError> {
+    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
         let url = self.url(key)?;
         let response = worker::Response::from_bytes(value.to_vec()).map_err(failed)?;
         let headers = response.headers();

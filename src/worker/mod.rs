@@ -3,7 +3,7 @@
 //!
 //! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
 //! the first request from the environment ([`settings`]). Per request: a copy of it with a
-//! fresh Redis client ([`Engine::with_store`]), because a Worker's sockets belong to the
+//! fresh Redis client ([`Engine::with_shared_tier`]), because a Worker's sockets belong to the
 //! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]).
 //! Background work (revalidation, L2 writes, purge sync, write-behind flushes) runs in
 //! `ctx.wait_until`, after the response has gone; a cron trigger retries write-behind
@@ -36,7 +36,7 @@ pub struct WorkerHost;
 impl Host for WorkerHost {
     type Body = WorkerBody;
     type Origin = origin::FetchOrigin;
-    type Store = socket::WorkerRedis;
+    type SharedTier = socket::WorkerRedis;
     type Colo = colo::CacheApiColo;
     type Runtime = runtime::JsRuntime;
     type Lock = Rc<RefCell<EngineState>>;
@@ -101,7 +101,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         .colo
         .enabled
         .then(|| colo::CacheApiColo::new(url_origin(&request.target), &config.admin.path));
-    let engine = Rc::new(isolate.engine.with_store(store).with_colo(colo));
+    let engine = Rc::new(isolate.engine.with_shared_tier(store).with_colo(colo));
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
@@ -140,7 +140,7 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
     let store = isolate.redis.clone().map(|url| {
         socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
     });
-    let engine = isolate.engine.with_store(store);
+    let engine = isolate.engine.with_shared_tier(store);
     context::in_own_context(engine.flush_write_behind()).await;
 }
 

@@ -1,6 +1,6 @@
 //! Redis connections for the Worker: `connect()` TCP sockets (`worker::Socket`), with TLS
 //! when the URL is `rediss://`. Sockets belong to the request that opened them, so the host
-//! makes one [`WorkerRedis`] store per request (see [`crate::engine::Engine::with_store`]).
+//! makes one [`WorkerRedis`] store per request (see [`crate::engine::Engine::with_shared_tier`]).
 
 use alloc::format;
 use core::pin::Pin;
@@ -8,15 +8,15 @@ use core::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::engine::StoreError;
-use crate::shared_tier::resp::{Connect, RedisUrl, RespStore};
+use crate::engine::TierError;
+use crate::shared_tier::resp::{Connect, RedisUrl, RespTier};
 
 /// Opens sockets.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SocketConnect;
 
 /// The Worker's shared tier.
-pub type WorkerRedis = RespStore<SocketConnect>;
+pub type WorkerRedis = RespTier<SocketConnect>;
 
 /// A socket that is closed when dropped. `worker::Socket` is not: a connection abandoned on
 /// a timeout would otherwise stay open, holding one of the few simultaneous connections a
@@ -80,7 +80,7 @@ impl AsyncWrite for ClosingSocket {
 impl Connect for SocketConnect {
     type Conn = ClosingSocket;
 
-    async fn connect(&self, url: &RedisUrl) -> Result<ClosingSocket, StoreError> {
+    async fn connect(&self, url: &RedisUrl) -> Result<ClosingSocket, TierError> {
         let transport = if url.tls {
             worker::SecureTransport::On
         } else {
@@ -89,13 +89,13 @@ impl Connect for SocketConnect {
         let socket = worker::Socket::builder()
             .secure_transport(transport)
             .connect(url.host.as_str(), url.port)
-            .map_err(|e| StoreError(format!("connect: {e}")))?;
+            .map_err(|e| TierError(format!("connect: {e}")))?;
         let socket = ClosingSocket(Some(socket));
         // Surface a refused connection here, with its reason, not at the first write.
         if let Some(s) = &socket.0 {
             s.opened()
                 .await
-                .map_err(|e| StoreError(format!("connect: {e}")))?;
+                .map_err(|e| TierError(format!("connect: {e}")))?;
         }
         Ok(socket)
     }

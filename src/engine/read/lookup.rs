@@ -110,7 +110,7 @@ impl<H: Host> Engine<H> {
                 return Some(c);
             }
         }
-        self.store.as_ref()?;
+        self.shared.as_ref()?;
         let found = self.l2_find(key, head.headers()).await;
         self.backfill(head, key, found, Tier::L2)
     }

@@ -343,7 +343,7 @@ impl<H: Host> Engine<H> {
         self.count(|s| s.stored += 1);
         let evaluation = self.evaluate(head.headers(), &stored, now);
         let mut entries = Vec::new();
-        if self.store.is_some() {
+        if self.shared.is_some() {
             entries.push(self.statuses.stored(Tier::L2, fwd));
         }
         if self.colo().is_some() {
@@ -363,7 +363,7 @@ impl<H: Host> Engine<H> {
             keys: keys.clone(),
             stored: stored.clone(),
         });
-        let l2_job = self.store.is_some().then(|| Job::WriteL2 {
+        let l2_job = self.shared.is_some().then(|| Job::WriteL2 {
             keys,
             stored: stored.clone(),
         });

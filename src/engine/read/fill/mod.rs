@@ -78,7 +78,7 @@ impl<H: Host> Engine<H> {
                 };
                 let mut candidate = candidate;
                 let mut fwd = fwd;
-                if candidate.is_none() && self.store.is_some() {
+                if candidate.is_none() && self.shared.is_some() {
                     // Only the leader reads the colo tier and L2: one Redis GET per key
                     // however many wait.
                     if let Some(found) = self.shared_lookup(&head, &key).await {
@@ -94,7 +94,7 @@ impl<H: Host> Engine<H> {
                 let mut leased = false;
                 if candidate.is_none() {
                     self.count(|s| s.misses += 1);
-                    if self.store.is_some() {
+                    if self.shared.is_some() {
                         match self.lease_or_wait(&head, &key, fwd).await {
                             LeaseOrWait::Served(handled, stored) => {
                                 guard.finish(Outcome::Stored(stored));
@@ -199,7 +199,7 @@ impl<H: Host> Engine<H> {
                     return Waited::Found(found);
                 }
             }
-            if self.l2_store().is_none() {
+            if self.l2_tier().is_none() {
                 // The shared tier fails: the lease holder may be gone too.
                 return Waited::Gone;
             }
@@ -251,8 +251,8 @@ impl<H: Host> Engine<H> {
             finished: false,
         };
         // Across instances too: one refresh per expiry, the others take its result from L2.
-        let mut leased = self.store.is_some() && self.acquire_lease(&key).await;
-        if self.store.is_some() && !leased {
+        let mut leased = self.shared.is_some() && self.acquire_lease(&key).await;
+        if self.shared.is_some() && !leased {
             match self.await_other_instance(&head, &key).await {
                 Waited::Found(fresh) => {
                     self.l1_insert(&key, &fresh, head.headers(), self.runtime.now());
