@@ -274,6 +274,16 @@ mod tests {
         assert_eq!(sim.fetches(), 1);
     }
 
+    /// An origin answering `0123456789`, fresh for a minute, with `fields` too.
+    fn digits(fields: &[(&str, &str)]) -> Simulation {
+        let mut all = alloc::vec![("cache-control", "max-age=60")];
+        all.extend_from_slice(fields);
+        Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &all, "0123456789"),
+        )
+    }
+
     fn ranged(range: &str) -> [(&str, &str); 1] {
         [("range", range)]
     }
@@ -283,17 +293,7 @@ mod tests {
     /// response without the origin.
     #[test]
     fn ranges_are_cut_from_the_complete_response() {
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(
-                200,
-                &[
-                    ("cache-control", "max-age=60"),
-                    ("content-type", "text/plain"),
-                ],
-                "0123456789",
-            ),
-        );
+        let sim = digits(&[("content-type", "text/plain")]);
         let engine = sim.engine(EngineConfig::default()).unwrap();
         let miss = sim
             .clock
@@ -350,17 +350,7 @@ mod tests {
     /// the representation's type and its `Content-Range`.
     #[test]
     fn several_ranges_are_sent_as_multipart_byteranges() {
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(
-                200,
-                &[
-                    ("cache-control", "max-age=60"),
-                    ("content-type", "text/plain"),
-                ],
-                "0123456789",
-            ),
-        );
+        let sim = digits(&[("content-type", "text/plain")]);
         let engine = sim.engine(EngineConfig::default()).unwrap();
         let handled =
             sim.clock
@@ -384,14 +374,7 @@ mod tests {
     /// response (strongly); otherwise the whole response is.
     #[test]
     fn if_range_decides_between_the_range_and_the_whole() {
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(
-                200,
-                &[("cache-control", "max-age=60"), ("etag", "\"v2\"")],
-                "0123456789",
-            ),
-        );
+        let sim = digits(&[("etag", "\"v2\"")]);
         let engine = sim.engine(EngineConfig::default()).unwrap();
         let current = [("range", "bytes=0-1"), ("if-range", "\"v2\"")];
         let old = [("range", "bytes=0-1"), ("if-range", "\"v1\"")];
