@@ -380,3 +380,38 @@ async fn errors_name_their_cause() {
         r.cache_status()
     );
 }
+
+/// A request body trickled in and then stalled (slowloris on the body) is cut off after
+/// `limits.between_bytes_timeout_ms`: the client gets `400` (`detail=request-body`) and the
+/// connection is closed, instead of holding it (and an origin connection) forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_body_is_cut_off() {
+    use tokio::io::AsyncWriteExt;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.limits.between_bytes_timeout_ms = 300;
+    let cache = Cache::start(c, &origin, None).await;
+    let mut stream = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 100\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut stream, "the stalled body's connection to close").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("detail=request-body"), "{answer}");
+    // A body that keeps coming, however slowly, is not cut.
+    let mut stream = tokio::net::TcpStream::connect(cache.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: a.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    for chunk in [b"ab", b"cd", b"ef"] {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stream.write_all(chunk).await.unwrap();
+    }
+    let answer = read_to_close(&mut stream, "the slow body's answer").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("POST ok 6"), "{answer}");
+}

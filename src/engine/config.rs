@@ -237,11 +237,13 @@ pub struct Limits {
     pub origin_timeout_ms: u64,
     /// How long a coalesced request waits for the leader's fetch before fetching itself, ms.
     pub coalesce_wait_ms: u64,
-    /// Longest wait for the next bytes of an origin body once its head has arrived, in ms
-    /// (Varnish `between_bytes_timeout`, nginx `proxy_read_timeout`: 60 s). A body read to
-    /// be stored fails as a timeout (stale-if-error applies, nothing is stored); a body
-    /// streamed through to the client ends abnormally, so the client never takes a cut
-    /// response for a whole one. Natively; the Worker relies on the runtime's limits.
+    /// Longest wait for the next bytes of a body, in ms: an origin's once its head has
+    /// arrived (Varnish `between_bytes_timeout`, nginx `proxy_read_timeout`: 60 s), and a
+    /// client's request body (nginx `client_body_timeout`: 60 s). An origin body read to be
+    /// stored fails as a timeout (stale-if-error applies, nothing is stored); one streamed
+    /// through to the client ends abnormally, so the client never takes a cut response for
+    /// a whole one; a stalled request body gets `400` (`detail=request-body`). Natively; the
+    /// Worker relies on the runtime's limits.
     pub between_bytes_timeout_ms: u64,
 }
 

@@ -14,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::body::{boxed, empty, full, ProxyBody};
+use super::body::{boxed, empty, full, BetweenBytes, ProxyBody};
 use super::connections::{Resolved, Tracker};
 use super::origin::{append_to_header_map, from_header_map, to_header_map, HyperOrigin};
 use super::ready::ReadyEntries;
@@ -87,6 +87,19 @@ impl std::fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+/// A client's request body for the engine: one that sends nothing for
+/// `limits.between_bytes_timeout_ms` fails (a body trickled in a byte at a time would
+/// otherwise hold its connection, and the origin connection it is streamed to, forever),
+/// and the engine answers `400` (`detail=request-body`). A request without a body gets no
+/// timer.
+fn client_body(incoming: Incoming, engine: &NativeEngine) -> ProxyBody {
+    if http_body::Body::is_end_stream(&incoming) {
+        return boxed(incoming);
+    }
+    let timeout = Duration::from_millis(engine.config().limits.between_bytes_timeout_ms);
+    boxed(BetweenBytes::new(boxed(incoming), timeout))
+}
+
 /// A stored body shared with hyper without copying.
 struct SharedBody(Arc<CachedResponse>);
 
@@ -125,7 +138,7 @@ pub async fn serve_one(
         },
         headers: from_header_map(&parts.headers),
         client: Some(peer.ip()),
-        body: Some(boxed(incoming)),
+        body: Some(client_body(incoming, &engine)),
     };
     let handled = engine.handle(request).await;
     if let Some(job) = handled.job {
