@@ -110,6 +110,7 @@ fn text<B>(status: u16, message: &str) -> Response<B> {
         stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
         content_length: None,
+        source: super::Source::Engine,
     }
 }
 
@@ -123,6 +124,7 @@ fn json<B>(body: String) -> Response<B> {
         stored_fields: None,
         body: Body::Bytes(body.into_bytes()),
         content_length: None,
+        source: super::Source::Engine,
     }
 }
 

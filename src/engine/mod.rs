@@ -102,9 +102,38 @@ pub struct Response<B> {
     /// hosts send the length of the body they send, whatever `Content-Length` the stored or
     /// origin fields carry.
     pub content_length: Option<u64>,
+    /// Where the content came from, for the byte counters.
+    pub source: Source,
+}
+
+/// Where a response's content came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The cache: a hit, a stale response, or one a `304` confirmed.
+    Cache,
+    /// The origin, in this request (a fill, a pass).
+    Origin,
+    /// The engine itself (errors, the admin API).
+    Engine,
 }
 
 impl<B> Response<B> {
+    /// How many bytes of content it carries, when the engine knows (a stream's is the
+    /// `Content-Length` it declares, if any).
+    pub fn content_bytes(&self) -> u64 {
+        match &self.body {
+            Body::Empty => 0,
+            Body::Bytes(bytes) => bytes.len() as u64,
+            Body::Cached(stored) => stored.body.len() as u64,
+            Body::Slice(_, range) => range.len() as u64,
+            Body::Stream(_) => self
+                .headers
+                .get_str("content-length")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+        }
+    }
+
     /// Every header field to send, in order.
     pub fn fields(&self) -> Headers {
         let mut all = Headers::new();
@@ -394,6 +423,12 @@ impl<H: Host> Engine<H> {
             ));
         }
         let mut handled = self.dispatch(view, request.body).await;
+        let bytes = handled.response.content_bytes();
+        match handled.response.source {
+            Source::Cache => self.count(|s| s.bytes_from_cache += bytes),
+            Source::Origin => self.count(|s| s.bytes_from_origin += bytes),
+            Source::Engine => {}
+        }
         if self.purge_sync_due(self.runtime.now()) {
             handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
         }

@@ -13,7 +13,7 @@ use crate::policy::conditional::{client_not_modified, not_modified_headers};
 use crate::policy::hop_by_hop;
 use crate::policy::range::{self, ByteRange, Ranged};
 
-use super::{Body, Response};
+use super::{Body, Response, Source};
 
 /// Fields meant for this cache only, removed before responses leave it: the surrogate
 /// fields (Edge Architecture 1.0) and edgecache's own targeted field (RFC 9213 §2.1).
@@ -61,7 +61,15 @@ pub(crate) fn from_cache<B>(
     // both take the general path.
     if not_modified || stored.headers.contains("cache-status") {
         let fields = stored.headers.clone();
-        return from_stored_body(method, request_headers, stored, fields, age_secs, entries);
+        return from_stored_body(
+            method,
+            request_headers,
+            stored,
+            fields,
+            age_secs,
+            entries,
+            Source::Cache,
+        );
     }
     let mut headers = Headers::new();
     headers.append("age", format!("{age_secs}"));
@@ -79,6 +87,7 @@ pub(crate) fn from_cache<B>(
         stored_fields: Some(stored),
         body,
         content_length,
+        source: Source::Cache,
     }
 }
 
@@ -96,7 +105,8 @@ pub fn served_fields(stored: &CachedResponse) -> impl Iterator<Item = (&str, &[u
 
 /// Like [`from_cache`], but with the header fields given: the response that filled the
 /// cache is sent with all of the origin's fields, including those the cache does not store
-/// (qualified `private` / `no-cache`, RFC 9111 §5.2.2.4, §5.2.2.7).
+/// (qualified `private` / `no-cache`, RFC 9111 §5.2.2.4, §5.2.2.7). `source` says whether
+/// its content just came from the origin.
 pub(crate) fn from_stored_body<B>(
     method: &str,
     request_headers: &Headers,
@@ -104,6 +114,7 @@ pub(crate) fn from_stored_body<B>(
     mut fields: Headers,
     age_secs: u64,
     entries: &[CacheStatusEntry],
+    source: Source,
 ) -> Response<B> {
     hop_by_hop::strip(&mut fields);
     let not_modified = client_not_modified(method, request_headers, stored.status, &fields);
@@ -131,6 +142,7 @@ pub(crate) fn from_stored_body<B>(
         stored_fields: None,
         body,
         content_length,
+        source,
     }
 }
 
@@ -250,6 +262,7 @@ pub(crate) fn from_origin<B>(
         stored_fields: None,
         body,
         content_length,
+        source: Source::Origin,
     }
 }
 
@@ -271,6 +284,7 @@ pub(crate) fn server_options<B>() -> Response<B> {
         stored_fields: None,
         body: Body::Empty,
         content_length: None,
+        source: Source::Engine,
     }
 }
 
@@ -286,6 +300,7 @@ pub(crate) fn error<B>(status: u16, message: &str, entry: CacheStatusEntry) -> R
         stored_fields: None,
         body: Body::Bytes(format!("{message}\n").into_bytes()),
         content_length: None,
+        source: Source::Engine,
     }
 }
 
@@ -357,6 +372,7 @@ mod tests {
                         s.headers.clone(),
                         7,
                         &entries,
+                        Source::Cache,
                     );
                     assert_eq!(hit.status, general.status, "{fields:?} {request:?}");
                     assert_eq!(hit.fields(), general.fields(), "{fields:?} {request:?}");

@@ -29,6 +29,12 @@ pub struct EngineStats {
     pub coalesced: u64,
     /// Requests sent to the origin.
     pub origin_fetches: u64,
+    /// Bytes of content served from the cache (hits, stale responses, those a `304`
+    /// confirmed; ranges count the bytes sent).
+    pub bytes_from_cache: u64,
+    /// Bytes of content served as the origin sent them in the same request (fills, passes;
+    /// a stream counts the `Content-Length` it declares).
+    pub bytes_from_origin: u64,
     /// Origin fetches that failed (timeout, unreachable, broken).
     pub origin_errors: u64,
     /// Responses stored.
@@ -126,7 +132,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 30] = [
+        let counters: [(&str, &str, u64); 32] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -160,6 +166,16 @@ impl Snapshot {
                 "origin_fetches_total",
                 "Requests sent to the origin",
                 e.origin_fetches,
+            ),
+            (
+                "bytes_from_cache_total",
+                "Bytes of content served from the cache",
+                e.bytes_from_cache,
+            ),
+            (
+                "bytes_from_origin_total",
+                "Bytes of content served as the origin sent them",
+                e.bytes_from_origin,
             ),
             (
                 "origin_errors_total",

@@ -393,4 +393,34 @@ mod tests {
             (200, "0123456789")
         );
     }
+
+    /// Bytes served are counted by where they came from: the fill's from the origin, hits'
+    /// (ranges: the bytes sent) from the cache; a `HEAD` and the engine's own answers count
+    /// for neither.
+    #[test]
+    fn bytes_served_are_counted_by_source() {
+        let sim = digits(&[]);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let bytes = |engine: &crate::engine::Engine<_>| {
+            let e = engine.snapshot().engine;
+            (e.bytes_from_origin, e.bytes_from_cache)
+        };
+        sim.clock.block_on(engine.handle(request("GET", "/b", &[])));
+        assert_eq!(bytes(&engine), (10, 0));
+        sim.clock.block_on(engine.handle(request("GET", "/b", &[])));
+        assert_eq!(bytes(&engine), (10, 10));
+        sim.clock
+            .block_on(engine.handle(request("GET", "/b", &ranged("bytes=0-2"))));
+        assert_eq!(bytes(&engine), (10, 13));
+        sim.clock
+            .block_on(engine.handle(request("HEAD", "/b", &[])));
+        sim.clock
+            .block_on(engine.handle(request("GET", "/b", &[("host", "x y")])));
+        assert_eq!(bytes(&engine), (10, 13));
+        let metrics = engine.snapshot().to_prometheus();
+        assert!(
+            metrics.contains("edgecache_bytes_from_cache_total 13\n"),
+            "{metrics}"
+        );
+    }
 }

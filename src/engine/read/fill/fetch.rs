@@ -21,7 +21,9 @@ use crate::engine::flight::Outcome;
 use crate::engine::host::{Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
 use crate::engine::status::Tier;
-use crate::engine::{respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView};
+use crate::engine::{
+    respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView, Source,
+};
 
 /// The statuses RFC 5861 §4 counts as an origin error for stale-if-error.
 fn is_error_status(status: u16) -> bool {
@@ -307,6 +309,7 @@ impl<H: Host> Engine<H> {
                     request_time,
                     response_time,
                 ));
+                // A `304`: the content is the cache's.
                 let response = respond::from_stored_body(
                     head.method(),
                     head.headers(),
@@ -314,6 +317,7 @@ impl<H: Host> Engine<H> {
                     headers,
                     0,
                     &[entry],
+                    Source::Cache,
                 );
                 // The other tiers and instances drop their copies too, after the response.
                 let job = Some(Job::Invalidate(alloc::vec![String::from(key)]));
@@ -351,6 +355,11 @@ impl<H: Host> Engine<H> {
         }
         entries.push(self.statuses.filled(fwd, fwd_status, evaluation.ttl_secs));
         let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
+        // A `304` confirmed the cache's content; any other status brought it.
+        let source = match fwd_status {
+            304 => Source::Cache,
+            _ => Source::Origin,
+        };
         let response = respond::from_stored_body(
             head.method(),
             head.headers(),
@@ -358,6 +367,7 @@ impl<H: Host> Engine<H> {
             fields,
             evaluation.age_secs,
             &entries,
+            source,
         );
         let colo_job = self.colo().is_some().then(|| Job::WriteColo {
             keys: keys.clone(),
