@@ -210,6 +210,10 @@ pub enum Job {
     Warm(Vec<RequestView>),
     /// Send queued write-behind requests to the origin ([`write_behind`]).
     FlushWriteBehind,
+    /// Check once that the shared tier can hold the write-behind queue
+    /// ([`Engine::check_shared_tier`]), on hosts that did not at start (the Worker has no
+    /// start): warnings are logged; a server too old turns write-behind off.
+    CheckSharedTier,
     /// Several jobs.
     Batch(Vec<Job>),
 }
@@ -264,6 +268,8 @@ pub struct EngineState {
     pub purge_history: colo::PurgeHistory,
     /// Random draws for refresh-ahead.
     pub rng: refresh::Rng,
+    /// Whether the shared tier was checked for write-behind, and how it went.
+    pub shared_tier_check: write_behind::SharedTierCheck,
 }
 
 impl EngineState {
@@ -281,6 +287,7 @@ impl EngineState {
             sync: sync::SyncState::default(),
             purge_history: colo::PurgeHistory::default(),
             rng: refresh::Rng::new(seed),
+            shared_tier_check: write_behind::SharedTierCheck::Pending,
         }
     }
 }
@@ -432,6 +439,9 @@ impl<H: Host> Engine<H> {
         if self.purge_sync_due(self.runtime.now()) {
             handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
         }
+        if self.shared_tier_check_due() {
+            handled.job = Job::merge(handled.job, Some(Job::CheckSharedTier));
+        }
         handled
     }
 
@@ -440,7 +450,10 @@ impl<H: Host> Engine<H> {
         use crate::policy::request::{BypassReason, RequestClass};
         let route_bypass = self.config.route_for(view.path()).is_some_and(|r| r.bypass);
         let class = view.class();
-        if class == RequestClass::Unsafe && self.config.write_behind.covers(view.path()) {
+        if class == RequestClass::Unsafe
+            && self.config.write_behind.covers(view.path())
+            && !self.write_behind_refused()
+        {
             // Write-behind routes are configured for their writes: route rules govern reads.
             return Box::pin(self.write_behind(view, body)).await;
         }
@@ -478,6 +491,7 @@ impl<H: Host> Engine<H> {
                 }
                 Job::SyncPurges => self.sync_purges().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
+                Job::CheckSharedTier => self.check_shared_tier_and_log().await,
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Warm(heads) => {
                     for head in heads {

@@ -46,7 +46,7 @@ use alloc::vec::Vec;
 
 use crate::headers::Headers;
 
-use super::host::{BodyError, LogLevel, Origin, Runtime, SharedTier, StreamEntry};
+use super::host::{BodyError, Lock, LogLevel, Origin, Runtime, SharedTier, StreamEntry};
 use super::{respond, Engine, Handled, Host, Job, RequestView};
 
 /// The consumer group every instance flushes through.
@@ -213,6 +213,20 @@ pub fn check_server_info(info: &str) -> Result<Option<String>, String> {
                 "Redis evicts any key under memory pressure (maxmemory-policy {policy}), the write-behind queue included, whose requests were answered 202: use noeviction or a volatile-* policy"
             )
         }))
+}
+
+/// Where the check of the shared tier for write-behind stands ([`Engine::check_shared_tier`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedTierCheck {
+    /// Not checked yet.
+    Pending,
+    /// A check is under way (queued as a job).
+    Queued,
+    /// Checked: write-behind may use it.
+    Passed,
+    /// Checked and refused (a server too old): writes on write-behind routes are sent
+    /// through at once instead of queued.
+    Refused,
 }
 
 /// The most a retry is put off: `retry_after_ms` times this.
@@ -384,14 +398,64 @@ impl<H: Host> Engine<H> {
             tier.info(),
         )
         .await;
-        match info {
-            Some(Ok(info)) => Ok(check_server_info(&info)?.into_iter().collect()),
-            Some(Err(e)) => Ok(alloc::vec![format!(
-                "could not check Redis for write-behind at start ({e}); until it answers, writes are sent through at once"
-            )]),
-            None => Ok(alloc::vec![String::from(
-                "could not check Redis for write-behind at start (no answer in time); until it answers, writes are sent through at once"
-            )]),
+        let Some(Ok(info)) = info else {
+            // Not answered: as at a native start, a warning and no second try (Redis is
+            // then down, and writes fall back to write-through by themselves).
+            self.state
+                .with(|s| s.shared_tier_check = SharedTierCheck::Passed);
+            let why = match info {
+                Some(Err(e)) => format!("{e}"),
+                _ => String::from("no answer in time"),
+            };
+            return Ok(alloc::vec![format!(
+                "could not check Redis for write-behind ({why}); until it answers, writes are sent through at once"
+            )]);
+        };
+        let checked = check_server_info(&info);
+        let outcome = match checked {
+            Ok(_) => SharedTierCheck::Passed,
+            Err(_) => SharedTierCheck::Refused,
+        };
+        self.state.with(|s| s.shared_tier_check = outcome);
+        Ok(checked?.into_iter().collect())
+    }
+
+    /// Whether a request should queue the shared-tier check: write-behind routes and a
+    /// shared tier, and no check made or under way (hosts with a start check at start,
+    /// `edgecache serve` does; the Worker's first requests queue it).
+    pub(crate) fn shared_tier_check_due(&self) -> bool {
+        if self.shared.is_none() || self.config.write_behind.routes.is_empty() {
+            return false;
+        }
+        self.state.with(|s| {
+            let due = s.shared_tier_check == SharedTierCheck::Pending;
+            if due {
+                s.shared_tier_check = SharedTierCheck::Queued;
+            }
+            due
+        })
+    }
+
+    /// Whether the shared-tier check refused write-behind (a server too old).
+    pub(crate) fn write_behind_refused(&self) -> bool {
+        self.state
+            .with(|s| s.shared_tier_check == SharedTierCheck::Refused)
+    }
+
+    /// [`Self::check_shared_tier`], its warnings and refusal logged through the host.
+    pub(crate) async fn check_shared_tier_and_log(&self) {
+        match self.check_shared_tier().await {
+            Ok(warnings) => {
+                for warning in warnings {
+                    self.runtime.log(LogLevel::Warn, &warning);
+                }
+            }
+            Err(refusal) => self.runtime.log(
+                LogLevel::Warn,
+                &format!(
+                    "{refusal}; until then, writes on write-behind routes are sent through at once"
+                ),
+            ),
         }
     }
 
@@ -735,5 +799,78 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 413, 422] {
             assert_eq!(outcome(s), Outcome::Refused, "{s}");
         }
+    }
+
+    /// A Redis too old for write-behind, met by a host that checks nothing at start (the
+    /// Worker): the first request queues the check, which turns write-behind off; later
+    /// writes go through to the origin at once, and the check is not queued again.
+    #[test]
+    fn a_shared_tier_too_old_turns_write_behind_off_on_hosts_without_a_start() {
+        use crate::engine::simulated::{request, Answer, SimOrigin, SimRuntime, Simulation};
+        use crate::engine::{EngineConfig, EngineState, NoColo, TierError};
+        use crate::shared_tier::{Command, RedisTier, Reply, Transport};
+        use crate::time::Timestamp;
+
+        /// Redis 6.2: answers `INFO`, refuses everything else.
+        struct OldRedis;
+        impl Transport for OldRedis {
+            async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
+                Ok(commands
+                    .iter()
+                    .map(|c| match c.first() {
+                        Some(name) if name.eq_ignore_ascii_case(b"INFO") => {
+                            Reply::Bytes(b"# Server\r\nredis_version:6.2.14\r\n".to_vec())
+                        }
+                        _ => Reply::Error(String::from("ERR unknown command")),
+                    })
+                    .collect())
+            }
+        }
+        struct OldRedisHost;
+        impl Host for OldRedisHost {
+            type Body = ();
+            type Origin = SimOrigin;
+            type SharedTier = RedisTier<OldRedis>;
+            type Colo = NoColo;
+            type Runtime = SimRuntime;
+            type Lock = core::cell::RefCell<EngineState>;
+        }
+
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(201, &[], "written"),
+        );
+        let (origin, runtime) = sim.parts();
+        let mut config = EngineConfig::default();
+        config.write_behind.routes = alloc::vec![String::from("/q/")];
+        let engine: Engine<OldRedisHost> =
+            Engine::new(config, origin, Some(RedisTier::over(OldRedis)), runtime).unwrap();
+        let post = || request("POST", "/q/1", &[("content-type", "text/plain")]);
+
+        let first = sim.clock.block_on(engine.handle(post()));
+        let mut jobs = alloc::vec![first.job.expect("the check is queued")];
+        let mut checked = false;
+        while let Some(job) = jobs.pop() {
+            match job {
+                Job::Batch(more) => jobs.extend(more),
+                Job::CheckSharedTier => checked = true,
+                _ => {}
+            }
+        }
+        assert!(checked, "the first request queues the check");
+        sim.clock.block_on(engine.run_job(Job::CheckSharedTier));
+        assert!(engine.write_behind_refused());
+
+        let before = sim.fetches();
+        let second = sim.clock.block_on(engine.handle(post()));
+        assert_eq!(
+            second.response.status, 201,
+            "written through, not queued (202)"
+        );
+        assert_eq!(sim.fetches(), before + 1);
+        assert!(
+            !matches!(second.job, Some(Job::CheckSharedTier)),
+            "checked once"
+        );
     }
 }
