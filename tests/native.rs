@@ -1267,3 +1267,42 @@ fn a_failed_start_names_its_part() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A lease left by a request whose client went away is released by its instance at the
+/// next purge sync, so another instance sharing Redis fetches at once instead of waiting
+/// out `l2.lease_ms` (20 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_does_not_wait_out_a_lease_whose_client_left() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut c = config();
+    c.l2.lease_ms = 20_000;
+    c.limits.coalesce_wait_ms = 20_000;
+    let a = Cache::start(c.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(c, &origin, Some(&redis)).await;
+    let path = url("/left", &[("cc", "max-age=60"), ("delay_ms", "1000")]);
+    let leaving = {
+        let addr = a.addr;
+        let path = path.clone();
+        tokio::spawn(async move { send(addr, "GET", &path, &[], Bytes::new()).await })
+    };
+    eventually("the first fetch to reach the origin", WAIT, async || {
+        (origin.count(&path) == 1).then_some(())
+    })
+    .await;
+    let mut con = redis.conn().await;
+    assert_eq!(
+        leases(&mut con).await.len(),
+        1,
+        "instance a holds the lease"
+    );
+    leaving.abort();
+    let _ = leaving.await;
+    eventually("the abandoned lease to be released", WAIT, async || {
+        leases(&mut con).await.is_empty().then_some(())
+    })
+    .await;
+    let r = b.get(&path).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(origin.count(&path), 2, "instance b fetched it itself");
+}

@@ -37,7 +37,7 @@ const MARKER_TTL_MS: u64 = 365 * 24 * 3_600_000;
 const MAX_PURGES_PER_SYNC: i64 = 500;
 
 /// What an instance knows of the shared purge state.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct SyncState {
     /// The purge-all epoch in use, once read.
     pub epoch: Option<i64>,
@@ -48,6 +48,22 @@ pub struct SyncState {
     /// The shared tier's marker value as first seen: if it changes or vanishes, the tier
     /// lost its data (restart without persistence, failover, flush).
     pub marker: Option<u64>,
+    /// Cache keys whose fetch lease this instance took for a request that was dropped
+    /// before it could release it (its client went away): released at the next sync,
+    /// so other instances need not wait out `l2.lease_ms`.
+    pub orphaned_leases: Vec<String>,
+}
+
+/// The most orphaned leases kept for release; beyond, they expire on their own.
+const MAX_ORPHANED_LEASES: usize = 1024;
+
+impl SyncState {
+    /// Notes the lease of `cache_key` as left behind by a dropped request.
+    pub fn orphan_lease(&mut self, cache_key: &str) {
+        if self.orphaned_leases.len() < MAX_ORPHANED_LEASES {
+            self.orphaned_leases.push(String::from(cache_key));
+        }
+    }
 }
 
 /// What a purge covers, by cache key.
@@ -104,16 +120,24 @@ impl<H: Host> Engine<H> {
     pub(crate) fn purge_sync_due(&self, now: Timestamp) -> bool {
         self.shared.is_some()
             && self.state.with(|s| {
-                s.sync
-                    .last_sync
-                    .is_none_or(|t| now.millis_since(t) >= self.config.l2.purge_poll_ms)
+                !s.sync.orphaned_leases.is_empty()
+                    || s.sync
+                        .last_sync
+                        .is_none_or(|t| now.millis_since(t) >= self.config.l2.purge_poll_ms)
             })
     }
 
-    /// Applies the purges other instances recorded since the last check.
+    /// Applies the purges other instances recorded since the last check, and releases the
+    /// leases dropped requests left behind.
     pub async fn sync_purges(&self) {
         let now = self.runtime.now();
-        self.state.with(|s| s.sync.last_sync = Some(now));
+        let orphaned = self.state.with(|s| {
+            s.sync.last_sync = Some(now);
+            core::mem::take(&mut s.sync.orphaned_leases)
+        });
+        for cache_key in &orphaned {
+            self.release_lease(cache_key).await;
+        }
         let Some(tier) = self.l2_tier() else {
             return;
         };

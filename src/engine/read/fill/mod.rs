@@ -104,7 +104,9 @@ impl<H: Host> Engine<H> {
                         }
                     }
                 }
+                let lease = LeaseGuard::new(&self.state, &key, leased);
                 let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
+                lease.disarm();
                 let stored = matches!(outcome, Outcome::Stored(_));
                 guard.finish(outcome);
                 if leased && !stored {
@@ -277,9 +279,11 @@ impl<H: Host> Engine<H> {
             },
             tier: Tier::L1,
         };
+        let lease = LeaseGuard::new(&self.state, &key, leased);
         let (handled, outcome) = self
             .fetch(&head, &key, Some(candidate), Forward::Stale)
             .await;
+        lease.disarm();
         let stored = matches!(outcome, Outcome::Stored(_));
         guard.finish(outcome);
         // What the fetch leaves to do (tier writes, an invalidation) runs now, as after any
@@ -309,6 +313,39 @@ enum LeaseOrWait<B> {
     Served(Box<Handled<B>>, Arc<CachedResponse>),
     /// Fetch from the origin; `leased` when this instance holds the lease (to release).
     Fetch { leased: bool },
+}
+
+/// Notes a fetch lease this instance holds as orphaned if the request holding it is dropped
+/// before the fetch ends (its client went away), so the next purge sync releases it
+/// ([`crate::engine::sync::SyncState::orphaned_leases`]) instead of other instances waiting
+/// out `l2.lease_ms`.
+struct LeaseGuard<'a, L: Lock<EngineState>> {
+    state: &'a L,
+    key: &'a str,
+    armed: bool,
+}
+
+impl<'a, L: Lock<EngineState>> LeaseGuard<'a, L> {
+    fn new(state: &'a L, key: &'a str, held: bool) -> Self {
+        LeaseGuard {
+            state,
+            key,
+            armed: held,
+        }
+    }
+
+    /// The fetch ended: whoever holds the lease now releases it.
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<L: Lock<EngineState>> Drop for LeaseGuard<'_, L> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.state.with(|s| s.sync.orphan_lease(self.key));
+        }
+    }
 }
 
 /// Completes a flight when the leader finishes, or as not shared if the leader is dropped
