@@ -93,14 +93,26 @@ pub(crate) fn from_cache<B>(
 
 /// The stored fields a response served from `stored` carries, in order: all but the
 /// hop-by-hop (RFC 9110 §7.6.1) and cache-only ones and the `Age` and `Cache-Status` the
-/// cache sets itself.
+/// cache sets itself; then `Accept-Ranges: bytes` ([`advertises_ranges`]).
 pub fn served_fields(stored: &CachedResponse) -> impl Iterator<Item = (&str, &[u8])> {
     let nominated = hop_by_hop::connection_nominated(&stored.headers);
-    stored.headers.iter().filter(move |(name, _)| {
-        !hop_by_hop::is_hop_by_hop(name, &nominated)
-            && !CACHE_ONLY_FIELDS.contains(name)
-            && !matches!(*name, "age" | "cache-status")
-    })
+    let ranges = advertises_ranges(stored.status, &stored.headers);
+    stored
+        .headers
+        .iter()
+        .filter(move |(name, _)| {
+            !hop_by_hop::is_hop_by_hop(name, &nominated)
+                && !CACHE_ONLY_FIELDS.contains(name)
+                && !matches!(*name, "age" | "cache-status")
+        })
+        .chain(ranges.then_some(("accept-ranges", b"bytes".as_slice())))
+}
+
+/// Whether a `200` served from the cache says `Accept-Ranges: bytes` (RFC 9110 §14.3): the
+/// cache holds the whole content and cuts any range from it ([`ranged`]), so clients (video
+/// players, download managers) may ask for ranges, unless the origin said otherwise.
+fn advertises_ranges(status: u16, fields: &Headers) -> bool {
+    status == 200 && !fields.contains("accept-ranges")
 }
 
 /// Like [`from_cache`], but with the header fields given: the response that filled the
@@ -125,6 +137,9 @@ pub(crate) fn from_stored_body<B>(
     };
     for field in CACHE_ONLY_FIELDS {
         headers.remove(field);
+    }
+    if !not_modified && advertises_ranges(stored.status, &headers) {
+        headers.append("accept-ranges", "bytes");
     }
     headers.set("age", format!("{age_secs}"));
     set_cache_status(&mut headers, entries);

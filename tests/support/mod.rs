@@ -1224,6 +1224,9 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
         assert_eq!(hit.header("content-range"), Some(content_range.as_str()));
         assert_eq!(&hit.body[..], &bytes[first..=last], "{range}");
     }
+    // A whole response from the cache says ranges may be asked for (RFC 9110 §14.3).
+    let whole = cache.get(&path).await;
+    assert_eq!(whole.header("accept-ranges"), Some("bytes"));
     // Several ranges: multipart/byteranges.
     let multi = get_range(cache, &path, "bytes=0-9, 20000-20009", None).await;
     assert_eq!(multi.status, 206);

@@ -423,4 +423,32 @@ mod tests {
             "{metrics}"
         );
     }
+
+    /// RFC 9110 §14.3: a `200` the cache holds whole says `Accept-Ranges: bytes`, on the
+    /// fill and on hits, unless the origin said otherwise; other statuses do not.
+    #[test]
+    fn whole_responses_from_the_cache_accept_ranges() {
+        let accept_ranges = |sim: &Simulation, path: &str| {
+            let engine = sim.engine(EngineConfig::default()).unwrap();
+            (0..2)
+                .map(|_| {
+                    let handled = sim.clock.block_on(engine.handle(request("GET", path, &[])));
+                    let fields = handled.response.fields();
+                    fields
+                        .get_all("accept-ranges")
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .collect::<alloc::vec::Vec<_>>()
+                })
+                .collect::<alloc::vec::Vec<_>>()
+        };
+        assert_eq!(accept_ranges(&digits(&[]), "/a"), [["bytes"], ["bytes"]]);
+        let none = digits(&[("accept-ranges", "none")]);
+        assert_eq!(accept_ranges(&none, "/b"), [["none"], ["none"]]);
+        let missing = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(404, &[("cache-control", "max-age=60")], "gone"),
+        );
+        let empty: [[&str; 0]; 2] = [[], []];
+        assert_eq!(accept_ranges(&missing, "/c"), empty);
+    }
 }
