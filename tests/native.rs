@@ -926,6 +926,7 @@ async fn hits_send_the_stored_fields_once_with_age_and_cache_status() {
     assert_eq!(
         names(&miss),
         [
+            "accept-ranges",
             "age",
             "cache-control",
             "cache-status",
@@ -942,6 +943,7 @@ async fn hits_send_the_stored_fields_once_with_age_and_cache_status() {
         assert_eq!(
             names(hit),
             [
+                "accept-ranges",
                 "age",
                 "cache-control",
                 "cache-status",
@@ -957,7 +959,13 @@ async fn hits_send_the_stored_fields_once_with_age_and_cache_status() {
                 "{name}: {hit:?}"
             );
         }
-        for same in ["cache-control", "content-type", "date", "content-length"] {
+        for same in [
+            "accept-ranges",
+            "cache-control",
+            "content-type",
+            "date",
+            "content-length",
+        ] {
             assert_eq!(hit.header(same), miss.header(same), "{same}");
         }
         assert_eq!(hit.body, miss.body);
