@@ -60,6 +60,7 @@ compatibility_date = "$compat"
 
 [vars]
 EDGECACHE_ORIGIN = "http://127.0.0.1:$origin_port"
+EDGECACHE_ALLOW_PRIVATE_ORIGIN = "1"
 TOML
   CI=true setsid bash scripts/wrangler.sh dev --config "$dir/wrangler.toml" \
     --ip 127.0.0.1 --port "$cache_port" --inspector-port "$(free_port)" --persist-to "$dir/state" \

@@ -170,3 +170,4 @@ test_step test-wasm-pack-chrome test_wasm_pack_chrome
 test_step browser-www      test_browser_www
 step      conformance-native bash scripts/conformance.sh native
 step      conformance-worker bash scripts/conformance.sh worker
+step      worker-bundle    bash scripts/deploy.sh --dry-run

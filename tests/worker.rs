@@ -117,7 +117,7 @@ impl Worker {
         build_worker();
         let mut errors = Vec::new();
         for _ in 0..3 {
-            match Worker::start_once(&origin.url(), redis_url, cache, state).await {
+            match Worker::start_once(&origin.url(), redis_url, cache, state, true).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -125,11 +125,14 @@ impl Worker {
         panic!("wrangler dev did not start: {errors:#?}");
     }
 
+    /// One `wrangler dev` start; `local_origin` sets `EDGECACHE_ALLOW_PRIVATE_ORIGIN`, as
+    /// `.dev.vars` does for local development (the test origin is on loopback).
     async fn start_once(
         origin: &str,
         redis: Option<&str>,
         cache: &str,
         state: Option<&std::path::Path>,
+        local_origin: bool,
     ) -> Result<Worker, String> {
         let _one_at_a_time = STARTING.lock().await;
         let port = free_port();
@@ -143,6 +146,9 @@ impl Worker {
         );
         if let Some(redis) = redis {
             vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
+        }
+        if local_origin {
+            vars.push_str("EDGECACHE_ALLOW_PRIVATE_ORIGIN = \"1\"\n");
         }
         let config = format!(
             "name = \"edgecache-test\"\nmain = {:?}\ncompatibility_date = {:?}\n\n[vars]\n{vars}",
@@ -868,7 +874,7 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     assert!(writes[2].idempotency_key.is_some());
     drop(w);
 
-    let refused = Worker::start_once(&origin.url(), None, WB, None)
+    let refused = Worker::start_once(&origin.url(), None, WB, None, true)
         .await
         .err()
         .expect("write-behind routes without Redis are refused");
@@ -878,4 +884,25 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
         refused.contains("500 edgecache is misconfigured"),
         "{refused}"
     );
+}
+
+/// A Worker whose origin is on loopback or a private network, which a deployed Worker cannot
+/// reach, answers every request with a 500 naming `EDGECACHE_ORIGIN` (unless local
+/// development says otherwise, as every other test here does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_origin_outside_local_development_is_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    let origin = Origin::start().await;
+    let refused = Worker::start_once(&origin.url(), None, "{}", None, false)
+        .await
+        .err()
+        .expect("a loopback origin is refused");
+    assert!(
+        refused.contains("500 edgecache is misconfigured: EDGECACHE_ORIGIN"),
+        "{refused}"
+    );
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
 }

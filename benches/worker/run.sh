@@ -142,6 +142,7 @@ wait_ready() {
 start_wrangler() {
     local w=$1 key=wrangler:$1 dir=$TMP/wrangler-$1 vars=""
     [ "$w" = edgecache ] && vars="EDGECACHE_ORIGIN = \"$ORIGIN\"
+EDGECACHE_ALLOW_PRIVATE_ORIGIN = \"1\"
 EDGECACHE_ADMIN_TOKEN = \"$TOKEN\"
 "
     PORT[$key]=$(free_port)
@@ -160,7 +161,7 @@ EDGECACHE_ADMIN_TOKEN = \"$TOKEN\"
 # start_workerd WORKER: workerd serve with a generated capnp config.
 start_workerd() {
     local w=$1 key=workerd:$1 dir=$TMP/workerd-$1 bindings=""
-    [ "$w" = edgecache ] && bindings="(name = \"EDGECACHE_ORIGIN\", text = \"$ORIGIN\"), (name = \"EDGECACHE_ADMIN_TOKEN\", text = \"$TOKEN\")"
+    [ "$w" = edgecache ] && bindings="(name = \"EDGECACHE_ORIGIN\", text = \"$ORIGIN\"), (name = \"EDGECACHE_ALLOW_PRIVATE_ORIGIN\", text = \"1\"), (name = \"EDGECACHE_ADMIN_TOKEN\", text = \"$TOKEN\")"
     PORT[$key]=$(free_port)
     mkdir -p "$dir"
     cp "$TMP/dist-$w/index.js" "$TMP/dist-$w/index_bg.wasm" "$dir/"

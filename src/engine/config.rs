@@ -669,3 +669,73 @@ impl EngineConfig {
         self.routes.iter().find(|r| route_matches(&r.prefix, path))
     }
 }
+/// Whether the origin URL names this machine or a private network (RFC 1918, loopback,
+/// link-local, unique-local IPv6, `localhost`): reachable from `wrangler dev`, never from a
+/// deployed Worker.
+pub fn is_private_origin(url: &str) -> bool {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    }
+    .trim_end_matches('.')
+    .to_ascii_lowercase();
+    if host == "localhost" || host.ends_with(".localhost") {
+        return true;
+    }
+    match host.parse::<core::net::IpAddr>() {
+        Ok(core::net::IpAddr::V4(ip)) => {
+            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+        }
+        Ok(core::net::IpAddr::V6(ip)) => {
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_unique_local()
+                || ip.is_unicast_link_local()
+                || ip
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_private_origin;
+
+    #[test]
+    fn private_and_loopback_origins_are_recognised() {
+        for private in [
+            "http://127.0.0.1:8080",
+            "http://localhost:3000/base",
+            "https://LOCALHOST.",
+            "http://app.localhost",
+            "http://10.1.2.3",
+            "http://172.16.0.1:80",
+            "http://192.168.1.10/x",
+            "http://169.254.169.254",
+            "http://0.0.0.0",
+            "http://[::1]:8080",
+            "http://[fd00::1]",
+            "http://[fe80::1]",
+            "http://[::ffff:127.0.0.1]",
+        ] {
+            assert!(is_private_origin(private), "{private}");
+        }
+        for public in [
+            "https://origin.example.com",
+            "https://example.com:8443/prefix",
+            "http://93.184.216.34",
+            "http://172.32.0.1",
+            "http://[2606:4700::1111]",
+            "https://localhost.example.com",
+        ] {
+            assert!(!is_private_origin(public), "{public}");
+        }
+    }
+}

@@ -83,11 +83,15 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let isolate = match isolate(&env) {
         Ok(isolate) => isolate,
         Err(message) => {
-            // The details (which may quote a configured value) go to the operator's log only.
+            // The details (which may quote a configured value) go to the operator's log
+            // only; the answer names the variable.
             worker::console_error!("edgecache: {message}");
+            let variable = message.split('`').nth(1).unwrap_or("configuration");
             return plain(
                 500,
-                "edgecache is misconfigured; the Worker's log (wrangler tail) says why\n",
+                &format!(
+                    "edgecache is misconfigured: {variable}; the Worker's log (wrangler tail) says why\n"
+                ),
             );
         }
     };

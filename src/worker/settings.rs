@@ -5,7 +5,8 @@
 //!
 //! | name | kind | meaning |
 //! |---|---|---|
-//! | `EDGECACHE_ORIGIN` | var, required | origin base URL, `http(s)://host[:port]` |
+//! | `EDGECACHE_ORIGIN` | var, required | origin base URL, `http(s)://host[:port]`; a loopback or private-network one is refused unless `EDGECACHE_ALLOW_PRIVATE_ORIGIN` is `1` (local development: a deployed Worker cannot reach it) |
+//! | `EDGECACHE_ALLOW_PRIVATE_ORIGIN` | var, optional | `1` in `.dev.vars` for `wrangler dev` against a local origin |
 //! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
 //! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
 //! | `EDGECACHE_REDIS_URL` | secret, optional | `redis://` or `rediss://` URL of the shared tier; none: L1 only (and no colo tier: `EDGECACHE_CACHE.colo.enabled` needs it) |
@@ -35,6 +36,12 @@ impl Settings {
         let origin = text(env, "EDGECACHE_ORIGIN")?
             .filter(|s| !s.trim().is_empty())
             .ok_or("invalid config `EDGECACHE_ORIGIN`: is required (the origin's base URL)")?;
+        let allow_private = text(env, "EDGECACHE_ALLOW_PRIVATE_ORIGIN")?.as_deref() == Some("1");
+        if !allow_private && crate::engine::config::is_private_origin(origin.trim()) {
+            return Err(String::from(
+                "invalid config `EDGECACHE_ORIGIN`: a loopback or private-network address, which a deployed Worker cannot reach (set the public origin; for wrangler dev against a local origin, EDGECACHE_ALLOW_PRIVATE_ORIGIN=1 in .dev.vars)",
+            ));
+        }
         let mut cache = match raw(env, "EDGECACHE_CACHE") {
             None => EngineConfig::default(),
             Some(value) => {
