@@ -189,14 +189,15 @@ pub fn proxy_scheme(
 /// with this, and [`apply`] adds edgecache's own fields at delivery.
 pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust, keyed: &[String]) {
     let keep_chains = trust.trusts(client);
+    let listed = |list: &[&str], name: &str| list.iter().any(|f| same_with_dashes(name, f));
+    // No allocation for the usual request, which has none of these fields.
     let doomed: Vec<String> = headers
         .iter()
         .map(|(name, _)| name)
         .filter(|name| !keyed.iter().any(|k| k == name))
         .filter(|name| {
-            let dashed = name.replace('_', "-");
-            OVERRIDE_FIELDS.contains(&dashed.as_str())
-                || (FORWARDING_FIELDS.contains(&dashed.as_str())
+            listed(&OVERRIDE_FIELDS, name)
+                || (listed(&FORWARDING_FIELDS, name)
                     && !(keep_chains && CHAIN_FIELDS.contains(name)))
         })
         .map(String::from)
@@ -204,6 +205,16 @@ pub fn sanitize(headers: &mut Headers, client: Option<IpAddr>, trust: &Trust, ke
     for name in doomed {
         headers.remove(&name);
     }
+}
+
+/// Whether the (lowercase) field `name` is `field` when its underscores are read as dashes
+/// (`x_forwarded_host` is `x-forwarded-host` to servers that accept both spellings).
+fn same_with_dashes(name: &str, field: &str) -> bool {
+    name.len() == field.len()
+        && name
+            .bytes()
+            .zip(field.bytes())
+            .all(|(n, f)| n == f || (n == b'_' && f == b'-'))
 }
 
 /// Applies the policy to `headers` (the client's end-to-end fields) for a request from
