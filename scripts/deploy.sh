@@ -36,11 +36,13 @@ if [[ $dry_run -eq 0 ]]; then
 fi
 if [[ -n "$origin" ]]; then
     [[ "$origin" =~ ^https?://[^/]+ ]] || fail "EDGECACHE_ORIGIN must be an http:// or https:// URL with a host, got '$origin'"
-    host="${origin#*://}"; host="${host%%/*}"; host="${host%:*}"; host="${host#[}"; host="${host%]}"
+    host="${origin#*://}"; host="${host%%/*}"; host="${host##*@}"; host="${host%:*}"; host="${host#[}"; host="${host%]}"
     host="$(tr 'A-Z' 'a-z' <<<"$host")"
     if [[ "$host" == localhost || "$host" == *.localhost || "$host" =~ ^127\. || "$host" =~ ^10\. \
         || "$host" =~ ^192\.168\. || "$host" =~ ^172\.(1[6-9]|2[0-9]|3[01])\. || "$host" =~ ^169\.254\. \
-        || "$host" == 0.0.0.0 || "$host" == ::1 || "$host" =~ ^f[cd] || "$host" =~ ^fe80: ]]; then
+        || "$host" =~ ^0\. || "$host" =~ ^100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\. \
+        || "$host" == ::1 || "$host" =~ ^f[cd] || "$host" =~ ^fe80: || "$host" =~ ^0x \
+        || ( "$host" =~ ^[0-9.]+$ && ! "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ) ]]; then
         fail "EDGECACHE_ORIGIN '$origin' is a loopback or private-network address: a deployed Worker cannot reach it"
     fi
 fi

@@ -678,6 +678,10 @@ pub fn is_private_origin(url: &str) -> bool {
         .or_else(|| url.strip_prefix("http://"))
         .unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // `user:password@host`: the host is after the last `@`.
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let host = match authority.strip_prefix('[') {
         Some(v6) => v6.split(']').next().unwrap_or(""),
         None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
@@ -687,9 +691,21 @@ pub fn is_private_origin(url: &str) -> bool {
     if host == "localhost" || host.ends_with(".localhost") {
         return true;
     }
+    let all_numeric = !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    if host.parse::<core::net::Ipv4Addr>().is_err() && (all_numeric || host.starts_with("0x")) {
+        // `127.1`, `2130706433`, `0x7f000001`: forms a URL parser reads as an IPv4 address
+        // (loopback, here) that are not a dotted quad. Refused whatever they name.
+        return true;
+    }
     match host.parse::<core::net::IpAddr>() {
         Ok(core::net::IpAddr::V4(ip)) => {
-            ip.is_loopback() || ip.is_private() || ip.is_link_local() || ip.is_unspecified()
+            let [a, b, ..] = ip.octets();
+            ip.is_loopback()
+                || ip.is_private()
+                || ip.is_link_local()
+                || a == 0
+                // 100.64.0.0/10, carrier-grade NAT's shared space (RFC 6598).
+                || (a == 100 && b & 0xc0 == 64)
         }
         Ok(core::net::IpAddr::V6(ip)) => {
             ip.is_loopback()
@@ -724,6 +740,14 @@ mod tests {
             "http://[fd00::1]",
             "http://[fe80::1]",
             "http://[::ffff:127.0.0.1]",
+            "http://user@127.0.0.1",
+            "http://a:b@localhost:8080",
+            "http://127.1",
+            "http://2130706433",
+            "http://0x7f000001",
+            "http://0177.0.0.1",
+            "http://100.64.1.1",
+            "http://0.1.2.3",
         ] {
             assert!(is_private_origin(private), "{private}");
         }
@@ -734,6 +758,9 @@ mod tests {
             "http://172.32.0.1",
             "http://[2606:4700::1111]",
             "https://localhost.example.com",
+            "https://user@origin.example.com",
+            "http://100.128.0.1",
+            "https://1.example",
         ] {
             assert!(!is_private_origin(public), "{public}");
         }

@@ -193,9 +193,18 @@ pub(crate) fn ranged<B>(
         Ranged::Whole => return response,
         Ranged::Unsatisfiable => {
             let mut fields = response.take_fields();
-            for field in ["content-type", "content-encoding", "content-length"] {
+            for field in [
+                "content-type",
+                "content-encoding",
+                "content-length",
+                "expires",
+                "accept-ranges",
+            ] {
                 fields.remove(field);
             }
+            // Never stored downstream: a cache in front that kept this 416 under the stored
+            // response's freshness would answer plain GETs with it.
+            fields.set("cache-control", "no-store");
             fields.set("content-range", range::unsatisfied_range(complete as u64));
             response.headers = fields;
             response.status = 416;

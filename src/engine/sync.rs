@@ -394,7 +394,7 @@ impl<H: Host> Engine<H> {
         };
         let key = self.sync_key(&format!("lease:{cache_key}"));
         let token = self.lease_token.as_bytes();
-        match self
+        let acquired = match self
             .l2_guarded(tier.set_if_absent(&key, token, self.config.l2.lease_ms))
             .await
         {
@@ -406,7 +406,16 @@ impl<H: Host> Engine<H> {
                 self.l2_guarded(tier.get(&key)).await,
                 Some(Some(held)) if held == token
             ),
+        };
+        if acquired {
+            // Held again, for a live fetch: the next sync must not release it as orphaned.
+            self.state.with(|s| {
+                s.sync
+                    .orphaned_leases
+                    .retain(|orphaned| orphaned != cache_key)
+            });
         }
+        acquired
     }
 
     /// Whether some instance still holds the fetch lease for `cache_key`; `false` when the

@@ -90,8 +90,10 @@ impl Transport for RedisRs {
     }
 }
 
-/// A redis-rs value as a [`Reply`] (RESP3-only types do not occur on the RESP2 connections
-/// this opens; they are refused as errors).
+/// A redis-rs value as a [`Reply`]. A `?protocol=resp3` URL makes redis-rs speak RESP3,
+/// whose richer types are read as RESP2 gives them: a set or a push as an array, a map as
+/// an array of `[key, value]` pairs (as `XREADGROUP` answers in RESP2), a verbatim
+/// string or a double as a string, a boolean as an integer.
 fn reply(value: redis::Value) -> Reply {
     use redis::Value;
     match value {
@@ -100,12 +102,24 @@ fn reply(value: redis::Value) -> Reply {
         Value::BulkString(b) => Reply::Bytes(b),
         Value::SimpleString(s) => Reply::Bytes(s.into_bytes()),
         Value::Okay => Reply::Bytes(b"OK".to_vec()),
-        Value::Array(items) => Reply::Array(items.into_iter().map(reply).collect()),
+        Value::Array(items) | Value::Set(items) | Value::Push { data: items, .. } => {
+            Reply::Array(items.into_iter().map(reply).collect())
+        }
+        Value::Map(pairs) => Reply::Array(
+            pairs
+                .into_iter()
+                .map(|(k, v)| Reply::Array(vec![reply(k), reply(v)]))
+                .collect(),
+        ),
+        Value::Attribute { data, .. } => reply(*data),
+        Value::VerbatimString { text, .. } => Reply::Bytes(text.into_bytes()),
+        Value::Double(d) => Reply::Bytes(d.to_string().into_bytes()),
+        Value::Boolean(b) => Reply::Integer(i64::from(b)),
         Value::ServerError(e) => Reply::Error(match e.details() {
             Some(details) => format!("{} {details}", e.code()),
             None => e.code().to_string(),
         }),
-        other => Reply::Error(format!("unexpected RESP3 reply {other:?}")),
+        other => Reply::Error(format!("unexpected reply {other:?}")),
     }
 }
 
@@ -152,5 +166,39 @@ trait KindDescription {
 impl KindDescription for redis::RedisError {
     fn kind_description(&self) -> String {
         format!("{:?}", self.kind())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::Value;
+
+    /// RESP3's types read as RESP2 gives them, so the one decoder in `super` serves both.
+    #[test]
+    fn resp3_values_read_as_their_resp2_shapes() {
+        assert_eq!(
+            reply(Value::Set(vec![Value::BulkString(b"a".to_vec())])),
+            Reply::Array(vec![Reply::Bytes(b"a".to_vec())])
+        );
+        assert_eq!(
+            reply(Value::Map(vec![(
+                Value::BulkString(b"stream".to_vec()),
+                Value::Array(vec![])
+            )])),
+            Reply::Array(vec![Reply::Array(vec![
+                Reply::Bytes(b"stream".to_vec()),
+                Reply::Array(vec![])
+            ])])
+        );
+        assert_eq!(
+            reply(Value::VerbatimString {
+                format: redis::VerbatimFormat::Text,
+                text: String::from("redis_version:7.2.4"),
+            }),
+            Reply::Bytes(b"redis_version:7.2.4".to_vec())
+        );
+        assert_eq!(reply(Value::Boolean(true)), Reply::Integer(1));
+        assert_eq!(reply(Value::Okay), Reply::Bytes(b"OK".to_vec()));
     }
 }

@@ -1251,6 +1251,7 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
     let beyond = get_range(cache, &path, "bytes=40000-", None).await;
     assert_eq!(beyond.status, 416);
     assert_eq!(beyond.header("content-range"), Some("bytes */40000"));
+    assert_eq!(beyond.header("cache-control"), Some("no-store"));
     let malformed = get_range(cache, &path, "bytes=9-1", None).await;
     assert_eq!((malformed.status, malformed.body.len()), (200, SIZE));
     let current = get_range(cache, &path, "bytes=0-0", Some("\"v1\"")).await;

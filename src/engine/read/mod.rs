@@ -331,6 +331,11 @@ mod tests {
             beyond.response.fields().get_str("content-range"),
             Some("bytes */10")
         );
+        assert_eq!(
+            beyond.response.fields().get_str("cache-control"),
+            Some("no-store"),
+            "a 416 is never stored downstream"
+        );
         assert_eq!(body_text(&beyond.response), "");
         // Ignored: malformed, another unit, HEAD.
         for (method, range) in [

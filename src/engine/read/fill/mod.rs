@@ -44,14 +44,21 @@ impl<H: Host> Engine<H> {
         match self.join_flight(&key) {
             Role::Waiter(id) => {
                 self.count(|s| s.coalesced += 1);
+                // Leaves the flight unless the outcome is read: on a timeout, and when this
+                // request is dropped while it waits (its client went away). A waiter that
+                // never leaves would keep a finished flight, and its outcome, for good.
+                let waiter = WaiterGuard {
+                    state: &self.state,
+                    key: &key,
+                    id,
+                    read: false,
+                };
                 let wait = core::future::poll_fn(|cx| {
                     self.state.with(|s| s.flights.poll(&key, id, cx.waker()))
                 });
                 let outcome =
                     with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait).await;
-                if outcome.is_none() {
-                    self.state.with(|s| s.flights.leave(&key, id));
-                }
+                waiter.done(outcome.is_some());
                 if let Some(Outcome::Stored(stored)) = outcome {
                     let now = self.runtime.now();
                     let evaluation = self.evaluate(head.headers(), &stored, now);
@@ -315,6 +322,30 @@ enum LeaseOrWait<B> {
     Fetch { leased: bool },
 }
 
+/// A waiter's place in a flight, given up ([`super::super::flight::Flights::leave`]) when
+/// it is dropped without having read the outcome.
+struct WaiterGuard<'a, L: Lock<EngineState>> {
+    state: &'a L,
+    key: &'a str,
+    id: u64,
+    read: bool,
+}
+
+impl<L: Lock<EngineState>> WaiterGuard<'_, L> {
+    /// The wait ended; `read` when the outcome was taken.
+    fn done(mut self, read: bool) {
+        self.read = read;
+    }
+}
+
+impl<L: Lock<EngineState>> Drop for WaiterGuard<'_, L> {
+    fn drop(&mut self) {
+        if !self.read {
+            self.state.with(|s| s.flights.leave(self.key, self.id));
+        }
+    }
+}
+
 /// Notes a fetch lease this instance holds as orphaned if the request holding it is dropped
 /// before the fetch ends (its client went away), so the next purge sync releases it
 /// ([`crate::engine::sync::SyncState::orphaned_leases`]) instead of other instances waiting
@@ -462,5 +493,26 @@ mod tests {
         let hit = sim.clock.block_on(engine.handle(request("GET", "/s", &[])));
         assert_eq!(body_text(&hit.response), "refreshed");
         assert!(hit.job.is_none(), "fresh: nothing to refresh");
+    }
+
+    /// A waiter dropped while it waits (its client went away) leaves the flight: once the
+    /// leader finishes, nothing of the flight is kept, so a later miss (after a purge, say)
+    /// is never handed the old outcome.
+    #[test]
+    fn a_dropped_waiter_leaves_no_flight_behind() {
+        let sim = simulation("max-age=60");
+        sim.script.borrow_mut().latency_ms = 50;
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let mut waiter = Box::pin(engine.handle(request("GET", "/w", &[])));
+        let leader = Box::pin(engine.handle(request("GET", "/w", &[])));
+        // The first poll makes the first request the leader; the second joins as a waiter.
+        let mut leader = leader;
+        assert!(leader.as_mut().poll(&mut cx).is_pending());
+        assert!(waiter.as_mut().poll(&mut cx).is_pending());
+        drop(waiter);
+        sim.clock.block_on(leader);
+        use crate::engine::host::Lock;
+        assert_eq!(engine.state.with(|s| s.flights.len()), 0);
     }
 }
