@@ -57,6 +57,9 @@ pub struct SyncState {
 /// The most orphaned leases kept for release; beyond, they expire on their own.
 const MAX_ORPHANED_LEASES: usize = 1024;
 
+/// The most orphaned leases one sync releases.
+const ORPHANS_PER_SYNC: usize = 16;
+
 impl SyncState {
     /// Notes the lease of `cache_key` as left behind by a dropped request.
     pub fn orphan_lease(&mut self, cache_key: &str) {
@@ -131,9 +134,12 @@ impl<H: Host> Engine<H> {
     /// leases dropped requests left behind.
     pub async fn sync_purges(&self) {
         let now = self.runtime.now();
+        // A few orphaned leases per sync, so a burst of departed clients cannot hold up the
+        // purge log behind one release after another; the rest wait for the next sync.
         let orphaned = self.state.with(|s| {
             s.sync.last_sync = Some(now);
-            core::mem::take(&mut s.sync.orphaned_leases)
+            let n = s.sync.orphaned_leases.len().min(ORPHANS_PER_SYNC);
+            s.sync.orphaned_leases.drain(..n).collect::<Vec<_>>()
         });
         for cache_key in &orphaned {
             self.release_lease(cache_key).await;

@@ -166,8 +166,8 @@ pub async fn serve_one(
         }
         None => (to_header_map(&response.headers), None),
     };
-    // Responses that are not plain hits (the one that stored the entry, a range) use the
-    // entry's file if a hit has made one, but do not make it.
+    // Responses that are not hits (the one that stored the entry) use the entry's file if a
+    // hit has made one, but do not make it: an object asked for once gets no file copy.
     let ready_file = |stored: &Arc<CachedResponse>| readies.get(stored)?.file.clone();
     // hyper computes the length of the body we send; a HEAD's is the engine's to say.
     headers.remove(hyper::header::CONTENT_LENGTH);
