@@ -210,10 +210,6 @@ pub enum Job {
     Warm(Vec<RequestView>),
     /// Send queued write-behind requests to the origin ([`write_behind`]).
     FlushWriteBehind,
-    /// Check once that the shared tier can hold the write-behind queue
-    /// ([`Engine::check_shared_tier`]), on hosts that did not at start (the Worker has no
-    /// start): warnings are logged; a server too old turns write-behind off.
-    CheckSharedTier,
     /// Several jobs.
     Batch(Vec<Job>),
 }
@@ -439,9 +435,6 @@ impl<H: Host> Engine<H> {
         if self.purge_sync_due(self.runtime.now()) {
             handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
         }
-        if self.shared_tier_check_due() {
-            handled.job = Job::merge(handled.job, Some(Job::CheckSharedTier));
-        }
         handled
     }
 
@@ -452,7 +445,7 @@ impl<H: Host> Engine<H> {
         let class = view.class();
         if class == RequestClass::Unsafe
             && self.config.write_behind.covers(view.path())
-            && !self.write_behind_refused()
+            && Box::pin(self.write_behind_usable()).await
         {
             // Write-behind routes are configured for their writes: route rules govern reads.
             return Box::pin(self.write_behind(view, body)).await;
@@ -491,7 +484,6 @@ impl<H: Host> Engine<H> {
                 }
                 Job::SyncPurges => self.sync_purges().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
-                Job::CheckSharedTier => self.check_shared_tier_and_log().await,
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Warm(heads) => {
                     for head in heads {

@@ -220,8 +220,6 @@ pub fn check_server_info(info: &str) -> Result<Option<String>, String> {
 pub enum SharedTierCheck {
     /// Not checked yet.
     Pending,
-    /// A check is under way (queued as a job).
-    Queued,
     /// Checked: write-behind may use it.
     Passed,
     /// Checked and refused (a server too old): writes on write-behind routes are sent
@@ -420,26 +418,24 @@ impl<H: Host> Engine<H> {
         Ok(checked?.into_iter().collect())
     }
 
-    /// Whether a request should queue the shared-tier check: write-behind routes and a
-    /// shared tier, and no check made or under way (hosts with a start check at start,
-    /// `edgecache serve` does; the Worker's first requests queue it).
-    pub(crate) fn shared_tier_check_due(&self) -> bool {
-        if self.shared.is_none() || self.config.write_behind.routes.is_empty() {
-            return false;
+    /// Whether write-behind may queue this write: the shared tier was checked and passed.
+    /// A host that checks nothing at start (the Worker has no start) checks here, on the
+    /// first write-behind request, before anything is queued; a Redis too old turns
+    /// write-behind off and the write is sent through at once. Without a shared tier the
+    /// write-behind path sends writes through by itself.
+    pub(crate) async fn write_behind_usable(&self) -> bool {
+        if self.shared.is_none() {
+            return true;
         }
-        self.state.with(|s| {
-            let due = s.shared_tier_check == SharedTierCheck::Pending;
-            if due {
-                s.shared_tier_check = SharedTierCheck::Queued;
+        match self.state.with(|s| s.shared_tier_check) {
+            SharedTierCheck::Passed => true,
+            SharedTierCheck::Refused => false,
+            SharedTierCheck::Pending => {
+                self.check_shared_tier_and_log().await;
+                self.state
+                    .with(|s| s.shared_tier_check == SharedTierCheck::Passed)
             }
-            due
-        })
-    }
-
-    /// Whether the shared-tier check refused write-behind (a server too old).
-    pub(crate) fn write_behind_refused(&self) -> bool {
-        self.state
-            .with(|s| s.shared_tier_check == SharedTierCheck::Refused)
+        }
     }
 
     /// [`Self::check_shared_tier`], its warnings and refusal logged through the host.
@@ -802,8 +798,8 @@ mod tests {
     }
 
     /// A Redis too old for write-behind, met by a host that checks nothing at start (the
-    /// Worker): the first request queues the check, which turns write-behind off; later
-    /// writes go through to the origin at once, and the check is not queued again.
+    /// Worker): the first write-behind request checks it before queuing anything, which
+    /// turns write-behind off; that write and later ones go through to the origin at once.
     #[test]
     fn a_shared_tier_too_old_turns_write_behind_off_on_hosts_without_a_start() {
         use crate::engine::simulated::{request, Answer, SimOrigin, SimRuntime, Simulation};
@@ -847,30 +843,19 @@ mod tests {
             Engine::new(config, origin, Some(RedisTier::over(OldRedis)), runtime).unwrap();
         let post = || request("POST", "/q/1", &[("content-type", "text/plain")]);
 
+        // The first write-behind request checks the shared tier before queuing anything.
         let first = sim.clock.block_on(engine.handle(post()));
-        let mut jobs = alloc::vec![first.job.expect("the check is queued")];
-        let mut checked = false;
-        while let Some(job) = jobs.pop() {
-            match job {
-                Job::Batch(more) => jobs.extend(more),
-                Job::CheckSharedTier => checked = true,
-                _ => {}
-            }
-        }
-        assert!(checked, "the first request queues the check");
-        sim.clock.block_on(engine.run_job(Job::CheckSharedTier));
-        assert!(engine.write_behind_refused());
-
-        let before = sim.fetches();
-        let second = sim.clock.block_on(engine.handle(post()));
         assert_eq!(
-            second.response.status, 201,
+            first.response.status, 201,
             "written through, not queued (202)"
         );
-        assert_eq!(sim.fetches(), before + 1);
-        assert!(
-            !matches!(second.job, Some(Job::CheckSharedTier)),
-            "checked once"
+        assert_eq!(sim.fetches(), 1);
+        assert_eq!(
+            engine.state.with(|s| s.shared_tier_check),
+            SharedTierCheck::Refused
         );
+        let second = sim.clock.block_on(engine.handle(post()));
+        assert_eq!(second.response.status, 201);
+        assert_eq!(sim.fetches(), 2);
     }
 }
