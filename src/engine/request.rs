@@ -277,6 +277,12 @@ impl RequestView {
         headers
     }
 
+    /// Whether it is a `GET` with a `Range` (RFC 9110 §14.2: ranges are defined for `GET`
+    /// only), which [`crate::policy::range`] then decides on.
+    pub fn asks_for_a_range(&self) -> bool {
+        self.method == "GET" && self.headers.contains("range")
+    }
+
     /// What the cache does with the request before any lookup ([`classify`]).
     pub fn class(&self) -> RequestClass {
         classify(&self.method, &self.headers)

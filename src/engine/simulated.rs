@@ -320,16 +320,6 @@ impl<'a> Executor<'a> {
         }
     }
 
-    /// How many tasks have not finished.
-    pub fn len(&self) -> usize {
-        self.tasks.len()
-    }
-
-    /// Whether every task has finished.
-    pub fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
-    }
-
     /// Polls the woken tasks once each and drops the finished ones; whether any was woken.
     fn poll_woken(&mut self) -> bool {
         let mut polled = false;

@@ -85,7 +85,7 @@ impl<H: Host> Engine<H> {
     /// to it (RFC 9110 §14, [`respond::ranged`]). A range request looks up, joins and fills
     /// the complete response like any other.
     pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
-        if head.method() != "GET" || !head.headers().contains("range") {
+        if !head.asks_for_a_range() {
             return self.read_whole(head).await;
         }
         let asked = Headers::from_pairs(

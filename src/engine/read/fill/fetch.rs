@@ -37,11 +37,6 @@ fn is_error_status(status: u16) -> bool {
 const ANSWERED_BY_THE_CACHE: [&str; 4] =
     ["if-none-match", "if-modified-since", "range", "if-range"];
 
-/// Whether `head` is a `GET` with a `Range` ([`crate::policy::range`] applies).
-fn asks_for_a_range(head: &RequestView) -> bool {
-    head.method() == "GET" && head.headers().contains("range")
-}
-
 impl<H: Host> Engine<H> {
     /// Sends the request to the origin within the origin timeout. `HEAD` is fetched as
     /// `GET` so the response can be stored; the client's validators are replaced by the
@@ -183,7 +178,7 @@ impl<H: Host> Engine<H> {
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
-            (_, OriginBody::Streaming(_)) if asks_for_a_range(head) => {
+            (_, OriginBody::Streaming(_)) if head.asks_for_a_range() => {
                 // Too large to hold whole, so no range can be cut from it here: the origin
                 // is asked for the range itself (the stream is dropped unread).
                 let handled = Box::pin(self.pass(head.clone(), None, fwd)).await;
