@@ -113,7 +113,7 @@ async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -
     let handled = bounded("engine.handle", WAIT, engine.handle(request)).await;
     let fields = handled.response.fields();
     let body = match &handled.response.body {
-        Body::Empty | Body::Stream(_) => Vec::new(),
+        Body::Empty | Body::Stream(_) | Body::Filling(_) => Vec::new(),
         Body::Bytes(b) => b.clone(),
         Body::Cached(stored) => stored.body.to_vec(),
         Body::Slice(stored, range) => stored.body[range.clone()].to_vec(),

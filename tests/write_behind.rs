@@ -54,7 +54,7 @@ impl Answer {
 }
 
 /// `job` without its write-behind flushes (the tests decide when to flush).
-fn without_flush(job: Job) -> Option<Job> {
+fn without_flush<B>(job: Job<B>) -> Option<Job<B>> {
     match job {
         Job::FlushWriteBehind => None,
         Job::Batch(jobs) => Some(Job::Batch(
@@ -94,6 +94,11 @@ async fn call(
         Body::Stream(stream) => {
             use http_body_util::BodyExt;
             stream.collect().await.expect("body").to_bytes().to_vec()
+        }
+        Body::Filling(reader) => {
+            use http_body_util::BodyExt;
+            let body = edgecache::native::body::FillBody(reader);
+            body.collect().await.expect("body").to_bytes().to_vec()
         }
     };
     Answer {

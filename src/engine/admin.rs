@@ -144,7 +144,7 @@ impl<H: Host> Engine<H> {
     pub(crate) async fn admin(
         &self,
         request: &RequestView,
-        job: &mut Option<Job>,
+        job: &mut Option<Job<H::Body>>,
     ) -> Response<H::Body> {
         let admin = &self.config.admin;
         let path = request.path();
@@ -326,6 +326,8 @@ impl<H: Host> Engine<H> {
         tag: Option<&str>,
     ) -> usize {
         self.state.with(|s| {
+            // Counted even when nothing is marked: a fill in progress must not store.
+            s.l1.note_purge();
             let targets: Vec<(String, Arc<CachedResponse>)> =
                 s.l1.iter()
                     .filter(|(_, e)| match tag {

@@ -231,6 +231,12 @@ impl Default for RefreshAheadConfig {
 pub struct Limits {
     /// Larger responses stream through uncached.
     pub max_object_bytes: usize,
+    /// A response body larger than this (or of unknown length that grows past it) reaches
+    /// the client as the origin sends it, and is stored as it passes when cacheable
+    /// ([`super::filling`]); a smaller one is read whole first and sent in one write. 64 KiB
+    /// by default: about what one socket read brings, so waiting for it costs a small
+    /// object no round trip.
+    pub stream_above_bytes: usize,
     /// Requests whose header section is larger are refused with 431.
     pub max_header_bytes: usize,
     /// An origin fetch that takes longer fails (and may be answered stale-if-error), in ms.
@@ -360,6 +366,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_object_bytes: 8 << 20,
+            stream_above_bytes: 64 << 10,
             max_header_bytes: 64 << 10,
             origin_timeout_ms: 10_000,
             coalesce_wait_ms: 10_000,

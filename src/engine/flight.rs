@@ -32,6 +32,9 @@ pub trait FlightOutcome: Clone {
 pub enum Outcome {
     /// The response now stored for the key: each waiter checks it against its own request.
     Stored(Arc<CachedResponse>),
+    /// The response being stored as it arrives: each waiter checks it against its own
+    /// request and reads it from the first byte.
+    Filling(crate::engine::filling::InProgress),
     /// The response could not be shared (not storable, streamed, or an error the leader
     /// answered from stale): each waiter goes to the origin itself.
     NotShared,

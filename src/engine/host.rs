@@ -91,6 +91,17 @@ pub trait Origin {
         buffer_limit: usize,
     ) -> Result<OriginResponse<Self::Body>, OriginError>;
 
+    /// The next bytes of a streaming response body ([`OriginBody::Streaming`]), `None` at
+    /// its end. The engine reads bodies it stores while clients receive them this way
+    /// ([`super::filling`]), bounding each wait by `limits.between_bytes_timeout_ms`.
+    /// An origin that never streams need not implement it.
+    async fn next_chunk(&self, body: &mut Self::Body) -> Result<Option<Vec<u8>>, OriginError> {
+        let _ = body;
+        Err(OriginError::Broken(String::from(
+            "this host does not read streaming bodies",
+        )))
+    }
+
     /// Reads a client's request body whole, refusing it once it exceeds `limit` bytes
     /// (write-behind keeps request bodies in the shared tier, [`super::write_behind`]).
     async fn read_body(&self, body: Self::Body, limit: usize) -> Result<Vec<u8>, BodyError>;

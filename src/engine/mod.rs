@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod colo;
 pub mod config;
+pub mod filling;
 pub mod flight;
 pub mod host;
 pub mod l2;
@@ -126,6 +127,7 @@ impl<B> Response<B> {
             Body::Bytes(bytes) => bytes.len() as u64,
             Body::Cached(stored) => stored.body.len() as u64,
             Body::Slice(_, range) => range.len() as u64,
+            Body::Filling(reader) => reader.expected_length().unwrap_or(0),
             Body::Stream(_) => self
                 .headers
                 .get_str("content-length")
@@ -171,13 +173,16 @@ pub enum Body<B> {
     Cached(Arc<CachedResponse>),
     /// Part of a stored response's content (a single-part `206`), shared without copying.
     Slice(Arc<CachedResponse>, core::ops::Range<usize>),
+    /// A response being stored while it is read from the origin ([`filling`]).
+    Filling(filling::FillReader),
     /// The origin's stream, passed through.
     Stream(B),
 }
 
-/// Work to do after the response is sent.
+/// Work to do besides sending the response: hosts start it at once (a fill's body is
+/// read by the response it belongs to) and never make the client wait for it.
 #[derive(Debug)]
-pub enum Job {
+pub enum Job<B> {
     /// Revalidate a stale response served under stale-while-revalidate (RFC 5861 §3).
     Revalidate {
         /// The request that found it stale.
@@ -210,13 +215,15 @@ pub enum Job {
     Warm(Vec<RequestView>),
     /// Send queued write-behind requests to the origin ([`write_behind`]).
     FlushWriteBehind,
+    /// Read the rest of a response from the origin into its fill, then store it.
+    Fill(Box<filling::FillJob<B>>),
     /// Several jobs.
-    Batch(Vec<Job>),
+    Batch(Vec<Job<B>>),
 }
 
-impl Job {
+impl<B> Job<B> {
     /// Combines two optional jobs.
-    pub fn merge(a: Option<Job>, b: Option<Job>) -> Option<Job> {
+    pub fn merge(a: Option<Job<B>>, b: Option<Job<B>>) -> Option<Job<B>> {
         match (a, b) {
             (None, x) | (x, None) => x,
             (Some(Job::Batch(mut v)), Some(b)) => {
@@ -233,8 +240,8 @@ impl Job {
 pub struct Handled<B> {
     /// What to send to the client.
     pub response: Response<B>,
-    /// What to run afterwards, if anything.
-    pub job: Option<Job>,
+    /// What to run besides, if anything.
+    pub job: Option<Job<B>>,
 }
 
 impl<B> Handled<B> {
@@ -254,6 +261,8 @@ pub struct EngineState {
     pub l1: L1Store<String, Arc<CachedResponse>, foldhash::fast::FixedState>,
     /// Origin fetches in progress, for coalescing.
     pub flights: flight::Flights,
+    /// Responses being stored as they arrive, for the requests that come meanwhile.
+    pub fills: filling::Fills,
     /// Counters.
     pub stats: EngineStats,
     /// The shared tier's circuit breaker.
@@ -278,6 +287,7 @@ impl EngineState {
                 foldhash::fast::FixedState::with_seed(seed),
             ),
             flights: flight::Flights::default(),
+            fills: filling::Fills::default(),
             stats: EngineStats::default(),
             breaker: l2::Breaker::default(),
             sync: sync::SyncState::default(),
@@ -465,7 +475,7 @@ impl<H: Host> Engine<H> {
     }
 
     /// Runs background work returned by [`Engine::handle`].
-    pub async fn run_job(&self, job: Job) {
+    pub async fn run_job(&self, job: Job<H::Body>) {
         let mut queue = alloc::vec![job];
         while let Some(job) = queue.pop() {
             match job {
@@ -484,6 +494,7 @@ impl<H: Host> Engine<H> {
                 }
                 Job::SyncPurges => self.sync_purges().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
+                Job::Fill(fill) => queue.extend(self.run_fill(*fill).await),
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Warm(heads) => {
                     for head in heads {

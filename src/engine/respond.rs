@@ -13,6 +13,8 @@ use crate::policy::conditional::{client_not_modified, not_modified_headers};
 use crate::policy::hop_by_hop;
 use crate::policy::range::{self, ByteRange, Ranged};
 
+use super::filling::FillReader;
+
 use super::{Body, Response, Source};
 
 /// Fields meant for this cache only, removed before responses leave it: the surrogate
@@ -161,12 +163,28 @@ pub(crate) fn from_stored_body<B>(
     }
 }
 
+/// `response`, made by [`from_stored_body`] from a fill's entry (whose body is still
+/// empty), with its content read from the fill as the origin sends it; a `HEAD`'s length is
+/// the one the origin declared.
+pub(crate) fn reading_fill<B>(mut response: Response<B>, reader: FillReader) -> Response<B> {
+    match response.body {
+        Body::Cached(_) => response.body = Body::Filling(reader),
+        Body::Empty if response.content_length.is_some() => {
+            response.content_length = reader.expected_length();
+        }
+        _ => {}
+    }
+    response
+}
+
 /// The response to a `Range` request (RFC 9110 §14): `response` (complete, about to be
 /// sent) as the one range decision ([`range::decide`]) says: unchanged, a single-part
 /// `206` with `Content-Range` (§14.4) whose body is a slice of the stored one, a
 /// `multipart/byteranges` `206` (§14.6) separated by `boundary()`, or a `416` with
-/// `Content-Range: bytes */length` (§15.5.17). Only content the cache holds whole (stored,
-/// or buffered from the origin) is ranged; a stream passes unchanged.
+/// `Content-Range: bytes */length` (§15.5.17). Content the cache holds whole (stored, or
+/// buffered from the origin) is ranged, and so is a fill of declared length, for a single
+/// range (read from the fill as its bytes arrive); other streams, and several ranges of a
+/// fill, are sent whole (a server may ignore `Range`, §14.2).
 pub(crate) fn ranged<B>(
     method: &str,
     request_headers: &Headers,
@@ -176,6 +194,13 @@ pub(crate) fn ranged<B>(
     let complete = match &response.body {
         Body::Cached(stored) => stored.body.len(),
         Body::Bytes(bytes) => bytes.len(),
+        Body::Filling(reader) => match reader
+            .expected_length()
+            .and_then(|n| usize::try_from(n).ok())
+        {
+            Some(length) => length,
+            None => return response,
+        },
         Body::Empty | Body::Slice(..) | Body::Stream(_) => return response,
     };
     let validators = match &response.stored_fields {
@@ -211,6 +236,9 @@ pub(crate) fn ranged<B>(
             response.body = Body::Empty;
             return response;
         }
+        Ranged::Partial(parts) if parts.len() > 1 && matches!(response.body, Body::Filling(_)) => {
+            return response;
+        }
         Ranged::Partial(parts) => parts,
     };
     // Offsets below `complete`, a `usize`, so they fit one.
@@ -222,6 +250,10 @@ pub(crate) fn ranged<B>(
             .append("content-range", only.content_range(complete as u64));
         response.body = match core::mem::replace(&mut response.body, Body::Empty) {
             Body::Cached(stored) => Body::Slice(stored, span(only)),
+            Body::Filling(reader) => {
+                let span = span(only);
+                Body::Filling(reader.range(span.start as u64..span.end as u64))
+            }
             Body::Bytes(mut bytes) => {
                 bytes.truncate(span(only).end);
                 bytes.drain(..span(only).start);

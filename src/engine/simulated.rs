@@ -28,11 +28,65 @@ use super::{ConfigError, Engine, EngineConfig, EngineState, Host};
 pub enum Answer {
     /// Status, fields and body.
     Respond(u16, Vec<(String, String)>, Vec<u8>),
+    /// Status and fields, then a body sent in pieces over time, ending as `end` says.
+    Stream(u16, Vec<(String, String)>, Vec<Piece>, StreamEnd),
     /// The origin cannot be reached.
     Unreachable,
 }
 
+/// Part of a streamed origin body: sent `after_ms` simulated milliseconds after the one
+/// before it (or the head).
+#[derive(Clone, Debug)]
+pub struct Piece {
+    /// The wait before it.
+    pub after_ms: u64,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+}
+
+/// How a streamed origin body ends after its last piece.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// Complete.
+    Complete,
+    /// The connection breaks.
+    Abort,
+    /// Nothing more is ever sent.
+    Stall,
+}
+
+/// The simulated host's body: a client's request body or an origin body nobody reads
+/// (`Opaque`), or the rest of a scripted origin body.
+#[derive(Debug)]
+pub enum SimBody {
+    /// Nothing to read.
+    Opaque,
+    /// What a scripted origin still has to send.
+    Origin(VecDeque<Piece>, StreamEnd),
+}
+
 impl Answer {
+    /// A response with `fields` and a body sent in `pieces`, ending as `end` says.
+    pub fn stream(
+        status: u16,
+        fields: &[(&str, &str)],
+        pieces: &[(u64, &str)],
+        end: StreamEnd,
+    ) -> Self {
+        let fields = fields
+            .iter()
+            .map(|(n, v)| (String::from(*n), String::from(*v)))
+            .collect();
+        let pieces = pieces
+            .iter()
+            .map(|(after_ms, bytes)| Piece {
+                after_ms: *after_ms,
+                bytes: bytes.as_bytes().to_vec(),
+            })
+            .collect();
+        Answer::Stream(status, fields, pieces, end)
+    }
+
     /// A response with `fields` and `body`.
     pub fn respond(status: u16, fields: &[(&str, &str)], body: &str) -> Self {
         let fields = fields
@@ -44,7 +98,7 @@ impl Answer {
 }
 
 /// Answers a request with an answer and how long it takes, in simulated milliseconds.
-pub type Answerer = Box<dyn FnMut(&OriginRequest<()>) -> (Answer, u64)>;
+pub type Answerer = Box<dyn FnMut(&OriginRequest<SimBody>) -> (Answer, u64)>;
 
 /// The origin's script and what it was asked, shared between the origin and the test.
 pub struct Script {
@@ -53,7 +107,7 @@ pub struct Script {
     /// The answer when the queue is empty.
     pub default: Answer,
     /// Every request the origin received (bodies left out), while [`Self::keep_requests`].
-    pub requests: Vec<OriginRequest<()>>,
+    pub requests: Vec<OriginRequest<SimBody>>,
     /// Whether to keep them (long simulations only count them).
     pub keep_requests: bool,
     /// How many requests the origin received.
@@ -71,13 +125,13 @@ pub struct SimOrigin {
 }
 
 impl Origin for SimOrigin {
-    type Body = ();
+    type Body = SimBody;
 
     async fn fetch(
         &self,
-        request: OriginRequest<()>,
+        request: OriginRequest<SimBody>,
         buffer_limit: usize,
-    ) -> Result<OriginResponse<()>, OriginError> {
+    ) -> Result<OriginResponse<SimBody>, OriginError> {
         let (answer, latency_ms) = {
             let mut script = self.script.borrow_mut();
             let request = OriginRequest {
@@ -99,25 +153,58 @@ impl Origin for SimOrigin {
             answered
         };
         self.clock.sleep(latency_ms).await;
+        let headers = |fields: &[(String, String)]| {
+            Headers::from_pairs(fields.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+        };
         match answer {
             Answer::Respond(status, fields, body) => Ok(OriginResponse {
                 status,
-                headers: Headers::from_pairs(fields.iter().map(|(n, v)| (n.as_str(), v.as_str()))),
+                headers: headers(&fields),
                 body: if body.len() <= buffer_limit {
                     OriginBody::Buffered(body)
                 } else {
-                    OriginBody::Streaming(())
+                    // Larger than the host buffers: streamed, all of it at once.
+                    let piece = Piece {
+                        after_ms: 0,
+                        bytes: body,
+                    };
+                    OriginBody::Streaming(SimBody::Origin([piece].into(), StreamEnd::Complete))
                 },
+            }),
+            Answer::Stream(status, fields, pieces, end) => Ok(OriginResponse {
+                status,
+                headers: headers(&fields),
+                body: OriginBody::Streaming(SimBody::Origin(pieces.into(), end)),
             }),
             Answer::Unreachable => Err(OriginError::Unreachable(String::from("refused"))),
         }
     }
 
-    async fn read_body(&self, _body: (), _limit: usize) -> Result<Vec<u8>, BodyError> {
+    async fn next_chunk(&self, body: &mut SimBody) -> Result<Option<Vec<u8>>, OriginError> {
+        let SimBody::Origin(pieces, end) = body else {
+            return Ok(None);
+        };
+        if let Some(piece) = pieces.pop_front() {
+            self.clock.sleep(piece.after_ms).await;
+            return Ok(Some(piece.bytes));
+        }
+        match end {
+            StreamEnd::Complete => Ok(None),
+            StreamEnd::Abort => Err(OriginError::Broken(String::from("connection reset"))),
+            StreamEnd::Stall => {
+                core::future::pending::<()>().await;
+                Ok(None)
+            }
+        }
+    }
+
+    async fn read_body(&self, _body: SimBody, _limit: usize) -> Result<Vec<u8>, BodyError> {
         Ok(Vec::new())
     }
 
-    fn body_from_bytes(&self, _bytes: Vec<u8>) {}
+    fn body_from_bytes(&self, _bytes: Vec<u8>) -> SimBody {
+        SimBody::Opaque
+    }
 }
 
 /// The simulated runtime: time from a [`SimClock`], and a deterministic random sequence.
@@ -427,7 +514,7 @@ impl Drop for Sleep {
 pub struct SimHost;
 
 impl Host for SimHost {
-    type Body = ();
+    type Body = SimBody;
     type Origin = SimOrigin;
     type SharedTier = NoSharedTier;
     type Colo = NoColo;
@@ -497,7 +584,7 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 /// A client request for `target` on `example.com` with `fields` besides `Host`.
-pub fn request(method: &str, target: &str, fields: &[(&str, &str)]) -> super::Request<()> {
+pub fn request(method: &str, target: &str, fields: &[(&str, &str)]) -> super::Request<SimBody> {
     let mut headers = Headers::from_pairs([("host", "example.com")]);
     for (name, value) in fields {
         headers.append(name, value);
@@ -513,8 +600,8 @@ pub fn request(method: &str, target: &str, fields: &[(&str, &str)]) -> super::Re
 }
 
 /// The content of a response of the simulated host, as text (`<stream>` for a body passed
-/// through unbuffered).
-pub fn body_text(response: &super::Response<()>) -> String {
+/// through unbuffered, `<filling>` for one read from a fill: see [`serve`]).
+pub fn body_text<B>(response: &super::Response<B>) -> String {
     match &response.body {
         super::Body::Empty => String::new(),
         super::Body::Bytes(bytes) => String::from_utf8_lossy(bytes).into_owned(),
@@ -522,6 +609,99 @@ pub fn body_text(response: &super::Response<()>) -> String {
         super::Body::Slice(stored, range) => {
             String::from_utf8_lossy(&stored.body[range.clone()]).into_owned()
         }
-        super::Body::Stream(()) => String::from("<stream>"),
+        super::Body::Filling(_) => String::from("<filling>"),
+        super::Body::Stream(_) => String::from("<stream>"),
+    }
+}
+
+/// Runs `a` and `b` side by side until both are done.
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let mut a = Box::pin(a);
+    let mut b = Box::pin(b);
+    let (mut out_a, mut out_b) = (None, None);
+    core::future::poll_fn(move |cx| {
+        if out_a.is_none() {
+            if let Poll::Ready(out) = a.as_mut().poll(cx) {
+                out_a = Some(out);
+            }
+        }
+        if out_b.is_none() {
+            if let Poll::Ready(out) = b.as_mut().poll(cx) {
+                out_b = Some(out);
+            }
+        }
+        match (out_a.is_some(), out_b.is_some()) {
+            (true, true) => Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap())),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// What a client of the simulated host received: status, fields, and the content read to
+/// its end (or why it was cut off), with the simulated time its first byte came.
+#[derive(Debug)]
+pub struct Received {
+    /// The status.
+    pub status: u16,
+    /// Every field sent.
+    pub fields: Headers,
+    /// The content, or why it was cut off.
+    pub body: Result<String, super::filling::FillError>,
+    /// When its first byte came (when it had one).
+    pub first_byte_at: Option<Timestamp>,
+}
+
+/// Sends `request` to `engine` as the simulated host does: the job it returns runs while
+/// the client reads the response.
+pub async fn serve(
+    engine: &Engine<SimHost>,
+    clock: &SimClock,
+    request: super::Request<SimBody>,
+) -> Received {
+    let handled = engine.handle(request).await;
+    let mut response = handled.response;
+    let fields = response.fields();
+    let job = async {
+        if let Some(job) = handled.job {
+            engine.run_job(job).await;
+        }
+    };
+    let read = async {
+        let mut first_byte_at = None;
+        let body = match &mut response.body {
+            super::Body::Filling(reader) => {
+                let mut bytes = Vec::new();
+                let mut cut = None;
+                while let Some(chunk) = core::future::poll_fn(|cx| reader.poll_chunk(cx)).await {
+                    match chunk {
+                        Ok(chunk) => {
+                            first_byte_at.get_or_insert(clock.now());
+                            bytes.extend_from_slice(chunk.as_ref());
+                        }
+                        Err(e) => {
+                            cut = Some(e);
+                            break;
+                        }
+                    }
+                }
+                match cut {
+                    Some(e) => Err(e),
+                    None => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+                }
+            }
+            _ => {
+                first_byte_at = Some(clock.now());
+                Ok(body_text(&response))
+            }
+        };
+        (body, first_byte_at)
+    };
+    let ((), (body, first_byte_at)) = join(job, read).await;
+    Received {
+        status: response.status,
+        fields,
+        body,
+        first_byte_at,
     }
 }

@@ -39,6 +39,11 @@ pub struct EngineStats {
     pub origin_errors: u64,
     /// Responses stored.
     pub stored: u64,
+    /// Responses stored as they streamed to their clients (read-while-writer), started.
+    pub streamed_fills: u64,
+    /// Streamed fills that failed (the origin aborted, stalled, or sent another length
+    /// than it declared): nothing was stored, and their clients' responses were cut off.
+    pub failed_fills: u64,
     /// Requests forwarded without using the cache (method, range, route rule, not storable).
     pub passes: u64,
     /// Shared-tier commands that failed or timed out.
@@ -132,7 +137,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 32] = [
+        let counters: [(&str, &str, u64); 34] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -183,6 +188,16 @@ impl Snapshot {
                 e.origin_errors,
             ),
             ("stored_total", "Responses stored", e.stored),
+            (
+                "streamed_fills_total",
+                "Responses stored as they streamed to clients",
+                e.streamed_fills,
+            ),
+            (
+                "failed_fills_total",
+                "Streamed fills that failed, storing nothing",
+                e.failed_fills,
+            ),
             (
                 "passes_total",
                 "Requests forwarded without the cache",

@@ -824,7 +824,7 @@ mod tests {
         }
         struct OldRedisHost;
         impl Host for OldRedisHost {
-            type Body = ();
+            type Body = crate::engine::simulated::SimBody;
             type Origin = SimOrigin;
             type SharedTier = RedisTier<OldRedis>;
             type Colo = NoColo;

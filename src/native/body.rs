@@ -175,3 +175,35 @@ impl Body for Prefixed {
         hint
     }
 }
+
+/// A client's response read from a fill in progress ([`crate::engine::filling`]): each
+/// chunk is shared with the fill without copying. A failed fill fails the body, so hyper
+/// ends the response abnormally (the connection is closed before the declared length, or
+/// without the last chunk) and the client never takes it for complete.
+pub struct FillBody(pub crate::engine::filling::FillReader);
+
+impl Body for FillBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.0.poll_chunk(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(Some(Ok(chunk))) => {
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from_owner(chunk)))))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(Box::new(error)))),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.0.expected_length() {
+            Some(length) => SizeHint::with_exact(length),
+            None => SizeHint::new(),
+        }
+    }
+}

@@ -211,6 +211,19 @@ impl Origin for HyperOrigin {
         })
     }
 
+    async fn next_chunk(&self, body: &mut ProxyBody) -> Result<Option<Vec<u8>>, OriginError> {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(body_error)?;
+            // Trailers are not kept.
+            if let Ok(data) = frame.into_data() {
+                if !data.is_empty() {
+                    return Ok(Some(Vec::from(data)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     async fn read_body(
         &self,
         body: ProxyBody,
@@ -239,6 +252,15 @@ fn sending_the_body_failed(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// What a failed origin body read means: a stall past the between-bytes timeout, or a
+/// broken body.
+fn body_error(error: BoxError) -> OriginError {
+    match error.downcast_ref::<Stalled>() {
+        Some(_) => OriginError::Timeout,
+        None => OriginError::Broken(error.to_string()),
+    }
+}
+
 /// Reads `body` whole if it is at most `limit` bytes; otherwise returns it as a stream.
 async fn read_up_to(
     mut body: ProxyBody,
@@ -253,10 +275,7 @@ async fn read_up_to(
     let mut chunks: Vec<Bytes> = Vec::new();
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e: BoxError| match e.downcast_ref::<Stalled>() {
-            Some(_) => OriginError::Timeout,
-            None => OriginError::Broken(e.to_string()),
-        })?;
+        let frame = frame.map_err(body_error)?;
         if let Ok(data) = frame.into_data() {
             total += data.len();
             chunks.push(data);

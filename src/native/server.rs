@@ -187,6 +187,7 @@ pub async fn serve_one(
             Some(file) => full(bodies.body(stored, file).slice(range)),
             None => full(Bytes::from_owner(SharedBody(stored)).slice(range)),
         },
+        Body::Filling(reader) => boxed(super::body::FillBody(reader)),
         Body::Stream(stream) => stream,
     };
     let mut out = hyper::Response::new(body);

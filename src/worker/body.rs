@@ -106,6 +106,46 @@ pub fn prefixed(prefix: Vec<u8>, reader: ReadableStreamDefaultReader) -> WorkerB
     WorkerBody::Chunks(Box::pin(stream))
 }
 
+/// A fill's content as a stream of chunks (each copied once, into the JS response).
+pub fn fill_stream(
+    mut reader: crate::engine::filling::FillReader,
+) -> Pin<Box<dyn Stream<Item = worker::Result<Vec<u8>>>>> {
+    Box::pin(futures_util::stream::poll_fn(move |cx| {
+        reader.poll_chunk(cx).map(|next| {
+            next.map(|chunk| {
+                chunk
+                    .map(|c| c.as_ref().to_vec())
+                    .map_err(|e| worker::Error::RustError(e.to_string()))
+            })
+        })
+    }))
+}
+
+/// The next chunk of an origin body being filled; a JS stream is given a reader on the
+/// first call (and becomes a stream of chunks).
+pub async fn next_chunk(body: &mut WorkerBody) -> Result<Option<Vec<u8>>, String> {
+    use futures_util::StreamExt;
+    if let WorkerBody::Js(stream) = body {
+        let reader: ReadableStreamDefaultReader = stream
+            .get_reader()
+            .dyn_into()
+            .map_err(|_| String::from("the body has no default reader"))?;
+        *body = prefixed(Vec::new(), reader);
+    }
+    match body {
+        WorkerBody::Chunks(chunks) => loop {
+            match chunks.next().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(e.to_string()),
+                Some(Ok(chunk)) if chunk.is_empty() => continue,
+                Some(Ok(chunk)) => return Ok(Some(chunk)),
+            }
+        },
+        WorkerBody::Bytes(bytes) if !bytes.is_empty() => Ok(Some(core::mem::take(bytes))),
+        _ => Ok(None),
+    }
+}
+
 /// Reads `body` whole, refusing it once more than `limit` bytes have arrived.
 pub async fn read_whole(body: WorkerBody, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut bytes = Vec::new();

@@ -234,17 +234,26 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<web_sys::Res
             web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
         }
         Body::Stream(WorkerBody::Bytes(bytes)) => with_bytes(&bytes, &init)?,
-        Body::Stream(WorkerBody::Chunks(chunks)) => {
-            let built = worker::Response::from_stream(chunks)
-                .map_err(|e| JsValue::from_str(&e.to_string()))?;
-            let stream = match built.body() {
-                worker::ResponseBody::Stream(s) => s.clone(),
-                _ => return Err(JsValue::from_str("stream body expected")),
-            };
-            web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), &init)?
-        }
+        // A fill's chunks as they arrive; a failed fill errors the stream, which cuts the
+        // response off.
+        Body::Filling(reader) => streamed(body::fill_stream(reader), &init)?,
+        Body::Stream(WorkerBody::Chunks(chunks)) => streamed(chunks, &init)?,
     };
     Ok(js)
+}
+
+/// A JS response whose body is `chunks`, as they come.
+fn streamed(
+    chunks: core::pin::Pin<Box<dyn futures_util::Stream<Item = worker::Result<Vec<u8>>>>>,
+    init: &web_sys::ResponseInit,
+) -> Result<web_sys::Response, JsValue> {
+    let built =
+        worker::Response::from_stream(chunks).map_err(|e| JsValue::from_str(&e.to_string()))?;
+    let stream = match built.body() {
+        worker::ResponseBody::Stream(s) => s.clone(),
+        _ => return Err(JsValue::from_str("stream body expected")),
+    };
+    web_sys::Response::new_with_opt_readable_stream_and_init(Some(&stream), init)
 }
 
 fn with_bytes(bytes: &[u8], init: &web_sys::ResponseInit) -> Result<web_sys::Response, JsValue> {

@@ -100,6 +100,12 @@ impl Origin for FetchOrigin {
         })
     }
 
+    async fn next_chunk(&self, body: &mut WorkerBody) -> Result<Option<Vec<u8>>, OriginError> {
+        super::body::next_chunk(body)
+            .await
+            .map_err(OriginError::Broken)
+    }
+
     async fn read_body(
         &self,
         body: WorkerBody,

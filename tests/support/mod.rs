@@ -884,8 +884,10 @@ pub async fn assert_oversized_stream_through_uncached<F: Frontend>(
             assert_eq!(r.status, 200);
             assert_eq!(r.body.len(), size, "the full body (chunked={chunked})");
             assert!(r.body == expected, "the body is intact (chunked={chunked})");
+            // A body of undeclared length is found too large only as it streams, after
+            // its head (and Cache-Status) went out.
             assert!(
-                r.cache_status().contains("detail=too-large"),
+                chunked == "1" || r.cache_status().contains("detail=too-large"),
                 "{}",
                 r.cache_status()
             );

@@ -175,6 +175,20 @@ impl<H: Host> Engine<H> {
         request_headers: &Headers,
         now: crate::time::Timestamp,
     ) -> Vec<String> {
+        let keys = self.l1_insert_if(key, stored, request_headers, now, |_| true);
+        keys.unwrap_or_default()
+    }
+
+    /// Inserts `stored` into L1 under its keys if `allowed` says so, decided under the same
+    /// lock (a purge cannot come between); returns the keys when it was inserted.
+    pub(crate) fn l1_insert_if(
+        &self,
+        key: &str,
+        stored: &Arc<CachedResponse>,
+        request_headers: &Headers,
+        now: crate::time::Timestamp,
+        allowed: impl FnOnce(&mut crate::engine::EngineState) -> bool,
+    ) -> Option<Vec<String>> {
         let l = lifetimes(stored, now, &self.config.policy);
         let windows = Windows {
             stored_at: now,
@@ -186,6 +200,9 @@ impl<H: Host> Engine<H> {
         };
         let keys = self.store_keys(key, stored, request_headers);
         self.state.with(|s| {
+            if !allowed(s) {
+                return None;
+            }
             for k in &keys {
                 let meta = EntryMeta::new(windows, stored.size_bytes() + k.len()).with_tags(
                     stored
@@ -196,8 +213,8 @@ impl<H: Host> Engine<H> {
                 );
                 s.l1.insert(k.clone(), stored.clone(), meta, now);
             }
-        });
-        keys
+            Some(keys)
+        })
     }
 }
 

@@ -126,6 +126,10 @@ impl<H: Host> Engine<H> {
             },
             None => (None, Forward::UriMiss),
         };
+        // A response being stored as it arrives serves this request too, from its first byte.
+        if let Some(handled) = self.join_fill(&head, &key, fwd) {
+            return handled;
+        }
         if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
             if let Some(c) = Box::pin(self.shared_lookup(&head, &key)).await {

@@ -17,13 +17,19 @@ use crate::policy::reuse::Reuse;
 use crate::policy::vary;
 
 use super::super::Candidate;
+use crate::engine::filling::{FillJob, FillReader, Filling, InProgress};
 use crate::engine::flight::Outcome;
-use crate::engine::host::{Origin, OriginBody, OriginError, OriginRequest, Runtime};
+use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
 use crate::engine::status::Tier;
 use crate::engine::{
     respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView, Source,
 };
+
+/// The body length a response declares (`Content-Length`, RFC 9110 §8.6), if valid.
+fn declared_length(fields: &Headers) -> Option<u64> {
+    fields.get_str("content-length")?.trim().parse().ok()
+}
 
 /// The statuses RFC 5861 §4 counts as an origin error for stale-if-error.
 fn is_error_status(status: u16) -> bool {
@@ -64,7 +70,9 @@ impl<H: Host> Engine<H> {
             body: None,
         };
         self.count(|s| s.origin_fetches += 1);
-        let limit = self.config.limits.max_object_bytes;
+        // Larger bodies are read as they arrive: stored as they pass when they may be.
+        let limits = &self.config.limits;
+        let limit = limits.stream_above_bytes.min(limits.max_object_bytes);
         let result = with_timeout(
             &self.runtime,
             self.config.limits.origin_timeout_ms,
@@ -169,6 +177,8 @@ impl<H: Host> Engine<H> {
             request_time,
             response_time,
         };
+        let declared = declared_length(&response.headers);
+        let fits = declared.is_none_or(|n| n <= self.config.limits.max_object_bytes as u64);
         match (decision, response.body) {
             (ResponseDecision::Store(keep), OriginBody::Buffered(body)) => {
                 let mut fields = response.headers.clone();
@@ -177,6 +187,14 @@ impl<H: Host> Engine<H> {
                 }
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
+            }
+            (ResponseDecision::Store(keep), OriginBody::Streaming(stream)) if fits => {
+                let mut fields = response.headers.clone();
+                if let Some(value) = &route_override {
+                    fields.set("edgecache-cache-control", value);
+                }
+                let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
+                self.start_fill(head, key, entry, response.headers, fwd, stream)
             }
             (_, OriginBody::Streaming(_)) if head.asks_for_a_range() => {
                 // Too large to hold whole, so no range can be cut from it here: the origin
@@ -321,6 +339,77 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Starts storing a response whose body is still arriving, and serves it as it arrives
+    /// ([`crate::engine::filling`]): the fill is registered for the requests that come
+    /// meanwhile, and its job reads the body from the origin and stores it when complete.
+    fn start_fill(
+        &self,
+        head: &RequestView,
+        key: &str,
+        entry: CachedResponse,
+        origin_fields: Headers,
+        fwd: Forward,
+        stream: H::Body,
+    ) -> (Handled<H::Body>, Outcome) {
+        let now = self.runtime.now();
+        let entry = Arc::new(entry);
+        let filling = Arc::new(Filling::new(declared_length(&origin_fields), true));
+        let fill = self.state.with(|s| {
+            let purges_seen = s.l1.purges();
+            let id = s
+                .fills
+                .start(key, entry.clone(), filling.clone(), purges_seen);
+            s.stats.streamed_fills += 1;
+            InProgress {
+                id,
+                entry: entry.clone(),
+                filling: filling.clone(),
+                purges_seen,
+            }
+        });
+        let evaluation = self.evaluate(head.headers(), &entry, now);
+        let entries = self.fill_entries(fwd, entry.status, evaluation.ttl_secs);
+        let response = respond::from_stored_body(
+            head.method(),
+            head.headers(),
+            entry,
+            origin_fields,
+            evaluation.age_secs,
+            &entries,
+            Source::Origin,
+        );
+        let response = respond::reading_fill(response, FillReader::new(filling));
+        let job = Job::Fill(Box::new(FillJob {
+            head: head.clone(),
+            key: String::from(key),
+            fill: fill.clone(),
+            stream,
+        }));
+        let handled = Handled {
+            response,
+            job: Some(job),
+        };
+        (handled, Outcome::Filling(fill))
+    }
+
+    /// The `Cache-Status` entries of a response that fills the cache: stored in each tier.
+    fn fill_entries(
+        &self,
+        fwd: Forward,
+        fwd_status: u16,
+        ttl_secs: i64,
+    ) -> Vec<crate::policy::cache_status::CacheStatusEntry> {
+        let mut entries = Vec::new();
+        if self.shared.is_some() {
+            entries.push(self.statuses.stored(Tier::L2, fwd));
+        }
+        if self.colo().is_some() {
+            entries.push(self.statuses.stored(Tier::Colo, fwd));
+        }
+        entries.push(self.statuses.filled(fwd, fwd_status, ttl_secs));
+        entries
+    }
+
     /// Stores a response in L1 (and L2 in the background) and serves it.
     fn store_and_serve(
         &self,
@@ -341,14 +430,7 @@ impl<H: Host> Engine<H> {
         let keys = self.l1_insert(key, &stored, head.headers(), now);
         self.count(|s| s.stored += 1);
         let evaluation = self.evaluate(head.headers(), &stored, now);
-        let mut entries = Vec::new();
-        if self.shared.is_some() {
-            entries.push(self.statuses.stored(Tier::L2, fwd));
-        }
-        if self.colo().is_some() {
-            entries.push(self.statuses.stored(Tier::Colo, fwd));
-        }
-        entries.push(self.statuses.filled(fwd, fwd_status, evaluation.ttl_secs));
+        let entries = self.fill_entries(fwd, fwd_status, evaluation.ttl_secs);
         let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
         // A `304` confirmed the cache's content; any other status brought it.
         let source = match fwd_status {
@@ -380,7 +462,7 @@ impl<H: Host> Engine<H> {
 
 #[cfg(test)]
 mod tests {
-    use crate::engine::simulated::{body_text, request, Answer, Simulation};
+    use crate::engine::simulated::{body_text, request, Answer, SimBody, Simulation};
     use crate::engine::EngineConfig;
     use crate::time::Timestamp;
 
@@ -403,7 +485,7 @@ mod tests {
         (sim, engine)
     }
 
-    fn cache_status(handled: &crate::engine::Handled<()>) -> &str {
+    fn cache_status(handled: &crate::engine::Handled<SimBody>) -> &str {
         handled
             .response
             .headers
@@ -494,18 +576,15 @@ mod tests {
     /// asked for the range itself, and its answer passed on.
     #[test]
     fn a_range_of_a_response_too_large_to_hold_is_asked_of_the_origin() {
+        let fields = [("cache-control", "max-age=60"), ("content-length", "10")];
         let sim = Simulation::new(
             Timestamp::from_millis(1_000_000),
-            Answer::respond(200, &[("cache-control", "max-age=60")], "0123456789"),
+            Answer::respond(200, &fields, "0123456789"),
         );
         let mut config = EngineConfig::default();
         config.limits.max_object_bytes = 4;
         let engine = sim.engine(config).unwrap();
-        sim.then(Answer::respond(
-            200,
-            &[("cache-control", "max-age=60")],
-            "0123456789",
-        ));
+        sim.then(Answer::respond(200, &fields, "0123456789"));
         sim.then(Answer::respond(
             206,
             &[("content-range", "bytes 0-1/10")],

@@ -4,6 +4,7 @@
 //! (RFC 5861 §3). The origin round trip itself is [`fetch`].
 
 mod fetch;
+mod streaming;
 
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -14,6 +15,7 @@ use crate::policy::cache_status::Forward;
 use crate::policy::reuse::{Evaluation, Reuse};
 
 use super::{usable, Candidate};
+use crate::engine::filling::{FillReader, InProgress};
 use crate::engine::flight::{Outcome, Role};
 use crate::engine::host::{Lock, Runtime};
 use crate::engine::l2::with_timeout;
@@ -59,7 +61,11 @@ impl<H: Host> Engine<H> {
                 let outcome =
                     with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait).await;
                 waiter.done(outcome.is_some());
-                if let Some(Outcome::Stored(stored)) = outcome {
+                if let Some(Outcome::Filling(fill)) = outcome {
+                    if let Some(handled) = self.serve_fill(&head, fill, fwd) {
+                        return handled;
+                    }
+                } else if let Some(Outcome::Stored(stored)) = outcome {
                     let now = self.runtime.now();
                     let evaluation = self.evaluate(head.headers(), &stored, now);
                     if usable(&evaluation) {
@@ -114,7 +120,8 @@ impl<H: Host> Engine<H> {
                 let lease = LeaseGuard::new(&self.state, &key, leased);
                 let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
                 lease.disarm();
-                let stored = matches!(outcome, Outcome::Stored(_));
+                // A fill in progress holds the lease until its L2 write, or releases it if it fails.
+                let stored = matches!(outcome, Outcome::Stored(_) | Outcome::Filling(_));
                 guard.finish(outcome);
                 if leased && !stored {
                     // Nothing will reach the shared tier: let other instances fetch now
@@ -124,6 +131,50 @@ impl<H: Host> Engine<H> {
                 handled
             }
         }
+    }
+
+    /// Serves `head` from the fill in progress for `key` (a response being stored as it
+    /// arrives), if there is one it may use: the request is coalesced on it.
+    pub(super) fn join_fill(
+        &self,
+        head: &RequestView,
+        key: &str,
+        fwd: Forward,
+    ) -> Option<Handled<H::Body>> {
+        let fill = self.state.with(|s| s.fills.find(key, s.l1.purges()))?;
+        let handled = self.serve_fill(head, fill, fwd)?;
+        self.count(|s| s.coalesced += 1);
+        Some(handled)
+    }
+
+    /// Serves `head` from `fill`, read from its first byte, when its response is usable
+    /// for the request (fresh for it, and the same `Vary` variant) and has not failed.
+    fn serve_fill(
+        &self,
+        head: &RequestView,
+        fill: InProgress,
+        fwd: Forward,
+    ) -> Option<Handled<H::Body>> {
+        if fill.filling.failed() {
+            return None;
+        }
+        let evaluation = self.evaluate(head.headers(), &fill.entry, self.runtime.now());
+        if !usable(&evaluation) {
+            return None;
+        }
+        let entry = self.statuses.collapsed(fwd, evaluation.ttl_secs);
+        let fields = fill.entry.headers.clone();
+        let response = respond::from_stored_body(
+            head.method(),
+            head.headers(),
+            fill.entry,
+            fields,
+            evaluation.age_secs,
+            &[entry],
+            crate::engine::Source::Cache,
+        );
+        let reader = FillReader::new(fill.filling);
+        Some(Handled::now(respond::reading_fill(response, reader)))
     }
 
     /// Takes the cross-instance fetch lease for a cold key, or, when another instance holds
@@ -291,7 +342,8 @@ impl<H: Host> Engine<H> {
             .fetch(&head, &key, Some(candidate), Forward::Stale)
             .await;
         lease.disarm();
-        let stored = matches!(outcome, Outcome::Stored(_));
+        // A fill in progress holds the lease until its L2 write, or releases it if it fails.
+        let stored = matches!(outcome, Outcome::Stored(_) | Outcome::Filling(_));
         guard.finish(outcome);
         // What the fetch leaves to do (tier writes, an invalidation) runs now, as after any
         // response; the L2 write releases the lease.
@@ -478,7 +530,7 @@ mod tests {
             &[("cache-control", "max-age=60")],
             "refreshed",
         ));
-        let jobs: Vec<Job> = (0..3)
+        let jobs: Vec<Job<crate::engine::simulated::SimBody>> = (0..3)
             .filter_map(|_| {
                 sim.clock
                     .block_on(engine.handle(request("GET", "/s", &[])))

@@ -1,0 +1,449 @@
+//! The job of a streamed fill ([`crate::engine::filling`]): reads the rest of the origin's
+//! body into the fill while its clients read it, each wait bounded by
+//! `limits.between_bytes_timeout_ms`, and stores the response once it is complete, which
+//! means the length it declared, or the end of a body of undeclared length (RFC 9112 §6.3:
+//! a body cut short is an incomplete response, never stored, RFC 9111 §3.3).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+
+use crate::engine::filling::{FillJob, Filling, Room};
+use crate::engine::host::{Lock, Origin, Runtime};
+use crate::engine::l2::with_timeout;
+use crate::engine::{Engine, EngineState, Host, Job};
+use crate::entry::CachedResponse;
+
+/// How a fill's body ended.
+enum Ended {
+    /// Every byte arrived.
+    Complete,
+    /// The body is not kept (it outgrew the object limit) and every reader has gone.
+    Unread,
+    /// The origin failed: why.
+    Failed(String),
+}
+
+impl<H: Host> Engine<H> {
+    /// Runs a fill to its end (see the module documentation); returns the tier writes that
+    /// follow a stored response.
+    pub(crate) async fn run_fill(&self, job: FillJob<H::Body>) -> Option<Job<H::Body>> {
+        let FillJob {
+            head,
+            key,
+            fill,
+            mut stream,
+        } = job;
+        let guard = Unfinished {
+            state: &self.state,
+            key: &key,
+            id: fill.id,
+            filling: &fill.filling,
+            armed: true,
+        };
+        let ended = self
+            .read_body(&fill.filling, &key, fill.id, &mut stream)
+            .await;
+        drop(stream);
+        guard.disarm();
+        let filling = &fill.filling;
+        let why = match ended {
+            Ended::Complete => match filling.declared_length() {
+                Some(declared) if declared != filling.received() => Some(format!(
+                    "the origin sent {} of the {declared} bytes it declared",
+                    filling.received()
+                )),
+                _ => None,
+            },
+            Ended::Unread => {
+                filling.fail("every client left");
+                self.state.with(|s| s.fills.end(&key, fill.id));
+                return None;
+            }
+            Ended::Failed(why) => Some(why),
+        };
+        if let Some(why) = why {
+            filling.fail(&why);
+            self.state.with(|s| {
+                s.fills.end(&key, fill.id);
+                s.stats.failed_fills += 1;
+            });
+            // Nothing reaches the shared tier: other instances need not wait out the lease.
+            self.release_lease(&key).await;
+            return None;
+        }
+        let Some(body) = filling.complete() else {
+            // Not kept (it outgrew the object limit): served, not stored.
+            self.state.with(|s| s.fills.end(&key, fill.id));
+            self.release_lease(&key).await;
+            return None;
+        };
+        let stored = Arc::new(CachedResponse {
+            body,
+            ..CachedResponse::clone(&fill.entry)
+        });
+        let now = self.runtime.now();
+        let keys = self.l1_insert_if(&key, &stored, head.headers(), now, |s| {
+            // Only a fill still registered, and started after the last purge, stores.
+            s.fills.end(&key, fill.id) && s.l1.purges() == fill.purges_seen
+        });
+        let Some(keys) = keys else {
+            self.release_lease(&key).await;
+            return None;
+        };
+        self.count(|s| s.stored += 1);
+        let colo_job = self.colo().is_some().then(|| Job::WriteColo {
+            keys: keys.clone(),
+            stored: stored.clone(),
+        });
+        let l2_job = self.shared.is_some().then(|| Job::WriteL2 { keys, stored });
+        // Batches run last-first: the L2 write (which releases the fetch lease) goes first.
+        Job::merge(colo_job, l2_job)
+    }
+
+    /// Reads the origin's body into `filling` until it ends, fails, or, when the body is
+    /// not kept, has no reader left. A body that outgrows `limits.max_object_bytes` is no
+    /// longer kept (nor joined), but goes on reaching the clients reading it.
+    async fn read_body(
+        &self,
+        filling: &Filling,
+        key: &str,
+        id: u64,
+        stream: &mut H::Body,
+    ) -> Ended {
+        let limits = &self.config.limits;
+        loop {
+            let next = with_timeout(
+                &self.runtime,
+                limits.between_bytes_timeout_ms,
+                self.origin.next_chunk(stream),
+            )
+            .await;
+            let bytes = match next {
+                None => {
+                    return Ended::Failed(format!(
+                        "the origin sent nothing for {} ms",
+                        limits.between_bytes_timeout_ms
+                    ))
+                }
+                Some(Err(error)) => return Ended::Failed(format!("{error}")),
+                Some(Ok(None)) => return Ended::Complete,
+                Some(Ok(Some(bytes))) => bytes,
+            };
+            let total = filling.received().saturating_add(bytes.len() as u64);
+            if filling
+                .declared_length()
+                .is_some_and(|declared| total > declared)
+            {
+                return Ended::Failed(String::from(
+                    "the origin sent more than the length it declared",
+                ));
+            }
+            if total > limits.max_object_bytes as u64 && filling.keeps() {
+                filling.stop_keeping();
+                self.state.with(|s| s.fills.end(key, id));
+            }
+            filling.append(bytes);
+            let room = core::future::poll_fn(|cx| filling.poll_room(cx)).await;
+            if room == Room::NoReaders {
+                return Ended::Unread;
+            }
+        }
+    }
+}
+
+/// Fails a fill whose job is dropped before it ends (the host shut down, or cancelled the
+/// job), so its readers end at once instead of waiting for bytes that will never come.
+struct Unfinished<'a, L: Lock<EngineState>> {
+    state: &'a L,
+    key: &'a str,
+    id: u64,
+    filling: &'a Arc<Filling>,
+    armed: bool,
+}
+
+impl<L: Lock<EngineState>> Unfinished<'_, L> {
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl<L: Lock<EngineState>> Drop for Unfinished<'_, L> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.filling.fail("the fill was abandoned");
+            self.state.with(|s| s.fills.end(self.key, self.id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::string::String;
+    use alloc::vec::Vec;
+
+    use crate::engine::admin::PurgeTarget;
+    use core::future::Future;
+
+    use crate::engine::simulated::{request, serve, Answer, Simulation, StreamEnd};
+    use crate::engine::{Body, EngineConfig};
+    use crate::time::{Clock, Timestamp};
+
+    const T0: u64 = 1_000_000;
+
+    /// An origin sending `aaaabbbbcccc` in three pieces 100 ms apart, ending as `end` says,
+    /// with `fields` besides `Cache-Control: max-age=60`.
+    fn origin(fields: &[(&str, &str)], end: StreamEnd) -> Simulation {
+        let mut all = alloc::vec![("cache-control", "max-age=60")];
+        all.extend_from_slice(fields);
+        let pieces = [(0, "aaaa"), (100, "bbbb"), (100, "cccc")];
+        Simulation::new(
+            Timestamp::from_millis(T0),
+            Answer::stream(200, &all, &pieces, end),
+        )
+    }
+
+    fn cache_status(fields: &crate::headers::Headers) -> String {
+        String::from(fields.get_str("cache-status").unwrap_or(""))
+    }
+
+    const LENGTH: (&str, &str) = ("content-length", "12");
+
+    /// A cacheable miss reaches its client as the origin sends it (the first bytes at once,
+    /// not after the last), and is stored once complete.
+    #[test]
+    fn a_miss_is_streamed_to_its_client_and_stored_once_complete() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let first = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/v", &[])));
+        assert_eq!(first.body.as_deref(), Ok("aaaabbbbcccc"));
+        assert_eq!(first.first_byte_at, Some(Timestamp::from_millis(T0)));
+        assert_eq!(sim.clock.now(), Timestamp::from_millis(T0 + 200));
+        assert!(
+            cache_status(&first.fields).contains("stored"),
+            "{:?}",
+            first.fields
+        );
+        let hit = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/v", &[])));
+        assert_eq!(hit.body.as_deref(), Ok("aaaabbbbcccc"));
+        assert!(cache_status(&hit.fields).contains("hit"));
+        assert_eq!(sim.fetches(), 1);
+        let stats = engine.snapshot().engine;
+        assert_eq!((stats.streamed_fills, stats.stored), (1, 1));
+    }
+
+    /// Concurrent misses read the one fill from its first byte, while it is written.
+    #[test]
+    fn concurrent_misses_read_one_fill_while_it_is_written() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        sim.script.borrow_mut().latency_ms = 50;
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let received = sim.clock.block_on_all(
+            (0..5)
+                .map(|_| serve(&engine, &sim.clock, request("GET", "/c", &[])))
+                .collect(),
+        );
+        assert_eq!(sim.fetches(), 1);
+        for r in &received {
+            assert_eq!(r.body.as_deref(), Ok("aaaabbbbcccc"));
+            assert_eq!(r.first_byte_at, Some(Timestamp::from_millis(T0 + 50)));
+        }
+        let collapsed = received
+            .iter()
+            .filter(|r| cache_status(&r.fields).contains("collapsed"))
+            .count();
+        assert_eq!(collapsed, 4);
+    }
+
+    /// A request arriving mid-fill, after its flight ended, joins the fill instead of
+    /// fetching again, and reads it from the first byte.
+    #[test]
+    fn a_request_arriving_mid_fill_reads_it_from_the_first_byte() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/m", &[])));
+        let job = first.job.take().expect("the fill job");
+        let later = async {
+            // 150 ms in: two of the three pieces are in.
+            sim.clock.sleep(150).await;
+            serve(&engine, &sim.clock, request("GET", "/m", &[])).await
+        };
+        let ((), joined) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), later));
+        assert_eq!(joined.body.as_deref(), Ok("aaaabbbbcccc"));
+        assert!(cache_status(&joined.fields).contains("collapsed"));
+        assert_eq!(sim.fetches(), 1);
+        assert!(matches!(first.response.body, Body::Filling(_)));
+    }
+
+    /// A range asked of a fill of known length is cut from it as its bytes arrive.
+    #[test]
+    fn a_range_joining_a_fill_is_cut_from_it() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let range = [("range", "bytes=5-9")];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/r", &range)));
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body.as_deref(), Ok("bbbcc"));
+        assert_eq!(r.fields.get_str("content-range"), Some("bytes 5-9/12"));
+        assert!(sim.script.borrow().requests[0]
+            .headers
+            .get_str("range")
+            .is_none());
+    }
+
+    /// An origin that aborts mid-body: every reader is cut off (never a short body that
+    /// looks complete), nothing is stored, and the next request fetches again.
+    #[test]
+    fn an_aborted_fill_cuts_its_readers_off_and_stores_nothing() {
+        let sim = origin(&[LENGTH], StreamEnd::Abort);
+        sim.script.borrow_mut().latency_ms = 10;
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let received = sim.clock.block_on_all(
+            (0..3)
+                .map(|_| serve(&engine, &sim.clock, request("GET", "/a", &[])))
+                .collect(),
+        );
+        for r in &received {
+            let why = r.body.as_ref().expect_err("cut off");
+            assert!(why.0.contains("connection reset"), "{why}");
+        }
+        assert_eq!(engine.snapshot().engine.failed_fills, 1);
+        sim.then(Answer::respond(
+            200,
+            &[("cache-control", "max-age=60")],
+            "ok",
+        ));
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/a", &[])));
+        assert_eq!(again.body.as_deref(), Ok("ok"));
+        assert_eq!(sim.fetches(), 2);
+    }
+
+    /// An origin that stalls mid-body fails the fill after the between-bytes timeout.
+    #[test]
+    fn a_stalled_fill_fails_after_the_between_bytes_timeout() {
+        let sim = origin(&[LENGTH], StreamEnd::Stall);
+        let mut config = EngineConfig::default();
+        config.limits.between_bytes_timeout_ms = 1_000;
+        let engine = sim.engine(config).unwrap();
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/s", &[])));
+        let why = r.body.expect_err("cut off");
+        assert!(why.0.contains("sent nothing for 1000 ms"), "{why}");
+        assert_eq!(sim.clock.now(), Timestamp::from_millis(T0 + 1_200));
+        assert!(engine.snapshot().engine.stored == 0);
+    }
+
+    /// A body shorter than its declared length is incomplete: cut off, not stored.
+    #[test]
+    fn a_body_shorter_than_declared_is_not_stored() {
+        let sim = origin(&[("content-length", "20")], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/short", &[])));
+        let why = r.body.expect_err("cut off");
+        assert!(why.0.contains("12 of the 20 bytes"), "{why}");
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/short", &[])));
+        assert_eq!(sim.fetches(), 2);
+    }
+
+    /// A body of undeclared length that outgrows the object limit is still served whole to
+    /// its client, but not stored.
+    #[test]
+    fn a_fill_outgrowing_the_object_limit_is_served_and_not_stored() {
+        let sim = origin(&[], StreamEnd::Complete);
+        let mut config = EngineConfig::default();
+        config.limits.max_object_bytes = 6;
+        let engine = sim.engine(config).unwrap();
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert_eq!(r.body.as_deref(), Ok("aaaabbbbcccc"));
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert_eq!(sim.fetches(), 2);
+        assert_eq!(engine.snapshot().engine.stored, 0);
+    }
+
+    /// A purge while a fill runs: the fill is neither joined nor stored (what it fetched
+    /// may predate the purge).
+    #[test]
+    fn a_purge_during_a_fill_keeps_it_from_being_stored() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/p", &[])));
+        let job = first.job.take().expect("the fill job");
+        let purge = async {
+            sim.clock.sleep(50).await;
+            let r = request("GET", "/p", &[]);
+            let parsed = crate::engine::RequestView::parse("GET", "http", "/p", r.headers, None);
+            let Ok(crate::engine::Target::Resource(view)) = parsed else {
+                panic!("a resource");
+            };
+            engine
+                .purge(&PurgeTarget::Url(engine.key_for(&view)), false)
+                .await;
+        };
+        sim.clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), purge));
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/p", &[])));
+        assert_eq!(sim.fetches(), 2, "the purged fill was not stored");
+    }
+
+    /// A client that leaves mid-fill does not stop it: the response is stored for the
+    /// next request.
+    #[test]
+    fn a_fill_goes_on_when_its_client_leaves() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/l", &[])));
+        let job = first.job.take().expect("the fill job");
+        drop(first);
+        sim.clock.block_on(engine.run_job(job));
+        let hit = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/l", &[])));
+        assert!(cache_status(&hit.fields).contains("hit"));
+        assert_eq!(hit.body.as_deref(), Ok("aaaabbbbcccc"));
+    }
+
+    /// A fill whose job is dropped (the host shut down) ends its readers at once.
+    #[test]
+    fn a_dropped_fill_job_cuts_its_readers_off() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/d", &[])));
+        let job = first.job.take().expect("the fill job");
+        let mut running = alloc::boxed::Box::pin(engine.run_job(job));
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let _ = running.as_mut().poll(&mut cx);
+        drop(running);
+        let Body::Filling(reader) = &mut first.response.body else {
+            panic!("a fill");
+        };
+        let mut read = Vec::new();
+        let outcome = loop {
+            match reader.poll_chunk(&mut cx) {
+                core::task::Poll::Ready(Some(Ok(chunk))) => read.extend_from_slice(chunk.as_ref()),
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(outcome, core::task::Poll::Ready(Some(Err(_)))),
+            "{outcome:?}"
+        );
+    }
+}
