@@ -552,6 +552,22 @@ async fn oversized_responses_stream_through_uncached() {
     assert_oversized_stream_through_uncached(&w, &origin, "/e2e/big").await;
 }
 
+/// Streaming fills on the Worker (real workerd): a cold miss streams to concurrent clients
+/// from one origin fetch, each with its first bytes before the origin sends the rest, and an
+/// origin that aborts or stalls mid-body cuts the client off and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misses_stream_to_their_clients_and_failed_bodies_cut_them_off() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let cache = r#"{"limits":{"max_object_bytes":4194304,"between_bytes_timeout_ms":500}}"#;
+    let w = Worker::start(&origin, None, cache).await;
+    assert_a_cold_miss_streams_to_concurrent_clients(&w, &origin, "/e2e/s", 2 << 20, 8).await;
+    assert_an_origin_aborting_mid_body_cuts_the_client_off(&w, &origin, "/e2e/a").await;
+    assert_an_origin_stalling_mid_body_cuts_the_client_off(&w, &origin, "/e2e/t").await;
+}
+
 /// Write-through at the edge (RFC 9111 §4.4): a POST reaches the origin with its body,
 /// and its success invalidates the stored response for that URL; HEAD is answered from the
 /// cache without a body.

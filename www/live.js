@@ -36,6 +36,8 @@ const COUNTERS = [
   ['bytes from cache', (s) => s.engine.bytes_from_cache],
   ['bytes from origin', (s) => s.engine.bytes_from_origin],
   ['stored', (s) => s.engine.stored],
+  ['streamed fills', (s) => s.engine.streamed_fills],
+  ['failed fills', (s) => s.engine.failed_fills],
   ['L1 entries', (s) => s.l1_entries],
   ['L1 bytes', (s) => s.l1_bytes],
 ];

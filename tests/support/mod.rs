@@ -352,6 +352,8 @@ pub struct OriginState {
     pub max_in_flight: std::sync::atomic::AtomicUsize,
     /// The `Range` of every GET that carried one, with its path and query, in order.
     pub ranges: Mutex<Vec<(String, String)>>,
+    /// Opened by the test ([`Origin::open_gate`]) for a `gate_after` body to go on.
+    pub gate: tokio::sync::Notify,
 }
 
 /// Counts a GET/HEAD as being answered while it lives.
@@ -379,8 +381,10 @@ impl Drop for InFlight<'_> {
 /// (the default body, compressed, with `Content-Encoding: gzip`), `size` (a body of
 /// that many pattern bytes instead of the default `"{path?query} #{n}"`), `chunked=1`
 /// (stream the body without Content-Length), `stall_after=n` (with `size`: declare the size,
-/// send `n` bytes, then stall forever), `echo=a,b` (the body lists the request's `a` and
-/// `b` fields), `etag` (an `ETag`), `ranges=1` (with `size`: answer a single-range `Range`
+/// send `n` bytes, then stall forever), `gate_after=n` (with `size`: declare the size, send
+/// `n` bytes, and the rest once the test calls [`Origin::open_gate`]), `abort_after=n` (with
+/// `size`: declare the size, send `n` bytes, and close the connection once the test calls
+/// [`Origin::open_gate`]), `echo=a,b` (the body lists the request's `a` and `b` fields), `etag` (an `ETag`), `ranges=1` (with `size`: answer a single-range `Range`
 /// with its `206`).
 pub struct Origin {
     pub addr: SocketAddr,
@@ -432,6 +436,11 @@ impl Origin {
                 while connections.try_join_next().is_some() {}
             }
         })
+    }
+
+    /// Lets one `gate_after` body send the rest of its bytes.
+    pub fn open_gate(&self) {
+        self.state.gate.notify_one();
     }
 
     /// Answers every request but GET and HEAD with `status` (`None`: normally).
@@ -619,7 +628,34 @@ pub async fn origin_answer(
     let stall_after = params
         .get("stall_after")
         .and_then(|v| v.parse::<usize>().ok());
+    let sent_first = |param: &str| params.get(param).and_then(|v| v.parse::<usize>().ok());
+    let (gate_after, abort_after) = (sent_first("gate_after"), sent_first("abort_after"));
     let body = match params.get("size").and_then(|v| v.parse::<usize>().ok()) {
+        Some(size) if gate_after.is_some() => {
+            builder = builder.header("content-length", size);
+            let all = Bytes::from(pattern(size));
+            let split = gate_after.unwrap_or(0).min(size);
+            let (head, rest) = (all.slice(..split), all.slice(split..));
+            let first = futures::stream::iter([Ok::<_, Infallible>(Frame::data(head))]);
+            let state = state.clone();
+            let then = futures::stream::once(async move {
+                state.gate.notified().await;
+                Ok(Frame::data(rest))
+            });
+            StreamBody::new(futures::StreamExt::chain(first, then)).boxed()
+        }
+        Some(size) if abort_after.is_some() => {
+            // Declares `size`; after the first bytes and the gate, the body ends short, and
+            // hyper closes the connection (a body shorter than its Content-Length).
+            builder = builder.header("content-length", size);
+            let sent = pattern(size)[..abort_after.unwrap_or(0).min(size)].to_vec();
+            let first =
+                futures::stream::iter([Ok::<_, Infallible>(Frame::data(Bytes::from(sent)))]);
+            let state = state.clone();
+            let gate = futures::stream::once(async move { state.gate.notified().await });
+            let end = futures::StreamExt::filter_map(gate, |()| async { None });
+            StreamBody::new(futures::StreamExt::chain(first, end)).boxed()
+        }
         Some(size) if stall_after.is_some() => {
             // Declares `size` bytes, sends the first `stall_after`, then nothing, ever.
             builder = builder.header("content-length", size);
@@ -1269,4 +1305,175 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
     assert_eq!(part.header("content-range"), Some("bytes 1000-1999/200000"));
     assert_eq!(&part.body[..], &pattern(200_000)[1000..2000]);
     assert_eq!(origin.ranges(big), vec!["bytes=1000-1999".to_string()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// Streaming fills
+// ---------------------------------------------------------------------------------------
+
+/// A GET whose body is read as it arrives: `first_bytes` hears when its first bytes came.
+/// The whole response, or how it failed (a body cut off is an error, as a client sees it).
+pub async fn get_streaming(
+    addr: SocketAddr,
+    path_and_query: &str,
+    first_bytes: tokio::sync::mpsc::UnboundedSender<()>,
+) -> Result<Resp, String> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+    let _driver = AbortOnDrop(tokio::spawn(connection));
+    let request = hyper::Request::builder()
+        .uri(path_and_query)
+        .header(hyper::header::HOST, HOST)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("GET {path_and_query}: {e}"))?;
+    let (parts, mut incoming) = response.into_parts();
+    let mut body = Vec::new();
+    while let Some(frame) = incoming.frame().await {
+        let frame = frame.map_err(|e| format!("GET {path_and_query}: body: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            if body.is_empty() && !data.is_empty() {
+                let _ = first_bytes.send(());
+            }
+            body.extend_from_slice(&data);
+        }
+    }
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: Bytes::from(body),
+    })
+}
+
+/// A cold miss for a `size`-byte object, asked by `clients` at once, streams to all of
+/// them as the origin sends it: every client has its first bytes while the origin still
+/// holds the rest back, the origin is asked once, every client gets the same intact bytes,
+/// and the next request is a hit.
+pub async fn assert_a_cold_miss_streams_to_concurrent_clients<F: Frontend + Sync>(
+    cache: &F,
+    origin: &Origin,
+    prefix: &str,
+    size: usize,
+    clients: usize,
+) {
+    let path = url(
+        &format!("{prefix}/stream"),
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("gate_after", &(size / 4).to_string()),
+        ],
+    );
+    let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut readers = JoinSet::new();
+    for _ in 0..clients {
+        let (addr, path, first) = (cache.addr(), path.clone(), first_tx.clone());
+        readers.spawn(async move { get_streaming(addr, &path, first).await });
+    }
+    for n in 0..clients {
+        bounded(
+            &format!("client {n} of {clients} to have its first bytes"),
+            REQUEST_TIMEOUT,
+            first_rx.recv(),
+        )
+        .await;
+    }
+    assert!(
+        !readers.is_empty() && readers.try_join_next().is_none(),
+        "no client can have finished: the origin holds the rest back"
+    );
+    origin.open_gate();
+    let expected = pattern(size);
+    let mut statuses = Vec::new();
+    while let Some(read) = bounded(
+        "the clients to finish",
+        REQUEST_TIMEOUT,
+        readers.join_next(),
+    )
+    .await
+    {
+        let r = read.expect("client task").expect("a whole response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), size);
+        assert!(
+            r.body == expected,
+            "every client gets the same intact bytes"
+        );
+        statuses.push(r.cache_status().to_string());
+    }
+    assert_eq!(origin.count(&path), 1, "one origin fetch: {statuses:?}");
+    let hit = cache.get(&path).await;
+    assert!(hit.cache_status().contains("hit"), "{}", hit.cache_status());
+    assert!(hit.body == expected);
+    assert_eq!(origin.count(&path), 1);
+}
+
+/// An origin that closes the connection mid-body: the client's response is cut off (an
+/// error, never a short body that looks complete), nothing is stored, and the next request
+/// goes to the origin again.
+pub async fn assert_an_origin_aborting_mid_body_cuts_the_client_off<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+    prefix: &str,
+) {
+    let size = 512 * 1024;
+    let path = url(
+        &format!("{prefix}/aborts"),
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("abort_after", &(size / 3).to_string()),
+        ],
+    );
+    for round in 1..=2 {
+        let (first_tx, mut first_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (addr, p) = (cache.addr(), path.clone());
+        let read = tokio::spawn(async move { get_streaming(addr, &p, first_tx).await });
+        bounded("the first bytes", REQUEST_TIMEOUT, first_rx.recv()).await;
+        origin.open_gate();
+        match bounded("the response to end", REQUEST_TIMEOUT, read)
+            .await
+            .expect("task")
+        {
+            Err(e) => assert!(e.contains("body"), "cut off while reading the body: {e}"),
+            Ok(r) => panic!(
+                "a response that looks complete: {} with {} of {size} bytes ({})",
+                r.status,
+                r.body.len(),
+                r.cache_status()
+            ),
+        }
+        assert_eq!(origin.count(&path), round, "not stored: fetched again");
+    }
+}
+
+/// An origin that stalls mid-body for longer than the between-bytes timeout: the client's
+/// response is cut off, and nothing is stored.
+pub async fn assert_an_origin_stalling_mid_body_cuts_the_client_off<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+    prefix: &str,
+) {
+    let size = 512 * 1024;
+    let path = url(
+        &format!("{prefix}/stalls"),
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("stall_after", &(size / 3).to_string()),
+        ],
+    );
+    for round in 1..=2 {
+        let e = cache.try_get(&path).await.expect_err("cut off");
+        assert!(e.contains("body"), "cut off while reading the body: {e}");
+        assert_eq!(origin.count(&path), round, "not stored: fetched again");
+    }
 }
