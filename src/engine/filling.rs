@@ -394,16 +394,16 @@ pub struct InProgress {
     pub purges_seen: u64,
 }
 
-/// The fills in progress, by cache key (a key has at most one: it is filled under its
-/// flight).
+/// The fills in progress, by cache key. A key can have several at once: one per `Vary`
+/// variant (a request that cannot use the fill in progress starts its own).
 #[derive(Debug, Default)]
 pub struct Fills {
     next_id: u64,
-    by_key: HashMap<String, InProgress>,
+    by_key: HashMap<String, Vec<InProgress>>,
 }
 
 impl Fills {
-    /// Registers the fill of `key`; returns its id.
+    /// Registers a fill of `key`; returns its id.
     pub fn start(
         &mut self,
         key: &str,
@@ -413,41 +413,46 @@ impl Fills {
     ) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        self.by_key.insert(
-            String::from(key),
-            InProgress {
-                id,
-                entry,
-                filling,
-                purges_seen,
-            },
-        );
+        let fill = InProgress {
+            id,
+            entry,
+            filling,
+            purges_seen,
+        };
+        self.by_key.entry_ref(key).or_default().push(fill);
         id
     }
 
-    /// The fill of `key` a request may join: one in progress, kept, and started after the
-    /// last purge (`purges_now`).
-    pub fn find(&self, key: &str, purges_now: u64) -> Option<InProgress> {
-        self.by_key
-            .get(key)
+    /// The fills of `key` a request may join: in progress, kept, and started after the
+    /// last purge (`purges_now`). The caller checks each against its request.
+    pub fn find(&self, key: &str, purges_now: u64) -> Vec<InProgress> {
+        let Some(fills) = self.by_key.get(key) else {
+            return Vec::new();
+        };
+        fills
+            .iter()
             .filter(|f| f.purges_seen == purges_now && !f.filling.ended() && f.filling.keeps())
             .cloned()
+            .collect()
     }
 
     /// Unregisters fill `id` of `key`; whether it was still registered.
     pub fn end(&mut self, key: &str, id: u64) -> bool {
-        match self.by_key.get(key) {
-            Some(f) if f.id == id => {
-                self.by_key.remove(key);
-                true
-            }
-            _ => false,
+        let Some(fills) = self.by_key.get_mut(key) else {
+            return false;
+        };
+        let before = fills.len();
+        fills.retain(|f| f.id != id);
+        let ended = fills.len() < before;
+        if fills.is_empty() {
+            self.by_key.remove(key);
         }
+        ended
     }
 
     /// How many fills are in progress.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        self.by_key.values().map(Vec::len).sum()
     }
 
     /// Whether none is.

@@ -141,8 +141,10 @@ impl<H: Host> Engine<H> {
         key: &str,
         fwd: Forward,
     ) -> Option<Handled<H::Body>> {
-        let fill = self.state.with(|s| s.fills.find(key, s.l1.purges()))?;
-        let handled = self.serve_fill(head, fill, fwd)?;
+        let fills = self.state.with(|s| s.fills.find(key, s.l1.purges()));
+        let handled = fills
+            .into_iter()
+            .find_map(|fill| self.serve_fill(head, fill, fwd))?;
         self.count(|s| s.coalesced += 1);
         Some(handled)
     }

@@ -281,6 +281,36 @@ mod tests {
         assert!(matches!(first.response.body, Body::Filling(_)));
     }
 
+    /// Two `Vary` variants of one URL filling at once are both stored: a request the first
+    /// fill cannot serve starts its own beside it.
+    #[test]
+    fn two_variants_filling_at_once_are_both_stored() {
+        let sim = origin(&[LENGTH, ("vary", "accept-encoding")], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let gzip = [("accept-encoding", "gzip")];
+        let br = [("accept-encoding", "br")];
+        let mut first = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/v", &gzip)));
+        let job = first.job.take().expect("the fill job");
+        let other = async {
+            sim.clock.sleep(50).await;
+            serve(&engine, &sim.clock, request("GET", "/v", &br)).await
+        };
+        let ((), other) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), other));
+        assert_eq!(other.body.as_deref(), Ok("aaaabbbbcccc"));
+        assert!(!cache_status(&other.fields).contains("collapsed"));
+        for fields in [&gzip, &br] {
+            let hit = sim
+                .clock
+                .block_on(serve(&engine, &sim.clock, request("GET", "/v", fields)));
+            assert!(cache_status(&hit.fields).contains("hit"), "{fields:?}");
+        }
+        assert_eq!(sim.fetches(), 2);
+    }
+
     /// A range asked of a fill of known length is cut from it as its bytes arrive.
     #[test]
     fn a_range_joining_a_fill_is_cut_from_it() {
