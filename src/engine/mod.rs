@@ -453,10 +453,7 @@ impl<H: Host> Engine<H> {
         use crate::policy::request::{BypassReason, RequestClass};
         let route_bypass = self.config.route_for(view.path()).is_some_and(|r| r.bypass);
         let class = view.class();
-        if class == RequestClass::Unsafe
-            && self.config.write_behind.covers(view.path())
-            && Box::pin(self.write_behind_usable()).await
-        {
+        if class == RequestClass::Unsafe && self.config.write_behind.covers(view.path()) {
             // Write-behind routes are configured for their writes: route rules govern reads.
             return Box::pin(self.write_behind(view, body)).await;
         }

@@ -225,6 +225,12 @@ pub enum SharedTierCheck {
     /// Checked and refused (a server too old): writes on write-behind routes are sent
     /// through at once instead of queued.
     Refused,
+    /// Asked, but no answer came (Redis down or slow): writes are sent through at once, and
+    /// the first write-behind request from this time on asks again.
+    Unanswered {
+        /// When to ask again (`l2.breaker_cooldown_ms` after the last try).
+        retry_at: crate::time::Timestamp,
+    },
 }
 
 /// The most a retry is put off: `retry_after_ms` times this.
@@ -337,9 +343,13 @@ impl<H: Host> Engine<H> {
         };
         let fields = record.to_fields();
         let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
+        // A shared tier not checked yet is checked first; one refused, or that did not
+        // answer, queues nothing.
         let appended = match self.l2_tier() {
-            Some(tier) => self.append_bounded(tier, &borrowed).await,
-            None => None,
+            Some(tier) if self.write_behind_usable().await => {
+                self.append_bounded(tier, &borrowed).await
+            }
+            _ => None,
         };
         drop(borrowed);
         let Record { head, body, .. } = record;
@@ -397,10 +407,20 @@ impl<H: Host> Engine<H> {
         )
         .await;
         let Some(Ok(info)) = info else {
-            // Not answered: as at a native start, a warning and no second try (Redis is
-            // then down, and writes fall back to write-through by themselves).
-            self.state
-                .with(|s| s.shared_tier_check = SharedTierCheck::Passed);
+            // Not answered: nothing is queued until a later check passes, and the warning
+            // is logged once, not at every retry.
+            let retry_at = self
+                .runtime
+                .now()
+                .plus_millis(self.config.l2.breaker_cooldown_ms);
+            let already = self.state.with(|s| {
+                let already = matches!(s.shared_tier_check, SharedTierCheck::Unanswered { .. });
+                s.shared_tier_check = SharedTierCheck::Unanswered { retry_at };
+                already
+            });
+            if already {
+                return Ok(Vec::new());
+            }
             let why = match info {
                 Some(Err(e)) => format!("{e}"),
                 _ => String::from("no answer in time"),
@@ -421,8 +441,9 @@ impl<H: Host> Engine<H> {
     /// Whether write-behind may queue this write: the shared tier was checked and passed.
     /// A host that checks nothing at start (the Worker has no start) checks here, on the
     /// first write-behind request, before anything is queued; a Redis too old turns
-    /// write-behind off and the write is sent through at once. Without a shared tier the
-    /// write-behind path sends writes through by itself.
+    /// write-behind off and the write is sent through at once. A check that got no answer
+    /// is asked again once its retry time has come; until one passes, writes are sent
+    /// through. Without a shared tier the write-behind path sends writes through by itself.
     pub(crate) async fn write_behind_usable(&self) -> bool {
         if self.shared.is_none() {
             return true;
@@ -430,7 +451,8 @@ impl<H: Host> Engine<H> {
         match self.state.with(|s| s.shared_tier_check) {
             SharedTierCheck::Passed => true,
             SharedTierCheck::Refused => false,
-            SharedTierCheck::Pending => {
+            SharedTierCheck::Unanswered { retry_at } if self.runtime.now() < retry_at => false,
+            SharedTierCheck::Pending | SharedTierCheck::Unanswered { .. } => {
                 self.check_shared_tier_and_log().await;
                 self.state
                     .with(|s| s.shared_tier_check == SharedTierCheck::Passed)
@@ -857,5 +879,84 @@ mod tests {
         let second = sim.clock.block_on(engine.handle(post()));
         assert_eq!(second.response.status, 201);
         assert_eq!(sim.fetches(), 2);
+    }
+
+    /// A check of the shared tier that gets no answer does not count as passed: writes go
+    /// through at once, and the first write-behind request after `l2.breaker_cooldown_ms`
+    /// asks again (here finding a Redis too old).
+    #[test]
+    fn an_unanswered_check_is_asked_again_and_queues_nothing_meanwhile() {
+        use alloc::rc::Rc;
+        use core::cell::Cell;
+
+        use crate::engine::simulated::{request, Answer, SimOrigin, SimRuntime, Simulation};
+        use crate::engine::{EngineConfig, EngineState, NoColo, TierError};
+        use crate::shared_tier::{Command, RedisTier, Reply, Transport};
+        use crate::time::Timestamp;
+
+        /// Down for its first `INFO`, then Redis 6.2; refuses everything else.
+        struct Waking(Rc<Cell<u32>>);
+        impl Transport for Waking {
+            async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
+                let info = commands
+                    .iter()
+                    .any(|c| c.first().is_some_and(|n| n.eq_ignore_ascii_case(b"INFO")));
+                if info {
+                    self.0.set(self.0.get() + 1);
+                    if self.0.get() == 1 {
+                        return Err(TierError(String::from("connection refused")));
+                    }
+                }
+                Ok(commands
+                    .iter()
+                    .map(|c| match c.first() {
+                        Some(name) if name.eq_ignore_ascii_case(b"INFO") => {
+                            Reply::Bytes(b"# Server\r\nredis_version:6.2.14\r\n".to_vec())
+                        }
+                        _ => Reply::Error(String::from("ERR unknown command")),
+                    })
+                    .collect())
+            }
+        }
+        struct WakingHost;
+        impl Host for WakingHost {
+            type Body = crate::engine::simulated::SimBody;
+            type Origin = SimOrigin;
+            type SharedTier = RedisTier<Waking>;
+            type Colo = NoColo;
+            type Runtime = SimRuntime;
+            type Lock = core::cell::RefCell<EngineState>;
+        }
+
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(201, &[], "written"),
+        );
+        let (origin, runtime) = sim.parts();
+        let mut config = EngineConfig::default();
+        config.write_behind.routes = alloc::vec![String::from("/q/")];
+        let cooldown = config.l2.breaker_cooldown_ms;
+        let infos = Rc::new(Cell::new(0));
+        let tier = RedisTier::over(Waking(infos.clone()));
+        let engine: Engine<WakingHost> = Engine::new(config, origin, Some(tier), runtime).unwrap();
+        let post = || request("POST", "/q/1", &[("content-type", "text/plain")]);
+
+        for _ in 0..2 {
+            let through = sim.clock.block_on(engine.handle(post()));
+            assert_eq!(through.response.status, 201, "sent through, not queued");
+        }
+        assert_eq!(infos.get(), 1, "not asked again before the retry time");
+        assert!(matches!(
+            engine.state.with(|s| s.shared_tier_check),
+            SharedTierCheck::Unanswered { .. }
+        ));
+        sim.clock.advance_millis(cooldown);
+        let later = sim.clock.block_on(engine.handle(post()));
+        assert_eq!(later.response.status, 201);
+        assert_eq!(infos.get(), 2, "asked again");
+        assert_eq!(
+            engine.state.with(|s| s.shared_tier_check),
+            SharedTierCheck::Refused
+        );
     }
 }
