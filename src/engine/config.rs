@@ -248,8 +248,11 @@ pub struct Limits {
     /// client's request body (nginx `client_body_timeout`: 60 s). An origin body read to be
     /// stored fails as a timeout (stale-if-error applies, nothing is stored); one streamed
     /// through to the client ends abnormally, so the client never takes a cut response for
-    /// a whole one; a stalled request body gets `400` (`detail=request-body`). Natively; the
-    /// Worker relies on the runtime's limits.
+    /// a whole one; a stalled request body gets `400` (`detail=request-body`). The engine
+    /// applies it to every body it stores as it streams ([`super::filling`]), on every
+    /// host; natively it also bounds bodies passed through uncached and request bodies. On
+    /// the Worker, bodies passed through uncached go to the runtime untouched (piping them
+    /// through the Worker would cost CPU time per byte), and the runtime's limits apply.
     pub between_bytes_timeout_ms: u64,
 }
 
