@@ -22,6 +22,17 @@
 //! | …      | …        | body: `varint` length of the (uncompressed) body; if compressed, a `varint` length of the deflate stream; then the stored bytes |
 //! | end−8  | 8        | FNV-1a 64 checksum of every preceding byte (u64)                  |
 //!
+//! # The head of a chunked body (version 2)
+//!
+//! A body too large for one value is stored in chunks under keys of their own, and its
+//! entry is a *head* ([`encode_chunked_head`], [`decode_head`]): the version 1 layout with
+//! version `2`, flag bit 0 clear, and the body field replaced by a [`ChunkManifest`]:
+//! `varint` total length, `varint` chunk length (every chunk but the last has it), `u64`
+//! write id (the chunks' keys carry it, so the chunks of two writes never mix), `varint`
+//! chunk count, then each chunk's FNV-1a 64 checksum (`u64`). A chunk that is missing,
+//! of the wrong length or fails its checksum makes the whole entry a miss
+//! ([`ChunkManifest::assemble`]), never a corrupt body.
+//!
 //! Decoding checks, in order: the magic ([`DecodeError::BadMagic`]), the version
 //! ([`DecodeError::UnsupportedVersion`]; a future version may change everything after the
 //! version byte), the checksum ([`DecodeError::ChecksumMismatch`]), then parses, requiring
@@ -124,6 +135,8 @@ impl CachedResponse {
 pub const MAGIC: [u8; 4] = [b'E', b'C', 0xCA, 0xC4];
 /// The format version [`encode`] writes and [`decode`] reads.
 pub const VERSION: u8 = 1;
+/// The format version of a chunked body's head ([`encode_chunked_head`]).
+pub const CHUNKED_VERSION: u8 = 2;
 
 const FLAG_DEFLATE: u8 = 0x01;
 const FLAG_INVALIDATED: u8 = 0x02;
@@ -231,7 +244,51 @@ impl core::error::Error for DecodeError {}
 /// Encodes `entry` in the current format (see the module documentation for the layout).
 pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
     let compressed = compress_body(entry, options);
-    let stored_body = compressed.as_deref().unwrap_or(&entry.body);
+    encode_as(
+        entry,
+        VERSION,
+        |out| {
+            put_len(out, entry.body.len());
+            if let Some(compressed) = &compressed {
+                put_len(out, compressed.len());
+            }
+            out.extend_from_slice(compressed.as_deref().unwrap_or(&entry.body));
+        },
+        compressed.is_some(),
+    )
+}
+
+/// Encodes the head of `entry`, whose body is stored in chunks as `manifest` describes
+/// (`entry.body` is not written).
+pub fn encode_chunked_head(entry: &CachedResponse, manifest: &ChunkManifest) -> Vec<u8> {
+    encode_as(
+        entry,
+        CHUNKED_VERSION,
+        |out| {
+            put_len(out, manifest.total_bytes);
+            put_len(out, manifest.chunk_bytes);
+            out.extend_from_slice(&manifest.write_id.to_le_bytes());
+            put_len(out, manifest.checksums.len());
+            for checksum in &manifest.checksums {
+                out.extend_from_slice(&checksum.to_le_bytes());
+            }
+        },
+        false,
+    )
+}
+
+/// The common layout: everything but the body field, which `body` writes.
+fn encode_as(
+    entry: &CachedResponse,
+    version: u8,
+    body: impl FnOnce(&mut Vec<u8>),
+    deflated: bool,
+) -> Vec<u8> {
+    let stored_body = if version == VERSION {
+        &entry.body[..]
+    } else {
+        &[]
+    };
     let tag_bytes: usize = entry.tags.iter().map(|t| t.len() + 2).sum();
     let mut out = Vec::with_capacity(
         FIXED_LEN
@@ -242,9 +299,9 @@ pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
             .saturating_add(40),
     );
     out.extend_from_slice(&MAGIC);
-    out.push(VERSION);
+    out.push(version);
     let mut flags = 0;
-    if compressed.is_some() {
+    if deflated {
         flags |= FLAG_DEFLATE;
     }
     if entry.invalidated {
@@ -260,11 +317,7 @@ pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
     for tag in &entry.tags {
         put_bytes(&mut out, tag.as_bytes());
     }
-    put_len(&mut out, entry.body.len());
-    if let Some(compressed) = &compressed {
-        put_len(&mut out, compressed.len());
-    }
-    out.extend_from_slice(stored_body);
+    body(&mut out);
     let checksum = fnv1a64(&out);
     out.extend_from_slice(&checksum.to_le_bytes());
     out
@@ -272,13 +325,28 @@ pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
 
 /// Decodes an entry written by [`encode`], within `limits`. Never panics, and never
 /// allocates much more than `bytes.len()` plus a body of at most `limits.max_body_bytes`.
+/// The head of a chunked body is not an entry: [`decode_head`] reads it.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<CachedResponse, DecodeError> {
+    match decode_head(bytes, limits)? {
+        (entry, None) => Ok(entry),
+        (_, Some(_)) => Err(DecodeError::Corrupt(
+            "a chunked body's head where an entry was expected",
+        )),
+    }
+}
+
+/// Decodes what [`encode`] or [`encode_chunked_head`] wrote: an entry, or the head of a
+/// chunked body (an entry with an empty body) and its manifest.
+pub fn decode_head(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+) -> Result<(CachedResponse, Option<ChunkManifest>), DecodeError> {
     let magic_len = bytes.len().min(MAGIC.len());
     if bytes.get(..magic_len) != MAGIC.get(..magic_len) {
         return Err(DecodeError::BadMagic);
     }
     let version = *bytes.get(MAGIC.len()).ok_or(DecodeError::Truncated)?;
-    if version != VERSION {
+    if version != VERSION && version != CHUNKED_VERSION {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let payload_len = bytes
@@ -292,11 +360,15 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<CachedResponse, Dec
     if fnv1a64(payload) != u64::from_le_bytes(stored) {
         return Err(DecodeError::ChecksumMismatch);
     }
-    parse_payload(payload, limits)
+    parse_payload(payload, limits, version)
 }
 
 /// Parses everything before the checksum (magic and version already checked).
-fn parse_payload(payload: &[u8], limits: &DecodeLimits) -> Result<CachedResponse, DecodeError> {
+fn parse_payload(
+    payload: &[u8],
+    limits: &DecodeLimits,
+    version: u8,
+) -> Result<(CachedResponse, Option<ChunkManifest>), DecodeError> {
     let mut r = Reader { rest: payload };
     r.take(MAGIC.len() + 1)?;
     let flags = r.u8()?;
@@ -333,7 +405,14 @@ fn parse_payload(payload: &[u8], limits: &DecodeLimits) -> Result<CachedResponse
     if body_len > limits.max_body_bytes {
         return Err(DecodeError::TooLarge("body"));
     }
-    let body = if flags & FLAG_DEFLATE != 0 {
+    let mut manifest = None;
+    let body = if version == CHUNKED_VERSION {
+        if flags & FLAG_DEFLATE != 0 {
+            return Err(DecodeError::Corrupt("a chunked body is never deflated"));
+        }
+        manifest = Some(r.manifest(body_len)?);
+        Vec::new()
+    } else if flags & FLAG_DEFLATE != 0 {
         let deflated = r.bytes()?;
         // The limit stops inflation one byte past the declared length, so a stream that
         // inflates to more is caught without ever holding more than that.
@@ -352,7 +431,7 @@ fn parse_payload(payload: &[u8], limits: &DecodeLimits) -> Result<CachedResponse
     if !r.rest.is_empty() {
         return Err(DecodeError::Corrupt("trailing bytes"));
     }
-    Ok(CachedResponse {
+    let entry = CachedResponse {
         status,
         headers,
         body,
@@ -362,7 +441,77 @@ fn parse_payload(payload: &[u8], limits: &DecodeLimits) -> Result<CachedResponse
         tags,
         invalidated: flags & FLAG_INVALIDATED != 0,
         derived: Derived::default(),
-    })
+    };
+    Ok((entry, manifest))
+}
+
+/// How a body stored in chunks is laid out ([`encode_chunked_head`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChunkManifest {
+    /// The body's length.
+    pub total_bytes: usize,
+    /// Every chunk's length but the last one's (which holds the rest).
+    pub chunk_bytes: usize,
+    /// Which write the chunks belong to (their keys carry it).
+    pub write_id: u64,
+    /// Each chunk's FNV-1a 64 checksum, in order.
+    pub checksums: Vec<u64>,
+}
+
+/// Why chunks do not make up the body their manifest describes. Either way: a miss.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkError {
+    /// A chunk is not there (expired or evicted before its head).
+    Missing(usize),
+    /// A chunk has the wrong length or fails its checksum.
+    Corrupt(usize),
+}
+
+impl ChunkManifest {
+    /// Splits `body` into chunks of `chunk_bytes` (at least 1) written as `write_id`: the
+    /// manifest, and the chunks in order.
+    pub fn split(body: &[u8], chunk_bytes: usize, write_id: u64) -> (Self, Vec<&[u8]>) {
+        let chunks: Vec<&[u8]> = body.chunks(chunk_bytes.max(1)).collect();
+        let manifest = ChunkManifest {
+            total_bytes: body.len(),
+            chunk_bytes: chunk_bytes.max(1),
+            write_id,
+            checksums: chunks.iter().map(|c| fnv1a64(c)).collect(),
+        };
+        (manifest, chunks)
+    }
+
+    /// How long chunk `index` is.
+    fn chunk_len(&self, index: usize) -> usize {
+        let start = index.saturating_mul(self.chunk_bytes);
+        self.total_bytes.saturating_sub(start).min(self.chunk_bytes)
+    }
+
+    /// Checks `chunk` as chunk `index`.
+    pub fn check(&self, index: usize, chunk: &[u8]) -> Result<(), ChunkError> {
+        let expected = self
+            .checksums
+            .get(index)
+            .ok_or(ChunkError::Corrupt(index))?;
+        if chunk.len() != self.chunk_len(index) || fnv1a64(chunk) != *expected {
+            return Err(ChunkError::Corrupt(index));
+        }
+        Ok(())
+    }
+
+    /// The body, from its chunks in order (`None`: not found), each checked.
+    pub fn assemble(&self, chunks: &[Option<Vec<u8>>]) -> Result<Vec<u8>, ChunkError> {
+        if chunks.len() != self.checksums.len() {
+            return Err(ChunkError::Corrupt(chunks.len().min(self.checksums.len())));
+        }
+        let mut body = Vec::with_capacity(self.total_bytes);
+        for (index, chunk) in chunks.iter().enumerate() {
+            let chunk = chunk.as_deref().ok_or(ChunkError::Missing(index))?;
+            self.check(index, chunk)?;
+            body.extend_from_slice(chunk);
+        }
+        Ok(body)
+    }
 }
 
 /// The deflated body, if compression applies and pays off.
@@ -472,6 +621,31 @@ impl<'a> Reader<'a> {
     fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
         let n = self.len()?;
         self.take(n)
+    }
+
+    /// A chunk manifest for a body of `total_bytes` (already checked against the limits).
+    fn manifest(&mut self, total_bytes: usize) -> Result<ChunkManifest, DecodeError> {
+        let chunk_bytes = self.len()?;
+        if chunk_bytes == 0 {
+            return Err(DecodeError::Corrupt("chunk length 0"));
+        }
+        let write_id = u64::from_le_bytes(self.array()?);
+        let count = self.len()?;
+        if count != total_bytes.div_ceil(chunk_bytes) {
+            return Err(DecodeError::Corrupt("chunk count"));
+        }
+        if count > self.rest.len() / 8 {
+            return Err(DecodeError::Truncated);
+        }
+        let checksums = (0..count)
+            .map(|_| self.array().map(u64::from_le_bytes))
+            .collect::<Result<Vec<u64>, DecodeError>>()?;
+        Ok(ChunkManifest {
+            total_bytes,
+            chunk_bytes,
+            write_id,
+            checksums,
+        })
     }
 
     /// A field list: count, then (name, value) pairs, charged to `budget`.
@@ -687,6 +861,83 @@ mod tests {
         }
     }
 
+    /// A chunk missing, shortened, lengthened or changed makes the body a miss; a chunked
+    /// head is never taken for a whole entry, nor an entry for a head.
+    #[test]
+    fn chunks_that_do_not_match_their_manifest_are_refused() {
+        let entry = sample();
+        let body = b"0123456789abcdefghij".to_vec();
+        let (manifest, chunks) = ChunkManifest::split(&body, 8, 7);
+        assert_eq!(chunks.len(), 3);
+        let good: Vec<Option<Vec<u8>>> = chunks.iter().map(|c| Some(c.to_vec())).collect();
+        assert_eq!(manifest.assemble(&good), Ok(body.clone()));
+        let mut missing = good.clone();
+        missing[1] = None;
+        assert_eq!(manifest.assemble(&missing), Err(ChunkError::Missing(1)));
+        let mut changed = good.clone();
+        changed[2] = Some(b"ghiJ".to_vec());
+        assert_eq!(manifest.assemble(&changed), Err(ChunkError::Corrupt(2)));
+        let mut short = good.clone();
+        short[0] = Some(b"0123456".to_vec());
+        assert_eq!(manifest.assemble(&short), Err(ChunkError::Corrupt(0)));
+        assert_eq!(manifest.assemble(&good[..2]), Err(ChunkError::Corrupt(2)));
+        let head = encode_chunked_head(&entry, &manifest);
+        assert!(matches!(
+            decode(&head, &limits()),
+            Err(DecodeError::Corrupt(_))
+        ));
+        let whole = encode(&entry, &EncodeOptions::default());
+        assert_eq!(decode_head(&whole, &limits()), Ok((entry.clone(), None)));
+        // A head declaring more than the limit allows is refused before anything else.
+        let small = DecodeLimits {
+            max_body_bytes: 19,
+            ..limits()
+        };
+        assert_eq!(
+            decode_head(&head, &small),
+            Err(DecodeError::TooLarge("body"))
+        );
+    }
+
+    /// A head whose chunk count does not follow from its lengths is corrupt, as is one
+    /// claiming chunks of length 0 or a deflated chunked body.
+    #[test]
+    fn inconsistent_manifests_are_corrupt() {
+        let entry = sample();
+        let (manifest, _) = ChunkManifest::split(b"0123456789", 4, 1);
+        for (what, bad) in [
+            (
+                "count",
+                ChunkManifest {
+                    checksums: alloc::vec![1, 2],
+                    ..manifest.clone()
+                },
+            ),
+            (
+                "zero",
+                ChunkManifest {
+                    chunk_bytes: 0,
+                    ..manifest.clone()
+                },
+            ),
+        ] {
+            let head = encode_chunked_head(&entry, &bad);
+            assert!(
+                matches!(decode_head(&head, &limits()), Err(DecodeError::Corrupt(_))),
+                "{what}"
+            );
+        }
+        let mut head = encode_chunked_head(&entry, &manifest);
+        head[5] |= FLAG_DEFLATE;
+        let payload_len = head.len() - CHECKSUM_LEN;
+        let sum = fnv1a64(&head[..payload_len]).to_le_bytes();
+        head[payload_len..].copy_from_slice(&sum);
+        assert_eq!(
+            decode_head(&head, &limits()),
+            Err(DecodeError::Corrupt("a chunked body is never deflated"))
+        );
+    }
+
     #[test]
     fn every_truncation_is_an_error() {
         let mut entry = sample();
@@ -699,10 +950,16 @@ mod tests {
             }
             // The parser itself, past the checksum, also rejects every prefix.
             let payload = bytes.get(..bytes.len() - CHECKSUM_LEN).unwrap_or_default();
-            assert_eq!(parse_payload(payload, &limits()), Ok(entry.clone()));
+            assert_eq!(
+                parse_payload(payload, &limits(), VERSION),
+                Ok((entry.clone(), None))
+            );
             for cut in 0..payload.len() {
                 let prefix = payload.get(..cut).unwrap_or_default();
-                assert!(parse_payload(prefix, &limits()).is_err(), "cut at {cut}");
+                assert!(
+                    parse_payload(prefix, &limits(), VERSION).is_err(),
+                    "cut at {cut}"
+                );
             }
         }
         assert_eq!(decode(b"", &limits()), Err(DecodeError::Truncated));
@@ -751,7 +1008,7 @@ mod tests {
         );
         assert_eq!(decode(b"E", &limits()), Err(DecodeError::Truncated));
         assert_eq!(decode(b"X", &limits()), Err(DecodeError::BadMagic));
-        for v in [0u8, 2, 255] {
+        for v in [0u8, 3, 255] {
             let mut other = bytes.clone();
             other[4] = v;
             assert_eq!(
@@ -1103,7 +1360,24 @@ mod proptests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes, &DecodeLimits::default());
-            let _ = parse_payload(&bytes, &DecodeLimits::default());
+            let _ = parse_payload(&bytes, &DecodeLimits::default(), VERSION);
+            let _ = parse_payload(&bytes, &DecodeLimits::default(), CHUNKED_VERSION);
+        }
+
+        #[test]
+        fn chunked_bodies_round_trip(
+            entry in entry(),
+            chunk_bytes in 1usize..64,
+            write_id in any::<u64>(),
+        ) {
+            let (manifest, chunks) = ChunkManifest::split(&entry.body, chunk_bytes, write_id);
+            let head = encode_chunked_head(&entry, &manifest);
+            let (decoded, read) = decode_head(&head, &DecodeLimits::default()).unwrap();
+            prop_assert_eq!(read.as_ref(), Some(&manifest));
+            prop_assert!(decoded.body.is_empty());
+            let owned: Vec<Option<Vec<u8>>> = chunks.iter().map(|c| Some(c.to_vec())).collect();
+            prop_assert_eq!(manifest.assemble(&owned), Ok(entry.body.clone()));
+            prop_assert_eq!(CachedResponse { body: entry.body.clone(), ..decoded }, entry);
         }
 
         #[test]

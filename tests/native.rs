@@ -284,6 +284,17 @@ async fn purge_without_token_is_refused() {
     );
 }
 
+/// Bodies above `l2.chunk_bytes` go to Redis as a head and chunks, and another instance
+/// reads them whole; a missing chunk is a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_are_shared_through_redis() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    assert_chunked_bodies_are_shared_through_redis(&a, &b, &redis, &origin, "/n").await;
+}
+
 /// A URL purge on one instance removes the URL from its L1, from Redis, and (within a
 /// bounded wait) from the other instance's L1, which refetches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -552,6 +552,24 @@ async fn oversized_responses_stream_through_uncached() {
     assert_oversized_stream_through_uncached(&w, &origin, "/e2e/big").await;
 }
 
+/// Bodies above `l2.chunk_bytes` go to Redis as a head and chunks: written by the Worker and
+/// read whole by `edgecache serve`, and the other way round; a missing chunk is a miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_bodies_are_shared_between_the_worker_and_native_instances() {
+    if skipped() {
+        return;
+    }
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let worker = Worker::start(&origin, Some(&redis), CACHE).await;
+    let native =
+        support::cache::Cache::start(support::cache::config(), &origin, Some(&redis)).await;
+    assert_chunked_bodies_are_shared_through_redis(&worker, &native, &redis, &origin, "/e2e/w")
+        .await;
+    assert_chunked_bodies_are_shared_through_redis(&native, &worker, &redis, &origin, "/e2e/n")
+        .await;
+}
+
 /// Streaming fills on the Worker (real workerd): a cold miss streams to concurrent clients
 /// from one origin fetch, each with its first bytes before the origin sends the rest, and an
 /// origin that aborts or stalls mid-body cuts the client off and stores nothing.

@@ -1,11 +1,11 @@
-//! Fuzz target: decoding stored entries from arbitrary bytes never panics, and whatever
-//! decodes survives a re-encode (compressed or not) unchanged.
+//! Fuzz target: decoding stored entries and chunked heads from arbitrary bytes never
+//! panics, and whatever decodes survives a re-encode (compressed or not) unchanged.
 //!
 //! Random bytes almost never carry a valid checksum, so each input is also decoded with
 //! its last eight bytes replaced by the right FNV-1a 64 checksum, to reach the parser.
 #![no_main]
 
-use edgecache::entry::{decode, encode, DecodeLimits, EncodeOptions};
+use edgecache::entry::{decode, decode_head, encode, encode_chunked_head, DecodeLimits, EncodeOptions};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -24,6 +24,10 @@ fn check(data: &[u8]) {
         ..DecodeLimits::default()
     };
     let _ = decode(data, &DecodeLimits::default());
+    if let Ok((head, Some(manifest))) = decode_head(data, &limits) {
+        let bytes = encode_chunked_head(&head, &manifest);
+        assert_eq!(decode_head(&bytes, &limits), Ok((head, Some(manifest))));
+    }
     if let Ok(entry) = decode(data, &limits) {
         for options in [
             EncodeOptions::default(),

@@ -284,9 +284,11 @@ impl<H: Host> Engine<H> {
         affected
     }
 
-    /// Purges one cache key and its Vary variants from L1.
+    /// Purges one cache key and its Vary variants from L1, and from the fills in progress
+    /// (which are then neither joined nor stored: what they bring may predate the purge).
     pub(crate) fn l1_purge_key(&self, key: &str, soft: bool, now: crate::time::Timestamp) -> usize {
         let tag = super::read::url_tag(key);
+        self.state.with(|s| s.fills.purge_key(key));
         if soft {
             self.soft_purge_where(now, |_| true, Some(&tag))
         } else {
@@ -295,8 +297,9 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Purges every L1 entry tagged `tag`.
+    /// Purges every L1 entry tagged `tag`, and the fills in progress tagged so.
     pub(crate) fn l1_purge_tag(&self, tag: &str, soft: bool, now: crate::time::Timestamp) -> usize {
+        self.state.with(|s| s.fills.purge_tag(tag));
         if soft {
             self.soft_purge_where(now, |e| e.tags.iter().any(|t| t == tag), None)
         } else {
@@ -304,14 +307,15 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Purges all of L1.
+    /// Purges all of L1, and every fill in progress.
     pub(crate) fn l1_purge_all(&self, soft: bool, now: crate::time::Timestamp) -> usize {
         if soft {
+            self.state.with(|s| s.fills.clear());
             self.soft_purge_where(now, |_| true, None)
         } else {
             self.state.with(|s| {
                 let n = s.l1.len();
-                s.l1.clear();
+                s.clear_l1();
                 n
             })
         }
@@ -326,8 +330,6 @@ impl<H: Host> Engine<H> {
         tag: Option<&str>,
     ) -> usize {
         self.state.with(|s| {
-            // Counted even when nothing is marked: a fill in progress must not store.
-            s.l1.note_purge();
             let targets: Vec<(String, Arc<CachedResponse>)> =
                 s.l1.iter()
                     .filter(|(_, e)| match tag {

@@ -162,9 +162,17 @@ impl L1Admission {
 pub struct L2Config {
     /// Prefix of every key edgecache writes.
     pub key_prefix: String,
-    /// Bodies larger than this are not written to the shared tier.
+    /// Bodies larger than this are not written to the shared tier. 8 MiB, as
+    /// `limits.max_object_bytes`: nothing larger is stored anywhere yet.
     pub max_object_bytes: usize,
-    /// Bodies at least this large are deflate-compressed in the shared tier.
+    /// Bodies larger than this are stored as chunks of this size: a head under the object's
+    /// key, and the chunks under keys of their own ([`super::l2`]), so no Redis value grows
+    /// past it and a read takes a few chunks per round trip. 512 KiB: small enough that a
+    /// batch of 8 stays well inside a Worker's memory, large enough that an 8 MiB object is
+    /// 16 values.
+    pub chunk_bytes: usize,
+    /// Bodies at least this large are deflate-compressed in the shared tier (chunked
+    /// bodies are stored as they are).
     pub compress_min_bytes: usize,
     /// How long one instance holds the fetch lease for a key (`SET NX PX`), in ms.
     pub lease_ms: u64,
@@ -354,7 +362,8 @@ impl Default for L2Config {
     fn default() -> Self {
         L2Config {
             key_prefix: "ec:v1:".to_string(),
-            max_object_bytes: 1 << 20,
+            max_object_bytes: 8 << 20,
+            chunk_bytes: 512 << 10,
             compress_min_bytes: 1024,
             lease_ms: 5_000,
             timeout_ms: 250,
@@ -490,6 +499,12 @@ impl EngineConfig {
         }
         if self.l2.timeout_ms == 0 {
             return Err(invalid("l2.timeout_ms", "must be at least 1"));
+        }
+        if !(1024..=64 << 20).contains(&self.l2.chunk_bytes) {
+            return Err(invalid(
+                "l2.chunk_bytes",
+                "must be 1024 to 67108864 (64 MiB)",
+            ));
         }
         if self.refresh_ahead.beta_percent > 10_000 {
             return Err(invalid(

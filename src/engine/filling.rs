@@ -389,13 +389,12 @@ pub struct InProgress {
     pub entry: Arc<CachedResponse>,
     /// Its body.
     pub filling: Arc<Filling>,
-    /// The L1 purge count when it started ([`crate::store::L1Store::purges`]): a fill that
-    /// started before a purge is neither joined nor stored.
-    pub purges_seen: u64,
 }
 
 /// The fills in progress, by cache key. A key can have several at once: one per `Vary`
-/// variant (a request that cannot use the fill in progress starts its own).
+/// variant (a request that cannot use the fill in progress starts its own). A purge takes
+/// the fills it covers out of the table: they are neither joined nor stored, since what
+/// they bring may predate it (their readers read on).
 #[derive(Debug, Default)]
 pub struct Fills {
     next_id: u64,
@@ -404,36 +403,43 @@ pub struct Fills {
 
 impl Fills {
     /// Registers a fill of `key`; returns its id.
-    pub fn start(
-        &mut self,
-        key: &str,
-        entry: Arc<CachedResponse>,
-        filling: Arc<Filling>,
-        purges_seen: u64,
-    ) -> u64 {
+    pub fn start(&mut self, key: &str, entry: Arc<CachedResponse>, filling: Arc<Filling>) -> u64 {
         self.next_id += 1;
         let id = self.next_id;
-        let fill = InProgress {
-            id,
-            entry,
-            filling,
-            purges_seen,
-        };
+        let fill = InProgress { id, entry, filling };
         self.by_key.entry_ref(key).or_default().push(fill);
         id
     }
 
-    /// The fills of `key` a request may join: in progress, kept, and started after the
-    /// last purge (`purges_now`). The caller checks each against its request.
-    pub fn find(&self, key: &str, purges_now: u64) -> Vec<InProgress> {
+    /// The fills of `key` a request may join: in progress and kept. The caller checks
+    /// each against its request.
+    pub fn find(&self, key: &str) -> Vec<InProgress> {
         let Some(fills) = self.by_key.get(key) else {
             return Vec::new();
         };
         fills
             .iter()
-            .filter(|f| f.purges_seen == purges_now && !f.filling.ended() && f.filling.keeps())
+            .filter(|f| !f.filling.ended() && f.filling.keeps())
             .cloned()
             .collect()
+    }
+
+    /// Takes the fills of `key` (a URL purge) out of the table.
+    pub fn purge_key(&mut self, key: &str) {
+        self.by_key.remove(key);
+    }
+
+    /// Takes the fills tagged `tag` out of the table.
+    pub fn purge_tag(&mut self, tag: &str) {
+        for fills in self.by_key.values_mut() {
+            fills.retain(|f| !f.entry.tags.iter().any(|t| t == tag));
+        }
+        self.by_key.retain(|_, fills| !fills.is_empty());
+    }
+
+    /// Takes every fill out of the table.
+    pub fn clear(&mut self) {
+        self.by_key.clear();
     }
 
     /// Unregisters fill `id` of `key`; whether it was still registered.

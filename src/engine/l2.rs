@@ -5,7 +5,12 @@
 //! Layout (every key under [`super::config::L2Config::key_prefix`], `ec:v1:` by default;
 //! `{epoch}` is the purge-all generation, see [`super::sync`]):
 //! - `{prefix}e{epoch}:obj:{cache key}`: an [`crate::entry`] encoding, with a TTL of the
-//!   entry's freshness plus stale and validator-retention windows;
+//!   entry's freshness plus stale and validator-retention windows; for a body larger than
+//!   `l2.chunk_bytes`, the head of a chunked body instead ([`crate::entry::encode_chunked_head`]);
+//! - `{prefix}e{epoch}:chunk:{write id}:{n}`: chunk `n` of a chunked body, written before its
+//!   head and kept [`CHUNK_TTL_MARGIN_MS`] longer. A purge deletes the head; its chunks are
+//!   then read by nothing and expire. A new write has a new write id, so the chunks of two
+//!   writes never mix, and a head whose chunk is missing or damaged is a miss;
 //! - `{prefix}e{epoch}:tag:{tag}`: the set of object keys carrying a purge tag;
 //! - `{prefix}epoch`, `{prefix}purge:seq`, `{prefix}purge:{n}`, `{prefix}lease:{cache key}`:
 //!   see [`super::sync`].
@@ -15,7 +20,10 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::entry::{decode, encode, CachedResponse, DecodeLimits, EncodeOptions};
+use crate::entry::{
+    decode_head, encode, encode_chunked_head, CachedResponse, ChunkError, ChunkManifest,
+    DecodeLimits, EncodeOptions,
+};
 use crate::policy::storage::lifetimes;
 use crate::time::Timestamp;
 
@@ -23,6 +31,12 @@ use core::future::Future;
 
 use super::host::{Lock, LogLevel, Runtime, SharedTier, TierError};
 use super::{Engine, Host};
+
+/// How much longer than its head a chunk is kept, so that a head never outlives its chunks.
+pub const CHUNK_TTL_MARGIN_MS: u64 = 60_000;
+
+/// How many chunks one read asks for (`MGET`): at 512 KiB, 4 MiB per round trip.
+pub const CHUNKS_PER_READ: usize = 8;
 
 /// Skips the shared tier after repeated failures, and lets one probe through after a
 /// cool-down (closed → open → half-open → closed).
@@ -87,6 +101,14 @@ impl<H: Host> Engine<H> {
     /// The shared-tier key of a stored object in `epoch`.
     pub(crate) fn l2_object_key(&self, epoch: i64, cache_key: &str) -> String {
         format!("{}e{epoch}:obj:{cache_key}", self.config.l2.key_prefix)
+    }
+
+    /// The shared-tier key of chunk `index` of write `write_id` in `epoch`.
+    fn l2_chunk_key(&self, epoch: i64, write_id: u64, index: usize) -> String {
+        format!(
+            "{}e{epoch}:chunk:{write_id:016x}:{index}",
+            self.config.l2.key_prefix
+        )
     }
 
     /// The shared-tier set of object keys tagged `tag` in `epoch`.
@@ -157,8 +179,9 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Reads and decodes the object stored under `cache_key`. Corrupt entries are misses
-    /// (counted, deleted, never served).
+    /// Reads and decodes the object stored under `cache_key`, its chunks too when it has
+    /// them. Corrupt entries are misses (counted, deleted, never served); so is a chunked
+    /// body with a chunk missing (deleted, not counted: Redis evicted or expired it).
     pub(crate) async fn l2_read(&self, cache_key: &str) -> Option<Arc<CachedResponse>> {
         let epoch = self.l2_epoch().await?;
         let key = self.l2_object_key(epoch, cache_key);
@@ -168,15 +191,57 @@ impl<H: Host> Engine<H> {
             max_body_bytes: self.config.l2.max_object_bytes,
             ..DecodeLimits::default()
         };
-        match decode(&bytes, &limits) {
+        let read = match decode_head(&bytes, &limits) {
+            Ok((entry, None)) => Ok(entry),
+            Ok((head, Some(manifest))) => match self.l2_read_chunks(epoch, &manifest).await? {
+                Ok(body) => Ok(CachedResponse { body, ..head }),
+                Err(error) => Err(error),
+            },
+            Err(_) => Err(ChunkError::Corrupt(0)),
+        };
+        match read {
             Ok(entry) => Some(self.ready_to_keep(entry)),
-            Err(_) => {
-                self.count(|s| s.l2_corrupt += 1);
+            Err(error) => {
+                if matches!(error, ChunkError::Corrupt(_)) {
+                    self.count(|s| s.l2_corrupt += 1);
+                }
                 let keys = [key];
                 self.l2_guarded(tier.delete(&keys)).await;
                 None
             }
         }
+    }
+
+    /// The body `manifest` describes, read [`CHUNKS_PER_READ`] chunks per round trip and
+    /// each checked as it comes; `None` when the shared tier failed.
+    async fn l2_read_chunks(
+        &self,
+        epoch: i64,
+        manifest: &ChunkManifest,
+    ) -> Option<Result<Vec<u8>, ChunkError>> {
+        let count = manifest.checksums.len();
+        let mut body = Vec::with_capacity(manifest.total_bytes);
+        let mut first = 0;
+        while first < count {
+            let batch = first..(first + CHUNKS_PER_READ).min(count);
+            let keys: Vec<String> = batch
+                .clone()
+                .map(|n| self.l2_chunk_key(epoch, manifest.write_id, n))
+                .collect();
+            let tier = self.l2_tier()?;
+            let chunks = self.l2_guarded(tier.get_many(&keys)).await?;
+            for (n, chunk) in batch.clone().zip(chunks) {
+                let Some(chunk) = chunk else {
+                    return Some(Err(ChunkError::Missing(n)));
+                };
+                if let Err(error) = manifest.check(n, &chunk) {
+                    return Some(Err(error));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            first = batch.end;
+        }
+        Some(Ok(body))
     }
 
     /// Writes `stored` under `cache_key` with a TTL covering every window it may be served
@@ -186,29 +251,64 @@ impl<H: Host> Engine<H> {
     /// (the L1 URL tag's), so a purge of the URL deletes every variant, not only the
     /// primary object.
     pub(crate) async fn l2_write_all(&self, keys: &[String], stored: &CachedResponse) {
-        let url = (keys.len() > 1).then(|| super::read::url_tag(&keys[0]));
-        for key in keys {
-            self.l2_write(key, stored, url.as_deref()).await;
-        }
-    }
-
-    /// Writes `stored` under `cache_key`, tagged with its tags and `url_tag` if any.
-    async fn l2_write(&self, cache_key: &str, stored: &CachedResponse, url_tag: Option<&str>) {
         if self.shared.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
             return;
         }
-        let Some((ttl_ms, bytes)) = self.encode_for_tier(stored) else {
-            return;
-        };
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
+        let Some((ttl_ms, value)) = self.l2_value(epoch, stored).await else {
+            return;
+        };
+        let url = (keys.len() > 1).then(|| super::read::url_tag(&keys[0]));
+        for key in keys {
+            self.l2_write(epoch, key, (ttl_ms, &value), stored, url.as_deref())
+                .await;
+        }
+    }
+
+    /// What the object key of `stored` holds, and for how long: its encoding, or, for a
+    /// body larger than `l2.chunk_bytes`, the head of its chunks, which are written first
+    /// (`None` when one could not be, or the entry is of no further use).
+    async fn l2_value(&self, epoch: i64, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
+        let chunk_bytes = self.config.l2.chunk_bytes;
+        if stored.body.len() <= chunk_bytes {
+            return self.encode_for_tier(stored);
+        }
+        let now = self.runtime.now();
+        let ttl_ms = lifetimes(stored, now, &self.config.policy)
+            .keep_until
+            .millis_since(now);
+        if ttl_ms == 0 {
+            return None;
+        }
+        let write_id = self.runtime.random_u64();
+        let (manifest, chunks) = ChunkManifest::split(&stored.body, chunk_bytes, write_id);
+        for (n, chunk) in chunks.into_iter().enumerate() {
+            let key = self.l2_chunk_key(epoch, write_id, n);
+            let tier = self.l2_tier()?;
+            let chunk_ttl = ttl_ms.saturating_add(CHUNK_TTL_MARGIN_MS);
+            self.l2_guarded(tier.set(&key, chunk, chunk_ttl)).await?;
+        }
+        Some((ttl_ms, encode_chunked_head(stored, &manifest)))
+    }
+
+    /// Writes `value` (`ttl_ms`, bytes) under `cache_key`, tagged with the tags of
+    /// `stored` and `url_tag` if any.
+    async fn l2_write(
+        &self,
+        epoch: i64,
+        cache_key: &str,
+        (ttl_ms, bytes): (u64, &[u8]),
+        stored: &CachedResponse,
+        url_tag: Option<&str>,
+    ) {
         let key = self.l2_object_key(epoch, cache_key);
         let Some(tier) = self.l2_tier() else {
             return;
         };
         if self
-            .l2_guarded(tier.set(&key, &bytes, ttl_ms))
+            .l2_guarded(tier.set(&key, bytes, ttl_ms))
             .await
             .is_none()
         {

@@ -278,6 +278,12 @@ pub struct EngineState {
 }
 
 impl EngineState {
+    /// Drops everything L1 holds, and every fill in progress (none of them is stored).
+    pub fn clear_l1(&mut self) {
+        self.l1.clear();
+        self.fills.clear();
+    }
+
     /// Fresh state for `config`, its hashes and random draws seeded with `seed`.
     pub fn new(config: &EngineConfig, seed: u64) -> Self {
         EngineState {

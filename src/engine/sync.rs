@@ -178,7 +178,7 @@ impl<H: Host> Engine<H> {
                 // The tier lost its data: sequence numbers and epochs start over.
                 // Every purge-log entry from now on is new to us: start reading at 1.
                 self.state.with(|s| {
-                    s.l1.clear();
+                    s.clear_l1();
                     s.sync = SyncState {
                         last_sync: Some(now),
                         seen: Some(0),
@@ -204,7 +204,7 @@ impl<H: Host> Engine<H> {
             // The counter went backwards: the tier was reset without our marker noticing.
             // Everything in the log now is new to us.
             self.state.with(|s| {
-                s.l1.clear();
+                s.clear_l1();
                 s.sync.seen = Some(0);
                 s.sync.epoch = None;
                 // Sequence numbers are being reused: colo stamps mean nothing any more.
@@ -218,7 +218,7 @@ impl<H: Host> Engine<H> {
         }
         if seq - seen > MAX_PURGES_PER_SYNC {
             self.state.with(|s| {
-                s.l1.clear();
+                s.clear_l1();
                 s.sync.seen = Some(seq);
                 s.sync.epoch = None;
                 s.purge_history.reset(seq);
@@ -238,7 +238,7 @@ impl<H: Host> Engine<H> {
                 }
                 // Expired or unreadable: be safe and drop everything.
                 None => {
-                    self.state.with(|s| s.l1.clear());
+                    self.state.with(|s| s.clear_l1());
                     complete = false;
                 }
             }

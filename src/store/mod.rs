@@ -535,9 +535,6 @@ pub struct L1Store<K, V, S = DefaultHashBuilder> {
     /// A hit relinks an entry only if it was moved at least this many ticks ago (0: always,
     /// exact LRU).
     promote_after: u32,
-    /// Purges asked of the store so far, whether or not they found anything: a fill that
-    /// started before one must not store what it fetched (see [`Self::purges`]).
-    purges: u64,
 }
 
 impl<K: Hash + Eq + Clone, V: Clone> L1Store<K, V> {
@@ -579,7 +576,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
                 }
                 Admission::None => 0,
             },
-            purges: 0,
         }
     }
 
@@ -822,7 +818,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
 
     /// Removes every entry tagged `tag`; returns how many.
     pub fn purge_tag(&mut self, tag: &str) -> usize {
-        self.purges += 1;
         let Some(keys) = self.tags.take(tag) else {
             return 0;
         };
@@ -849,7 +844,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         K: Borrow<Q>,
         Q: ?Sized + Hash + Eq,
     {
-        self.purges += 1;
         let hash = self.hasher.hash_one(key);
         let probe = Probe { hash, key };
         match self.lru.peek_mut(&probe as &dyn KeyView<Q>) {
@@ -864,7 +858,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
 
     /// Soft-purges (see [`L1Store::soft_purge`]) every entry tagged `tag`; returns how many.
     pub fn soft_purge_tag(&mut self, tag: &str, now: Timestamp) -> usize {
-        self.purges += 1;
         let Some(keys) = self.tags.get(tag) else {
             return 0;
         };
@@ -881,7 +874,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
 
     /// Soft-purges every entry; returns how many.
     pub fn soft_purge_all(&mut self, now: Timestamp) -> usize {
-        self.purges += 1;
         let mut n = 0;
         for (_, slot) in self.lru.iter_mut() {
             slot.windows = slot.windows.made_stale_at(now);
@@ -910,7 +902,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
 
     /// Removes every entry (counted as purged). Statistics and admission history are kept.
     pub fn clear(&mut self) {
-        self.purges += 1;
         self.stats.purged += self.lru.len() as u64;
         if let Some(sketch) = &mut self.sketch {
             for (k, slot) in self.lru.iter() {
@@ -921,19 +912,6 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         self.tags.clear();
         self.bytes = 0;
         self.last_miss = None;
-    }
-
-    /// How many purges were asked of the store (by key, tag or all, soft or not, found or
-    /// not; [`Self::note_purge`] counts one it did not see). Something fetched while this
-    /// number changed may predate a purge, and must not be stored.
-    pub fn purges(&self) -> u64 {
-        self.purges
-    }
-
-    /// Counts a purge applied outside the store's own purge methods (one that marks entries
-    /// itself, or found none to mark).
-    pub fn note_purge(&mut self) {
-        self.purges += 1;
     }
 
     /// Number of resident entries.

@@ -148,16 +148,17 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
     context::in_own_context(engine.flush_write_behind()).await;
 }
 
-/// The largest Redis reply a request accepts: a few entries of the largest size the engine
-/// writes (an `MGET` of a key and its variants, or a queued write-behind request), never
-/// most of an isolate's 128 MB.
+/// The largest Redis reply a request accepts: a batch of chunks, or a few of the largest
+/// values the engine writes (an `MGET` of a key and its variants, or a queued write-behind
+/// request), never most of an isolate's 128 MB. No value is larger than `l2.chunk_bytes`
+/// but for its fields: bodies above it are chunked.
 fn redis_reply_limit(config: &crate::engine::EngineConfig) -> usize {
-    config
-        .l2
-        .max_object_bytes
-        .max(config.write_behind.max_body_bytes)
-        .saturating_mul(4)
-        .saturating_add(64 << 10)
+    let l2 = &config.l2;
+    let value = l2.chunk_bytes.min(l2.max_object_bytes);
+    let batch = value.saturating_mul(crate::engine::l2::CHUNKS_PER_READ.max(4));
+    batch
+        .max(config.write_behind.max_body_bytes.saturating_mul(4))
+        .saturating_add(256 << 10)
         .min(32 << 20)
 }
 

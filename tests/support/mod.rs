@@ -1477,3 +1477,100 @@ pub async fn assert_an_origin_stalling_mid_body_cuts_the_client_off<F: Frontend>
         assert_eq!(origin.count(&path), round, "not stored: fetched again");
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Chunked bodies in the shared tier
+// ---------------------------------------------------------------------------------------
+
+/// The chunk keys in Redis.
+pub async fn chunk_keys(con: &mut redis::aio::MultiplexedConnection) -> Vec<String> {
+    let mut keys: Vec<String> = bounded(
+        "redis KEYS",
+        WAIT,
+        redis::cmd("KEYS").arg("ec:v1:*chunk:*").query_async(con),
+    )
+    .await
+    .expect("KEYS");
+    keys.sort();
+    keys
+}
+
+/// A body larger than `l2.chunk_bytes` (512 KiB) written by `a` is stored in Redis as a
+/// head and chunks, and read whole by `b`; a chunk missing makes it a miss (fetched again,
+/// never a corrupt body); a purge removes the head, so `b` no longer finds it.
+pub async fn assert_chunked_bodies_are_shared_through_redis<A: Frontend, B: Frontend>(
+    a: &A,
+    b: &B,
+    redis: &RedisServer,
+    origin: &Origin,
+    prefix: &str,
+) {
+    let mut con = redis.conn().await;
+    let size = 3 * 512 * 1024 + 17;
+    let expected = pattern(size);
+    let path = url(
+        &format!("{prefix}/chunked"),
+        &[("cc", "max-age=300"), ("size", &size.to_string())],
+    );
+    let before = chunk_keys(&mut con).await;
+    let filled = a.get(&path).await;
+    assert!(filled.body == expected, "the fill's body is intact");
+    let head = await_object(&mut con, &format!("{prefix}/chunked?")).await;
+    let chunks = eventually("the 4 chunks in Redis", WAIT, async || {
+        let keys: Vec<String> = chunk_keys(&mut con)
+            .await
+            .into_iter()
+            .filter(|k| !before.contains(k))
+            .collect();
+        (keys.len() >= 4).then_some(keys)
+    })
+    .await;
+    assert_eq!(chunks.len(), 4, "{chunks:?}");
+    let read = b.get(&path).await;
+    assert!(
+        read.cache_status().contains("edgecache-l2; hit"),
+        "{}",
+        read.cache_status()
+    );
+    assert!(read.body == expected, "read whole from its chunks");
+    assert_eq!(origin.count(&path), 1);
+
+    // A chunk gone: a miss, fetched again, never a body with a hole.
+    let other = url(
+        &format!("{prefix}/holed"),
+        &[("cc", "max-age=300"), ("size", &size.to_string())],
+    );
+    a.get(&other).await;
+    await_object(&mut con, &format!("{prefix}/holed?")).await;
+    let holed = eventually("the other object's chunks", WAIT, async || {
+        let keys: Vec<String> = chunk_keys(&mut con)
+            .await
+            .into_iter()
+            .filter(|k| !chunks.contains(k) && !before.contains(k))
+            .collect();
+        (keys.len() >= 4).then_some(keys)
+    })
+    .await;
+    let _: () = redis::cmd("DEL")
+        .arg(&holed[2])
+        .query_async(&mut con)
+        .await
+        .expect("DEL");
+    let refetched = b.get(&other).await;
+    assert!(refetched.body == expected);
+    assert!(
+        !refetched.cache_status().contains("hit"),
+        "{}",
+        refetched.cache_status()
+    );
+    assert_eq!(
+        origin.count(&other),
+        2,
+        "a head with a chunk missing is a miss"
+    );
+
+    // A purge deletes the head: the chunks are read by nothing.
+    a.purge(&format!("url={}", enc(&path))).await;
+    let left = object_keys(&mut con).await;
+    assert!(!left.contains(&head), "the head is gone: {left:?}");
+}

@@ -355,16 +355,12 @@ impl<H: Host> Engine<H> {
         let entry = Arc::new(entry);
         let filling = Arc::new(Filling::new(declared_length(&origin_fields), true));
         let fill = self.state.with(|s| {
-            let purges_seen = s.l1.purges();
-            let id = s
-                .fills
-                .start(key, entry.clone(), filling.clone(), purges_seen);
+            let id = s.fills.start(key, entry.clone(), filling.clone());
             s.stats.streamed_fills += 1;
             InProgress {
                 id,
                 entry: entry.clone(),
                 filling: filling.clone(),
-                purges_seen,
             }
         });
         let evaluation = self.evaluate(head.headers(), &entry, now);

@@ -141,7 +141,7 @@ impl<H: Host> Engine<H> {
         key: &str,
         fwd: Forward,
     ) -> Option<Handled<H::Body>> {
-        let fills = self.state.with(|s| s.fills.find(key, s.l1.purges()));
+        let fills = self.state.with(|s| s.fills.find(key));
         let handled = fills
             .into_iter()
             .find_map(|fill| self.serve_fill(head, fill, fwd))?;

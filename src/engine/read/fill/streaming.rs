@@ -83,9 +83,9 @@ impl<H: Host> Engine<H> {
             ..CachedResponse::clone(&fill.entry)
         });
         let now = self.runtime.now();
+        // Only a fill still registered stores: a purge since it started took it out.
         let keys = self.l1_insert_if(&key, &stored, head.headers(), now, |s| {
-            // Only a fill still registered, and started after the last purge, stores.
-            s.fills.end(&key, fill.id) && s.l1.purges() == fill.purges_seen
+            s.fills.end(&key, fill.id)
         });
         let Some(keys) = keys else {
             self.release_lease(&key).await;
@@ -431,6 +431,40 @@ mod tests {
         sim.clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/p", &[])));
         assert_eq!(sim.fetches(), 2, "the purged fill was not stored");
+    }
+
+    /// Purges during a fill: one of another URL or tag leaves it to be stored; one of its
+    /// tag keeps it from being stored.
+    #[test]
+    fn only_purges_covering_a_fill_keep_it_from_being_stored() {
+        for (target, stored) in [
+            (
+                PurgeTarget::Url(String::from("http://example.com/other")),
+                true,
+            ),
+            (PurgeTarget::Tag(String::from("other")), true),
+            (PurgeTarget::Tag(String::from("videos")), false),
+            (PurgeTarget::All, false),
+        ] {
+            let sim = origin(&[LENGTH, ("surrogate-key", "videos")], StreamEnd::Complete);
+            let engine = sim.engine(EngineConfig::default()).unwrap();
+            let mut first = sim.clock.block_on(engine.handle(request("GET", "/t", &[])));
+            let job = first.job.take().expect("the fill job");
+            let purge = async {
+                sim.clock.sleep(50).await;
+                engine.purge(&target, false).await;
+            };
+            sim.clock
+                .block_on(crate::engine::simulated::join(engine.run_job(job), purge));
+            let again = sim
+                .clock
+                .block_on(serve(&engine, &sim.clock, request("GET", "/t", &[])));
+            assert_eq!(
+                cache_status(&again.fields).contains("hit"),
+                stored,
+                "{target:?}"
+            );
+        }
     }
 
     /// A client that leaves mid-fill does not stop it: the response is stored for the
