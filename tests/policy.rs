@@ -117,7 +117,7 @@ fn lifetime_secs(response: &[(&str, &str)]) -> u64 {
     lifetime(200, response).lifetime_secs
 }
 
-fn age(response: &[(&str, &str)], request_time: u64, response_time: u64, now: u64) -> Option<u64> {
+fn age(response: &[(&str, &str)], request_time: u64, response_time: u64, now: u64) -> u64 {
     current_age(&hdrs(response), t(request_time), t(response_time), t(now))
 }
 
@@ -717,83 +717,68 @@ fn fresh_max_age_huge_no_overflow() {
 /// RFC 9111 §4.2.3: with no Date or Age, age is the resident time.
 #[test]
 fn age_resident_time_only() {
-    assert_eq!(age(&[], 0, 0, 25), Some(25));
+    assert_eq!(age(&[], 0, 0, 25), 25);
 }
 
 /// RFC 9111 §4.2.3: the Age header adds to the age.
 #[test]
 fn age_header_added() {
-    assert_eq!(age(&[("Age", "100")], 0, 0, 10), Some(110));
+    assert_eq!(age(&[("Age", "100")], 0, 0, 10), 110);
 }
 
 /// RFC 9111 §4.2.3: the apparent age from a Date in the past counts.
 #[test]
 fn age_apparent_from_date() {
-    assert_eq!(age(&[("Date", &date(-50))], 0, 0, 0), Some(50));
+    assert_eq!(age(&[("Date", &date(-50))], 0, 0, 0), 50);
 }
 
 /// RFC 9111 §4.2.3: a Date in the future (clock skew) gives apparent age 0, not negative.
 #[test]
 fn age_future_date_skew() {
-    assert_eq!(age(&[("Date", &date(3600))], 0, 0, 5), Some(5));
+    assert_eq!(age(&[("Date", &date(3600))], 0, 0, 5), 5);
 }
 
 /// RFC 9111 §4.2.3: the response delay is added to the Age value.
 #[test]
 fn age_response_delay() {
-    assert_eq!(age(&[("Age", "10")], 0, 4, 4), Some(14));
+    assert_eq!(age(&[("Age", "10")], 0, 4, 4), 14);
 }
 
 /// RFC 9111 §4.2.3: corrected initial age is the larger of apparent and corrected Age.
 #[test]
 fn age_max_of_apparent_and_corrected() {
-    assert_eq!(
-        age(&[("Age", "10"), ("Date", &date(-100))], 0, 0, 0),
-        Some(100)
-    );
-    assert_eq!(
-        age(&[("Age", "300"), ("Date", &date(-100))], 0, 0, 0),
-        Some(300)
-    );
+    assert_eq!(age(&[("Age", "10"), ("Date", &date(-100))], 0, 0, 0), 100);
+    assert_eq!(age(&[("Age", "300"), ("Date", &date(-100))], 0, 0, 0), 300);
 }
 
 /// RFC 9111 §4.2.3 with skewed Date: a Date far ahead and a real Age still yields Age.
 #[test]
 fn age_skewed_date_with_age() {
-    assert_eq!(
-        age(&[("Age", "30"), ("Date", &date(600))], 0, 0, 10),
-        Some(40)
-    );
+    assert_eq!(age(&[("Age", "30"), ("Date", &date(600))], 0, 0, 10), 40);
 }
 
-/// RFC 9111 §5.1: a non-numeric Age is invalid: the response must be treated as stale.
+/// RFC 9111 §5.1: an invalid Age (non-numeric, negative, decimal, with parameters) is
+/// ignored: the age is as if there were no Age field.
 #[test]
-fn age_non_numeric_invalid() {
-    assert_eq!(age(&[("Age", "abc")], 0, 0, 0), None);
+fn age_invalid_ignored() {
+    for bad in ["abc", "-7200", "7200.0", "7200;foo=bar", "7200;foo=111"] {
+        assert_eq!(age(&[("Age", bad)], 0, 0, 5), 5, "{bad:?}");
+    }
 }
 
-/// RFC 9111 §5.1: a negative Age is invalid.
+/// RFC 9111 §5.1: a list-valued Age uses its first member.
 #[test]
-fn age_negative_invalid() {
-    assert_eq!(age(&[("Age", "-7200")], 0, 0, 0), None);
+fn age_list_first_member() {
+    assert_eq!(age(&[("Age", "0, 7200")], 0, 0, 0), 0);
+    assert_eq!(age(&[("Age", "7200, 0")], 0, 0, 0), 7200);
+    assert_eq!(age(&[("Age", "0, 0")], 0, 0, 0), 0);
 }
 
-/// RFC 9111 §5.1: Age is a singleton; two lines are invalid.
+/// RFC 9111 §5.1: several Age lines form one list: the first line counts.
 #[test]
-fn age_two_lines_invalid() {
-    assert_eq!(age(&[("Age", "0"), ("Age", "0")], 0, 0, 0), None);
-}
-
-/// RFC 9111 §5.1: Age is a singleton; a list is invalid.
-#[test]
-fn age_list_invalid() {
-    assert_eq!(age(&[("Age", "0, 0")], 0, 0, 0), None);
-}
-
-/// RFC 9111 §5.1: parameters on Age are invalid.
-#[test]
-fn age_parameters_invalid() {
-    assert_eq!(age(&[("Age", "7200;foo=bar")], 0, 0, 0), None);
+fn age_two_lines_first() {
+    assert_eq!(age(&[("Age", "0"), ("Age", "7200")], 0, 0, 0), 0);
+    assert_eq!(age(&[("Age", "7200"), ("Age", "0")], 0, 0, 0), 7200);
 }
 
 /// RFC 9111 §1.2.2: an enormous Age is capped, not overflowed.
@@ -801,17 +786,35 @@ fn age_parameters_invalid() {
 fn age_overflow_capped() {
     assert_eq!(
         age(&[("Age", "999999999999999999999")], 0, 0, 0),
-        Some(u64::from(DELTA_SECONDS_CAP))
+        u64::from(DELTA_SECONDS_CAP)
     );
 }
 
-/// RFC 9111 §4.2.3, §5.1: an invalid Age makes an otherwise fresh response stale.
+/// RFC 9111 §5.1: an invalid Age does not make an otherwise fresh response stale.
 #[test]
-fn age_invalid_makes_stale() {
+fn age_invalid_stays_fresh() {
+    for bad in ["abc", "-7200", "7200.0", "7200;foo=bar"] {
+        assert_eq!(
+            reuse(&[("Cache-Control", "max-age=3600"), ("Age", bad)], &[], 0),
+            Reuse::Fresh,
+            "{bad:?}"
+        );
+    }
+}
+
+/// RFC 9111 §4.2.3, §5.1: the first member of a list-valued Age decides freshness (the
+/// suite's age-parse-prefix, -suffix, -prefix-twoline and -suffix-twoline).
+#[test]
+fn age_list_decides_freshness() {
+    let stale = Reuse::Revalidate(RevalidateReason::Stale);
+    let cc = ("Cache-Control", "max-age=3600");
+    assert_eq!(reuse(&[cc, ("Age", "0, 7200")], &[], 0), Reuse::Fresh);
+    assert_eq!(reuse(&[cc, ("Age", "7200, 0")], &[], 0), stale);
     assert_eq!(
-        reuse(&[("Cache-Control", "max-age=3600"), ("Age", "abc")], &[], 0),
-        Reuse::Revalidate(RevalidateReason::Stale)
+        reuse(&[cc, ("Age", "0"), ("Age", "7200")], &[], 0),
+        Reuse::Fresh
     );
+    assert_eq!(reuse(&[cc, ("Age", "7200"), ("Age", "0")], &[], 0), stale);
 }
 
 /// RFC 9111 §4.2.3: an Age larger than max-age makes the response stale on arrival.

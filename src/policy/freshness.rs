@@ -121,20 +121,30 @@ fn single_line<'h>(headers: &'h Headers, name: &str) -> Option<&'h [u8]> {
     lines.next().is_none().then_some(first)
 }
 
-/// The `Age` header's value in seconds (RFC 9111 §5.1). Returns `Ok(None)` when absent and
-/// `Err(())` when invalid: not exactly one line holding exactly one delta-seconds (lists,
-/// parameters, signs, decimals and repeated lines are all invalid). The caller treats an
-/// invalid Age as making the response stale.
+/// The `Age` field's value in seconds, as RFC 9111 §5.1 says a cache reads it:
+///
+/// - Age is a singleton, but "a cache encountering a message with a list-based Age field
+///   value SHOULD use the first member of the field value, discarding subsequent ones": with
+///   several lines or a comma-separated list, the first (non-empty) member counts, so
+///   `0, 7200` is 0 and `7200, 0` is 7200.
+/// - "If the field value (after discarding additional members, as per above) is invalid
+///   (e.g., it contains something other than a non-negative integer), a cache SHOULD ignore
+///   the field": that member, trimmed of whitespace, must be delta-seconds (digits only;
+///   RFC 9111 §1.2.2 caps it at 2147483648, see [`parse_delta_seconds`]).
+///
+/// Returns `Ok(None)` when there is no Age field, `Ok(Some(secs))` for the value to use, and
+/// `Err(())` when the first member is invalid (a sign, a decimal point, a parameter such as
+/// `7200;foo=bar`, letters, nothing): the field is then ignored, exactly as if it were
+/// absent. An invalid Age never makes a response stale on its own.
 #[allow(clippy::result_unit_err)]
 pub fn age_value(headers: &Headers) -> Result<Option<u64>, ()> {
-    let mut lines = headers.get_all("age");
-    let Some(first) = lines.next() else {
+    if !headers.contains("age") {
         return Ok(None);
-    };
-    if lines.next().is_some() {
-        return Err(());
     }
-    parse_delta_seconds(crate::headers::trim_ows(first))
+    headers
+        .list_items("age")
+        .next()
+        .and_then(parse_delta_seconds)
         .map(|secs| Some(u64::from(secs)))
         .ok_or(())
 }
@@ -150,19 +160,129 @@ pub fn age_value(headers: &Headers) -> Result<Option<u64>, ()> {
 /// current_age = corrected_initial_age + resident_time
 /// ```
 ///
-/// A missing `Date` gives an apparent age of 0. An invalid `Age` header (see [`age_value`])
-/// yields `None`: the caller must treat the response as stale.
+/// A missing `Date` gives an apparent age of 0. `age_value` is read as §5.1 says (see
+/// [`age_value`]): the first member of a list, and 0 when the field is absent or invalid
+/// (an invalid Age is ignored, not taken to mean stale).
 pub fn current_age(
     headers: &Headers,
     request_time: Timestamp,
     response_time: Timestamp,
     now: Timestamp,
-) -> Option<u64> {
-    let age = age_value(headers).ok()?.unwrap_or(0);
+) -> u64 {
+    let age = age_value(headers).ok().flatten().unwrap_or(0);
     let apparent_age = date_value(headers).map_or(0, |date| response_time.secs_since(date));
     let response_delay = response_time.secs_since(request_time);
     let corrected_age_value = age.saturating_add(response_delay);
     let corrected_initial_age = apparent_age.max(corrected_age_value);
     let resident_time = now.secs_since(response_time);
-    Some(corrected_initial_age.saturating_add(resident_time))
+    corrected_initial_age.saturating_add(resident_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache_control::DELTA_SECONDS_CAP;
+
+    fn headers(fields: &[(&str, &str)]) -> Headers {
+        Headers::from_pairs(fields.iter().copied())
+    }
+
+    fn age(fields: &[(&str, &str)]) -> Result<Option<u64>, ()> {
+        age_value(&headers(fields))
+    }
+
+    /// Whether a response with `max-age=3600` and `fields`, received just now, is still
+    /// fresh (RFC 9111 §4.2: fresh while the lifetime exceeds the current age).
+    fn fresh_with(fields: &[(&str, &str)]) -> bool {
+        let now = Timestamp::from_secs(1_000_000);
+        current_age(&headers(fields), now, now, now) < 3600
+    }
+
+    #[test]
+    fn absent_and_plain_values() {
+        assert_eq!(age(&[]), Ok(None));
+        assert_eq!(age(&[("age", "0")]), Ok(Some(0)));
+        assert_eq!(age(&[("age", " 7200 ")]), Ok(Some(7200)));
+        assert_eq!(age(&[("age", "003600")]), Ok(Some(3600)));
+        assert!(fresh_with(&[]));
+        assert!(fresh_with(&[("age", "0")]));
+        assert!(!fresh_with(&[("age", "7200")]));
+    }
+
+    /// §5.1: a list-valued Age uses its first member, discarding the rest.
+    #[test]
+    fn list_uses_the_first_member() {
+        assert_eq!(age(&[("age", "0, 7200")]), Ok(Some(0)));
+        assert!(fresh_with(&[("age", "0, 7200")]));
+        assert_eq!(age(&[("age", "7200, 0")]), Ok(Some(7200)));
+        assert!(!fresh_with(&[("age", "7200, 0")]));
+        assert_eq!(age(&[("age", "7200,0")]), Ok(Some(7200)));
+        assert_eq!(
+            age(&[("age", ", 5")]),
+            Ok(Some(5)),
+            "empty members are skipped"
+        );
+        // The members after the first are discarded unread, valid or not.
+        assert_eq!(age(&[("age", "10, abc")]), Ok(Some(10)));
+    }
+
+    /// §5.1: several Age lines are one list; the first line's value counts.
+    #[test]
+    fn several_lines_use_the_first() {
+        assert_eq!(age(&[("age", "0"), ("age", "7200")]), Ok(Some(0)));
+        assert!(fresh_with(&[("age", "0"), ("age", "7200")]));
+        assert_eq!(age(&[("age", "7200"), ("age", "0")]), Ok(Some(7200)));
+        assert!(!fresh_with(&[("age", "7200"), ("age", "0")]));
+        assert!(fresh_with(&[("age", "0"), ("age", "0")]));
+        assert!(fresh_with(&[("age", "0, 0")]));
+        assert_eq!(age(&[("age", "3600"), ("age", "3600")]), Ok(Some(3600)));
+    }
+
+    /// §5.1: an invalid (first) member means the field is ignored: the response is as fresh
+    /// as without it, not stale.
+    #[test]
+    fn invalid_is_ignored_not_stale() {
+        for bad in [
+            "abc",
+            "-7200",
+            "7200.0",
+            "7200;foo=bar",
+            "7200;foo=111",
+            "+5",
+            "0x10",
+            "\"7200\"",
+            "",
+            ",",
+            "abc, 0",
+        ] {
+            assert_eq!(age(&[("age", bad)]), Err(()), "{bad:?}");
+            assert!(fresh_with(&[("age", bad)]), "{bad:?}");
+            let now = Timestamp::from_secs(50);
+            let with = current_age(
+                &headers(&[("age", bad)]),
+                now,
+                now,
+                Timestamp::from_secs(80),
+            );
+            assert_eq!(with, 30, "{bad:?}: counts as absent");
+        }
+        // An invalid first line is not rescued by a valid second one.
+        assert_eq!(age(&[("age", "abc"), ("age", "7200")]), Err(()));
+        assert!(fresh_with(&[("age", "abc"), ("age", "7200")]));
+    }
+
+    /// §1.2.2: delta-seconds beyond 2^31 are capped at 2147483648.
+    #[test]
+    fn large_values_are_capped() {
+        assert_eq!(age(&[("age", "2147483647")]), Ok(Some(2_147_483_647)));
+        assert_eq!(
+            age(&[("age", "2147483648")]),
+            Ok(Some(u64::from(DELTA_SECONDS_CAP)))
+        );
+        assert_eq!(
+            age(&[("age", "99999999999999999999999")]),
+            Ok(Some(u64::from(DELTA_SECONDS_CAP)))
+        );
+        assert!(!fresh_with(&[("age", "2147483649")]));
+    }
 }

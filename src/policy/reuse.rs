@@ -115,9 +115,9 @@ fn stale_prohibited(view: &ResponseView) -> bool {
 pub struct StoredFigures {
     /// Freshness lifetime and its source (§4.2.1).
     pub freshness: Freshness,
-    /// The age the response had when it was received (`corrected_initial_age`, §4.2.3);
-    /// `None` for an invalid `Age` field.
-    pub initial_age: Option<u64>,
+    /// The age the response had when it was received (`corrected_initial_age`, §4.2.3;
+    /// an invalid `Age` field is ignored, §5.1).
+    pub initial_age: u64,
     /// The stale windows the response allows.
     pub windows: StaleWindows,
     /// The response forbids serving it stale (§4.2.4).
@@ -180,15 +180,13 @@ impl StoredFigures {
     /// Age and the lifetime that applies at `now`.
     pub fn at(&self, stored: &CachedResponse, now: Timestamp) -> EntryFigures {
         // Current age (§4.2.3) is the initial age plus the time resident in the cache.
-        let age = self
+        let age_secs = self
             .initial_age
-            .map(|initial| initial.saturating_add(now.secs_since(stored.response_time)));
-        // An invalid Age header makes the response stale (RFC 9111 §4.2.3 and §5.1).
-        let age_secs = age.unwrap_or(self.freshness.lifetime_secs);
-        let effective_lifetime = match age {
-            None => 0,
-            Some(_) if stored.invalidated => self.freshness.lifetime_secs.min(age_secs),
-            Some(_) => self.freshness.lifetime_secs,
+            .saturating_add(now.secs_since(stored.response_time));
+        let effective_lifetime = if stored.invalidated {
+            self.freshness.lifetime_secs.min(age_secs)
+        } else {
+            self.freshness.lifetime_secs
         };
         EntryFigures {
             freshness: self.freshness,
@@ -205,10 +203,10 @@ impl StoredFigures {
 pub struct EntryFigures {
     /// Freshness lifetime and its source.
     pub freshness: Freshness,
-    /// Current age in seconds; an invalid `Age` counts as the whole lifetime.
+    /// Current age in seconds (§4.2.3).
     pub age_secs: u64,
-    /// The lifetime that applies now: 0 with an invalid `Age` (§5.1), and no more than the
-    /// age once soft-purged (the response has just become stale).
+    /// The lifetime that applies now: the freshness lifetime, and no more than the age once
+    /// soft-purged (the response has just become stale).
     pub effective_lifetime: u64,
     /// The stale windows the response allows.
     pub windows: StaleWindows,
@@ -357,6 +355,12 @@ mod tests {
             &[][..],
             &[("age", "30")],
             &[("age", "bogus"), ("cache-control", "max-age=60")],
+            &[("age", "0, 7200"), ("cache-control", "max-age=60")],
+            &[
+                ("age", "7200"),
+                ("age", "0"),
+                ("cache-control", "max-age=60"),
+            ],
             &[("date", date), ("cache-control", "max-age=600")],
             &[
                 ("date", date),
@@ -372,15 +376,8 @@ mod tests {
                     let age =
                         current_age(&entry.headers, entry.request_time, entry.response_time, now);
                     let at = figures.at(&entry, now);
-                    assert_eq!(
-                        at.age_secs,
-                        age.unwrap_or(figures.freshness.lifetime_secs),
-                        "{fields:?} {request} {response} {now:?}"
-                    );
-                    assert_eq!(
-                        at.effective_lifetime == 0,
-                        age.is_none() || at.freshness.lifetime_secs == 0
-                    );
+                    assert_eq!(at.age_secs, age, "{fields:?} {request} {response} {now:?}");
+                    assert_eq!(at.effective_lifetime, at.freshness.lifetime_secs);
                 }
             }
         }

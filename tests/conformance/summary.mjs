@@ -1,7 +1,9 @@
-// Summarises an http-cache-tests results file the way cache-tests.fyi does (each test's
-// dependencies honoured), prints the required / optimal / check counts and every required
-// failure, and enforces the ratchet: the required pass count may not drop below the
-// baseline recorded for this target.
+// Summarises an http-cache-tests results file the way cache-tests.fyi does: each test's
+// verdict comes from the suite's own determineTestResult (test-engine/lib/results.mjs, what
+// the site's display.mjs uses), so a test whose dependency did not pass is "not run", and a
+// Setup/retry/harness error is not a failure of the cache. Prints the required / optimal /
+// check counts and every required failure, and enforces the ratchet: the required pass count
+// may not drop below the baseline recorded for this target.
 //
 // usage: node tests/conformance/summary.mjs RESULTS.json TARGET [--update]
 import fs from 'node:fs'
@@ -9,11 +11,11 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
-const suiteDir = path.join(here, '..', '..', 'node_modules', 'http-cache-tests')
+const suiteDir = path.join(here, 'http-cache-tests')
+// Every suite the cli runs (tests/index.mjs, which includes cdn-cache-control and interim;
+// upstream removed surrogate-control in 2023).
 const { default: suites } = await import(path.join(suiteDir, 'tests', 'index.mjs'))
-const { default: surrogate } = await import(path.join(suiteDir, 'tests', 'surrogate-control.mjs'))
-const display = await import(path.join(suiteDir, 'lib', 'display.mjs'))
-if (!suites.includes(surrogate)) suites.push(surrogate)
+const { determineTestResult, resultTypes } = await import(path.join(suiteDir, 'test-engine', 'lib', 'results.mjs'))
 
 const [resultsFile, target, flag] = process.argv.slice(2)
 if (!resultsFile || !target) {
@@ -24,25 +26,24 @@ const results = JSON.parse(fs.readFileSync(resultsFile, 'utf8'))
 
 const counts = {}
 const requiredFailures = []
+const detail = id => (Array.isArray(results[id]) ? results[id].join(': ') : String(results[id]))
 for (const suite of suites) {
   for (const test of suite.tests) {
+    if (test.browser_only === true) continue // the cli never runs these (runner.mjs)
     const kind = test.kind || 'required'
-    const verdict = display.determineTestResult(suites, test.id, results)
+    const verdict = determineTestResult(suites, test.id, results)
     const c = counts[kind] || (counts[kind] = { pass: 0, fail: 0, dependency: 0, setup: 0, untested: 0 })
-    if (verdict[2] === '✅' || verdict[2] === 'Y') c.pass++
-    else if (verdict[2] === '⚪️') c.dependency++
-    else if (verdict[2] === '🔹' || verdict[2] === '⁉️' || verdict[2] === '↻') {
+    if (verdict === resultTypes.pass || verdict === resultTypes.yes) c.pass++
+    else if (verdict === resultTypes.dependency_fail) c.dependency++
+    else if (verdict === resultTypes.setup_fail || verdict === resultTypes.retry || verdict === resultTypes.harness_fail) {
       c.setup++
-      if (kind === 'required') requiredFailures.push(`${test.id} (setup): ${JSON.stringify(results[test.id])}`)
-    }
-    else if (verdict[2] === '-') c.untested++
-    else {
+      const why = verdict === resultTypes.setup_fail ? 'setup' : verdict === resultTypes.retry ? 'retry' : 'harness'
+      if (kind === 'required') requiredFailures.push(`${test.id} (${why}): ${detail(test.id)}`)
+    } else if (verdict === resultTypes.untested) c.untested++
+    else if (verdict === resultTypes.fail || verdict === resultTypes.optional_fail || verdict === resultTypes.no) {
       c.fail++
-      if (kind === 'required') {
-        const detail = Array.isArray(results[test.id]) ? results[test.id].join(': ') : String(results[test.id])
-        requiredFailures.push(`${test.id}: ${detail}`)
-      }
-    }
+      if (kind === 'required') requiredFailures.push(`${test.id}: ${detail(test.id)}`)
+    } else throw new Error(`unknown verdict ${JSON.stringify(verdict)} for ${test.id}`)
   }
 }
 
@@ -52,7 +53,7 @@ for (const kind of ['required', 'optimal', 'check']) {
   const judged = c.pass + c.fail
   const attempted = judged + c.setup
   const pct = (n, d) => (d ? ((100 * n) / d).toFixed(1) : '0.0')
-  console.log(`${target} ${kind}: ${c.pass}/${judged} passed (${pct(c.pass, judged)}%); ${c.pass}/${attempted} (${pct(c.pass, attempted)}%) counting ${c.setup} setup/harness failures as failures; ${c.dependency} not run (failed dependency)`)
+  console.log(`${target} ${kind}: ${c.pass}/${judged} passed (${pct(c.pass, judged)}%); ${c.pass}/${attempted} (${pct(c.pass, attempted)}%) counting ${c.setup} setup/harness failures as failures; ${c.dependency} not run (failed dependency)${c.untested ? `; ${c.untested} missing from the results` : ''}`)
 }
 if (requiredFailures.length) {
   console.log(`required failures (${requiredFailures.length}):`)

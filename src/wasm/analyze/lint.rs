@@ -110,7 +110,7 @@ pub(crate) fn lint(i: &LintInput<'_>) -> Vec<Warning> {
     }
     if age_value(i.response).is_err() {
         out.push(warn("age-invalid", "warning", "RFC 9111 §5.1", String::from(
-            "The Age header is not a single non-negative integer: caches treat the response as stale.",
+            "The Age header's first value is not a non-negative integer: caches ignore the field, as if it were absent (edgecache does). Send one Age line holding one integer.",
         )));
     }
     if i.response.contains("pragma") {

@@ -126,8 +126,7 @@ impl<H: Host> Engine<H> {
                         c.stored.request_time,
                         c.stored.response_time,
                         response_time,
-                    )
-                    .unwrap_or(c.evaluation.age_secs);
+                    );
                     let entry = self.statuses.stale_on_failure(
                         c.evaluation.ttl_secs,
                         other.as_ref().ok().map(|r| r.status),
