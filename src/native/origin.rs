@@ -195,6 +195,10 @@ impl Origin for HyperOrigin {
                 OriginError::Unreachable(why)
             } else if sending_the_body_failed(&e) {
                 OriginError::RequestBody(why)
+            } else if closed_before_answering(&e) {
+                // Nothing came back: as unavailable as an origin that refuses connections
+                // (RFC 9111 §4.2.4 "disconnected"), as the Worker's runtime reports it too.
+                OriginError::Unreachable(why)
             } else {
                 OriginError::Broken(why)
             }
@@ -235,6 +239,21 @@ impl Origin for HyperOrigin {
     fn body_from_bytes(&self, bytes: Vec<u8>) -> ProxyBody {
         super::body::full(bytes)
     }
+}
+
+/// Whether the origin closed the connection before sending any of its response (hyper's
+/// "connection closed before message completed").
+fn closed_before_answering(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if e.downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_incomplete_message)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 /// Whether a request failed because the body it was sending (the client's, streamed) failed:
