@@ -5,7 +5,10 @@
 mod support;
 
 use support::cache::{config, Cache};
-use support::{assert_ranges_are_served_from_the_complete_response, Origin};
+use support::{
+    assert_large_objects_are_cached_in_slices, assert_ranges_are_served_from_the_complete_response,
+    Origin,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_are_served_from_the_complete_response() {
@@ -14,4 +17,14 @@ async fn ranges_are_served_from_the_complete_response() {
     config.limits.max_object_bytes = 64 * 1024;
     let cache = Cache::start(config, &origin, None).await;
     assert_ranges_are_served_from_the_complete_response(&cache, &origin).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_are_cached_in_slices() {
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    let cache = Cache::start(config, &origin, None).await;
+    assert_large_objects_are_cached_in_slices(&cache, &origin, "/s").await;
 }

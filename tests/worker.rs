@@ -570,6 +570,19 @@ async fn chunked_bodies_are_shared_between_the_worker_and_native_instances() {
         .await;
 }
 
+/// Objects above `limits.max_object_bytes` are cached in slices fetched by range on the
+/// Worker too, served whole or by range from them, and purged with their URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_are_cached_in_slices() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let cache = r#"{"limits":{"max_object_bytes":262144,"slice_bytes":65536}}"#;
+    let w = Worker::start(&origin, None, cache).await;
+    assert_large_objects_are_cached_in_slices(&w, &origin, "/e2e/l").await;
+}
+
 /// Streaming fills on the Worker (real workerd): a cold miss streams to concurrent clients
 /// from one origin fetch, each with its first bytes before the origin sends the rest, and an
 /// origin that aborts or stalls mid-body cuts the client off and stores nothing.

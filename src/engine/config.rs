@@ -245,6 +245,13 @@ pub struct Limits {
     /// by default: about what one socket read brings, so waiting for it costs a small
     /// object no round trip.
     pub stream_above_bytes: usize,
+    /// A cacheable response larger than `max_object_bytes` is cached in slices of this
+    /// many bytes, fetched with `Range` requests, when its origin takes ranges and names
+    /// its representation with a validator ([`super::read::Slicing`]); 0 turns slicing off,
+    /// and a value above `max_object_bytes` counts as `max_object_bytes`.
+    /// 1 MiB (nginx's `slice` documentation's example, Fastly's block size): a seek costs at
+    /// most one such fetch, and an object of a few GiB is a few thousand entries.
+    pub slice_bytes: usize,
     /// Requests whose header section is larger are refused with 431.
     pub max_header_bytes: usize,
     /// An origin fetch that takes longer fails (and may be answered stale-if-error), in ms.
@@ -379,6 +386,7 @@ impl Default for Limits {
         Limits {
             max_object_bytes: 8 << 20,
             stream_above_bytes: 64 << 10,
+            slice_bytes: 1 << 20,
             max_header_bytes: 64 << 10,
             origin_timeout_ms: 10_000,
             coalesce_wait_ms: 10_000,
@@ -517,6 +525,12 @@ impl EngineConfig {
         }
         if self.limits.max_object_bytes == 0 {
             return Err(invalid("limits.max_object_bytes", "must be at least 1"));
+        }
+        if self.limits.slice_bytes != 0 && self.limits.slice_bytes < 1024 {
+            return Err(invalid(
+                "limits.slice_bytes",
+                "must be 0 (no slicing) or at least 1024",
+            ));
         }
         if self.limits.max_header_bytes < 1024 {
             return Err(invalid("limits.max_header_bytes", "must be at least 1024"));

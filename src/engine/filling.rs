@@ -285,6 +285,16 @@ impl FillReader {
         self
     }
 
+    /// The bytes of the body this reader sends: its range, or all of the declared length
+    /// (from 0 to the declared length, or to the end when the length is unknown).
+    pub fn span(&self) -> core::ops::Range<u64> {
+        let end = match self.take {
+            Some(take) => self.skip.saturating_add(take),
+            None => self.fill.declared_length.unwrap_or(u64::MAX),
+        };
+        self.skip..end
+    }
+
     /// How many bytes this reader will send, when known (the declared length, or the
     /// range's).
     pub fn expected_length(&self) -> Option<u64> {

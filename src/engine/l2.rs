@@ -267,6 +267,22 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Writes `stored` under `key` alone, listed in the set of `url_tag` as well as its own
+    /// tags' (a slice of an object, which a purge of the object's URL deletes).
+    pub(crate) async fn l2_write_tagged(&self, key: &str, stored: &CachedResponse, url_tag: &str) {
+        if self.shared.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
+            return;
+        }
+        let Some(epoch) = self.l2_epoch().await else {
+            return;
+        };
+        let Some((ttl_ms, value)) = self.l2_value(epoch, stored).await else {
+            return;
+        };
+        self.l2_write(epoch, key, (ttl_ms, &value), stored, Some(url_tag))
+            .await;
+    }
+
     /// What the object key of `stored` holds, and for how long: its encoding, or, for a
     /// body larger than `l2.chunk_bytes`, the head of its chunks, which are written first
     /// (`None` when one could not be, or the entry is of no further use).

@@ -217,6 +217,8 @@ pub enum Job<B> {
     FlushWriteBehind,
     /// Read the rest of a response from the origin into its fill, then store it.
     Fill(Box<filling::FillJob<B>>),
+    /// Assemble a response's content from the slices of its object ([`read::SliceJob`]).
+    Slices(Box<read::SliceJob>),
     /// Several jobs.
     Batch(Vec<Job<B>>),
 }
@@ -498,6 +500,7 @@ impl<H: Host> Engine<H> {
                 Job::SyncPurges => self.sync_purges().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
                 Job::Fill(fill) => queue.extend(self.run_fill(*fill).await),
+                Job::Slices(slices) => self.run_slices(*slices).await,
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
                 Job::Warm(heads) => {
                     for head in heads {

@@ -20,10 +20,11 @@ use super::{Body, Response, Source};
 /// Fields meant for this cache only, removed before responses leave it: the surrogate
 /// fields (Edge Architecture 1.0) and edgecache's own targeted field (RFC 9213 §2.1).
 /// `CDN-Cache-Control` is left for caches further downstream.
-const CACHE_ONLY_FIELDS: [&str; 3] = [
+const CACHE_ONLY_FIELDS: [&str; 4] = [
     "surrogate-control",
     "surrogate-key",
     "edgecache-cache-control",
+    super::read::SLICES_FIELD,
 ];
 
 /// Sets `Cache-Status`, appending to any the origin or an upstream cache sent (RFC 9211 §2:
@@ -82,7 +83,7 @@ pub(crate) fn from_cache<B>(
         Body::Cached(stored.clone())
     };
     let content_length =
-        (method == "HEAD" && may_declare_length(stored.status)).then(|| stored.body.len() as u64);
+        (method == "HEAD" && may_declare_length(stored.status)).then(|| content_length(&stored));
     Response {
         status: stored.status,
         headers,
@@ -148,7 +149,7 @@ pub(crate) fn from_stored_body<B>(
     let (status, body, content_length) = if not_modified {
         (304, Body::Empty, None)
     } else if method == "HEAD" {
-        let length = may_declare_length(stored.status).then(|| stored.body.len() as u64);
+        let length = may_declare_length(stored.status).then(|| content_length(&stored));
         (stored.status, Body::Empty, length)
     } else {
         (stored.status, Body::Cached(stored), None)
@@ -319,6 +320,15 @@ pub(crate) fn from_origin<B>(
         body,
         content_length,
         source: Source::Origin,
+    }
+}
+
+/// How long the content of `stored` is: its body's, or the object's of a sliced object's
+/// head ([`super::read::Slicing`]).
+fn content_length(stored: &CachedResponse) -> u64 {
+    match super::read::Slicing::of(stored) {
+        Some(slicing) => slicing.length,
+        None => stored.body.len() as u64,
     }
 }
 

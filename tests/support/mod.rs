@@ -384,7 +384,7 @@ impl Drop for InFlight<'_> {
 /// send `n` bytes, then stall forever), `gate_after=n` (with `size`: declare the size, send
 /// `n` bytes, and the rest once the test calls [`Origin::open_gate`]), `abort_after=n` (with
 /// `size`: declare the size, send `n` bytes, and close the connection once the test calls
-/// [`Origin::open_gate`]), `echo=a,b` (the body lists the request's `a` and `b` fields), `etag` (an `ETag`), `ranges=1` (with `size`: answer a single-range `Range`
+/// [`Origin::open_gate`]), `echo=a,b` (the body lists the request's `a` and `b` fields), `etag` (an `ETag`), `ranges=1` (say `Accept-Ranges: bytes`; with `size`: answer a single-range `Range`
 /// with its `206`).
 pub struct Origin {
     pub addr: SocketAddr,
@@ -588,6 +588,9 @@ pub async fn origin_answer(
     let mut builder = hyper::Response::builder()
         .status(status)
         .header("content-type", "text/plain");
+    if params.get("ranges").is_some_and(|v| v == "1") {
+        builder = builder.header("accept-ranges", "bytes");
+    }
     if let Some(cc) = params.get("cc") {
         builder = builder.header("cache-control", cc.as_str());
     }
@@ -1573,4 +1576,77 @@ pub async fn assert_chunked_bodies_are_shared_through_redis<A: Frontend, B: Fron
     a.purge(&format!("url={}", enc(&path))).await;
     let left = object_keys(&mut con).await;
     assert!(!left.contains(&head), "the head is gone: {left:?}");
+}
+
+// ---------------------------------------------------------------------------------------
+// Objects in slices
+// ---------------------------------------------------------------------------------------
+
+/// An object larger than `limits.max_object_bytes` (the cache under test has 256 KiB, and
+/// slices of 64 KiB) is served whole and cached in slices fetched by range; the next
+/// request, and a range of it, are served from them; a purge of its URL reaches them.
+pub async fn assert_large_objects_are_cached_in_slices<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+    prefix: &str,
+) {
+    let size: usize = (1 << 20) + 123;
+    let slices = size.div_ceil(64 << 10) as u64;
+    let expected = pattern(size);
+    let path = url(
+        &format!("{prefix}/sliced"),
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let first = cache.get(&path).await;
+    assert_eq!(first.status, 200, "{}", first.cache_status());
+    assert!(
+        first.body == expected,
+        "whole and intact: {} bytes",
+        first.body.len()
+    );
+    assert!(first.header("edgecache-slices").is_none(), "internal");
+    let asked = origin.ranges(&path);
+    assert_eq!(asked.len() as u64, slices, "{asked:?}");
+    assert_eq!(asked[1], "bytes=65536-131071");
+    assert_eq!(
+        origin.count(&path),
+        1 + slices,
+        "its head, then each slice once"
+    );
+    let again = cache.get(&path).await;
+    assert!(
+        again.cache_status().contains("hit"),
+        "{}",
+        again.cache_status()
+    );
+    assert!(again.body == expected);
+    let part = send(
+        cache.addr(),
+        "GET",
+        &path,
+        &[("range", "bytes=100000-200000")],
+        Bytes::new(),
+    )
+    .await
+    .expect("a range");
+    assert_eq!(part.status, 206);
+    assert_eq!(
+        part.header("content-range"),
+        Some(&*format!("bytes 100000-200000/{size}"))
+    );
+    assert!(part.body == expected[100000..=200000]);
+    assert_eq!(origin.count(&path), 1 + slices, "all from the cache");
+    cache.purge(&format!("url={}", enc(&path))).await;
+    let refetched = cache.get(&path).await;
+    assert!(refetched.body == expected);
+    assert_eq!(
+        origin.count(&path),
+        2 * (1 + slices),
+        "the purge reached every slice"
+    );
 }

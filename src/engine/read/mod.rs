@@ -6,8 +6,11 @@
 
 mod fill;
 mod lookup;
+mod slices;
 
 pub(in crate::engine) use lookup::follow_vary;
+pub use slices::SliceJob;
+pub(crate) use slices::{sliceable, Slicing, SLICES_FIELD};
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -17,14 +20,13 @@ use alloc::vec::Vec;
 
 use crate::cache_control::RequestDirectives;
 use crate::entry::CachedResponse;
-use crate::headers::Headers;
 use crate::key::cache_key;
 use crate::policy::cache_status::{CacheStatusEntry, Forward};
 use crate::policy::reuse::{Evaluation, Reuse};
 
 use super::host::{Lock, Runtime};
 use super::status::Tier;
-use super::{respond, Engine, Handled, Host, Job, RequestView};
+use super::{respond, Body, Engine, Handled, Host, Job, RequestView};
 
 /// A stored response found for a request, with its verdict.
 struct Candidate {
@@ -83,26 +85,27 @@ impl<H: Host> Engine<H> {
 
     /// Serves a `GET` or `HEAD`: the complete response, with the request's `Range` applied
     /// to it (RFC 9110 §14, [`respond::ranged`]). A range request looks up, joins and fills
-    /// the complete response like any other.
+    /// the complete response like any other. The content of an object stored in slices is
+    /// assembled from them ([`slices`]).
     pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
-        if !head.asks_for_a_range() {
-            return self.read_whole(head).await;
+        let mut handled = self.read_whole(&head).await;
+        if let Body::Cached(stored) = &handled.response.body {
+            if let Some(slicing) = Slicing::of(stored) {
+                let stored = stored.clone();
+                return self.serve_slices(&head, handled, stored, slicing);
+            }
         }
-        let asked = Headers::from_pairs(
-            head.headers()
-                .iter()
-                .filter(|(name, _)| matches!(*name, "range" | "if-range")),
-        );
-        let mut handled = Box::pin(self.read_whole(head)).await;
-        handled.response = respond::ranged("GET", &asked, handled.response, || {
-            format!("edgecache-{:016x}", self.runtime.random_u64())
-        });
+        if head.asks_for_a_range() {
+            handled.response = respond::ranged("GET", head.headers(), handled.response, || {
+                format!("edgecache-{:016x}", self.runtime.random_u64())
+            });
+        }
         handled
     }
 
     /// Serves a `GET` or `HEAD` with the complete response.
-    async fn read_whole(&self, head: RequestView) -> Handled<H::Body> {
-        let key = self.key_for(&head);
+    async fn read_whole(&self, head: &RequestView) -> Handled<H::Body> {
+        let key = self.key_for(head);
         let now = self.runtime.now();
         let candidate = self
             .l1_find(&key, head.headers(), now)
@@ -122,19 +125,19 @@ impl<H: Host> Engine<H> {
                     (Some(c), fwd)
                 }
                 Reuse::VaryMismatch => (None, Forward::VaryMiss),
-                _ => return self.serve_candidate(&head, &key, c),
+                _ => return self.serve_candidate(head, &key, c),
             },
             None => (None, Forward::UriMiss),
         };
         // A response being stored as it arrives serves this request too, from its first byte.
-        if let Some(handled) = self.join_fill(&head, &key, fwd) {
+        if let Some(handled) = self.join_fill(head, &key, fwd) {
             return handled;
         }
         if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
-            if let Some(c) = Box::pin(self.shared_lookup(&head, &key)).await {
+            if let Some(c) = Box::pin(self.shared_lookup(head, &key)).await {
                 if c.usable() {
-                    return self.serve_candidate(&head, &key, c);
+                    return self.serve_candidate(head, &key, c);
                 }
             }
             let entry = self.statuses.note(Some("only-if-cached"));

@@ -21,6 +21,7 @@ use crate::engine::filling::{FillJob, FillReader, Filling, InProgress};
 use crate::engine::flight::Outcome;
 use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
+use crate::engine::read::{sliceable, SLICES_FIELD};
 use crate::engine::status::Tier;
 use crate::engine::{
     respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView, Source,
@@ -167,6 +168,8 @@ impl<H: Host> Engine<H> {
 
         let status = response.status;
         let mut response = response;
+        // The cache's own bookkeeping field is never the origin's to set.
+        response.headers.remove(SLICES_FIELD);
         self.add_key_fields(head, &mut response.headers);
         let (decision, route_override) =
             self.decide_for(head, status, &response.headers, request_time, response_time);
@@ -178,6 +181,9 @@ impl<H: Host> Engine<H> {
         };
         let declared = declared_length(&response.headers);
         let fits = declared.is_none_or(|n| n <= self.config.limits.max_object_bytes as u64);
+        let limits = &self.config.limits;
+        let slice_bytes = limits.slice_bytes.min(limits.max_object_bytes);
+        let sliced = sliceable(status, &response.headers, slice_bytes);
         match (decision, response.body) {
             (ResponseDecision::Store(keep), OriginBody::Buffered(body)) => {
                 let mut fields = response.headers.clone();
@@ -185,6 +191,22 @@ impl<H: Host> Engine<H> {
                     fields.set("edgecache-cache-control", value);
                 }
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
+                self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
+            }
+            (ResponseDecision::Store(keep), OriginBody::Streaming(_))
+                if !fits && sliced.is_some() =>
+            {
+                // Too large to hold whole: its head is stored, and its content is cut in
+                // slices fetched by range as they are asked for (this request's too, in
+                // `read`); the stream is dropped unread.
+                let mut fields = response.headers.clone();
+                if let Some(value) = &route_override {
+                    fields.set("edgecache-cache-control", value);
+                }
+                if let Some(slicing) = sliced {
+                    fields.set(SLICES_FIELD, slicing.field());
+                }
+                let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
             (ResponseDecision::Store(keep), OriginBody::Streaming(stream)) if fits => {

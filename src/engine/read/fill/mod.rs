@@ -38,7 +38,7 @@ impl<H: Host> Engine<H> {
     /// one response to satisfy several waiting requests when it is storable and matches).
     pub(super) async fn fetch_coalesced(
         &self,
-        head: RequestView,
+        head: &RequestView,
         key: String,
         candidate: Option<Candidate>,
         fwd: Forward,
@@ -62,7 +62,7 @@ impl<H: Host> Engine<H> {
                     with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait).await;
                 waiter.done(outcome.is_some());
                 if let Some(Outcome::Filling(fill)) = outcome {
-                    if let Some(handled) = self.serve_fill(&head, fill, fwd) {
+                    if let Some(handled) = self.serve_fill(head, fill, fwd) {
                         return handled;
                     }
                 } else if let Some(Outcome::Stored(stored)) = outcome {
@@ -79,7 +79,7 @@ impl<H: Host> Engine<H> {
                         ));
                     }
                 }
-                let (handled, _) = self.fetch(&head, &key, candidate, fwd).await;
+                let (handled, _) = self.fetch(head, &key, candidate, fwd).await;
                 handled
             }
             Role::Leader(id) => {
@@ -94,13 +94,13 @@ impl<H: Host> Engine<H> {
                 if candidate.is_none() && self.shared.is_some() {
                     // Only the leader reads the colo tier and L2: one Redis GET per key
                     // however many wait.
-                    if let Some(found) = self.shared_lookup(&head, &key).await {
+                    if let Some(found) = self.shared_lookup(head, &key).await {
                         if matches!(found.evaluation.reuse, Reuse::Revalidate(_)) {
                             candidate = Some(found);
                             fwd = Forward::Stale;
                         } else {
                             guard.finish(Outcome::Stored(found.stored.clone()));
-                            return self.serve_candidate(&head, &key, found);
+                            return self.serve_candidate(head, &key, found);
                         }
                     }
                 }
@@ -108,7 +108,7 @@ impl<H: Host> Engine<H> {
                 if candidate.is_none() {
                     self.count(|s| s.misses += 1);
                     if self.shared.is_some() {
-                        match self.lease_or_wait(&head, &key, fwd).await {
+                        match self.lease_or_wait(head, &key, fwd).await {
                             LeaseOrWait::Served(handled, stored) => {
                                 guard.finish(Outcome::Stored(stored));
                                 return *handled;
@@ -118,7 +118,7 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 let lease = LeaseGuard::new(&self.state, &key, leased);
-                let (handled, outcome) = self.fetch(&head, &key, candidate, fwd).await;
+                let (handled, outcome) = self.fetch(head, &key, candidate, fwd).await;
                 lease.disarm();
                 // A fill in progress holds the lease until its L2 write, or releases it if it fails.
                 let stored = matches!(outcome, Outcome::Stored(_) | Outcome::Filling(_));

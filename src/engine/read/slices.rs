@@ -1,0 +1,636 @@
+//! Objects larger than `limits.max_object_bytes`, cached in aligned slices of
+//! `limits.slice_bytes` fetched with `Range` requests (as nginx's `slice` module and
+//! Fastly's segmented caching do), so video, downloads and software updates are cached
+//! however large they are.
+//!
+//! The first response for such an object (a `200` declaring its length, with
+//! `Accept-Ranges: bytes`, a validator, and no `Vary`) is stored as a *head*: its fields,
+//! no body, and the internal field [`SLICES_FIELD`]. A response served from a head has its
+//! content assembled by a [`SliceJob`] slice by slice, each from L1, the shared tier, a
+//! fetch of the same slice in progress (coalesced), or the origin (`Range`, with `If-Range`
+//! naming the head's validator), and each checked against the head: the slice's `206`, its
+//! exact `Content-Range`, and the same validator (RFC 9110 §14.4, §13.1.5). A slice is
+//! usable as long as it is the head's representation, whatever its own age. A mismatch means
+//! the object changed at the origin: the head and its slices are invalidated everywhere and
+//! the response is cut off (never bytes of two versions in one body).
+//!
+//! A client's `Range` is decided once on the complete length ([`respond::ranged`]) and only
+//! the slices it covers are read. Purges reach the slices: they carry the head's purge tags
+//! and its URL's tag.
+
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
+use alloc::sync::Arc;
+use core::ops::Range;
+
+use crate::entry::CachedResponse;
+use crate::headers::Headers;
+use crate::policy::storage::lifetimes;
+use crate::policy::vary;
+use crate::store::{EntryMeta, Windows};
+
+use super::url_tag;
+use crate::engine::filling::{FillReader, Filling, Room};
+use crate::engine::flight::{Outcome, Role};
+use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
+use crate::engine::l2::with_timeout;
+use crate::engine::{respond, Body, Engine, Handled, Host, Job, RequestView};
+
+/// The internal field of a sliced object's head: `{slice length}/{object length}`. Never
+/// sent to clients ([`respond`] removes it).
+pub const SLICES_FIELD: &str = "edgecache-slices";
+
+/// How an object is sliced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slicing {
+    /// Every slice's length but the last one's.
+    pub slice_bytes: u64,
+    /// The object's length.
+    pub length: u64,
+}
+
+impl Slicing {
+    /// How `stored` is sliced, if it is the head of a sliced object.
+    pub fn of(stored: &CachedResponse) -> Option<Slicing> {
+        if !stored.body.is_empty() || stored.status != 200 {
+            return None;
+        }
+        let (slice, length) = stored.headers.get_str(SLICES_FIELD)?.split_once('/')?;
+        Some(Slicing {
+            slice_bytes: slice.trim().parse().ok().filter(|&n| n > 0)?,
+            length: length.trim().parse().ok()?,
+        })
+    }
+
+    /// The value of [`SLICES_FIELD`] for it.
+    pub fn field(&self) -> String {
+        format!("{}/{}", self.slice_bytes, self.length)
+    }
+
+    /// The bytes of slice `index`.
+    fn bytes_of(&self, index: u64) -> Range<u64> {
+        let start = index.saturating_mul(self.slice_bytes).min(self.length);
+        start..start.saturating_add(self.slice_bytes).min(self.length)
+    }
+}
+
+/// How a response too large to store whole is sliced, if it may be: a `200` of declared
+/// length whose origin takes byte ranges (`Accept-Ranges: bytes`), with a validator to
+/// check every slice against (a strong `ETag`, or `Last-Modified`), not varying (slices
+/// are keyed by URL alone) and not already partial. `None` when `slice_bytes` is 0 (off).
+pub fn sliceable(status: u16, fields: &Headers, slice_bytes: usize) -> Option<Slicing> {
+    let takes_ranges = fields
+        .list_items("accept-ranges")
+        .any(|unit| unit.eq_ignore_ascii_case(b"bytes"));
+    let validated = strong_etag(fields).is_some() || fields.contains("last-modified");
+    let plain = status == 200
+        && !fields.contains("content-range")
+        && vary::nominated_fields(fields).is_empty()
+        && !fields.contains("vary");
+    if slice_bytes == 0 || !takes_ranges || !validated || !plain {
+        return None;
+    }
+    let length = fields.get_str("content-length")?.trim().parse().ok()?;
+    Some(Slicing {
+        slice_bytes: slice_bytes as u64,
+        length,
+    })
+}
+
+/// The strong `ETag` of `fields`, if any (a weak one cannot vouch for bytes, RFC 9110 §8.8.1).
+fn strong_etag(fields: &Headers) -> Option<&str> {
+    fields
+        .get_str("etag")
+        .map(str::trim)
+        .filter(|tag| tag.starts_with('"'))
+}
+
+/// Whether `slice` holds bytes of the representation `head` describes: the same strong
+/// `ETag`, or, without one, the same `Last-Modified`.
+fn same_representation(head: &Headers, slice: &Headers) -> bool {
+    match strong_etag(head) {
+        Some(tag) => strong_etag(slice) == Some(tag),
+        None => {
+            let modified = last_modified(head);
+            modified.is_some() && modified == last_modified(slice)
+        }
+    }
+}
+
+/// The `Last-Modified` of `fields`, if any.
+fn last_modified(fields: &Headers) -> Option<&str> {
+    fields.get_str("last-modified").map(str::trim)
+}
+
+/// The key slice `index` of the object under `key` is stored under (U+001F never appears
+/// in a URL's key).
+fn slice_key(key: &str, index: u64) -> String {
+    format!("{key}\u{1f}slice {index}")
+}
+
+/// The work of assembling a response's content from the slices of its object
+/// ([`Job::Slices`]).
+pub struct SliceJob {
+    /// The request (its fields go to the origin for the slices it fetches).
+    head: RequestView,
+    /// The object's key.
+    key: String,
+    /// The object's head.
+    entry: Arc<CachedResponse>,
+    slicing: Slicing,
+    /// The bytes of the object to send.
+    span: Range<u64>,
+    /// Where they go: the response's content.
+    transit: Arc<Filling>,
+}
+
+impl core::fmt::Debug for SliceJob {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SliceJob")
+            .field("key", &self.key)
+            .field("span", &self.span)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Host> Engine<H> {
+    /// The response to `head` whose stored response is the head `entry` of an object cut in
+    /// slices: `handled` (made from `entry` as from any stored response) with its `Range`
+    /// decided on the object's length, and its content assembled by a [`SliceJob`].
+    pub(super) fn serve_slices(
+        &self,
+        head: &RequestView,
+        mut handled: Handled<H::Body>,
+        entry: Arc<CachedResponse>,
+        slicing: Slicing,
+    ) -> Handled<H::Body> {
+        // A stand-in of the object's length, so the one range decision applies as to any
+        // content of known length.
+        let whole = Arc::new(Filling::new(Some(slicing.length), false));
+        handled.response.body = Body::Filling(FillReader::new(whole));
+        if head.asks_for_a_range() {
+            handled.response = respond::ranged("GET", head.headers(), handled.response, || {
+                format!("edgecache-{:016x}", self.runtime.random_u64())
+            });
+        }
+        let Body::Filling(reader) = &handled.response.body else {
+            return handled;
+        };
+        let span = reader.span();
+        let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
+        handled.response.body = Body::Filling(FillReader::new(transit.clone()));
+        let job = Job::Slices(Box::new(SliceJob {
+            head: head.clone(),
+            key: self.key_for(head),
+            entry,
+            slicing,
+            span,
+            transit,
+        }));
+        handled.job = Job::merge(handled.job, Some(job));
+        handled
+    }
+
+    /// Sends the bytes of a [`SliceJob`] into its response, slice by slice, as fast as its
+    /// client reads them; a slice that cannot be had cuts the response off.
+    pub(crate) async fn run_slices(&self, job: SliceJob) {
+        let transit = job.transit.clone();
+        let unfinished = CutOffUnlessDone(&transit);
+        if job.span.is_empty() {
+            transit.complete();
+            unfinished.done();
+            return;
+        }
+        let first = job.span.start / job.slicing.slice_bytes;
+        let last = (job.span.end - 1) / job.slicing.slice_bytes;
+        for index in first..=last {
+            let slice = match self.slice(&job, index).await {
+                Ok(slice) => slice,
+                Err(why) => {
+                    transit.fail(&why);
+                    unfinished.done();
+                    return;
+                }
+            };
+            let bytes = job.slicing.bytes_of(index);
+            let from = job.span.start.max(bytes.start) - bytes.start;
+            let to = job.span.end.min(bytes.end) - bytes.start;
+            // Within the slice, whose length was checked: fits a `usize`.
+            transit.append(slice.body[from as usize..to as usize].to_vec());
+            let room = core::future::poll_fn(|cx| transit.poll_room(cx)).await;
+            if room == Room::NoReaders {
+                transit.fail("every client left");
+                unfinished.done();
+                return;
+            }
+        }
+        transit.complete();
+        unfinished.done();
+    }
+
+    /// Slice `index` of the job's object: from L1, the shared tier, a fetch of it in
+    /// progress, or the origin.
+    async fn slice(&self, job: &SliceJob, index: u64) -> Result<Arc<CachedResponse>, String> {
+        let key = slice_key(&job.key, index);
+        let usable = |slice: &Arc<CachedResponse>| {
+            let expected = job.slicing.bytes_of(index);
+            same_representation(&job.entry.headers, &slice.headers)
+                && slice.body.len() as u64 == expected.end - expected.start
+        };
+        let now = self.runtime.now();
+        if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
+            return Ok(slice);
+        }
+        if self.shared.is_some() {
+            if let Some(slice) = self.l2_read(&key).await.filter(usable) {
+                self.keep_slice(job, &key, &slice);
+                return Ok(slice);
+            }
+        }
+        let now = self.runtime.now();
+        let abandon_after = self
+            .config
+            .limits
+            .origin_timeout_ms
+            .saturating_add(self.config.limits.coalesce_wait_ms);
+        match self
+            .state
+            .with(|s| s.flights.join(&key, now, abandon_after))
+        {
+            Role::Waiter(id) => {
+                let wait = core::future::poll_fn(|cx| {
+                    self.state.with(|s| s.flights.poll(&key, id, cx.waker()))
+                });
+                let waited = with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait);
+                match waited.await {
+                    Some(Outcome::Stored(slice)) if usable(&slice) => Ok(slice),
+                    Some(_) => self.fetch_slice(job, index, &key).await,
+                    None => {
+                        self.state.with(|s| s.flights.leave(&key, id));
+                        self.fetch_slice(job, index, &key).await
+                    }
+                }
+            }
+            Role::Leader(id) => {
+                let fetched = self.fetch_slice(job, index, &key).await;
+                let outcome = match &fetched {
+                    Ok(slice) => Outcome::Stored(slice.clone()),
+                    Err(_) => Outcome::NotShared,
+                };
+                self.state.with(|s| s.flights.finish(&key, id, outcome));
+                fetched
+            }
+        }
+    }
+
+    /// Fetches slice `index` from the origin, checks it against the head and keeps it. A
+    /// slice of another representation invalidates the object everywhere.
+    async fn fetch_slice(
+        &self,
+        job: &SliceJob,
+        index: u64,
+        key: &str,
+    ) -> Result<Arc<CachedResponse>, String> {
+        let bytes = job.slicing.bytes_of(index);
+        let mut headers = job.head.origin_headers(&self.trust, &[]);
+        for field in ["if-none-match", "if-modified-since", "range", "if-range"] {
+            headers.remove(field);
+        }
+        headers.set("range", format!("bytes={}-{}", bytes.start, bytes.end - 1));
+        let validator =
+            strong_etag(&job.entry.headers).or_else(|| job.entry.headers.get_str("last-modified"));
+        if let Some(validator) = validator {
+            headers.set("if-range", validator);
+        }
+        let request = OriginRequest {
+            method: String::from("GET"),
+            scheme: String::from(job.head.scheme()),
+            host: String::from(job.head.authority()),
+            path_and_query: job.head.target(),
+            headers,
+            body: None,
+        };
+        self.count(|s| s.origin_fetches += 1);
+        let request_time = self.runtime.now();
+        let want = bytes.end - bytes.start;
+        let fetched = with_timeout(
+            &self.runtime,
+            self.config.limits.origin_timeout_ms,
+            self.origin.fetch(request, want as usize),
+        )
+        .await
+        .unwrap_or(Err(OriginError::Timeout));
+        let response = fetched.map_err(|e| {
+            self.count(|s| s.origin_errors += 1);
+            format!("slice {index}: {e}")
+        })?;
+        let expected_range = format!(
+            "bytes {}-{}/{}",
+            bytes.start,
+            bytes.end - 1,
+            job.slicing.length
+        );
+        let body = match response.body {
+            OriginBody::Buffered(body) if body.len() as u64 == want => Some(body),
+            _ => None,
+        };
+        let matches = response.status == 206
+            && response.headers.get_str("content-range").map(str::trim) == Some(&*expected_range)
+            && same_representation(&job.entry.headers, &response.headers);
+        let Some(body) = body.filter(|_| matches) else {
+            // Another representation (or an origin that no longer serves ranges): this
+            // head is obsolete, and so are its slices.
+            self.invalidate_keys(core::slice::from_ref(&job.key)).await;
+            return Err(format!(
+                "slice {index}: the origin's answer is not {expected_range} of the stored representation (status {})",
+                response.status
+            ));
+        };
+        let mut slice = CachedResponse::new(
+            200,
+            job.entry.headers.clone(),
+            body,
+            request_time,
+            self.runtime.now(),
+        );
+        slice.tags = job.entry.tags.clone();
+        let slice = self.ready_to_keep(slice);
+        self.keep_slice(job, key, &slice);
+        if self.shared.is_some() {
+            self.l2_write_tagged(key, &slice, &url_tag(&job.key)).await;
+        }
+        Ok(slice)
+    }
+
+    /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and
+    /// URL, so the purges of the object reach it.
+    fn keep_slice(&self, job: &SliceJob, key: &str, slice: &Arc<CachedResponse>) {
+        let now = self.runtime.now();
+        let l = lifetimes(&job.entry, now, &self.config.policy);
+        let windows = Windows {
+            stored_at: now,
+            fresh_until: l.fresh_until,
+            stale_while_revalidate_until: l.stale_while_revalidate_until,
+            stale_if_error_until: l.keep_until,
+        };
+        let tags = job
+            .entry
+            .tags
+            .iter()
+            .cloned()
+            .chain(core::iter::once(url_tag(&job.key)));
+        let meta = EntryMeta::new(windows, slice.size_bytes() + key.len()).with_tags(tags);
+        self.state
+            .with(|s| s.l1.insert(String::from(key), slice.clone(), meta, now));
+    }
+}
+
+/// Fails a response whose slice job is dropped before it is done (the host shut down).
+struct CutOffUnlessDone<'a>(&'a Filling);
+
+impl CutOffUnlessDone<'_> {
+    fn done(self) {
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for CutOffUnlessDone<'_> {
+    fn drop(&mut self) {
+        self.0.fail("the response was abandoned");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::rc::Rc;
+    use alloc::string::{String, ToString};
+    use alloc::vec::Vec;
+    use core::cell::RefCell;
+
+    use crate::engine::admin::PurgeTarget;
+    use crate::engine::host::Lock;
+    use crate::engine::simulated::{request, serve, Answer, Simulation};
+    use crate::engine::EngineConfig;
+    use crate::time::Timestamp;
+
+    const SIZE: usize = 5000;
+
+    fn content() -> String {
+        (0..SIZE).map(|i| (b'a' + (i % 26) as u8) as char).collect()
+    }
+
+    /// An origin serving [`content`] (`ETag` from `etag`, which the test may change), and
+    /// single byte ranges of it as `206`, honouring `If-Range`; it records every `Range`.
+    fn origin(
+        etag: Rc<RefCell<&'static str>>,
+        ranges: bool,
+    ) -> (Simulation, Rc<RefCell<Vec<String>>>) {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[], ""),
+        );
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
+            let tag = *etag.borrow();
+            let body = content();
+            let mut fields = alloc::vec![
+                ("cache-control", String::from("max-age=60")),
+                ("etag", String::from(tag)),
+            ];
+            if ranges {
+                fields.push(("accept-ranges", String::from("bytes")));
+            }
+            let range = req.headers.get_str("range").map(String::from);
+            let if_range_holds = req.headers.get_str("if-range").is_none_or(|v| v == tag);
+            let answer = match range {
+                Some(range) if ranges && if_range_holds => {
+                    log.borrow_mut().push(range.clone());
+                    let (a, b) = range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.split_once('-'))
+                        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                        .unwrap();
+                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
+                    (206, body[a..=b].to_string())
+                }
+                _ => {
+                    fields.push(("content-length", SIZE.to_string()));
+                    (200, body)
+                }
+            };
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            (Answer::respond(answer.0, &pairs, &answer.1), 0)
+        }));
+        (sim, seen)
+    }
+
+    fn config() -> EngineConfig {
+        let mut config = EngineConfig::default();
+        config.limits.max_object_bytes = 4096;
+        config.limits.slice_bytes = 1024;
+        config
+    }
+
+    fn status(r: &crate::engine::simulated::Received) -> String {
+        String::from(r.fields.get_str("cache-status").unwrap_or(""))
+    }
+
+    /// An object too large to hold whole is served whole and cached in slices fetched by
+    /// range; the next request is served from them without the origin.
+    #[test]
+    fn an_object_too_large_to_hold_is_served_and_cached_in_slices() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let first = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert_eq!(first.status, 200);
+        assert_eq!(first.body.as_deref(), Ok(content().as_str()));
+        assert_eq!(first.fields.get_str("edgecache-slices"), None, "internal");
+        assert_eq!(
+            *ranges.borrow(),
+            [
+                "bytes=0-1023",
+                "bytes=1024-2047",
+                "bytes=2048-3071",
+                "bytes=3072-4095",
+                "bytes=4096-4999"
+            ]
+        );
+        let fetches = sim.fetches();
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert_eq!(again.body.as_deref(), Ok(content().as_str()));
+        assert!(status(&again).contains("hit"), "{}", status(&again));
+        assert_eq!(sim.fetches(), fetches, "every slice from L1");
+        let head = sim
+            .clock
+            .block_on(engine.handle(request("HEAD", "/big", &[])));
+        assert_eq!(head.response.content_length, Some(SIZE as u64));
+    }
+
+    /// A range reads only the slices it covers, and is cut from them.
+    #[test]
+    fn a_range_reads_only_the_slices_it_covers() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let asked = [("range", "bytes=2000-2100")];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/r", &asked)));
+        assert_eq!(r.status, 206);
+        assert_eq!(r.body.as_deref(), Ok(&content()[2000..=2100]));
+        assert_eq!(
+            r.fields.get_str("content-range"),
+            Some("bytes 2000-2100/5000")
+        );
+        assert_eq!(*ranges.borrow(), ["bytes=1024-2047", "bytes=2048-3071"]);
+        let suffix = [("range", "bytes=-10")];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/r", &suffix)));
+        assert_eq!(r.body.as_deref(), Ok(&content()[SIZE - 10..]));
+        assert_eq!(
+            ranges.borrow().last().map(String::as_str),
+            Some("bytes=4096-4999")
+        );
+        let beyond = [("range", "bytes=6000-")];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/r", &beyond)));
+        assert_eq!(r.status, 416);
+        assert_eq!(r.fields.get_str("content-range"), Some("bytes */5000"));
+    }
+
+    /// A slice of another representation (the object changed at the origin): the response
+    /// is cut off, never a body of two versions, and the object is fetched anew next time.
+    #[test]
+    fn a_changed_object_cuts_the_response_off_and_is_fetched_anew() {
+        let etag = Rc::new(RefCell::new("\"v1\""));
+        let (sim, ranges) = origin(etag.clone(), true);
+        let engine = sim.engine(config()).unwrap();
+        let asked = [("range", "bytes=0-10")];
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/c", &asked)));
+        *etag.borrow_mut() = "\"v2\"";
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/c", &[])));
+        let why = r.body.expect_err("cut off");
+        assert!(why.0.contains("not bytes 1024-2047/5000"), "{why}");
+        let before = ranges.borrow().len();
+        let fresh = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/c", &[])));
+        assert_eq!(fresh.body.as_deref(), Ok(content().as_str()));
+        assert_eq!(
+            ranges.borrow().len() - before,
+            5,
+            "every slice again, of v2"
+        );
+    }
+
+    /// An origin that does not take ranges: the object streams through uncached.
+    #[test]
+    fn without_ranges_a_large_object_passes_through() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), false);
+        let engine = sim.engine(config()).unwrap();
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/p", &[])));
+        assert!(status(&r).contains("detail=too-large"), "{}", status(&r));
+        assert!(ranges.borrow().is_empty());
+    }
+
+    /// An origin cannot make an ordinary response look like the head of a sliced object:
+    /// the internal field it sends is dropped, so its empty `200` is served as it is.
+    #[test]
+    fn an_origin_cannot_set_the_internal_slices_field() {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(
+                200,
+                &[
+                    ("cache-control", "max-age=60"),
+                    ("edgecache-slices", "1024/1000000"),
+                ],
+                "",
+            ),
+        );
+        let engine = sim.engine(config()).unwrap();
+        for _ in 0..2 {
+            let r = sim
+                .clock
+                .block_on(serve(&engine, &sim.clock, request("GET", "/i", &[])));
+            assert_eq!(r.body.as_deref(), Ok(""));
+        }
+        assert_eq!(sim.fetches(), 1, "stored, and no slice fetched");
+    }
+
+    /// A purge of the object's URL reaches its slices.
+    #[test]
+    fn a_purge_reaches_the_slices() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/u", &[])));
+        let r = request("GET", "/u", &[]);
+        let parsed = crate::engine::RequestView::parse("GET", "http", "/u", r.headers, None);
+        let Ok(crate::engine::Target::Resource(view)) = parsed else {
+            panic!("a resource");
+        };
+        let key = engine.key_for(&view);
+        let l1_len = || engine.state.with(|s| s.l1.len());
+        assert_eq!(l1_len(), 6, "the head and five slices");
+        sim.clock
+            .block_on(engine.purge(&PurgeTarget::Url(key), false));
+        assert_eq!(l1_len(), 0);
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/u", &[])));
+        assert_eq!(ranges.borrow().len(), 10);
+    }
+}
