@@ -141,6 +141,42 @@ async fn forwarding_fields_are_set_by_the_cache_not_the_client() {
     );
 }
 
+/// With `key.include_host` off the host is not in the key, so no host the client chose
+/// reaches the origin: it gets the origin's own `Host`, no `X-Forwarded-Host` and no
+/// `Forwarded: host=`. Two hosts then share the entry, and neither could have poisoned it.
+#[tokio::test]
+async fn an_unkeyed_host_never_reaches_the_origin() {
+    let origin = Origin::start().await;
+    let mut unkeyed = config();
+    unkeyed.key.include_host = false;
+    let cache = Cache::start(unkeyed, &origin, None).await;
+    let path = url(
+        "/unkeyed",
+        &[
+            ("cc", "max-age=60"),
+            ("echo", "host,x-forwarded-host,forwarded"),
+        ],
+    );
+    let sent = [("x-forwarded-host", "evil.example")];
+    let r = send(cache.addr, "GET", &path, &sent, bytes::Bytes::new())
+        .await
+        .expect("a response");
+    let seen = r.text();
+    assert!(seen.contains(&format!("host: {}\n", origin.addr)), "{seen}");
+    assert!(!seen.contains(HOST) && !seen.contains("evil"), "{seen}");
+    assert!(!seen.contains("x-forwarded-host"), "{seen}");
+    assert!(
+        seen.contains("forwarded: for=127.0.0.1;proto=http\n"),
+        "{seen}"
+    );
+    let other = raw_get_with_host(cache.addr, &path, "other.example").await;
+    assert!(
+        other.contains(&seen),
+        "the same entry for every host: {other}"
+    );
+    assert_eq!(origin.count(&path), 1);
+}
+
 /// From a trusted proxy (here: loopback) the client address chain is extended and its
 /// `X-Forwarded-Proto` is the request's scheme, key included; its other claims are replaced
 /// by the cache's own. A bad `trusted_proxies` entry stops the start naming it.
@@ -414,4 +450,13 @@ async fn a_stalled_request_body_is_cut_off() {
     let answer = read_to_close(&mut stream, "the slow body's answer").await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("POST ok 6"), "{answer}");
+}
+
+/// A GET of `path` with `Host: host` on a new connection; the raw response.
+async fn raw_get_with_host(addr: std::net::SocketAddr, path: &str, host: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    read_to_close(&mut stream, "the response").await
 }

@@ -22,7 +22,8 @@ pub struct OriginRequest<B> {
     pub method: String,
     /// `http` or `https`, as the client used.
     pub scheme: String,
-    /// The client's `Host` / authority.
+    /// The `Host` to send: the client's authority, or empty for the origin's own (the
+    /// cache key leaves the host out, [`crate::key::KeyConfig::include_host`]).
     pub host: String,
     /// Path and query, forwarded untouched.
     pub path_and_query: String,

@@ -263,18 +263,33 @@ impl RequestView {
 
     /// The header fields sent to the origin with this request: [`Self::end_to_end_headers`]
     /// under the forwarding policy ([`forwarding::apply`]); `keyed` are the route's key
-    /// fields, passed as sent.
-    pub fn origin_headers(&self, trust: &Trust, keyed: &[String]) -> Headers {
+    /// fields, passed as sent. When the cache key leaves the host out (`host_keyed` false),
+    /// no host goes with it: not `Host` (the origin request then names the origin's own,
+    /// [`Self::origin_host`]) nor any forwarding field's.
+    pub fn origin_headers(&self, trust: &Trust, keyed: &[String], host_keyed: bool) -> Headers {
         let mut headers = self.end_to_end_headers();
+        if !host_keyed {
+            headers.remove("host");
+        }
+        let authority = host_keyed.then_some(self.authority.as_str());
         forwarding::apply(
             &mut headers,
             self.client,
             &self.scheme,
-            &self.authority,
+            authority,
             trust,
             keyed,
         );
         headers
+    }
+
+    /// The `Host` the origin is sent ([`crate::engine::OriginRequest::host`]): the client's,
+    /// or, when the key leaves the host out, none (the host uses the origin's own).
+    pub fn origin_host(&self, host_keyed: bool) -> String {
+        match host_keyed {
+            true => self.authority.clone(),
+            false => String::new(),
+        }
     }
 
     /// Whether it is a `GET` with a `Range` (RFC 9110 §14.2: ranges are defined for `GET`

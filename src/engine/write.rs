@@ -23,10 +23,10 @@ impl<H: Host> Engine<H> {
         let request = OriginRequest {
             method: String::from(head.method()),
             scheme: String::from(head.scheme()),
-            host: String::from(head.authority()),
+            host: head.origin_host(self.config.key.include_host),
             path_and_query: head.target(),
             // Key fields pass as sent only where they key a stored response (reads).
-            headers: head.origin_headers(&self.trust, &[]),
+            headers: head.origin_headers(&self.trust, &[], self.config.key.include_host),
             body,
         };
         self.count(|s| s.origin_fetches += 1);

@@ -178,7 +178,8 @@ impl Origin for HyperOrigin {
         let mut builder = hyper::Request::builder().method(method).uri(uri);
         if let Some(headers) = builder.headers_mut() {
             *headers = to_header_map(&request.headers);
-            if !headers.contains_key(hyper::header::HOST) {
+            // No Host given: hyper names the origin's own authority, from the URI.
+            if !headers.contains_key(hyper::header::HOST) && !request.host.is_empty() {
                 if let Ok(host) = HeaderValue::from_str(&request.host) {
                     headers.insert(hyper::header::HOST, host);
                 }

@@ -220,11 +220,16 @@ fn same_with_dashes(name: &str, field: &str) -> bool {
 /// Applies the policy to `headers` (the client's end-to-end fields) for a request from
 /// `client` to `scheme://authority`: the result is what the origin receives. Fields in
 /// `keyed` (a route's `key_headers`, part of its cache key) pass as the client sent them.
+///
+/// `authority` is `None` when the cache key leaves the host out (`key.include_host` off):
+/// then no host reaches the origin at all, neither `Host` (the caller drops it; the origin
+/// request names the origin's own) nor `X-Forwarded-Host` nor `Forwarded: host=`, since an
+/// input the key ignores must not choose what is stored.
 pub fn apply(
     headers: &mut Headers,
     client: Option<IpAddr>,
     scheme: &str,
-    authority: &str,
+    authority: Option<&str>,
     trust: &Trust,
     keyed: &[String],
 ) {
@@ -240,9 +245,12 @@ pub fn apply(
         element.push_str(&node(ip));
         element.push(';');
     }
-    element.push_str("host=");
-    element.push_str(&quoted_if_needed(authority));
-    element.push_str(";proto=");
+    if let Some(authority) = authority {
+        element.push_str("host=");
+        element.push_str(&quoted_if_needed(authority));
+        element.push(';');
+    }
+    element.push_str("proto=");
     element.push_str(scheme);
     let forwarded = match prior_forwarded {
         Some(prior) => format!("{prior}, {element}"),
@@ -258,8 +266,14 @@ pub fn apply(
             (None, _) => {}
         }
     }
-    if ours("x-forwarded-host", headers) {
-        headers.set("x-forwarded-host", authority);
+    match authority {
+        Some(authority) if ours("x-forwarded-host", headers) => {
+            headers.set("x-forwarded-host", authority);
+        }
+        Some(_) => {}
+        None => {
+            headers.remove("x-forwarded-host");
+        }
     }
     if ours("x-forwarded-proto", headers) {
         headers.set("x-forwarded-proto", scheme);
@@ -351,7 +365,7 @@ mod tests {
             &mut h,
             client,
             "https",
-            "site.example",
+            Some("site.example"),
             &Trust::default(),
             &[],
         );
@@ -373,6 +387,18 @@ mod tests {
         assert_eq!(h.get_str("accept"), Some("text/html"));
     }
 
+    /// With the host left out of the key, no host reaches the origin: not the client's
+    /// `X-Forwarded-Host`, not ours, not `Forwarded: host=`.
+    #[test]
+    fn an_unkeyed_host_is_not_forwarded() {
+        let mut h = Headers::from_pairs([("x-forwarded-host", "evil.example")]);
+        let client = Some("192.0.2.7".parse().unwrap());
+        let t = trust(&["192.0.2.0/24"]);
+        apply(&mut h, client, "https", None, &t, &[]);
+        assert!(!h.contains("x-forwarded-host"));
+        assert_eq!(h.get_str("forwarded"), Some("for=192.0.2.7;proto=https"));
+    }
+
     #[test]
     fn a_trusted_proxy_extends_the_chains_and_names_the_scheme() {
         let mut h = Headers::from_pairs([
@@ -390,7 +416,7 @@ mod tests {
             proxy_scheme(&h, Some("192.0.2.1".parse().unwrap()), &t),
             None
         );
-        apply(&mut h, proxy, "https", "[::1]:8080", &t, &[]);
+        apply(&mut h, proxy, "https", Some("[::1]:8080"), &t, &[]);
         assert_eq!(h.get_str("x-forwarded-for"), Some("198.51.100.1, 10.0.0.5"));
         assert_eq!(
             h.get_str("x-forwarded-host"),
@@ -406,7 +432,7 @@ mod tests {
         assert!(!h.contains("x_forwarded_host"), "nor underscore spellings");
         let mut h = Headers::from_pairs([("x-forwarded-for", "198.51.100.1")]);
         let v6 = Some("2001:db8::1".parse().unwrap());
-        apply(&mut h, v6, "http", "a", &t, &[]);
+        apply(&mut h, v6, "http", Some("a"), &t, &[]);
         assert_eq!(
             h.get_str("x-forwarded-for"),
             Some("2001:db8::1"),

@@ -293,7 +293,8 @@ impl<H: Host> Engine<H> {
         key: &str,
     ) -> Result<Arc<CachedResponse>, String> {
         let bytes = job.slicing.bytes_of(index);
-        let mut headers = job.head.origin_headers(&self.trust, &[]);
+        let host_keyed = self.config.key.include_host;
+        let mut headers = job.head.origin_headers(&self.trust, &[], host_keyed);
         for field in ["if-none-match", "if-modified-since", "range", "if-range"] {
             headers.remove(field);
         }
@@ -306,7 +307,7 @@ impl<H: Host> Engine<H> {
         let request = OriginRequest {
             method: String::from("GET"),
             scheme: String::from(job.head.scheme()),
-            host: String::from(job.head.authority()),
+            host: job.head.origin_host(host_keyed),
             path_and_query: job.head.target(),
             headers,
             body: None,

@@ -53,7 +53,8 @@ impl<H: Host> Engine<H> {
         head: &RequestView,
         conditional_for: Option<&CachedResponse>,
     ) -> Result<OriginResponse<H::Body>, OriginError> {
-        let mut headers = head.origin_headers(&self.trust, self.key_headers(head));
+        let host_keyed = self.config.key.include_host;
+        let mut headers = head.origin_headers(&self.trust, self.key_headers(head), host_keyed);
         for field in ANSWERED_BY_THE_CACHE {
             headers.remove(field);
         }
@@ -65,7 +66,7 @@ impl<H: Host> Engine<H> {
         let request = OriginRequest {
             method: String::from("GET"),
             scheme: String::from(head.scheme()),
-            host: String::from(head.authority()),
+            host: head.origin_host(host_keyed),
             path_and_query: head.target(),
             headers,
             body: None,
