@@ -7,7 +7,7 @@ mod support;
 use support::cache::{config, Cache};
 use support::{
     assert_large_objects_are_cached_in_slices, assert_ranges_are_served_from_the_complete_response,
-    Origin,
+    await_object, eventually, pattern, url, Frontend, Origin, RedisServer, WAIT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -27,4 +27,50 @@ async fn large_objects_are_cached_in_slices() {
     config.limits.slice_bytes = 64 * 1024;
     let cache = Cache::start(config, &origin, None).await;
     assert_large_objects_are_cached_in_slices(&cache, &origin, "/s").await;
+}
+
+/// The head and slices of a large object reach Redis, and another instance serves the
+/// object from there without the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_in_slices_are_shared_through_redis() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    let a = Cache::start(config.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(config, &origin, Some(&redis)).await;
+    let size: usize = (512 << 10) + 7;
+    let path = url(
+        "/shared-slices",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    assert!(a.get(&path).await.body == pattern(size));
+    let fetched = origin.count(&path);
+    let mut con = redis.conn().await;
+    await_object(&mut con, "/shared-slices?").await;
+    eventually("the 9 slices in Redis", WAIT, async || {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("ec:v1:*slice*")
+            .query_async(&mut con)
+            .await
+            .ok()?;
+        (keys.len() >= 9).then_some(())
+    })
+    .await;
+    let from_redis = b.get(&path).await;
+    assert!(
+        from_redis.body == pattern(size),
+        "whole and intact from Redis"
+    );
+    assert_eq!(
+        origin.count(&path),
+        fetched,
+        "no origin request from the second instance"
+    );
 }

@@ -304,7 +304,10 @@ impl<H: Host> Engine<H> {
         let Some(colo) = self.colo() else {
             return;
         };
-        if stored.body.len() > self.config.colo.max_object_bytes {
+        // The head of an object in slices stays out: an instance of an older version in the
+        // same data centre would read it as a complete, empty response.
+        let sliced = super::read::Slicing::of(stored).is_some();
+        if stored.body.len() > self.config.colo.max_object_bytes || sliced {
             return;
         }
         let Some((ttl_ms, encoded)) = self.encode_for_tier(stored) else {

@@ -221,6 +221,20 @@ impl Filling {
 }
 
 impl FillState {
+    /// A new reader's slot, reading from the first chunk.
+    fn add_reader(&mut self) -> usize {
+        match self.readers.iter().position(Option::is_none) {
+            Some(free) => {
+                self.readers[free] = Some(0);
+                free
+            }
+            None => {
+                self.readers.push(Some(0));
+                self.readers.len() - 1
+            }
+        }
+    }
+
     /// Releases the chunks every reader has read (only when the body is not kept).
     fn release_read(&mut self) {
         if self.keep {
@@ -255,20 +269,9 @@ pub struct FillReader {
 }
 
 impl FillReader {
-    /// A reader of `fill` from its first byte.
+    /// The first reader of `fill`, which its creator has just made.
     pub fn new(fill: Arc<Filling>) -> Self {
-        let slot = fill
-            .state
-            .with(|s| match s.readers.iter().position(Option::is_none) {
-                Some(free) => {
-                    s.readers[free] = Some(0);
-                    free
-                }
-                None => {
-                    s.readers.push(Some(0));
-                    s.readers.len() - 1
-                }
-            });
+        let slot = fill.state.with(FillState::add_reader);
         FillReader {
             fill,
             slot,
@@ -276,6 +279,23 @@ impl FillReader {
             skip: 0,
             take: None,
         }
+    }
+
+    /// A reader of `fill` from its first byte, joining it while it runs: `None` when that
+    /// first byte is gone (a fill not kept releases what its readers have read) or the fill
+    /// failed. The one check of whether a request may read a fill it did not start.
+    pub fn join(fill: Arc<Filling>) -> Option<Self> {
+        let slot = fill.state.with(|s| {
+            let whole = s.first_chunk == 0 && !matches!(s.end, End::Failed(_));
+            whole.then(|| s.add_reader())
+        })?;
+        Some(FillReader {
+            fill,
+            slot,
+            next_chunk: 0,
+            skip: 0,
+            take: None,
+        })
     }
 
     /// This reader, sending only `range` of the body (a single-part `206`).
@@ -421,17 +441,10 @@ impl Fills {
         id
     }
 
-    /// The fills of `key` a request may join: in progress and kept. The caller checks
-    /// each against its request.
+    /// The fills of `key` in progress (only fills to be stored are registered). The
+    /// caller checks each against its request, and joins it with [`FillReader::join`].
     pub fn find(&self, key: &str) -> Vec<InProgress> {
-        let Some(fills) = self.by_key.get(key) else {
-            return Vec::new();
-        };
-        fills
-            .iter()
-            .filter(|f| !f.filling.ended() && f.filling.keeps())
-            .cloned()
-            .collect()
+        self.by_key.get(key).cloned().unwrap_or_default()
     }
 
     /// Takes the fills of `key` (a URL purge) out of the table.

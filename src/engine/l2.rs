@@ -8,9 +8,14 @@
 //!   entry's freshness plus stale and validator-retention windows; for a body larger than
 //!   `l2.chunk_bytes`, the head of a chunked body instead ([`crate::entry::encode_chunked_head`]);
 //! - `{prefix}e{epoch}:chunk:{write id}:{n}`: chunk `n` of a chunked body, written before its
-//!   head and kept [`CHUNK_TTL_MARGIN_MS`] longer. A purge deletes the head; its chunks are
-//!   then read by nothing and expire. A new write has a new write id, so the chunks of two
-//!   writes never mix, and a head whose chunk is missing or damaged is a miss;
+//!   head and kept [`CHUNK_TTL_MARGIN_MS`] longer. The write id comes from the key and the
+//!   body ([`ChunkManifest::id_for`]): a rewrite of the same body reuses the chunks, another
+//!   body under the same key gets other chunks, so two versions never mix; a head whose
+//!   chunk is missing or damaged is a miss. A purge deletes the head; its chunks are then
+//!   read by nothing and expire with the TTL they were written with;
+//! - the head of an object stored in slices ([`super::read::Slicing`]) is written as a
+//!   chunked head of no chunks, which versions before slicing do not read (they would take
+//!   it for a complete, empty response);
 //! - `{prefix}e{epoch}:tag:{tag}`: the set of object keys carrying a purge tag;
 //! - `{prefix}epoch`, `{prefix}purge:seq`, `{prefix}purge:{n}`, `{prefix}lease:{cache key}`:
 //!   see [`super::sync`].
@@ -22,7 +27,7 @@ use alloc::vec::Vec;
 
 use crate::entry::{
     decode_head, encode, encode_chunked_head, CachedResponse, ChunkError, ChunkManifest,
-    DecodeLimits, EncodeOptions,
+    DecodeError, DecodeLimits, EncodeOptions,
 };
 use crate::policy::storage::lifetimes;
 use crate::time::Timestamp;
@@ -197,6 +202,8 @@ impl<H: Host> Engine<H> {
                 Ok(body) => Ok(CachedResponse { body, ..head }),
                 Err(error) => Err(error),
             },
+            // Written by a newer version: a miss for this one, left for those that read it.
+            Err(DecodeError::UnsupportedVersion(_)) => return None,
             Err(_) => Err(ChunkError::Corrupt(0)),
         };
         match read {
@@ -257,7 +264,7 @@ impl<H: Host> Engine<H> {
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
-        let Some((ttl_ms, value)) = self.l2_value(epoch, stored).await else {
+        let Some((ttl_ms, value)) = self.l2_value(epoch, &keys[0], stored).await else {
             return;
         };
         let url = (keys.len() > 1).then(|| super::read::url_tag(&keys[0]));
@@ -276,19 +283,26 @@ impl<H: Host> Engine<H> {
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
-        let Some((ttl_ms, value)) = self.l2_value(epoch, stored).await else {
+        let Some((ttl_ms, value)) = self.l2_value(epoch, key, stored).await else {
             return;
         };
         self.l2_write(epoch, key, (ttl_ms, &value), stored, Some(url_tag))
             .await;
     }
 
-    /// What the object key of `stored` holds, and for how long: its encoding, or, for a
-    /// body larger than `l2.chunk_bytes`, the head of its chunks, which are written first
-    /// (`None` when one could not be, or the entry is of no further use).
-    async fn l2_value(&self, epoch: i64, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
+    /// What the object key of `stored` (under `cache_key`) holds, and for how long: its
+    /// encoding, or, for a body larger than `l2.chunk_bytes` or the head of an object in
+    /// slices, a chunked head, whose chunks are written first (`None` when one could not
+    /// be, or the entry is of no further use).
+    async fn l2_value(
+        &self,
+        epoch: i64,
+        cache_key: &str,
+        stored: &CachedResponse,
+    ) -> Option<(u64, Vec<u8>)> {
         let chunk_bytes = self.config.l2.chunk_bytes;
-        if stored.body.len() <= chunk_bytes {
+        let sliced = super::read::Slicing::of(stored).is_some();
+        if stored.body.len() <= chunk_bytes && !sliced {
             return self.encode_for_tier(stored);
         }
         let now = self.runtime.now();
@@ -298,10 +312,10 @@ impl<H: Host> Engine<H> {
         if ttl_ms == 0 {
             return None;
         }
-        let write_id = self.runtime.random_u64();
-        let (manifest, chunks) = ChunkManifest::split(&stored.body, chunk_bytes, write_id);
+        let (mut manifest, chunks) = ChunkManifest::split(&stored.body, chunk_bytes, 0);
+        manifest.write_id = manifest.id_for(cache_key);
         for (n, chunk) in chunks.into_iter().enumerate() {
-            let key = self.l2_chunk_key(epoch, write_id, n);
+            let key = self.l2_chunk_key(epoch, manifest.write_id, n);
             let tier = self.l2_tier()?;
             let chunk_ttl = ttl_ms.saturating_add(CHUNK_TTL_MARGIN_MS);
             self.l2_guarded(tier.set(&key, chunk, chunk_ttl)).await?;

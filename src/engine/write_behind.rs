@@ -301,6 +301,17 @@ impl<H: Host> Engine<H> {
         head: RequestView,
         body: Option<H::Body>,
     ) -> Handled<H::Body> {
+        let key = match head.headers().get("idempotency-key") {
+            Some(value) if sane_key(value) => String::from_utf8_lossy(value).into_owned(),
+            _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
+        };
+        if !self.write_behind_usable().await {
+            // Nothing will be queued (the shared tier was refused, or has not answered its
+            // check): the write streams through at once, whatever its size, with its key.
+            let mut headers = head.headers().clone();
+            headers.set("idempotency-key", &key);
+            return self.write_through(head.with_headers(headers), body).await;
+        }
         let limit = self.config.write_behind.max_body_bytes;
         let body = match body {
             None => Vec::new(),
@@ -322,10 +333,6 @@ impl<H: Host> Engine<H> {
                 }
             },
         };
-        let key = match head.headers().get("idempotency-key") {
-            Some(value) if sane_key(value) => String::from_utf8_lossy(value).into_owned(),
-            _ => generated_key(self.runtime.random_u64(), self.runtime.random_u64()),
-        };
         let mut headers = head.end_to_end_headers();
         // What may never reach the origin is not queued either (an older instance may be
         // the one that delivers it); the delivery adds edgecache's forwarding fields.
@@ -343,13 +350,9 @@ impl<H: Host> Engine<H> {
         };
         let fields = record.to_fields();
         let borrowed: Vec<(&str, &[u8])> = fields.iter().map(|(n, v)| (*n, v.as_slice())).collect();
-        // A shared tier not checked yet is checked first; one refused, or that did not
-        // answer, queues nothing.
         let appended = match self.l2_tier() {
-            Some(tier) if self.write_behind_usable().await => {
-                self.append_bounded(tier, &borrowed).await
-            }
-            _ => None,
+            Some(tier) => self.append_bounded(tier, &borrowed).await,
+            None => None,
         };
         drop(borrowed);
         let Record { head, body, .. } = record;
@@ -448,10 +451,22 @@ impl<H: Host> Engine<H> {
         if self.shared.is_none() {
             return true;
         }
-        match self.state.with(|s| s.shared_tier_check) {
+        let now = self.runtime.now();
+        let cooldown = self.config.l2.breaker_cooldown_ms;
+        let state = self.state.with(|s| {
+            let state = s.shared_tier_check;
+            if matches!(state, SharedTierCheck::Unanswered { retry_at } if now >= retry_at) {
+                // This request asks again; the others meanwhile send their writes through.
+                s.shared_tier_check = SharedTierCheck::Unanswered {
+                    retry_at: now.plus_millis(cooldown),
+                };
+            }
+            state
+        });
+        match state {
             SharedTierCheck::Passed => true,
             SharedTierCheck::Refused => false,
-            SharedTierCheck::Unanswered { retry_at } if self.runtime.now() < retry_at => false,
+            SharedTierCheck::Unanswered { retry_at } if now < retry_at => false,
             SharedTierCheck::Pending | SharedTierCheck::Unanswered { .. } => {
                 self.check_shared_tier_and_log().await;
                 self.state

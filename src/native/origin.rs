@@ -173,6 +173,7 @@ impl Origin for HyperOrigin {
         let uri: Uri = format!("{}{}", self.base, request.path_and_query)
             .parse()
             .map_err(|e| OriginError::Broken(format!("bad request target: {e}")))?;
+        let request_method = request.method.clone();
         let method = Method::from_bytes(request.method.as_bytes())
             .map_err(|_| OriginError::Broken("bad method".into()))?;
         let mut builder = hyper::Request::builder().method(method).uri(uri);
@@ -188,6 +189,7 @@ impl Origin for HyperOrigin {
         let outgoing = builder
             .body(request.body.unwrap_or_else(empty))
             .map_err(|e| OriginError::Broken(e.to_string()))?;
+        let safe = matches!(request_method.as_str(), "GET" | "HEAD");
         let response = self.client.request(outgoing).await.map_err(|e| {
             // The whole chain: a refused certificate is a few causes down.
             let why = tls::causes(&e);
@@ -196,9 +198,10 @@ impl Origin for HyperOrigin {
                 OriginError::Unreachable(why)
             } else if sending_the_body_failed(&e) {
                 OriginError::RequestBody(why)
-            } else if closed_before_answering(&e) {
-                // Nothing came back: as unavailable as an origin that refuses connections
-                // (RFC 9111 §4.2.4 "disconnected"), as the Worker's runtime reports it too.
+            } else if safe && closed_before_answering(&e) {
+                // Nothing came back to a read: as unavailable as an origin that refuses
+                // connections (RFC 9111 §4.2.4 "disconnected"), as the Worker's runtime
+                // reports it too. (A write the origin may have carried out stays broken.)
                 OriginError::Unreachable(why)
             } else {
                 OriginError::Broken(why)

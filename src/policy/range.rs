@@ -171,6 +171,20 @@ fn overlapping(ranges: &[ByteRange]) -> bool {
     })
 }
 
+/// The strong validator of a response with `headers`, as `If-Range` may name it (RFC 9110
+/// §13.1.5): its strong `ETag`, else its `Last-Modified` if that is a strong validator
+/// (at least 60 seconds before its `Date`, §8.8.2.2). What identifies a representation
+/// well enough to put bytes of it together from several responses.
+pub fn strong_validator(headers: &Headers) -> Option<&str> {
+    if let Some(etag) = headers.get_str("etag").map(str::trim) {
+        if etag.starts_with('"') {
+            return Some(etag);
+        }
+    }
+    let last_modified = headers.get_str("last-modified")?.trim();
+    if_range_holds(last_modified, headers).then_some(last_modified)
+}
+
 /// Whether the `If-Range` condition holds for a response with `response_headers` (RFC 9110
 /// §13.1.5): an entity-tag must be strong and equal to the response's strong `ETag`; a
 /// date must equal its `Last-Modified`, and be a strong validator, which for a cache means

@@ -26,6 +26,7 @@ use core::ops::Range;
 
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
+use crate::policy::range::strong_validator;
 use crate::policy::storage::lifetimes;
 use crate::policy::vary;
 use crate::store::{EntryMeta, Windows};
@@ -76,14 +77,14 @@ impl Slicing {
 }
 
 /// How a response too large to store whole is sliced, if it may be: a `200` of declared
-/// length whose origin takes byte ranges (`Accept-Ranges: bytes`), with a validator to
-/// check every slice against (a strong `ETag`, or `Last-Modified`), not varying (slices
-/// are keyed by URL alone) and not already partial. `None` when `slice_bytes` is 0 (off).
+/// length whose origin takes byte ranges (`Accept-Ranges: bytes`), with a strong validator
+/// to check every slice against ([`strong_validator`]), not varying (slices are keyed by
+/// URL alone) and not already partial. `None` when `slice_bytes` is 0 (off).
 pub fn sliceable(status: u16, fields: &Headers, slice_bytes: usize) -> Option<Slicing> {
     let takes_ranges = fields
         .list_items("accept-ranges")
         .any(|unit| unit.eq_ignore_ascii_case(b"bytes"));
-    let validated = strong_etag(fields).is_some() || fields.contains("last-modified");
+    let validated = strong_validator(fields).is_some();
     let plain = status == 200
         && !fields.contains("content-range")
         && vary::nominated_fields(fields).is_empty()
@@ -98,35 +99,18 @@ pub fn sliceable(status: u16, fields: &Headers, slice_bytes: usize) -> Option<Sl
     })
 }
 
-/// The strong `ETag` of `fields`, if any (a weak one cannot vouch for bytes, RFC 9110 §8.8.1).
-fn strong_etag(fields: &Headers) -> Option<&str> {
-    fields
-        .get_str("etag")
-        .map(str::trim)
-        .filter(|tag| tag.starts_with('"'))
-}
-
 /// Whether `slice` holds bytes of the representation `head` describes: the same strong
-/// `ETag`, or, without one, the same `Last-Modified`.
+/// validator (the head has one: it was sliced for it).
 fn same_representation(head: &Headers, slice: &Headers) -> bool {
-    match strong_etag(head) {
-        Some(tag) => strong_etag(slice) == Some(tag),
-        None => {
-            let modified = last_modified(head);
-            modified.is_some() && modified == last_modified(slice)
-        }
-    }
+    let validator = strong_validator(head);
+    validator.is_some() && validator == strong_validator(slice)
 }
 
-/// The `Last-Modified` of `fields`, if any.
-fn last_modified(fields: &Headers) -> Option<&str> {
-    fields.get_str("last-modified").map(str::trim)
-}
-
-/// The key slice `index` of the object under `key` is stored under (U+001F never appears
-/// in a URL's key).
-fn slice_key(key: &str, index: u64) -> String {
-    format!("{key}\u{1f}slice {index}")
+/// The key the slice of `bytes` of the object under `key` is stored under: named by its
+/// bytes, not its index, so objects sliced another way never read each other's (U+001F
+/// never appears in a URL's key).
+fn slice_key(key: &str, bytes: &Range<u64>) -> String {
+    format!("{key}\u{1f}slice {}-{}", bytes.start, bytes.end)
 }
 
 /// The work of assembling a response's content from the slices of its object
@@ -218,9 +202,10 @@ impl<H: Host> Engine<H> {
             let to = job.span.end.min(bytes.end) - bytes.start;
             // Within the slice, whose length was checked: fits a `usize`.
             transit.append(slice.body[from as usize..to as usize].to_vec());
-            let room = core::future::poll_fn(|cx| transit.poll_room(cx)).await;
-            if room == Room::NoReaders {
-                transit.fail("every client left");
+            let wait = self.config.limits.between_bytes_timeout_ms;
+            let room = core::future::poll_fn(|cx| transit.poll_room(cx));
+            if with_timeout(&self.runtime, wait, room).await != Some(Room::Ready) {
+                transit.fail("its client left, or read nothing for too long");
                 unfinished.done();
                 return;
             }
@@ -232,7 +217,7 @@ impl<H: Host> Engine<H> {
     /// Slice `index` of the job's object: from L1, the shared tier, a fetch of it in
     /// progress, or the origin.
     async fn slice(&self, job: &SliceJob, index: u64) -> Result<Arc<CachedResponse>, String> {
-        let key = slice_key(&job.key, index);
+        let key = slice_key(&job.key, &job.slicing.bytes_of(index));
         let usable = |slice: &Arc<CachedResponse>| {
             let expected = job.slicing.bytes_of(index);
             same_representation(&job.entry.headers, &slice.headers)
@@ -295,13 +280,11 @@ impl<H: Host> Engine<H> {
         let bytes = job.slicing.bytes_of(index);
         let host_keyed = self.config.key.include_host;
         let mut headers = job.head.origin_headers(&self.trust, &[], host_keyed);
-        for field in ["if-none-match", "if-modified-since", "range", "if-range"] {
+        for field in super::fill::ANSWERED_BY_THE_CACHE {
             headers.remove(field);
         }
         headers.set("range", format!("bytes={}-{}", bytes.start, bytes.end - 1));
-        let validator =
-            strong_etag(&job.entry.headers).or_else(|| job.entry.headers.get_str("last-modified"));
-        if let Some(validator) = validator {
+        if let Some(validator) = strong_validator(&job.entry.headers) {
             headers.set("if-range", validator);
         }
         let request = OriginRequest {
@@ -336,13 +319,22 @@ impl<H: Host> Engine<H> {
             OriginBody::Buffered(body) if body.len() as u64 == want => Some(body),
             _ => None,
         };
-        let matches = response.status == 206
-            && response.headers.get_str("content-range").map(str::trim) == Some(&*expected_range)
-            && same_representation(&job.entry.headers, &response.headers);
+        let same = same_representation(&job.entry.headers, &response.headers);
+        let content_range = response.headers.get_str("content-range").map(str::trim);
+        let matches = response.status == 206 && same && content_range == Some(&*expected_range);
         let Some(body) = body.filter(|_| matches) else {
-            // Another representation (or an origin that no longer serves ranges): this
-            // head is obsolete, and so are its slices.
-            self.invalidate_keys(core::slice::from_ref(&job.key)).await;
+            // Only proof of a new representation (a whole `200`, the `If-Range` having
+            // failed, or a `206` of another validator or length) makes the head and its
+            // slices obsolete everywhere; any other answer (an error, a refusal) ends this
+            // response, and the object stays cached.
+            let length = format!("/{}", job.slicing.length);
+            let other_length = content_range.is_some_and(|r| !r.ends_with(&*length));
+            let renewed = matches!(response.status, 200 | 206) && (!same || other_length);
+            if renewed {
+                self.invalidate_keys(core::slice::from_ref(&job.key)).await;
+            } else {
+                self.count(|s| s.origin_errors += 1);
+            }
             return Err(format!(
                 "slice {index}: the origin's answer is not {expected_range} of the stored representation (status {})",
                 response.status
@@ -428,6 +420,15 @@ mod tests {
         etag: Rc<RefCell<&'static str>>,
         ranges: bool,
     ) -> (Simulation, Rc<RefCell<Vec<String>>>) {
+        origin_in_trouble(etag, ranges, Rc::new(RefCell::new(None)))
+    }
+
+    /// [`origin`], answering ranges with the status `trouble` holds while it holds one.
+    fn origin_in_trouble(
+        etag: Rc<RefCell<&'static str>>,
+        ranges: bool,
+        trouble: Rc<RefCell<Option<u16>>>,
+    ) -> (Simulation, Rc<RefCell<Vec<String>>>) {
         let sim = Simulation::new(
             Timestamp::from_millis(1_000_000),
             Answer::respond(200, &[], ""),
@@ -447,6 +448,10 @@ mod tests {
             let range = req.headers.get_str("range").map(String::from);
             let if_range_holds = req.headers.get_str("if-range").is_none_or(|v| v == tag);
             let answer = match range {
+                Some(_) if trouble.borrow().is_some() => {
+                    let status = trouble.borrow().unwrap_or(503);
+                    return (Answer::respond(status, &[], "trouble"), 0);
+                }
                 Some(range) if ranges && if_range_holds => {
                     log.borrow_mut().push(range.clone());
                     let (a, b) = range
@@ -573,6 +578,56 @@ mod tests {
             5,
             "every slice again, of v2"
         );
+    }
+
+    /// An error answering a slice (a 503, a refusal) cuts that response off but proves
+    /// nothing about the object: it stays cached, and the next request is served from it.
+    #[test]
+    fn an_error_answering_a_slice_keeps_the_object() {
+        let trouble = Rc::new(RefCell::new(None));
+        let etag = Rc::new(RefCell::new("\"v1\""));
+        let (sim, ranges) = origin_in_trouble(etag, true, trouble.clone());
+        let engine = sim.engine(config()).unwrap();
+        let asked = [("range", "bytes=0-10")];
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/e", &asked)));
+        *trouble.borrow_mut() = Some(503);
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/e", &[])));
+        assert!(r.body.is_err(), "cut off");
+        *trouble.borrow_mut() = None;
+        let before = sim.fetches();
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/e", &[])));
+        assert_eq!(again.body.as_deref(), Ok(content().as_str()));
+        assert!(status(&again).contains("hit"), "{}", status(&again));
+        assert_eq!(
+            sim.fetches() - before,
+            4,
+            "the four slices it lacked, not the object again"
+        );
+        assert_eq!(ranges.borrow().len(), 5);
+    }
+
+    /// A `Last-Modified` too close to the response's `Date` is a weak validator (RFC 9110
+    /// §8.8.2.2): it cannot vouch for bytes put together from several responses, so the
+    /// object is not sliced.
+    #[test]
+    fn a_weak_last_modified_is_not_enough_to_slice() {
+        let fields = |lm: &str| {
+            crate::headers::Headers::from_pairs([
+                ("accept-ranges", "bytes"),
+                ("content-length", "5000"),
+                ("date", "Mon, 07 Dec 2026 08:00:00 GMT"),
+                ("last-modified", lm),
+            ])
+        };
+        let weak = fields("Mon, 07 Dec 2026 07:59:30 GMT");
+        assert!(super::sliceable(200, &weak, 1024).is_none());
+        let strong = fields("Mon, 07 Dec 2026 07:00:00 GMT");
+        assert!(super::sliceable(200, &strong, 1024).is_some());
     }
 
     /// An origin that does not take ranges: the object streams through uncached.

@@ -41,7 +41,7 @@ fn is_error_status(status: u16) -> bool {
 /// with: the client's validators (forwarding them would fetch a `304` it could not store,
 /// RFC 9111 §4.3.2) and its range (a `206` it would not store; the range is cut from the
 /// complete response, RFC 9110 §14.2).
-const ANSWERED_BY_THE_CACHE: [&str; 4] =
+pub(in crate::engine::read) const ANSWERED_BY_THE_CACHE: [&str; 4] =
     ["if-none-match", "if-modified-since", "range", "if-range"];
 
 impl<H: Host> Engine<H> {
@@ -150,6 +150,11 @@ impl<H: Host> Engine<H> {
             }
         };
 
+        // The cache's own bookkeeping field is never the origin's to set, not even on a
+        // `304` whose fields are merged into the stored ones.
+        let mut response = response;
+        response.headers.remove(SLICES_FIELD);
+
         // A 304 answering our own conditional request: freshen the stored response.
         if response.status == 304 {
             if let Some(stored) = revalidating.as_ref() {
@@ -169,8 +174,6 @@ impl<H: Host> Engine<H> {
 
         let status = response.status;
         let mut response = response;
-        // The cache's own bookkeeping field is never the origin's to set.
-        response.headers.remove(SLICES_FIELD);
         self.add_key_fields(head, &mut response.headers);
         let (decision, route_override) =
             self.decide_for(head, status, &response.headers, request_time, response_time);

@@ -4,6 +4,7 @@
 //! (RFC 5861 §3). The origin round trip itself is [`fetch`].
 
 mod fetch;
+pub(super) use fetch::ANSWERED_BY_THE_CACHE;
 mod streaming;
 
 use alloc::boxed::Box;
@@ -157,9 +158,6 @@ impl<H: Host> Engine<H> {
         fill: InProgress,
         fwd: Forward,
     ) -> Option<Handled<H::Body>> {
-        if fill.filling.failed() {
-            return None;
-        }
         let evaluation = self.evaluate(head.headers(), &fill.entry, self.runtime.now());
         if !usable(&evaluation) {
             return None;
@@ -175,7 +173,7 @@ impl<H: Host> Engine<H> {
             &[entry],
             crate::engine::Source::Cache,
         );
-        let reader = FillReader::new(fill.filling);
+        let reader = FillReader::join(fill.filling)?;
         Some(Handled::now(respond::reading_fill(response, reader)))
     }
 
@@ -347,9 +345,12 @@ impl<H: Host> Engine<H> {
         // A fill in progress holds the lease until its L2 write, or releases it if it fails.
         let stored = matches!(outcome, Outcome::Stored(_) | Outcome::Filling(_));
         guard.finish(outcome);
-        // What the fetch leaves to do (tier writes, an invalidation) runs now, as after any
-        // response; the L2 write releases the lease.
-        if let Some(job) = handled.job {
+        // What the fetch leaves to do (a fill, tier writes, an invalidation) runs now, as
+        // after any response; the L2 write releases the lease. Nobody reads this response:
+        // dropped first, so a fill does not wait for a reader that never comes.
+        let Handled { response, job } = handled;
+        drop(response);
+        if let Some(job) = job {
             Box::pin(self.run_job(job)).await;
         }
         if leased && !stored {

@@ -144,9 +144,17 @@ impl<H: Host> Engine<H> {
                 self.state.with(|s| s.fills.end(key, id));
             }
             filling.append(bytes);
-            let room = core::future::poll_fn(|cx| filling.poll_room(cx)).await;
-            if room == Room::NoReaders {
-                return Ended::Unread;
+            // Readers that stop reading altogether count as gone after the same wait.
+            let room = core::future::poll_fn(|cx| filling.poll_room(cx));
+            match with_timeout(&self.runtime, limits.between_bytes_timeout_ms, room).await {
+                Some(Room::Ready) => {}
+                Some(Room::NoReaders) => return Ended::Unread,
+                None => {
+                    return Ended::Failed(format!(
+                        "its clients read nothing for {} ms",
+                        limits.between_bytes_timeout_ms
+                    ))
+                }
             }
         }
     }
@@ -180,6 +188,7 @@ impl<L: Lock<EngineState>> Drop for Unfinished<'_, L> {
 #[cfg(test)]
 mod tests {
     use alloc::string::String;
+    use alloc::sync::Arc;
     use alloc::vec::Vec;
 
     use crate::engine::admin::PurgeTarget;
@@ -465,6 +474,59 @@ mod tests {
                 "{target:?}"
             );
         }
+    }
+
+    /// A request cannot join a fill whose first bytes are gone (a fill not kept releases
+    /// what its readers have read): it would get a body without its start that ends cleanly.
+    #[test]
+    fn a_fill_whose_start_is_gone_cannot_be_joined() {
+        use crate::engine::filling::{FillReader, Filling};
+        let fill = Arc::new(Filling::new(None, true));
+        let mut first = FillReader::new(fill.clone());
+        fill.append(b"aaaa".to_vec());
+        assert!(
+            FillReader::join(fill.clone()).is_some(),
+            "all of it is there"
+        );
+        fill.stop_keeping();
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let _ = first.poll_chunk(&mut cx);
+        assert!(
+            FillReader::join(fill.clone()).is_none(),
+            "its start was released"
+        );
+        fill.fail("gone");
+        assert!(FillReader::join(Arc::new(Filling::new(None, true))).is_some());
+    }
+
+    /// A background revalidation whose new body (of undeclared length) outgrows the object
+    /// limit ends: nobody reads it, so it is not kept waiting for a reader (it hung, holding
+    /// its origin connection and the body read so far).
+    #[test]
+    fn a_revalidation_outgrowing_the_limit_ends() {
+        let cc = ("cache-control", "max-age=1, stale-while-revalidate=600");
+        let sim = Simulation::new(
+            Timestamp::from_millis(T0),
+            Answer::respond(200, &[cc], "small"),
+        );
+        let mut config = EngineConfig::default();
+        config.limits.max_object_bytes = 1 << 20;
+        let engine = sim.engine(config).unwrap();
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/g", &[])));
+        sim.clock.advance_secs(5);
+        let big = "x".repeat(700 << 10);
+        let pieces: Vec<(u64, &str)> = (0..4).map(|n| (n * 10, big.as_str())).collect();
+        sim.then(Answer::stream(200, &[cc], &pieces, StreamEnd::Complete));
+        let stale = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/g", &[])));
+        assert_eq!(stale.body.as_deref(), Ok("small"));
+        assert_eq!(sim.fetches(), 2, "revalidated once, and that ended");
+        assert!(
+            sim.clock.now() < Timestamp::from_millis(T0 + 6_000),
+            "at once, not after the between-bytes timeout"
+        );
     }
 
     /// A client that leaves mid-fill does not stop it: the response is stored for the
