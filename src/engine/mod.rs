@@ -13,6 +13,7 @@ pub mod config;
 pub mod filling;
 pub mod flight;
 pub mod host;
+pub mod join;
 pub mod l2;
 pub mod refresh;
 pub mod stats;
@@ -481,7 +482,27 @@ impl<H: Host> Engine<H> {
 
     /// Runs background work returned by [`Engine::handle`].
     pub async fn run_job(&self, job: Job<H::Body>) {
-        let mut queue = alloc::vec![job];
+        // What clients are reading (fills, slice assemblies) runs beside the rest, so a
+        // purge sync or a tier write never holds up their bytes, nor they the lease release.
+        let mut streams = Vec::new();
+        let mut rest = Vec::new();
+        let mut batch = alloc::vec![job];
+        while let Some(job) = batch.pop() {
+            match job {
+                Job::Batch(jobs) => batch.extend(jobs),
+                Job::Fill(_) | Job::Slices(_) => streams.push(job),
+                other => rest.push(other),
+            }
+        }
+        // Taken in the order they run; `run_in_turn` takes from the end.
+        streams.reverse();
+        rest.reverse();
+        join::join(self.run_in_turn(streams), self.run_in_turn(rest)).await;
+    }
+
+    /// Runs `jobs` one after the other (those they lead to included).
+    async fn run_in_turn(&self, jobs: Vec<Job<H::Body>>) {
+        let mut queue = jobs;
         while let Some(job) = queue.pop() {
             match job {
                 Job::Batch(jobs) => queue.extend(jobs),

@@ -192,13 +192,11 @@ pub(crate) fn ranged<B>(
     mut response: Response<B>,
     boundary: impl FnOnce() -> String,
 ) -> Response<B> {
+    // In `u64`: a fill (an object in slices) may be larger than a 32-bit `usize`.
     let complete = match &response.body {
-        Body::Cached(stored) => stored.body.len(),
-        Body::Bytes(bytes) => bytes.len(),
-        Body::Filling(reader) => match reader
-            .expected_length()
-            .and_then(|n| usize::try_from(n).ok())
-        {
+        Body::Cached(stored) => stored.body.len() as u64,
+        Body::Bytes(bytes) => bytes.len() as u64,
+        Body::Filling(reader) => match reader.expected_length() {
             Some(length) => length,
             None => return response,
         },
@@ -213,7 +211,7 @@ pub(crate) fn ranged<B>(
         request_headers,
         response.status,
         validators,
-        complete as u64,
+        complete,
     );
     let parts = match decision {
         Ranged::Whole => return response,
@@ -231,7 +229,7 @@ pub(crate) fn ranged<B>(
             // Never stored downstream: a cache in front that kept this 416 under the stored
             // response's freshness would answer plain GETs with it.
             fields.set("cache-control", "no-store");
-            fields.set("content-range", range::unsatisfied_range(complete as u64));
+            fields.set("content-range", range::unsatisfied_range(complete));
             response.headers = fields;
             response.status = 416;
             response.body = Body::Empty;
@@ -242,19 +240,16 @@ pub(crate) fn ranged<B>(
         }
         Ranged::Partial(parts) => parts,
     };
-    // Offsets below `complete`, a `usize`, so they fit one.
+    // Offsets into content held in memory: below its length, a `usize`, so they fit one.
     let span = |r: &ByteRange| r.first as usize..r.last as usize + 1;
     response.status = 206;
     if let [only] = parts.as_slice() {
         response
             .headers
-            .append("content-range", only.content_range(complete as u64));
+            .append("content-range", only.content_range(complete));
         response.body = match core::mem::replace(&mut response.body, Body::Empty) {
             Body::Cached(stored) => Body::Slice(stored, span(only)),
-            Body::Filling(reader) => {
-                let span = span(only);
-                Body::Filling(reader.range(span.start as u64..span.end as u64))
-            }
+            Body::Filling(reader) => Body::Filling(reader.range(only.first..only.last + 1)),
             Body::Bytes(mut bytes) => {
                 bytes.truncate(span(only).end);
                 bytes.drain(..span(only).start);
@@ -279,7 +274,7 @@ pub(crate) fn ranged<B>(
         if let Some(part_type) = &part_type {
             body.extend_from_slice(format!("content-type: {part_type}\r\n").as_bytes());
         }
-        let range = part.content_range(complete as u64);
+        let range = part.content_range(complete);
         body.extend_from_slice(format!("content-range: {range}\r\n\r\n").as_bytes());
         body.extend_from_slice(&content[span(part)]);
         body.extend_from_slice(b"\r\n");
@@ -449,6 +444,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A range of content larger than 4 GiB (an object in slices) is cut where it was
+    /// asked, also where `usize` has 32 bits (the Worker, the browser package).
+    #[test]
+    fn ranges_of_content_beyond_4_gib_are_cut() {
+        use crate::engine::filling::{FillReader, Filling};
+        let length: u64 = 5 << 30;
+        let fill = Arc::new(Filling::new(Some(length), false));
+        let response: Response<()> = Response {
+            status: 200,
+            headers: Headers::from_pairs([("etag", "\"v\"")]),
+            stored_fields: None,
+            body: Body::Filling(FillReader::new(fill)),
+            content_length: None,
+            source: Source::Cache,
+        };
+        let asked = Headers::from_pairs([("range", "bytes=4294967296-4294967305")]);
+        let ranged = ranged("GET", &asked, response, || String::from("b"));
+        assert_eq!(ranged.status, 206);
+        assert_eq!(
+            ranged.headers.get_str("content-range"),
+            Some("bytes 4294967296-4294967305/5368709120")
+        );
+        let Body::Filling(reader) = &ranged.body else {
+            panic!("a fill");
+        };
+        assert_eq!(reader.span(), 4294967296..4294967306);
     }
 
     #[test]

@@ -614,29 +614,7 @@ pub fn body_text<B>(response: &super::Response<B>) -> String {
     }
 }
 
-/// Runs `a` and `b` side by side until both are done.
-pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
-    let mut a = Box::pin(a);
-    let mut b = Box::pin(b);
-    let (mut out_a, mut out_b) = (None, None);
-    core::future::poll_fn(move |cx| {
-        if out_a.is_none() {
-            if let Poll::Ready(out) = a.as_mut().poll(cx) {
-                out_a = Some(out);
-            }
-        }
-        if out_b.is_none() {
-            if let Poll::Ready(out) = b.as_mut().poll(cx) {
-                out_b = Some(out);
-            }
-        }
-        match (out_a.is_some(), out_b.is_some()) {
-            (true, true) => Poll::Ready((out_a.take().unwrap(), out_b.take().unwrap())),
-            _ => Poll::Pending,
-        }
-    })
-    .await
-}
+pub use super::join::join;
 
 /// What a client of the simulated host received: status, fields, and the content read to
 /// its end (or why it was cut off), with the simulated time its first byte came.

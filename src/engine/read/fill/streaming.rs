@@ -529,6 +529,52 @@ mod tests {
         );
     }
 
+    /// A fill runs beside the other jobs of its batch: its client's first bytes do not wait
+    /// for them (here, a warm of a slow URL queued with it).
+    #[test]
+    fn a_fill_does_not_wait_for_the_other_jobs_of_its_batch() {
+        use crate::engine::simulated::Answer as A;
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let streamed = sim.script.borrow().default.clone();
+        sim.script.borrow_mut().answerer = Some(alloc::boxed::Box::new(move |req| {
+            match req.path_and_query.as_str() {
+                "/slow" => (
+                    A::respond(200, &[("cache-control", "max-age=60")], "slow"),
+                    1_000,
+                ),
+                _ => (streamed.clone(), 0),
+            }
+        }));
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/f", &[])));
+        let fill = first.job.take().expect("the fill job");
+        let slow = request("GET", "/slow", &[]);
+        let parsed = crate::engine::RequestView::parse("GET", "http", "/slow", slow.headers, None);
+        let Ok(crate::engine::Target::Resource(view)) = parsed else {
+            panic!("a resource");
+        };
+        let batch = crate::engine::Job::Batch(alloc::vec![
+            fill,
+            crate::engine::Job::Warm(alloc::vec![view])
+        ]);
+        let read = async {
+            let Body::Filling(reader) = &mut first.response.body else {
+                panic!("a fill");
+            };
+            let chunk = core::future::poll_fn(|cx| reader.poll_chunk(cx)).await;
+            assert!(matches!(chunk, Some(Ok(_))));
+            sim.clock.now()
+        };
+        let ((), first_byte) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(batch), read));
+        assert_eq!(
+            first_byte,
+            Timestamp::from_millis(T0),
+            "not after the slow warm"
+        );
+    }
+
     /// A client that leaves mid-fill does not stop it: the response is stored for the
     /// next request.
     #[test]
