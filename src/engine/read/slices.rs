@@ -31,6 +31,7 @@ use crate::policy::storage::lifetimes;
 use crate::policy::vary;
 use crate::store::{EntryMeta, Windows};
 
+use super::fill::{FlightGuard, WaiterGuard};
 use super::url_tag;
 use crate::engine::filling::{FillReader, Filling, Room};
 use crate::engine::flight::{Outcome, Role};
@@ -244,26 +245,28 @@ impl<H: Host> Engine<H> {
             .with(|s| s.flights.join(&key, now, abandon_after))
         {
             Role::Waiter(id) => {
+                // Leaves the flight if the wait ends without the outcome, or is dropped.
+                let waiter = WaiterGuard::new(&self.state, &key, id);
                 let wait = core::future::poll_fn(|cx| {
                     self.state.with(|s| s.flights.poll(&key, id, cx.waker()))
                 });
                 let waited = with_timeout(&self.runtime, self.config.limits.coalesce_wait_ms, wait);
-                match waited.await {
+                let waited = waited.await;
+                waiter.done(waited.is_some());
+                match waited {
                     Some(Outcome::Stored(slice)) if usable(&slice) => Ok(slice),
-                    Some(_) => self.fetch_slice(job, index, &key).await,
-                    None => {
-                        self.state.with(|s| s.flights.leave(&key, id));
-                        self.fetch_slice(job, index, &key).await
-                    }
+                    _ => self.fetch_slice(job, index, &key).await,
                 }
             }
             Role::Leader(id) => {
+                // Finishes the flight as not shared if this fetch is dropped midway.
+                let flight = FlightGuard::new(&self.state, &key, id);
                 let fetched = self.fetch_slice(job, index, &key).await;
                 let outcome = match &fetched {
                     Ok(slice) => Outcome::Stored(slice.clone()),
                     Err(_) => Outcome::NotShared,
                 };
-                self.state.with(|s| s.flights.finish(&key, id, outcome));
+                flight.finish(outcome);
                 fetched
             }
         }

@@ -50,12 +50,7 @@ impl<H: Host> Engine<H> {
                 // Leaves the flight unless the outcome is read: on a timeout, and when this
                 // request is dropped while it waits (its client went away). A waiter that
                 // never leaves would keep a finished flight, and its outcome, for good.
-                let waiter = WaiterGuard {
-                    state: &self.state,
-                    key: &key,
-                    id,
-                    read: false,
-                };
+                let waiter = WaiterGuard::new(&self.state, &key, id);
                 let wait = core::future::poll_fn(|cx| {
                     self.state.with(|s| s.flights.poll(&key, id, cx.waker()))
                 });
@@ -84,12 +79,7 @@ impl<H: Host> Engine<H> {
                 handled
             }
             Role::Leader(id) => {
-                let guard = FlightGuard {
-                    state: &self.state,
-                    key: &key,
-                    id,
-                    finished: false,
-                };
+                let guard = FlightGuard::new(&self.state, &key, id);
                 let mut candidate = candidate;
                 let mut fwd = fwd;
                 if candidate.is_none() && self.shared.is_some() {
@@ -304,12 +294,7 @@ impl<H: Host> Engine<H> {
                 return;
             }
         };
-        let guard = FlightGuard {
-            state: &self.state,
-            key: &key,
-            id,
-            finished: false,
-        };
+        let guard = FlightGuard::new(&self.state, &key, id);
         // Across instances too: one refresh per expiry, the others take its result from L2.
         let mut leased = self.shared.is_some() && self.acquire_lease(&key).await;
         if self.shared.is_some() && !leased {
@@ -379,16 +364,26 @@ enum LeaseOrWait<B> {
 
 /// A waiter's place in a flight, given up ([`super::super::flight::Flights::leave`]) when
 /// it is dropped without having read the outcome.
-struct WaiterGuard<'a, L: Lock<EngineState>> {
+pub(in crate::engine::read) struct WaiterGuard<'a, L: Lock<EngineState>> {
     state: &'a L,
     key: &'a str,
     id: u64,
     read: bool,
 }
 
-impl<L: Lock<EngineState>> WaiterGuard<'_, L> {
+impl<'a, L: Lock<EngineState>> WaiterGuard<'a, L> {
+    /// The place of waiter `id` in the flight of `key`.
+    pub(in crate::engine::read) fn new(state: &'a L, key: &'a str, id: u64) -> Self {
+        WaiterGuard {
+            state,
+            key,
+            id,
+            read: false,
+        }
+    }
+
     /// The wait ended; `read` when the outcome was taken.
-    fn done(mut self, read: bool) {
+    pub(in crate::engine::read) fn done(mut self, read: bool) {
         self.read = read;
     }
 }
@@ -436,15 +431,26 @@ impl<L: Lock<EngineState>> Drop for LeaseGuard<'_, L> {
 
 /// Completes a flight when the leader finishes, or as not shared if the leader is dropped
 /// mid-fetch, so waiters never hang.
-struct FlightGuard<'a, L: Lock<EngineState>> {
+pub(in crate::engine::read) struct FlightGuard<'a, L: Lock<EngineState>> {
     state: &'a L,
     key: &'a str,
     id: u64,
     finished: bool,
 }
 
-impl<L: Lock<EngineState>> FlightGuard<'_, L> {
-    fn finish(mut self, outcome: Outcome) {
+impl<'a, L: Lock<EngineState>> FlightGuard<'a, L> {
+    /// The flight `id` of `key`, led by its holder.
+    pub(in crate::engine::read) fn new(state: &'a L, key: &'a str, id: u64) -> Self {
+        FlightGuard {
+            state,
+            key,
+            id,
+            finished: false,
+        }
+    }
+
+    /// Completes the flight with `outcome`, waking its waiters.
+    pub(in crate::engine::read) fn finish(mut self, outcome: Outcome) {
         self.finished = true;
         self.state
             .with(|s| s.flights.finish(self.key, self.id, outcome));
