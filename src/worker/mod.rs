@@ -22,7 +22,7 @@ use alloc::rc::Rc;
 use alloc::string::{String, ToString};
 use core::cell::RefCell;
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::worker_sys::ext::ResponseInitExt;
 use worker::{event, Context, Env};
 
@@ -236,8 +236,18 @@ fn to_worker_response(mut response: Response<WorkerBody>) -> Result<web_sys::Res
         }
         Body::Stream(WorkerBody::Bytes(bytes)) => with_bytes(&bytes, &init)?,
         // A fill's chunks as they arrive; a failed fill errors the stream, which cuts the
-        // response off.
-        Body::Filling(reader) => streamed(body::fill_stream(reader), &init)?,
+        // response off. Of known length, through a fixed-length stream: the runtime sends
+        // its Content-Length, so a client can tell a cut response from a whole one.
+        Body::Filling(reader) => match reader.expected_length() {
+            Some(length) => {
+                let chunks = body::fill_stream(reader);
+                let fixed: worker::worker_sys::FixedLengthStream =
+                    worker::FixedLengthStream::wrap(chunks, length).into();
+                let readable = fixed.unchecked_ref::<web_sys::TransformStream>().readable();
+                web_sys::Response::new_with_opt_readable_stream_and_init(Some(&readable), &init)?
+            }
+            None => streamed(body::fill_stream(reader), &init)?,
+        },
         Body::Stream(WorkerBody::Chunks(chunks)) => streamed(chunks, &init)?,
     };
     Ok(js)

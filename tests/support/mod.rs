@@ -1406,6 +1406,8 @@ pub async fn assert_a_cold_miss_streams_to_concurrent_clients<F: Frontend + Sync
         let r = read.expect("client task").expect("a whole response");
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), size);
+        // Declared up front, so a response cut off is told from a whole one.
+        assert_eq!(r.header("content-length"), Some(&*size.to_string()));
         assert!(
             r.body == expected,
             "every client gets the same intact bytes"
