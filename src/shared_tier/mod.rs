@@ -1,9 +1,10 @@
 //! The shared tier speaks Redis, in one place: [`RedisTier`] builds the command for every
 //! [`SharedTier`] operation and decodes its reply; a [`Transport`] only carries commands
-//! to a Redis-compatible server and brings the replies back. Two transports exist, one per
-//! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection) and
-//! [`resp`] for hosts that only have a byte stream (the Worker's `connect()` sockets).
-//! [`url`] reads `redis://` URLs for both.
+//! to a Redis-compatible server and brings the replies back. Three transports exist, one per
+//! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection), [`resp`]
+//! for hosts that only have a byte stream (the Worker's `connect()` sockets), and [`rest`]
+//! for hosts that only have HTTP (Redis over HTTP, the Upstash REST protocol, over the
+//! Worker's `fetch`). [`url`] reads their URLs.
 
 #![allow(async_fn_in_trait)]
 
@@ -11,6 +12,7 @@
 pub mod redis_rs;
 #[cfg(feature = "resp")]
 pub mod resp;
+pub mod rest;
 pub mod url;
 
 use alloc::format;
