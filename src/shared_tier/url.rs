@@ -338,6 +338,80 @@ impl SharedTierUrl {
     }
 }
 
+/// A shared tier as a host is configured with it: a URL and, for Redis over HTTP, a token
+/// kept apart from it (a secret of its own: URLs end up in logs and dashboards).
+#[derive(Clone, PartialEq, Eq)]
+pub enum SharedTierTarget {
+    /// RESP (`redis://`, `rediss://`; credentials in the URL).
+    Resp(RedisUrl),
+    /// Redis over HTTP (`https://`), with its bearer token.
+    Rest {
+        /// The REST URL.
+        url: RestUrl,
+        /// The bearer token. Never printed.
+        token: String,
+    },
+}
+
+impl fmt::Debug for SharedTierTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SharedTierTarget::Resp(url) => f.debug_tuple("Resp").field(url).finish(),
+            SharedTierTarget::Rest { url, .. } => f
+                .debug_struct("Rest")
+                .field("url", url)
+                .field("token", &"<redacted>")
+                .finish(),
+        }
+    }
+}
+
+/// Why a URL and token do not make a shared tier (fixed text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TargetError {
+    /// The URL is wrong.
+    Url(SharedTierUrlError),
+    /// A token and no URL.
+    TokenWithoutUrl,
+    /// A token with a RESP URL, whose credentials are in the URL.
+    TokenWithRespUrl,
+    /// A REST URL and no token.
+    MissingToken,
+    /// A token that cannot go in a header (only visible ASCII can).
+    BadToken,
+}
+
+impl SharedTierTarget {
+    /// The shared tier `url` and `token` configure, if any: the URL's scheme chooses the
+    /// transport, and a token goes with a REST URL only (required there). Blank values are
+    /// unset, and white space around a token (a secret pasted with its newline) is dropped.
+    pub fn from_settings(
+        url: Option<&str>,
+        token: Option<&str>,
+    ) -> Result<Option<SharedTierTarget>, TargetError> {
+        let url = url.map(str::trim).filter(|u| !u.is_empty());
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        let Some(url) = url else {
+            return match token {
+                Some(_) => Err(TargetError::TokenWithoutUrl),
+                None => Ok(None),
+            };
+        };
+        match (SharedTierUrl::parse(url).map_err(TargetError::Url)?, token) {
+            (SharedTierUrl::Resp(url), None) => Ok(Some(SharedTierTarget::Resp(url))),
+            (SharedTierUrl::Resp(_), Some(_)) => Err(TargetError::TokenWithRespUrl),
+            (SharedTierUrl::Rest(_), None) => Err(TargetError::MissingToken),
+            (SharedTierUrl::Rest(_), Some(t)) if !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                Err(TargetError::BadToken)
+            }
+            (SharedTierUrl::Rest(url), Some(token)) => Ok(Some(SharedTierTarget::Rest {
+                url,
+                token: token.to_string(),
+            })),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -515,6 +589,60 @@ mod tests {
             if let Err(whole) = SharedTierUrl::parse(url) {
                 assert!(!whole.to_string().contains("s3cr3t"), "{whole}");
             }
+        }
+    }
+    #[test]
+    fn a_token_goes_with_a_rest_url_only() {
+        let rest = SharedTierTarget::from_settings(
+            Some(" https://eu1-cat.upstash.io "),
+            Some("AXtoken=\n"),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&rest, SharedTierTarget::Rest { url, token } if url.base == "https://eu1-cat.upstash.io" && token == "AXtoken="),
+            "{rest:?}"
+        );
+        let debug = format!("{rest:?}");
+        assert!(
+            !debug.contains("AXtoken") && debug.contains("redacted"),
+            "{debug}"
+        );
+        assert!(matches!(
+            SharedTierTarget::from_settings(Some("redis://h:1"), Some("  ")),
+            Ok(Some(SharedTierTarget::Resp(_)))
+        ));
+        assert_eq!(SharedTierTarget::from_settings(None, None), Ok(None));
+        assert_eq!(
+            SharedTierTarget::from_settings(Some(" "), Some("")),
+            Ok(None)
+        );
+        for (url, token, expected) in [
+            (None, Some("t"), TargetError::TokenWithoutUrl),
+            (
+                Some("rediss://:pw@h"),
+                Some("t"),
+                TargetError::TokenWithRespUrl,
+            ),
+            (Some("https://h"), None, TargetError::MissingToken),
+            (Some("https://h"), Some("two words"), TargetError::BadToken),
+            (Some("https://h"), Some("t\u{e9}"), TargetError::BadToken),
+            (
+                Some("http://10.0.0.1"),
+                Some("t"),
+                TargetError::Url(SharedTierUrlError::Rest(RestUrlError::PlainHttp)),
+            ),
+            (
+                Some("tcp://h"),
+                None,
+                TargetError::Url(SharedTierUrlError::Scheme),
+            ),
+        ] {
+            assert_eq!(
+                SharedTierTarget::from_settings(url, token),
+                Err(expected),
+                "{url:?}"
+            );
         }
     }
 }
