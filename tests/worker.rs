@@ -1,6 +1,9 @@
 #![cfg(all(feature = "server", not(target_arch = "wasm32")))]
 //! End-to-end tests of the Worker (`src/worker/`) under `wrangler dev`, i.e. the real
 //! Workers runtime (workerd), with a real origin and a real `redis-server` on loopback.
+//! The tests of what Workers share through Redis run over both transports ([`Via`]): RESP
+//! over `connect()` sockets, and Redis over HTTP over `fetch` through the test REST server
+//! (`support::rest`) in front of the same kind of `redis-server`.
 //!
 //! The Worker is built once (`scripts/build-worker.sh`, worker-build with the `worker`
 //! feature); each test then starts its own `wrangler dev` instances from a generated config
@@ -11,6 +14,7 @@
 //! otherwise a missing tool is a failure, not a skip.
 
 mod support;
+use support::rest::{RestServer, REST_TOKEN};
 use support::*;
 
 use std::path::PathBuf;
@@ -72,6 +76,98 @@ fn build_worker() {
     }
 }
 
+/// The shared-tier settings a Worker is started with.
+#[derive(Clone, Copy, Debug, Default)]
+struct Redis<'a> {
+    /// `EDGECACHE_REDIS_URL`.
+    url: Option<&'a str>,
+    /// `EDGECACHE_REDIS_TOKEN`.
+    token: Option<&'a str>,
+}
+
+/// How the Workers of a test reach Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// RESP over `connect()` sockets (`redis://`).
+    Sockets,
+    /// Redis over HTTP over `fetch` (`http://` to the test REST server on loopback, with its
+    /// token), the REST server speaking RESP to the Redis behind it.
+    Rest,
+}
+
+/// A real `redis-server`, and the REST server in front of it when the Workers reach it over
+/// REST. Derefs to the `redis-server`, which tests read, stop and restart directly.
+struct SharedRedis {
+    server: RedisServer,
+    rest: Option<RestServer>,
+}
+
+impl SharedRedis {
+    async fn start(via: Via) -> SharedRedis {
+        let server = RedisServer::start().await;
+        let rest = match via {
+            Via::Sockets => None,
+            Via::Rest => Some(RestServer::start(server.port).await),
+        };
+        SharedRedis { server, rest }
+    }
+
+    /// `EDGECACHE_REDIS_URL` and `EDGECACHE_REDIS_TOKEN` for a Worker.
+    fn worker_settings(&self) -> (String, Option<&'static str>) {
+        match &self.rest {
+            None => (self.server.url(), None),
+            Some(rest) => (rest.url(), Some(REST_TOKEN)),
+        }
+    }
+
+    /// Over REST, asserts the Workers went through the REST server (at least `pipelines`
+    /// pipelines and `transactions` transactions): the Worker can reach Redis no other way,
+    /// so the test's assertions on Redis held over REST.
+    fn assert_rest_used(&self, pipelines: usize, transactions: usize) {
+        if let Some(rest) = &self.rest {
+            let (p, t) = (rest.requests("/pipeline"), rest.requests("/multi-exec"));
+            assert!(
+                p >= pipelines && t >= transactions,
+                "REST requests: {p} pipelines, {t} transactions"
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for SharedRedis {
+    type Target = RedisServer;
+    fn deref(&self) -> &RedisServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for SharedRedis {
+    fn deref_mut(&mut self) -> &mut RedisServer {
+        &mut self.server
+    }
+}
+
+/// Two tests of one body: `$sockets` over sockets, `$rest` over Redis over HTTP.
+macro_rules! over_sockets_and_rest {
+    ($body:ident: $sockets:ident, $rest:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sockets() {
+            if skipped() {
+                return;
+            }
+            $body(Via::Sockets).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $rest() {
+            if skipped() {
+                return;
+            }
+            $body(Via::Rest).await
+        }
+    };
+}
+
 /// wrangler dev instances start one at a time (each runs workerd; starting several at once
 /// on two cores only makes every one of them slower).
 static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -84,9 +180,10 @@ struct Worker {
 }
 
 impl Worker {
-    /// Starts a Worker in front of `origin`, sharing `redis` if given, with the engine
-    /// configuration `cache` (JSON, the `EDGECACHE_CACHE` var).
-    async fn start(origin: &Origin, redis: Option<&RedisServer>, cache: &str) -> Worker {
+    /// Starts a Worker in front of `origin`, sharing `redis` if given (over the transport
+    /// it was started for), with the engine configuration `cache` (JSON, the
+    /// `EDGECACHE_CACHE` var).
+    async fn start(origin: &Origin, redis: Option<&SharedRedis>, cache: &str) -> Worker {
         Worker::start_with_state(origin, redis, cache, None).await
     }
 
@@ -94,30 +191,42 @@ impl Worker {
     /// `state`, so Workers started one after another share a data centre's cache.
     async fn start_with_state(
         origin: &Origin,
-        redis: Option<&RedisServer>,
+        redis: Option<&SharedRedis>,
         cache: &str,
         state: Option<&std::path::Path>,
     ) -> Worker {
-        let redis_url = redis.map(RedisServer::url);
-        Worker::start_at(origin, redis_url.as_deref(), cache, state).await
+        let settings = redis.map(SharedRedis::worker_settings);
+        let redis_url = settings.as_ref().map(|(url, _)| url.as_str());
+        let token = settings.as_ref().and_then(|(_, token)| *token);
+        Worker::start_at(origin, redis_url, token, cache, state).await
     }
 
     /// Like [`Worker::start`], with `EDGECACHE_REDIS_URL` exactly `redis_url` (e.g. carrying
-    /// a wrong password).
-    async fn start_with_redis_url(origin: &Origin, redis_url: &str, cache: &str) -> Worker {
-        Worker::start_at(origin, Some(redis_url), cache, None).await
+    /// a wrong password) and `EDGECACHE_REDIS_TOKEN` `token`.
+    async fn start_with_redis_url(
+        origin: &Origin,
+        redis_url: &str,
+        token: Option<&str>,
+        cache: &str,
+    ) -> Worker {
+        Worker::start_at(origin, Some(redis_url), token, cache, None).await
     }
 
     async fn start_at(
         origin: &Origin,
         redis_url: Option<&str>,
+        token: Option<&str>,
         cache: &str,
         state: Option<&std::path::Path>,
     ) -> Worker {
         build_worker();
         let mut errors = Vec::new();
         for _ in 0..3 {
-            match Worker::start_once(&origin.url(), redis_url, cache, state, true).await {
+            let redis = Redis {
+                url: redis_url,
+                token,
+            };
+            match Worker::start_once(&origin.url(), redis, cache, state, true).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -129,7 +238,7 @@ impl Worker {
     /// `.dev.vars` does for local development (the test origin is on loopback).
     async fn start_once(
         origin: &str,
-        redis: Option<&str>,
+        redis: Redis<'_>,
         cache: &str,
         state: Option<&std::path::Path>,
         local_origin: bool,
@@ -144,8 +253,11 @@ impl Worker {
         let mut vars = format!(
             "EDGECACHE_ORIGIN = {origin:?}\nEDGECACHE_ADMIN_TOKEN = {TOKEN:?}\nEDGECACHE_CACHE = {cache:?}\n"
         );
-        if let Some(redis) = redis {
-            vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
+        if let Some(url) = redis.url {
+            vars.push_str(&format!("EDGECACHE_REDIS_URL = {url:?}\n"));
+        }
+        if let Some(token) = redis.token {
+            vars.push_str(&format!("EDGECACHE_REDIS_TOKEN = {token:?}\n"));
         }
         if local_origin {
             vars.push_str("EDGECACHE_ALLOW_PRIVATE_ORIGIN = \"1\"\n");
@@ -255,15 +367,15 @@ const CACHE: &str = r#"{"l2":{"purge_poll_ms":100}}"#;
 
 // ---------------------------------------------------------------------------------------
 
+over_sockets_and_rest!(l2_hits_and_purges_across_workers:
+    miss_then_hit_then_l2_hit_on_a_second_worker,
+    miss_then_hit_then_l2_hit_on_a_second_worker_over_rest);
+
 /// A miss is fetched and stored (Cache-Status says so); the repeat is an L1 hit; a second
 /// Worker (its own workerd, so its own isolate and L1) answers from Redis without going to
-/// the origin.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn miss_then_hit_then_l2_hit_on_a_second_worker() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+/// the origin; a purge at the first Worker reaches the second one's L1.
+async fn l2_hits_and_purges_across_workers(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let a = Worker::start(&origin, Some(&redis), CACHE).await;
     let path = url("/e2e/hit", &[("cc", "max-age=60")]);
@@ -306,6 +418,26 @@ async fn miss_then_hit_then_l2_hit_on_a_second_worker() {
         "backfilled: {}",
         again.cache_status()
     );
+
+    let purged = a.purge(&format!("url={}", enc(&path))).await;
+    assert_eq!(purged["purged"], 1, "{purged}");
+    let refetched = eventually(
+        "the purge at the first Worker to reach the second",
+        WAIT,
+        async || {
+            let r = b.get(&path).await;
+            (r.text() != body).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        refetched.text(),
+        body_for(&path, 2),
+        "{}",
+        refetched.cache_status()
+    );
+    assert_eq!(origin.count(&path), 2);
+    redis.assert_rest_used(4, 0);
 }
 
 /// RFC 5861 §3 at the edge: a stale response within stale-while-revalidate is served at
@@ -378,14 +510,14 @@ async fn concurrent_cold_requests_make_one_origin_fetch() {
     assert!(w.stat("coalesced").await >= 1);
 }
 
+over_sockets_and_rest!(purges_need_the_token:
+    purge_by_url_and_tag_needs_the_token,
+    purge_by_url_and_tag_needs_the_token_over_rest);
+
 /// The admin API refuses a missing or wrong token and changes nothing; with the token a
 /// URL purge and a tag purge each make the next request go to the origin.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_by_url_and_tag_needs_the_token() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+async fn purges_need_the_token(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
     let by_url = url("/e2e/purge-url", &[("cc", "max-age=600")]);
@@ -434,6 +566,8 @@ async fn purge_by_url_and_tag_needs_the_token() {
         w.get(&by_url).await.cache_status().contains("hit"),
         "the tag purge left other keys alone"
     );
+    // Over REST: the tag's key set is taken (SMEMBERS + DEL) in one /multi-exec.
+    redis.assert_rest_used(4, 1);
 }
 
 /// Redis stopped mid-test: every request still succeeds (L1 and origin), the failures are
@@ -443,7 +577,7 @@ async fn redis_stopped_mid_test_fails_no_request() {
     if skipped() {
         return;
     }
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(Via::Sockets).await;
     let port = redis.port;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
@@ -481,15 +615,15 @@ async fn redis_stopped_mid_test_fails_no_request() {
     }
 }
 
+over_sockets_and_rest!(one_origin_fetch_across_workers:
+    concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch,
+    concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch_over_rest);
+
 /// Concurrent cold requests at two Workers (two workerd processes, so two isolates) sharing
 /// Redis make one origin fetch: the Redis lease (`SET NX PX`) lets one isolate fetch while
 /// the other waits for its result in Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+async fn one_origin_fetch_across_workers(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let a = Worker::start(&origin, Some(&redis), CACHE).await;
     let b = Worker::start(&origin, Some(&redis), CACHE).await;
@@ -497,6 +631,7 @@ async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_f
     let results = storm(&[&a, &b], &path, 30).await;
     assert_all_ok_same_body(&results, &body_for(&path, 1));
     assert_one_origin_fetch(&origin, &path, &results, &[&a, &b]).await;
+    redis.assert_rest_used(2, 0);
 }
 
 /// An origin's compressed body is stored and sent exactly as the origin sent it, as
@@ -507,7 +642,7 @@ async fn a_compressed_origin_body_is_kept_as_sent() {
     if skipped() {
         return;
     }
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
     let path = url("/e2e/gzip", &[("cc", "max-age=60"), ("encoding", "gzip")]);
@@ -552,14 +687,16 @@ async fn oversized_responses_stream_through_uncached() {
     assert_oversized_stream_through_uncached(&w, &origin, "/e2e/big").await;
 }
 
+over_sockets_and_rest!(chunked_bodies_shared_with_native:
+    chunked_bodies_are_shared_between_the_worker_and_native_instances,
+    chunked_bodies_are_shared_between_the_worker_and_native_instances_over_rest);
+
 /// Bodies above `l2.chunk_bytes` go to Redis as a head and chunks: written by the Worker and
-/// read whole by `edgecache serve`, and the other way round; a missing chunk is a miss.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_bodies_are_shared_between_the_worker_and_native_instances() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+/// read whole by `edgecache serve`, and the other way round; a missing chunk is a miss. Over
+/// REST, the binary entries and chunks the Worker writes go through the bytes script, and
+/// native redis-rs reads them byte for byte (and the Worker what redis-rs wrote).
+async fn chunked_bodies_shared_with_native(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let worker = Worker::start(&origin, Some(&redis), CACHE).await;
     let native =
@@ -568,6 +705,13 @@ async fn chunked_bodies_are_shared_between_the_worker_and_native_instances() {
         .await;
     assert_chunked_bodies_are_shared_through_redis(&native, &worker, &redis, &origin, "/e2e/n")
         .await;
+    redis.assert_rest_used(4, 0);
+    if let Some(rest) = &redis.rest {
+        assert!(
+            rest.commands("EVAL") >= 4,
+            "head and chunks through the bytes script"
+        );
+    }
 }
 
 /// Streaming fills on the Worker (real workerd): a cold miss streams to concurrent clients
@@ -648,7 +792,7 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
     if skipped() {
         return;
     }
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(Via::Sockets).await;
     let port = redis.port;
     let origin = Origin::start().await;
     let cache = r#"{"l2":{"purge_poll_ms":100,"breaker_cooldown_ms":300,"breaker_failures":1}}"#;
@@ -702,7 +846,7 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     if skipped() {
         return;
     }
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let mut con = redis.conn().await;
     let () = redis::cmd("CONFIG")
         .arg("SET")
@@ -716,6 +860,7 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     let w = Worker::start_with_redis_url(
         &origin,
         &redis_url,
+        None,
         r#"{"l2":{"breaker_failures":1,"breaker_cooldown_ms":60000}}"#,
     )
     .await;
@@ -736,6 +881,126 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     assert!(w.get(&path).await.cache_status().contains("hit"));
 }
 
+/// Over REST, a wrong token (the operator's typo in `EDGECACHE_REDIS_TOKEN`): requests are
+/// still served (L1 and the origin), and the log says the shared tier is failing and why
+/// (the server's 401), never with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_rest_token_is_logged_without_the_token() {
+    if skipped() {
+        return;
+    }
+    let redis = SharedRedis::start(Via::Rest).await;
+    let rest = redis.rest.as_ref().expect("a REST server");
+    let origin = Origin::start().await;
+    let w = Worker::start_with_redis_url(
+        &origin,
+        &rest.url(),
+        Some("wrong-token-AX4567"),
+        r#"{"l2":{"breaker_failures":1,"breaker_cooldown_ms":60000}}"#,
+    )
+    .await;
+    let path = url("/e2e/wrong-token", &[("cc", "max-age=60")]);
+    let first = w.get(&path).await;
+    assert_eq!((first.status, first.text()), (200, body_for(&path, 1)));
+    assert!(w.stat("l2_errors").await >= 1);
+    assert!(rest.answered(401) >= 1, "the REST server refused the token");
+    let log = eventually("the failure in the log", WAIT, async || {
+        let log = w.log();
+        log.contains("shared tier (Redis) failing").then_some(log)
+    })
+    .await;
+    assert!(log.contains("401 Unauthorized"), "{log}");
+    assert!(!log.contains("wrong-token-AX4567"), "{log}");
+    assert!(
+        w.get(&path).await.cache_status().contains("hit"),
+        "L1 still serves"
+    );
+}
+
+/// Over REST, a server that stops answering (it accepts requests and never replies) fails
+/// no request: the engine gives up on each call after `l2.timeout_ms` (the fetch is
+/// aborted), the breaker opens, and requests are served from L1 and the origin; once the
+/// server answers again, responses are written to Redis again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_rest_server_fails_no_request() {
+    if skipped() {
+        return;
+    }
+    let redis = SharedRedis::start(Via::Rest).await;
+    let rest = redis.rest.as_ref().expect("a REST server");
+    let origin = Origin::start().await;
+    let cache = r#"{"l2":{"purge_poll_ms":100,"timeout_ms":300,"breaker_failures":1,"breaker_cooldown_ms":300}}"#;
+    let w = Worker::start(&origin, Some(&redis), cache).await;
+    rest.stall(true);
+    for i in 0..5 {
+        let path = url(&format!("/e2e/stalled/{i}"), &[("cc", "max-age=60")]);
+        let started = Instant::now();
+        let r = w.get(&path).await;
+        assert_eq!((r.status, r.text()), (200, body_for(&path, 1)));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "served without waiting for Redis: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(w.stat("l2_errors").await >= 1);
+    rest.stall(false);
+    let mut con = redis.conn().await;
+    eventually(
+        "a response written to Redis again",
+        Duration::from_secs(15),
+        async || {
+            let path = url(
+                "/e2e/unstalled",
+                &[
+                    ("cc", "max-age=60"),
+                    ("t", &format!("{:?}", Instant::now())),
+                ],
+            );
+            w.get(&path).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            object_keys(&mut con)
+                .await
+                .into_iter()
+                .find(|k| k.contains("/e2e/unstalled"))
+        },
+    )
+    .await;
+}
+
+/// A token with a `redis://` URL, or an `https://` URL without a token, is a configuration
+/// error: every request is answered 500 naming `EDGECACHE_REDIS_TOKEN`, and nothing reaches
+/// the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_url_and_token_that_do_not_go_together_are_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    let origin = Origin::start().await;
+    for redis in [
+        Redis {
+            url: Some("redis://127.0.0.1:6379"),
+            token: Some("a-token-for-rest-only"),
+        },
+        Redis {
+            url: Some("https://eu1-example.upstash.io"),
+            token: None,
+        },
+    ] {
+        let refused = Worker::start_once(&origin.url(), redis, "{}", None, true)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{redis:?} is refused"));
+        assert!(
+            refused.contains("500 edgecache is misconfigured: EDGECACHE_REDIS_TOKEN"),
+            "{redis:?}: {refused}"
+        );
+        assert!(!refused.contains("a-token-for-rest-only"), "{refused}");
+    }
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
+}
+
 /// The colo tier (`colo.enabled`: the Cache API of workerd, between L1 and Redis). A
 /// Worker's miss fills it; a new isolate (a Worker started on the same local state, with
 /// the object gone from Redis) is answered from it without the origin; after a tag purge
@@ -747,7 +1012,7 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
         return;
     }
     const COLO: &str = r#"{"l2":{"purge_poll_ms":100},"colo":{"enabled":true}}"#;
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let origin = Origin::start().await;
     let state = std::env::temp_dir().join(format!("edgecache-colo-{}", free_port()));
     let _ = std::fs::remove_dir_all(&state);
@@ -809,18 +1074,18 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+over_sockets_and_rest!(write_behind_at_the_edge:
+    write_behind_queues_delivers_and_the_cron_retries,
+    write_behind_queues_delivers_and_the_cron_retries_over_rest);
+
 /// Write-behind at the edge: a POST on a write-behind route is answered 202 with its
 /// Idempotency-Key and delivered after the response (`ctx.wait_until`); with the origin
 /// down the delivery stays pending and the cron trigger delivers it once the origin is back
 /// and the retry time has passed; with Redis gone, a POST is written through at once. Routes
 /// without Redis make the Worker refuse to start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_behind_queues_delivers_and_the_cron_retries() {
-    if skipped() {
-        return;
-    }
+async fn write_behind_at_the_edge(via: Via) {
     const WB: &str = r#"{"l2":{"purge_poll_ms":100},"limits":{"origin_timeout_ms":1000},"write_behind":{"routes":["/queued/"],"retry_after_ms":1500}}"#;
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(via).await;
     let mut origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), WB).await;
 
@@ -883,6 +1148,8 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     .await;
     let writes = origin.writes();
     assert_eq!(writes.len(), 2, "once each: {writes:?}");
+    // Over REST: queued with XADD, acknowledged with XACK + XDEL in one /multi-exec.
+    redis.assert_rest_used(4, 1);
     assert_eq!(writes[1].method, "PUT");
     assert_eq!(writes[1].body, b"later");
     assert_eq!(writes[1].idempotency_key.as_deref(), Some(key.as_str()));
@@ -907,8 +1174,12 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     assert_eq!(writes[2].body, b"no redis");
     assert!(writes[2].idempotency_key.is_some());
     drop(w);
+    if via == Via::Rest {
+        // What follows does not depend on the transport.
+        return;
+    }
 
-    let refused = Worker::start_once(&origin.url(), None, WB, None, true)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), WB, None, true)
         .await
         .err()
         .expect("write-behind routes without Redis are refused");
@@ -930,7 +1201,7 @@ async fn a_private_origin_outside_local_development_is_refused() {
     }
     build_worker();
     let origin = Origin::start().await;
-    let refused = Worker::start_once(&origin.url(), None, "{}", None, false)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, false)
         .await
         .err()
         .expect("a loopback origin is refused");

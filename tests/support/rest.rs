@@ -15,7 +15,8 @@
 //!   (Upstash's rule); without it, strings as UTF-8 with U+FFFD for what is not;
 //! - commands that need a connection of their own (`MULTI`, `WATCH`, `SUBSCRIBE`,
 //!   blocking reads) are refused per command, as a REST server must;
-//! - Redis unreachable: 500 and an `{"error"}` (SRH's answer).
+//! - Redis unreachable: 500 and an `{"error"}` (SRH's answer);
+//! - on demand ([`RestServer::stall`]), no answer at all.
 //!
 //! Each request gets a connection to Redis of its own, so Redis stopped and started again
 //! on its port is picked up at once.
@@ -67,6 +68,8 @@ pub struct RestState {
     pub requests: Mutex<Vec<(String, u16)>>,
     /// Every command name run, in order (`EVAL` for a script).
     pub commands: Mutex<Vec<String>>,
+    /// While set, requests are accepted and never answered (a server that stalls).
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 /// A REST server on 127.0.0.1 in front of the Redis on `redis_port`.
@@ -135,6 +138,13 @@ impl RestServer {
             .count()
     }
 
+    /// Makes the server stop answering (`true`) or answer again.
+    pub fn stall(&self, stalled: bool) {
+        self.state
+            .stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Stops listening and closes every connection.
     pub async fn stop(&mut self) {
         self.task.abort();
@@ -154,6 +164,10 @@ async fn answer(
     req: hyper::Request<Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let path = req.uri().path().to_string();
+    if state.stalled.load(std::sync::atomic::Ordering::SeqCst) {
+        // Until the client gives up and closes the connection, which drops this.
+        std::future::pending::<()>().await;
+    }
     let (status, body) = handle(state, redis_url, req).await;
     state.requests.lock().unwrap().push((path, status));
     hyper::Response::builder()
