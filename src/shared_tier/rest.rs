@@ -521,7 +521,7 @@ mod tests {
     }
 
     /// What Redis receives for a byte string, turned back as [`BYTES_SCRIPT`] does.
-    fn as_script_decodes(utf8: &[u8]) -> Vec<u8> {
+    pub(super) fn as_script_decodes(utf8: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut i = 0;
         while i < utf8.len() {
@@ -932,15 +932,6 @@ mod proptests {
             let _ = decode_replies(status, &body, count);
         }
 
-        /// Any JSON-looking text made of the reply grammar's pieces.
-        #[test]
-        fn any_reply_shaped_text_decodes_without_panicking(parts in proptest::collection::vec(
-            prop_oneof![Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just(":"),
-                Just("\"result\""), Just("\"error\""), Just("null"), Just("1"), Just("-9223372036854775809"),
-                Just("\"OK\""), Just("\"YQ==\""), Just("\"x\""), Just("1e5"), Just("true")], 0..40)) {
-            let _ = decode_replies(200, parts.concat().as_bytes(), 1);
-        }
-
         /// What a server sends for any replies decodes to exactly those replies.
         #[test]
         fn replies_round_trip(replies in proptest::collection::vec(any_reply(), 0..6)) {
@@ -952,14 +943,40 @@ mod proptests {
             prop_assert_eq!(decode_replies(200, &body, replies.len()).unwrap(), replies);
         }
 
-        /// Any arguments encode to JSON a server parses into one string per argument.
+        /// Any arguments encode to JSON a server parses into strings that are the arguments
+        /// (UTF-8 ones), or that the script turns back into them (any other).
         #[test]
-        fn any_arguments_encode_to_valid_json(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..20), 1..5)) {
+        fn any_arguments_reach_redis_as_themselves(args in proptest::collection::vec(
+            prop_oneof![proptest::collection::vec(any::<u8>(), 0..20), ".{0,8}".prop_map(String::into_bytes)], 1..5)) {
             let mut command: Command<'_> = vec![b"SET" as &[u8]];
             command.extend(args.iter().map(|a| a.as_slice()));
             let body = encode_commands(&[command]).unwrap();
             let parsed: Vec<Vec<String>> = serde_json::from_slice(&body).unwrap();
-            prop_assert_eq!(parsed.len(), 1);
+            let sent = &parsed[0];
+            let received: Vec<Vec<u8>> = if sent[0] == "EVAL" {
+                prop_assert_eq!((sent[1].as_str(), sent[2].as_str(), sent[4].as_str()), (BYTES_SCRIPT, "1", "SET"));
+                core::iter::once(&sent[3]).chain(&sent[5..])
+                    .map(|a| super::tests::as_script_decodes(a.as_bytes()))
+                    .collect()
+            } else {
+                prop_assert_eq!(sent[0].as_str(), "SET");
+                sent[1..].iter().map(|a| a.as_bytes().to_vec()).collect()
+            };
+            prop_assert_eq!(received, args);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any JSON-looking text made of the reply grammar's pieces (fewer cases: each
+        /// draws many pieces).
+        #[test]
+        fn any_reply_shaped_text_decodes_without_panicking(parts in proptest::collection::vec(
+            prop_oneof![Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just(":"),
+                Just("\"result\""), Just("\"error\""), Just("null"), Just("1"), Just("-9223372036854775809"),
+                Just("\"OK\""), Just("\"YQ==\""), Just("\"x\""), Just("1e5"), Just("true")], 0..40)) {
+            let _ = decode_replies(200, parts.concat().as_bytes(), 1);
         }
     }
 }
