@@ -1,5 +1,5 @@
 //! Redis over HTTP: the shared tier's transport for hosts whose way out is HTTP, such as the
-//! Worker, whose `fetch` connections the runtime pools, so no request pays a dial. It speaks
+//! Worker, whose `fetch` connections the runtime pools, so no request dials Redis. It speaks
 //! the Upstash REST protocol ([Upstash: REST API]), which Upstash serves and self-hosted
 //! servers such as serverless-redis-http ([SRH]) emulate:
 //!
@@ -928,7 +928,11 @@ mod proptests {
 
         /// Any bytes: a result or an error, never a panic.
         #[test]
-        fn any_bytes_decode_without_panicking(body in proptest::collection::vec(any::<u8>(), 0..256), status in 0u16..600, count in 0usize..4) {
+        fn any_bytes_decode_without_panicking(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            status in 0u16..600,
+            count in 0usize..4,
+        ) {
             let _ = decode_replies(status, &body, count);
         }
 
@@ -947,15 +951,24 @@ mod proptests {
         /// (UTF-8 ones), or that the script turns back into them (any other).
         #[test]
         fn any_arguments_reach_redis_as_themselves(args in proptest::collection::vec(
-            prop_oneof![proptest::collection::vec(any::<u8>(), 0..20), ".{0,8}".prop_map(String::into_bytes)], 1..5)) {
+            prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..20),
+                ".{0,8}".prop_map(String::into_bytes),
+            ],
+            1..5,
+        )) {
             let mut command: Command<'_> = vec![b"SET" as &[u8]];
             command.extend(args.iter().map(|a| a.as_slice()));
             let body = encode_commands(&[command]).unwrap();
             let parsed: Vec<Vec<String>> = serde_json::from_slice(&body).unwrap();
             let sent = &parsed[0];
             let received: Vec<Vec<u8>> = if sent[0] == "EVAL" {
-                prop_assert_eq!((sent[1].as_str(), sent[2].as_str(), sent[4].as_str()), (BYTES_SCRIPT, "1", "SET"));
-                core::iter::once(&sent[3]).chain(&sent[5..])
+                prop_assert_eq!(
+                    (sent[1].as_str(), sent[2].as_str(), sent[4].as_str()),
+                    (BYTES_SCRIPT, "1", "SET")
+                );
+                core::iter::once(&sent[3])
+                    .chain(&sent[5..])
                     .map(|a| super::tests::as_script_decodes(a.as_bytes()))
                     .collect()
             } else {
@@ -973,9 +986,14 @@ mod proptests {
         /// draws many pieces).
         #[test]
         fn any_reply_shaped_text_decodes_without_panicking(parts in proptest::collection::vec(
-            prop_oneof![Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just(":"),
-                Just("\"result\""), Just("\"error\""), Just("null"), Just("1"), Just("-9223372036854775809"),
-                Just("\"OK\""), Just("\"YQ==\""), Just("\"x\""), Just("1e5"), Just("true")], 0..40)) {
+            prop_oneof![
+                Just("["), Just("]"), Just("{"), Just("}"), Just(","), Just(":"),
+                Just("\"result\""), Just("\"error\""), Just("null"), Just("1"),
+                Just("-9223372036854775809"), Just("\"OK\""), Just("\"YQ==\""), Just("\"x\""),
+                Just("1e5"), Just("true"),
+            ],
+            0..40,
+        )) {
             let _ = decode_replies(200, parts.concat().as_bytes(), 1);
         }
     }

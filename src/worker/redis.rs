@@ -6,9 +6,9 @@
 //!   (TCP, TLS, `AUTH`) before its first command.
 //! - `https://` (or `http://` to loopback, for local development): Redis over HTTP, the
 //!   Upstash REST protocol ([`crate::shared_tier::rest`]), over `fetch` ([`FetchPost`]),
-//!   whose connections the runtime keeps and reuses across requests, so no request pays a
-//!   dial. The token is the secret `EDGECACHE_REDIS_TOKEN`, sent as a bearer token and
-//!   never logged.
+//!   whose connections are the runtime's to keep and reuse across requests: no request
+//!   dials Redis itself. The token is the secret `EDGECACHE_REDIS_TOKEN`, sent as a bearer
+//!   token and never logged.
 //!
 //! Either way the store is made per request ([`tier`]), as workerd binds I/O to the request
 //! that started it.
