@@ -698,7 +698,11 @@ over_sockets_and_rest!(chunked_bodies_shared_with_native:
 async fn chunked_bodies_shared_with_native(via: Via) {
     let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
-    let worker = Worker::start(&origin, Some(&redis), CACHE).await;
+    // `l2.timeout_ms` as wrangler.toml ships it (1 s), not the engine's 250 ms: a read of
+    // the chunks is one 2 MiB MGET, whose JSON the test REST server (a debug build) takes
+    // about 100 ms to write, several times that while the other tests run.
+    let cache = r#"{"l2":{"purge_poll_ms":100,"timeout_ms":1000}}"#;
+    let worker = Worker::start(&origin, Some(&redis), cache).await;
     let native =
         support::cache::Cache::start(support::cache::config(), &origin, Some(&redis)).await;
     assert_chunked_bodies_are_shared_through_redis(&worker, &native, &redis, &origin, "/e2e/w")
