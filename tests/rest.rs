@@ -493,3 +493,54 @@ async fn write_behind_runs_over_the_rest_client() {
     );
     assert!(server.commands("XADD") + server.commands("EVAL") >= 1);
 }
+
+/// The test REST server answers as the Upstash documentation says a server does, so the
+/// tests above hold the transport to the protocol, not to this server's quirks: one
+/// command at `/`, `{"result"}` or `{"error"}` (400); base64 only when asked for, with the
+/// status `OK` as it is; 401 without the token; commands that need a connection of their own
+/// refused per command in a pipeline.
+#[tokio::test(flavor = "current_thread")]
+async fn the_test_server_speaks_the_protocol_as_documented() {
+    let (_redis, server) = start().await;
+    let auth = format!("Bearer {REST_TOKEN}");
+    let post = |path: &'static str, body: &'static str, base64: bool| {
+        let auth = auth.clone();
+        let addr = server.addr;
+        async move {
+            let mut headers = vec![
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            if base64 {
+                headers.push(("upstash-encoding", "base64"));
+            }
+            let r = send(addr, "POST", path, &headers, bytes::Bytes::from(body))
+                .await
+                .unwrap();
+            (r.status, r.json())
+        }
+    };
+    let set = post("/", r#"["SET","k","vé"]"#, true).await;
+    assert_eq!(set, (200, serde_json::json!({"result": "OK"})));
+    let get = post("/", r#"["GET","k"]"#, true).await;
+    assert_eq!(get, (200, serde_json::json!({"result": "dsOp"})));
+    let plain = post("/", r#"["GET","k"]"#, false).await;
+    assert_eq!(plain, (200, serde_json::json!({"result": "vé"})));
+    let (status, wrong) = post("/", r#"["INCR","k"]"#, true).await;
+    assert_eq!(status, 400);
+    assert!(
+        wrong["error"].as_str().unwrap().contains("not an integer"),
+        "{wrong}"
+    );
+    let (status, items) = post("/pipeline", r#"[["MULTI"],["EXISTS","k"]]"#, true).await;
+    assert_eq!(status, 200);
+    assert!(items[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("MULTI is not supported"));
+    assert_eq!(items[1], serde_json::json!({"result": 1}));
+    let unauthorised = send(server.addr, "POST", "/", &[], bytes::Bytes::from("[]"))
+        .await
+        .unwrap();
+    assert_eq!(unauthorised.status, 401);
+}
