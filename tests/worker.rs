@@ -632,6 +632,13 @@ async fn one_origin_fetch_across_workers(via: Via) {
     assert_all_ok_same_body(&results, &body_for(&path, 1));
     assert_one_origin_fetch(&origin, &path, &results, &[&a, &b]).await;
     redis.assert_rest_used(2, 0);
+    if let Some(rest) = &redis.rest {
+        // The holder releases its lease by compare-and-delete, a script (EVAL) over REST too.
+        eventually("the lease released with EVAL", WAIT, async || {
+            (rest.commands("EVAL") >= 1).then_some(())
+        })
+        .await;
+    }
 }
 
 /// An origin's compressed body is stored and sent exactly as the origin sent it, as
