@@ -1222,3 +1222,149 @@ async fn a_private_origin_outside_local_development_is_refused() {
     );
     assert_eq!(origin.total(), 0, "nothing reached the origin");
 }
+
+// ---------------------------------------------------------------------------------------
+// Benchmark (ignored in test runs)
+// ---------------------------------------------------------------------------------------
+
+/// The benchmark of issue 14 (`benches/redis_transport.sh`): the latency of an L2 hit in a
+/// warm isolate, one Worker reaching Redis over sockets and one over REST (the test REST
+/// server, next to Redis as Upstash's is), each through a proxy adding a round trip (and one
+/// more per new connection, for its TCP handshake), first with none added, then with
+/// `EDGECACHE_BENCH_RTT_MS` (20). Objects are stored by `edgecache serve` first, so every
+/// measured request is an L1 miss and an L2 hit (asserted), requests alternate between the
+/// two Workers, one at a time. Prints a markdown table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: benches/redis_transport.sh runs it"]
+async fn bench_l2_hit_latency_over_sockets_and_rest() {
+    use support::delay::DelayProxy;
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rtt = env("EDGECACHE_BENCH_RTT_MS", 20);
+    let hits = env("EDGECACHE_BENCH_HITS", 30) as usize;
+    let redis = RedisServer::start().await;
+    let rest = RestServer::start(redis.port).await;
+    let to_redis = DelayProxy::start(([127, 0, 0, 1], redis.port).into(), 0).await;
+    let to_rest = DelayProxy::start(rest.addr, 0).await;
+    let origin = Origin::start().await;
+    let native =
+        support::cache::Cache::start(support::cache::config(), &origin, Some(&redis)).await;
+    let phases = [0, rtt];
+    let path = |phase: usize, name: &str| {
+        url(&format!("/bench/{phase}/{name}"), &[("cc", "max-age=3600")])
+    };
+    let mut all = Vec::new();
+    for phase in 0..phases.len() {
+        for name in (0..hits)
+            .map(|i| i.to_string())
+            .chain((0..5).map(|k| format!("warm{k}")))
+        {
+            all.push(path(phase, &name));
+        }
+    }
+    for p in &all {
+        assert_eq!(native.get(p).await.status, 200);
+    }
+    let mut con = redis.conn().await;
+    eventually(
+        "every object in Redis",
+        Duration::from_secs(30),
+        async || (object_keys(&mut con).await.len() >= all.len()).then_some(()),
+    )
+    .await;
+    let cache = r#"{"l2":{"timeout_ms":5000}}"#;
+    let sockets_url = format!("redis://127.0.0.1:{}", to_redis.addr.port());
+    let rest_url = format!("http://{}", to_rest.addr);
+    let sockets = Worker::start_at(&origin, Some(&sockets_url), None, cache, None).await;
+    let over_rest = Worker::start_at(&origin, Some(&rest_url), Some(REST_TOKEN), cache, None).await;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut rows = Vec::new();
+    let mut p50s = Vec::new();
+    for (phase, &rtt_ms) in phases.iter().enumerate() {
+        to_redis.set_rtt_ms(rtt_ms);
+        to_rest.set_rtt_ms(rtt_ms);
+        for w in [&sockets, &over_rest] {
+            for k in 0..5 {
+                let r = w.get(&path(phase, &format!("warm{k}"))).await;
+                assert!(
+                    r.cache_status().starts_with("edgecache-l2; hit"),
+                    "{}",
+                    r.cache_status()
+                );
+            }
+        }
+        let connections = [to_redis.connections(), to_rest.connections()];
+        let rest_requests = rest.requests("/pipeline") + rest.requests("/multi-exec");
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..hits {
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let w = [&sockets, &over_rest][which];
+                let p = path(phase, &i.to_string());
+                let started = Instant::now();
+                let r = w.get(&p).await;
+                times[which].push(ms(started.elapsed()));
+                assert_eq!(r.status, 200);
+                assert!(
+                    r.cache_status().starts_with("edgecache-l2; hit"),
+                    "{}",
+                    r.cache_status()
+                );
+                assert_eq!(
+                    origin.count(&p),
+                    1,
+                    "never the origin: only edgecache serve's fill"
+                );
+            }
+        }
+        let rest_per_hit = (rest.requests("/pipeline") + rest.requests("/multi-exec")
+            - rest_requests) as f64
+            / hits as f64;
+        for (which, name) in ["sockets", "REST"].iter().enumerate() {
+            let t = &mut times[which];
+            t.sort_by(f64::total_cmp);
+            let pct = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize];
+            let mean = t.iter().sum::<f64>() / t.len() as f64;
+            let proxy = [&to_redis, &to_rest][which];
+            let dials = (proxy.connections() - connections[which]) as f64 / hits as f64;
+            let requests = if which == 1 {
+                format!("{rest_per_hit:.2}")
+            } else {
+                "-".into()
+            };
+            p50s.push((rtt_ms, *name, pct(0.5)));
+            rows.push(format!(
+                "| {name} | {rtt_ms} | {:.1} | {:.1} | {:.1} | {:.1} | {dials:.2} | {requests} |",
+                pct(0.5),
+                pct(0.9),
+                mean,
+                t[0]
+            ));
+        }
+    }
+    println!("\n| transport | added RTT ms | p50 ms | p90 ms | mean ms | min ms | new connections per hit | REST requests per hit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!("{row}");
+    }
+    if rtt > 0 {
+        for name in ["sockets", "REST"] {
+            let at = |r: u64| {
+                p50s.iter()
+                    .find(|(x, n, _)| *x == r && *n == name)
+                    .map(|(_, _, v)| *v)
+                    .unwrap_or(0.0)
+            };
+            println!(
+                "{name}: p50 {:+.1} ms with {rtt} ms added per round trip = {:.2} round trips per L2 hit",
+                at(rtt) - at(0),
+                (at(rtt) - at(0)) / rtt as f64
+            );
+        }
+    }
+}

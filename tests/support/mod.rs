@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod cache;
+pub mod delay;
 pub mod rest;
 
 use std::collections::HashMap;
