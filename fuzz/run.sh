@@ -14,7 +14,7 @@ secs="${1:-60}"
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(cache_control entry_decode http_date cache_key redis_url write_behind_record structured_fields range)
+    targets=(cache_control entry_decode http_date cache_key redis_url write_behind_record structured_fields range rest_reply)
 fi
 export RUSTC_BOOTSTRAP=1
 mkdir -p logs

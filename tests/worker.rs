@@ -1,6 +1,9 @@
 #![cfg(all(feature = "server", not(target_arch = "wasm32")))]
 //! End-to-end tests of the Worker (`src/worker/`) under `wrangler dev`, i.e. the real
 //! Workers runtime (workerd), with a real origin and a real `redis-server` on loopback.
+//! The tests of what Workers share through Redis run over both transports ([`Via`]): RESP
+//! over `connect()` sockets, and Redis over HTTP over `fetch` through the test REST server
+//! (`support::rest`) in front of the same kind of `redis-server`.
 //!
 //! The Worker is built once (`scripts/build-worker.sh`, worker-build with the `worker`
 //! feature); each test then starts its own `wrangler dev` instances from a generated config
@@ -11,6 +14,7 @@
 //! otherwise a missing tool is a failure, not a skip.
 
 mod support;
+use support::rest::{RestServer, REST_TOKEN};
 use support::*;
 
 use std::path::PathBuf;
@@ -72,6 +76,98 @@ fn build_worker() {
     }
 }
 
+/// The shared-tier settings a Worker is started with.
+#[derive(Clone, Copy, Debug, Default)]
+struct Redis<'a> {
+    /// `EDGECACHE_REDIS_URL`.
+    url: Option<&'a str>,
+    /// `EDGECACHE_REDIS_TOKEN`.
+    token: Option<&'a str>,
+}
+
+/// How the Workers of a test reach Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// RESP over `connect()` sockets (`redis://`).
+    Sockets,
+    /// Redis over HTTP over `fetch` (`http://` to the test REST server on loopback, with its
+    /// token), the REST server speaking RESP to the Redis behind it.
+    Rest,
+}
+
+/// A real `redis-server`, and the REST server in front of it when the Workers reach it over
+/// REST. Derefs to the `redis-server`, which tests read, stop and restart directly.
+struct SharedRedis {
+    server: RedisServer,
+    rest: Option<RestServer>,
+}
+
+impl SharedRedis {
+    async fn start(via: Via) -> SharedRedis {
+        let server = RedisServer::start().await;
+        let rest = match via {
+            Via::Sockets => None,
+            Via::Rest => Some(RestServer::start(server.port).await),
+        };
+        SharedRedis { server, rest }
+    }
+
+    /// `EDGECACHE_REDIS_URL` and `EDGECACHE_REDIS_TOKEN` for a Worker.
+    fn worker_settings(&self) -> (String, Option<&'static str>) {
+        match &self.rest {
+            None => (self.server.url(), None),
+            Some(rest) => (rest.url(), Some(REST_TOKEN)),
+        }
+    }
+
+    /// Over REST, asserts the Workers went through the REST server (at least `pipelines`
+    /// pipelines and `transactions` transactions): the Worker can reach Redis no other way,
+    /// so the test's assertions on Redis held over REST.
+    fn assert_rest_used(&self, pipelines: usize, transactions: usize) {
+        if let Some(rest) = &self.rest {
+            let (p, t) = (rest.requests("/pipeline"), rest.requests("/multi-exec"));
+            assert!(
+                p >= pipelines && t >= transactions,
+                "REST requests: {p} pipelines, {t} transactions"
+            );
+        }
+    }
+}
+
+impl std::ops::Deref for SharedRedis {
+    type Target = RedisServer;
+    fn deref(&self) -> &RedisServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for SharedRedis {
+    fn deref_mut(&mut self) -> &mut RedisServer {
+        &mut self.server
+    }
+}
+
+/// Two tests of one body: `$sockets` over sockets, `$rest` over Redis over HTTP.
+macro_rules! over_sockets_and_rest {
+    ($body:ident: $sockets:ident, $rest:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sockets() {
+            if skipped() {
+                return;
+            }
+            $body(Via::Sockets).await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $rest() {
+            if skipped() {
+                return;
+            }
+            $body(Via::Rest).await
+        }
+    };
+}
+
 /// wrangler dev instances start one at a time (each runs workerd; starting several at once
 /// on two cores only makes every one of them slower).
 static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -84,9 +180,10 @@ struct Worker {
 }
 
 impl Worker {
-    /// Starts a Worker in front of `origin`, sharing `redis` if given, with the engine
-    /// configuration `cache` (JSON, the `EDGECACHE_CACHE` var).
-    async fn start(origin: &Origin, redis: Option<&RedisServer>, cache: &str) -> Worker {
+    /// Starts a Worker in front of `origin`, sharing `redis` if given (over the transport
+    /// it was started for), with the engine configuration `cache` (JSON, the
+    /// `EDGECACHE_CACHE` var).
+    async fn start(origin: &Origin, redis: Option<&SharedRedis>, cache: &str) -> Worker {
         Worker::start_with_state(origin, redis, cache, None).await
     }
 
@@ -94,30 +191,42 @@ impl Worker {
     /// `state`, so Workers started one after another share a data centre's cache.
     async fn start_with_state(
         origin: &Origin,
-        redis: Option<&RedisServer>,
+        redis: Option<&SharedRedis>,
         cache: &str,
         state: Option<&std::path::Path>,
     ) -> Worker {
-        let redis_url = redis.map(RedisServer::url);
-        Worker::start_at(origin, redis_url.as_deref(), cache, state).await
+        let settings = redis.map(SharedRedis::worker_settings);
+        let redis_url = settings.as_ref().map(|(url, _)| url.as_str());
+        let token = settings.as_ref().and_then(|(_, token)| *token);
+        Worker::start_at(origin, redis_url, token, cache, state).await
     }
 
     /// Like [`Worker::start`], with `EDGECACHE_REDIS_URL` exactly `redis_url` (e.g. carrying
-    /// a wrong password).
-    async fn start_with_redis_url(origin: &Origin, redis_url: &str, cache: &str) -> Worker {
-        Worker::start_at(origin, Some(redis_url), cache, None).await
+    /// a wrong password) and `EDGECACHE_REDIS_TOKEN` `token`.
+    async fn start_with_redis_url(
+        origin: &Origin,
+        redis_url: &str,
+        token: Option<&str>,
+        cache: &str,
+    ) -> Worker {
+        Worker::start_at(origin, Some(redis_url), token, cache, None).await
     }
 
     async fn start_at(
         origin: &Origin,
         redis_url: Option<&str>,
+        token: Option<&str>,
         cache: &str,
         state: Option<&std::path::Path>,
     ) -> Worker {
         build_worker();
         let mut errors = Vec::new();
         for _ in 0..3 {
-            match Worker::start_once(&origin.url(), redis_url, cache, state, true).await {
+            let redis = Redis {
+                url: redis_url,
+                token,
+            };
+            match Worker::start_once(&origin.url(), redis, cache, state, true).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -129,7 +238,7 @@ impl Worker {
     /// `.dev.vars` does for local development (the test origin is on loopback).
     async fn start_once(
         origin: &str,
-        redis: Option<&str>,
+        redis: Redis<'_>,
         cache: &str,
         state: Option<&std::path::Path>,
         local_origin: bool,
@@ -144,8 +253,11 @@ impl Worker {
         let mut vars = format!(
             "EDGECACHE_ORIGIN = {origin:?}\nEDGECACHE_ADMIN_TOKEN = {TOKEN:?}\nEDGECACHE_CACHE = {cache:?}\n"
         );
-        if let Some(redis) = redis {
-            vars.push_str(&format!("EDGECACHE_REDIS_URL = {redis:?}\n"));
+        if let Some(url) = redis.url {
+            vars.push_str(&format!("EDGECACHE_REDIS_URL = {url:?}\n"));
+        }
+        if let Some(token) = redis.token {
+            vars.push_str(&format!("EDGECACHE_REDIS_TOKEN = {token:?}\n"));
         }
         if local_origin {
             vars.push_str("EDGECACHE_ALLOW_PRIVATE_ORIGIN = \"1\"\n");
@@ -255,15 +367,15 @@ const CACHE: &str = r#"{"l2":{"purge_poll_ms":100}}"#;
 
 // ---------------------------------------------------------------------------------------
 
+over_sockets_and_rest!(l2_hits_and_purges_across_workers:
+    miss_then_hit_then_l2_hit_on_a_second_worker,
+    miss_then_hit_then_l2_hit_on_a_second_worker_over_rest);
+
 /// A miss is fetched and stored (Cache-Status says so); the repeat is an L1 hit; a second
 /// Worker (its own workerd, so its own isolate and L1) answers from Redis without going to
-/// the origin.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn miss_then_hit_then_l2_hit_on_a_second_worker() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+/// the origin; a purge at the first Worker reaches the second one's L1.
+async fn l2_hits_and_purges_across_workers(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let a = Worker::start(&origin, Some(&redis), CACHE).await;
     let path = url("/e2e/hit", &[("cc", "max-age=60")]);
@@ -306,6 +418,26 @@ async fn miss_then_hit_then_l2_hit_on_a_second_worker() {
         "backfilled: {}",
         again.cache_status()
     );
+
+    let purged = a.purge(&format!("url={}", enc(&path))).await;
+    assert_eq!(purged["purged"], 1, "{purged}");
+    let refetched = eventually(
+        "the purge at the first Worker to reach the second",
+        WAIT,
+        async || {
+            let r = b.get(&path).await;
+            (r.text() != body).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        refetched.text(),
+        body_for(&path, 2),
+        "{}",
+        refetched.cache_status()
+    );
+    assert_eq!(origin.count(&path), 2);
+    redis.assert_rest_used(4, 0);
 }
 
 /// RFC 5861 §3 at the edge: a stale response within stale-while-revalidate is served at
@@ -378,14 +510,14 @@ async fn concurrent_cold_requests_make_one_origin_fetch() {
     assert!(w.stat("coalesced").await >= 1);
 }
 
+over_sockets_and_rest!(purges_need_the_token:
+    purge_by_url_and_tag_needs_the_token,
+    purge_by_url_and_tag_needs_the_token_over_rest);
+
 /// The admin API refuses a missing or wrong token and changes nothing; with the token a
 /// URL purge and a tag purge each make the next request go to the origin.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn purge_by_url_and_tag_needs_the_token() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+async fn purges_need_the_token(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
     let by_url = url("/e2e/purge-url", &[("cc", "max-age=600")]);
@@ -434,6 +566,8 @@ async fn purge_by_url_and_tag_needs_the_token() {
         w.get(&by_url).await.cache_status().contains("hit"),
         "the tag purge left other keys alone"
     );
+    // Over REST: the tag's key set is taken (SMEMBERS + DEL) in one /multi-exec.
+    redis.assert_rest_used(4, 1);
 }
 
 /// Redis stopped mid-test: every request still succeeds (L1 and origin), the failures are
@@ -443,7 +577,7 @@ async fn redis_stopped_mid_test_fails_no_request() {
     if skipped() {
         return;
     }
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(Via::Sockets).await;
     let port = redis.port;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
@@ -481,15 +615,15 @@ async fn redis_stopped_mid_test_fails_no_request() {
     }
 }
 
+over_sockets_and_rest!(one_origin_fetch_across_workers:
+    concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch,
+    concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch_over_rest);
+
 /// Concurrent cold requests at two Workers (two workerd processes, so two isolates) sharing
 /// Redis make one origin fetch: the Redis lease (`SET NX PX`) lets one isolate fetch while
 /// the other waits for its result in Redis.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_fetch() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+async fn one_origin_fetch_across_workers(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
     let a = Worker::start(&origin, Some(&redis), CACHE).await;
     let b = Worker::start(&origin, Some(&redis), CACHE).await;
@@ -497,6 +631,14 @@ async fn concurrent_cold_requests_at_two_workers_sharing_redis_make_one_origin_f
     let results = storm(&[&a, &b], &path, 30).await;
     assert_all_ok_same_body(&results, &body_for(&path, 1));
     assert_one_origin_fetch(&origin, &path, &results, &[&a, &b]).await;
+    redis.assert_rest_used(2, 0);
+    if let Some(rest) = &redis.rest {
+        // The holder releases its lease by compare-and-delete, a script (EVAL) over REST too.
+        eventually("the lease released with EVAL", WAIT, async || {
+            (rest.commands("EVAL") >= 1).then_some(())
+        })
+        .await;
+    }
 }
 
 /// An origin's compressed body is stored and sent exactly as the origin sent it, as
@@ -507,7 +649,7 @@ async fn a_compressed_origin_body_is_kept_as_sent() {
     if skipped() {
         return;
     }
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), CACHE).await;
     let path = url("/e2e/gzip", &[("cc", "max-age=60"), ("encoding", "gzip")]);
@@ -552,22 +694,35 @@ async fn oversized_responses_stream_through_uncached() {
     assert_oversized_stream_through_uncached(&w, &origin, "/e2e/big").await;
 }
 
+over_sockets_and_rest!(chunked_bodies_shared_with_native:
+    chunked_bodies_are_shared_between_the_worker_and_native_instances,
+    chunked_bodies_are_shared_between_the_worker_and_native_instances_over_rest);
+
 /// Bodies above `l2.chunk_bytes` go to Redis as a head and chunks: written by the Worker and
-/// read whole by `edgecache serve`, and the other way round; a missing chunk is a miss.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chunked_bodies_are_shared_between_the_worker_and_native_instances() {
-    if skipped() {
-        return;
-    }
-    let redis = RedisServer::start().await;
+/// read whole by `edgecache serve`, and the other way round; a missing chunk is a miss. Over
+/// REST, the binary entries and chunks the Worker writes go through the bytes script, and
+/// native redis-rs reads them byte for byte (and the Worker what redis-rs wrote).
+async fn chunked_bodies_shared_with_native(via: Via) {
+    let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
-    let worker = Worker::start(&origin, Some(&redis), CACHE).await;
+    // `l2.timeout_ms` as wrangler.toml ships it (1 s), not the engine's 250 ms: a read of
+    // the chunks is one 2 MiB MGET, whose JSON the test REST server (a debug build) takes
+    // about 100 ms to write, several times that while the other tests run.
+    let cache = r#"{"l2":{"purge_poll_ms":100,"timeout_ms":1000}}"#;
+    let worker = Worker::start(&origin, Some(&redis), cache).await;
     let native =
         support::cache::Cache::start(support::cache::config(), &origin, Some(&redis)).await;
     assert_chunked_bodies_are_shared_through_redis(&worker, &native, &redis, &origin, "/e2e/w")
         .await;
     assert_chunked_bodies_are_shared_through_redis(&native, &worker, &redis, &origin, "/e2e/n")
         .await;
+    redis.assert_rest_used(4, 0);
+    if let Some(rest) = &redis.rest {
+        assert!(
+            rest.commands("EVAL") >= 4,
+            "head and chunks through the bytes script"
+        );
+    }
 }
 
 /// Objects above `limits.max_object_bytes` are cached in slices fetched by range on the
@@ -661,7 +816,7 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
     if skipped() {
         return;
     }
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(Via::Sockets).await;
     let port = redis.port;
     let origin = Origin::start().await;
     let cache = r#"{"l2":{"purge_poll_ms":100,"breaker_cooldown_ms":300,"breaker_failures":1}}"#;
@@ -715,7 +870,7 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     if skipped() {
         return;
     }
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let mut con = redis.conn().await;
     let () = redis::cmd("CONFIG")
         .arg("SET")
@@ -729,6 +884,7 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     let w = Worker::start_with_redis_url(
         &origin,
         &redis_url,
+        None,
         r#"{"l2":{"breaker_failures":1,"breaker_cooldown_ms":60000}}"#,
     )
     .await;
@@ -749,6 +905,126 @@ async fn a_wrong_redis_password_is_logged_without_the_password() {
     assert!(w.get(&path).await.cache_status().contains("hit"));
 }
 
+/// Over REST, a wrong token (the operator's typo in `EDGECACHE_REDIS_TOKEN`): requests are
+/// still served (L1 and the origin), and the log says the shared tier is failing and why
+/// (the server's 401), never with the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_rest_token_is_logged_without_the_token() {
+    if skipped() {
+        return;
+    }
+    let redis = SharedRedis::start(Via::Rest).await;
+    let rest = redis.rest.as_ref().expect("a REST server");
+    let origin = Origin::start().await;
+    let w = Worker::start_with_redis_url(
+        &origin,
+        &rest.url(),
+        Some("wrong-token-AX4567"),
+        r#"{"l2":{"breaker_failures":1,"breaker_cooldown_ms":60000}}"#,
+    )
+    .await;
+    let path = url("/e2e/wrong-token", &[("cc", "max-age=60")]);
+    let first = w.get(&path).await;
+    assert_eq!((first.status, first.text()), (200, body_for(&path, 1)));
+    assert!(w.stat("l2_errors").await >= 1);
+    assert!(rest.answered(401) >= 1, "the REST server refused the token");
+    let log = eventually("the failure in the log", WAIT, async || {
+        let log = w.log();
+        log.contains("shared tier (Redis) failing").then_some(log)
+    })
+    .await;
+    assert!(log.contains("401 Unauthorized"), "{log}");
+    assert!(!log.contains("wrong-token-AX4567"), "{log}");
+    assert!(
+        w.get(&path).await.cache_status().contains("hit"),
+        "L1 still serves"
+    );
+}
+
+/// Over REST, a server that stops answering (it accepts requests and never replies) fails
+/// no request: the engine gives up on each call after `l2.timeout_ms` (the fetch is
+/// aborted), the breaker opens, and requests are served from L1 and the origin; once the
+/// server answers again, responses are written to Redis again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_rest_server_fails_no_request() {
+    if skipped() {
+        return;
+    }
+    let redis = SharedRedis::start(Via::Rest).await;
+    let rest = redis.rest.as_ref().expect("a REST server");
+    let origin = Origin::start().await;
+    let cache = r#"{"l2":{"purge_poll_ms":100,"timeout_ms":300,"breaker_failures":1,"breaker_cooldown_ms":300}}"#;
+    let w = Worker::start(&origin, Some(&redis), cache).await;
+    rest.stall(true);
+    for i in 0..5 {
+        let path = url(&format!("/e2e/stalled/{i}"), &[("cc", "max-age=60")]);
+        let started = Instant::now();
+        let r = w.get(&path).await;
+        assert_eq!((r.status, r.text()), (200, body_for(&path, 1)));
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "served without waiting for Redis: {:?}",
+            started.elapsed()
+        );
+    }
+    assert!(w.stat("l2_errors").await >= 1);
+    rest.stall(false);
+    let mut con = redis.conn().await;
+    eventually(
+        "a response written to Redis again",
+        Duration::from_secs(15),
+        async || {
+            let path = url(
+                "/e2e/unstalled",
+                &[
+                    ("cc", "max-age=60"),
+                    ("t", &format!("{:?}", Instant::now())),
+                ],
+            );
+            w.get(&path).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            object_keys(&mut con)
+                .await
+                .into_iter()
+                .find(|k| k.contains("/e2e/unstalled"))
+        },
+    )
+    .await;
+}
+
+/// A token with a `redis://` URL, or an `https://` URL without a token, is a configuration
+/// error: every request is answered 500 naming `EDGECACHE_REDIS_TOKEN`, and nothing reaches
+/// the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_url_and_token_that_do_not_go_together_are_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    let origin = Origin::start().await;
+    for redis in [
+        Redis {
+            url: Some("redis://127.0.0.1:6379"),
+            token: Some("a-token-for-rest-only"),
+        },
+        Redis {
+            url: Some("https://eu1-example.upstash.io"),
+            token: None,
+        },
+    ] {
+        let refused = Worker::start_once(&origin.url(), redis, "{}", None, true)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{redis:?} is refused"));
+        assert!(
+            refused.contains("500 edgecache is misconfigured: EDGECACHE_REDIS_TOKEN"),
+            "{redis:?}: {refused}"
+        );
+        assert!(!refused.contains("a-token-for-rest-only"), "{refused}");
+    }
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
+}
+
 /// The colo tier (`colo.enabled`: the Cache API of workerd, between L1 and Redis). A
 /// Worker's miss fills it; a new isolate (a Worker started on the same local state, with
 /// the object gone from Redis) is answered from it without the origin; after a tag purge
@@ -760,7 +1036,7 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
         return;
     }
     const COLO: &str = r#"{"l2":{"purge_poll_ms":100},"colo":{"enabled":true}}"#;
-    let redis = RedisServer::start().await;
+    let redis = SharedRedis::start(Via::Sockets).await;
     let origin = Origin::start().await;
     let state = std::env::temp_dir().join(format!("edgecache-colo-{}", free_port()));
     let _ = std::fs::remove_dir_all(&state);
@@ -822,18 +1098,18 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
+over_sockets_and_rest!(write_behind_at_the_edge:
+    write_behind_queues_delivers_and_the_cron_retries,
+    write_behind_queues_delivers_and_the_cron_retries_over_rest);
+
 /// Write-behind at the edge: a POST on a write-behind route is answered 202 with its
 /// Idempotency-Key and delivered after the response (`ctx.wait_until`); with the origin
 /// down the delivery stays pending and the cron trigger delivers it once the origin is back
 /// and the retry time has passed; with Redis gone, a POST is written through at once. Routes
 /// without Redis make the Worker refuse to start.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn write_behind_queues_delivers_and_the_cron_retries() {
-    if skipped() {
-        return;
-    }
+async fn write_behind_at_the_edge(via: Via) {
     const WB: &str = r#"{"l2":{"purge_poll_ms":100},"limits":{"origin_timeout_ms":1000},"write_behind":{"routes":["/queued/"],"retry_after_ms":1500}}"#;
-    let mut redis = RedisServer::start().await;
+    let mut redis = SharedRedis::start(via).await;
     let mut origin = Origin::start().await;
     let w = Worker::start(&origin, Some(&redis), WB).await;
 
@@ -896,6 +1172,8 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     .await;
     let writes = origin.writes();
     assert_eq!(writes.len(), 2, "once each: {writes:?}");
+    // Over REST: queued with XADD, acknowledged with XACK + XDEL in one /multi-exec.
+    redis.assert_rest_used(4, 1);
     assert_eq!(writes[1].method, "PUT");
     assert_eq!(writes[1].body, b"later");
     assert_eq!(writes[1].idempotency_key.as_deref(), Some(key.as_str()));
@@ -920,8 +1198,12 @@ async fn write_behind_queues_delivers_and_the_cron_retries() {
     assert_eq!(writes[2].body, b"no redis");
     assert!(writes[2].idempotency_key.is_some());
     drop(w);
+    if via == Via::Rest {
+        // What follows does not depend on the transport.
+        return;
+    }
 
-    let refused = Worker::start_once(&origin.url(), None, WB, None, true)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), WB, None, true)
         .await
         .err()
         .expect("write-behind routes without Redis are refused");
@@ -943,7 +1225,7 @@ async fn a_private_origin_outside_local_development_is_refused() {
     }
     build_worker();
     let origin = Origin::start().await;
-    let refused = Worker::start_once(&origin.url(), None, "{}", None, false)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, false)
         .await
         .err()
         .expect("a loopback origin is refused");
@@ -952,4 +1234,150 @@ async fn a_private_origin_outside_local_development_is_refused() {
         "{refused}"
     );
     assert_eq!(origin.total(), 0, "nothing reached the origin");
+}
+
+// ---------------------------------------------------------------------------------------
+// Benchmark (ignored in test runs)
+// ---------------------------------------------------------------------------------------
+
+/// The benchmark of issue 14 (`benches/redis_transport.sh`): the latency of an L2 hit in a
+/// warm isolate, one Worker reaching Redis over sockets and one over REST (the test REST
+/// server, next to Redis as Upstash's is), each through a proxy adding a round trip (and one
+/// more per new connection, for its TCP handshake), first with none added, then with
+/// `EDGECACHE_BENCH_RTT_MS` (20). Objects are stored by `edgecache serve` first, so every
+/// measured request is an L1 miss and an L2 hit (asserted), requests alternate between the
+/// two Workers, one at a time. Prints a markdown table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: benches/redis_transport.sh runs it"]
+async fn bench_l2_hit_latency_over_sockets_and_rest() {
+    use support::delay::DelayProxy;
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rtt = env("EDGECACHE_BENCH_RTT_MS", 20);
+    let hits = env("EDGECACHE_BENCH_HITS", 30) as usize;
+    let redis = RedisServer::start().await;
+    let rest = RestServer::start(redis.port).await;
+    let to_redis = DelayProxy::start(([127, 0, 0, 1], redis.port).into(), 0).await;
+    let to_rest = DelayProxy::start(rest.addr, 0).await;
+    let origin = Origin::start().await;
+    let native =
+        support::cache::Cache::start(support::cache::config(), &origin, Some(&redis)).await;
+    let phases = [0, rtt];
+    let path = |phase: usize, name: &str| {
+        url(&format!("/bench/{phase}/{name}"), &[("cc", "max-age=3600")])
+    };
+    let mut all = Vec::new();
+    for phase in 0..phases.len() {
+        for name in (0..hits)
+            .map(|i| i.to_string())
+            .chain((0..5).map(|k| format!("warm{k}")))
+        {
+            all.push(path(phase, &name));
+        }
+    }
+    for p in &all {
+        assert_eq!(native.get(p).await.status, 200);
+    }
+    let mut con = redis.conn().await;
+    eventually(
+        "every object in Redis",
+        Duration::from_secs(30),
+        async || (object_keys(&mut con).await.len() >= all.len()).then_some(()),
+    )
+    .await;
+    let cache = r#"{"l2":{"timeout_ms":5000}}"#;
+    let sockets_url = format!("redis://127.0.0.1:{}", to_redis.addr.port());
+    let rest_url = format!("http://{}", to_rest.addr);
+    let sockets = Worker::start_at(&origin, Some(&sockets_url), None, cache, None).await;
+    let over_rest = Worker::start_at(&origin, Some(&rest_url), Some(REST_TOKEN), cache, None).await;
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut rows = Vec::new();
+    let mut p50s = Vec::new();
+    for (phase, &rtt_ms) in phases.iter().enumerate() {
+        to_redis.set_rtt_ms(rtt_ms);
+        to_rest.set_rtt_ms(rtt_ms);
+        for w in [&sockets, &over_rest] {
+            for k in 0..5 {
+                let r = w.get(&path(phase, &format!("warm{k}"))).await;
+                assert!(
+                    r.cache_status().starts_with("edgecache-l2; hit"),
+                    "{}",
+                    r.cache_status()
+                );
+            }
+        }
+        let connections = [to_redis.connections(), to_rest.connections()];
+        let rest_requests = rest.requests("/pipeline") + rest.requests("/multi-exec");
+        let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        for i in 0..hits {
+            let order = if i % 2 == 0 { [0, 1] } else { [1, 0] };
+            for which in order {
+                let w = [&sockets, &over_rest][which];
+                let p = path(phase, &i.to_string());
+                let started = Instant::now();
+                let r = w.get(&p).await;
+                times[which].push(ms(started.elapsed()));
+                assert_eq!(r.status, 200);
+                assert!(
+                    r.cache_status().starts_with("edgecache-l2; hit"),
+                    "{}",
+                    r.cache_status()
+                );
+                assert_eq!(
+                    origin.count(&p),
+                    1,
+                    "never the origin: only edgecache serve's fill"
+                );
+            }
+        }
+        let rest_per_hit = (rest.requests("/pipeline") + rest.requests("/multi-exec")
+            - rest_requests) as f64
+            / hits as f64;
+        for (which, name) in ["sockets", "REST"].iter().enumerate() {
+            let t = &mut times[which];
+            t.sort_by(f64::total_cmp);
+            let pct = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize];
+            let mean = t.iter().sum::<f64>() / t.len() as f64;
+            let proxy = [&to_redis, &to_rest][which];
+            let dials = (proxy.connections() - connections[which]) as f64 / hits as f64;
+            let requests = if which == 1 {
+                format!("{rest_per_hit:.2}")
+            } else {
+                "-".into()
+            };
+            p50s.push((rtt_ms, *name, pct(0.5)));
+            rows.push(format!(
+                "| {name} | {rtt_ms} | {:.1} | {:.1} | {:.1} | {:.1} | {dials:.2} | {requests} |",
+                pct(0.5),
+                pct(0.9),
+                mean,
+                t[0]
+            ));
+        }
+    }
+    println!("\n| transport | added RTT ms | p50 ms | p90 ms | mean ms | min ms | new connections per hit | REST requests per hit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        println!("{row}");
+    }
+    if rtt > 0 {
+        for name in ["sockets", "REST"] {
+            let at = |r: u64| {
+                p50s.iter()
+                    .find(|(x, n, _)| *x == r && *n == name)
+                    .map(|(_, _, v)| *v)
+                    .unwrap_or(0.0)
+            };
+            println!(
+                "{name}: p50 {:+.1} ms with {rtt} ms added per round trip = {:.2} round trips per L2 hit",
+                at(rtt) - at(0),
+                (at(rtt) - at(0)) / rtt as f64
+            );
+        }
+    }
 }

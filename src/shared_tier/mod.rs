@@ -1,9 +1,10 @@
 //! The shared tier speaks Redis, in one place: [`RedisTier`] builds the command for every
 //! [`SharedTier`] operation and decodes its reply; a [`Transport`] only carries commands
-//! to a Redis-compatible server and brings the replies back. Two transports exist, one per
-//! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection) and
-//! [`resp`] for hosts that only have a byte stream (the Worker's `connect()` sockets).
-//! [`url`] reads `redis://` URLs for both.
+//! to a Redis-compatible server and brings the replies back. Three transports exist, one per
+//! way out: [`redis_rs`] natively (redis-rs's reconnecting multiplexed connection), [`resp`]
+//! for hosts that only have a byte stream (the Worker's `connect()` sockets), and [`rest`]
+//! for hosts that only have HTTP (Redis over HTTP, the Upstash REST protocol, over the
+//! Worker's `fetch`). [`url`] reads their URLs.
 
 #![allow(async_fn_in_trait)]
 
@@ -11,6 +12,7 @@
 pub mod redis_rs;
 #[cfg(feature = "resp")]
 pub mod resp;
+pub mod rest;
 pub mod url;
 
 use alloc::format;
@@ -43,6 +45,39 @@ pub trait Transport {
     /// error reply is a [`Reply::Error`] in its place; `Err` is for the transport itself
     /// (connection, timeout, protocol), after which no reply can be trusted.
     async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError>;
+
+    /// Runs `commands` atomically and returns each one's result, in order (an error reply,
+    /// which does not stop the others, as a [`Reply::Error`] in its place). `Err` when the
+    /// transport failed or the server discarded the transaction as a whole (a command
+    /// refused when queued: `EXECABORT`), in which case none of them ran.
+    ///
+    /// By default `MULTI`, the commands and `EXEC` in one [`Transport::pipeline`], as a
+    /// connection-based client sends them ([Redis transactions]); a transport without
+    /// connections of its own (Redis over HTTP) has its own endpoint for it.
+    ///
+    /// [Redis transactions]: https://redis.io/docs/latest/develop/interact/transactions/
+    async fn transaction(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
+        let count = commands.len();
+        let mut pipeline: Vec<Command<'_>> = Vec::with_capacity(count + 2);
+        pipeline.push(alloc::vec![b"MULTI" as &[u8]]);
+        pipeline.extend(commands.iter().cloned());
+        pipeline.push(alloc::vec![b"EXEC"]);
+        let mut replies = self.pipeline(&pipeline).await?;
+        if replies.len() != count + 2 {
+            return Err(TierError("one reply per command expected".to_string()));
+        }
+        let exec = replies.pop();
+        // MULTI's `OK` and each `QUEUED`: an error here (a command refused when queued)
+        // comes before EXEC's EXECABORT and names the cause.
+        for reply in replies {
+            reply_ok(reply)?;
+        }
+        match exec {
+            Some(Reply::Array(results)) if results.len() == count => Ok(results),
+            Some(other) => Err(unexpected("EXEC", &other)),
+            None => Err(TierError("no reply to EXEC".to_string())),
+        }
+    }
 }
 
 /// The shared tier over a transport: every command and every reply decoded here.
@@ -94,19 +129,15 @@ impl<T: Transport> RedisTier<T> {
         replies.into_iter().map(reply_ok).collect()
     }
 
-    /// Runs `commands` in `MULTI` … `EXEC` (one pipeline) and returns their results.
+    /// Runs `commands` atomically ([`Transport::transaction`]) and returns their results,
+    /// none of them an error.
     async fn transaction(&self, commands: Vec<Command<'_>>) -> Result<Vec<Reply>, TierError> {
         let count = commands.len();
-        let mut pipeline: Vec<Command<'_>> = alloc::vec![alloc::vec![b"MULTI" as &[u8]]];
-        pipeline.extend(commands);
-        pipeline.push(alloc::vec![b"EXEC"]);
-        match self.all(&pipeline).await?.pop() {
-            Some(Reply::Array(results)) if results.len() == count => {
-                results.into_iter().map(reply_ok).collect()
-            }
-            Some(other) => Err(unexpected("EXEC", &other)),
-            None => Err(TierError("no reply to EXEC".to_string())),
+        let results = self.transport.transaction(&commands).await?;
+        if results.len() != count {
+            return Err(TierError("one result per command expected".to_string()));
         }
+        results.into_iter().map(reply_ok).collect()
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Per isolate: one [`Engine`] (configuration, L1, coalescing, counters, breaker), built on
 //! the first request from the environment ([`settings`]). Per request: a copy of it with a
-//! fresh Redis client ([`Engine::with_shared_tier`]), because a Worker's sockets belong to the
-//! request that opened them, and the colo tier (the Cache API) when enabled ([`colo`]).
+//! fresh Redis client ([`Engine::with_shared_tier`]), because a Worker's I/O belongs to the
+//! request that started it: RESP over sockets or Redis over HTTP over `fetch`, by the URL's
+//! scheme ([`redis`]); and the colo tier (the Cache API) when enabled ([`colo`]).
 //! Background work (revalidation, L2 writes, purge sync, write-behind flushes) runs in
 //! `ctx.wait_until`, after the response has gone; a cron trigger retries write-behind
 //! deliveries (`#[event(scheduled)]`).
@@ -13,6 +14,7 @@ pub mod body;
 pub mod colo;
 pub mod context;
 pub mod origin;
+pub mod redis;
 pub mod runtime;
 pub mod settings;
 pub mod socket;
@@ -27,7 +29,6 @@ use worker::worker_sys::ext::ResponseInitExt;
 use worker::{event, Context, Env};
 
 use crate::engine::{Body, Engine, EngineState, Host, Request, Response};
-use crate::shared_tier::resp::RedisUrl;
 use body::{from_js_headers, js_message, to_js_headers, WorkerBody};
 
 /// The Worker's types.
@@ -36,7 +37,7 @@ pub struct WorkerHost;
 impl Host for WorkerHost {
     type Body = WorkerBody;
     type Origin = origin::FetchOrigin;
-    type SharedTier = socket::WorkerRedis;
+    type SharedTier = redis::WorkerRedis;
     type Colo = colo::CacheApiColo;
     type Runtime = runtime::JsRuntime;
     type Lock = Rc<RefCell<EngineState>>;
@@ -45,7 +46,7 @@ impl Host for WorkerHost {
 /// What an isolate keeps between requests.
 struct Isolate {
     engine: Engine<WorkerHost>,
-    redis: Option<RedisUrl>,
+    redis: Option<crate::shared_tier::url::SharedTierTarget>,
 }
 
 std::thread_local! {
@@ -95,10 +96,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
             );
         }
     };
-    let reply_limit = redis_reply_limit(isolate.engine.config());
-    let store = isolate.redis.clone().map(|url| {
-        socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
-    });
+    let store = shared_tier(&isolate);
     let request = to_engine_request(&req);
     let config = isolate.engine.config();
     let colo = config
@@ -140,12 +138,23 @@ async fn scheduled(_event: worker::ScheduledEvent, env: Env, _ctx: worker::Sched
     if config.write_behind.routes.is_empty() {
         return;
     }
-    let reply_limit = redis_reply_limit(config);
-    let store = isolate.redis.clone().map(|url| {
-        socket::WorkerRedis::new(url, socket::SocketConnect).with_reply_limit(reply_limit)
-    });
-    let engine = isolate.engine.with_shared_tier(store);
+    let engine = isolate.engine.with_shared_tier(shared_tier(&isolate));
     context::in_own_context(engine.flush_write_behind()).await;
+}
+
+/// A request's shared-tier client, if Redis is configured.
+fn shared_tier(isolate: &Isolate) -> Option<redis::WorkerRedis> {
+    let config = isolate.engine.config();
+    // The engine bounds each call more tightly (l2.timeout_ms, write_behind.timeout_ms);
+    // this only stops a REST call that outlives every one of them.
+    let backstop_ms = config
+        .l2
+        .timeout_ms
+        .max(config.write_behind.timeout_ms)
+        .saturating_add(1_000);
+    let reply_limit = redis_reply_limit(config);
+    let target = isolate.redis.as_ref()?;
+    Some(redis::tier(target, reply_limit, backstop_ms))
 }
 
 /// The largest Redis reply a request accepts: a batch of chunks, or a few of the largest

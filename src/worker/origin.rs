@@ -119,23 +119,24 @@ impl Origin for FetchOrigin {
     }
 }
 
-/// Aborts a fetch when dropped, unless disarmed.
-struct AbortOnDrop {
+/// Aborts a fetch when dropped, unless disarmed (the origin's fetches, and the shared
+/// tier's over REST).
+pub(crate) struct AbortOnDrop {
     controller: web_sys::AbortController,
     armed: bool,
 }
 
 impl AbortOnDrop {
-    fn new() -> Result<Self, JsValue> {
+    pub(crate) fn new() -> Result<Self, JsValue> {
         Ok(AbortOnDrop {
             controller: web_sys::AbortController::new()?,
             armed: true,
         })
     }
-    fn signal(&self) -> web_sys::AbortSignal {
+    pub(crate) fn signal(&self) -> web_sys::AbortSignal {
         self.controller.signal()
     }
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.armed = false;
     }
 }

@@ -9,7 +9,8 @@
 //! | `EDGECACHE_ALLOW_PRIVATE_ORIGIN` | var, optional | `1` in `.dev.vars` for `wrangler dev` against a local origin |
 //! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
 //! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
-//! | `EDGECACHE_REDIS_URL` | secret, optional | `redis://` or `rediss://` URL of the shared tier; none: L1 only (and no colo tier: `EDGECACHE_CACHE.colo.enabled` needs it) |
+//! | `EDGECACHE_REDIS_URL` | secret, optional | the shared tier: `redis://` or `rediss://` (RESP over sockets, credentials in the URL) or `https://` (Redis over HTTP, the Upstash REST protocol, over `fetch`; `http://` only to loopback, for local development); none: L1 only (and no colo tier: `EDGECACHE_CACHE.colo.enabled` needs it) |
+//! | `EDGECACHE_REDIS_TOKEN` | secret, with an `https://` URL | the REST server's bearer token (Upstash: the database's REST token); refused with a `redis://` URL, whose password is in the URL |
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -18,7 +19,7 @@ use wasm_bindgen::JsValue;
 use worker::Env;
 
 use crate::engine::EngineConfig;
-use crate::shared_tier::resp::RedisUrl;
+use crate::shared_tier::url::{SharedTierTarget, TargetError};
 
 /// Everything the Worker reads from its environment, validated.
 pub struct Settings {
@@ -27,7 +28,7 @@ pub struct Settings {
     /// The engine configuration (with the admin token from its secret).
     pub cache: EngineConfig,
     /// The shared tier, if configured.
-    pub redis: Option<RedisUrl>,
+    pub redis: Option<SharedTierTarget>,
 }
 
 impl Settings {
@@ -62,13 +63,10 @@ impl Settings {
             );
         }
         cache.admin.token = text(env, "EDGECACHE_ADMIN_TOKEN")?.filter(|t| !t.is_empty());
-        let redis = text(env, "EDGECACHE_REDIS_URL")?
-            .filter(|u| !u.trim().is_empty())
-            .map(|u| {
-                RedisUrl::parse(u.trim())
-                    .map_err(|m| format!("invalid config `EDGECACHE_REDIS_URL`: {m}"))
-            })
-            .transpose()?;
+        let redis = redis_target(
+            text(env, "EDGECACHE_REDIS_URL")?,
+            text(env, "EDGECACHE_REDIS_TOKEN")?,
+        )?;
         // The engine's rules, named by the variables that set them here.
         cache
             .validate()
@@ -86,6 +84,29 @@ impl Settings {
             redis,
         })
     }
+}
+
+/// The shared tier from `EDGECACHE_REDIS_URL` and `EDGECACHE_REDIS_TOKEN`
+/// ([`SharedTierTarget::from_settings`]). Errors name the variable, never a value.
+fn redis_target(
+    url: Option<String>,
+    token: Option<String>,
+) -> Result<Option<SharedTierTarget>, String> {
+    SharedTierTarget::from_settings(url.as_deref(), token.as_deref()).map_err(|e| match e {
+        TargetError::Url(e) => format!("invalid config `EDGECACHE_REDIS_URL`: {e}"),
+        TargetError::TokenWithoutUrl => String::from(
+            "invalid config `EDGECACHE_REDIS_TOKEN`: set, but EDGECACHE_REDIS_URL (the REST URL it is for) is not",
+        ),
+        TargetError::TokenWithRespUrl => String::from(
+            "invalid config `EDGECACHE_REDIS_TOKEN`: only for a REST (https://) EDGECACHE_REDIS_URL; a redis:// or rediss:// URL carries its password itself",
+        ),
+        TargetError::MissingToken => String::from(
+            "invalid config `EDGECACHE_REDIS_TOKEN`: required with a REST (https://) EDGECACHE_REDIS_URL (Upstash: the database's REST token), as a secret",
+        ),
+        TargetError::BadToken => String::from(
+            "invalid config `EDGECACHE_REDIS_TOKEN`: must be printable ASCII without spaces",
+        ),
+    })
 }
 
 /// A binding's raw value, if set.

@@ -1,6 +1,7 @@
 //! Redis connections for the Worker: `connect()` TCP sockets (`worker::Socket`), with TLS
-//! when the URL is `rediss://`. Sockets belong to the request that opened them, so the host
-//! makes one [`WorkerRedis`] store per request (see [`crate::engine::Engine::with_shared_tier`]).
+//! when the URL is `rediss://`: the transport of `redis://` URLs ([`super::redis`]). Sockets
+//! belong to the request that opened them, so the host makes one store per request (see
+//! [`crate::engine::Engine::with_shared_tier`]).
 
 use alloc::format;
 use core::pin::Pin;
@@ -9,14 +10,11 @@ use core::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::engine::TierError;
-use crate::shared_tier::resp::{Connect, RedisUrl, RespTier};
+use crate::shared_tier::resp::{Connect, RedisUrl};
 
 /// Opens sockets.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SocketConnect;
-
-/// The Worker's shared tier.
-pub type WorkerRedis = RespTier<SocketConnect>;
 
 /// A socket that is closed when dropped. `worker::Socket` is not: a connection abandoned on
 /// a timeout would otherwise stay open, holding one of the few simultaneous connections a

@@ -1,10 +1,13 @@
 //! What the integration tests that need real parts share: a real `redis-server` per test, a
 //! real HTTP origin on loopback whose answers are driven by query parameters, a small HTTP
-//! client, and bounded waits. Used by `tests/native.rs` (edgecache serve) and
-//! `tests/worker.rs` (the Worker under wrangler dev). Each file uses only part of it.
+//! client, bounded waits, and Redis over HTTP in front of a real Redis ([`rest`]). Used by
+//! `tests/native.rs` (edgecache serve), `tests/rest.rs` and `tests/worker.rs` (the Worker
+//! under wrangler dev). Each file uses only part of it.
 #![allow(dead_code)]
 
 pub mod cache;
+pub mod delay;
+pub mod rest;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
