@@ -4,6 +4,7 @@
 pub mod body;
 pub mod config;
 pub mod connections;
+pub mod interim;
 pub mod origin;
 pub mod ready;
 pub mod runtime;

@@ -186,9 +186,17 @@ impl Origin for HyperOrigin {
                 }
             }
         }
-        let outgoing = builder
+        let mut outgoing = builder
             .body(request.body.unwrap_or_else(empty))
             .map_err(|e| OriginError::Broken(e.to_string()))?;
+        // A request made for a client (not a background job) forwards the origin's interim
+        // responses to it as they arrive; hyper hands back only the final response, so the
+        // engine never sees (or stores) a 1xx.
+        if let Some(sink) = super::interim::current() {
+            hyper::ext::on_informational(&mut outgoing, move |interim| {
+                sink.forward(interim.status(), interim.headers());
+            });
+        }
         let safe = matches!(request_method.as_str(), "GET" | "HEAD");
         let response = self.client.request(outgoing).await.map_err(|e| {
             // The whole chain: a refused certificate is a few causes down.

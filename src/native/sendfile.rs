@@ -48,8 +48,10 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::TcpStream;
 
+use super::interim::Writer;
 use crate::entry::CachedResponse;
 
 /// Bodies shorter than this are written with `writev`: copying them costs less than the
@@ -224,41 +226,54 @@ impl Drop for RegisteredBody {
 }
 
 /// A client connection's socket that sends registered bodies with `sendfile` (see the
-/// module documentation); reads, flushes and shutdown are the socket's own.
+/// module documentation); reads are the socket's own. Writes go through the connection's
+/// [`Writer`], which puts the interim responses of its requests between hyper's messages
+/// ([`super::interim`]).
 pub struct HitStream {
-    tcp: TcpStream,
+    read: OwnedReadHalf,
+    write: Arc<Writer>,
     bodies: Arc<Bodies>,
 }
 
 impl HitStream {
     /// `tcp`, sending the bodies registered in `bodies` from their files.
     pub fn new(tcp: TcpStream, bodies: Arc<Bodies>) -> Self {
-        HitStream { tcp, bodies }
+        let (read, write) = tcp.into_split();
+        HitStream {
+            read,
+            write: Writer::new(write),
+            bodies,
+        }
     }
 
-    /// Sends `head` (with `MSG_MORE`) and then `len` bytes of `file` from `offset`; returns
-    /// how many bytes were sent in all, as a `writev` of the same slices would.
-    fn poll_send_file(
-        &self,
-        cx: &mut Context<'_>,
-        head: &[IoSlice<'_>],
-        file: &SealedBody,
-        offset: u64,
-        len: usize,
-    ) -> Poll<io::Result<usize>> {
-        // A registered body has a file, so the system calls are there.
-        let Some(sys) = file.copies.syscalls.as_ref() else {
-            return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
-        };
-        loop {
-            ready!(self.tcp.poll_write_ready(cx))?;
-            // `try_io` clears the socket's readiness when this returns `WouldBlock`.
-            match self.tcp.try_io(Interest::WRITABLE, || {
-                (sys.send_head_and_file)(self.tcp.as_fd(), head, &file.file, offset, len)
-            }) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                result => return Poll::Ready(result),
-            }
+    /// The connection's write side, for the interim responses of its requests.
+    pub fn writer(&self) -> &Arc<Writer> {
+        &self.write
+    }
+}
+
+/// Sends `head` (with `MSG_MORE`) and then `len` bytes of `file` from `offset` on `tcp`;
+/// returns how many bytes were sent in all, as a `writev` of the same slices would.
+fn poll_send_file(
+    tcp: &TcpStream,
+    cx: &mut Context<'_>,
+    head: &[IoSlice<'_>],
+    file: &SealedBody,
+    offset: u64,
+    len: usize,
+) -> Poll<io::Result<usize>> {
+    // A registered body has a file, so the system calls are there.
+    let Some(sys) = file.copies.syscalls.as_ref() else {
+        return Poll::Ready(Err(io::ErrorKind::Unsupported.into()));
+    };
+    loop {
+        ready!(tcp.poll_write_ready(cx))?;
+        // `try_io` clears the socket's readiness when this returns `WouldBlock`.
+        match tcp.try_io(Interest::WRITABLE, || {
+            (sys.send_head_and_file)(tcp.as_fd(), head, &file.file, offset, len)
+        }) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            result => return Poll::Ready(result),
         }
     }
 }
@@ -269,7 +284,7 @@ impl AsyncRead for HitStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().read).poll_read(cx, buf)
     }
 }
 
@@ -288,13 +303,14 @@ impl AsyncWrite for HitStream {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        match this.bodies.find(bufs) {
+        let found = this.bodies.find(bufs);
+        this.write.poll_hyper_write(cx, |tcp, cx| match found {
             // What follows the body (say, a pipelined response) goes in a later call.
             Some((i, file, offset)) => {
-                this.poll_send_file(cx, &bufs[..i], &file, offset, bufs[i].len())
+                poll_send_file(tcp.as_ref(), cx, &bufs[..i], &file, offset, bufs[i].len())
             }
-            None => Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs),
-        }
+            None => Pin::new(tcp).poll_write_vectored(cx, bufs),
+        })
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -304,11 +320,11 @@ impl AsyncWrite for HitStream {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+        self.write.poll_hyper_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+        self.write.poll_hyper_shutdown(cx)
     }
 }
 

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 
 use super::body::{boxed, empty, full, BetweenBytes, ProxyBody};
 use super::connections::{Resolved, Tracker};
+use super::interim::{self, Writer};
 use super::origin::{append_to_header_map, from_header_map, to_header_map, HyperOrigin};
 use super::ready::ReadyEntries;
 use super::runtime::TokioRuntime;
@@ -112,15 +113,20 @@ impl AsRef<[u8]> for SharedBody {
 /// Converts a hyper request, runs it through the engine, converts the response back. A hit
 /// is sent in its ready form (`readies`, the server's); a cached body with a file copy is
 /// registered in `bodies`, the connection's, so that it is sent from the file (see
-/// [`super::sendfile`]).
+/// [`super::sendfile`]). The origin's interim responses (`103 Early Hints`) to an HTTP/1.1
+/// request are written on the connection's `writer` before the final response (see
+/// [`super::interim`]).
 pub async fn serve_one(
     engine: Arc<NativeEngine>,
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
     bodies: &Arc<Bodies>,
     readies: &ReadyEntries,
+    writer: &Arc<Writer>,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
+    // RFC 9110 §15.2: no 1xx to an HTTP/1.0 client.
+    let forwarding = (parts.version == hyper::Version::HTTP_11).then(|| writer.begin());
     // Access-log timing only, and only when the access log is on; no cache decision reads it.
     #[allow(clippy::disallowed_methods)]
     let started = tracing::enabled!(tracing::Level::DEBUG).then(std::time::Instant::now);
@@ -140,7 +146,11 @@ pub async fn serve_one(
         client: Some(peer.ip()),
         body: Some(client_body(incoming, &engine)),
     };
-    let handled = engine.handle(request).await;
+    let sink = forwarding.as_ref().map(interim::Forwarding::sink);
+    let handled = interim::with_sink(sink, engine.handle(request)).await;
+    if let Some(forwarding) = forwarding {
+        forwarding.finish().await;
+    }
     if let Some(job) = handled.job {
         let engine = engine.clone();
         tokio::spawn(async move { engine.run_job(job).await });
@@ -245,15 +255,19 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let engine = engine.clone();
                 let bodies = Arc::new(Bodies::default());
+                let stream = HitStream::new(stream, bodies.clone());
                 let service = service_fn({
-                    let bodies = bodies.clone();
                     let readies = readies.clone();
+                    let writer = stream.writer().clone();
                     move |req| {
                         let engine = engine.clone();
                         let bodies = bodies.clone();
                         let readies = readies.clone();
+                        let writer = writer.clone();
                         async move {
-                            Ok::<_, Infallible>(serve_one(engine, req, peer, &bodies, &readies).await)
+                            Ok::<_, Infallible>(
+                                serve_one(engine, req, peer, &bodies, &readies, &writer).await,
+                            )
                         }
                     }
                 });
@@ -262,7 +276,7 @@ pub async fn run(
                     .timer(TokioTimer::new())
                     .header_read_timeout(limits.header_timeout)
                     .max_buf_size(engine_header_limit())
-                    .serve_connection(TokioIo::new(HitStream::new(stream, bodies)), service);
+                    .serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _slot = slot;
