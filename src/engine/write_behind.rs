@@ -834,53 +834,86 @@ mod tests {
         }
     }
 
+    /// A Redis 6.2 that does not answer its first `n` `INFO`s: a shared tier for the
+    /// simulated host, and how many `INFO`s it was asked.
+    struct OldRedis {
+        down_for: u32,
+        infos: alloc::rc::Rc<core::cell::Cell<u32>>,
+    }
+
+    impl crate::shared_tier::Transport for OldRedis {
+        async fn pipeline(
+            &self,
+            commands: &[crate::shared_tier::Command<'_>],
+        ) -> Result<Vec<crate::shared_tier::Reply>, crate::engine::TierError> {
+            use crate::shared_tier::Reply;
+            let info = |c: &crate::shared_tier::Command<'_>| {
+                c.first().is_some_and(|n| n.eq_ignore_ascii_case(b"INFO"))
+            };
+            if commands.iter().any(info) {
+                self.infos.set(self.infos.get() + 1);
+                if self.infos.get() <= self.down_for {
+                    return Err(crate::engine::TierError(String::from("connection refused")));
+                }
+            }
+            Ok(commands
+                .iter()
+                .map(|c| match info(c) {
+                    true => Reply::Bytes(b"# Server\r\nredis_version:6.2.14\r\n".to_vec()),
+                    false => Reply::Error(String::from("ERR unknown command")),
+                })
+                .collect())
+        }
+    }
+
+    /// The simulated host with [`OldRedis`] as its shared tier.
+    struct OldRedisHost;
+
+    impl Host for OldRedisHost {
+        type Body = crate::engine::simulated::SimBody;
+        type Origin = crate::engine::simulated::SimOrigin;
+        type SharedTier = crate::shared_tier::RedisTier<OldRedis>;
+        type Colo = crate::engine::NoColo;
+        type Runtime = crate::engine::simulated::SimRuntime;
+        type Lock = core::cell::RefCell<crate::engine::EngineState>;
+    }
+
+    /// An origin answering writes `201`, and an engine with write-behind on `/q/` over an
+    /// [`OldRedis`] down for its first `down_for` `INFO`s (counted in the returned cell).
+    fn over_old_redis(
+        down_for: u32,
+    ) -> (
+        crate::engine::simulated::Simulation,
+        Engine<OldRedisHost>,
+        alloc::rc::Rc<core::cell::Cell<u32>>,
+    ) {
+        use crate::engine::simulated::{Answer, Simulation};
+        let sim = Simulation::new(
+            crate::time::Timestamp::from_millis(1_000_000),
+            Answer::respond(201, &[], "written"),
+        );
+        let (origin, runtime) = sim.parts();
+        let mut config = crate::engine::EngineConfig::default();
+        config.write_behind.routes = alloc::vec![String::from("/q/")];
+        let infos = alloc::rc::Rc::new(core::cell::Cell::new(0));
+        let tier = crate::shared_tier::RedisTier::over(OldRedis {
+            down_for,
+            infos: infos.clone(),
+        });
+        let engine = Engine::new(config, origin, Some(tier), runtime).unwrap();
+        (sim, engine, infos)
+    }
+
+    fn post() -> crate::engine::Request<crate::engine::simulated::SimBody> {
+        crate::engine::simulated::request("POST", "/q/1", &[("content-type", "text/plain")])
+    }
+
     /// A Redis too old for write-behind, met by a host that checks nothing at start (the
     /// Worker): the first write-behind request checks it before queuing anything, which
     /// turns write-behind off; that write and later ones go through to the origin at once.
     #[test]
     fn a_shared_tier_too_old_turns_write_behind_off_on_hosts_without_a_start() {
-        use crate::engine::simulated::{request, Answer, SimOrigin, SimRuntime, Simulation};
-        use crate::engine::{EngineConfig, EngineState, NoColo, TierError};
-        use crate::shared_tier::{Command, RedisTier, Reply, Transport};
-        use crate::time::Timestamp;
-
-        /// Redis 6.2: answers `INFO`, refuses everything else.
-        struct OldRedis;
-        impl Transport for OldRedis {
-            async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
-                Ok(commands
-                    .iter()
-                    .map(|c| match c.first() {
-                        Some(name) if name.eq_ignore_ascii_case(b"INFO") => {
-                            Reply::Bytes(b"# Server\r\nredis_version:6.2.14\r\n".to_vec())
-                        }
-                        _ => Reply::Error(String::from("ERR unknown command")),
-                    })
-                    .collect())
-            }
-        }
-        struct OldRedisHost;
-        impl Host for OldRedisHost {
-            type Body = crate::engine::simulated::SimBody;
-            type Origin = SimOrigin;
-            type SharedTier = RedisTier<OldRedis>;
-            type Colo = NoColo;
-            type Runtime = SimRuntime;
-            type Lock = core::cell::RefCell<EngineState>;
-        }
-
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(201, &[], "written"),
-        );
-        let (origin, runtime) = sim.parts();
-        let mut config = EngineConfig::default();
-        config.write_behind.routes = alloc::vec![String::from("/q/")];
-        let engine: Engine<OldRedisHost> =
-            Engine::new(config, origin, Some(RedisTier::over(OldRedis)), runtime).unwrap();
-        let post = || request("POST", "/q/1", &[("content-type", "text/plain")]);
-
-        // The first write-behind request checks the shared tier before queuing anything.
+        let (sim, engine, _) = over_old_redis(0);
         let first = sim.clock.block_on(engine.handle(post()));
         assert_eq!(
             first.response.status, 201,
@@ -901,61 +934,7 @@ mod tests {
     /// asks again (here finding a Redis too old).
     #[test]
     fn an_unanswered_check_is_asked_again_and_queues_nothing_meanwhile() {
-        use alloc::rc::Rc;
-        use core::cell::Cell;
-
-        use crate::engine::simulated::{request, Answer, SimOrigin, SimRuntime, Simulation};
-        use crate::engine::{EngineConfig, EngineState, NoColo, TierError};
-        use crate::shared_tier::{Command, RedisTier, Reply, Transport};
-        use crate::time::Timestamp;
-
-        /// Down for its first `INFO`, then Redis 6.2; refuses everything else.
-        struct Waking(Rc<Cell<u32>>);
-        impl Transport for Waking {
-            async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
-                let info = commands
-                    .iter()
-                    .any(|c| c.first().is_some_and(|n| n.eq_ignore_ascii_case(b"INFO")));
-                if info {
-                    self.0.set(self.0.get() + 1);
-                    if self.0.get() == 1 {
-                        return Err(TierError(String::from("connection refused")));
-                    }
-                }
-                Ok(commands
-                    .iter()
-                    .map(|c| match c.first() {
-                        Some(name) if name.eq_ignore_ascii_case(b"INFO") => {
-                            Reply::Bytes(b"# Server\r\nredis_version:6.2.14\r\n".to_vec())
-                        }
-                        _ => Reply::Error(String::from("ERR unknown command")),
-                    })
-                    .collect())
-            }
-        }
-        struct WakingHost;
-        impl Host for WakingHost {
-            type Body = crate::engine::simulated::SimBody;
-            type Origin = SimOrigin;
-            type SharedTier = RedisTier<Waking>;
-            type Colo = NoColo;
-            type Runtime = SimRuntime;
-            type Lock = core::cell::RefCell<EngineState>;
-        }
-
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(201, &[], "written"),
-        );
-        let (origin, runtime) = sim.parts();
-        let mut config = EngineConfig::default();
-        config.write_behind.routes = alloc::vec![String::from("/q/")];
-        let cooldown = config.l2.breaker_cooldown_ms;
-        let infos = Rc::new(Cell::new(0));
-        let tier = RedisTier::over(Waking(infos.clone()));
-        let engine: Engine<WakingHost> = Engine::new(config, origin, Some(tier), runtime).unwrap();
-        let post = || request("POST", "/q/1", &[("content-type", "text/plain")]);
-
+        let (sim, engine, infos) = over_old_redis(1);
         for _ in 0..2 {
             let through = sim.clock.block_on(engine.handle(post()));
             assert_eq!(through.response.status, 201, "sent through, not queued");
@@ -965,7 +944,8 @@ mod tests {
             engine.state.with(|s| s.shared_tier_check),
             SharedTierCheck::Unanswered { .. }
         ));
-        sim.clock.advance_millis(cooldown);
+        sim.clock
+            .advance_millis(engine.config().l2.breaker_cooldown_ms);
         let later = sim.clock.block_on(engine.handle(post()));
         assert_eq!(later.response.status, 201);
         assert_eq!(infos.get(), 2, "asked again");
