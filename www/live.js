@@ -38,6 +38,8 @@ const COUNTERS = [
   ['stored', (s) => s.engine.stored],
   ['streamed fills', (s) => s.engine.streamed_fills],
   ['failed fills', (s) => s.engine.failed_fills],
+  ['sliced objects', (s) => s.engine.sliced_objects],
+  ['slice fetches', (s) => s.engine.slice_fetches],
   ['L1 entries', (s) => s.l1_entries],
   ['L1 bytes', (s) => s.l1_bytes],
 ];

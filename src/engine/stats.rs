@@ -44,6 +44,10 @@ pub struct EngineStats {
     /// Streamed fills that failed (the origin aborted, stalled, or sent another length
     /// than it declared): nothing was stored, and their clients' responses were cut off.
     pub failed_fills: u64,
+    /// Objects above `limits.max_object_bytes` stored as a head, their content in slices.
+    pub sliced_objects: u64,
+    /// Slices of such objects fetched from the origin (by range) and stored.
+    pub slice_fetches: u64,
     /// Requests forwarded without using the cache (method, range, route rule, not storable).
     pub passes: u64,
     /// Shared-tier commands that failed or timed out.
@@ -137,7 +141,7 @@ impl Snapshot {
     pub fn to_prometheus(&self) -> String {
         let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 34] = [
+        let counters: [(&str, &str, u64); 36] = [
             ("requests_total", "Requests handled", e.requests),
             ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
             ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
@@ -197,6 +201,16 @@ impl Snapshot {
                 "failed_fills_total",
                 "Streamed fills that failed, storing nothing",
                 e.failed_fills,
+            ),
+            (
+                "sliced_objects_total",
+                "Large objects stored as a head, their content in slices",
+                e.sliced_objects,
+            ),
+            (
+                "slice_fetches_total",
+                "Slices of large objects fetched from the origin and stored",
+                e.slice_fetches,
             ),
             (
                 "passes_total",

@@ -352,6 +352,7 @@ impl<H: Host> Engine<H> {
         );
         slice.tags = job.entry.tags.clone();
         let slice = self.ready_to_keep(slice);
+        self.count(|s| s.slice_fetches += 1);
         self.keep_slice(job, key, &slice);
         if self.shared.is_some() {
             self.l2_write_tagged(key, &slice, &url_tag(&job.key)).await;
@@ -516,6 +517,8 @@ mod tests {
         assert_eq!(again.body.as_deref(), Ok(content().as_str()));
         assert!(status(&again).contains("hit"), "{}", status(&again));
         assert_eq!(sim.fetches(), fetches, "every slice from L1");
+        let stats = engine.snapshot().engine;
+        assert_eq!((stats.sliced_objects, stats.slice_fetches), (1, 5));
         let head = sim
             .clock
             .block_on(engine.handle(request("HEAD", "/big", &[])));

@@ -210,6 +210,7 @@ impl<H: Host> Engine<H> {
                 if let Some(slicing) = sliced {
                     fields.set(SLICES_FIELD, slicing.field());
                 }
+                self.count(|s| s.sliced_objects += 1);
                 let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
