@@ -45,7 +45,7 @@ pub struct Filling {
 #[derive(Debug)]
 struct FillState {
     /// The chunks not yet released: all of them while the body is kept.
-    chunks: VecDeque<Arc<Vec<u8>>>,
+    chunks: VecDeque<Piece>,
     /// The index of `chunks[0]` among every chunk appended.
     first_chunk: usize,
     /// Bytes appended so far.
@@ -81,16 +81,37 @@ impl core::fmt::Display for FillError {
 
 impl core::error::Error for FillError {}
 
+/// A chunk a fill holds: bytes of its own (from the origin), or part of a stored response's
+/// body (a slice of a large object), shared without copying.
+#[derive(Clone, Debug)]
+enum Piece {
+    Owned(Arc<Vec<u8>>),
+    Stored(Arc<CachedResponse>, Range<usize>),
+}
+
+impl Piece {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Piece::Owned(bytes) => bytes,
+            Piece::Stored(stored, range) => &stored.body[range.clone()],
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes().len()
+    }
+}
+
 /// Part of a chunk, shared without copying.
 #[derive(Clone, Debug)]
 pub struct FillChunk {
-    bytes: Arc<Vec<u8>>,
+    piece: Piece,
     range: Range<usize>,
 }
 
 impl AsRef<[u8]> for FillChunk {
     fn as_ref(&self) -> &[u8] {
-        &self.bytes[self.range.clone()]
+        &self.piece.bytes()[self.range.clone()]
     }
 }
 
@@ -134,12 +155,23 @@ impl Filling {
 
     /// Appends the next chunk from the origin and wakes the readers.
     pub fn append(&self, bytes: Vec<u8>) {
-        if bytes.is_empty() {
+        self.push(Piece::Owned(Arc::new(bytes)));
+    }
+
+    /// Appends `range` of the body of `stored` (a slice), shared rather than copied.
+    pub fn append_stored(&self, stored: Arc<CachedResponse>, range: Range<usize>) {
+        if range.end <= stored.body.len() {
+            self.push(Piece::Stored(stored, range));
+        }
+    }
+
+    fn push(&self, piece: Piece) {
+        if piece.len() == 0 {
             return;
         }
         let wake = self.state.with(|s| {
-            s.received += bytes.len() as u64;
-            s.chunks.push_back(Arc::new(bytes));
+            s.received += piece.len() as u64;
+            s.chunks.push_back(piece);
             core::mem::take(&mut s.waiting_readers)
         });
         wake.into_iter().for_each(Waker::wake);
@@ -187,7 +219,7 @@ impl Filling {
             let body = s.keep.then(|| {
                 let mut body = Vec::with_capacity(s.received as usize);
                 for chunk in &s.chunks {
-                    body.extend_from_slice(chunk);
+                    body.extend_from_slice(chunk.bytes());
                 }
                 body
             });
@@ -379,7 +411,7 @@ impl FillReader {
                 None => chunk.len(),
             };
             return Poll::Ready(Some(Ok(FillChunk {
-                bytes: chunk,
+                piece: chunk,
                 range: start..end,
             })));
         }
@@ -388,7 +420,7 @@ impl FillReader {
 
 /// What a reader's poll found, decided under the lock and acted on outside it.
 enum Step {
-    Chunk(Arc<Vec<u8>>, Option<Waker>),
+    Chunk(Piece, Option<Waker>),
     Wait,
     End,
     Failed(String),
@@ -509,5 +541,42 @@ impl<B> core::fmt::Debug for FillJob<B> {
             .field("key", &self.key)
             .field("id", &self.fill.id)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::Timestamp;
+
+    /// A slice appended from a stored response reaches its reader as the stored bytes
+    /// themselves, not a copy; owned chunks follow it in order, and the fill completes.
+    #[test]
+    fn stored_bytes_are_shared_with_readers() {
+        let stored = Arc::new(CachedResponse::new(
+            200,
+            crate::headers::Headers::new(),
+            b"0123456789".to_vec(),
+            Timestamp::EPOCH,
+            Timestamp::EPOCH,
+        ));
+        let fill = Arc::new(Filling::new(Some(5), false));
+        let mut reader = FillReader::new(fill.clone());
+        fill.append_stored(stored.clone(), 2..5);
+        fill.append(b"ab".to_vec());
+        fill.complete();
+        let mut cx = Context::from_waker(Waker::noop());
+        let Poll::Ready(Some(Ok(first))) = reader.poll_chunk(&mut cx) else {
+            panic!("a chunk");
+        };
+        assert_eq!(first.as_ref(), b"234");
+        assert_eq!(first.as_ref().as_ptr(), stored.body[2..].as_ptr(), "shared");
+        let Poll::Ready(Some(Ok(second))) = reader.poll_chunk(&mut cx) else {
+            panic!("a chunk");
+        };
+        assert_eq!(second.as_ref(), b"ab");
+        assert!(matches!(reader.poll_chunk(&mut cx), Poll::Ready(None)));
+        fill.append_stored(stored, 8..11);
+        assert_eq!(fill.received(), 5, "a range past the body is refused");
     }
 }

@@ -201,8 +201,8 @@ impl<H: Host> Engine<H> {
             let bytes = job.slicing.bytes_of(index);
             let from = job.span.start.max(bytes.start) - bytes.start;
             let to = job.span.end.min(bytes.end) - bytes.start;
-            // Within the slice, whose length was checked: fits a `usize`.
-            transit.append(slice.body[from as usize..to as usize].to_vec());
+            // Within the slice, whose length was checked: fits a `usize`. Shared, not copied.
+            transit.append_stored(slice, from as usize..to as usize);
             let wait = self.config.limits.between_bytes_timeout_ms;
             let room = core::future::poll_fn(|cx| transit.poll_room(cx));
             if with_timeout(&self.runtime, wait, room).await != Some(Room::Ready) {
