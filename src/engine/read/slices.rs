@@ -24,6 +24,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::ops::Range;
 
+use crate::cache_control::RequestDirectives;
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
 use crate::policy::range::strong_validator;
@@ -128,6 +129,8 @@ pub struct SliceJob {
     span: Range<u64>,
     /// Where they go: the response's content.
     transit: Arc<Filling>,
+    /// The request said `only-if-cached`: no slice may be fetched from the origin.
+    cached_only: bool,
 }
 
 impl core::fmt::Debug for SliceJob {
@@ -163,18 +166,43 @@ impl<H: Host> Engine<H> {
             return handled;
         };
         let span = reader.span();
+        let key = self.key_for(head);
+        // RFC 9111 §5.2.1.7: only what is stored, or 504 — so every slice it needs must be
+        // in L1 now, and none is fetched later.
+        let cached_only = RequestDirectives::from_headers(head.headers()).only_if_cached;
+        if cached_only && !self.slices_in_l1(&key, slicing, &span) {
+            let entry = self.statuses.note(Some("only-if-cached"));
+            let response = respond::error(504, "not in cache (only-if-cached)", entry);
+            return Handled::now(response);
+        }
         let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
         let job = Job::Slices(Box::new(SliceJob {
             head: head.clone(),
-            key: self.key_for(head),
+            key,
             entry,
             slicing,
             span,
             transit,
+            cached_only,
         }));
         handled.job = Job::merge(handled.job, Some(job));
         handled
+    }
+
+    /// Whether every slice of `span` of the object under `key` is in L1.
+    fn slices_in_l1(&self, key: &str, slicing: Slicing, span: &Range<u64>) -> bool {
+        if span.is_empty() {
+            return true;
+        }
+        let first = span.start / slicing.slice_bytes;
+        let last = (span.end - 1) / slicing.slice_bytes;
+        self.state.with(|s| {
+            (first..=last).all(|index| {
+                let slice = slice_key(key, &slicing.bytes_of(index));
+                s.l1.contains(slice.as_str())
+            })
+        })
     }
 
     /// Sends the bytes of a [`SliceJob`] into its response, slice by slice, as fast as its
@@ -233,6 +261,11 @@ impl<H: Host> Engine<H> {
                 self.keep_slice(job, &key, &slice);
                 return Ok(slice);
             }
+        }
+        if job.cached_only {
+            return Err(format!(
+                "slice {index} is no longer cached (only-if-cached)"
+            ));
         }
         let now = self.runtime.now();
         let abandon_after = self
@@ -634,6 +667,32 @@ mod tests {
         assert!(super::sliceable(200, &weak, 1024).is_none());
         let strong = fields("Mon, 07 Dec 2026 07:00:00 GMT");
         assert!(super::sliceable(200, &strong, 1024).is_some());
+    }
+
+    /// RFC 9111 §5.2.1.7: `only-if-cached` on an object in slices is answered only when
+    /// every slice it needs is stored; otherwise `504`, and the origin is not asked.
+    #[test]
+    fn only_if_cached_reads_only_stored_slices() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let first = [("range", "bytes=0-10")];
+        sim.clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/o", &first)));
+        let asked = ranges.borrow().len();
+        let stored = [("range", "bytes=0-10"), ("cache-control", "only-if-cached")];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/o", &stored)));
+        assert_eq!((r.status, r.body.as_deref()), (206, Ok(&content()[..=10])));
+        let missing = [
+            ("range", "bytes=2000-2100"),
+            ("cache-control", "only-if-cached"),
+        ];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/o", &missing)));
+        assert_eq!(r.status, 504);
+        assert_eq!(ranges.borrow().len(), asked, "the origin was not asked");
     }
 
     /// An origin that does not take ranges: the object streams through uncached.
