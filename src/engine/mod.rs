@@ -219,7 +219,7 @@ pub enum Job<B> {
     /// Read the rest of a response from the origin into its fill, then store it.
     Fill(Box<filling::FillJob<B>>),
     /// Assemble a response's content from the slices of its object ([`read::SliceJob`]).
-    Slices(Box<read::SliceJob>),
+    Slices(Box<read::SliceJob<B>>),
     /// Several jobs.
     Batch(Vec<Job<B>>),
 }

@@ -92,7 +92,7 @@ impl<H: Host> Engine<H> {
         if let Body::Cached(stored) = &handled.response.body {
             if let Some(slicing) = Slicing::of(stored) {
                 let stored = stored.clone();
-                return self.serve_slices(&head, handled, stored, slicing);
+                return self.serve_slices(&head, handled, stored, slicing, None);
             }
         }
         if head.asks_for_a_range() {

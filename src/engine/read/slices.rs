@@ -22,6 +22,7 @@ use alloc::boxed::Box;
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use core::ops::Range;
 
 use crate::cache_control::RequestDirectives;
@@ -116,8 +117,17 @@ fn slice_key(key: &str, bytes: &Range<u64>) -> String {
 }
 
 /// The work of assembling a response's content from the slices of its object
-/// ([`Job::Slices`]).
-pub struct SliceJob {
+/// ([`Job::Slices`]): what to assemble, and the origin's stream to read it from, if any.
+pub struct SliceJob<B> {
+    assembly: Assembly,
+    /// The origin's whole response the head was stored from, still to be read, when this
+    /// response is its first request's: its slices are read from it, in order, as it
+    /// arrives, rather than asked for again by range.
+    source: Option<B>,
+}
+
+/// What a [`SliceJob`] assembles.
+struct Assembly {
     /// The request (its fields go to the origin for the slices it fetches).
     head: RequestView,
     /// The object's key.
@@ -133,11 +143,20 @@ pub struct SliceJob {
     cached_only: bool,
 }
 
-impl core::fmt::Debug for SliceJob {
+/// Where a [`SliceJob`] stands in its origin's whole response ([`SliceJob::source`]).
+struct Source<B> {
+    stream: B,
+    /// The offset of the next byte it gives.
+    at: u64,
+    /// Bytes read past the slice being read: the start of the next one.
+    carry: Vec<u8>,
+}
+
+impl<B> core::fmt::Debug for SliceJob<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SliceJob")
-            .field("key", &self.key)
-            .field("span", &self.span)
+            .field("key", &self.assembly.key)
+            .field("span", &self.assembly.span)
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +171,7 @@ impl<H: Host> Engine<H> {
         mut handled: Handled<H::Body>,
         entry: Arc<CachedResponse>,
         slicing: Slicing,
+        source: Option<H::Body>,
     ) -> Handled<H::Body> {
         // A stand-in of the object's length, so the one range decision applies as to any
         // content of known length.
@@ -177,7 +197,8 @@ impl<H: Host> Engine<H> {
         }
         let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
-        let job = Job::Slices(Box::new(SliceJob {
+        let source = source.filter(|_| span.start == 0);
+        let assembly = Assembly {
             head: head.clone(),
             key,
             entry,
@@ -185,7 +206,8 @@ impl<H: Host> Engine<H> {
             span,
             transit,
             cached_only,
-        }));
+        };
+        let job = Job::Slices(Box::new(SliceJob { assembly, source }));
         handled.job = Job::merge(handled.job, Some(job));
         handled
     }
@@ -207,8 +229,17 @@ impl<H: Host> Engine<H> {
 
     /// Sends the bytes of a [`SliceJob`] into its response, slice by slice, as fast as its
     /// client reads them; a slice that cannot be had cuts the response off.
-    pub(crate) async fn run_slices(&self, job: SliceJob) {
+    pub(crate) async fn run_slices(&self, job: SliceJob<H::Body>) {
+        let SliceJob {
+            assembly: job,
+            source,
+        } = job;
         let transit = job.transit.clone();
+        let mut source = source.map(|stream| Source {
+            stream,
+            at: 0,
+            carry: Vec::new(),
+        });
         let unfinished = CutOffUnlessDone(&transit);
         if job.span.is_empty() {
             transit.complete();
@@ -218,6 +249,17 @@ impl<H: Host> Engine<H> {
         let first = job.span.start / job.slicing.slice_bytes;
         let last = (job.span.end - 1) / job.slicing.slice_bytes;
         for index in first..=last {
+            if let Some(from_source) = source
+                .as_mut()
+                .filter(|s| s.at == index * job.slicing.slice_bytes)
+            {
+                if let Err(why) = self.slice_from_source(&job, index, from_source).await {
+                    transit.fail(&why);
+                    unfinished.done();
+                    return;
+                }
+                continue;
+            }
             let slice = match self.slice(&job, index).await {
                 Ok(slice) => slice,
                 Err(why) => {
@@ -243,9 +285,80 @@ impl<H: Host> Engine<H> {
         unfinished.done();
     }
 
+    /// Reads slice `index` from the job's source into its response as the bytes arrive,
+    /// and keeps it, leading the slice's flight so that other requests wait for it.
+    async fn slice_from_source(
+        &self,
+        job: &Assembly,
+        index: u64,
+        source: &mut Source<H::Body>,
+    ) -> Result<(), String> {
+        let bytes = job.slicing.bytes_of(index);
+        let key = slice_key(&job.key, &bytes);
+        let now = self.runtime.now();
+        let abandon_after = self
+            .config
+            .limits
+            .origin_timeout_ms
+            .saturating_add(self.config.limits.coalesce_wait_ms);
+        let flight = match self
+            .state
+            .with(|s| s.flights.join(&key, now, abandon_after))
+        {
+            Role::Leader(id) => Some(FlightGuard::new(&self.state, &key, id)),
+            Role::Waiter(id) => {
+                // Someone fetches it by range already: read it from here all the same.
+                self.state.with(|s| s.flights.leave(&key, id));
+                None
+            }
+        };
+        let request_time = self.runtime.now();
+        // Within an object's slice: fits a `usize`.
+        let want = (bytes.end - bytes.start) as usize;
+        let mut body = Vec::with_capacity(want);
+        let wait = self.config.limits.between_bytes_timeout_ms;
+        while body.len() < want {
+            let mut chunk = if source.carry.is_empty() {
+                let next = self.origin.next_chunk(&mut source.stream);
+                match with_timeout(&self.runtime, wait, next).await {
+                    Some(Ok(Some(chunk))) => chunk,
+                    Some(Ok(None)) => {
+                        return Err(format!(
+                            "the origin's body ended at byte {} of {}",
+                            bytes.start + body.len() as u64,
+                            job.slicing.length
+                        ))
+                    }
+                    Some(Err(e)) => return Err(format!("{e}")),
+                    None => return Err(format!("the origin sent nothing for {wait} ms")),
+                }
+            } else {
+                core::mem::take(&mut source.carry)
+            };
+            let need = want - body.len();
+            if chunk.len() > need {
+                source.carry = chunk.split_off(need);
+            }
+            body.extend_from_slice(&chunk);
+            job.transit.append(chunk);
+            let room = core::future::poll_fn(|cx| job.transit.poll_room(cx));
+            if with_timeout(&self.runtime, wait, room).await != Some(Room::Ready) {
+                return Err(String::from(
+                    "its client left, or read nothing for too long",
+                ));
+            }
+        }
+        source.at = bytes.end;
+        let slice = self.store_slice(job, &key, body, request_time).await;
+        if let Some(flight) = flight {
+            flight.finish(Outcome::Stored(slice));
+        }
+        Ok(())
+    }
+
     /// Slice `index` of the job's object: from L1, the shared tier, a fetch of it in
     /// progress, or the origin.
-    async fn slice(&self, job: &SliceJob, index: u64) -> Result<Arc<CachedResponse>, String> {
+    async fn slice(&self, job: &Assembly, index: u64) -> Result<Arc<CachedResponse>, String> {
         let key = slice_key(&job.key, &job.slicing.bytes_of(index));
         let usable = |slice: &Arc<CachedResponse>| {
             let expected = job.slicing.bytes_of(index);
@@ -309,7 +422,7 @@ impl<H: Host> Engine<H> {
     /// slice of another representation invalidates the object everywhere.
     async fn fetch_slice(
         &self,
-        job: &SliceJob,
+        job: &Assembly,
         index: u64,
         key: &str,
     ) -> Result<Arc<CachedResponse>, String> {
@@ -376,6 +489,18 @@ impl<H: Host> Engine<H> {
                 response.status
             ));
         };
+        Ok(self.store_slice(job, key, body, request_time).await)
+    }
+
+    /// Keeps `body`, a slice of the job's object fetched from `request_time`, in L1 and the
+    /// shared tier under `key`, as a response with its head's fields.
+    async fn store_slice(
+        &self,
+        job: &Assembly,
+        key: &str,
+        body: Vec<u8>,
+        request_time: crate::time::Timestamp,
+    ) -> Arc<CachedResponse> {
         let mut slice = CachedResponse::new(
             200,
             job.entry.headers.clone(),
@@ -390,12 +515,12 @@ impl<H: Host> Engine<H> {
         if self.shared.is_some() {
             self.l2_write_tagged(key, &slice, &url_tag(&job.key)).await;
         }
-        Ok(slice)
+        slice
     }
 
     /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and
     /// URL, so the purges of the object reach it.
-    fn keep_slice(&self, job: &SliceJob, key: &str, slice: &Arc<CachedResponse>) {
+    fn keep_slice(&self, job: &Assembly, key: &str, slice: &Arc<CachedResponse>) {
         let now = self.runtime.now();
         let l = lifetimes(&job.entry, now, &self.config.policy);
         let windows = Windows {
@@ -533,16 +658,11 @@ mod tests {
         assert_eq!(first.status, 200);
         assert_eq!(first.body.as_deref(), Ok(content().as_str()));
         assert_eq!(first.fields.get_str("edgecache-slices"), None, "internal");
-        assert_eq!(
-            *ranges.borrow(),
-            [
-                "bytes=0-1023",
-                "bytes=1024-2047",
-                "bytes=2048-3071",
-                "bytes=3072-4095",
-                "bytes=4096-4999"
-            ]
+        assert!(
+            ranges.borrow().is_empty(),
+            "its slices read from its own stream"
         );
+        assert_eq!(sim.fetches(), 1, "one origin request");
         let fetches = sim.fetches();
         let again = sim
             .clock
@@ -556,6 +676,38 @@ mod tests {
             .clock
             .block_on(engine.handle(request("HEAD", "/big", &[])));
         assert_eq!(head.response.content_length, Some(SIZE as u64));
+    }
+
+    /// The first request for an object in slices reads them from its own response as it
+    /// arrives: its first bytes come with the origin's, not after a whole slice, and the
+    /// origin is asked once.
+    #[test]
+    fn the_first_request_reads_its_slices_as_the_origin_sends_them() {
+        use crate::engine::simulated::StreamEnd;
+        let (head, tail) = (content()[..1000].to_string(), content()[1000..].to_string());
+        let fields = [
+            ("cache-control", "max-age=60"),
+            ("etag", "\"v1\""),
+            ("accept-ranges", "bytes"),
+            ("content-length", "5000"),
+        ];
+        let pieces = [(0, head.as_str()), (100, tail.as_str())];
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::stream(200, &fields, &pieces, StreamEnd::Complete),
+        );
+        let engine = sim.engine(config()).unwrap();
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/f", &[])));
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()));
+        assert_eq!(r.first_byte_at, Some(Timestamp::from_millis(1_000_000)));
+        assert_eq!(sim.fetches(), 1);
+        let hit = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/f", &[])));
+        assert_eq!(hit.body.as_deref(), Ok(content().as_str()));
+        assert_eq!(sim.fetches(), 1, "its five slices were stored on the way");
     }
 
     /// A range reads only the slices it covers, and is cut from them.
@@ -607,16 +759,27 @@ mod tests {
             .block_on(serve(&engine, &sim.clock, request("GET", "/c", &[])));
         let why = r.body.expect_err("cut off");
         assert!(why.0.contains("not bytes 1024-2047/5000"), "{why}");
-        let before = ranges.borrow().len();
+        let before = (ranges.borrow().len(), sim.fetches());
         let fresh = sim
             .clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/c", &[])));
         assert_eq!(fresh.body.as_deref(), Ok(content().as_str()));
-        assert_eq!(
-            ranges.borrow().len() - before,
-            5,
-            "every slice again, of v2"
+        assert!(
+            status(&fresh).contains("fwd=uri-miss"),
+            "{}",
+            status(&fresh)
         );
+        let after = (ranges.borrow().len(), sim.fetches());
+        assert_eq!(
+            after,
+            (before.0, before.1 + 1),
+            "fetched anew, whole, slices and all"
+        );
+        let hit = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/c", &[])));
+        assert!(status(&hit).contains("hit"), "{}", status(&hit));
+        assert_eq!(sim.fetches(), before.1 + 1, "the slices of v2 were stored");
     }
 
     /// An error answering a slice (a 503, a refusal) cuts that response off but proves
@@ -750,8 +913,11 @@ mod tests {
         sim.clock
             .block_on(engine.purge(&PurgeTarget::Url(key), false));
         assert_eq!(l1_len(), 0);
+        let before = sim.fetches();
         sim.clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/u", &[])));
-        assert_eq!(ranges.borrow().len(), 10);
+        assert_eq!(sim.fetches(), before + 1, "fetched anew");
+        assert_eq!(l1_len(), 6, "and stored again, slices and all");
+        assert!(ranges.borrow().is_empty());
     }
 }

@@ -197,12 +197,12 @@ impl<H: Host> Engine<H> {
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
                 self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
             }
-            (ResponseDecision::Store(keep), OriginBody::Streaming(_))
+            (ResponseDecision::Store(keep), OriginBody::Streaming(stream))
                 if !fits && sliced.is_some() =>
             {
                 // Too large to hold whole: its head is stored, and its content is cut in
-                // slices fetched by range as they are asked for (this request's too, in
-                // `read`); the stream is dropped unread.
+                // slices. This response, when whole, reads them from this very stream as it
+                // arrives; a range's are fetched by range (in `read`), the stream dropped.
                 let mut fields = response.headers.clone();
                 if let Some(value) = &route_override {
                     fields.set("edgecache-cache-control", value);
@@ -212,7 +212,21 @@ impl<H: Host> Engine<H> {
                 }
                 self.count(|s| s.sliced_objects += 1);
                 let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
-                self.store_and_serve(head, key, entry, Some(response.headers), fwd, status)
+                let (handled, outcome) =
+                    self.store_and_serve(head, key, entry, Some(response.headers), fwd, status);
+                let whole = match (&handled.response.body, sliced) {
+                    (Body::Cached(stored), Some(slicing)) if !head.asks_for_a_range() => {
+                        Some((stored.clone(), slicing))
+                    }
+                    _ => None,
+                };
+                let handled = match whole {
+                    Some((stored, slicing)) => {
+                        self.serve_slices(head, handled, stored, slicing, Some(stream))
+                    }
+                    None => handled,
+                };
+                (handled, outcome)
             }
             (ResponseDecision::Store(keep), OriginBody::Streaming(stream)) if fits => {
                 let mut fields = response.headers.clone();
