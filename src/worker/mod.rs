@@ -47,6 +47,9 @@ impl Host for WorkerHost {
 struct Isolate {
     engine: Engine<WorkerHost>,
     redis: Option<crate::shared_tier::url::SharedTierTarget>,
+    purge_api: Option<Rc<colo::PurgeApi>>,
+    /// Whether the colo tier's mode was logged (once per isolate, on its first request).
+    colo_logged: core::cell::Cell<bool>,
 }
 
 std::thread_local! {
@@ -66,6 +69,8 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
                 Ok(Rc::new(Isolate {
                     engine,
                     redis: s.redis,
+                    purge_api: s.purge_api.map(Rc::new),
+                    colo_logged: core::cell::Cell::new(false),
                 }))
             });
             *slot = Some(built);
@@ -99,11 +104,19 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let store = shared_tier(&isolate);
     let request = to_engine_request(&req);
     let config = isolate.engine.config();
-    let colo = config
-        .colo
-        .enabled
-        .then(|| colo::CacheApiColo::new(url_origin(&request.target), &config.admin.path));
-    let engine = Rc::new(isolate.engine.with_shared_tier(store).with_colo(colo));
+    let origin = url_origin(&request.target);
+    let engine = isolate.engine.with_shared_tier(store);
+    let engine = Rc::new(if config.colo.enabled && on_workers_dev(origin) {
+        engine.with_colo_unavailable(WORKERS_DEV)
+    } else {
+        let colo = config.colo.enabled.then(|| {
+            colo::CacheApiColo::new(origin, &config.admin.path, isolate.purge_api.clone())
+        });
+        engine.with_colo(colo)
+    });
+    if !isolate.colo_logged.replace(true) {
+        log_colo_mode(&engine);
+    }
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
@@ -194,6 +207,41 @@ fn to_engine_request(inner: &web_sys::Request) -> Request<WorkerBody> {
         headers,
         client,
         body: inner.body().map(WorkerBody::Js),
+    }
+}
+
+/// What `/stats` says of the colo tier on `*.workers.dev`.
+const WORKERS_DEV: &str = "inactive on workers.dev";
+
+/// Whether `origin` (`scheme://authority`) is on `*.workers.dev`, where the Cache API
+/// stores nothing (Cloudflare: Cache API operations work for Workers on custom domains and
+/// routes of a zone).
+fn on_workers_dev(origin: &str) -> bool {
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    });
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "workers.dev" || host.ends_with(".workers.dev")
+}
+
+/// Logs, once per isolate, how the colo tier works here (the "start log" of a Worker: its
+/// isolate's first request).
+fn log_colo_mode(engine: &Engine<WorkerHost>) {
+    let snapshot = engine.snapshot();
+    match snapshot.colo {
+        WORKERS_DEV => worker::console_warn!(
+            "edgecache: colo tier inactive on workers.dev: the Cache API stores nothing there; serve the Worker on a route or custom domain of a zone to use it"
+        ),
+        "local+expiry" => worker::console_log!(
+            "edgecache: colo tier on, without Redis or the purge API: a purge reaches this isolate at once and other colos by expiry (entries kept at most {} s)",
+            snapshot.colo_max_ttl_secs.unwrap_or_default()
+        ),
+        mode => worker::console_log!("edgecache: colo tier: {mode}"),
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod delay;
+pub mod purge_api;
 pub mod rest;
 
 use std::collections::HashMap;
