@@ -1191,7 +1191,10 @@ async fn the_colo_tier_is_on_by_default_without_redis() {
         hit.cache_status()
     );
     assert_eq!(origin.count(&path), 1, "answered without the origin");
-    assert!(b.log().contains("local+expiry"), "{}", b.log());
+    eventually("the local+expiry warning", WAIT, async || {
+        b.log().contains("colo tier local+expiry").then_some(())
+    })
+    .await;
 
     let before = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

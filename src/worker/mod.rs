@@ -48,8 +48,9 @@ struct Isolate {
     engine: Engine<WorkerHost>,
     redis: Option<crate::shared_tier::url::SharedTierTarget>,
     purge_api: Option<Rc<colo::PurgeApi>>,
-    /// Whether the colo tier's mode was logged (once per isolate, on its first request).
-    colo_logged: core::cell::Cell<bool>,
+    /// Whether the colo tier's mode (bit 0) and its being inactive on workers.dev (bit 1)
+    /// were logged: each once per isolate, when first seen.
+    colo_logged: core::cell::Cell<u8>,
 }
 
 std::thread_local! {
@@ -70,7 +71,7 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
                     engine,
                     redis: s.redis,
                     purge_api: s.purge_api.map(Rc::new),
-                    colo_logged: core::cell::Cell::new(false),
+                    colo_logged: core::cell::Cell::new(0),
                 }))
             });
             *slot = Some(built);
@@ -114,9 +115,7 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
         });
         engine.with_colo(colo)
     });
-    if !isolate.colo_logged.replace(true) {
-        log_colo_mode(&engine);
-    }
+    log_colo_mode(&engine, &isolate.colo_logged);
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
@@ -230,15 +229,21 @@ fn on_workers_dev(origin: &str) -> bool {
 }
 
 /// Logs, once per isolate, how the colo tier works here (the "start log" of a Worker: its
-/// isolate's first request).
-fn log_colo_mode(engine: &Engine<WorkerHost>) {
+/// isolate's first request), and, once, that it is inactive when a request comes on
+/// `*.workers.dev`. Without Redis or the purge API, a warning: purges are local plus expiry.
+fn log_colo_mode(engine: &Engine<WorkerHost>, logged: &core::cell::Cell<u8>) {
     let snapshot = engine.snapshot();
+    let bit = if snapshot.colo == WORKERS_DEV { 2 } else { 1 };
+    if logged.get() & bit != 0 {
+        return;
+    }
+    logged.set(logged.get() | bit);
     match snapshot.colo {
         WORKERS_DEV => worker::console_warn!(
             "edgecache: colo tier inactive on workers.dev: the Cache API stores nothing there; serve the Worker on a route or custom domain of a zone to use it"
         ),
-        "local+expiry" => worker::console_log!(
-            "edgecache: colo tier on, without Redis or the purge API: a purge reaches this isolate at once and other colos by expiry (entries kept at most {} s)",
+        "local+expiry" => worker::console_warn!(
+            "edgecache: colo tier local+expiry: neither Redis nor Cloudflare's purge API is configured, so a purge reaches this isolate at once and other isolates and colos only by expiry (colo entries kept at most {} s); set EDGECACHE_CF_API_TOKEN and EDGECACHE_CF_ZONE_ID, or EDGECACHE_REDIS_URL",
             snapshot.colo_max_ttl_secs.unwrap_or_default()
         ),
         mode => worker::console_log!("edgecache: colo tier: {mode}"),
