@@ -1196,10 +1196,7 @@ async fn the_colo_tier_is_on_by_default_without_redis() {
     })
     .await;
 
-    let before = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let before = edgecache::time::Clock::now(&edgecache::time::SystemClock).as_millis();
     let purged = b.purge("tag=cd-tag").await;
     assert_eq!(purged["colo"]["mode"], "local+expiry", "{purged}");
     assert_eq!(purged["colo"]["api"], serde_json::Value::Null, "{purged}");

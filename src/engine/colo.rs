@@ -1,23 +1,28 @@
-//! The optional colo tier: a cache local to one data centre (on Workers, the Cache API's
-//! `caches.default`), between L1 and the shared tier. Off by default (`colo.enabled`).
+//! The colo tier: a cache local to one data centre (on Workers, the Cache API's
+//! `caches.default`), between L1 and the shared tier. On by default (`colo.enabled`).
 //!
-//! The colo cache cannot be purged from another data centre, so the engine never trusts an
-//! entry there without checking it against the shared tier's purge log ([`super::sync`]):
+//! The colo cache cannot be purged from another data centre by the Worker itself, so how a
+//! purge reaches colo copies depends on what is configured ([`ColoMode`]):
 //!
-//! - the key carries the shared tier's marker and purge-all epoch
-//!   (`{prefix}m{marker}e{epoch}:obj:{cache key}`), so a purge-all or a shared tier that lost
-//!   its data makes every older entry unreachable;
-//! - the value is stamped with the purge-log sequence number its writer had applied
-//!   ([`stamp`]); a reader uses it only once it has applied every purge after that number
-//!   and none of them covers the entry ([`PurgeHistory::verdict`]). A soft purge that
-//!   covers it makes it stale (served under stale-while-revalidate while refetched), a hard
-//!   one a miss.
-//!
-//! So a purge reaches colo entries exactly as fast as it reaches other instances' L1
-//! (`l2.purge_poll_ms`). Without a known marker and purge position (the shared tier absent
-//! or down since the isolate started) the colo tier is skipped; an isolate that carried out
-//! a purge it could not publish stops using the colo tier, since other isolates' copies
-//! never learn of it.
+//! - **purge log** (the shared tier configured): the engine never trusts an entry without
+//!   checking it against the shared tier's purge log ([`super::sync`]). The key carries the
+//!   shared tier's marker and purge-all epoch (`{prefix}m{marker}e{epoch}:obj:{cache key}`),
+//!   so a purge-all or a shared tier that lost its data makes every older entry unreachable;
+//!   the value is stamped with the purge-log sequence number its writer had applied
+//!   ([`stamp`]), and a reader uses it only once it has applied every purge after that
+//!   number and none of them covers the entry ([`PurgeHistory::verdict`]). A soft purge that
+//!   covers it makes it stale, a hard one a miss. A purge reaches colo entries as fast as it
+//!   reaches other instances' L1 (`l2.purge_poll_ms`). Without a known marker and purge
+//!   position the colo tier is skipped; an isolate that carried out a purge it could not
+//!   publish stops using it.
+//! - **purge API** (no shared tier; the host can purge every data centre, on Workers
+//!   Cloudflare's zone purge API): keys are `{prefix}colo:{cache key}`, values stamped with
+//!   their writing time; a purge is remembered by the isolate that made it (it never uses an
+//!   entry written before), and sent to the API: by URL the primary entry's colo URL
+//!   ([`colo_url`]; variants older than their primary are never used), by tag the tag (every
+//!   entry carries its tags as `Cache-Tag`), purge-all the tag every colo entry carries.
+//! - **local plus expiry** (neither): as above without the API call, and entries are kept at
+//!   most `colo.max_ttl_secs`; the purge answer says by when every other copy has expired.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
