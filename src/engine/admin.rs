@@ -344,7 +344,7 @@ impl<H: Host> Engine<H> {
             PurgeTarget::All => (self.l1_purge_all(soft, now), Scope::All),
         };
         let published = self.publish_purge(scope.clone(), soft).await;
-        let colo = self.colo_purge(&scope, soft, site).await;
+        let colo = self.colo_purge(&scope, site).await;
         // Requests that read a lower tier while the purge was being published may have
         // put what it removes back into L1: remove it again.
         let now = self.runtime.now();

@@ -512,43 +512,42 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Carries a purge (already applied to L1 and published) to the colo tier: remembered
-    /// here without the shared tier (this isolate stops using what it covers at once), and
-    /// sent to Cloudflare's purge API when configured. `origin` (`scheme://authority` of the
+    /// Without the shared tier, remembers a purge (or a write-through invalidation) made
+    /// here: this isolate never uses a colo entry written before it that it covers.
+    pub(crate) fn colo_remember_purge(&self, scope: &super::sync::Scope, soft: bool) {
+        if !matches!(
+            self.colo_mode(),
+            Some(ColoMode::PurgeApi | ColoMode::Expiry)
+        ) {
+            return;
+        }
+        let (key, tag) = match scope {
+            super::sync::Scope::Key(key) => (Some(key.clone()), None),
+            super::sync::Scope::Tag(tag) => (None, Some(tag.clone())),
+            super::sync::Scope::All => (None, None),
+        };
+        let record = PurgeRecord {
+            key,
+            tag,
+            soft,
+            epoch: 0,
+        };
+        let now = self.runtime.now().as_millis() as i64;
+        self.state.with(|s| s.colo_local.record_local(now, record));
+    }
+
+    /// Carries an admin purge (already applied to L1, published and remembered, see
+    /// [`Self::colo_remember_purge`]) to the colo tier everywhere: sent to Cloudflare's
+    /// purge API when configured. `origin` (`scheme://authority` of the
     /// purged URL's site) names the colo URL of a purge by URL. Never fails the purge.
     pub(crate) async fn colo_purge(
         &self,
         scope: &super::sync::Scope,
-        soft: bool,
         origin: Option<&str>,
     ) -> Option<ColoPurged> {
         let mode = self.colo_mode()?;
         let colo = self.colo()?;
         let now = self.runtime.now().as_millis();
-        if mode != ColoMode::PurgeLog {
-            let record = match scope {
-                super::sync::Scope::Key(key) => PurgeRecord {
-                    key: Some(key.clone()),
-                    tag: None,
-                    soft,
-                    epoch: 0,
-                },
-                super::sync::Scope::Tag(tag) => PurgeRecord {
-                    key: None,
-                    tag: Some(tag.clone()),
-                    soft,
-                    epoch: 0,
-                },
-                super::sync::Scope::All => PurgeRecord {
-                    key: None,
-                    tag: None,
-                    soft,
-                    epoch: 0,
-                },
-            };
-            self.state
-                .with(|s| s.colo_local.record_local(now as i64, record));
-        }
         let api = if colo.purges_everywhere() {
             Some(self.colo_purge_api(colo, scope, origin).await)
         } else {
