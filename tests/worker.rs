@@ -1307,6 +1307,102 @@ async fn purges_reach_the_colo_tier_through_the_purge_api() {
     assert!(!w.log().contains(CF_TOKEN), "the token is never logged");
 }
 
+/// A purge-API call that fails (Cloudflare refusing the token) never fails the purge: the
+/// answer is `200`, says the API was not reached and why, the purging Worker stops using
+/// the colo copy all the same, and the log has the failure without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_purge_api_is_reported_and_does_not_fail_the_purge() {
+    if skipped() {
+        return;
+    }
+    const CF_TOKEN: &str = "cf-refused-token-0123456789abcdef";
+    let origin = Origin::start().await;
+    let api = PurgeApi::start().await;
+    api.refuse();
+    let base = api.base();
+    let vars = [
+        ("EDGECACHE_CF_API_TOKEN", CF_TOKEN),
+        ("EDGECACHE_CF_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353"),
+        ("EDGECACHE_CF_API_BASE", base.as_str()),
+    ];
+    let path = url(
+        "/e2e/colo-api-down",
+        &[("cc", "max-age=600"), ("tag", "down")],
+    );
+    let w = Worker::start_with_vars(&origin, "{}", None, &vars).await;
+    w.get(&path).await;
+    eventually("the colo write", WAIT, async || {
+        (w.stat("colo_stored").await >= 1).then_some(())
+    })
+    .await;
+    let purged = w.purge("tag=down").await;
+    assert_eq!(purged["colo"]["api"]["ok"], false, "{purged}");
+    let error = purged["colo"]["api"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("403") && error.contains("Authentication error"),
+        "{purged}"
+    );
+    assert_eq!(
+        purged["reached"],
+        serde_json::json!(["l1 (this isolate)", "colo (this isolate)"]),
+        "{purged}"
+    );
+    assert_eq!(api.calls().len(), 1);
+    let after = w.get(&path).await;
+    assert!(
+        !after.cache_status().contains("colo; hit"),
+        "{}",
+        after.cache_status()
+    );
+    eventually("the failure in the log", WAIT, async || {
+        w.log()
+            .contains("purge API: Cloudflare answered 403")
+            .then_some(())
+    })
+    .await;
+    assert!(!w.log().contains(CF_TOKEN), "the token is never logged");
+    assert!(!purged.to_string().contains(CF_TOKEN));
+}
+
+/// The purge API's settings are checked at start, each error naming its variable and never
+/// quoting the token: a token without a zone, a zone without a token, and a base URL that
+/// is not loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_api_settings_that_do_not_go_together_are_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    const CF_TOKEN: &str = "cf-test-token-0123456789abcdef";
+    let origin = Origin::start().await;
+    let zone = ("EDGECACHE_CF_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353");
+    let token = ("EDGECACHE_CF_API_TOKEN", CF_TOKEN);
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[token], "EDGECACHE_CF_ZONE_ID"),
+        (&[zone], "EDGECACHE_CF_API_TOKEN"),
+        (
+            &[
+                token,
+                zone,
+                ("EDGECACHE_CF_API_BASE", "https://api.example.com/client/v4"),
+            ],
+            "EDGECACHE_CF_API_BASE",
+        ),
+    ];
+    for (vars, named) in cases {
+        let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, true, vars)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{vars:?} is refused"));
+        assert!(
+            refused.contains(&format!("500 edgecache is misconfigured: {named}")),
+            "{vars:?}: {refused}"
+        );
+        assert!(!refused.contains(CF_TOKEN), "{refused}");
+    }
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
+}
+
 over_sockets_and_rest!(write_behind_at_the_edge:
     write_behind_queues_delivers_and_the_cron_retries,
     write_behind_queues_delivers_and_the_cron_retries_over_rest);

@@ -28,6 +28,8 @@ pub struct PurgeCall {
 pub struct PurgeApi {
     pub addr: SocketAddr,
     calls: Arc<Mutex<Vec<PurgeCall>>>,
+    /// When set, every call is refused as Cloudflare refuses a bad token (`403`).
+    refuse: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
 }
 
@@ -39,6 +41,8 @@ impl PurgeApi {
         let addr = listener.local_addr().expect("purge API addr");
         let calls: Arc<Mutex<Vec<PurgeCall>>> = Arc::default();
         let recorded = calls.clone();
+        let refuse: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let refusing = refuse.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -46,9 +50,11 @@ impl PurgeApi {
                     continue;
                 };
                 let calls = recorded.clone();
+                let refusing = refusing.clone();
                 connections.spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let calls = calls.clone();
+                        let refusing = refusing.clone();
                         async move {
                             let header = |name: &str| {
                                 req.headers()
@@ -66,9 +72,21 @@ impl PurgeApi {
                             let body = req.into_body().collect().await.map(|b| b.to_bytes());
                             call.body = String::from_utf8_lossy(&body.unwrap_or_default()).into();
                             calls.lock().unwrap().push(call);
-                            let answer = r#"{"success":true,"errors":[],"messages":[],"result":{"id":"purge-id"}}"#;
+                            let refused = refusing.load(std::sync::atomic::Ordering::SeqCst);
+                            let (status, answer) = if refused {
+                                (
+                                    403,
+                                    r#"{"success":false,"errors":[{"code":10000,"message":"Authentication error"}],"messages":[],"result":null}"#,
+                                )
+                            } else {
+                                (
+                                    200,
+                                    r#"{"success":true,"errors":[],"messages":[],"result":{"id":"purge-id"}}"#,
+                                )
+                            };
                             Ok::<_, Infallible>(
                                 hyper::Response::builder()
+                                    .status(status)
                                     .header("content-type", "application/json")
                                     .body(Full::new(Bytes::from_static(answer.as_bytes())))
                                     .unwrap(),
@@ -82,7 +100,17 @@ impl PurgeApi {
                 while connections.try_join_next().is_some() {}
             }
         });
-        PurgeApi { addr, calls, task }
+        PurgeApi {
+            addr,
+            calls,
+            refuse,
+            task,
+        }
+    }
+
+    /// Refuses every call from now on (`403`, as for a token without the permission).
+    pub fn refuse(&self) {
+        self.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The base URL a Worker is given (`EDGECACHE_CF_API_BASE`).
