@@ -448,6 +448,10 @@ async fn without_redis_the_colo_tier_is_capped_and_purges_are_local_plus_expiry(
     let a = isolate_without_redis(&origin, &colo);
     assert_eq!(a.snapshot().colo, "local+expiry");
     assert_eq!(a.snapshot().colo_max_ttl_secs, Some(60));
+    assert!(a
+        .snapshot()
+        .to_prometheus()
+        .contains("edgecache_colo_info{mode=\"local+expiry\"} 1\n"));
     let miss = get(&a, &path).await;
     assert!(
         miss.cache_status

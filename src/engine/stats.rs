@@ -330,6 +330,12 @@ impl Snapshot {
             let _ = writeln!(out, "# TYPE edgecache_{name} gauge");
             let _ = writeln!(out, "edgecache_{name} {value}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgecache_colo_info How the colo tier runs here (the mode label; /stats \"colo\")."
+        );
+        let _ = writeln!(out, "# TYPE edgecache_colo_info gauge");
+        let _ = writeln!(out, "edgecache_colo_info{{mode=\"{}\"}} 1", self.colo);
         out
     }
 }
