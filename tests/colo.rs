@@ -156,7 +156,20 @@ struct Answer {
 /// Sends a request through `engine` and runs its background job to completion, as a
 /// Worker's `ctx.wait_until` would after the response.
 async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -> Answer {
+    call_with(engine, method, path, auth, &[]).await
+}
+
+async fn call_with(
+    engine: &Engine<ColoHost>,
+    method: &str,
+    path: &str,
+    auth: bool,
+    fields: &[(&str, &str)],
+) -> Answer {
     let mut headers = Headers::new();
+    for (name, value) in fields {
+        headers.append(name, *value);
+    }
     if auth {
         headers.append("authorization", format!("Bearer {TOKEN}"));
     }
@@ -533,4 +546,56 @@ async fn with_the_purge_api_purges_name_the_colo_urls_and_tags() {
         colo.api_calls()[1..],
         [r#"{"tags":["t2"]}"#, r#"{"tags":["ec:v1:colo"]}"#]
     );
+}
+
+/// Without the shared tier, a `Vary` variant written before its primary entry is never
+/// used: a purge by URL through the purge API removes the primary entry in every data
+/// centre (the variants are not named), and the variants from before the purge must not
+/// come back behind the primary a later fill writes.
+#[tokio::test]
+async fn without_redis_variants_older_than_their_primary_are_not_used() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::with_api();
+    let path = url(
+        "/colo/vary",
+        &[
+            ("cc", "max-age=3600"),
+            ("vary", "Accept-Language"),
+            ("echo", "accept-language"),
+        ],
+    );
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+
+    let a = isolate_without_redis(&origin, &colo);
+    let first = call_with(&a, "GET", &path, false, &en).await;
+    assert_eq!(first.body, b"accept-language: en\n");
+    // What Cloudflare's purge by URL does to the primary entry (named in the request), in
+    // every data centre; the `en` variant stays.
+    let primary = colo.keys().into_iter().min_by_key(String::len).unwrap();
+    assert_eq!(colo.keys().len(), 2, "{:?}", colo.keys());
+    colo.entries.lock().unwrap().remove(&primary);
+    // Another isolate fills the primary again, for `fr`, a few milliseconds later.
+    // (Stamps are milliseconds: wait for the clock to pass the first write's.)
+    let written = edgecache::engine::Runtime::now(a.runtime()).as_millis();
+    eventually("the clock to move on", WAIT, async || {
+        (edgecache::engine::Runtime::now(a.runtime()).as_millis() > written + 1).then_some(())
+    })
+    .await;
+    let b = isolate_without_redis(&origin, &colo);
+    let fr_answer = call_with(&b, "GET", &path, false, &fr).await;
+    assert_eq!(fr_answer.body, b"accept-language: fr\n");
+    assert_eq!(origin.count(&path), 2);
+
+    // A third isolate asking for `en`: the old `en` variant is older than the primary now
+    // stored, so it is not served; the origin is asked again.
+    let c = isolate_without_redis(&origin, &colo);
+    let again = call_with(&c, "GET", &path, false, &en).await;
+    assert_eq!(again.body, b"accept-language: en\n");
+    assert!(
+        !again.cache_status.contains("colo; hit"),
+        "{}",
+        again.cache_status
+    );
+    assert_eq!(origin.count(&path), 3);
 }
