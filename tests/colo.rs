@@ -25,14 +25,36 @@ use tokio::time::Instant;
 
 /// A stored value and when it expires.
 type Stored = (Vec<u8>, Instant);
+/// The TTL and tags a value was put with.
+type PutWith = (u64, Vec<String>);
 
 /// One data centre's cache: bytes by key with an expiry, shared by the engines of a test.
 #[derive(Clone, Default)]
 struct MemoryColo {
     entries: Arc<Mutex<HashMap<String, Stored>>>,
+    /// The TTL and tags of each `put`, by key.
+    puts: Arc<Mutex<HashMap<String, PutWith>>>,
+    /// With a purge API: the request bodies it was sent.
+    api: Option<Arc<Mutex<Vec<String>>>>,
 }
 
 impl MemoryColo {
+    /// A colo tier whose purges reach every data centre, recording what it is sent.
+    fn with_api() -> Self {
+        MemoryColo {
+            api: Some(Arc::default()),
+            ..MemoryColo::default()
+        }
+    }
+
+    fn api_calls(&self) -> Vec<String> {
+        self.api.as_ref().unwrap().lock().unwrap().clone()
+    }
+
+    fn put_of(&self, key: &str) -> PutWith {
+        self.puts.lock().unwrap()[key].clone()
+    }
+
     fn keys(&self) -> Vec<String> {
         self.entries.lock().unwrap().keys().cloned().collect()
     }
@@ -52,12 +74,34 @@ impl ColoCache for MemoryColo {
             .filter(|(_, until)| Instant::now() < *until)
             .map(|(v, _)| v.clone()))
     }
-    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        _tags: &[String],
+    ) -> Result<(), TierError> {
         let until = Instant::now() + Duration::from_millis(ttl_ms);
+        self.puts
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), (ttl_ms, _tags.to_vec()));
         self.entries
             .lock()
             .unwrap()
             .insert(key.to_string(), (value.to_vec(), until));
+        Ok(())
+    }
+    fn purges_everywhere(&self) -> bool {
+        self.api.is_some()
+    }
+    async fn purge_everywhere(&self, body: &str) -> Result<(), TierError> {
+        self.api
+            .as_ref()
+            .unwrap()
+            .lock()
+            .unwrap()
+            .push(body.to_string());
         Ok(())
     }
 }
@@ -89,6 +133,20 @@ fn isolate(origin: &Origin, redis: &RedisServer, colo: &MemoryColo) -> Engine<Co
     .with_colo(Some(colo.clone()))
 }
 
+/// One isolate without the shared tier: L1 and the colo tier only (the Worker's default).
+fn isolate_without_redis(origin: &Origin, colo: &MemoryColo) -> Engine<ColoHost> {
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.to_string());
+    Engine::new(
+        config,
+        HyperOrigin::new(&origin.url()).unwrap(),
+        None,
+        TokioRuntime,
+    )
+    .unwrap()
+    .with_colo(Some(colo.clone()))
+}
+
 struct Answer {
     status: u16,
     cache_status: String,
@@ -98,7 +156,20 @@ struct Answer {
 /// Sends a request through `engine` and runs its background job to completion, as a
 /// Worker's `ctx.wait_until` would after the response.
 async fn call(engine: &Engine<ColoHost>, method: &str, path: &str, auth: bool) -> Answer {
+    call_with(engine, method, path, auth, &[]).await
+}
+
+async fn call_with(
+    engine: &Engine<ColoHost>,
+    method: &str,
+    path: &str,
+    auth: bool,
+    fields: &[(&str, &str)],
+) -> Answer {
     let mut headers = Headers::new();
+    for (name, value) in fields {
+        headers.append(name, *value);
+    }
     if auth {
         headers.append("authorization", format!("Bearer {TOKEN}"));
     }
@@ -132,9 +203,10 @@ async fn get(engine: &Engine<ColoHost>, path: &str) -> Answer {
     call(engine, "GET", path, false).await
 }
 
-async fn purge(engine: &Engine<ColoHost>, query: &str) {
+async fn purge(engine: &Engine<ColoHost>, query: &str) -> serde_json::Value {
     let answer = call(engine, "POST", &format!("/_edgecache/purge?{query}"), true).await;
     assert_eq!(answer.status, 200, "purge {query}");
+    serde_json::from_slice(&answer.body).unwrap()
 }
 
 /// A miss at one isolate fills the colo tier; another isolate of the same data centre
@@ -374,4 +446,156 @@ async fn a_corrupt_colo_value_is_a_counted_miss() {
         );
         assert_eq!(reader.snapshot().engine.colo_corrupt, 1);
     }
+}
+
+/// Without Redis or the purge API (the default on a Worker): the colo tier is on, its
+/// entries are kept at most `colo.max_ttl_secs` (60 s) whatever the response allows, a
+/// second isolate is answered from it, and a purge makes the purging isolate stop using
+/// what it covers at once, its answer saying the other copies expire within the cap.
+#[tokio::test]
+async fn without_redis_the_colo_tier_is_capped_and_purges_are_local_plus_expiry() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let path = url("/colo/expiry", &[("cc", "max-age=3600"), ("tag", "t1")]);
+
+    let a = isolate_without_redis(&origin, &colo);
+    assert_eq!(a.snapshot().colo, "local+expiry");
+    assert_eq!(a.snapshot().colo_max_ttl_secs, Some(60));
+    assert!(a
+        .snapshot()
+        .to_prometheus()
+        .contains("edgecache_colo_info{mode=\"local+expiry\"} 1\n"));
+    let miss = get(&a, &path).await;
+    assert!(
+        miss.cache_status
+            .contains("edgecache-colo; fwd=uri-miss; stored"),
+        "{}",
+        miss.cache_status
+    );
+    let keys = colo.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("ec:v1:colo:"), "{keys:?}");
+    let (ttl_ms, tags) = colo.put_of(&keys[0]);
+    assert_eq!(ttl_ms, 60_000, "capped at colo.max_ttl_secs");
+    assert_eq!(tags, ["ec:v1:colo", "t1"]);
+
+    let b = isolate_without_redis(&origin, &colo);
+    let hit = get(&b, &path).await;
+    assert!(
+        hit.cache_status.starts_with("edgecache-colo; hit"),
+        "{}",
+        hit.cache_status
+    );
+    assert_eq!(origin.count(&path), 1);
+
+    let before = edgecache::engine::Runtime::now(a.runtime()).as_millis();
+    let answer = purge(&a, "tag=t1").await;
+    assert_eq!(answer["colo"]["mode"], "local+expiry", "{answer}");
+    assert_eq!(answer["colo"]["api"], serde_json::Value::Null, "{answer}");
+    let by = answer["colo"]["others_expire_by_ms"].as_u64().unwrap();
+    assert!((before + 60_000..before + 62_000).contains(&by), "{answer}");
+    assert_eq!(
+        answer["reached"],
+        serde_json::json!(["l1 (this isolate)", "colo (this isolate)"]),
+        "{answer}"
+    );
+    // The purging isolate no longer uses the colo copy, which is still stored.
+    assert_eq!(colo.keys().len(), 1);
+    let after = get(&a, &path).await;
+    assert!(
+        !after.cache_status.contains("colo; hit"),
+        "{}",
+        after.cache_status
+    );
+    assert_eq!(origin.count(&path), 2);
+}
+
+/// With the purge API and no Redis: entries are not capped, and a purge sends exactly the
+/// requests the engine decides: by URL, the colo URL of the primary key; by tag, the tag;
+/// purge-all, the tag every colo entry carries.
+#[tokio::test]
+async fn with_the_purge_api_purges_name_the_colo_urls_and_tags() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::with_api();
+    let path = url("/colo/api", &[("cc", "max-age=3600"), ("tag", "t2")]);
+
+    let a = isolate_without_redis(&origin, &colo);
+    assert_eq!(a.snapshot().colo, "purge-api");
+    assert_eq!(a.snapshot().colo_max_ttl_secs, None);
+    get(&a, &path).await;
+    let keys = colo.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(colo.put_of(&keys[0]).0 > 3_000_000, "not capped");
+
+    let answer = purge(&a, &format!("url={}", enc(&path))).await;
+    assert_eq!(answer["colo"]["mode"], "purge-api", "{answer}");
+    assert_eq!(
+        answer["colo"]["api"],
+        serde_json::json!({"ok": true, "requests": 1}),
+        "{answer}"
+    );
+    let expected_url =
+        edgecache::engine::colo::colo_url(&format!("http://{HOST}"), "/_edgecache", &keys[0]);
+    assert_eq!(
+        colo.api_calls(),
+        [format!("{{\"files\":[{expected_url:?}]}}")]
+    );
+    purge(&a, "tag=t2").await;
+    purge(&a, "all=1").await;
+    assert_eq!(
+        colo.api_calls()[1..],
+        [r#"{"tags":["t2"]}"#, r#"{"tags":["ec:v1:colo"]}"#]
+    );
+}
+
+/// Without the shared tier, a `Vary` variant written before its primary entry is never
+/// used: a purge by URL through the purge API removes the primary entry in every data
+/// centre (the variants are not named), and the variants from before the purge must not
+/// come back behind the primary a later fill writes.
+#[tokio::test]
+async fn without_redis_variants_older_than_their_primary_are_not_used() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::with_api();
+    let path = url(
+        "/colo/vary",
+        &[
+            ("cc", "max-age=3600"),
+            ("vary", "Accept-Language"),
+            ("echo", "accept-language"),
+        ],
+    );
+    let en = [("accept-language", "en")];
+    let fr = [("accept-language", "fr")];
+
+    let a = isolate_without_redis(&origin, &colo);
+    let first = call_with(&a, "GET", &path, false, &en).await;
+    assert_eq!(first.body, b"accept-language: en\n");
+    // What Cloudflare's purge by URL does to the primary entry (named in the request), in
+    // every data centre; the `en` variant stays.
+    let primary = colo.keys().into_iter().min_by_key(String::len).unwrap();
+    assert_eq!(colo.keys().len(), 2, "{:?}", colo.keys());
+    colo.entries.lock().unwrap().remove(&primary);
+    // Another isolate fills the primary again, for `fr`, a few milliseconds later.
+    // (Stamps are milliseconds: wait for the clock to pass the first write's.)
+    let written = edgecache::engine::Runtime::now(a.runtime()).as_millis();
+    eventually("the clock to move on", WAIT, async || {
+        (edgecache::engine::Runtime::now(a.runtime()).as_millis() > written + 1).then_some(())
+    })
+    .await;
+    let b = isolate_without_redis(&origin, &colo);
+    let fr_answer = call_with(&b, "GET", &path, false, &fr).await;
+    assert_eq!(fr_answer.body, b"accept-language: fr\n");
+    assert_eq!(origin.count(&path), 2);
+
+    // A third isolate asking for `en`: the old `en` variant is older than the primary now
+    // stored, so it is not served; the origin is asked again.
+    let c = isolate_without_redis(&origin, &colo);
+    let again = call_with(&c, "GET", &path, false, &en).await;
+    assert_eq!(again.body, b"accept-language: en\n");
+    assert!(
+        !again.cache_status.contains("colo; hit"),
+        "{}",
+        again.cache_status
+    );
+    assert_eq!(origin.count(&path), 3);
 }

@@ -668,7 +668,10 @@ fn purge_requires_token_and_purges() {
         &[("authorization", &auth)],
     ));
     assert_eq!(ok.response.status, 200);
-    assert_eq!(body_of(&ok), "{\"purged\":2,\"soft\":false}");
+    assert_eq!(
+        body_of(&ok),
+        r#"{"colo":null,"purged":2,"reached":["l1 (this isolate)"],"soft":false}"#
+    );
     h.respond(200, &[("cache-control", "max-age=60")], "a2");
     assert_eq!(body_of(&h.send(get("/a", &[]))), "a2");
     let ok = h.send(request(
@@ -676,7 +679,10 @@ fn purge_requires_token_and_purges() {
         "/_edgecache/purge?url=/a",
         &[("authorization", &auth)],
     ));
-    assert_eq!(body_of(&ok), "{\"purged\":1,\"soft\":false}");
+    assert_eq!(
+        body_of(&ok),
+        r#"{"colo":null,"purged":1,"reached":["l1 (this isolate)"],"soft":false}"#
+    );
     h.respond(200, &[("cache-control", "max-age=60")], "a3");
     assert_eq!(body_of(&h.send(get("/a", &[]))), "a3");
     let ok = h.send(request(
@@ -704,7 +710,10 @@ fn soft_purge_serves_stale_while_refetching() {
         "/_edgecache/purge?url=/sp&soft=1",
         &[("authorization", &auth)],
     ));
-    assert_eq!(body_of(&ok), "{\"purged\":1,\"soft\":true}");
+    assert_eq!(
+        body_of(&ok),
+        r#"{"colo":null,"purged":1,"reached":["l1 (this isolate)"],"soft":true}"#
+    );
     h.respond(200, &[("cache-control", "max-age=600")], "new");
     let stale = h.send_and_run_jobs(get("/sp", &[]));
     assert_eq!(body_of(&stale), "old");
@@ -1213,13 +1222,20 @@ fn purge_urls_are_normalised_like_requests() {
         "/_edgecache/purge?url=%2Fa%2F..%2F%2562%3Fx%3D1",
         &[("authorization", &auth)],
     ));
-    assert_eq!(body_of(&r), r#"{"purged":1,"soft":false}"#);
+    assert_eq!(
+        body_of(&r),
+        r#"{"colo":null,"purged":1,"reached":["l1 (this isolate)"],"soft":false}"#
+    );
     let r = h.send(request(
         "POST",
         "/_edgecache/purge?url=http%3A%2F%2FEXAMPLE.com%3A80%2Fb%3Fx%3D1",
         &[("authorization", &auth)],
     ));
-    assert_eq!(body_of(&r), r#"{"purged":0,"soft":false}"#, "already gone");
+    assert_eq!(
+        body_of(&r),
+        r#"{"colo":null,"purged":0,"reached":["l1 (this isolate)"],"soft":false}"#,
+        "already gone"
+    );
 }
 
 fn raw(method: &str, target: &str, headers: &[(&str, &str)]) -> Request<()> {
@@ -1377,15 +1393,17 @@ fn configured_paths_must_be_in_normal_form() {
     assert!(config.validate().is_ok());
 }
 
-/// The colo tier needs the shared tier (its purge log keeps colo entries honest): one rule,
-/// in the engine's configuration, that every host applies.
+/// The colo tier is on by default and works without the shared tier (purges then reach
+/// other colos through Cloudflare's purge API, or by expiry within `colo.max_ttl_secs`);
+/// a zero cap is refused.
 #[test]
-fn the_colo_tier_needs_the_shared_tier() {
+fn the_colo_tier_is_on_by_default_without_the_shared_tier() {
     let mut config = EngineConfig::default();
-    config.colo.enabled = true;
-    let e = config.validate_shared_tier(false).unwrap_err();
-    assert_eq!(e.field, "colo.enabled");
-    assert!(config.validate_shared_tier(true).is_ok());
+    assert!(config.colo.enabled);
+    assert_eq!(config.colo.max_ttl_secs, 60);
+    assert!(config.validate_shared_tier(false).is_ok());
+    config.colo.max_ttl_secs = 0;
+    assert_eq!(config.validate().unwrap_err().field, "colo.max_ttl_secs");
 }
 
 /// RFC 9111 §5.2.2.7: fields named by a qualified `private` are never served from the

@@ -14,6 +14,7 @@
 //! otherwise a missing tool is a failure, not a skip.
 
 mod support;
+use support::purge_api::{PurgeApi, PurgeCall};
 use support::rest::{RestServer, REST_TOKEN};
 use support::*;
 
@@ -212,12 +213,34 @@ impl Worker {
         Worker::start_at(origin, Some(redis_url), token, cache, None).await
     }
 
+    /// Like [`Worker::start_with_state`] without Redis, with the extra `[vars]` `extra`
+    /// (e.g. the purge API's settings).
+    async fn start_with_vars(
+        origin: &Origin,
+        cache: &str,
+        state: Option<&std::path::Path>,
+        extra: &[(&str, &str)],
+    ) -> Worker {
+        Worker::start_at_with(origin, None, None, cache, state, extra).await
+    }
+
     async fn start_at(
         origin: &Origin,
         redis_url: Option<&str>,
         token: Option<&str>,
         cache: &str,
         state: Option<&std::path::Path>,
+    ) -> Worker {
+        Worker::start_at_with(origin, redis_url, token, cache, state, &[]).await
+    }
+
+    async fn start_at_with(
+        origin: &Origin,
+        redis_url: Option<&str>,
+        token: Option<&str>,
+        cache: &str,
+        state: Option<&std::path::Path>,
+        extra: &[(&str, &str)],
     ) -> Worker {
         build_worker();
         let mut errors = Vec::new();
@@ -226,7 +249,7 @@ impl Worker {
                 url: redis_url,
                 token,
             };
-            match Worker::start_once(&origin.url(), redis, cache, state, true).await {
+            match Worker::start_once(&origin.url(), redis, cache, state, true, extra).await {
                 Ok(w) => return w,
                 Err(e) => errors.push(e),
             }
@@ -242,6 +265,7 @@ impl Worker {
         cache: &str,
         state: Option<&std::path::Path>,
         local_origin: bool,
+        extra: &[(&str, &str)],
     ) -> Result<Worker, String> {
         let _one_at_a_time = STARTING.lock().await;
         let port = free_port();
@@ -261,6 +285,9 @@ impl Worker {
         }
         if local_origin {
             vars.push_str("EDGECACHE_ALLOW_PRIVATE_ORIGIN = \"1\"\n");
+        }
+        for (name, value) in extra {
+            vars.push_str(&format!("{name} = {value:?}\n"));
         }
         let config = format!(
             "name = \"edgecache-test\"\nmain = {:?}\ncompatibility_date = {:?}\n\n[vars]\n{vars}",
@@ -1012,7 +1039,7 @@ async fn redis_url_and_token_that_do_not_go_together_are_refused() {
             token: None,
         },
     ] {
-        let refused = Worker::start_once(&origin.url(), redis, "{}", None, true)
+        let refused = Worker::start_once(&origin.url(), redis, "{}", None, true, &[])
             .await
             .err()
             .unwrap_or_else(|| panic!("{redis:?} is refused"));
@@ -1096,6 +1123,284 @@ async fn the_colo_tier_answers_new_isolates_and_purges_reach_it() {
     );
     drop(c);
     let _ = std::fs::remove_dir_all(&state);
+}
+
+/// The colo tier is on by default and works without Redis ("local+expiry"): `/stats` says
+/// so (and, asked on a `*.workers.dev` host, that it is inactive there, with one warning in
+/// the log); a Worker's miss fills it; a new isolate (a Worker started on the same local
+/// state) is answered from it without the origin; a purge there answers which tiers it
+/// reached and by when other colos' copies expire (the 60 s cap), and that isolate stops
+/// using the colo copy at once and fetches again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_colo_tier_is_on_by_default_without_redis() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let state = std::env::temp_dir().join(format!("edgecache-colo-default-{}", free_port()));
+    let _ = std::fs::remove_dir_all(&state);
+    let path = url(
+        "/e2e/colo-default",
+        &[("cc", "max-age=600"), ("tag", "cd-tag")],
+    );
+
+    let a = Worker::start_with_vars(&origin, "{}", Some(&state), &[]).await;
+    let raw = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
+        let head = format!(
+            "GET /_edgecache/stats HTTP/1.1\r\nHost: edgecache-test.example.workers.dev\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tokio::time::timeout(REQUEST_TIMEOUT, stream.read_to_end(&mut answer))
+            .await
+            .expect("stats on a workers.dev host")
+            .unwrap();
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    assert!(raw.contains(r#""colo":"inactive on workers.dev""#), "{raw}");
+    eventually("the workers.dev warning", WAIT, async || {
+        a.log()
+            .contains("colo tier inactive on workers.dev")
+            .then_some(())
+    })
+    .await;
+    let stats = a.stats().await;
+    assert_eq!(stats["colo"], "local+expiry", "{stats}");
+    assert_eq!(stats["colo_max_ttl_secs"], 60, "{stats}");
+    let miss = a.get(&path).await;
+    assert!(
+        miss.cache_status()
+            .contains("edgecache-colo; fwd=uri-miss; stored"),
+        "{}",
+        miss.cache_status()
+    );
+    eventually("the colo write", WAIT, async || {
+        (a.stat("colo_stored").await >= 1).then_some(())
+    })
+    .await;
+    drop(a);
+
+    let b = Worker::start_with_vars(&origin, "{}", Some(&state), &[]).await;
+    let hit = b.get(&path).await;
+    assert_eq!(hit.text(), body_for(&path, 1));
+    assert!(
+        hit.cache_status().starts_with("edgecache-colo; hit; ttl="),
+        "{}",
+        hit.cache_status()
+    );
+    assert_eq!(origin.count(&path), 1, "answered without the origin");
+    eventually("the local+expiry warning", WAIT, async || {
+        b.log().contains("colo tier local+expiry").then_some(())
+    })
+    .await;
+
+    let before = edgecache::time::Clock::now(&edgecache::time::SystemClock).as_millis();
+    let purged = b.purge("tag=cd-tag").await;
+    assert_eq!(purged["colo"]["mode"], "local+expiry", "{purged}");
+    assert_eq!(purged["colo"]["api"], serde_json::Value::Null, "{purged}");
+    let by = purged["colo"]["others_expire_by_ms"].as_u64().unwrap();
+    assert!(
+        (before + 59_000..before + 65_000).contains(&by),
+        "{purged}, sent at {before}"
+    );
+    assert_eq!(
+        purged["reached"],
+        serde_json::json!(["l1 (this isolate)", "colo (this isolate)"]),
+        "{purged}"
+    );
+    let after = b.get(&path).await;
+    assert_eq!(after.text(), body_for(&path, 2), "{}", after.cache_status());
+    assert!(
+        !after.cache_status().contains("colo; hit"),
+        "{}",
+        after.cache_status()
+    );
+    drop(b);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// With Cloudflare's purge API configured (secrets pointing at a local stand-in that
+/// records what it receives): a purge by URL sends exactly one `POST
+/// /client/v4/zones/{zone}/purge_cache` with the bearer token and `{"files":[the colo URL]}`,
+/// by tag `{"tags":[tag]}`; the purging Worker then misses the colo copy; the token is in
+/// no log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purges_reach_the_colo_tier_through_the_purge_api() {
+    if skipped() {
+        return;
+    }
+    const CF_TOKEN: &str = "cf-test-token-0123456789abcdef";
+    const ZONE: &str = "023e105f4ecef8ad9ca31a8372d0c353";
+    let origin = Origin::start().await;
+    let api = PurgeApi::start().await;
+    let base = api.base();
+    let vars = [
+        ("EDGECACHE_CF_API_TOKEN", CF_TOKEN),
+        ("EDGECACHE_CF_ZONE_ID", ZONE),
+        ("EDGECACHE_CF_API_BASE", base.as_str()),
+    ];
+    let path = url(
+        "/e2e/colo-api",
+        &[("cc", "max-age=600"), ("tag", "api-tag")],
+    );
+    let w = Worker::start_with_vars(&origin, "{}", None, &vars).await;
+    assert_eq!(w.stats().await["colo"], "purge-api");
+    w.get(&path).await;
+    eventually("the colo write", WAIT, async || {
+        (w.stat("colo_stored").await >= 1).then_some(())
+    })
+    .await;
+    // Only the colo tier can answer now: L1 purged by URL, which also goes to the API.
+    let purged = w.purge(&format!("url={}", enc(&path))).await;
+    assert_eq!(
+        purged["colo"]["api"],
+        serde_json::json!({"ok": true, "requests": 1}),
+        "{purged}"
+    );
+    assert!(
+        purged["reached"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("colo (every data centre, purge API)")),
+        "{purged}"
+    );
+    let key = edgecache::key::cache_key(
+        "GET",
+        "http",
+        HOST,
+        &path,
+        &edgecache::engine::EngineConfig::default().key,
+    );
+    let colo_url = edgecache::engine::colo::colo_url(
+        &format!("http://{HOST}"),
+        "/_edgecache",
+        &format!("ec:v1:colo:{key}"),
+    );
+    let expected = |body: String| PurgeCall {
+        method: String::from("POST"),
+        path: format!("/client/v4/zones/{ZONE}/purge_cache"),
+        authorization: Some(format!("Bearer {CF_TOKEN}")),
+        content_type: Some(String::from("application/json")),
+        body,
+    };
+    assert_eq!(
+        api.calls(),
+        [expected(
+            serde_json::json!({ "files": [colo_url] }).to_string()
+        )]
+    );
+    let after = w.get(&path).await;
+    assert!(
+        !after.cache_status().contains("colo; hit"),
+        "{}",
+        after.cache_status()
+    );
+    assert_eq!(after.text(), body_for(&path, 2));
+
+    w.purge("tag=api-tag").await;
+    assert_eq!(
+        api.calls()[1..],
+        [expected(String::from(r#"{"tags":["api-tag"]}"#))]
+    );
+    assert!(!w.log().contains(CF_TOKEN), "the token is never logged");
+}
+
+/// A purge-API call that fails (Cloudflare refusing the token) never fails the purge: the
+/// answer is `200`, says the API was not reached and why, the purging Worker stops using
+/// the colo copy all the same, and the log has the failure without the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_purge_api_is_reported_and_does_not_fail_the_purge() {
+    if skipped() {
+        return;
+    }
+    const CF_TOKEN: &str = "cf-refused-token-0123456789abcdef";
+    let origin = Origin::start().await;
+    let api = PurgeApi::start().await;
+    api.refuse();
+    let base = api.base();
+    let vars = [
+        ("EDGECACHE_CF_API_TOKEN", CF_TOKEN),
+        ("EDGECACHE_CF_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353"),
+        ("EDGECACHE_CF_API_BASE", base.as_str()),
+    ];
+    let path = url(
+        "/e2e/colo-api-down",
+        &[("cc", "max-age=600"), ("tag", "down")],
+    );
+    let w = Worker::start_with_vars(&origin, "{}", None, &vars).await;
+    w.get(&path).await;
+    eventually("the colo write", WAIT, async || {
+        (w.stat("colo_stored").await >= 1).then_some(())
+    })
+    .await;
+    let purged = w.purge("tag=down").await;
+    assert_eq!(purged["colo"]["api"]["ok"], false, "{purged}");
+    let error = purged["colo"]["api"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("403") && error.contains("Authentication error"),
+        "{purged}"
+    );
+    assert_eq!(
+        purged["reached"],
+        serde_json::json!(["l1 (this isolate)", "colo (this isolate)"]),
+        "{purged}"
+    );
+    assert_eq!(api.calls().len(), 1);
+    let after = w.get(&path).await;
+    assert!(
+        !after.cache_status().contains("colo; hit"),
+        "{}",
+        after.cache_status()
+    );
+    eventually("the failure in the log", WAIT, async || {
+        w.log()
+            .contains("purge API: Cloudflare answered 403")
+            .then_some(())
+    })
+    .await;
+    assert!(!w.log().contains(CF_TOKEN), "the token is never logged");
+    assert!(!purged.to_string().contains(CF_TOKEN));
+}
+
+/// The purge API's settings are checked at start, each error naming its variable and never
+/// quoting the token: a token without a zone, a zone without a token, and a base URL that
+/// is not loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_api_settings_that_do_not_go_together_are_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    const CF_TOKEN: &str = "cf-test-token-0123456789abcdef";
+    let origin = Origin::start().await;
+    let zone = ("EDGECACHE_CF_ZONE_ID", "023e105f4ecef8ad9ca31a8372d0c353");
+    let token = ("EDGECACHE_CF_API_TOKEN", CF_TOKEN);
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[token], "EDGECACHE_CF_ZONE_ID"),
+        (&[zone], "EDGECACHE_CF_API_TOKEN"),
+        (
+            &[
+                token,
+                zone,
+                ("EDGECACHE_CF_API_BASE", "https://api.example.com/client/v4"),
+            ],
+            "EDGECACHE_CF_API_BASE",
+        ),
+    ];
+    for (vars, named) in cases {
+        let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, true, vars)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{vars:?} is refused"));
+        assert!(
+            refused.contains(&format!("500 edgecache is misconfigured: {named}")),
+            "{vars:?}: {refused}"
+        );
+        assert!(!refused.contains(CF_TOKEN), "{refused}");
+    }
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
 }
 
 over_sockets_and_rest!(write_behind_at_the_edge:
@@ -1203,7 +1508,7 @@ async fn write_behind_at_the_edge(via: Via) {
         return;
     }
 
-    let refused = Worker::start_once(&origin.url(), Redis::default(), WB, None, true)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), WB, None, true, &[])
         .await
         .err()
         .expect("write-behind routes without Redis are refused");
@@ -1225,7 +1530,7 @@ async fn a_private_origin_outside_local_development_is_refused() {
     }
     build_worker();
     let origin = Origin::start().await;
-    let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, false)
+    let refused = Worker::start_once(&origin.url(), Redis::default(), "{}", None, false, &[])
         .await
         .err()
         .expect("a loopback origin is refused");

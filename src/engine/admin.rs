@@ -139,6 +139,60 @@ pub enum PurgeTarget {
     All,
 }
 
+/// Which tiers a purge reached, as its answer says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PurgeReport {
+    /// L1 entries of this isolate affected.
+    pub l1: usize,
+    /// With the shared tier: whether the purge was published (to its entries, its purge
+    /// log and so to every isolate).
+    pub shared: Option<bool>,
+    /// With a colo tier: what reached it.
+    pub colo: Option<super::colo::ColoPurged>,
+}
+
+impl PurgeReport {
+    /// The JSON answer: `purged` (L1 entries here), `soft`, `reached` (the tiers, in words
+    /// an operator can act on) and, with a colo tier, `colo` (its mode, the purge API's
+    /// outcome, and without either, by when other copies have expired).
+    pub fn to_json(&self, soft: bool) -> String {
+        use super::colo::ColoMode;
+        let mut reached = alloc::vec!["l1 (this isolate)"];
+        match self.shared {
+            Some(true) => reached.push("shared tier (every isolate's L1)"),
+            Some(false) => reached.push("not the shared tier: publishing failed"),
+            None => {}
+        }
+        let colo = self.colo.as_ref().map(|c| {
+            let api = match &c.api {
+                None => serde_json::Value::Null,
+                Some(Ok(n)) => serde_json::json!({ "ok": true, "requests": n }),
+                Some(Err(e)) => serde_json::json!({ "ok": false, "error": e }),
+            };
+            match (c.mode, &c.api) {
+                (_, Some(Ok(_))) => reached.push("colo (every data centre, purge API)"),
+                (ColoMode::PurgeLog, _) if self.shared == Some(true) => {
+                    reached.push("colo (every data centre, purge log)")
+                }
+                (ColoMode::PurgeLog, _) => {}
+                (ColoMode::PurgeApi | ColoMode::Expiry, _) => reached.push("colo (this isolate)"),
+            }
+            serde_json::json!({
+                "mode": c.mode.as_str(),
+                "api": api,
+                "others_expire_by_ms": c.others_gone_by_ms,
+            })
+        });
+        let answer = serde_json::json!({
+            "purged": self.l1,
+            "soft": soft,
+            "reached": reached,
+            "colo": colo,
+        });
+        alloc::string::ToString::to_string(&answer)
+    }
+}
+
 impl<H: Host> Engine<H> {
     /// Answers an admin request; sets `job` to the background work it asks for (warming).
     pub(crate) async fn admin(
@@ -213,8 +267,14 @@ impl<H: Host> Engine<H> {
                 let Some(target) = target else {
                     return text(400, "purge needs one of url=, tag= or all=1");
                 };
-                let purged = self.purge(&target, soft).await;
-                json(format!("{{\"purged\":{purged},\"soft\":{soft}}}"))
+                let site = match &target {
+                    PurgeTarget::Url(_) => query_param(query, "url")
+                        .and_then(|url| request.get_of(&url))
+                        .map(|view| format!("{}://{}", view.scheme(), view.authority())),
+                    _ => Some(format!("{}://{}", request.scheme(), request.authority())),
+                };
+                let report = self.purge_reporting(&target, soft, site.as_deref()).await;
+                json(report.to_json(soft))
             }
             ("POST", "/warm") => match self.warm_requests(request) {
                 Ok(heads) => {
@@ -265,6 +325,17 @@ impl<H: Host> Engine<H> {
     /// Purges `target` from every tier and tells the other instances; `soft` marks L1
     /// copies stale instead of removing them. Returns how many L1 entries were affected.
     pub async fn purge(&self, target: &PurgeTarget, soft: bool) -> usize {
+        self.purge_reporting(target, soft, None).await.l1
+    }
+
+    /// [`Self::purge`], saying which tiers it reached. `site` (`scheme://authority` of the
+    /// purged URL's site) lets a purge by URL name the colo URL for Cloudflare's purge API.
+    pub async fn purge_reporting(
+        &self,
+        target: &PurgeTarget,
+        soft: bool,
+        site: Option<&str>,
+    ) -> PurgeReport {
         self.count(|s| s.purges += 1);
         let now = self.runtime.now();
         let (affected, scope) = match target {
@@ -272,7 +343,8 @@ impl<H: Host> Engine<H> {
             PurgeTarget::Tag(tag) => (self.l1_purge_tag(tag, soft, now), Scope::Tag(tag.clone())),
             PurgeTarget::All => (self.l1_purge_all(soft, now), Scope::All),
         };
-        self.publish_purge(scope.clone(), soft).await;
+        let published = self.publish_purge(scope.clone(), soft).await;
+        let colo = self.colo_purge(&scope, site).await;
         // Requests that read a lower tier while the purge was being published may have
         // put what it removes back into L1: remove it again.
         let now = self.runtime.now();
@@ -281,7 +353,11 @@ impl<H: Host> Engine<H> {
             Scope::Tag(tag) => self.l1_purge_tag(tag, soft, now),
             Scope::All => self.l1_purge_all(soft, now),
         };
-        affected
+        PurgeReport {
+            l1: affected,
+            shared: self.shared.is_some().then_some(published),
+            colo,
+        }
     }
 
     /// Purges one cache key and its Vary variants from L1, and from the fills in progress

@@ -1,23 +1,28 @@
-//! The optional colo tier: a cache local to one data centre (on Workers, the Cache API's
-//! `caches.default`), between L1 and the shared tier. Off by default (`colo.enabled`).
+//! The colo tier: a cache local to one data centre (on Workers, the Cache API's
+//! `caches.default`), between L1 and the shared tier. On by default (`colo.enabled`).
 //!
-//! The colo cache cannot be purged from another data centre, so the engine never trusts an
-//! entry there without checking it against the shared tier's purge log ([`super::sync`]):
+//! The colo cache cannot be purged from another data centre by the Worker itself, so how a
+//! purge reaches colo copies depends on what is configured ([`ColoMode`]):
 //!
-//! - the key carries the shared tier's marker and purge-all epoch
-//!   (`{prefix}m{marker}e{epoch}:obj:{cache key}`), so a purge-all or a shared tier that lost
-//!   its data makes every older entry unreachable;
-//! - the value is stamped with the purge-log sequence number its writer had applied
-//!   ([`stamp`]); a reader uses it only once it has applied every purge after that number
-//!   and none of them covers the entry ([`PurgeHistory::verdict`]). A soft purge that
-//!   covers it makes it stale (served under stale-while-revalidate while refetched), a hard
-//!   one a miss.
-//!
-//! So a purge reaches colo entries exactly as fast as it reaches other instances' L1
-//! (`l2.purge_poll_ms`). Without a known marker and purge position (the shared tier absent
-//! or down since the isolate started) the colo tier is skipped; an isolate that carried out
-//! a purge it could not publish stops using the colo tier, since other isolates' copies
-//! never learn of it.
+//! - **purge log** (the shared tier configured): the engine never trusts an entry without
+//!   checking it against the shared tier's purge log ([`super::sync`]). The key carries the
+//!   shared tier's marker and purge-all epoch (`{prefix}m{marker}e{epoch}:obj:{cache key}`),
+//!   so a purge-all or a shared tier that lost its data makes every older entry unreachable;
+//!   the value is stamped with the purge-log sequence number its writer had applied
+//!   ([`stamp`]), and a reader uses it only once it has applied every purge after that
+//!   number and none of them covers the entry ([`PurgeHistory::verdict`]). A soft purge that
+//!   covers it makes it stale, a hard one a miss. A purge reaches colo entries as fast as it
+//!   reaches other instances' L1 (`l2.purge_poll_ms`). Without a known marker and purge
+//!   position the colo tier is skipped; an isolate that carried out a purge it could not
+//!   publish stops using it.
+//! - **purge API** (no shared tier; the host can purge every data centre, on Workers
+//!   Cloudflare's zone purge API): keys are `{prefix}colo:{cache key}`, values stamped with
+//!   their writing time; a purge is remembered by the isolate that made it (it never uses an
+//!   entry written before), and sent to the API: by URL the primary entry's colo URL
+//!   ([`colo_url`]; variants older than their primary are never used), by tag the tag (every
+//!   entry carries its tags as `Cache-Tag`), purge-all the tag every colo entry carries.
+//! - **local plus expiry** (neither): as above without the API call, and entries are kept at
+//!   most `colo.max_ttl_secs`; the purge answer says by when every other copy has expired.
 
 use alloc::collections::BTreeMap;
 use alloc::format;
@@ -28,7 +33,7 @@ use alloc::vec::Vec;
 use crate::entry::{decode, CachedResponse, DecodeLimits};
 use crate::headers::Headers;
 
-use super::host::{ColoCache, Lock};
+use super::host::{ColoCache, Lock, Runtime};
 use super::l2::with_timeout;
 use super::sync::PurgeRecord;
 use super::{Engine, Host};
@@ -122,6 +127,22 @@ impl PurgeHistory {
         self.floor = Some(after);
     }
 
+    /// A history for the colo tier without the shared tier: complete from the start (this
+    /// isolate's own purges are all it can know), its sequence numbers times in ms.
+    pub fn local() -> Self {
+        let mut h = PurgeHistory::default();
+        h.reset(i64::MIN);
+        h
+    }
+
+    /// Keeps a purge made here at `now_ms`: it covers entries stamped at or before then.
+    /// Numbers stay unique and increasing when several purges share a millisecond.
+    pub fn record_local(&mut self, now_ms: i64, record: PurgeRecord) {
+        let last = self.records.last_key_value().map_or(i64::MIN, |(k, _)| *k);
+        let seq = now_ms.saturating_add(1).max(last.saturating_add(1));
+        self.record(seq, record);
+    }
+
     /// Stops the colo tier in this isolate (see the module documentation).
     pub fn block(&mut self) {
         self.blocked = true;
@@ -179,19 +200,143 @@ struct Position {
     seen: i64,
 }
 
+/// How purges reach the colo tier, from what is configured (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColoMode {
+    /// The shared tier is configured: entries are checked against its purge log.
+    PurgeLog,
+    /// No shared tier; Cloudflare's purge API removes entries in every data centre.
+    PurgeApi,
+    /// Neither: a purge reaches this isolate's view at once and every other copy by expiry,
+    /// entries being kept at most `colo.max_ttl_secs`.
+    Expiry,
+}
+
+impl ColoMode {
+    /// The name `/stats` and purge answers use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColoMode::PurgeLog => "purge-log",
+            ColoMode::PurgeApi => "purge-api",
+            ColoMode::Expiry => "local+expiry",
+        }
+    }
+}
+
+/// Most URLs or tags in one purge-API request (Cloudflare: 30 URLs per call on the Free, Pro
+/// and Business plans; tags, hosts and prefixes up to 100; 30 fits every plan).
+pub const MAX_PURGE_ITEMS: usize = 30;
+/// Longest tag a `Cache-Tag` may carry (Cloudflare: 1,024 characters per tag).
+const MAX_TAG_BYTES: usize = 1024;
+/// Most bytes of `Cache-Tag` values on one colo entry (Cloudflare: 16 KB for the header).
+const MAX_TAGS_BYTES: usize = 16 * 1024 - 64;
+
+/// Whether `tag` can travel in a `Cache-Tag` header and a purge-by-tag request: printable
+/// ASCII without spaces or commas (the separator), at most 1,024 bytes.
+pub fn is_cache_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= MAX_TAG_BYTES
+        && tag.bytes().all(|b| b.is_ascii_graphic() && b != b',')
+}
+
+/// The Cache API URL of colo key `key` for the site `origin` (`scheme://authority`):
+/// `{origin}{admin path}/colo/{key, percent-encoded}`, on the zone's own host (the Cache API
+/// is per zone, and Cloudflare's purge API matches these URLs); under the admin path, which
+/// no client request can be answered from.
+pub fn colo_url(origin: &str, admin_path: &str, key: &str) -> String {
+    let mut url = format!("{origin}{admin_path}/colo/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            url.push(char::from(b));
+        } else {
+            url.push_str(&format!("%{b:02X}"));
+        }
+    }
+    url
+}
+
+/// The bodies of the requests to Cloudflare's `POST /zones/{zone}/purge_cache` that purge
+/// `files` (absolute URLs) and `tags`: `{"files":[…]}` and `{"tags":[…]}`, at most
+/// [`MAX_PURGE_ITEMS`] each (one request cannot mix kinds).
+pub fn purge_api_bodies(files: &[String], tags: &[String]) -> Vec<String> {
+    let mut bodies = Vec::new();
+    for chunk in files.chunks(MAX_PURGE_ITEMS) {
+        bodies.push(alloc::string::ToString::to_string(
+            &serde_json::json!({ "files": chunk }),
+        ));
+    }
+    for chunk in tags.chunks(MAX_PURGE_ITEMS) {
+        bodies.push(alloc::string::ToString::to_string(
+            &serde_json::json!({ "tags": chunk }),
+        ));
+    }
+    bodies
+}
+
+/// What a purge did to the colo tier ([`super::admin::PurgeReport`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColoPurged {
+    /// How purges reach the tier here.
+    pub mode: ColoMode,
+    /// The purge-API requests sent: `Ok(n)` all `n` accepted, `Err` why not (no secret);
+    /// `None` when the API is not configured.
+    pub api: Option<Result<usize, String>>,
+    /// In [`ColoMode::Expiry`]: the time (ms since the epoch) by which every other copy has
+    /// expired.
+    pub others_gone_by_ms: Option<u64>,
+}
+
 impl<H: Host> Engine<H> {
     /// The colo cache, when configured and enabled.
     pub(crate) fn colo(&self) -> Option<&H::Colo> {
-        self.colo
-            .as_ref()
-            .filter(|_| self.config.colo.enabled && self.shared.is_some())
+        self.colo.as_ref().filter(|_| self.config.colo.enabled)
     }
 
-    fn colo_key(&self, position: Position, cache_key: &str) -> String {
-        format!(
-            "{}m{}e{}:obj:{cache_key}",
-            self.config.l2.key_prefix, position.marker, position.epoch
-        )
+    /// How purges reach the colo tier, when there is one.
+    pub fn colo_mode(&self) -> Option<ColoMode> {
+        let colo = self.colo()?;
+        Some(if self.shared.is_some() {
+            ColoMode::PurgeLog
+        } else if colo.purges_everywhere() {
+            ColoMode::PurgeApi
+        } else {
+            ColoMode::Expiry
+        })
+    }
+
+    /// The colo key of `cache_key`: with the shared tier, marked with its purge position;
+    /// without, one fixed namespace (purges are checked by time, see [`Self::colo_read`]).
+    fn colo_key(&self, position: Option<Position>, cache_key: &str) -> String {
+        let prefix = &self.config.l2.key_prefix;
+        match position {
+            Some(p) => format!("{prefix}m{}e{}:obj:{cache_key}", p.marker, p.epoch),
+            None => format!("{prefix}colo:{cache_key}"),
+        }
+    }
+
+    /// The tag every colo entry carries, so a purge-all is one purge by tag.
+    fn colo_all_tag(&self) -> String {
+        let tag = format!("{}colo", self.config.l2.key_prefix);
+        if is_cache_tag(&tag) {
+            tag
+        } else {
+            String::from("edgecache-colo")
+        }
+    }
+
+    /// The `Cache-Tag` values of a colo entry: the purge-all tag and every entry tag that
+    /// a `Cache-Tag` can carry, within the header's size.
+    fn colo_tags(&self, stored: &CachedResponse) -> Vec<String> {
+        let mut tags = alloc::vec![self.colo_all_tag()];
+        let mut bytes = tags[0].len();
+        for tag in stored.tags.iter().filter(|t| is_cache_tag(t)) {
+            if bytes + tag.len() + 1 > MAX_TAGS_BYTES {
+                break;
+            }
+            bytes += tag.len() + 1;
+            tags.push(tag.clone());
+        }
+        tags
     }
 
     /// The isolate's purge position, synchronising with the shared tier first when it has
@@ -218,27 +363,36 @@ impl<H: Host> Engine<H> {
     }
 
     /// Looks `key` up in the colo tier, following `Vary` to this request's variant like
-    /// L1 and L2 do (RFC 9111 §4.1).
+    /// L1 and L2 do (RFC 9111 §4.1). Without the shared tier, a variant older than its
+    /// primary entry is not used: a purge by URL removes the primary everywhere, and the
+    /// variants written before it must not come back with a new primary.
     pub(crate) async fn colo_find(
         &self,
         key: &str,
         request_headers: &Headers,
     ) -> Option<Arc<CachedResponse>> {
-        self.colo()?;
-        let position = self.colo_position(true).await?;
-        super::read::follow_vary(key, request_headers, |k| async move {
-            self.colo_read(position, key, &k).await
-        })
-        .await
+        let position = match self.colo_mode()? {
+            ColoMode::PurgeLog => Some(self.colo_position(true).await?),
+            ColoMode::PurgeApi | ColoMode::Expiry => None,
+        };
+        let (primary_stamp, primary) = self.colo_read(position, key, key).await?;
+        let Some(variant) = super::read::variant_to_follow(key, &primary, request_headers) else {
+            return Some(primary);
+        };
+        match self.colo_read(position, key, &variant).await {
+            Some((stamp, found)) if position.is_some() || stamp >= primary_stamp => Some(found),
+            _ => Some(primary),
+        }
     }
 
-    /// Reads, decodes and checks one colo entry. Corrupt entries are counted misses.
+    /// Reads, decodes and checks one colo entry, with its stamp. Corrupt entries are
+    /// counted misses.
     async fn colo_read(
         &self,
-        position: Position,
+        position: Option<Position>,
         primary: &str,
         cache_key: &str,
-    ) -> Option<Arc<CachedResponse>> {
+    ) -> Option<(i64, Arc<CachedResponse>)> {
         let colo = self.colo()?;
         let key = self.colo_key(position, cache_key);
         let timeout = self.config.colo.timeout_ms;
@@ -259,17 +413,33 @@ impl<H: Host> Engine<H> {
             self.count(|s| s.colo_corrupt += 1);
             return None;
         };
-        let mut verdict = self.colo_verdict(seq, position.seen, primary, &entry.tags);
-        if let Verdict::Unknown { after, through } = verdict {
-            self.colo_backfill(after, through).await;
-            verdict = self.colo_verdict(seq, position.seen, primary, &entry.tags);
-        }
+        let verdict = match position {
+            Some(position) => {
+                let mut verdict = self.colo_verdict(seq, position.seen, primary, &entry.tags);
+                if let Verdict::Unknown { after, through } = verdict {
+                    self.colo_backfill(after, through).await;
+                    verdict = self.colo_verdict(seq, position.seen, primary, &entry.tags);
+                }
+                verdict
+            }
+            None => {
+                // Stamped with its writing time: purges made here since then cover it; in
+                // expiry mode, nothing older than the cap is used, whatever the store kept.
+                let now = self.runtime.now().as_millis() as i64;
+                let cap_ms = (self.config.colo.max_ttl_secs as i64).saturating_mul(1000);
+                if self.colo_mode() == Some(ColoMode::Expiry) && seq < now.saturating_sub(cap_ms) {
+                    return None;
+                }
+                self.state
+                    .with(|s| s.colo_local.verdict(seq, i64::MAX, primary, &entry.tags))
+            }
+        };
         match verdict {
             Verdict::Usable => {}
             Verdict::SoftPurged => entry.invalidated = true,
             Verdict::Purged | Verdict::Unknown { .. } => return None,
         }
-        Some(self.ready_to_keep(entry))
+        Some((seq, self.ready_to_keep(entry)))
     }
 
     fn colo_verdict(&self, seq: i64, seen: i64, primary: &str, tags: &[String]) -> Verdict {
@@ -298,10 +468,11 @@ impl<H: Host> Engine<H> {
     }
 
     /// Writes `stored` to the colo tier under `cache_key`, stamped with this isolate's
-    /// purge position, for as long as any window of it lasts. Bodies above
-    /// `colo.max_object_bytes` are not written.
+    /// purge position (or, without the shared tier, the time), for as long as any window
+    /// of it lasts (capped at `colo.max_ttl_secs` in expiry mode), tagged for the purge
+    /// API. Bodies above `colo.max_object_bytes` are not written.
     pub(crate) async fn colo_write(&self, cache_key: &str, stored: &CachedResponse) {
-        let Some(colo) = self.colo() else {
+        let (Some(colo), Some(mode)) = (self.colo(), self.colo_mode()) else {
             return;
         };
         // The head of an object in slices stays out: an instance of an older version in the
@@ -310,19 +481,131 @@ impl<H: Host> Engine<H> {
         if stored.body.len() > self.config.colo.max_object_bytes || sliced {
             return;
         }
-        let Some((ttl_ms, encoded)) = self.encode_for_tier(stored) else {
+        let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored) else {
             return;
         };
-        let Some(position) = self.colo_position(false).await else {
-            return;
+        let (position, stamp_seq) = match mode {
+            ColoMode::PurgeLog => {
+                let Some(position) = self.colo_position(false).await else {
+                    return;
+                };
+                (Some(position), position.seen)
+            }
+            ColoMode::PurgeApi | ColoMode::Expiry => (None, self.runtime.now().as_millis() as i64),
         };
-        let value = stamp(position.seen, &encoded);
+        if mode == ColoMode::Expiry {
+            ttl_ms = ttl_ms.min(self.config.colo.max_ttl_secs.saturating_mul(1000));
+        }
+        let value = stamp(stamp_seq, &encoded);
         let key = self.colo_key(position, cache_key);
+        let tags = self.colo_tags(stored);
         let timeout = self.config.colo.timeout_ms;
-        match with_timeout(&self.runtime, timeout, colo.put(&key, &value, ttl_ms)).await {
+        match with_timeout(
+            &self.runtime,
+            timeout,
+            colo.put(&key, &value, ttl_ms, &tags),
+        )
+        .await
+        {
             Some(Ok(())) => self.count(|s| s.colo_stored += 1),
             Some(Err(_)) | None => self.count(|s| s.colo_errors += 1),
         }
+    }
+
+    /// Without the shared tier, remembers a purge (or a write-through invalidation) made
+    /// here: this isolate never uses a colo entry written before it that it covers.
+    pub(crate) fn colo_remember_purge(&self, scope: &super::sync::Scope, soft: bool) {
+        if !matches!(
+            self.colo_mode(),
+            Some(ColoMode::PurgeApi | ColoMode::Expiry)
+        ) {
+            return;
+        }
+        let (key, tag) = match scope {
+            super::sync::Scope::Key(key) => (Some(key.clone()), None),
+            super::sync::Scope::Tag(tag) => (None, Some(tag.clone())),
+            super::sync::Scope::All => (None, None),
+        };
+        let record = PurgeRecord {
+            key,
+            tag,
+            soft,
+            epoch: 0,
+        };
+        let now = self.runtime.now().as_millis() as i64;
+        self.state.with(|s| s.colo_local.record_local(now, record));
+    }
+
+    /// Carries an admin purge (already applied to L1, published and remembered, see
+    /// [`Self::colo_remember_purge`]) to the colo tier everywhere: sent to Cloudflare's
+    /// purge API when configured. `origin` (`scheme://authority` of the
+    /// purged URL's site) names the colo URL of a purge by URL. Never fails the purge.
+    pub(crate) async fn colo_purge(
+        &self,
+        scope: &super::sync::Scope,
+        origin: Option<&str>,
+    ) -> Option<ColoPurged> {
+        let mode = self.colo_mode()?;
+        let colo = self.colo()?;
+        let now = self.runtime.now().as_millis();
+        let api = if colo.purges_everywhere() {
+            Some(self.colo_purge_api(colo, scope, origin).await)
+        } else {
+            None
+        };
+        let others_gone_by_ms = (mode == ColoMode::Expiry)
+            .then(|| now.saturating_add(self.config.colo.max_ttl_secs.saturating_mul(1000)));
+        Some(ColoPurged {
+            mode,
+            api,
+            others_gone_by_ms,
+        })
+    }
+
+    /// What to ask Cloudflare's purge API for `scope` (the one place that decides it), then
+    /// the requests, one after another. A failure is logged (never a secret) and reported.
+    async fn colo_purge_api(
+        &self,
+        colo: &H::Colo,
+        scope: &super::sync::Scope,
+        origin: Option<&str>,
+    ) -> Result<usize, String> {
+        let (files, tags) = match scope {
+            super::sync::Scope::Key(key) => {
+                let origin = origin.ok_or("no site to name the colo URL of")?;
+                let position = match self.colo_mode() {
+                    Some(ColoMode::PurgeLog) => self.colo_position(false).await,
+                    _ => None,
+                };
+                let url = colo_url(
+                    origin,
+                    &self.config.admin.path,
+                    &self.colo_key(position, key),
+                );
+                (alloc::vec![url], Vec::new())
+            }
+            super::sync::Scope::Tag(tag) if is_cache_tag(tag) => {
+                (Vec::new(), alloc::vec![tag.clone()])
+            }
+            super::sync::Scope::Tag(_) => {
+                return Err(String::from(
+                    "tag cannot be a Cache-Tag (printable ASCII without spaces or commas, at most 1024 bytes)",
+                ))
+            }
+            super::sync::Scope::All => (Vec::new(), alloc::vec![self.colo_all_tag()]),
+        };
+        let bodies = purge_api_bodies(&files, &tags);
+        for body in &bodies {
+            if let Err(e) = colo.purge_everywhere(body).await {
+                let message = format!("purge API: {}", e.0);
+                self.runtime.log(
+                    super::host::LogLevel::Warn,
+                    &format!("edgecache: {message}"),
+                );
+                return Err(message);
+            }
+        }
+        Ok(bodies.len())
     }
 }
 
@@ -357,6 +640,61 @@ mod tests {
             h.record(seq, r);
         }
         h
+    }
+
+    #[test]
+    fn purge_api_bodies_are_cloudflares_json_in_chunks_of_thirty() {
+        let files = vec![String::from(
+            "https://a.example/_edgecache/colo/ec%3Av1%3Acolo%3A%2Fx",
+        )];
+        assert_eq!(
+            purge_api_bodies(&files, &[]),
+            vec![String::from(
+                r#"{"files":["https://a.example/_edgecache/colo/ec%3Av1%3Acolo%3A%2Fx"]}"#
+            )]
+        );
+        assert_eq!(
+            purge_api_bodies(&[], &[String::from("t\"q")]),
+            vec![String::from(r#"{"tags":["t\"q"]}"#)]
+        );
+        let many: Vec<String> = (0..61).map(|i| format!("t{i}")).collect();
+        let bodies = purge_api_bodies(&[], &many);
+        assert_eq!(bodies.len(), 3);
+        let first: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+        assert_eq!(first["tags"].as_array().unwrap().len(), 30);
+        assert_eq!(bodies[2], r#"{"tags":["t60"]}"#);
+        assert!(purge_api_bodies(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn colo_urls_escape_the_key_and_cache_tags_are_checked() {
+        assert_eq!(
+            colo_url("https://a.example", "/_edgecache", "ec:v1:colo:GET /p?q=1"),
+            "https://a.example/_edgecache/colo/ec%3Av1%3Acolo%3AGET%20%2Fp%3Fq%3D1"
+        );
+        assert!(is_cache_tag("product-1:blue"));
+        assert!(!is_cache_tag("a,b"));
+        assert!(!is_cache_tag("a b"));
+        assert!(!is_cache_tag(""));
+        assert!(!is_cache_tag(&"x".repeat(1025)));
+    }
+
+    #[test]
+    fn local_purges_cover_entries_written_up_to_their_time() {
+        let mut h = PurgeHistory::local();
+        // Nothing purged: any stamp is usable.
+        assert_eq!(h.verdict(1_000, i64::MAX, "/p", &[]), Verdict::Usable);
+        h.record_local(1_000, key("/p", false));
+        h.record_local(1_000, tag("a", true));
+        assert_eq!(h.verdict(1_000, i64::MAX, "/p", &[]), Verdict::Purged);
+        assert_eq!(
+            h.verdict(999, i64::MAX, "/q", &[String::from("a")]),
+            Verdict::SoftPurged
+        );
+        // Two purges in one millisecond keep distinct numbers; later writes are usable.
+        assert_eq!(h.records.len(), 2);
+        assert_eq!(h.verdict(1_002, i64::MAX, "/p", &[]), Verdict::Usable);
+        assert_eq!(h.verdict(i64::MAX, i64::MAX, "/p", &[]), Verdict::Usable);
     }
 
     #[test]

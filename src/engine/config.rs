@@ -187,13 +187,18 @@ pub struct L2Config {
 }
 
 /// The colo tier: on Workers, the Cache API of the data centre (`caches.default`), between
-/// L1 and the shared tier. Needs the shared tier, whose purge log keeps it honest
-/// ([`super::colo`]).
+/// L1 and the shared tier. On by default; how purges reach it depends on what is configured
+/// ([`super::colo::ColoMode`]): the shared tier's purge log, Cloudflare's purge API, or
+/// neither (then entries live at most `max_ttl_secs`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ColoConfig {
-    /// Use it. Off by default.
+    /// Use it (on hosts that have one: the Worker). On by default.
     pub enabled: bool,
+    /// With neither the shared tier nor the purge API configured, the longest a colo entry
+    /// is kept, in seconds: a purge then reaches other isolates' and data centres' colo
+    /// copies only by their expiry, within this bound (default 60). Ignored otherwise.
+    pub max_ttl_secs: u64,
     /// Bodies larger than this are not written to it.
     pub max_object_bytes: usize,
     /// How long one colo read or write may take before the engine gives up on it, in ms.
@@ -203,7 +208,8 @@ pub struct ColoConfig {
 impl Default for ColoConfig {
     fn default() -> Self {
         ColoConfig {
-            enabled: false,
+            enabled: true,
+            max_ttl_secs: 60,
             max_object_bytes: 1 << 20,
             timeout_ms: 250,
         }
@@ -523,6 +529,12 @@ impl EngineConfig {
         if self.colo.timeout_ms == 0 {
             return Err(invalid("colo.timeout_ms", "must be at least 1"));
         }
+        if self.colo.max_ttl_secs == 0 {
+            return Err(invalid(
+                "colo.max_ttl_secs",
+                "must be at least 1 (turn the tier off with colo.enabled = false)",
+            ));
+        }
         if self.limits.max_object_bytes == 0 {
             return Err(invalid("limits.max_object_bytes", "must be at least 1"));
         }
@@ -688,12 +700,6 @@ impl EngineConfig {
     /// Checks the settings that need the shared tier against whether the host has one
     /// (each host calls this at start, with its Redis setting).
     pub fn validate_shared_tier(&self, configured: bool) -> Result<(), ConfigError> {
-        if !configured && self.colo.enabled {
-            return Err(invalid(
-                "colo.enabled",
-                "the colo tier needs the shared tier (Redis), whose purge log is how purges reach it; configure Redis or turn the colo tier off",
-            ));
-        }
         if !configured && !self.write_behind.routes.is_empty() {
             return Err(invalid(
                 "write_behind.routes",

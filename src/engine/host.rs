@@ -232,8 +232,27 @@ pub trait SharedTier {
 pub trait ColoCache {
     /// The value stored under `key`, if any (and not expired).
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError>;
-    /// Stores `value` under `key` for at most `ttl_ms`.
-    async fn put(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError>;
+    /// Stores `value` under `key` for at most `ttl_ms`, labelled with purge `tags` (on
+    /// Workers, the `Cache-Tag` that Cloudflare's purge API by tag matches).
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        tags: &[String],
+    ) -> Result<(), TierError>;
+    /// Whether [`Self::purge_everywhere`] can reach every data centre's copy (on Workers:
+    /// Cloudflare's purge API, with a token and zone configured). Default: no.
+    fn purges_everywhere(&self) -> bool {
+        false
+    }
+    /// Sends one purge request, built by the engine ([`super::colo::purge_api_bodies`]), to
+    /// the service that purges every data centre. Never called unless
+    /// [`Self::purges_everywhere`]. The error never quotes a secret.
+    async fn purge_everywhere(&self, body: &str) -> Result<(), TierError> {
+        let _ = body;
+        Err(TierError(String::from("no purge API on this host")))
+    }
 }
 
 /// How much an engine event matters to an operator.
@@ -408,7 +427,13 @@ impl ColoCache for NoColo {
     async fn get(&self, _key: &str) -> Result<Option<Vec<u8>>, TierError> {
         Ok(None)
     }
-    async fn put(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), TierError> {
+    async fn put(
+        &self,
+        _key: &str,
+        _value: &[u8],
+        _ttl_ms: u64,
+        _tags: &[String],
+    ) -> Result<(), TierError> {
         Ok(())
     }
 }

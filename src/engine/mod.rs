@@ -274,6 +274,8 @@ pub struct EngineState {
     pub sync: sync::SyncState,
     /// The purges applied, for checking colo entries (kept only with a colo tier).
     pub purge_history: colo::PurgeHistory,
+    /// The purges made here, for checking colo entries without the shared tier.
+    pub colo_local: colo::PurgeHistory,
     /// Random draws for refresh-ahead.
     pub rng: refresh::Rng,
     /// Whether the shared tier was checked for write-behind, and how it went.
@@ -301,6 +303,7 @@ impl EngineState {
             breaker: l2::Breaker::default(),
             sync: sync::SyncState::default(),
             purge_history: colo::PurgeHistory::default(),
+            colo_local: colo::PurgeHistory::local(),
             rng: refresh::Rng::new(seed),
             shared_tier_check: write_behind::SharedTierCheck::Pending,
         }
@@ -315,6 +318,8 @@ pub struct Engine<H: Host> {
     /// The shared tier (Redis), if the host has one.
     shared: Option<H::SharedTier>,
     colo: Option<H::Colo>,
+    /// Why there is no colo tier, when the host says (`/stats`).
+    colo_note: Option<&'static str>,
     runtime: H::Runtime,
     state: H::Lock,
     /// What this instance writes into the leases it takes in the shared tier (random per
@@ -348,6 +353,7 @@ impl<H: Host> Engine<H> {
             origin,
             shared,
             colo: None,
+            colo_note: None,
             runtime,
             state,
             lease_token,
@@ -371,6 +377,7 @@ impl<H: Host> Engine<H> {
             origin: self.origin.clone(),
             shared,
             colo: None,
+            colo_note: None,
             runtime: self.runtime.clone(),
             state: self.state.clone(),
             lease_token: self.lease_token.clone(),
@@ -378,10 +385,18 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// This engine with a colo tier, used when `colo.enabled` is set and a shared tier is
-    /// configured (whose purge log keeps colo entries honest, see [`colo`]).
+    /// This engine with a colo tier, used when `colo.enabled` is set (how purges reach it
+    /// depends on what else is configured, see [`colo::ColoMode`]).
     pub fn with_colo(mut self, colo: Option<H::Colo>) -> Self {
         self.colo = colo;
+        self
+    }
+
+    /// This engine without a colo tier for the reason `note` (e.g. `inactive on
+    /// workers.dev`, where the Cache API stores nothing), which `/stats` reports.
+    pub fn with_colo_unavailable(mut self, note: &'static str) -> Self {
+        self.colo = None;
+        self.colo_note = Some(note);
         self
     }
 
@@ -399,14 +414,23 @@ impl<H: Host> Engine<H> {
     pub fn snapshot(&self) -> Snapshot {
         let now = self.runtime.now();
         let store_configured = self.shared.is_some();
-        self.state.with(|s| {
+        let mut snapshot = self.state.with(|s| {
             Snapshot::new(
                 s.stats,
                 &s.l1.stats(),
                 store_configured,
                 s.breaker.is_open(now),
             )
-        })
+        });
+        let mode = self.colo_mode();
+        snapshot.colo = match (self.config.colo.enabled, mode) {
+            (false, _) => "off",
+            (true, Some(mode)) => mode.as_str(),
+            (true, None) => self.colo_note.unwrap_or("none on this host"),
+        };
+        snapshot.colo_max_ttl_secs =
+            (mode == Some(colo::ColoMode::Expiry)).then_some(self.config.colo.max_ttl_secs);
+        snapshot
     }
 
     /// Handles one client request: normalises it ([`RequestView::parse`]), then the admin

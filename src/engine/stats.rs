@@ -110,6 +110,12 @@ pub struct Snapshot {
     pub l2_configured: bool,
     /// Whether the shared tier's circuit breaker is open now.
     pub l2_circuit_open: bool,
+    /// The colo tier: `off`, how purges reach it (`purge-log`, `purge-api`,
+    /// `local+expiry`), or why there is none here (`inactive on workers.dev`, `none on
+    /// this host`).
+    pub colo: &'static str,
+    /// In `local+expiry` mode, the longest a colo entry is kept (`colo.max_ttl_secs`).
+    pub colo_max_ttl_secs: Option<u64>,
 }
 
 impl Snapshot {
@@ -129,6 +135,8 @@ impl Snapshot {
             l1_rejected: l1.rejected,
             l2_configured,
             l2_circuit_open,
+            colo: "none on this host",
+            colo_max_ttl_secs: None,
         }
     }
 
@@ -336,6 +344,12 @@ impl Snapshot {
             let _ = writeln!(out, "# TYPE edgecache_{name} gauge");
             let _ = writeln!(out, "edgecache_{name} {value}");
         }
+        let _ = writeln!(
+            out,
+            "# HELP edgecache_colo_info How the colo tier runs here (the mode label; /stats \"colo\")."
+        );
+        let _ = writeln!(out, "# TYPE edgecache_colo_info gauge");
+        let _ = writeln!(out, "edgecache_colo_info{{mode=\"{}\"}} 1", self.colo);
         out
     }
 }

@@ -302,6 +302,9 @@ impl<H: Host> Engine<H> {
     /// to a new epoch) and appends to the purge log for the other instances. Returns
     /// whether it was published.
     pub(crate) async fn publish_purge(&self, scope: Scope, soft: bool) -> bool {
+        // Without the shared tier, the colo tier learns of the purge here only (admin purges
+        // and write-through invalidations alike): this isolate stops using what it covers.
+        self.colo_remember_purge(&scope, soft);
         let published = self.try_publish_purge(scope, soft).await;
         if !published && self.colo().is_some() {
             // The colo copies this purge covers stay there, and no isolate will learn of

@@ -184,13 +184,8 @@ impl ServeConfig {
         self.cache
             .validate_shared_tier(self.redis.is_some())
             .map_err(LoadError::Invalid)?;
-        if self.cache.colo.enabled {
-            return Err(invalid(
-                "cache.colo.enabled",
-                "the colo tier is the Workers Cache API; edgecache serve has none (use L1 and redis)"
-                    .into(),
-            ));
-        }
+        // `cache.colo` configures the Workers Cache API tier; edgecache serve has none and
+        // ignores it (its /stats say `"colo":"none on this host"`).
         Ok(listen)
     }
 

@@ -47,6 +47,10 @@ impl Host for WorkerHost {
 struct Isolate {
     engine: Engine<WorkerHost>,
     redis: Option<crate::shared_tier::url::SharedTierTarget>,
+    purge_api: Option<Rc<colo::PurgeApi>>,
+    /// Whether the colo tier's mode (bit 0) and its being inactive on workers.dev (bit 1)
+    /// were logged: each once per isolate, when first seen.
+    colo_logged: core::cell::Cell<u8>,
 }
 
 std::thread_local! {
@@ -66,6 +70,8 @@ fn isolate(env: &Env) -> Result<Rc<Isolate>, String> {
                 Ok(Rc::new(Isolate {
                     engine,
                     redis: s.redis,
+                    purge_api: s.purge_api.map(Rc::new),
+                    colo_logged: core::cell::Cell::new(0),
                 }))
             });
             *slot = Some(built);
@@ -99,11 +105,17 @@ async fn fetch(req: web_sys::Request, env: Env, ctx: Context) -> worker::Result<
     let store = shared_tier(&isolate);
     let request = to_engine_request(&req);
     let config = isolate.engine.config();
-    let colo = config
-        .colo
-        .enabled
-        .then(|| colo::CacheApiColo::new(url_origin(&request.target), &config.admin.path));
-    let engine = Rc::new(isolate.engine.with_shared_tier(store).with_colo(colo));
+    let origin = url_origin(&request.target);
+    let engine = isolate.engine.with_shared_tier(store);
+    let engine = Rc::new(if config.colo.enabled && on_workers_dev(origin) {
+        engine.with_colo_unavailable(WORKERS_DEV)
+    } else {
+        let colo = config.colo.enabled.then(|| {
+            colo::CacheApiColo::new(origin, &config.admin.path, isolate.purge_api.clone())
+        });
+        engine.with_colo(colo)
+    });
+    log_colo_mode(&engine, &isolate.colo_logged);
     let handled = context::in_own_context(engine.handle(request)).await;
     if let Some(job) = handled.job {
         let engine = engine.clone();
@@ -194,6 +206,47 @@ fn to_engine_request(inner: &web_sys::Request) -> Request<WorkerBody> {
         headers,
         client,
         body: inner.body().map(WorkerBody::Js),
+    }
+}
+
+/// What `/stats` says of the colo tier on `*.workers.dev`.
+const WORKERS_DEV: &str = "inactive on workers.dev";
+
+/// Whether `origin` (`scheme://authority`) is on `*.workers.dev`, where the Cache API
+/// stores nothing (Cloudflare: Cache API operations work for Workers on custom domains and
+/// routes of a zone).
+fn on_workers_dev(origin: &str) -> bool {
+    let authority = origin.split_once("://").map_or(origin, |(_, a)| a);
+    let host = authority.rsplit_once(':').map_or(authority, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            authority
+        }
+    });
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == "workers.dev" || host.ends_with(".workers.dev")
+}
+
+/// Logs, once per isolate, how the colo tier works here (the "start log" of a Worker: its
+/// isolate's first request), and, once, that it is inactive when a request comes on
+/// `*.workers.dev`. Without Redis or the purge API, a warning: purges are local plus expiry.
+fn log_colo_mode(engine: &Engine<WorkerHost>, logged: &core::cell::Cell<u8>) {
+    let snapshot = engine.snapshot();
+    let bit = if snapshot.colo == WORKERS_DEV { 2 } else { 1 };
+    if logged.get() & bit != 0 {
+        return;
+    }
+    logged.set(logged.get() | bit);
+    match snapshot.colo {
+        WORKERS_DEV => worker::console_warn!(
+            "edgecache: colo tier inactive on workers.dev: the Cache API stores nothing there; serve the Worker on a route or custom domain of a zone to use it"
+        ),
+        "local+expiry" => worker::console_warn!(
+            "edgecache: colo tier local+expiry: neither Redis nor Cloudflare's purge API is configured, so a purge reaches this isolate at once and other isolates and colos only by expiry (colo entries kept at most {} s); set EDGECACHE_CF_API_TOKEN and EDGECACHE_CF_ZONE_ID, or EDGECACHE_REDIS_URL",
+            snapshot.colo_max_ttl_secs.unwrap_or_default()
+        ),
+        mode => worker::console_log!("edgecache: colo tier: {mode}"),
     }
 }
 

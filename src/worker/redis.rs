@@ -85,6 +85,13 @@ pub struct FetchPost {
     timeout_ms: u64,
 }
 
+impl FetchPost {
+    /// A `POST` over `fetch()` given up after `timeout_ms`.
+    pub fn new(timeout_ms: u64) -> Self {
+        FetchPost { timeout_ms }
+    }
+}
+
 impl HttpPost for FetchPost {
     async fn post(
         &self,

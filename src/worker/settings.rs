@@ -9,8 +9,11 @@
 //! | `EDGECACHE_ALLOW_PRIVATE_ORIGIN` | var, optional | `1` in `.dev.vars` for `wrangler dev` against a local origin |
 //! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
 //! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
-//! | `EDGECACHE_REDIS_URL` | secret, optional | the shared tier: `redis://` or `rediss://` (RESP over sockets, credentials in the URL) or `https://` (Redis over HTTP, the Upstash REST protocol, over `fetch`; `http://` only to loopback, for local development); none: L1 only (and no colo tier: `EDGECACHE_CACHE.colo.enabled` needs it) |
+//! | `EDGECACHE_REDIS_URL` | secret, optional | the shared tier: `redis://` or `rediss://` (RESP over sockets, credentials in the URL) or `https://` (Redis over HTTP, the Upstash REST protocol, over `fetch`; `http://` only to loopback, for local development); none: L1 and the colo tier only |
 //! | `EDGECACHE_REDIS_TOKEN` | secret, with an `https://` URL | the REST server's bearer token (Upstash: the database's REST token); refused with a `redis://` URL, whose password is in the URL |
+//! | `EDGECACHE_CF_API_TOKEN` | secret, optional | a Cloudflare API token with the zone's Cache Purge permission: admin purges then also call Cloudflare's purge API, which reaches the colo tier (Cache API) in every data centre |
+//! | `EDGECACHE_CF_ZONE_ID` | secret or var, with the token | the zone id the Worker's routes are on |
+//! | `EDGECACHE_CF_API_BASE` | var, local development only | another base for the purge API than `https://api.cloudflare.com/client/v4`: only a loopback `http://` URL, and only with `EDGECACHE_ALLOW_PRIVATE_ORIGIN=1` (a test stand-in) |
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -29,6 +32,8 @@ pub struct Settings {
     pub cache: EngineConfig,
     /// The shared tier, if configured.
     pub redis: Option<SharedTierTarget>,
+    /// Cloudflare's purge API, if configured.
+    pub purge_api: Option<super::colo::PurgeApi>,
 }
 
 impl Settings {
@@ -78,10 +83,17 @@ impl Settings {
                 }
                 _ => format!("`EDGECACHE_CACHE`: {e}"),
             })?;
+        let purge_api = purge_api(
+            text(env, "EDGECACHE_CF_API_TOKEN")?,
+            text(env, "EDGECACHE_CF_ZONE_ID")?,
+            text(env, "EDGECACHE_CF_API_BASE")?,
+            allow_private,
+        )?;
         Ok(Settings {
             origin: origin.trim().to_string(),
             cache,
             redis,
+            purge_api,
         })
     }
 }
@@ -107,6 +119,78 @@ fn redis_target(
             "invalid config `EDGECACHE_REDIS_TOKEN`: must be printable ASCII without spaces",
         ),
     })
+}
+
+/// Cloudflare's purge API from its token, zone and (local development only) base URL.
+/// Errors name the variable, never a value.
+pub fn purge_api(
+    token: Option<String>,
+    zone: Option<String>,
+    base: Option<String>,
+    local_development: bool,
+) -> Result<Option<super::colo::PurgeApi>, String> {
+    let token = token.filter(|t| !t.is_empty());
+    let zone = zone.map(|z| z.trim().to_string()).filter(|z| !z.is_empty());
+    let base = base
+        .map(|b| b.trim().trim_end_matches('/').to_string())
+        .filter(|b| !b.is_empty());
+    let (token, zone) = match (token, zone) {
+        (None, None) => {
+            if base.is_some() {
+                return Err(String::from(
+                    "invalid config `EDGECACHE_CF_API_BASE`: set, but EDGECACHE_CF_API_TOKEN and EDGECACHE_CF_ZONE_ID are not",
+                ));
+            }
+            return Ok(None);
+        }
+        (Some(_), None) => {
+            return Err(String::from(
+                "invalid config `EDGECACHE_CF_ZONE_ID`: required with EDGECACHE_CF_API_TOKEN (the zone the Worker's routes are on)",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(String::from(
+                "invalid config `EDGECACHE_CF_API_TOKEN`: required with EDGECACHE_CF_ZONE_ID, as a secret (a token with the zone's Cache Purge permission)",
+            ))
+        }
+        (Some(token), Some(zone)) => (token, zone),
+    };
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(String::from(
+            "invalid config `EDGECACHE_CF_API_TOKEN`: must be printable ASCII without spaces",
+        ));
+    }
+    if !zone.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(String::from(
+            "invalid config `EDGECACHE_CF_ZONE_ID`: must be the zone id (letters and digits)",
+        ));
+    }
+    let base = match base {
+        None => String::from(super::colo::CLOUDFLARE_API),
+        Some(base) if local_development && is_loopback_http(&base) => base,
+        Some(_) => {
+            return Err(String::from(
+                "invalid config `EDGECACHE_CF_API_BASE`: only a loopback http:// URL, and only in local development (EDGECACHE_ALLOW_PRIVATE_ORIGIN=1); leave it unset for Cloudflare's API",
+            ))
+        }
+    };
+    Ok(Some(super::colo::PurgeApi { base, zone, token }))
+}
+
+/// Whether `url` is `http://` to this machine (`127.0.0.1`, `localhost`, `[::1]`).
+fn is_loopback_http(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("http://") else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return false;
+    }
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.split(':').next().unwrap_or(""),
+    };
+    host == "localhost" || host == "::1" || host.starts_with("127.")
 }
 
 /// A binding's raw value, if set.

@@ -7,6 +7,7 @@
 
 pub mod cache;
 pub mod delay;
+pub mod purge_api;
 pub mod rest;
 
 use std::collections::HashMap;
@@ -602,6 +603,9 @@ pub async fn origin_answer(
     }
     if let Some(etag) = params.get("etag") {
         builder = builder.header("etag", etag.as_str());
+    }
+    if let Some(vary) = params.get("vary") {
+        builder = builder.header("vary", vary.as_str());
     }
     let size = params.get("size").and_then(|v| v.parse::<usize>().ok());
     if let (Some(size), Some(range), Some("1")) =

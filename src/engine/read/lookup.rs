@@ -23,7 +23,7 @@ use crate::engine::{Engine, Host, RequestView};
 /// The key of the variant to look up after finding `primary` under `key`, or `None` when
 /// `primary` itself is the response for `request_headers` (RFC 9111 §4.1). A response that
 /// varies is stored under both keys; [`variant_key`] names the second.
-fn variant_to_follow(
+pub(in crate::engine) fn variant_to_follow(
     key: &str,
     primary: &CachedResponse,
     request_headers: &Headers,

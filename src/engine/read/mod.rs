@@ -8,7 +8,7 @@ mod fill;
 mod lookup;
 mod slices;
 
-pub(in crate::engine) use lookup::follow_vary;
+pub(in crate::engine) use lookup::variant_to_follow;
 pub use slices::SliceJob;
 pub(crate) use slices::{sliceable, Slicing, SLICES_FIELD};
 

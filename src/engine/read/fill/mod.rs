@@ -82,7 +82,7 @@ impl<H: Host> Engine<H> {
                 let guard = FlightGuard::new(&self.state, &key, id);
                 let mut candidate = candidate;
                 let mut fwd = fwd;
-                if candidate.is_none() && self.shared.is_some() {
+                if candidate.is_none() && (self.shared.is_some() || self.colo().is_some()) {
                     // Only the leader reads the colo tier and L2: one Redis GET per key
                     // however many wait.
                     if let Some(found) = self.shared_lookup(head, &key).await {
