@@ -860,26 +860,7 @@ async fn the_shared_tier_is_used_again_after_redis_returns() {
         .await
         .expect("redis back on its port");
     let mut con = back.conn().await;
-    let key = eventually(
-        "a response written to Redis again",
-        Duration::from_secs(15),
-        async || {
-            let path = url(
-                "/e2e/back",
-                &[
-                    ("cc", "max-age=60"),
-                    ("t", &format!("{:?}", Instant::now())),
-                ],
-            );
-            w.get(&path).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            object_keys(&mut con)
-                .await
-                .into_iter()
-                .find(|k| k.contains("/e2e/back"))
-        },
-    )
-    .await;
+    let key = written_again(&w, &mut con, "/e2e/back").await;
     assert!(key.contains("obj:"), "{key}");
     // The operator's log says when the tier started failing (a warning; the recovery is
     // logged at info level, which `--log-level warn` hides), never with the Redis URL.
@@ -997,26 +978,7 @@ async fn a_stalled_rest_server_fails_no_request() {
     assert!(w.stat("l2_errors").await >= 1);
     rest.stall(false);
     let mut con = redis.conn().await;
-    eventually(
-        "a response written to Redis again",
-        Duration::from_secs(15),
-        async || {
-            let path = url(
-                "/e2e/unstalled",
-                &[
-                    ("cc", "max-age=60"),
-                    ("t", &format!("{:?}", Instant::now())),
-                ],
-            );
-            w.get(&path).await;
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            object_keys(&mut con)
-                .await
-                .into_iter()
-                .find(|k| k.contains("/e2e/unstalled"))
-        },
-    )
-    .await;
+    written_again(&w, &mut con, "/e2e/unstalled").await;
 }
 
 /// A token with a `redis://` URL, or an `https://` URL without a token, is a configuration
@@ -1685,4 +1647,33 @@ async fn bench_l2_hit_latency_over_sockets_and_rest() {
             );
         }
     }
+}
+
+/// Requests fresh URLs under `prefix` from `w` until one of them reaches Redis again (the
+/// tier is back); its object key.
+async fn written_again(
+    w: &Worker,
+    con: &mut redis::aio::MultiplexedConnection,
+    prefix: &str,
+) -> String {
+    eventually(
+        "a response written to Redis again",
+        Duration::from_secs(15),
+        async || {
+            let path = url(
+                prefix,
+                &[
+                    ("cc", "max-age=60"),
+                    ("t", &format!("{:?}", Instant::now())),
+                ],
+            );
+            w.get(&path).await;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            object_keys(con)
+                .await
+                .into_iter()
+                .find(|k| k.contains(prefix))
+        },
+    )
+    .await
 }
