@@ -10,6 +10,12 @@
 //! be stored (it grew past the object limit) keeps serving the readers it has, holding only
 //! what the slowest of them has not read yet, and the origin is read no faster than they
 //! read ([`TRANSIT_BYTES`]).
+//!
+//! Memory: a fill to be stored holds its body once. Its bytes are written into the body
+//! that will be stored as they arrive (no copy of the whole at the end), and the origin's
+//! latest chunks are also kept, up to [`TRANSIT_BYTES`], so that readers keeping up with
+//! the origin get them without a copy; a reader further behind gets a copy of the part it
+//! reads next ([`MAX_READ`] at most), and once the body is stored, shares it.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -32,7 +38,13 @@ type FillLock = core::cell::RefCell<FillState>;
 
 /// How far the origin may run ahead of the slowest reader of a fill that is not being kept
 /// (Varnish's `transit_buffer`): beyond it, the fill waits for readers before reading on.
+/// A fill being kept holds at most this much of its latest chunks besides its body.
 pub const TRANSIT_BYTES: u64 = 1 << 20;
+
+/// The most a reader takes in one part when it reads from the body rather than from the
+/// latest chunks (a reader behind them, or reading a stored body): its copy is at most this
+/// large, and no host is handed a part so big that it must hold much more than it sends.
+pub const MAX_READ: u64 = 256 * 1024;
 
 /// One body being filled: shared by the fill job (the only writer) and its readers.
 #[derive(Debug)]
@@ -44,18 +56,23 @@ pub struct Filling {
 
 #[derive(Debug)]
 struct FillState {
-    /// The chunks not yet released: all of them while the body is kept.
+    /// The latest chunks: they cover `queue_start..received`.
     chunks: VecDeque<Piece>,
-    /// The index of `chunks[0]` among every chunk appended.
-    first_chunk: usize,
+    /// The body offset of `chunks[0]`.
+    queue_start: u64,
     /// Bytes appended so far.
     received: u64,
     end: End,
-    /// Whether the body will be stored when complete (every chunk is kept until then).
+    /// Whether the body will be stored when complete.
     keep: bool,
-    /// The next chunk index of each live reader (`None`: a reader that has gone), for
-    /// releasing what every reader has read when the body is not kept.
-    readers: Vec<Option<usize>>,
+    /// The body from its first byte, while it is to be stored (and, after a failure, for
+    /// the readers that have not read it yet).
+    body: Option<Vec<u8>>,
+    /// The response stored when the fill completed: readers behind the chunks read it.
+    stored: Option<Arc<CachedResponse>>,
+    /// The next body offset each live reader reads (`None`: a reader that has gone), for
+    /// releasing what every reader has read.
+    readers: Vec<Option<u64>>,
     /// Readers waiting for the next chunk or the end.
     waiting_readers: Vec<Waker>,
     /// The writer, when it waits for readers to catch up.
@@ -81,8 +98,9 @@ impl core::fmt::Display for FillError {
 
 impl core::error::Error for FillError {}
 
-/// A chunk a fill holds: bytes of its own (from the origin), or part of a stored response's
-/// body (a slice of a large object), shared without copying.
+/// A chunk a fill holds: bytes of its own (from the origin, or copied from its body), or
+/// part of a stored response's body (a slice of a large object, or the fill's own body once
+/// stored), shared without copying.
 #[derive(Clone, Debug)]
 enum Piece {
     Owned(Arc<Vec<u8>>),
@@ -125,16 +143,27 @@ pub enum Room {
 }
 
 impl Filling {
-    /// An empty fill whose body the origin declared `declared_length` bytes long, kept
-    /// (to be stored) when `keep`.
-    pub fn new(declared_length: Option<u64>, keep: bool) -> Self {
+    /// An empty fill whose body the origin declared `declared_length` bytes long. With
+    /// `keep_up_to`, the body is kept to be stored, and room for the declared length is
+    /// taken at once when it is at most that many bytes (a body that grows past the limit
+    /// is no longer kept: [`Filling::stop_keeping`]).
+    pub fn new(declared_length: Option<u64>, keep_up_to: Option<usize>) -> Self {
+        let body = keep_up_to.map(|limit| {
+            let expected = declared_length.unwrap_or(0);
+            match usize::try_from(expected) {
+                Ok(expected) if expected <= limit => Vec::with_capacity(expected),
+                _ => Vec::new(),
+            }
+        });
         Filling {
             state: FillLock::new(FillState {
                 chunks: VecDeque::new(),
-                first_chunk: 0,
+                queue_start: 0,
                 received: 0,
                 end: End::Open,
-                keep,
+                keep: body.is_some(),
+                body,
+                stored: None,
                 readers: Vec::new(),
                 waiting_readers: Vec::new(),
                 waiting_writer: None,
@@ -171,17 +200,32 @@ impl Filling {
         }
         let wake = self.state.with(|s| {
             s.received += piece.len() as u64;
+            if let (true, Some(body)) = (s.keep, &mut s.body) {
+                body.extend_from_slice(piece.bytes());
+            }
             s.chunks.push_back(piece);
+            s.release_read();
             core::mem::take(&mut s.waiting_readers)
         });
         wake.into_iter().for_each(Waker::wake);
     }
 
-    /// From now on the body is not stored: chunks every reader has read are released, and
-    /// no reader joins any more (the caller unregisters the fill).
+    /// From now on the body is not stored: no reader joins any more (the caller
+    /// unregisters the fill), and what every reader has read is released. The part of the
+    /// body that readers behind the latest chunks have still to read becomes a chunk of
+    /// its own.
     pub fn stop_keeping(&self) {
         self.state.with(|s| {
             s.keep = false;
+            if let Some(body) = s.body.take() {
+                let slowest = s.slowest_reader().min(s.queue_start);
+                let behind = usize::try_from(slowest).unwrap_or(usize::MAX)
+                    ..usize::try_from(s.queue_start).unwrap_or(usize::MAX);
+                if let Some(unread) = body.get(behind).filter(|b| !b.is_empty()) {
+                    s.chunks.push_front(Piece::Owned(Arc::new(unread.to_vec())));
+                    s.queue_start = slowest;
+                }
+            }
             s.release_read();
         });
     }
@@ -202,8 +246,7 @@ impl Filling {
             if s.readers.iter().all(Option::is_none) {
                 return Poll::Ready(Room::NoReaders);
             }
-            let held: u64 = s.chunks.iter().map(|c| c.len() as u64).sum();
-            if held <= TRANSIT_BYTES {
+            if s.received - s.queue_start <= TRANSIT_BYTES {
                 return Poll::Ready(Room::Ready);
             }
             s.waiting_writer = Some(cx.waker().clone());
@@ -211,22 +254,41 @@ impl Filling {
         })
     }
 
-    /// Ends the fill complete and returns its body whole, for storing (`None` when the
-    /// body was not kept). Readers go on reading the chunks they have not read.
-    pub fn complete(&self) -> Option<Vec<u8>> {
-        let (body, wake) = self.state.with(|s| {
+    /// Ends the fill complete, without storing it (a fill that is not kept). Readers go
+    /// on reading what they have not read.
+    pub fn complete(&self) {
+        self.finish(None::<fn(Vec<u8>) -> Arc<CachedResponse>>);
+    }
+
+    /// Ends the fill complete and, when its body was kept, makes the response to store of
+    /// it with `store` (the body is moved, not copied), which readers still behind then
+    /// read from. `None` when the body was not kept.
+    pub fn complete_stored(
+        &self,
+        store: impl FnOnce(Vec<u8>) -> Arc<CachedResponse>,
+    ) -> Option<Arc<CachedResponse>> {
+        self.finish(Some(store))
+    }
+
+    fn finish(
+        &self,
+        store: Option<impl FnOnce(Vec<u8>) -> Arc<CachedResponse>>,
+    ) -> Option<Arc<CachedResponse>> {
+        let (stored, wake) = self.state.with(|s| {
             s.end = End::Complete;
-            let body = s.keep.then(|| {
-                let mut body = Vec::with_capacity(s.received as usize);
-                for chunk in &s.chunks {
-                    body.extend_from_slice(chunk.bytes());
-                }
-                body
-            });
-            (body, core::mem::take(&mut s.waiting_readers))
+            let stored = match (s.keep, store) {
+                (true, Some(store)) => s.body.take().map(store),
+                _ => None,
+            };
+            if let Some(stored) = &stored {
+                s.stored = Some(stored.clone());
+                s.chunks.clear();
+                s.queue_start = s.received;
+            }
+            (stored, core::mem::take(&mut s.waiting_readers))
         });
         wake.into_iter().for_each(Waker::wake);
-        body
+        stored
     }
 
     /// Ends the fill failed: every reader that has not read everything gets `why`.
@@ -250,66 +312,128 @@ impl Filling {
     pub fn failed(&self) -> bool {
         self.state.with(|s| matches!(s.end, End::Failed(_)))
     }
+
+    /// Bytes held in chunks (besides the body), for tests.
+    #[cfg(test)]
+    fn chunk_bytes(&self) -> u64 {
+        self.state
+            .with(|s| s.chunks.iter().map(|c| c.len() as u64).sum())
+    }
 }
 
 impl FillState {
-    /// A new reader's slot, reading from the first chunk.
-    fn add_reader(&mut self) -> usize {
+    /// A new reader's slot, reading from `offset`.
+    fn add_reader(&mut self, offset: u64) -> usize {
         match self.readers.iter().position(Option::is_none) {
             Some(free) => {
-                self.readers[free] = Some(0);
+                self.readers[free] = Some(offset);
                 free
             }
             None => {
-                self.readers.push(Some(0));
+                self.readers.push(Some(offset));
                 self.readers.len() - 1
             }
         }
     }
 
-    /// Releases the chunks every reader has read (only when the body is not kept).
-    fn release_read(&mut self) {
-        if self.keep {
-            return;
-        }
-        let slowest = self
-            .readers
+    /// The offset the slowest live reader reads next (the end when none is left).
+    fn slowest_reader(&self) -> u64 {
+        self.readers
             .iter()
             .flatten()
             .min()
             .copied()
-            .unwrap_or(self.first_chunk + self.chunks.len());
-        while self.first_chunk < slowest && !self.chunks.is_empty() {
+            .unwrap_or(self.received)
+    }
+
+    /// Whether the bytes from `offset` on can be read: they are in the chunks, the body,
+    /// or the stored response.
+    fn readable_from(&self, offset: u64) -> bool {
+        offset >= self.queue_start || self.body.is_some() || self.stored.is_some()
+    }
+
+    /// Releases the chunks every reader has read, and, while the body is held besides,
+    /// those beyond [`TRANSIT_BYTES`] behind the end (readers behind them read the body).
+    fn release_read(&mut self) {
+        let slowest = self.slowest_reader();
+        while let Some(front) = self.chunks.front() {
+            let len = front.len() as u64;
+            let read = self.queue_start + len <= slowest;
+            let held_besides =
+                self.body.is_some() && self.received - self.queue_start > TRANSIT_BYTES;
+            if !(read || held_besides) {
+                break;
+            }
             self.chunks.pop_front();
-            self.first_chunk += 1;
+            self.queue_start += len;
         }
+    }
+
+    /// The bytes from `offset` up to `until` (at most) that one read takes: part of a
+    /// chunk, of the stored response, or a copy of part of the body. `None` when they are
+    /// gone (released: never for a live reader).
+    fn part_at(&self, offset: u64, until: u64) -> Option<FillChunk> {
+        if offset >= self.queue_start {
+            let mut start = self.queue_start;
+            for piece in &self.chunks {
+                let end = start + piece.len() as u64;
+                if offset < end {
+                    let from = usize::try_from(offset - start).ok()?;
+                    let to = usize::try_from(until.min(end) - start).ok()?;
+                    return Some(FillChunk {
+                        piece: piece.clone(),
+                        range: from..to,
+                    });
+                }
+                start = end;
+            }
+            return None;
+        }
+        let until = until.min(offset.saturating_add(MAX_READ));
+        let range = usize::try_from(offset).ok()?..usize::try_from(until).ok()?;
+        if let Some(stored) = &self.stored {
+            let len = range.len();
+            stored.body.get(range.clone())?;
+            return Some(FillChunk {
+                piece: Piece::Stored(stored.clone(), range),
+                range: 0..len,
+            });
+        }
+        let until = until.min(self.queue_start);
+        let range = range.start..usize::try_from(until).ok()?;
+        let copy = self.body.as_ref()?.get(range)?.to_vec();
+        let len = copy.len();
+        Some(FillChunk {
+            piece: Piece::Owned(Arc::new(copy)),
+            range: 0..len,
+        })
     }
 }
 
-/// A client's view of a fill: its bytes from the first, or the range `skip..skip + take`.
+/// A client's view of a fill: its bytes from the first, or the range `offset..end`.
 #[derive(Debug)]
 pub struct FillReader {
     fill: Arc<Filling>,
     /// This reader's slot in the fill's reader table.
     slot: usize,
-    /// The index of the next chunk to read.
-    next_chunk: usize,
-    /// Bytes still to skip before the first one this reader sends.
-    skip: u64,
-    /// Bytes still to send, when the reader wants a range.
-    take: Option<u64>,
+    /// The body offset of the first byte this reader sends.
+    start: u64,
+    /// The body offset of the next byte to send.
+    offset: u64,
+    /// Where this reader stops, when it wants a range.
+    end: Option<u64>,
 }
 
 impl FillReader {
     /// The first reader of `fill`, which its creator has just made.
     pub fn new(fill: Arc<Filling>) -> Self {
-        let slot = fill.state.with(FillState::add_reader);
+        let slot = fill.state.with(|s| s.add_reader(0));
         FillReader {
             fill,
             slot,
-            next_chunk: 0,
-            skip: 0,
-            take: None,
+            start: 0,
+            offset: 0,
+            end: None,
         }
     }
 
@@ -318,109 +442,99 @@ impl FillReader {
     /// failed. The one check of whether a request may read a fill it did not start.
     pub fn join(fill: Arc<Filling>) -> Option<Self> {
         let slot = fill.state.with(|s| {
-            let whole = s.first_chunk == 0 && !matches!(s.end, End::Failed(_));
-            whole.then(|| s.add_reader())
+            let whole = s.readable_from(0) && !matches!(s.end, End::Failed(_));
+            whole.then(|| s.add_reader(0))
         })?;
         Some(FillReader {
             fill,
             slot,
-            next_chunk: 0,
-            skip: 0,
-            take: None,
+            start: 0,
+            offset: 0,
+            end: None,
         })
     }
 
     /// This reader, sending only `range` of the body (a single-part `206`).
     pub fn range(mut self, range: Range<u64>) -> Self {
-        self.skip = range.start;
-        self.take = Some(range.end.saturating_sub(range.start));
+        self.start = range.start;
+        self.offset = range.start;
+        self.end = Some(range.end.max(range.start));
+        let (slot, offset) = (self.slot, self.offset);
+        self.fill.state.with(|s| {
+            if let Some(reader) = s.readers.get_mut(slot) {
+                *reader = Some(offset);
+            }
+            s.release_read();
+        });
         self
     }
 
     /// The bytes of the body this reader sends: its range, or all of the declared length
     /// (from 0 to the declared length, or to the end when the length is unknown).
     pub fn span(&self) -> core::ops::Range<u64> {
-        let end = match self.take {
-            Some(take) => self.skip.saturating_add(take),
-            None => self.fill.declared_length.unwrap_or(u64::MAX),
-        };
-        self.skip..end
+        let end = self
+            .end
+            .unwrap_or(self.fill.declared_length.unwrap_or(u64::MAX));
+        self.start..end
     }
 
     /// How many bytes this reader will send, when known (the declared length, or the
     /// range's).
     pub fn expected_length(&self) -> Option<u64> {
-        self.take.or(self.fill.declared_length)
+        match self.end {
+            Some(end) => Some(end - self.start),
+            None => self.fill.declared_length,
+        }
     }
 
     /// The next part of the body: `None` at the end, an error when the fill failed before
-    /// this reader read everything (the chunks before the failure are read first).
+    /// this reader read everything (the parts before the failure are read first).
     pub fn poll_chunk(
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<FillChunk, FillError>>> {
-        loop {
-            if self.take == Some(0) {
-                return Poll::Ready(None);
+        if self.end.is_some_and(|end| self.offset >= end) {
+            return Poll::Ready(None);
+        }
+        let step = self.fill.state.with(|s| {
+            let until = self.end.map_or(s.received, |end| end.min(s.received));
+            if self.offset < until {
+                let Some(part) = s.part_at(self.offset, until) else {
+                    return Step::Failed(String::from("its bytes were released"));
+                };
+                self.offset += part.as_ref().len() as u64;
+                s.readers[self.slot] = Some(self.offset);
+                s.release_read();
+                return Step::Chunk(part, s.waiting_writer.take());
             }
-            let step = self.fill.state.with(|s| {
-                let index = self.next_chunk.max(s.first_chunk);
-                if let Some(chunk) = s.chunks.get(index - s.first_chunk) {
-                    let chunk = chunk.clone();
-                    self.next_chunk = index + 1;
-                    s.readers[self.slot] = Some(self.next_chunk);
-                    s.release_read();
-                    return Step::Chunk(chunk, s.waiting_writer.take());
-                }
-                match &s.end {
-                    End::Open => {
-                        if !s.waiting_readers.iter().any(|w| w.will_wake(cx.waker())) {
-                            s.waiting_readers.push(cx.waker().clone());
-                        }
-                        Step::Wait
+            match &s.end {
+                End::Open => {
+                    if !s.waiting_readers.iter().any(|w| w.will_wake(cx.waker())) {
+                        s.waiting_readers.push(cx.waker().clone());
                     }
-                    End::Complete => Step::End,
-                    End::Failed(why) => Step::Failed(why.clone()),
+                    Step::Wait
                 }
-            });
-            let chunk = match step {
-                Step::Wait => return Poll::Pending,
-                Step::End => return Poll::Ready(None),
-                Step::Failed(why) => return Poll::Ready(Some(Err(FillError(why)))),
-                Step::Chunk(chunk, writer) => {
-                    if let Some(writer) = writer {
-                        writer.wake();
-                    }
-                    chunk
-                }
-            };
-            let len = chunk.len() as u64;
-            if self.skip >= len {
-                self.skip -= len;
-                continue;
+                End::Complete => Step::End,
+                End::Failed(why) => Step::Failed(why.clone()),
             }
-            // Below `len`, a chunk's length: fits a `usize`.
-            let start = self.skip as usize;
-            self.skip = 0;
-            let end = match self.take {
-                Some(take) => {
-                    let end = (start as u64).saturating_add(take).min(len);
-                    self.take = Some(take - (end - start as u64));
-                    end as usize
+        });
+        match step {
+            Step::Wait => Poll::Pending,
+            Step::End => Poll::Ready(None),
+            Step::Failed(why) => Poll::Ready(Some(Err(FillError(why)))),
+            Step::Chunk(part, writer) => {
+                if let Some(writer) = writer {
+                    writer.wake();
                 }
-                None => chunk.len(),
-            };
-            return Poll::Ready(Some(Ok(FillChunk {
-                piece: chunk,
-                range: start..end,
-            })));
+                Poll::Ready(Some(Ok(part)))
+            }
         }
     }
 }
 
 /// What a reader's poll found, decided under the lock and acted on outside it.
 enum Step {
-    Chunk(Piece, Option<Waker>),
+    Chunk(FillChunk, Option<Waker>),
     Wait,
     End,
     Failed(String),
@@ -560,7 +674,7 @@ mod tests {
             Timestamp::EPOCH,
             Timestamp::EPOCH,
         ));
-        let fill = Arc::new(Filling::new(Some(5), false));
+        let fill = Arc::new(Filling::new(Some(5), None));
         let mut reader = FillReader::new(fill.clone());
         fill.append_stored(stored.clone(), 2..5);
         fill.append(b"ab".to_vec());
@@ -578,5 +692,170 @@ mod tests {
         assert!(matches!(reader.poll_chunk(&mut cx), Poll::Ready(None)));
         fill.append_stored(stored, 8..11);
         assert_eq!(fill.received(), 5, "a range past the body is refused");
+    }
+
+    /// Reads what `reader` can read now: its bytes, the largest part, and how it ended
+    /// (`None`: it waits for more).
+    fn read_now(reader: &mut FillReader) -> (Vec<u8>, usize, Option<Result<(), FillError>>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        let (mut bytes, mut largest) = (Vec::new(), 0);
+        loop {
+            match reader.poll_chunk(&mut cx) {
+                Poll::Ready(Some(Ok(part))) => {
+                    largest = largest.max(part.as_ref().len());
+                    bytes.extend_from_slice(part.as_ref());
+                }
+                Poll::Ready(Some(Err(error))) => return (bytes, largest, Some(Err(error))),
+                Poll::Ready(None) => return (bytes, largest, Some(Ok(()))),
+                Poll::Pending => return (bytes, largest, None),
+            }
+        }
+    }
+
+    /// `n` bytes of a pattern that shows where each one came from.
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    fn stored_of(body: Vec<u8>) -> Arc<CachedResponse> {
+        Arc::new(CachedResponse::new(
+            200,
+            crate::headers::Headers::new(),
+            body,
+            Timestamp::EPOCH,
+            Timestamp::EPOCH,
+        ))
+    }
+
+    /// A fill being kept holds its body once: however far behind a reader is, the chunks
+    /// held besides the body stay within `TRANSIT_BYTES` (they held the whole body, and the
+    /// end of the fill copied it once more), and the reader still gets every byte, in
+    /// parts of at most `MAX_READ`, from the body and then from the stored response.
+    #[test]
+    fn a_kept_fill_holds_its_body_once() {
+        const CHUNK: usize = 64 * 1024;
+        let body = pattern(4 << 20);
+        let fill = Arc::new(Filling::new(Some(body.len() as u64), Some(8 << 20)));
+        let mut slow = FillReader::new(fill.clone());
+        let mut fast = FillReader::new(fill.clone());
+        let mut fast_read = Vec::new();
+        for (i, chunk) in body.chunks(CHUNK).enumerate() {
+            fill.append(chunk.to_vec());
+            fast_read.extend(read_now(&mut fast).0);
+            assert!(
+                fill.chunk_bytes() <= TRANSIT_BYTES + CHUNK as u64,
+                "chunk {i}"
+            );
+            if i == 20 {
+                // The slow reader reads a little, from chunks already released.
+                let (read, largest, end) = read_now(&mut slow);
+                assert!(end.is_none());
+                assert!(largest as u64 <= TRANSIT_BYTES);
+                assert_eq!(read, body[..read.len()]);
+            }
+        }
+        let stored = fill.complete_stored(stored_of).expect("kept");
+        assert_eq!(stored.body, body);
+        assert_eq!(fill.chunk_bytes(), 0, "the stored body serves the rest");
+        fast_read.extend(read_now(&mut fast).0);
+        assert_eq!(fast_read, body, "the reader keeping up got every byte");
+        let mut slow_read = Vec::new();
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut largest = 0;
+        while let Poll::Ready(Some(Ok(part))) = slow.poll_chunk(&mut cx) {
+            largest = largest.max(part.as_ref().len());
+            slow_read.extend_from_slice(part.as_ref());
+        }
+        assert!(largest as u64 <= MAX_READ);
+        assert!(body.ends_with(&slow_read), "the rest, in order");
+        assert!(
+            slow_read.len() < body.len(),
+            "what it read at chunk 20 is not read again"
+        );
+        let joined = FillReader::join(fill.clone()).expect("a complete kept fill");
+        let mut joined = joined;
+        assert_eq!(
+            read_now(&mut joined),
+            (body.clone(), MAX_READ as usize, Some(Ok(())))
+        );
+    }
+
+    /// A request joining a kept fill whose first chunks were released reads them from the
+    /// body; a range reader starting mid-body gets exactly its range.
+    #[test]
+    fn joiners_and_ranges_read_a_kept_fill_from_its_body() {
+        let body = pattern(3 << 20);
+        let fill = Arc::new(Filling::new(Some(body.len() as u64), Some(8 << 20)));
+        let first = FillReader::new(fill.clone());
+        for chunk in body[..2 << 20].chunks(100_000) {
+            fill.append(chunk.to_vec());
+        }
+        drop(first);
+        let mut joiner = FillReader::join(fill.clone()).expect("the body has its start");
+        let mut ranged = FillReader::join(fill.clone())
+            .expect("joins")
+            .range(1_000_000..2_500_000);
+        let (read, _, end) = read_now(&mut joiner);
+        assert_eq!((read.as_slice(), end), (&body[..2 << 20], None));
+        for chunk in body[2 << 20..].chunks(100_000) {
+            fill.append(chunk.to_vec());
+        }
+        let (rest, _, _) = read_now(&mut joiner);
+        assert_eq!(rest, body[2 << 20..]);
+        fill.complete_stored(stored_of).expect("kept");
+        assert_eq!(read_now(&mut ranged).0, body[1_000_000..2_500_000]);
+        assert_eq!(read_now(&mut joiner).2, Some(Ok(())));
+    }
+
+    /// A kept fill that stops being kept (it outgrew the limit) hands the part of the body
+    /// its slowest reader has not read to the chunks: that reader still gets every byte,
+    /// and no one joins any more.
+    #[test]
+    fn a_fill_no_longer_kept_still_serves_its_readers() {
+        let body = pattern(3 << 20);
+        let fill = Arc::new(Filling::new(None, Some(8 << 20)));
+        let mut slow = FillReader::new(fill.clone());
+        for chunk in body[..2 << 20].chunks(50_000) {
+            fill.append(chunk.to_vec());
+        }
+        let (early, _, _) = read_now(&mut slow);
+        let early = early.len();
+        for chunk in body[2 << 20..].chunks(50_000) {
+            fill.append(chunk.to_vec());
+        }
+        fill.stop_keeping();
+        assert!(early > 0);
+        assert!(
+            FillReader::join(fill.clone()).is_none(),
+            "its start is gone"
+        );
+        fill.complete();
+        assert!(
+            fill.complete_stored(stored_of).is_none(),
+            "not kept: not stored"
+        );
+        let (rest, _, end) = read_now(&mut slow);
+        assert_eq!(end, Some(Ok(())));
+        assert_eq!(rest, body[early..]);
+    }
+
+    /// A kept fill that fails still gives a reader behind the bytes that came before the
+    /// failure, then the error.
+    #[test]
+    fn a_reader_behind_a_failed_fill_reads_up_to_the_failure() {
+        let body = pattern(2 << 20);
+        let fill = Arc::new(Filling::new(Some(4 << 20), Some(8 << 20)));
+        let mut slow = FillReader::new(fill.clone());
+        for chunk in body.chunks(64 * 1024) {
+            fill.append(chunk.to_vec());
+        }
+        fill.fail("the origin went away");
+        let (read, _, end) = read_now(&mut slow);
+        assert_eq!(read, body);
+        assert!(matches!(end, Some(Err(FillError(why))) if why.contains("went away")));
+        assert!(
+            FillReader::join(fill).is_none(),
+            "a failed fill is not joined"
+        );
     }
 }

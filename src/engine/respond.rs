@@ -452,7 +452,7 @@ mod tests {
     fn ranges_of_content_beyond_4_gib_are_cut() {
         use crate::engine::filling::{FillReader, Filling};
         let length: u64 = 5 << 30;
-        let fill = Arc::new(Filling::new(Some(length), false));
+        let fill = Arc::new(Filling::new(Some(length), None));
         let response: Response<()> = Response {
             status: 200,
             headers: Headers::from_pairs([("etag", "\"v\"")]),

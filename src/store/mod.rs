@@ -24,6 +24,12 @@
 //! every operation. It evicts least-recently-used entries first (the recency list is the `lru`
 //! crate's). An entry larger than `max_bytes` is refused ([`InsertOutcome::TooLarge`]).
 //!
+//! Bytes of entries still arriving (a body being received as it is served) count against
+//! `max_bytes` too, from the time they arrive: the caller reserves them
+//! ([`L1Store::reserve`], which evicts for them as an insert would, admission included) and
+//! releases the reservation ([`L1Store::release`]) before it inserts the entry, or when the
+//! entry will not be stored. Resident and reserved bytes together stay within `max_bytes`.
+//!
 //! With [`Admission::None`] the order is exact LRU: every hit moves the entry to the front.
 //! With [`Admission::TinyLfu`] it is approximate: a hit skips the move for an entry that is
 //! still in the front three quarters of the list (moved there fewer than
@@ -528,6 +534,8 @@ pub struct L1Store<K, V, S = DefaultHashBuilder> {
     last_miss: Option<LastMiss>,
     config: StoreConfig,
     bytes: usize,
+    /// Bytes reserved for entries still arriving ([`L1Store::reserve`]).
+    reserved: usize,
     stats: StoreStats,
     /// Counts moves to the MRU end (inserts and relinks): an entry moved at tick `t` is at
     /// most `tick - t` places from that end.
@@ -568,6 +576,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             last_miss: None,
             config,
             bytes: 0,
+            reserved: 0,
             stats: StoreStats::default(),
             tick: 0,
             promote_after: match config.admission {
@@ -735,7 +744,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             }
             self.bytes = self.bytes - old_size + size;
             self.stats.updates += 1;
-            while self.bytes > self.config.max_bytes && self.evict_lru(now) {}
+            while self.used() > self.config.max_bytes && self.evict_lru(now) {}
             return InsertOutcome::Replaced;
         }
 
@@ -752,7 +761,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             (Some(sketch), None) => sketch.record_miss(hash),
         };
         let room_needed = self.lru.len() >= self.config.max_entries
-            || self.bytes.saturating_add(size) > self.config.max_bytes;
+            || self.used().saturating_add(size) > self.config.max_bytes;
         if room_needed {
             if let Some(sketch) = &self.sketch {
                 if !self.admit(freq.estimate(sketch.epoch()), sketch.epoch(), size, now) {
@@ -762,10 +771,10 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             }
             // Make room for the bytes; the last eviction for the entry count is left to
             // `push`, which then reuses the victim's node instead of allocating.
-            while self.bytes + size > self.config.max_bytes {
+            while self.used() + size > self.config.max_bytes {
                 if self.lru.len() >= self.config.max_entries {
                     let lru_size = self.lru.peek_lru().map_or(0, |(_, s)| s.size);
-                    if self.bytes - lru_size + size <= self.config.max_bytes {
+                    if self.used() - lru_size + size <= self.config.max_bytes {
                         break;
                     }
                 }
@@ -964,7 +973,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     /// time per operation when most misses are rejected (`BENCHMARKS.md`).
     fn admit(&self, candidate: u8, epoch: u32, size: usize, now: Timestamp) -> bool {
         let mut entries_needed = (self.lru.len() + 1).saturating_sub(self.config.max_entries);
-        let mut bytes_needed = (self.bytes + size).saturating_sub(self.config.max_bytes);
+        let mut bytes_needed = (self.used() + size).saturating_sub(self.config.max_bytes);
         for (_, slot) in self.lru.iter().rev() {
             if entries_needed == 0 && bytes_needed == 0 {
                 break;
@@ -976,6 +985,56 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             bytes_needed = bytes_needed.saturating_sub(slot.size);
         }
         true
+    }
+
+    /// Reserves `bytes` of the byte bound for the entry of `key` while it arrives (a body
+    /// received as it is served), evicting least-recently-used entries for them as
+    /// [`L1Store::insert`] would for a new key: with TinyLFU, only if `key` has been
+    /// requested more often than every entry it would evict. Returns whether the bytes
+    /// were reserved; when not (they could never fit, or admission refused), nothing
+    /// changed, and the entry should not be kept. The access was recorded by the `get`
+    /// that missed `key`; this records none.
+    pub fn reserve<Q>(&mut self, key: &Q, bytes: usize, now: Timestamp) -> bool
+    where
+        K: Borrow<Q>,
+        Q: ?Sized + Hash + Eq,
+    {
+        if self.reserved.saturating_add(bytes) > self.config.max_bytes {
+            return false;
+        }
+        if self.used().saturating_add(bytes) > self.config.max_bytes {
+            if let Some(sketch) = &self.sketch {
+                let candidate = sketch.estimate(self.hasher.hash_one(key));
+                if !self.admit(
+                    candidate.estimate(sketch.epoch()),
+                    sketch.epoch(),
+                    bytes,
+                    now,
+                ) {
+                    self.stats.rejected += 1;
+                    return false;
+                }
+            }
+            while self.used() + bytes > self.config.max_bytes && self.evict_lru(now) {}
+        }
+        self.reserved += bytes;
+        true
+    }
+
+    /// Gives back `bytes` reserved with [`L1Store::reserve`].
+    pub fn release(&mut self, bytes: usize) {
+        self.reserved = self.reserved.saturating_sub(bytes);
+    }
+
+    /// Bytes reserved for entries still arriving.
+    pub fn reserved(&self) -> usize {
+        self.reserved
+    }
+
+    /// Resident and reserved bytes: what counts against `max_bytes`.
+    #[inline]
+    fn used(&self) -> usize {
+        self.bytes + self.reserved
     }
 
     /// Evicts the least recently used entry; returns false if the store is empty.

@@ -528,3 +528,60 @@ fn clear_empties_but_keeps_counters() {
     assert_eq!(s.insert(1, 1, meta(10), t(0)), InsertOutcome::Inserted);
     check_accounting(&s);
 }
+
+/// Bytes reserved for an entry still arriving count against `max_bytes`: reserving
+/// evicts least-recently-used entries for them, inserts respect them, and releasing them
+/// makes room again. A reservation that can never fit is refused and changes nothing.
+#[test]
+fn reserved_bytes_count_against_the_bound() {
+    let mut s = lru(10, 100);
+    for k in 0..4 {
+        s.insert(k, k, meta(20), t(0));
+    }
+    assert!(s.reserve(&9, 30, t(1)));
+    assert_eq!((s.reserved(), s.bytes()), (30, 60), "the LRU entry left");
+    assert_eq!(keys(&s), vec![3, 2, 1]);
+    s.insert(5, 5, meta(20), t(2));
+    assert_eq!(s.bytes() + s.reserved(), 90);
+    s.insert(6, 6, meta(20), t(2));
+    assert!(s.bytes() + s.reserved() <= 100);
+    assert!(
+        !s.contains(&1),
+        "evicted for the insert, around the reservation"
+    );
+    assert!(!s.reserve(&9, 71, t(3)), "30 + 71 can never fit in 100");
+    assert_eq!(s.reserved(), 30);
+    s.release(30);
+    assert_eq!(s.reserved(), 0);
+    assert_eq!(s.insert(9, 9, meta(60), t(4)), InsertOutcome::Inserted);
+    assert!(s.bytes() <= 100);
+    s.release(5);
+    assert_eq!(s.reserved(), 0, "releasing more than is held holds nothing");
+    check_accounting(&s);
+}
+
+/// With TinyLFU, a reservation for a key rarer than what it would evict is refused, as
+/// its insert would be: a scan of large cold objects cannot flush the hot set while they
+/// arrive.
+#[test]
+fn admission_refuses_a_reservation_for_a_rare_key() {
+    let mut s = tinylfu(4, 40);
+    for k in 0..4 {
+        s.insert(k, k, meta(10), t(0));
+    }
+    for _ in 0..5 {
+        for k in 0..4 {
+            assert!(s.get(&k, t(1)).is_fresh());
+        }
+    }
+    assert!(s.get(&100, t(2)).is_miss());
+    assert!(!s.reserve(&100, 10, t(2)));
+    assert_eq!((s.reserved(), s.len(), s.stats().rejected), (0, 4, 1));
+    let mut roomy = tinylfu(4, 100);
+    roomy.insert(1, 1, meta(10), t(0));
+    assert!(
+        roomy.reserve(&100, 50, t(1)),
+        "room to spare: no admission check"
+    );
+    check_accounting(&s);
+}

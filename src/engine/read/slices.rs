@@ -175,7 +175,7 @@ impl<H: Host> Engine<H> {
     ) -> Handled<H::Body> {
         // A stand-in of the object's length, so the one range decision applies as to any
         // content of known length.
-        let whole = Arc::new(Filling::new(Some(slicing.length), false));
+        let whole = Arc::new(Filling::new(Some(slicing.length), None));
         handled.response.body = Body::Filling(FillReader::new(whole));
         if head.asks_for_a_range() {
             handled.response = respond::ranged("GET", head.headers(), handled.response, || {
@@ -195,7 +195,7 @@ impl<H: Host> Engine<H> {
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Handled::now(response);
         }
-        let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
+        let transit = Arc::new(Filling::new(Some(span.end - span.start), None));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
         let source = source.filter(|_| span.start == 0);
         let assembly = Assembly {

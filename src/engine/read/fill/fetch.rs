@@ -393,7 +393,10 @@ impl<H: Host> Engine<H> {
     ) -> (Handled<H::Body>, Outcome) {
         let now = self.runtime.now();
         let entry = Arc::new(entry);
-        let filling = Arc::new(Filling::new(declared_length(&origin_fields), true));
+        let filling = Arc::new(Filling::new(
+            declared_length(&origin_fields),
+            Some(self.config.limits.max_object_bytes),
+        ));
         let fill = self.state.with(|s| {
             let id = s.fills.start(key, entry.clone(), filling.clone());
             s.stats.streamed_fills += 1;

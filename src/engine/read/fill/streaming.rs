@@ -7,6 +7,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::engine::filling::{FillJob, Filling, Room};
 use crate::engine::host::{Lock, Origin, Runtime};
@@ -39,13 +40,14 @@ impl<H: Host> Engine<H> {
             key: &key,
             id: fill.id,
             filling: &fill.filling,
+            reserved: AtomicUsize::new(0),
             armed: true,
         };
         let ended = self
-            .read_body(&fill.filling, &key, fill.id, &mut stream)
+            .read_body(&fill.filling, &key, fill.id, &mut stream, &guard.reserved)
             .await;
         drop(stream);
-        guard.disarm();
+        let reserved = guard.disarm();
         let filling = &fill.filling;
         let why = match ended {
             Ended::Complete => match filling.declared_length() {
@@ -57,7 +59,10 @@ impl<H: Host> Engine<H> {
             },
             Ended::Unread => {
                 filling.fail("every client left");
-                self.state.with(|s| s.fills.end(&key, fill.id));
+                self.state.with(|s| {
+                    s.l1.release(reserved);
+                    s.fills.end(&key, fill.id)
+                });
                 return None;
             }
             Ended::Failed(why) => Some(why),
@@ -65,6 +70,7 @@ impl<H: Host> Engine<H> {
         if let Some(why) = why {
             filling.fail(&why);
             self.state.with(|s| {
+                s.l1.release(reserved);
                 s.fills.end(&key, fill.id);
                 s.stats.failed_fills += 1;
             });
@@ -72,19 +78,28 @@ impl<H: Host> Engine<H> {
             self.release_lease(&key).await;
             return None;
         }
-        let Some(body) = filling.complete() else {
-            // Not kept (it outgrew the object limit): served, not stored.
-            self.state.with(|s| s.fills.end(&key, fill.id));
+        // The body is moved into the response to store, and readers still behind read it
+        // there.
+        let stored = filling.complete_stored(|body| {
+            Arc::new(CachedResponse {
+                body,
+                ..CachedResponse::clone(&fill.entry)
+            })
+        });
+        let Some(stored) = stored else {
+            // Not kept (it outgrew the object limit, or L1 had no room): served, not stored.
+            self.state.with(|s| {
+                s.l1.release(reserved);
+                s.fills.end(&key, fill.id)
+            });
             self.release_lease(&key).await;
             return None;
         };
-        let stored = Arc::new(CachedResponse {
-            body,
-            ..CachedResponse::clone(&fill.entry)
-        });
         let now = self.runtime.now();
-        // Only a fill still registered stores: a purge since it started took it out.
+        // Only a fill still registered stores: a purge since it started took it out. The
+        // bytes reserved while it arrived are given back as the entry takes their place.
         let keys = self.l1_insert_if(&key, &stored, head.headers(), now, |s| {
+            s.l1.release(reserved);
             s.fills.end(&key, fill.id)
         });
         let Some(keys) = keys else {
@@ -102,7 +117,9 @@ impl<H: Host> Engine<H> {
     }
 
     /// Reads the origin's body into `filling` until it ends, fails, or, when the body is
-    /// not kept, has no reader left. A body that outgrows `limits.max_object_bytes` is no
+    /// not kept, has no reader left. While the body is kept, its bytes count against
+    /// `l1.max_bytes` as they arrive (`reserved`, [`crate::store::L1Store::reserve`]). A
+    /// body that outgrows `limits.max_object_bytes`, or that L1 has no room for, is no
     /// longer kept (nor joined), but goes on reaching the clients reading it.
     async fn read_body(
         &self,
@@ -110,6 +127,7 @@ impl<H: Host> Engine<H> {
         key: &str,
         id: u64,
         stream: &mut H::Body,
+        reserved: &AtomicUsize,
     ) -> Ended {
         let limits = &self.config.limits;
         loop {
@@ -139,9 +157,19 @@ impl<H: Host> Engine<H> {
                     "the origin sent more than the length it declared",
                 ));
             }
-            if total > limits.max_object_bytes as u64 && filling.keeps() {
-                filling.stop_keeping();
-                self.state.with(|s| s.fills.end(key, id));
+            if filling.keeps() {
+                let now = self.runtime.now();
+                let fits = total <= limits.max_object_bytes as u64
+                    && self.state.with(|s| s.l1.reserve(key, bytes.len(), now));
+                if fits {
+                    reserved.fetch_add(bytes.len(), Ordering::Relaxed);
+                } else {
+                    filling.stop_keeping();
+                    self.state.with(|s| {
+                        s.l1.release(reserved.swap(0, Ordering::Relaxed));
+                        s.fills.end(key, id)
+                    });
+                }
             }
             filling.append(bytes);
             // Readers that stop reading altogether count as gone after the same wait.
@@ -167,12 +195,16 @@ struct Unfinished<'a, L: Lock<EngineState>> {
     key: &'a str,
     id: u64,
     filling: &'a Arc<Filling>,
+    /// The bytes of L1's bound the fill holds so far.
+    reserved: AtomicUsize,
     armed: bool,
 }
 
 impl<L: Lock<EngineState>> Unfinished<'_, L> {
-    fn disarm(mut self) {
+    /// The fill ended: its job takes over; returns the bytes it holds in L1's bound.
+    fn disarm(mut self) -> usize {
         self.armed = false;
+        self.reserved.swap(0, Ordering::Relaxed)
     }
 }
 
@@ -180,7 +212,11 @@ impl<L: Lock<EngineState>> Drop for Unfinished<'_, L> {
     fn drop(&mut self) {
         if self.armed {
             self.filling.fail("the fill was abandoned");
-            self.state.with(|s| s.fills.end(self.key, self.id));
+            let reserved = self.reserved.swap(0, Ordering::Relaxed);
+            self.state.with(|s| {
+                s.l1.release(reserved);
+                s.fills.end(self.key, self.id)
+            });
         }
     }
 }
@@ -481,7 +517,7 @@ mod tests {
     #[test]
     fn a_fill_whose_start_is_gone_cannot_be_joined() {
         use crate::engine::filling::{FillReader, Filling};
-        let fill = Arc::new(Filling::new(None, true));
+        let fill = Arc::new(Filling::new(None, Some(usize::MAX)));
         let mut first = FillReader::new(fill.clone());
         fill.append(b"aaaa".to_vec());
         assert!(
@@ -496,7 +532,7 @@ mod tests {
             "its start was released"
         );
         fill.fail("gone");
-        assert!(FillReader::join(Arc::new(Filling::new(None, true))).is_some());
+        assert!(FillReader::join(Arc::new(Filling::new(None, Some(usize::MAX)))).is_some());
     }
 
     /// A background revalidation whose new body (of undeclared length) outgrows the object
@@ -617,5 +653,138 @@ mod tests {
             matches!(outcome, core::task::Poll::Ready(Some(Err(_)))),
             "{outcome:?}"
         );
+    }
+
+    use crate::engine::host::Lock;
+
+    /// L1 bounded to 20,000 bytes (plain LRU) holding two 6,000-byte entries, and an origin
+    /// that then streams `/big`, 12,000 bytes in three pieces 100 ms apart, ending as `end`.
+    fn small_l1_then_a_stream(
+        end: StreamEnd,
+    ) -> (
+        Simulation,
+        crate::engine::Engine<crate::engine::simulated::SimHost>,
+    ) {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let small = "x".repeat(6_000);
+        let cc = ("cache-control", "max-age=60");
+        sim.then(Answer::respond(200, &[cc], &small));
+        sim.then(Answer::respond(200, &[cc], &small));
+        let piece = "y".repeat(4_000);
+        let pieces = [
+            (0, piece.as_str()),
+            (100, piece.as_str()),
+            (100, piece.as_str()),
+        ];
+        sim.then(Answer::stream(
+            200,
+            &[cc, ("content-length", "12000")],
+            &pieces,
+            end,
+        ));
+        let mut config = EngineConfig::default();
+        config.l1.max_bytes = 20_000;
+        config.l1.admission = crate::engine::config::L1Admission::Lru;
+        let engine = sim.engine(config).unwrap();
+        for path in ["/a", "/b"] {
+            sim.clock
+                .block_on(serve(&engine, &sim.clock, request("GET", path, &[])));
+        }
+        assert_eq!(engine.state.with(|s| s.l1.len()), 2);
+        (sim, engine)
+    }
+
+    /// A fill's bytes count against `l1.max_bytes` as they arrive, not only once it is
+    /// stored: entries are evicted for them while it runs, resident and in-flight bytes
+    /// together never pass the bound, and the reservation becomes the stored entry.
+    #[test]
+    fn a_fill_counts_against_l1_while_it_arrives() {
+        let (sim, engine) = small_l1_then_a_stream(StreamEnd::Complete);
+        let first = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/big", &[])));
+        let job = first.job.expect("the fill job");
+        let watch = async {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                sim.clock.sleep(60).await;
+                seen.push(
+                    engine
+                        .state
+                        .with(|s| (s.l1.len(), s.l1.bytes(), s.l1.reserved())),
+                );
+            }
+            seen
+        };
+        let ((), seen) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
+        let reserved: Vec<usize> = seen.iter().map(|&(_, _, r)| r).collect();
+        assert_eq!(reserved, [4_000, 8_000, 8_000], "{seen:?}");
+        assert!(seen.iter().all(|&(_, b, r)| b + r <= 20_000), "{seen:?}");
+        assert_eq!(
+            seen[1].0, 1,
+            "an entry was evicted for the fill while it ran: {seen:?}"
+        );
+        let (len, bytes, reserved) = engine
+            .state
+            .with(|s| (s.l1.len(), s.l1.bytes(), s.l1.reserved()));
+        assert_eq!((len, reserved), (2, 0));
+        assert!(bytes > 12_000 && bytes <= 20_000, "{bytes}");
+        let hit = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert!(cache_status(&hit.fields).contains("hit"));
+    }
+
+    /// A fill that fails gives back the room it held in L1.
+    #[test]
+    fn a_failed_fill_gives_back_its_room_in_l1() {
+        let (sim, engine) = small_l1_then_a_stream(StreamEnd::Abort);
+        let received = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
+        assert!(received.body.is_err(), "the client's response is cut off");
+        assert_eq!(engine.state.with(|s| s.l1.reserved()), 0);
+        assert_eq!(engine.snapshot().engine.failed_fills, 1);
+    }
+
+    /// A fill larger than L1 altogether reaches its client whole but is not stored, and
+    /// holds no room in L1 at the end; the entries L1 held before stay.
+    #[test]
+    fn a_fill_larger_than_l1_is_served_not_stored() {
+        let cc = ("cache-control", "max-age=60");
+        let sim = Simulation::new(
+            Timestamp::from_millis(T0),
+            Answer::respond(200, &[cc], "tiny"),
+        );
+        let mut config = EngineConfig::default();
+        config.l1.max_bytes = 10_000;
+        config.l1.admission = crate::engine::config::L1Admission::Lru;
+        let engine = sim.engine(config).unwrap();
+        let _ = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/t", &[])));
+        let piece = "z".repeat(6_000);
+        let pieces = [(0, piece.as_str()), (100, piece.as_str())];
+        let length = ("content-length", "12000");
+        for _ in 0..2 {
+            sim.then(Answer::stream(
+                200,
+                &[cc, length],
+                &pieces,
+                StreamEnd::Complete,
+            ));
+        }
+        let received = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/huge", &[])));
+        assert_eq!(received.body.as_deref().map(str::len), Ok(12_000));
+        assert_eq!(engine.state.with(|s| (s.l1.reserved(), s.l1.len())), (0, 1));
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/huge", &[])));
+        assert!(!cache_status(&again.fields).contains("hit"));
+        assert_eq!(sim.fetches(), 3);
     }
 }
