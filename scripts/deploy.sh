@@ -41,7 +41,7 @@ if [[ -n "$origin" ]]; then
     if [[ "$host" == localhost || "$host" == *.localhost || "$host" =~ ^127\. || "$host" =~ ^10\. \
         || "$host" =~ ^192\.168\. || "$host" =~ ^172\.(1[6-9]|2[0-9]|3[01])\. || "$host" =~ ^169\.254\. \
         || "$host" =~ ^0\. || "$host" =~ ^100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\. \
-        || "$host" == ::1 || "$host" =~ ^f[cd] || "$host" =~ ^fe80: || "$host" =~ ^0x \
+        || "$host" == ::1 || "$host" =~ ^f[cd][0-9a-f]*: || "$host" =~ ^fe80: || "$host" =~ ^0x \
         || ( "$host" =~ ^[0-9.]+$ && ! "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ) ]]; then
         fail "EDGECACHE_ORIGIN '$origin' is a loopback or private-network address: a deployed Worker cannot reach it"
     fi
