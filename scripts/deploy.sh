@@ -7,12 +7,14 @@
 #
 # EDGECACHE_ORIGIN (required to deploy) is passed to wrangler as a var; it must be an
 # http(s) URL that a deployed Worker can reach (no loopback or private-network address).
-# Secrets (EDGECACHE_ADMIN_TOKEN, EDGECACHE_REDIS_URL) are set apart, once:
-# `scripts/wrangler.sh secret put NAME`. Other arguments go to `wrangler deploy`.
+# Secrets (EDGECACHE_ADMIN_TOKEN, EDGECACHE_REDIS_URL, EDGECACHE_REDIS_TOKEN,
+# EDGECACHE_CF_API_TOKEN, EDGECACHE_CF_ZONE_ID; README "From nothing to a deployed cache") are
+# set apart, once: `scripts/wrangler.sh secret put NAME`; this script checks none of them, nor
+# the login. Other arguments go to `wrangler deploy`.
 #
 # The budget: EDGECACHE_BUNDLE_BUDGET_KIB (default 512) KiB of gzip. Cloudflare accepts
 # 3 MB (Free) and 10 MB (Paid) compressed; the budget is far below, so growth is noticed
-# (the bundle was 365 KiB on 2026-12-07) and cold starts stay short.
+# (the bundle was 434 KiB on 2026-12-07, 10:30 UTC) and cold starts stay short.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -41,7 +43,7 @@ if [[ -n "$origin" ]]; then
     if [[ "$host" == localhost || "$host" == *.localhost || "$host" =~ ^127\. || "$host" =~ ^10\. \
         || "$host" =~ ^192\.168\. || "$host" =~ ^172\.(1[6-9]|2[0-9]|3[01])\. || "$host" =~ ^169\.254\. \
         || "$host" =~ ^0\. || "$host" =~ ^100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\. \
-        || "$host" == ::1 || "$host" =~ ^f[cd] || "$host" =~ ^fe80: || "$host" =~ ^0x \
+        || "$host" == ::1 || "$host" =~ ^f[cd][0-9a-f]*: || "$host" =~ ^fe80: || "$host" =~ ^0x \
         || ( "$host" =~ ^[0-9.]+$ && ! "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ) ]]; then
         fail "EDGECACHE_ORIGIN '$origin' is a loopback or private-network address: a deployed Worker cannot reach it"
     fi
