@@ -220,7 +220,10 @@ impl<H: Host> Engine<H> {
             return response;
         }
         let Some(token) = admin.token.as_deref() else {
-            return text(404, "admin API disabled: set admin.token to enable it");
+            return text(
+                404,
+                "admin API disabled: set admin.token to enable it (on the Worker, the EDGECACHE_ADMIN_TOKEN secret)",
+            );
         };
         if !authorized(request.headers(), token) {
             self.count(|s| s.admin_unauthorized += 1);
