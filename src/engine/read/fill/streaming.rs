@@ -157,12 +157,16 @@ impl<H: Host> Engine<H> {
                     "the origin sent more than the length it declared",
                 ));
             }
+            // Readers have the bytes first: the room they take in L1 is made afterwards
+            // (evictions free memory, which takes time for large entries).
+            let len = bytes.len();
+            filling.append(bytes);
             if filling.keeps() {
                 let now = self.runtime.now();
                 let fits = total <= limits.max_object_bytes as u64
-                    && self.state.with(|s| s.l1.reserve(key, bytes.len(), now));
+                    && self.state.with(|s| s.l1.reserve(key, len, now));
                 if fits {
-                    reserved.fetch_add(bytes.len(), Ordering::Relaxed);
+                    reserved.fetch_add(len, Ordering::Relaxed);
                 } else {
                     filling.stop_keeping();
                     self.state.with(|s| {
@@ -171,7 +175,6 @@ impl<H: Host> Engine<H> {
                     });
                 }
             }
-            filling.append(bytes);
             // Readers that stop reading altogether count as gone after the same wait.
             let room = core::future::poll_fn(|cx| filling.poll_room(cx));
             match with_timeout(&self.runtime, limits.between_bytes_timeout_ms, room).await {
