@@ -183,15 +183,29 @@ async fn call_with(
     };
     let handled = bounded("engine.handle", WAIT, engine.handle(request)).await;
     let fields = handled.response.fields();
-    let body = match &handled.response.body {
-        Body::Empty | Body::Stream(_) | Body::Filling(_) => Vec::new(),
-        Body::Bytes(b) => b.clone(),
-        Body::Cached(stored) => stored.body.to_vec(),
-        Body::Slice(stored, range) => stored.body[range.clone()].to_vec(),
+    let (body, reader) = match handled.response.body {
+        Body::Empty | Body::Stream(_) => (Vec::new(), None),
+        Body::Filling(reader) => (Vec::new(), Some(reader)),
+        Body::Bytes(b) => (b, None),
+        Body::Cached(stored) => (stored.body.to_vec(), None),
+        Body::Slice(stored, range) => (stored.body[range].to_vec(), None),
     };
-    if let Some(job) = handled.job {
-        bounded("engine.run_job", WAIT, engine.run_job(job)).await;
-    }
+    // A body read as its job produces it (a fill, an object in slices): read it alongside.
+    let read = async {
+        let mut body = body;
+        if let Some(mut reader) = reader {
+            while let Some(part) = std::future::poll_fn(|cx| reader.poll_chunk(cx)).await {
+                body.extend_from_slice(part.expect("the body completes").as_ref());
+            }
+        }
+        body
+    };
+    let job = async {
+        if let Some(job) = handled.job {
+            engine.run_job(job).await;
+        }
+    };
+    let ((), body) = bounded("engine.run_job", WAIT, async { tokio::join!(job, read) }).await;
     Answer {
         status: handled.response.status,
         cache_status: fields.get_str("cache-status").unwrap_or("").to_string(),
@@ -598,4 +612,107 @@ async fn without_redis_variants_older_than_their_primary_are_not_used() {
         again.cache_status
     );
     assert_eq!(origin.count(&path), 3);
+}
+
+/// A large object, cached in slices (RFC 9110 §14 ranges fetched from the origin), is
+/// shared through the colo tier without Redis: its head and every slice are written
+/// there, and another isolate of the data centre serves it whole, and any range of it,
+/// without the origin.
+#[tokio::test]
+async fn objects_in_slices_are_shared_through_the_colo_tier() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let size: usize = (256 << 10) + 5;
+    let path = url(
+        "/colo/sliced",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let a = sliced_isolate(&origin, &colo);
+    assert!(get(&a, &path).await.body == pattern(size));
+    let fetched = origin.count(&path);
+    assert_eq!(a.snapshot().engine.sliced_objects, 1);
+    // The head and the five 64 KiB slices.
+    assert_eq!(colo.keys().len(), 6, "{:?}", colo.keys());
+
+    let b = sliced_isolate(&origin, &colo);
+    let whole = get(&b, &path).await;
+    assert!(whole.body == pattern(size), "whole, from the colo tier");
+    let range = call_with(&b, "GET", &path, false, &[("range", "bytes=70000-140000")]).await;
+    assert_eq!(range.status, 206);
+    assert!(range.body == pattern(size)[70_000..=140_000]);
+    let c = sliced_isolate(&origin, &colo);
+    let range = call_with(&c, "GET", &path, false, &[("range", "bytes=-10")]).await;
+    assert!(range.body == pattern(size)[size - 10..]);
+    assert_eq!(
+        origin.count(&path),
+        fetched,
+        "no origin request from b or c"
+    );
+}
+
+/// Without Redis, after a purge by URL through the purge API (which names only the head),
+/// the slices of the object it replaced are not used: they were written before the new head
+/// was received, so they are fetched again.
+#[tokio::test]
+async fn without_redis_slices_older_than_their_head_are_not_used() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::with_api();
+    let size: usize = (128 << 10) + 3;
+    let path = url(
+        "/colo/sliced-purged",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let a = sliced_isolate(&origin, &colo);
+    assert!(get(&a, &path).await.body == pattern(size));
+    let head = colo.keys().into_iter().min_by_key(String::len).unwrap();
+    assert_eq!(colo.keys().len(), 4, "{:?}", colo.keys());
+    // What Cloudflare's purge by URL does: the head goes, in every data centre.
+    colo.entries.lock().unwrap().remove(&head);
+    let written = edgecache::engine::Runtime::now(a.runtime()).as_millis();
+    eventually("the clock to move on", WAIT, async || {
+        (edgecache::engine::Runtime::now(a.runtime()).as_millis() > written + 1).then_some(())
+    })
+    .await;
+    let before = origin.ranges(&path).len();
+    let b = sliced_isolate(&origin, &colo);
+    let range = call_with(&b, "GET", &path, false, &[("range", "bytes=0-9")]).await;
+    assert!(range.body == pattern(size)[..10]);
+    assert_eq!(
+        origin.ranges(&path).len(),
+        before + 1,
+        "the first slice was fetched again, not taken from the colo tier: {:?}",
+        origin.ranges(&path)
+    );
+    let refetched = origin.count(&path);
+    // The same range at a third isolate: the slice b wrote is newer than the head.
+    let c = sliced_isolate(&origin, &colo);
+    let range = call_with(&c, "GET", &path, false, &[("range", "bytes=0-9")]).await;
+    assert!(range.body == pattern(size)[..10]);
+    assert_eq!(origin.count(&path), refetched, "b's slices are used");
+}
+
+/// An isolate without Redis whose objects above 64 KiB are cached in 64 KiB slices.
+fn sliced_isolate(origin: &Origin, colo: &MemoryColo) -> Engine<ColoHost> {
+    let mut config = EngineConfig::default();
+    config.admin.token = Some(TOKEN.to_string());
+    config.limits.max_object_bytes = 64 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    Engine::new(
+        config,
+        HyperOrigin::new(&origin.url()).unwrap(),
+        None,
+        TokioRuntime,
+    )
+    .unwrap()
+    .with_colo(Some(colo.clone()))
 }

@@ -1106,7 +1106,19 @@ async fn the_colo_tier_is_on_by_default_without_redis() {
         &[("cc", "max-age=600"), ("tag", "cd-tag")],
     );
 
-    let a = Worker::start_with_vars(&origin, "{}", Some(&state), &[]).await;
+    // Objects above 256 KiB are cached in 64 KiB slices: those go through the colo tier too.
+    let cache = r#"{"limits":{"max_object_bytes":262144,"slice_bytes":65536}}"#;
+    let size: usize = (512 << 10) + 7;
+    let sliced = url(
+        "/e2e/colo-sliced",
+        &[
+            ("cc", "max-age=600"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let a = Worker::start_with_vars(&origin, cache, Some(&state), &[]).await;
     let raw = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut stream = tokio::net::TcpStream::connect(a.addr).await.unwrap();
@@ -1138,13 +1150,34 @@ async fn the_colo_tier_is_on_by_default_without_redis() {
         "{}",
         miss.cache_status()
     );
-    eventually("the colo write", WAIT, async || {
-        (a.stat("colo_stored").await >= 1).then_some(())
+    assert!(a.get(&sliced).await.body == pattern(size));
+    let sliced_fetches = origin.count(&sliced);
+    // The small object, the sliced one's head and its 9 slices.
+    eventually("the colo writes", WAIT, async || {
+        (a.stat("colo_stored").await >= 11).then_some(())
     })
     .await;
     drop(a);
 
-    let b = Worker::start_with_vars(&origin, "{}", Some(&state), &[]).await;
+    let b = Worker::start_with_vars(&origin, cache, Some(&state), &[]).await;
+    let whole = b.get(&sliced).await;
+    assert!(whole.body == pattern(size), "{}", whole.cache_status());
+    let range = send(
+        b.addr(),
+        "GET",
+        &sliced,
+        &[("range", "bytes=100000-200000")],
+        Bytes::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(range.status, 206);
+    assert!(range.body == pattern(size)[100_000..=200_000]);
+    assert_eq!(
+        origin.count(&sliced),
+        sliced_fetches,
+        "the object in slices came from the colo tier"
+    );
     let hit = b.get(&path).await;
     assert_eq!(hit.text(), body_for(&path, 1));
     assert!(

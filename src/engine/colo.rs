@@ -30,7 +30,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::entry::{decode, CachedResponse, DecodeLimits};
+use crate::entry::{decode_head, CachedResponse, DecodeLimits};
 use crate::headers::Headers;
 
 use super::host::{ColoCache, Lock, Runtime};
@@ -67,6 +67,21 @@ pub fn unstamp(value: &[u8]) -> Option<(i64, &[u8])> {
     let mut seq = [0u8; 8];
     seq.copy_from_slice(&head[STAMP_MAGIC.len()..]);
     Some((i64::from_be_bytes(seq), rest))
+}
+
+/// Decodes a colo entry: a whole entry, or the head of an object in slices (a chunked head
+/// of no chunks, [`Engine::encode_for_tier`]). A head with chunks is never written here:
+/// `None`, like anything that does not decode.
+fn decode_colo_entry(encoded: &[u8], limits: &DecodeLimits) -> Option<CachedResponse> {
+    match decode_head(encoded, limits).ok()? {
+        (entry, None) => Some(entry),
+        (head, Some(manifest))
+            if manifest.checksums.is_empty() && super::read::Slicing::of(&head).is_some() =>
+        {
+            Some(head)
+        }
+        (_, Some(_)) => None,
+    }
 }
 
 /// What the purges an isolate knows of say about a colo entry.
@@ -385,6 +400,26 @@ impl<H: Host> Engine<H> {
         }
     }
 
+    /// Looks slice `slice_key` of the object `object_key`, whose head is `head`, up in the
+    /// colo tier. Purges of the object cover it (its URL and tags are checked, as for the
+    /// head). Without the shared tier, a slice written before `head` was received is not
+    /// used: a purge by URL through the purge API names only the head, so the slices of
+    /// the object it replaced may still be there (as for `Vary` variants, [`Engine::colo_find`]).
+    pub(crate) async fn colo_find_slice(
+        &self,
+        object_key: &str,
+        slice_key: &str,
+        head: &CachedResponse,
+    ) -> Option<Arc<CachedResponse>> {
+        let position = match self.colo_mode()? {
+            ColoMode::PurgeLog => Some(self.colo_position(true).await?),
+            ColoMode::PurgeApi | ColoMode::Expiry => None,
+        };
+        let (stamp, slice) = self.colo_read(position, object_key, slice_key).await?;
+        let head_received = head.response_time.as_millis() as i64;
+        (position.is_some() || stamp >= head_received).then_some(slice)
+    }
+
     /// Reads, decodes and checks one colo entry, with its stamp. Corrupt entries are
     /// counted misses.
     async fn colo_read(
@@ -408,7 +443,7 @@ impl<H: Host> Engine<H> {
             ..DecodeLimits::default()
         };
         let Some((seq, mut entry)) =
-            unstamp(&bytes).and_then(|(seq, rest)| Some((seq, decode(rest, &limits).ok()?)))
+            unstamp(&bytes).and_then(|(seq, rest)| Some((seq, decode_colo_entry(rest, &limits)?)))
         else {
             self.count(|s| s.colo_corrupt += 1);
             return None;
@@ -475,10 +510,9 @@ impl<H: Host> Engine<H> {
         let (Some(colo), Some(mode)) = (self.colo(), self.colo_mode()) else {
             return;
         };
-        // The head of an object in slices stays out: an instance of an older version in the
-        // same data centre would read it as a complete, empty response.
-        let sliced = super::read::Slicing::of(stored).is_some();
-        if stored.body.len() > self.config.colo.max_object_bytes || sliced {
+        // The head of an object in slices is encoded so that versions before slicing do
+        // not read it ([`Engine::encode_for_tier`]); its slices are entries of their own.
+        if stored.body.len() > self.config.colo.max_object_bytes {
             return;
         }
         let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored) else {

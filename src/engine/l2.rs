@@ -301,8 +301,7 @@ impl<H: Host> Engine<H> {
         stored: &CachedResponse,
     ) -> Option<(u64, Vec<u8>)> {
         let chunk_bytes = self.config.l2.chunk_bytes;
-        let sliced = super::read::Slicing::of(stored).is_some();
-        if stored.body.len() <= chunk_bytes && !sliced {
+        if stored.body.len() <= chunk_bytes {
             return self.encode_for_tier(stored);
         }
         let now = self.runtime.now();
@@ -351,7 +350,8 @@ impl<H: Host> Engine<H> {
     }
 
     /// What a tier behind L1 stores for `stored`: how long to keep it (every window it may
-    /// be served in) and its encoding. `None` when it is of no further use.
+    /// be served in) and its encoding (for the head of an object in slices, a chunked head
+    /// of no chunks). `None` when it is of no further use.
     pub(crate) fn encode_for_tier(&self, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
         let now = self.runtime.now();
         let ttl_ms = lifetimes(stored, now, &self.config.policy)
@@ -359,6 +359,13 @@ impl<H: Host> Engine<H> {
             .millis_since(now);
         if ttl_ms == 0 {
             return None;
+        }
+        if super::read::Slicing::of(stored).is_some() {
+            // The head of an object in slices: a chunked head of no chunks, which versions
+            // before slicing do not read (they would take it for a complete, empty
+            // response).
+            let (manifest, _) = ChunkManifest::split(&[], 1, 0);
+            return Some((ttl_ms, encode_chunked_head(stored, &manifest)));
         }
         let options = EncodeOptions {
             compress_min_bytes: self.config.l2.compress_min_bytes,

@@ -356,8 +356,8 @@ impl<H: Host> Engine<H> {
         Ok(())
     }
 
-    /// Slice `index` of the job's object: from L1, the shared tier, a fetch of it in
-    /// progress, or the origin.
+    /// Slice `index` of the job's object: from L1, the colo tier, the shared tier, a fetch
+    /// of it in progress, or the origin.
     async fn slice(&self, job: &Assembly, index: u64) -> Result<Arc<CachedResponse>, String> {
         let key = slice_key(&job.key, &job.slicing.bytes_of(index));
         let usable = |slice: &Arc<CachedResponse>| {
@@ -368,6 +368,13 @@ impl<H: Host> Engine<H> {
         let now = self.runtime.now();
         if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
             return Ok(slice);
+        }
+        if self.colo().is_some() {
+            let found = self.colo_find_slice(&job.key, &key, &job.entry).await;
+            if let Some(slice) = found.filter(usable) {
+                self.keep_slice(job, &key, &slice);
+                return Ok(slice);
+            }
         }
         if self.shared.is_some() {
             if let Some(slice) = self.l2_read(&key).await.filter(usable) {
@@ -492,8 +499,8 @@ impl<H: Host> Engine<H> {
         Ok(self.store_slice(job, key, body, request_time).await)
     }
 
-    /// Keeps `body`, a slice of the job's object fetched from `request_time`, in L1 and the
-    /// shared tier under `key`, as a response with its head's fields.
+    /// Keeps `body`, a slice of the job's object fetched from `request_time`, in L1, the
+    /// shared tier and the colo tier under `key`, as a response with its head's fields.
     async fn store_slice(
         &self,
         job: &Assembly,
@@ -515,6 +522,7 @@ impl<H: Host> Engine<H> {
         if self.shared.is_some() {
             self.l2_write_tagged(key, &slice, &url_tag(&job.key)).await;
         }
+        self.colo_write(key, &slice).await;
         slice
     }
 
