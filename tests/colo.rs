@@ -623,15 +623,7 @@ async fn objects_in_slices_are_shared_through_the_colo_tier() {
     let origin = Origin::start().await;
     let colo = MemoryColo::default();
     let size: usize = (256 << 10) + 5;
-    let path = url(
-        "/colo/sliced",
-        &[
-            ("cc", "max-age=300"),
-            ("size", &size.to_string()),
-            ("ranges", "1"),
-            ("etag", "\"v1\""),
-        ],
-    );
+    let path = sliced_object("/colo/sliced", size);
     let a = sliced_isolate(&origin, &colo);
     assert!(get(&a, &path).await.body == pattern(size));
     let fetched = origin.count(&path);
@@ -663,15 +655,7 @@ async fn without_redis_slices_older_than_their_head_are_not_used() {
     let origin = Origin::start().await;
     let colo = MemoryColo::with_api();
     let size: usize = (128 << 10) + 3;
-    let path = url(
-        "/colo/sliced-purged",
-        &[
-            ("cc", "max-age=300"),
-            ("size", &size.to_string()),
-            ("ranges", "1"),
-            ("etag", "\"v1\""),
-        ],
-    );
+    let path = sliced_object("/colo/sliced-purged", size);
     let a = sliced_isolate(&origin, &colo);
     assert!(get(&a, &path).await.body == pattern(size));
     let head = colo.keys().into_iter().min_by_key(String::len).unwrap();
@@ -699,6 +683,20 @@ async fn without_redis_slices_older_than_their_head_are_not_used() {
     let range = call_with(&c, "GET", &path, false, &[("range", "bytes=0-9")]).await;
     assert!(range.body == pattern(size)[..10]);
     assert_eq!(origin.count(&path), refetched, "b's slices are used");
+}
+
+/// An object of `size` bytes at `path` that can be cached in slices: a strong validator and
+/// ranges.
+fn sliced_object(path: &str, size: usize) -> String {
+    url(
+        path,
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    )
 }
 
 /// An isolate without Redis whose objects above 64 KiB are cached in 64 KiB slices.

@@ -377,6 +377,16 @@ impl<H: Host> Engine<H> {
         })
     }
 
+    /// What colo reads are checked against: `Some(None)` without the purge log (purge API
+    /// or expiry), `Some(Some(position))` with it, `None` when the tier is off or the
+    /// position cannot be known (then nothing in the tier may be used).
+    async fn colo_read_position(&self) -> Option<Option<Position>> {
+        Some(match self.colo_mode()? {
+            ColoMode::PurgeLog => Some(self.colo_position(true).await?),
+            ColoMode::PurgeApi | ColoMode::Expiry => None,
+        })
+    }
+
     /// Looks `key` up in the colo tier, following `Vary` to this request's variant like
     /// L1 and L2 do (RFC 9111 §4.1). Without the shared tier, a variant older than its
     /// primary entry is not used: a purge by URL removes the primary everywhere, and the
@@ -386,10 +396,7 @@ impl<H: Host> Engine<H> {
         key: &str,
         request_headers: &Headers,
     ) -> Option<Arc<CachedResponse>> {
-        let position = match self.colo_mode()? {
-            ColoMode::PurgeLog => Some(self.colo_position(true).await?),
-            ColoMode::PurgeApi | ColoMode::Expiry => None,
-        };
+        let position = self.colo_read_position().await?;
         let (primary_stamp, primary) = self.colo_read(position, key, key).await?;
         let Some(variant) = super::read::variant_to_follow(key, &primary, request_headers) else {
             return Some(primary);
@@ -411,10 +418,7 @@ impl<H: Host> Engine<H> {
         slice_key: &str,
         head: &CachedResponse,
     ) -> Option<Arc<CachedResponse>> {
-        let position = match self.colo_mode()? {
-            ColoMode::PurgeLog => Some(self.colo_position(true).await?),
-            ColoMode::PurgeApi | ColoMode::Expiry => None,
-        };
+        let position = self.colo_read_position().await?;
         let (stamp, slice) = self.colo_read(position, object_key, slice_key).await?;
         let head_received = head.response_time.as_millis() as i64;
         (position.is_some() || stamp >= head_received).then_some(slice)
