@@ -74,3 +74,44 @@ async fn large_objects_in_slices_are_shared_through_redis() {
         "no origin request from the second instance"
     );
 }
+
+/// 20 clients of one cold object too large to store whole, at once: the object is fetched
+/// once, its slices read from that one response (no slice is fetched by range), and every
+/// client gets the same intact bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_object_in_slices_is_fetched_once_for_concurrent_clients() {
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    let cache = Cache::start(config, &origin, None).await;
+    let size: usize = (2 << 20) + 11;
+    let path = url(
+        "/concurrent-slices",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (addr, path) = (cache.addr(), path.clone());
+        clients.spawn(
+            async move { support::send(addr, "GET", &path, &[], bytes::Bytes::new()).await },
+        );
+    }
+    let expected = pattern(size);
+    while let Some(done) = clients.join_next().await {
+        let r = done.unwrap().expect("a whole response");
+        assert_eq!(r.status, 200);
+        assert!(r.body == expected, "intact");
+    }
+    eprintln!(
+        "origin requests {} ranges {:?}",
+        origin.count(&path),
+        origin.ranges(&path).len()
+    );
+    assert_eq!(origin.count(&path), 1, "ranges: {:?}", origin.ranges(&path));
+}
