@@ -108,10 +108,5 @@ async fn a_cold_object_in_slices_is_fetched_once_for_concurrent_clients() {
         assert_eq!(r.status, 200);
         assert!(r.body == expected, "intact");
     }
-    eprintln!(
-        "origin requests {} ranges {:?}",
-        origin.count(&path),
-        origin.ranges(&path).len()
-    );
     assert_eq!(origin.count(&path), 1, "ranges: {:?}", origin.ranges(&path));
 }
