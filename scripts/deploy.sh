@@ -38,15 +38,9 @@ if [[ $dry_run -eq 0 ]]; then
 fi
 if [[ -n "$origin" ]]; then
     [[ "$origin" =~ ^https?://[^/]+ ]] || fail "EDGECACHE_ORIGIN must be an http:// or https:// URL with a host, got '$origin'"
-    host="${origin#*://}"; host="${host%%/*}"; host="${host##*@}"; host="${host%:*}"; host="${host#[}"; host="${host%]}"
-    host="$(tr 'A-Z' 'a-z' <<<"$host")"
-    if [[ "$host" == localhost || "$host" == *.localhost || "$host" =~ ^127\. || "$host" =~ ^10\. \
-        || "$host" =~ ^192\.168\. || "$host" =~ ^172\.(1[6-9]|2[0-9]|3[01])\. || "$host" =~ ^169\.254\. \
-        || "$host" =~ ^0\. || "$host" =~ ^100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\. \
-        || "$host" == ::1 || "$host" =~ ^f[cd][0-9a-f]*: || "$host" =~ ^fe80: || "$host" =~ ^0x \
-        || ( "$host" =~ ^[0-9.]+$ && ! "$host" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ) ]]; then
-        fail "EDGECACHE_ORIGIN '$origin' is a loopback or private-network address: a deployed Worker cannot reach it"
-    fi
+    # The Worker's own check (src/engine/config.rs `is_private_origin`), so they agree.
+    check="$(cargo run --quiet --example check_origin -- "$origin" 2>&1)" \
+        || fail "EDGECACHE_ORIGIN: $check"
 fi
 
 # Build and bundle without deploying; measure what would be uploaded.

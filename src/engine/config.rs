@@ -793,6 +793,11 @@ mod tests {
             "http://0177.0.0.1",
             "http://100.64.1.1",
             "http://0.1.2.3",
+            // What scripts/deploy.sh's own copy of this check once let through.
+            "http://[::1]/",
+            "http://localhost./",
+            "http://localhost?x",
+            "http://[::]/",
         ] {
             assert!(is_private_origin(private), "{private}");
         }
@@ -806,6 +811,8 @@ mod tests {
             "https://user@origin.example.com",
             "http://100.128.0.1",
             "https://1.example",
+            "https://fcdn.example.com",
+            "https://fd-origin.example.com",
         ] {
             assert!(!is_private_origin(public), "{public}");
         }
