@@ -1398,6 +1398,27 @@ async fn purge_api_settings_that_do_not_go_together_are_refused() {
     assert_eq!(origin.total(), 0, "nothing reached the origin");
 }
 
+/// An L1 larger than an isolate can hold (128 MB for everything) is refused with a 500
+/// naming the field, rather than left to grow until the runtime kills the isolate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_l1_larger_than_an_isolate_is_refused() {
+    if skipped() {
+        return;
+    }
+    build_worker();
+    let origin = Origin::start().await;
+    let cache = r#"{"l1":{"max_bytes":268435456}}"#;
+    let refused = Worker::start_once(&origin.url(), Redis::default(), cache, None, true, &[])
+        .await
+        .err()
+        .expect("an L1 of 256 MiB is refused on the Worker");
+    assert!(
+        refused.contains("500 edgecache is misconfigured: EDGECACHE_CACHE.l1.max_bytes"),
+        "{refused}"
+    );
+    assert_eq!(origin.total(), 0, "nothing reached the origin");
+}
+
 over_sockets_and_rest!(write_behind_at_the_edge:
     write_behind_queues_delivers_and_the_cron_retries,
     write_behind_queues_delivers_and_the_cron_retries_over_rest);

@@ -465,11 +465,43 @@ fn invalid(field: &str, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// Merges `given` into `base`: objects field by field, any other value replaces.
+fn merge_json(base: &mut serde_json::Value, given: serde_json::Value) {
+    match (base, given) {
+        (serde_json::Value::Object(base), serde_json::Value::Object(given)) => {
+            for (name, value) in given {
+                match base.get_mut(&name) {
+                    Some(slot) => merge_json(slot, value),
+                    None => {
+                        base.insert(name, value);
+                    }
+                }
+            }
+        }
+        (base, given) => *base = given,
+    }
+}
+
 impl EngineConfig {
     /// Reads a configuration from JSON (the Worker's `EDGECACHE_CACHE` variable; the same
     /// schema as the native TOML `[cache]` table) and validates it. Unknown fields are refused.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
-        let config: EngineConfig = serde_json::from_str(text).map_err(|e| {
+        Self::from_json_over(&EngineConfig::default(), text)
+    }
+
+    /// Parses a JSON configuration whose absent fields take their values from `base` (a
+    /// host's own defaults) rather than from [`EngineConfig::default`]; objects are merged
+    /// field by field, any other value replaces the base's. Unknown fields are refused as
+    /// in [`EngineConfig::from_json`].
+    pub fn from_json_over(base: &EngineConfig, text: &str) -> Result<Self, ConfigError> {
+        let given: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| invalid("cache", e.to_string()))?;
+        if !given.is_object() {
+            return Err(invalid("cache", "must be a JSON object"));
+        }
+        let mut merged = serde_json::to_value(base).map_err(|e| invalid("cache", e.to_string()))?;
+        merge_json(&mut merged, given);
+        let config: EngineConfig = serde_json::from_value(merged).map_err(|e| {
             // serde names the unknown or mistyped field in its message.
             invalid("cache", e.to_string())
         })?;
@@ -767,7 +799,38 @@ pub fn is_private_origin(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_private_origin;
+    use super::{is_private_origin, EngineConfig};
+
+    #[test]
+    fn json_is_read_over_a_hosts_defaults() {
+        let mut base = EngineConfig::default();
+        base.l1.max_bytes = 32 << 20;
+        let read = |text| EngineConfig::from_json_over(&base, text);
+        assert_eq!(read("{}").unwrap(), base);
+        let other = read(r#"{"l1":{"max_entries":5},"limits":{"slice_bytes":65536}}"#).unwrap();
+        assert_eq!(
+            (
+                other.l1.max_bytes,
+                other.l1.max_entries,
+                other.limits.slice_bytes
+            ),
+            (32 << 20, 5, 65536),
+            "a table given in part keeps the base's other fields"
+        );
+        assert_eq!(
+            read(r#"{"l1":{"max_bytes":100000}}"#).unwrap().l1.max_bytes,
+            100_000
+        );
+        let unknown = read(r#"{"l1":{"max_byte":1}}"#).unwrap_err();
+        assert!(unknown.to_string().contains("max_byte"), "{unknown}");
+        assert!(read(r#"{"l1":5}"#).is_err(), "a table given as a number");
+        assert!(read("[]").is_err());
+        assert_eq!(
+            EngineConfig::from_json("{}").unwrap(),
+            EngineConfig::default(),
+            "from_json reads over the engine's defaults"
+        );
+    }
 
     #[test]
     fn private_and_loopback_origins_are_recognised() {

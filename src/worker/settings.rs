@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `EDGECACHE_ORIGIN` | var, required | origin base URL, `http(s)://host[:port]`; a loopback or private-network one is refused unless `EDGECACHE_ALLOW_PRIVATE_ORIGIN` is `1` (local development: a deployed Worker cannot reach it) |
 //! | `EDGECACHE_ALLOW_PRIVATE_ORIGIN` | var, optional | `1` in `.dev.vars` for `wrangler dev` against a local origin |
-//! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`) |
+//! | `EDGECACHE_CACHE` | var, optional | the engine configuration (same keys as native `[cache]`), over the Worker's defaults: the engine's, but `l1.max_bytes` 32 MiB (at most 80 MiB: an isolate has 128 MB) |
 //! | `EDGECACHE_ADMIN_TOKEN` | secret, optional | bearer token of the admin API (16+ chars); no token, no admin API |
 //! | `EDGECACHE_REDIS_URL` | secret, optional | the shared tier: `redis://` or `rediss://` (RESP over sockets, credentials in the URL) or `https://` (Redis over HTTP, the Upstash REST protocol, over `fetch`; `http://` only to loopback, for local development); none: L1 and the colo tier only |
 //! | `EDGECACHE_REDIS_TOKEN` | secret, with an `https://` URL | the REST server's bearer token (Upstash: the database's REST token); refused with a `redis://` URL, whose password is in the URL |
@@ -23,6 +23,23 @@ use worker::Env;
 
 use crate::engine::EngineConfig;
 use crate::shared_tier::url::{SharedTierTarget, TargetError};
+
+/// L1's byte bound on the Worker unless `EDGECACHE_CACHE` sets one: an isolate has 128 MB
+/// for everything (Cloudflare's limit, on every plan), its Wasm memory never shrinks, and
+/// L1 counts bodies being filled too; the colo tier is the data centre's cache beyond it.
+pub const WORKER_L1_MAX_BYTES: usize = 32 << 20;
+
+/// The most `l1.max_bytes` may be on the Worker: past it, a busy isolate would outgrow its
+/// 128 MB and be killed with the requests it serves.
+pub const MAX_L1_BYTES: usize = 80 << 20;
+
+/// The engine's defaults, with the Worker's own where its limits differ
+/// ([`WORKER_L1_MAX_BYTES`]); `EDGECACHE_CACHE` is read over them.
+pub fn worker_defaults() -> EngineConfig {
+    let mut config = EngineConfig::default();
+    config.l1.max_bytes = WORKER_L1_MAX_BYTES;
+    config
+}
 
 /// Everything the Worker reads from its environment, validated.
 pub struct Settings {
@@ -49,7 +66,7 @@ impl Settings {
             ));
         }
         let mut cache = match raw(env, "EDGECACHE_CACHE") {
-            None => EngineConfig::default(),
+            None => worker_defaults(),
             Some(value) => {
                 let json = match value.as_string() {
                     Some(text) => text,
@@ -58,7 +75,8 @@ impl Settings {
                         .and_then(|s| s.as_string())
                         .ok_or("invalid config `EDGECACHE_CACHE`: not JSON-serialisable")?,
                 };
-                EngineConfig::from_json(&json).map_err(|e| format!("`EDGECACHE_CACHE`: {e}"))?
+                EngineConfig::from_json_over(&worker_defaults(), &json)
+                    .map_err(|e| format!("`EDGECACHE_CACHE`: {e}"))?
             }
         };
         if cache.admin.token.is_some() {
@@ -66,6 +84,12 @@ impl Settings {
                 "invalid config `EDGECACHE_CACHE.admin.token`: set the token as the secret EDGECACHE_ADMIN_TOKEN, not in [vars]"
                     .to_string(),
             );
+        }
+        if cache.l1.max_bytes > MAX_L1_BYTES {
+            return Err(format!(
+                "invalid config `EDGECACHE_CACHE.l1.max_bytes`: {} is more than an isolate can hold (at most {MAX_L1_BYTES}: the isolate has 128 MB for everything, the bodies in flight included)",
+                cache.l1.max_bytes
+            ));
         }
         cache.admin.token = text(env, "EDGECACHE_ADMIN_TOKEN")?.filter(|t| !t.is_empty());
         let redis = redis_target(
