@@ -186,6 +186,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         };
         if config.redis.is_some() {
             server::spawn_purge_sync(engine.clone());
+            server::spawn_stats_report(engine.clone());
         }
         server::spawn_write_behind_flush(engine.clone());
         tracing::info!(

@@ -478,7 +478,7 @@ async fn without_redis_the_colo_tier_is_capped_and_purges_are_local_plus_expiry(
     assert!(a
         .snapshot()
         .to_prometheus()
-        .contains("edgecache_colo_info{mode=\"local+expiry\"} 1\n"));
+        .contains("edgecache_colo_info{scope=\"instance\",mode=\"local+expiry\"} 1\n"));
     let miss = get(&a, &path).await;
     assert!(
         miss.cache_status

@@ -737,7 +737,7 @@ fn admin_disabled_without_token_and_stats_with_it() {
         "admin requests are not counted"
     );
     let metrics = h.send(get("/_edgecache/metrics", &[("authorization", &auth)]));
-    assert!(body_of(&metrics).contains("edgecache_misses_total 1\n"));
+    assert!(body_of(&metrics).contains("edgecache_misses_total{scope=\"instance\"} 1\n"));
 }
 
 /// Config: bad values are refused with the field named.

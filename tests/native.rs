@@ -109,6 +109,80 @@ async fn miss_then_hit_then_l2_backfill() {
     assert_eq!(stats["engine"]["origin_fetches"], 0, "{stats}");
 }
 
+/// Issue 14 point 3: two instances sharing Redis add their counts to the fleet's totals
+/// (every `stats.report_secs`, here 1 s, on their timer), so `/stats` and `/metrics` on
+/// either show the fleet's figures, the sum of both instances' own, beside its own figures,
+/// each labelled; the fleet takes two Redis keys, both with a TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_on_either_instance_show_the_fleet() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.stats.report_secs = 1;
+    let a = Cache::start(config.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(config, &origin, Some(&redis)).await;
+    let path = url("/fleet", &[("cc", "max-age=60")]);
+    for _ in 0..3 {
+        assert_eq!(a.get(&path).await.status, 200);
+    }
+    let mut con = redis.conn().await;
+    await_object(&mut con, "/fleet?").await;
+    for other in ["/fleet", "/fleet/b"] {
+        assert_eq!(
+            b.get(&url(other, &[("cc", "max-age=60")])).await.status,
+            200
+        );
+    }
+    let stats = assert_fleet_totals_are_the_sum(&[&a, &b], Duration::from_secs(10)).await;
+    let fleet = &stats["fleet"];
+    assert_eq!(fleet["engine"]["requests"], 5, "{stats}");
+    assert_eq!(fleet["engine"]["origin_fetches"], 2, "{stats}");
+    assert_eq!(fleet["engine"]["l2_hits"], 1, "{stats}");
+    assert_eq!(
+        stats["engine"]["requests"], 3,
+        "a's own, as before: {stats}"
+    );
+    assert_eq!(fleet["instances"], 2, "{stats}");
+    assert_eq!(fleet["report_secs"], 1, "{stats}");
+    assert!(
+        fleet["newest_report_age_ms"].as_u64().unwrap() < 3_000,
+        "{stats}"
+    );
+    let from_b = b.stats().await;
+    assert_ne!(from_b["instance"], stats["instance"]);
+    assert_eq!(
+        from_b["fleet"]["engine"], fleet["engine"],
+        "the same fleet from b"
+    );
+
+    let keys: Vec<String> = bounded(
+        "redis KEYS",
+        WAIT,
+        redis::cmd("KEYS")
+            .arg("ec:v1:stats:*")
+            .query_async(&mut con),
+    )
+    .await
+    .expect("KEYS");
+    let mut keys = keys;
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "ec:v1:stats:{fleet}:instances",
+            "ec:v1:stats:{fleet}:totals"
+        ]
+    );
+    for key in keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut con)
+            .await
+            .expect("PTTL");
+        assert!(ttl > 0, "{key} has a TTL: {ttl}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 2. Coalescing
 // ---------------------------------------------------------------------------------------
@@ -1055,7 +1129,7 @@ async fn write_behind_accepts_then_delivers_once() {
         .await
         .text();
     assert!(
-        metrics.contains("edgecache_write_behind_flushed_total 1"),
+        metrics.contains("edgecache_write_behind_flushed_total{scope=\"instance\"} 1"),
         "{metrics}"
     );
 }

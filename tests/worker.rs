@@ -392,6 +392,9 @@ impl Drop for Worker {
 /// The engine configuration of the tests: purges polled every 100 ms.
 const CACHE: &str = r#"{"l2":{"purge_poll_ms":100}}"#;
 
+/// [`CACHE`], the Workers reporting to the fleet's statistics every second.
+const CACHE_REPORTING: &str = r#"{"l2":{"purge_poll_ms":100},"stats":{"report_secs":1}}"#;
+
 // ---------------------------------------------------------------------------------------
 
 over_sockets_and_rest!(l2_hits_and_purges_across_workers:
@@ -400,11 +403,12 @@ over_sockets_and_rest!(l2_hits_and_purges_across_workers:
 
 /// A miss is fetched and stored (Cache-Status says so); the repeat is an L1 hit; a second
 /// Worker (its own workerd, so its own isolate and L1) answers from Redis without going to
-/// the origin; a purge at the first Worker reaches the second one's L1.
+/// the origin; a purge at the first Worker reaches the second one's L1. Then the stats of
+/// either Worker report the fleet: both isolates' counts added up (issue 14 point 3).
 async fn l2_hits_and_purges_across_workers(via: Via) {
     let redis = SharedRedis::start(via).await;
     let origin = Origin::start().await;
-    let a = Worker::start(&origin, Some(&redis), CACHE).await;
+    let a = Worker::start(&origin, Some(&redis), CACHE_REPORTING).await;
     let path = url("/e2e/hit", &[("cc", "max-age=60")]);
     let body = body_for(&path, 1);
 
@@ -426,7 +430,7 @@ async fn l2_hits_and_purges_across_workers(via: Via) {
 
     let mut con = redis.conn().await;
     await_object(&mut con, "/e2e/hit").await;
-    let b = Worker::start(&origin, Some(&redis), CACHE).await;
+    let b = Worker::start(&origin, Some(&redis), CACHE_REPORTING).await;
     let from_l2 = b.get(&path).await;
     assert_eq!(from_l2.text(), body);
     assert!(
@@ -464,7 +468,13 @@ async fn l2_hits_and_purges_across_workers(via: Via) {
         refetched.cache_status()
     );
     assert_eq!(origin.count(&path), 2);
-    redis.assert_rest_used(4, 0);
+    let stats = assert_fleet_totals_are_the_sum(&[&a, &b], Duration::from_secs(20)).await;
+    assert_eq!(
+        stats["fleet"]["engine"]["l2_hits"], 1,
+        "b's, in the fleet: {stats}"
+    );
+    assert_eq!(stats["engine"]["l2_hits"], 0, "a's own: {stats}");
+    redis.assert_rest_used(4, 1);
 }
 
 /// RFC 5861 §3 at the edge: a stale response within stale-while-revalidate is served at

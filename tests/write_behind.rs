@@ -245,7 +245,7 @@ async fn accepted_then_delivered_once_with_its_idempotency_key() {
         (3, 3)
     );
     let prometheus = engine.snapshot().to_prometheus();
-    assert!(prometheus.contains("edgecache_write_behind_flushed_total 3"));
+    assert!(prometheus.contains("edgecache_write_behind_flushed_total{scope=\"instance\"} 3"));
     assert!(engine
         .snapshot()
         .to_json()
@@ -438,7 +438,7 @@ async fn a_full_queue_writes_through_instead_of_growing() {
     assert!(engine
         .snapshot()
         .to_prometheus()
-        .contains("edgecache_write_behind_queue_full_total 1"));
+        .contains("edgecache_write_behind_queue_full_total{scope=\"instance\"} 1"));
 }
 
 /// At start the shared tier is checked for write-behind: a real Redis 7 passes, and one

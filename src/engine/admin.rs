@@ -9,8 +9,8 @@
 //! | `POST` | `{admin}/purge?all=1` | remove everything |
 //! | | add `&soft=1` to any purge | mark stale instead: served within stale windows while refetched |
 //! | `POST` | `{admin}/warm?url=/a&url=/b…` (up to 100, paths or absolute URLs) | fetch and store them in the background (`202`) |
-//! | `GET` | `{admin}/stats` | counters as JSON |
-//! | `GET` | `{admin}/metrics` | counters as Prometheus text |
+//! | `GET` | `{admin}/stats` | counters as JSON: this instance's, and the fleet's ([`super::fleet`]) |
+//! | `GET` | `{admin}/metrics` | the same as Prometheus text |
 
 use alloc::format;
 use alloc::string::String;
@@ -239,7 +239,7 @@ impl<H: Host> Engine<H> {
         }
         match (request.method(), sub) {
             ("GET", "/stats") => {
-                let mut response = json::<H::Body>(self.snapshot().to_json());
+                let mut response = json::<H::Body>(self.stats_json().await);
                 if let Some(origin) = cors {
                     add_cors(&mut response.headers, &origin);
                 }
@@ -250,7 +250,7 @@ impl<H: Host> Engine<H> {
                 response
                     .headers
                     .set("content-type", "text/plain; version=0.0.4");
-                response.body = Body::Bytes(self.snapshot().to_prometheus().into_bytes());
+                response.body = Body::Bytes(self.metrics_text().await.into_bytes());
                 response
             }
             ("POST", "/purge") => {

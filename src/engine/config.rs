@@ -32,6 +32,9 @@ pub struct EngineConfig {
     pub limits: Limits,
     /// The admin API (purge, stats).
     pub admin: AdminConfig,
+    /// Statistics: how often an instance adds its counters to the fleet's
+    /// ([`super::fleet`]).
+    pub stats: StatsConfig,
     /// Per-route overrides, first match wins.
     pub routes: Vec<RouteRule>,
     /// Which forwarding fields reach the origin ([`crate::policy::forwarding`]).
@@ -216,6 +219,28 @@ impl Default for ColoConfig {
     }
 }
 
+/// Fleet statistics ([`super::fleet`]): with the shared tier, every instance adds what it
+/// counted since its last report to the fleet's totals in Redis, and `/stats` and
+/// `/metrics` report those totals beside the instance's own figures.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StatsConfig {
+    /// How often an instance reports, in seconds (0: never; then there are no fleet
+    /// figures). The fleet's totals lag each instance's own by at most about this much,
+    /// and an instance that stops (an isolate evicted, a process killed) loses at most
+    /// this much of its counts. Default 10, at most 3600.
+    pub report_secs: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { report_secs: 10 }
+    }
+}
+
+/// The largest `stats.report_secs`: an hour.
+const MAX_REPORT_SECS: u64 = 3_600;
+
 /// Refresh-ahead ([`super::refresh`]): fresh hits close to expiry refresh the entry in the
 /// background, so hot keys never go stale. Off by default.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -354,6 +379,7 @@ impl Default for EngineConfig {
             refresh_ahead: RefreshAheadConfig::default(),
             limits: Limits::default(),
             admin: AdminConfig::default(),
+            stats: StatsConfig::default(),
             routes: Vec::new(),
             forwarding: Default::default(),
             write_behind: WriteBehindConfig::default(),
@@ -423,6 +449,7 @@ impl fmt::Debug for EngineConfig {
             .field("refresh_ahead", &self.refresh_ahead)
             .field("limits", &self.limits)
             .field("admin", &self.admin)
+            .field("stats", &self.stats)
             .field("routes", &self.routes)
             .field("write_behind", &self.write_behind)
             .finish()
@@ -608,6 +635,12 @@ impl EngineConfig {
                     "must be at least 16 characters (it guards purge and stats)",
                 ));
             }
+        }
+        if self.stats.report_secs > MAX_REPORT_SECS {
+            return Err(invalid(
+                "stats.report_secs",
+                format!("must be 0 (no fleet figures) to {MAX_REPORT_SECS} (an hour)"),
+            ));
         }
         if self.policy.heuristic_percent > 100 {
             return Err(invalid("policy.heuristic_percent", "must be 0 to 100"));

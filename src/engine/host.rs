@@ -140,6 +140,43 @@ pub struct PendingEntry {
     pub deliveries: u64,
 }
 
+/// Counters to add to a hash in the shared tier, with the reporter's mark in a roster
+/// ([`SharedTier::add_counters`]). The engine chooses every key, field and number
+/// ([`super::fleet`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CounterReport<'a> {
+    /// The hash of totals.
+    pub hash: &'a str,
+    /// `(field, amount)`: each added to its field (`HINCRBY`).
+    pub increments: &'a [(&'a str, u64)],
+    /// `(field, value)`: each set only where the field is absent (`HSETNX`).
+    pub if_absent: &'a [(&'a str, u64)],
+    /// How long the hash lives after this report, in ms.
+    pub hash_ttl_ms: u64,
+    /// The roster: a sorted set of reporters, each scored with the time of its last report.
+    pub roster: &'a str,
+    /// This reporter.
+    pub member: &'a str,
+    /// The time of this report, ms since the epoch.
+    pub at_ms: u64,
+    /// Reporters whose last report is older than this are dropped from the roster.
+    pub forget_before_ms: u64,
+    /// How long the roster lives after this report, in ms.
+    pub roster_ttl_ms: u64,
+}
+
+/// What [`SharedTier::read_counters`] found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CounterTotals {
+    /// Every field of the hash with its value, as stored (none when it does not exist).
+    pub fields: Vec<(String, Vec<u8>)>,
+    /// How many reporters the roster holds whose last report is at or after the time asked.
+    pub reporters: u64,
+    /// The newest of them (as many as asked, newest first): each with the time of its last
+    /// report, ms since the epoch.
+    pub newest: Vec<(String, u64)>,
+}
+
 /// A failure of the shared tier.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TierError(pub String);
@@ -224,6 +261,20 @@ pub trait SharedTier {
         group: &str,
         ids: &[String],
     ) -> Result<(), TierError>;
+    /// In one transaction (`MULTI`/`EXEC`, one round trip): `HINCRBY hash field n` for each
+    /// increment, `HSETNX hash field value` for each of `if_absent`, `PEXPIRE hash ttl`;
+    /// `ZADD roster at member`, `ZREMRANGEBYSCORE roster -inf (forget_before`,
+    /// `PEXPIRE roster ttl`. All of it or none: readers never see half a report.
+    async fn add_counters(&self, report: &CounterReport<'_>) -> Result<(), TierError>;
+    /// In one pipeline (one round trip): `HGETALL hash`, `ZCOUNT roster since_ms +inf` and
+    /// `ZREVRANGEBYSCORE roster +inf since_ms WITHSCORES LIMIT 0 limit`.
+    async fn read_counters(
+        &self,
+        hash: &str,
+        roster: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<CounterTotals, TierError>;
 }
 
 /// A cache shared by the instances of one data centre only (on Workers, `caches.default`):
@@ -416,6 +467,18 @@ impl SharedTier for NoSharedTier {
         _ids: &[String],
     ) -> Result<(), TierError> {
         Ok(())
+    }
+    async fn add_counters(&self, _report: &CounterReport<'_>) -> Result<(), TierError> {
+        Ok(())
+    }
+    async fn read_counters(
+        &self,
+        _hash: &str,
+        _roster: &str,
+        _since_ms: u64,
+        _limit: usize,
+    ) -> Result<CounterTotals, TierError> {
+        Ok(CounterTotals::default())
     }
 }
 

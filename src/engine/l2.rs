@@ -18,7 +18,9 @@
 //!   it for a complete, empty response);
 //! - `{prefix}e{epoch}:tag:{tag}`: the set of object keys carrying a purge tag;
 //! - `{prefix}epoch`, `{prefix}purge:seq`, `{prefix}purge:{n}`, `{prefix}lease:{cache key}`:
-//!   see [`super::sync`].
+//!   see [`super::sync`];
+//! - `{prefix}stats:{fleet}:totals`, `{prefix}stats:{fleet}:instances`: the fleet's
+//!   statistics, see [`super::fleet`].
 
 use alloc::format;
 use alloc::string::String;

@@ -11,6 +11,7 @@ pub mod admin;
 pub mod colo;
 pub mod config;
 pub mod filling;
+pub mod fleet;
 pub mod flight;
 pub mod host;
 pub mod join;
@@ -39,14 +40,15 @@ use crate::headers::Headers;
 use crate::store::{L1Store, StoreConfig};
 
 pub use config::{ConfigError, EngineConfig};
+pub use fleet::FleetView;
 pub use host::{
-    BodyError, ColoCache, Lock, LogLevel, NoColo, NoSharedTier, Origin, OriginBody, OriginError,
-    OriginRequest, OriginResponse, PendingEntry, Runtime, SharedTier, StreamEntry, TierError,
-    DELETE_IF_EQUALS_SCRIPT,
+    BodyError, ColoCache, CounterReport, CounterTotals, Lock, LogLevel, NoColo, NoSharedTier,
+    Origin, OriginBody, OriginError, OriginRequest, OriginResponse, PendingEntry, Runtime,
+    SharedTier, StreamEntry, TierError, DELETE_IF_EQUALS_SCRIPT,
 };
 pub use request::{RequestError, RequestView, Target};
 pub use respond::served_fields;
-pub use stats::{EngineStats, Snapshot};
+pub use stats::{Counters, EngineStats, InstanceId, Snapshot};
 
 /// The types a host plugs into the engine.
 pub trait Host {
@@ -209,6 +211,9 @@ pub enum Job<B> {
     },
     /// Apply purges other instances made (see [`sync`]).
     SyncPurges,
+    /// Add what this instance counted since its last report to the fleet's totals (see
+    /// [`fleet`]).
+    ReportStats,
     /// Remove these cache keys (and their Vary variants) from every tier and tell the other
     /// instances: a stored response that may no longer be stored (a `304` made it so).
     Invalidate(Vec<String>),
@@ -280,6 +285,8 @@ pub struct EngineState {
     pub rng: refresh::Rng,
     /// Whether the shared tier was checked for write-behind, and how it went.
     pub shared_tier_check: write_behind::SharedTierCheck,
+    /// This instance's id and what it has reported to the fleet's totals.
+    pub fleet: fleet::FleetState,
 }
 
 impl EngineState {
@@ -306,6 +313,7 @@ impl EngineState {
             colo_local: colo::PurgeHistory::local(),
             rng: refresh::Rng::new(seed),
             shared_tier_check: write_behind::SharedTierCheck::Pending,
+            fleet: fleet::FleetState::default(),
         }
     }
 }
@@ -345,6 +353,9 @@ impl<H: Host> Engine<H> {
             runtime.random_u64(),
             runtime.random_u64()
         ));
+        // A draw of its own: the id is shown in `/stats`, the seed and the token never.
+        let instance = stats::InstanceId(runtime.random_u64());
+        state.with(|s| s.fleet.instance = instance);
         let trust = crate::policy::forwarding::Trust::new(&config.forwarding).unwrap_or_default();
         Ok(Engine {
             trust: Arc::new(trust),
@@ -415,12 +426,14 @@ impl<H: Host> Engine<H> {
         let now = self.runtime.now();
         let store_configured = self.shared.is_some();
         let mut snapshot = self.state.with(|s| {
-            Snapshot::new(
+            let mut snapshot = Snapshot::new(
                 s.stats,
                 &s.l1.stats(),
                 store_configured,
                 s.breaker.is_open(now),
-            )
+            );
+            snapshot.instance = s.fleet.instance;
+            snapshot
         });
         let mode = self.colo_mode();
         snapshot.colo = match (self.config.colo.enabled, mode) {
@@ -475,8 +488,12 @@ impl<H: Host> Engine<H> {
             Source::Origin => self.count(|s| s.bytes_from_origin += bytes),
             Source::Engine => {}
         }
-        if self.purge_sync_due(self.runtime.now()) {
+        let now = self.runtime.now();
+        if self.purge_sync_due(now) {
             handled.job = Job::merge(handled.job, Some(Job::SyncPurges));
+        }
+        if self.stats_report_due(now) {
+            handled.job = Job::merge(handled.job, Some(Job::ReportStats));
         }
         handled
     }
@@ -543,6 +560,7 @@ impl<H: Host> Engine<H> {
                     }
                 }
                 Job::SyncPurges => self.sync_purges().await,
+                Job::ReportStats => self.report_stats().await,
                 Job::FlushWriteBehind => self.flush_write_behind().await,
                 Job::Fill(fill) => queue.extend(self.run_fill(*fill).await),
                 Job::Slices(slices) => self.run_slices(*slices).await,

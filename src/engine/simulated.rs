@@ -1,10 +1,13 @@
 //! A simulated host: simulated time ([`SimClock`], a discrete-event executor) and a
 //! scripted origin that counts its fetches, so the engine runs without I/O,
 //! deterministically, simulated seconds passing in no time (the read path's unit tests,
-//! tests/engine.rs, and the browser simulator drive the real engine this way).
+//! tests/engine.rs, and the browser simulator drive the real engine this way); and a
+//! simulated Redis ([`SimRedis`]) that several engines can share, for what instances do
+//! together (the fleet's statistics, [`super::fleet`]).
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, VecDeque};
+use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::sync::Arc;
@@ -20,8 +23,9 @@ use crate::headers::Headers;
 use crate::time::{Clock, ManualClock, Timestamp};
 
 use super::host::{BodyError, NoColo, NoSharedTier, Origin, OriginBody, OriginError};
-use super::host::{OriginRequest, OriginResponse, Runtime};
+use super::host::{OriginRequest, OriginResponse, Runtime, TierError};
 use super::{ConfigError, Engine, EngineConfig, EngineState, Host};
+use crate::shared_tier::{Command, RedisTier, Reply, Transport};
 
 /// One scripted origin answer.
 #[derive(Clone, Debug)]
@@ -216,9 +220,15 @@ pub struct SimRuntime {
 impl SimRuntime {
     /// A runtime on `clock`.
     pub fn new(clock: Rc<SimClock>) -> Self {
+        Self::seeded(clock, 0)
+    }
+
+    /// A runtime on `clock` whose random sequence starts at `seed`: engines of one
+    /// simulation with other seeds draw other ids, as real instances do.
+    pub fn seeded(clock: Rc<SimClock>, seed: u64) -> Self {
         SimRuntime {
             clock,
-            draws: Cell::new(0),
+            draws: Cell::new(seed),
         }
     }
 }
@@ -522,6 +532,352 @@ impl Host for SimHost {
     type Lock = RefCell<EngineState>;
 }
 
+/// The simulated host with a [`SimRedis`] as its shared tier.
+pub struct SimRedisHost;
+
+impl Host for SimRedisHost {
+    type Body = SimBody;
+    type Origin = SimOrigin;
+    type SharedTier = RedisTier<SimRedis>;
+    type Colo = NoColo;
+    type Runtime = SimRuntime;
+    type Lock = RefCell<EngineState>;
+}
+
+/// A Redis in memory, on simulated time: the commands the engine sends for the purge log,
+/// leases, entries and the fleet's statistics (strings, hashes, sorted sets, TTLs,
+/// `MULTI`/`EXEC`), answered as a RESP2 server would; any other command gets an error
+/// reply. Clones share one server. It can be made unreachable ([`Self::set_down`]), and
+/// it keeps the name of every command it was sent, answered or not ([`Self::commands`]).
+#[derive(Clone)]
+pub struct SimRedis {
+    data: Rc<RefCell<SimRedisData>>,
+    clock: Rc<SimClock>,
+}
+
+#[derive(Default)]
+struct SimRedisData {
+    strings: BTreeMap<Vec<u8>, Vec<u8>>,
+    hashes: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
+    zsets: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>>,
+    expires: BTreeMap<Vec<u8>, Timestamp>,
+    down: bool,
+    sent: Vec<String>,
+}
+
+/// A bound of a score range: `-inf`, `+inf`, `n` or `(n` (exclusive).
+#[derive(Clone, Copy)]
+enum Bound {
+    NegInf,
+    PosInf,
+    Incl(u64),
+    Excl(u64),
+}
+
+impl Bound {
+    fn parse(arg: &[u8]) -> Option<Bound> {
+        let number = |b: &[u8]| core::str::from_utf8(b).ok()?.parse::<u64>().ok();
+        match arg {
+            b"-inf" => Some(Bound::NegInf),
+            b"+inf" | b"inf" => Some(Bound::PosInf),
+            [b'(', rest @ ..] => number(rest).map(Bound::Excl),
+            _ => number(arg).map(Bound::Incl),
+        }
+    }
+
+    /// Whether `score` is at or above this bound as a minimum.
+    fn below(self, score: u64) -> bool {
+        match self {
+            Bound::NegInf => true,
+            Bound::PosInf => false,
+            Bound::Incl(n) => score >= n,
+            Bound::Excl(n) => score > n,
+        }
+    }
+
+    /// Whether `score` is at or below this bound as a maximum.
+    fn above(self, score: u64) -> bool {
+        match self {
+            Bound::NegInf => false,
+            Bound::PosInf => true,
+            Bound::Incl(n) => score <= n,
+            Bound::Excl(n) => score < n,
+        }
+    }
+}
+
+impl SimRedis {
+    /// An empty server on `clock`.
+    pub fn new(clock: Rc<SimClock>) -> Self {
+        SimRedis {
+            data: Rc::new(RefCell::new(SimRedisData::default())),
+            clock,
+        }
+    }
+
+    /// Makes it unreachable (every pipeline fails as a refused connection) or reachable.
+    pub fn set_down(&self, down: bool) {
+        self.data.borrow_mut().down = down;
+    }
+
+    /// How many commands named `name` it was sent (answered or not).
+    pub fn commands(&self, name: &str) -> usize {
+        let data = self.data.borrow();
+        data.sent
+            .iter()
+            .filter(|c| c.eq_ignore_ascii_case(name))
+            .count()
+    }
+
+    /// The integer in `field` of hash `key`, if any.
+    pub fn hash_field(&self, key: &str, field: &str) -> Option<i64> {
+        self.expire_due();
+        let data = self.data.borrow();
+        let value = data.hashes.get(key.as_bytes())?.get(field.as_bytes())?;
+        core::str::from_utf8(value).ok()?.parse().ok()
+    }
+
+    /// How many members sorted set `key` holds.
+    pub fn roster_len(&self, key: &str) -> usize {
+        self.expire_due();
+        self.data
+            .borrow()
+            .zsets
+            .get(key.as_bytes())
+            .map_or(0, BTreeMap::len)
+    }
+
+    fn expire_due(&self) {
+        let now = self.clock.now();
+        let mut data = self.data.borrow_mut();
+        let gone: Vec<Vec<u8>> = data
+            .expires
+            .iter()
+            .filter(|(_, at)| **at <= now)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in gone {
+            data.remove(&key);
+        }
+    }
+}
+
+impl SimRedisData {
+    fn remove(&mut self, key: &[u8]) -> bool {
+        self.expires.remove(key);
+        let string = self.strings.remove(key).is_some();
+        let hash = self.hashes.remove(key).is_some();
+        let zset = self.zsets.remove(key).is_some();
+        string || hash || zset
+    }
+
+    fn exists(&self, key: &[u8]) -> bool {
+        self.strings.contains_key(key)
+            || self.hashes.contains_key(key)
+            || self.zsets.contains_key(key)
+    }
+
+    /// Runs one command (not `MULTI` or `EXEC`).
+    fn run(&mut self, now: Timestamp, command: &[Vec<u8>]) -> Reply {
+        let int = |b: &[u8]| core::str::from_utf8(b).ok()?.parse::<i64>().ok();
+        let wrong = || Reply::Error(String::from("ERR syntax error"));
+        let Some((name, args)) = command.split_first() else {
+            return wrong();
+        };
+        let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+        let key = args.first().cloned().unwrap_or_default();
+        match (name.as_str(), args) {
+            ("GET", [k]) => self
+                .strings
+                .get(k)
+                .map_or(Reply::Nil, |v| Reply::Bytes(v.clone())),
+            ("MGET", keys) => Reply::Array(
+                keys.iter()
+                    .map(|k| {
+                        self.strings
+                            .get(k)
+                            .map_or(Reply::Nil, |v| Reply::Bytes(v.clone()))
+                    })
+                    .collect(),
+            ),
+            ("SET", [k, v, options @ ..]) => {
+                let nx = options.iter().any(|o| o.eq_ignore_ascii_case(b"NX"));
+                if nx && self.exists(k) {
+                    return Reply::Nil;
+                }
+                self.remove(k);
+                self.strings.insert(k.clone(), v.clone());
+                let px = options
+                    .iter()
+                    .position(|o| o.eq_ignore_ascii_case(b"PX"))
+                    .and_then(|i| options.get(i + 1))
+                    .and_then(|ms| int(ms));
+                if let Some(ms) = px {
+                    let ms = u64::try_from(ms).unwrap_or(0);
+                    self.expires.insert(k.clone(), now.plus_millis(ms));
+                }
+                Reply::Bytes(b"OK".to_vec())
+            }
+            ("DEL", keys) => {
+                let n = keys.iter().filter(|k| self.remove(k)).count();
+                Reply::Integer(n as i64)
+            }
+            ("INCR", [k]) => {
+                let n = self.strings.get(k).and_then(|v| int(v)).unwrap_or(0) + 1;
+                self.strings.insert(k.clone(), format!("{n}").into_bytes());
+                Reply::Integer(n)
+            }
+            ("HINCRBY", [h, f, by]) => {
+                let Some(by) = int(by) else { return wrong() };
+                let hash = self.hashes.entry(h.clone()).or_default();
+                let n = hash.get(f).and_then(|v| int(v)).unwrap_or(0) + by;
+                hash.insert(f.clone(), format!("{n}").into_bytes());
+                Reply::Integer(n)
+            }
+            ("HSETNX", [h, f, v]) => {
+                let hash = self.hashes.entry(h.clone()).or_default();
+                if hash.contains_key(f) {
+                    return Reply::Integer(0);
+                }
+                hash.insert(f.clone(), v.clone());
+                Reply::Integer(1)
+            }
+            ("HGETALL", [h]) => Reply::Array(
+                self.hashes
+                    .get(h)
+                    .into_iter()
+                    .flatten()
+                    .flat_map(|(f, v)| [Reply::Bytes(f.clone()), Reply::Bytes(v.clone())])
+                    .collect(),
+            ),
+            ("PEXPIRE", [k, ms, ..]) => {
+                let Some(ms) = int(ms) else { return wrong() };
+                if !self.exists(k) {
+                    return Reply::Integer(0);
+                }
+                let ms = u64::try_from(ms).unwrap_or(0);
+                self.expires.insert(k.clone(), now.plus_millis(ms));
+                Reply::Integer(1)
+            }
+            ("ZADD", [z, score, member]) => {
+                let Some(score) = int(score).and_then(|n| u64::try_from(n).ok()) else {
+                    return wrong();
+                };
+                let set = self.zsets.entry(z.clone()).or_default();
+                Reply::Integer(i64::from(set.insert(member.clone(), score).is_none()))
+            }
+            ("ZREMRANGEBYSCORE", [_, min, max]) => {
+                let (Some(min), Some(max)) = (Bound::parse(min), Bound::parse(max)) else {
+                    return wrong();
+                };
+                let Some(set) = self.zsets.get_mut(&key) else {
+                    return Reply::Integer(0);
+                };
+                let before = set.len();
+                set.retain(|_, score| !(min.below(*score) && max.above(*score)));
+                let removed = before - set.len();
+                if set.is_empty() {
+                    self.remove(&key);
+                }
+                Reply::Integer(removed as i64)
+            }
+            ("ZCOUNT", [_, min, max]) => {
+                let (Some(min), Some(max)) = (Bound::parse(min), Bound::parse(max)) else {
+                    return wrong();
+                };
+                let n = self
+                    .zsets
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, score)| min.below(**score) && max.above(**score))
+                    .count();
+                Reply::Integer(n as i64)
+            }
+            ("ZREVRANGEBYSCORE", [_, max, min, options @ ..]) => {
+                let (Some(min), Some(max)) = (Bound::parse(min), Bound::parse(max)) else {
+                    return wrong();
+                };
+                let scores = options
+                    .iter()
+                    .any(|o| o.eq_ignore_ascii_case(b"WITHSCORES"));
+                let limit = options
+                    .iter()
+                    .position(|o| o.eq_ignore_ascii_case(b"LIMIT"))
+                    .and_then(|i| Some((int(options.get(i + 1)?)?, int(options.get(i + 2)?)?)));
+                let mut members: Vec<(&Vec<u8>, u64)> = self
+                    .zsets
+                    .get(&key)
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, score)| min.below(**score) && max.above(**score))
+                    .map(|(member, score)| (member, *score))
+                    .collect();
+                members.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| b.0.cmp(a.0)));
+                let (skip, take) = limit.map_or((0, usize::MAX), |(offset, count)| {
+                    (
+                        usize::try_from(offset).unwrap_or(0),
+                        usize::try_from(count).unwrap_or(usize::MAX),
+                    )
+                });
+                Reply::Array(
+                    members
+                        .into_iter()
+                        .skip(skip)
+                        .take(take)
+                        .flat_map(|(member, score)| {
+                            let mut items = alloc::vec![Reply::Bytes(member.clone())];
+                            if scores {
+                                items.push(Reply::Bytes(format!("{score}").into_bytes()));
+                            }
+                            items
+                        })
+                        .collect(),
+                )
+            }
+            _ => Reply::Error(format!("ERR unknown command '{name}'")),
+        }
+    }
+}
+
+impl Transport for SimRedis {
+    async fn pipeline(&self, commands: &[Command<'_>]) -> Result<Vec<Reply>, TierError> {
+        self.expire_due();
+        let now = self.clock.now();
+        let mut data = self.data.borrow_mut();
+        for command in commands {
+            let name = command.first().copied().unwrap_or_default();
+            data.sent.push(String::from_utf8_lossy(name).into_owned());
+        }
+        if data.down {
+            return Err(TierError(String::from("connection refused")));
+        }
+        // A transaction's commands run as they come (nothing else runs meanwhile here);
+        // their results are EXEC's answer.
+        let mut queued: Option<Vec<Reply>> = None;
+        let mut replies = Vec::with_capacity(commands.len());
+        for command in commands {
+            let command: Vec<Vec<u8>> = command.iter().map(|a| a.to_vec()).collect();
+            let name = command.first().map(|n| n.to_ascii_uppercase());
+            match (name.as_deref(), &mut queued) {
+                (Some(b"MULTI"), None) => {
+                    queued = Some(Vec::new());
+                    replies.push(Reply::Bytes(b"OK".to_vec()));
+                }
+                (Some(b"EXEC"), Some(_)) => {
+                    replies.push(Reply::Array(queued.take().unwrap_or_default()));
+                }
+                (_, Some(results)) => {
+                    results.push(data.run(now, &command));
+                    replies.push(Reply::Bytes(b"QUEUED".to_vec()));
+                }
+                (_, None) => replies.push(data.run(now, &command)),
+            }
+        }
+        Ok(replies)
+    }
+}
+
 /// A simulated origin and clock, and the handles to script and move them.
 pub struct Simulation {
     /// The origin's script and log.
@@ -632,8 +988,8 @@ pub struct Received {
 
 /// Sends `request` to `engine` as the simulated host does: the job it returns runs while
 /// the client reads the response.
-pub async fn serve(
-    engine: &Engine<SimHost>,
+pub async fn serve<H: Host<Body = SimBody>>(
+    engine: &Engine<H>,
     clock: &SimClock,
     request: super::Request<SimBody>,
 ) -> Received {

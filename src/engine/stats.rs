@@ -1,13 +1,16 @@
 //! Engine counters, rendered as JSON (for the stats endpoint and the demo page) and as
-//! Prometheus text exposition.
+//! Prometheus text exposition. These are one instance's figures (`"scope": "instance"`);
+//! the fleet's, added up in the shared tier, are [`super::fleet`]'s.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt::Write;
 
 use crate::store::StoreStats;
 
 /// What the engine counts. All counters only go up.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct EngineStats {
     /// Requests handled (admin requests excluded).
     pub requests: u64,
@@ -91,9 +94,166 @@ pub struct EngineStats {
     pub write_behind_dead_letters_trimmed: u64,
 }
 
+/// Every counter of an instance: the engine's and its L1 store's. What an instance adds to
+/// the fleet's totals ([`super::fleet`]), and what those totals hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Engine counters.
+    pub engine: EngineStats,
+    /// L1 evictions (capacity).
+    pub l1_evictions: u64,
+    /// L1 expirations (past every window).
+    pub l1_expirations: u64,
+    /// L1 inserts refused by the admission policy.
+    pub l1_rejected: u64,
+}
+
+/// One counter: its name (the JSON field's; `edgecache_{name}_total` in Prometheus), what it
+/// counts, and its value.
+pub type Counter = (&'static str, &'static str, u64);
+
+/// The counters of [`Counters`], each once: its field (and name), and what it counts.
+/// [`Counters::table`] reads them, [`Counters::set`] writes them by name.
+macro_rules! counters {
+    (engine { $($e:ident: $e_help:literal,)* } l1 { $($l:ident: $l_help:literal,)* }) => {
+        /// How many counters there are.
+        pub const COUNTERS: usize = [$(stringify!($e),)* $(stringify!($l),)*].len();
+
+        impl Counters {
+            /// Every counter, named and described, engine counters first.
+            pub fn table(&self) -> [Counter; COUNTERS] {
+                [
+                    $((stringify!($e), $e_help, self.engine.$e),)*
+                    $((stringify!($l), $l_help, self.$l),)*
+                ]
+            }
+
+            /// Sets the counter `name` to `value`; `false` for a name this version does
+            /// not know.
+            pub fn set(&mut self, name: &str, value: u64) -> bool {
+                match name {
+                    $(stringify!($e) => self.engine.$e = value,)*
+                    $(stringify!($l) => self.$l = value,)*
+                    _ => return false,
+                }
+                true
+            }
+        }
+    };
+}
+
+counters! {
+    engine {
+        requests: "Requests handled",
+        l1_hits: "Fresh hits served from L1",
+        l2_hits: "Fresh hits served from L2",
+        misses: "Requests found in no tier",
+        stale_while_revalidate: "Stale responses served while revalidating",
+        stale_if_error: "Stale responses served because the origin failed",
+        refreshed_early: "Fresh hits that refreshed the entry ahead of expiry",
+        revalidated: "Validations answered 304 and merged",
+        coalesced: "Requests that waited on another request's fetch",
+        origin_fetches: "Requests sent to the origin",
+        bytes_from_cache: "Bytes of content served from the cache",
+        bytes_from_origin: "Bytes of content served as the origin sent them",
+        origin_errors: "Origin fetches that failed",
+        stored: "Responses stored",
+        streamed_fills: "Responses stored as they streamed to clients",
+        failed_fills: "Streamed fills that failed, storing nothing",
+        sliced_objects: "Large objects stored as a head, their content in slices",
+        slice_fetches: "Slices of large objects fetched from the origin and stored",
+        passes: "Requests forwarded without the cache",
+        l2_errors: "Shared-tier commands that failed",
+        l2_corrupt: "Shared-tier entries that failed to decode",
+        l2_resets: "Times the shared tier was found emptied",
+        colo_hits: "Fresh hits served from the colo tier",
+        colo_stored: "Responses written to the colo tier",
+        colo_errors: "Colo-tier reads or writes that failed",
+        colo_corrupt: "Colo-tier values that failed to decode",
+        purges: "Purges carried out",
+        warmed: "URLs fetched by warm requests",
+        admin_unauthorized: "Admin requests refused",
+        bad_requests: "Requests refused as malformed (Host, target, CONNECT)",
+        write_behind_appended: "Unsafe requests queued for the origin (write-behind)",
+        write_behind_flushed: "Queued requests the origin took",
+        write_behind_retried: "Queued request deliveries that failed and will be retried",
+        write_behind_dead_lettered: "Queued requests moved to the dead-letter stream",
+        write_behind_queue_full: "Write-behind requests written through because the queue was full",
+        write_behind_dead_letters_trimmed: "Dead letters pushed out of the bounded dead-letter stream",
+    }
+    l1 {
+        l1_evictions: "L1 entries evicted for capacity",
+        l1_expirations: "L1 entries expired",
+        l1_rejected: "L1 inserts refused by admission",
+    }
+}
+
+impl Counters {
+    /// The counters of an instance whose engine counted `engine` and whose L1 store `l1`.
+    pub fn new(engine: EngineStats, l1: &StoreStats) -> Counters {
+        Counters {
+            engine,
+            l1_evictions: l1.evictions,
+            l1_expirations: l1.expirations,
+            l1_rejected: l1.rejected,
+        }
+    }
+
+    /// The counters named in `fields` (as [`Self::table`] names them); the others 0, and
+    /// names this version does not know ignored (another version's, sharing the tier).
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, u64)>) -> Counters {
+        let mut counters = Counters::default();
+        for (name, value) in fields {
+            counters.set(name, value);
+        }
+        counters
+    }
+
+    /// What these counters added since `earlier`, counter by counter (none below 0).
+    pub fn since(&self, earlier: &Counters) -> Counters {
+        Counters::from_fields(
+            self.table()
+                .into_iter()
+                .zip(earlier.table())
+                .map(|((name, _, now), (_, _, then))| (name, now.saturating_sub(then))),
+        )
+    }
+
+    /// The counters that are not 0, by name.
+    pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
+        self.table()
+            .into_iter()
+            .filter(|(_, _, value)| *value > 0)
+            .map(|(name, _, value)| (name, value))
+            .collect()
+    }
+}
+
+/// An instance's id: random, drawn at start, unrelated to any other value the engine keeps
+/// (hash seeds, lease tokens), so showing it discloses nothing. Sixteen hex digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InstanceId(pub u64);
+
+impl core::fmt::Display for InstanceId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl serde::Serialize for InstanceId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 /// A point-in-time view of everything countable: engine counters plus the L1 store's.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize)]
 pub struct Snapshot {
+    /// What these figures cover: `instance`, this instance (a process, an isolate) alone.
+    pub scope: &'static str,
+    /// Which instance ([`InstanceId`]), as it reports to the fleet.
+    pub instance: InstanceId,
     /// Engine counters.
     pub engine: EngineStats,
     /// L1 entries now.
@@ -127,6 +287,8 @@ impl Snapshot {
         l2_circuit_open: bool,
     ) -> Self {
         Snapshot {
+            scope: "instance",
+            instance: InstanceId::default(),
             engine,
             l1_entries: l1.entries,
             l1_bytes: l1.bytes,
@@ -140,195 +302,30 @@ impl Snapshot {
         }
     }
 
+    /// Its counters (what it would add to the fleet's).
+    pub fn counters(&self) -> Counters {
+        Counters {
+            engine: self.engine,
+            l1_evictions: self.l1_evictions,
+            l1_expirations: self.l1_expirations,
+            l1_rejected: self.l1_rejected,
+        }
+    }
+
     /// The snapshot as a JSON object.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{}"))
     }
 
-    /// The snapshot in the Prometheus text exposition format (version 0.0.4).
+    /// The snapshot in the Prometheus text exposition format (version 0.0.4). Every series
+    /// carries `scope="instance"`: these are this instance's figures (the fleet's have
+    /// names of their own, [`super::fleet::FleetView::to_prometheus`]).
     pub fn to_prometheus(&self) -> String {
-        let e = &self.engine;
         let mut out = String::new();
-        let counters: [(&str, &str, u64); 36] = [
-            ("requests_total", "Requests handled", e.requests),
-            ("l1_hits_total", "Fresh hits served from L1", e.l1_hits),
-            ("l2_hits_total", "Fresh hits served from L2", e.l2_hits),
-            ("misses_total", "Requests found in no tier", e.misses),
-            (
-                "stale_while_revalidate_total",
-                "Stale responses served while revalidating",
-                e.stale_while_revalidate,
-            ),
-            (
-                "stale_if_error_total",
-                "Stale responses served because the origin failed",
-                e.stale_if_error,
-            ),
-            (
-                "refreshed_early_total",
-                "Fresh hits that refreshed the entry ahead of expiry",
-                e.refreshed_early,
-            ),
-            (
-                "revalidated_total",
-                "Validations answered 304 and merged",
-                e.revalidated,
-            ),
-            (
-                "coalesced_total",
-                "Requests that waited on another request's fetch",
-                e.coalesced,
-            ),
-            (
-                "origin_fetches_total",
-                "Requests sent to the origin",
-                e.origin_fetches,
-            ),
-            (
-                "bytes_from_cache_total",
-                "Bytes of content served from the cache",
-                e.bytes_from_cache,
-            ),
-            (
-                "bytes_from_origin_total",
-                "Bytes of content served as the origin sent them",
-                e.bytes_from_origin,
-            ),
-            (
-                "origin_errors_total",
-                "Origin fetches that failed",
-                e.origin_errors,
-            ),
-            ("stored_total", "Responses stored", e.stored),
-            (
-                "streamed_fills_total",
-                "Responses stored as they streamed to clients",
-                e.streamed_fills,
-            ),
-            (
-                "failed_fills_total",
-                "Streamed fills that failed, storing nothing",
-                e.failed_fills,
-            ),
-            (
-                "sliced_objects_total",
-                "Large objects stored as a head, their content in slices",
-                e.sliced_objects,
-            ),
-            (
-                "slice_fetches_total",
-                "Slices of large objects fetched from the origin and stored",
-                e.slice_fetches,
-            ),
-            (
-                "passes_total",
-                "Requests forwarded without the cache",
-                e.passes,
-            ),
-            (
-                "l2_errors_total",
-                "Shared-tier commands that failed",
-                e.l2_errors,
-            ),
-            (
-                "l2_corrupt_total",
-                "Shared-tier entries that failed to decode",
-                e.l2_corrupt,
-            ),
-            (
-                "l2_resets_total",
-                "Times the shared tier was found emptied",
-                e.l2_resets,
-            ),
-            (
-                "colo_hits_total",
-                "Fresh hits served from the colo tier",
-                e.colo_hits,
-            ),
-            (
-                "colo_stored_total",
-                "Responses written to the colo tier",
-                e.colo_stored,
-            ),
-            (
-                "colo_errors_total",
-                "Colo-tier reads or writes that failed",
-                e.colo_errors,
-            ),
-            (
-                "colo_corrupt_total",
-                "Colo-tier values that failed to decode",
-                e.colo_corrupt,
-            ),
-            ("purges_total", "Purges carried out", e.purges),
-            ("warmed_total", "URLs fetched by warm requests", e.warmed),
-            (
-                "admin_unauthorized_total",
-                "Admin requests refused",
-                e.admin_unauthorized,
-            ),
-            (
-                "bad_requests_total",
-                "Requests refused as malformed (Host, target, CONNECT)",
-                e.bad_requests,
-            ),
-            (
-                "write_behind_appended_total",
-                "Unsafe requests queued for the origin (write-behind)",
-                e.write_behind_appended,
-            ),
-            (
-                "write_behind_flushed_total",
-                "Queued requests the origin took",
-                e.write_behind_flushed,
-            ),
-            (
-                "write_behind_retried_total",
-                "Queued request deliveries that failed and will be retried",
-                e.write_behind_retried,
-            ),
-            (
-                "write_behind_dead_lettered_total",
-                "Queued requests moved to the dead-letter stream",
-                e.write_behind_dead_lettered,
-            ),
-            (
-                "write_behind_queue_full_total",
-                "Write-behind requests written through because the queue was full",
-                e.write_behind_queue_full,
-            ),
-            (
-                "write_behind_dead_letters_trimmed_total",
-                "Dead letters pushed out of the bounded dead-letter stream",
-                e.write_behind_dead_letters_trimmed,
-            ),
-        ];
-        for (name, help, value) in counters {
-            let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
-            let _ = writeln!(out, "# TYPE edgecache_{name} counter");
-            let _ = writeln!(out, "edgecache_{name} {value}");
-        }
-        let l1_counters: [(&str, &str, u64); 3] = [
-            (
-                "l1_evictions_total",
-                "L1 entries evicted for capacity",
-                self.l1_evictions,
-            ),
-            (
-                "l1_expirations_total",
-                "L1 entries expired",
-                self.l1_expirations,
-            ),
-            (
-                "l1_rejected_total",
-                "L1 inserts refused by admission",
-                self.l1_rejected,
-            ),
-        ];
-        for (name, help, value) in l1_counters {
-            let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
-            let _ = writeln!(out, "# TYPE edgecache_{name} counter");
-            let _ = writeln!(out, "edgecache_{name} {value}");
+        for (name, help, value) in self.counters().table() {
+            let _ = writeln!(out, "# HELP edgecache_{name}_total {help} (this instance).");
+            let _ = writeln!(out, "# TYPE edgecache_{name}_total counter");
+            let _ = writeln!(out, "edgecache_{name}_total{{scope=\"instance\"}} {value}");
         }
         let gauges: [(&str, &str, u64); 3] = [
             ("l1_entries", "L1 entries", self.l1_entries as u64),
@@ -340,16 +337,36 @@ impl Snapshot {
             ),
         ];
         for (name, help, value) in gauges {
+            let _ = writeln!(out, "# HELP edgecache_{name} {help} (this instance).");
+            let _ = writeln!(out, "# TYPE edgecache_{name} gauge");
+            let _ = writeln!(out, "edgecache_{name}{{scope=\"instance\"}} {value}");
+        }
+        let info = |out: &mut String,
+                    name: &str,
+                    help: &str,
+                    label: &str,
+                    value: &dyn core::fmt::Display| {
             let _ = writeln!(out, "# HELP edgecache_{name} {help}.");
             let _ = writeln!(out, "# TYPE edgecache_{name} gauge");
-            let _ = writeln!(out, "edgecache_{name} {value}");
-        }
-        let _ = writeln!(
-            out,
-            "# HELP edgecache_colo_info How the colo tier runs here (the mode label; /stats \"colo\")."
+            let _ = writeln!(
+                out,
+                "edgecache_{name}{{scope=\"instance\",{label}=\"{value}\"}} 1"
+            );
+        };
+        info(
+            &mut out,
+            "colo_info",
+            "How the colo tier runs here (the mode label; /stats \"colo\")",
+            "mode",
+            &self.colo,
         );
-        let _ = writeln!(out, "# TYPE edgecache_colo_info gauge");
-        let _ = writeln!(out, "edgecache_colo_info{{mode=\"{}\"}} 1", self.colo);
+        info(
+            &mut out,
+            "instance_info",
+            "Which instance answered (the id label; /stats \"instance\")",
+            "id",
+            &self.instance,
+        );
         out
     }
 }

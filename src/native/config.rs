@@ -17,6 +17,9 @@
 //!
 //! [cache.admin]
 //! # token: prefer the EDGECACHE_ADMIN_TOKEN environment variable
+//!
+//! [cache.stats]
+//! report_secs = 10                       # with redis: report to the fleet's totals this often
 //! ```
 
 use std::net::SocketAddr;

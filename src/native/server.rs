@@ -322,13 +322,42 @@ impl RateLimitedLog {
 /// configured (requests also trigger a check when one is due).
 pub fn spawn_purge_sync(engine: Arc<NativeEngine>) {
     let every = Duration::from_millis(engine.config().l2.purge_poll_ms.max(50));
+    spawn_ticker(
+        engine,
+        every,
+        |engine| async move { engine.sync_purges().await },
+    );
+}
+
+/// Runs `tick` with `engine` at once and then every `every`, forever (a tick that runs late
+/// delays the next rather than bunching them).
+fn spawn_ticker<F, Fut>(engine: Arc<NativeEngine>, every: Duration, tick: F)
+where
+    F: Fn(Arc<NativeEngine>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     tokio::spawn(async move {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticker.tick().await;
-            engine.sync_purges().await;
+            tick(engine.clone()).await;
         }
+    });
+}
+
+/// Reports this instance's counts to the fleet's totals ([`crate::engine::fleet`]) when a
+/// report is due, checking every second (or every `stats.report_secs`, if shorter), so an
+/// idle instance keeps its place among those reporting; requests also report when one is
+/// due. Nothing to do without a shared tier or with `stats.report_secs = 0`.
+pub fn spawn_stats_report(engine: Arc<NativeEngine>) {
+    let report_ms = engine.config().stats.report_secs.saturating_mul(1000);
+    if report_ms == 0 {
+        return;
+    }
+    let every = Duration::from_millis(report_ms.min(1000));
+    spawn_ticker(engine, every, |engine| async move {
+        engine.report_stats().await
     });
 }
 
@@ -340,13 +369,8 @@ pub fn spawn_write_behind_flush(engine: Arc<NativeEngine>) {
         return;
     }
     let every = Duration::from_millis(engine.config().write_behind.flush_interval_ms.max(10));
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(every);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            engine.flush_write_behind().await;
-        }
+    spawn_ticker(engine, every, |engine| async move {
+        engine.flush_write_behind().await
     });
 }
 

@@ -19,7 +19,10 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use crate::engine::{PendingEntry, SharedTier, StreamEntry, TierError, DELETE_IF_EQUALS_SCRIPT};
+use crate::engine::{
+    CounterReport, CounterTotals, PendingEntry, SharedTier, StreamEntry, TierError,
+    DELETE_IF_EQUALS_SCRIPT,
+};
 
 /// One command: its arguments, the name first.
 pub type Command<'a> = Vec<&'a [u8]>;
@@ -219,6 +222,71 @@ fn stream_entries(reply: Reply) -> Result<Vec<StreamEntry>, TierError> {
         });
     }
     Ok(entries)
+}
+
+/// The pairs of a reply that lists them: flat in RESP2 (`HGETALL`'s `[field, value, …]`,
+/// `WITHSCORES`' `[member, score, …]`), as `[key, value]` arrays in RESP3 (a map, or
+/// members with their scores).
+fn pairs(reply: Reply, what: &str) -> Result<Vec<(Reply, Reply)>, TierError> {
+    let Reply::Array(items) = reply else {
+        return Err(unexpected(what, &reply));
+    };
+    let nested = items
+        .iter()
+        .all(|item| matches!(item, Reply::Array(pair) if pair.len() == 2));
+    if nested && !items.is_empty() {
+        return Ok(items
+            .into_iter()
+            .filter_map(|item| match item {
+                Reply::Array(pair) => {
+                    let mut pair = pair.into_iter();
+                    Some((pair.next()?, pair.next()?))
+                }
+                _ => None,
+            })
+            .collect());
+    }
+    if items.len() % 2 != 0 {
+        return Err(TierError(format!("{what}: an odd number of items")));
+    }
+    let mut flat = items.into_iter();
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    while let (Some(key), Some(value)) = (flat.next(), flat.next()) {
+        out.push((key, value));
+    }
+    Ok(out)
+}
+
+/// The pairs of `reply` ([`pairs`]), each a name and its value as `value` decodes it.
+fn decode_pairs<T>(
+    reply: Reply,
+    what: &str,
+    value: impl Fn(Reply, &str) -> Result<T, TierError>,
+) -> Result<Vec<(String, T)>, TierError> {
+    pairs(reply, what)?
+        .into_iter()
+        .map(|(name, v)| Ok((text(name, what)?, value(v, what)?)))
+        .collect()
+}
+
+/// A sorted set's score as a whole number: an integer, or its text as servers write whole
+/// scores (RESP2's bulk string and REST's `1733562000000`; a RESP3 double as redis-rs
+/// gives it, which may end in a fraction, dropped). Scores here are times in ms, far
+/// inside the range where a double holds whole numbers exactly; no float is parsed, which
+/// would bring the float parser into the Worker's bundle for nothing.
+fn score(reply: Reply, what: &str) -> Result<u64, TierError> {
+    match reply {
+        Reply::Integer(n) => Ok(u64::try_from(n).unwrap_or(0)),
+        other => {
+            let text = text(other, what)?;
+            let whole = text
+                .split_once('.')
+                .map_or(text.as_str(), |(whole, _)| whole);
+            whole
+                .parse::<u64>()
+                .map_err(|_| TierError(format!("{what}: not a score")))
+        }
+    }
 }
 
 /// One `XPENDING` item, `[id, consumer, idle, deliveries]`.
@@ -484,6 +552,89 @@ impl<T: Transport> SharedTier for RedisTier<T> {
         del.extend(ids.iter().map(|id| id.as_bytes()));
         self.transaction(alloc::vec![ack, del]).await.map(|_| ())
     }
+
+    async fn add_counters(&self, report: &CounterReport<'_>) -> Result<(), TierError> {
+        let hash = report.hash.as_bytes();
+        let roster = report.roster.as_bytes();
+        // Each number as text first, so the commands can borrow it: `HINCRBY` per increment
+        // (at most i64::MAX, Redis's range), then `HSETNX` per field set if absent.
+        let amount = |n: u64| i64::try_from(n).unwrap_or(i64::MAX).to_string();
+        let fields: Vec<(&[u8], &str, String)> = report
+            .increments
+            .iter()
+            .map(|(field, n)| (b"HINCRBY" as &[u8], *field, amount(*n)))
+            .chain(
+                report
+                    .if_absent
+                    .iter()
+                    .map(|(field, n)| (b"HSETNX" as &[u8], *field, n.to_string())),
+            )
+            .collect();
+        let hash_ttl = ttl_arg(report.hash_ttl_ms);
+        let roster_ttl = ttl_arg(report.roster_ttl_ms);
+        let at = report.at_ms.to_string();
+        let before = format!("({}", report.forget_before_ms);
+        let mut commands: Vec<Command<'_>> = Vec::with_capacity(fields.len() + 4);
+        for (name, field, n) in &fields {
+            commands.push(alloc::vec![*name, hash, field.as_bytes(), n.as_bytes()]);
+        }
+        commands.push(alloc::vec![b"PEXPIRE", hash, hash_ttl.as_bytes()]);
+        commands.push(alloc::vec![
+            b"ZADD",
+            roster,
+            at.as_bytes(),
+            report.member.as_bytes()
+        ]);
+        commands.push(alloc::vec![
+            b"ZREMRANGEBYSCORE",
+            roster,
+            b"-inf",
+            before.as_bytes()
+        ]);
+        commands.push(alloc::vec![b"PEXPIRE", roster, roster_ttl.as_bytes()]);
+        self.transaction(commands).await.map(|_| ())
+    }
+
+    async fn read_counters(
+        &self,
+        hash: &str,
+        roster: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<CounterTotals, TierError> {
+        let (hash, roster) = (hash.as_bytes(), roster.as_bytes());
+        let since = since_ms.to_string();
+        let limit = limit.to_string();
+        let mut replies = self
+            .all(&[
+                alloc::vec![b"HGETALL" as &[u8], hash],
+                alloc::vec![b"ZCOUNT", roster, since.as_bytes(), b"+inf"],
+                alloc::vec![
+                    b"ZREVRANGEBYSCORE",
+                    roster,
+                    b"+inf",
+                    since.as_bytes(),
+                    b"WITHSCORES",
+                    b"LIMIT",
+                    b"0",
+                    limit.as_bytes()
+                ],
+            ])
+            .await?
+            .into_iter();
+        let (Some(fields), Some(count), Some(newest)) =
+            (replies.next(), replies.next(), replies.next())
+        else {
+            return Err(TierError("three replies expected".to_string()));
+        };
+        Ok(CounterTotals {
+            fields: decode_pairs(fields, "HGETALL", |value, what| {
+                Ok(bulk(value, what)?.unwrap_or_default())
+            })?,
+            reporters: count_of(count, "ZCOUNT")?,
+            newest: decode_pairs(newest, "ZREVRANGEBYSCORE", score)?,
+        })
+    }
 }
 
 #[cfg(test)]
@@ -608,6 +759,124 @@ mod tests {
         assert!(block_on(t.stream_pending("s", "g", 10)).is_err());
         assert!(block_on(t.stream_len("s")).is_err());
         assert!(block_on(t.info()).is_err(), "no reply at all");
+    }
+
+    fn bytes(s: &str) -> Reply {
+        Reply::Bytes(s.as_bytes().to_vec())
+    }
+
+    /// A report is one transaction: the increments, the start time if absent, the hash's
+    /// TTL, then the reporter's mark, the pruning of those gone and the roster's TTL.
+    #[test]
+    fn counters_are_added_in_one_transaction() {
+        let queued = || bytes("QUEUED");
+        let mut replies = alloc::vec![bytes("OK")];
+        replies.extend((0..7).map(|_| queued()));
+        replies.push(Reply::Array(alloc::vec![
+            Reply::Integer(5),
+            Reply::Integer(2),
+            Reply::Integer(0),
+            Reply::Integer(1),
+            Reply::Integer(1),
+            Reply::Integer(0),
+            Reply::Integer(1)
+        ]));
+        let t = tier(alloc::vec![replies]);
+        let report = CounterReport {
+            hash: "p:stats:{fleet}:totals",
+            increments: &[("requests", 5), ("misses", 2)],
+            if_absent: &[("since_ms", 1000)],
+            hash_ttl_ms: 7_000,
+            roster: "p:stats:{fleet}:instances",
+            member: "00000000000000ab",
+            at_ms: 1000,
+            forget_before_ms: 400,
+            roster_ttl_ms: 600,
+        };
+        block_on(t.add_counters(&report)).unwrap();
+        assert_eq!(
+            sent(&t),
+            [
+                "MULTI",
+                "HINCRBY p:stats:{fleet}:totals requests 5",
+                "HINCRBY p:stats:{fleet}:totals misses 2",
+                "HSETNX p:stats:{fleet}:totals since_ms 1000",
+                "PEXPIRE p:stats:{fleet}:totals 7000",
+                "ZADD p:stats:{fleet}:instances 1000 00000000000000ab",
+                "ZREMRANGEBYSCORE p:stats:{fleet}:instances -inf (400",
+                "PEXPIRE p:stats:{fleet}:instances 600",
+                "EXEC"
+            ]
+        );
+    }
+
+    /// The totals read back in one pipeline, whether the server answers in RESP2 (flat
+    /// lists, scores as text) or RESP3 as redis-rs gives it (pairs, scores as doubles).
+    #[test]
+    fn counters_are_read_in_one_pipeline_in_resp2_and_resp3() {
+        let pair = |a: Reply, b: Reply| Reply::Array(alloc::vec![a, b]);
+        let t = tier(alloc::vec![
+            alloc::vec![
+                Reply::Array(alloc::vec![
+                    bytes("requests"),
+                    bytes("7"),
+                    bytes("since_ms"),
+                    bytes("10")
+                ]),
+                Reply::Integer(2),
+                Reply::Array(alloc::vec![
+                    bytes("b"),
+                    bytes("2000"),
+                    bytes("a"),
+                    bytes("1500")
+                ]),
+            ],
+            alloc::vec![
+                Reply::Array(alloc::vec![pair(bytes("requests"), bytes("7"))]),
+                Reply::Integer(1),
+                Reply::Array(alloc::vec![pair(bytes("b"), bytes("2000.0"))]),
+            ],
+            alloc::vec![
+                Reply::Array(alloc::vec![]),
+                Reply::Integer(0),
+                Reply::Array(alloc::vec![])
+            ],
+            alloc::vec![
+                Reply::Array(alloc::vec![bytes("requests")]),
+                Reply::Integer(0),
+                Reply::Array(alloc::vec![])
+            ],
+        ]);
+        let read = block_on(t.read_counters("h", "r", 1000, 100)).unwrap();
+        assert_eq!(
+            sent(&t),
+            [
+                "HGETALL h",
+                "ZCOUNT r 1000 +inf",
+                "ZREVRANGEBYSCORE r +inf 1000 WITHSCORES LIMIT 0 100"
+            ]
+        );
+        assert_eq!(read.reporters, 2);
+        assert_eq!(
+            read.fields,
+            [
+                (String::from("requests"), b"7".to_vec()),
+                (String::from("since_ms"), b"10".to_vec())
+            ]
+        );
+        assert_eq!(
+            read.newest,
+            [(String::from("b"), 2000), (String::from("a"), 1500)]
+        );
+        let read = block_on(t.read_counters("h", "r", 1000, 100)).unwrap();
+        assert_eq!(read.fields, [(String::from("requests"), b"7".to_vec())]);
+        assert_eq!(read.newest, [(String::from("b"), 2000)]);
+        let read = block_on(t.read_counters("h", "r", 1000, 100)).unwrap();
+        assert_eq!(read, CounterTotals::default(), "nothing reported yet");
+        assert!(
+            block_on(t.read_counters("h", "r", 1000, 100)).is_err(),
+            "a field without its value"
+        );
     }
 
     #[test]

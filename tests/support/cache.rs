@@ -28,8 +28,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Builds the engine, binds, starts the purge sync when Redis is used (as `edgecache
-    /// serve` does) and runs the server until [`Cache::begin_shutdown`] (grace: 5 s).
+    /// Builds the engine, binds, starts the purge sync and the stats reports when Redis is
+    /// used (as `edgecache serve` does) and runs the server until [`Cache::begin_shutdown`] (grace: 5 s).
     pub async fn start(
         config: EngineConfig,
         origin: &Origin,
@@ -56,6 +56,7 @@ impl Cache {
         let addr = listener.local_addr().expect("local addr");
         if redis.is_some() {
             server::spawn_purge_sync(engine.clone());
+            server::spawn_stats_report(engine.clone());
         }
         server::spawn_write_behind_flush(engine.clone());
         let (tx, rx) = oneshot::channel::<()>();

@@ -1662,3 +1662,77 @@ pub async fn assert_large_objects_are_cached_in_slices<F: Frontend>(
     assert!(whole.body == expected, "the rest by range");
     assert_eq!(origin.ranges(&path).len() as u64, slices);
 }
+
+/// The counters the fleet assertions compare: those the test's requests move, and no
+/// stats request does.
+pub const FLEET_COUNTERS: [&str; 6] = [
+    "requests",
+    "l1_hits",
+    "l2_hits",
+    "misses",
+    "origin_fetches",
+    "stored",
+];
+
+/// Issue 14 point 3: waits (at most `within`) until `/stats` on every one of `caches`
+/// (instances sharing one Redis, reporting every second or so) shows the fleet's totals
+/// equal to the sum of their own figures for [`FLEET_COUNTERS`], with every one of them
+/// listed as reporting; then checks the first's `/metrics` says the same, the instance's
+/// series labelled `scope="instance"`. Returns the first's stats. Asking for the stats
+/// also makes an instance report when a report is due, so the Workers, which have no
+/// timers, report as the test polls them.
+pub async fn assert_fleet_totals_are_the_sum<F: Frontend>(
+    caches: &[&F],
+    within: Duration,
+) -> serde_json::Value {
+    let sum = |all: &[serde_json::Value], name: &str| -> u64 {
+        all.iter()
+            .map(|s| s["engine"][name].as_u64().unwrap_or_default())
+            .sum()
+    };
+    let all = eventually(
+        "the fleet's totals on every instance to be the sum of the instances' own",
+        within,
+        async || {
+            let mut all = Vec::new();
+            for cache in caches {
+                all.push(cache.stats().await);
+            }
+            let ids: Vec<&str> = all.iter().filter_map(|s| s["instance"].as_str()).collect();
+            let converged = all.iter().all(|stats| {
+                let fleet = &stats["fleet"];
+                let listed: Vec<&str> = fleet["reporting"]
+                    .as_array()
+                    .map(|l| l.iter().filter_map(|r| r["instance"].as_str()).collect())
+                    .unwrap_or_default();
+                FLEET_COUNTERS
+                    .iter()
+                    .all(|name| fleet["engine"][name].as_u64() == Some(sum(&all, name)))
+                    && ids.iter().all(|id| listed.contains(id))
+            });
+            converged.then_some(all)
+        },
+    )
+    .await;
+    let first = all[0].clone();
+    assert_eq!(first["scope"], "instance", "{first}");
+    assert_eq!(first["fleet"]["scope"], "fleet", "{first}");
+    assert!(
+        first["fleet"]["instances"].as_u64() >= Some(caches.len() as u64),
+        "{first}"
+    );
+    let metrics = caches[0]
+        .admin("GET", "/_edgecache/metrics", Some(TOKEN))
+        .await
+        .text();
+    let requests = sum(&all, "requests");
+    let own = first["engine"]["requests"].as_u64().unwrap_or_default();
+    for line in [
+        format!("edgecache_fleet_requests_total {requests}\n"),
+        format!("edgecache_requests_total{{scope=\"instance\"}} {own}\n"),
+        String::from("edgecache_fleet_up 1\n"),
+    ] {
+        assert!(metrics.contains(&line), "{line:?} in:\n{metrics}");
+    }
+    first
+}

@@ -431,7 +431,7 @@ mod tests {
         assert_eq!(bytes(&engine), (10, 13));
         let metrics = engine.snapshot().to_prometheus();
         assert!(
-            metrics.contains("edgecache_bytes_from_cache_total 13\n"),
+            metrics.contains("edgecache_bytes_from_cache_total{scope=\"instance\"} 13\n"),
             "{metrics}"
         );
     }
