@@ -150,6 +150,10 @@ struct Source<B> {
     at: u64,
     /// Bytes read past the slice being read: the start of the next one.
     carry: Vec<u8>,
+    /// The flight of the next slice, which this source leads already: taken before the
+    /// current slice's flight ends, so that its waiters, asking for the next slice at once,
+    /// find it in flight and wait for it rather than fetch it by range themselves.
+    next_flight: Option<u64>,
 }
 
 impl<B> core::fmt::Debug for SliceJob<B> {
@@ -239,6 +243,7 @@ impl<H: Host> Engine<H> {
             stream,
             at: 0,
             carry: Vec::new(),
+            next_flight: None,
         });
         let unfinished = CutOffUnlessDone(&transit);
         if job.span.is_empty() {
@@ -253,7 +258,8 @@ impl<H: Host> Engine<H> {
                 .as_mut()
                 .filter(|s| s.at == index * job.slicing.slice_bytes)
             {
-                if let Err(why) = self.slice_from_source(&job, index, from_source).await {
+                let next = (index < last).then_some(index + 1);
+                if let Err(why) = self.slice_from_source(&job, index, next, from_source).await {
                     transit.fail(&why);
                     unfinished.done();
                     return;
@@ -286,31 +292,20 @@ impl<H: Host> Engine<H> {
     }
 
     /// Reads slice `index` from the job's source into its response as the bytes arrive,
-    /// and keeps it, leading the slice's flight so that other requests wait for it.
+    /// and keeps it, leading the slice's flight so that other requests wait for it (and,
+    /// before that flight ends, the flight of slice `next`, which the source reads next).
     async fn slice_from_source(
         &self,
         job: &Assembly,
         index: u64,
+        next: Option<u64>,
         source: &mut Source<H::Body>,
     ) -> Result<(), String> {
         let bytes = job.slicing.bytes_of(index);
         let key = slice_key(&job.key, &bytes);
-        let now = self.runtime.now();
-        let abandon_after = self
-            .config
-            .limits
-            .origin_timeout_ms
-            .saturating_add(self.config.limits.coalesce_wait_ms);
-        let flight = match self
-            .state
-            .with(|s| s.flights.join(&key, now, abandon_after))
-        {
-            Role::Leader(id) => Some(FlightGuard::new(&self.state, &key, id)),
-            Role::Waiter(id) => {
-                // Someone fetches it by range already: read it from here all the same.
-                self.state.with(|s| s.flights.leave(&key, id));
-                None
-            }
+        let flight = match source.next_flight.take() {
+            Some(id) => Some(FlightGuard::new(&self.state, &key, id)),
+            None => self.lead_slice_flight(&key),
         };
         let request_time = self.runtime.now();
         // Within an object's slice: fits a `usize`.
@@ -349,11 +344,35 @@ impl<H: Host> Engine<H> {
             }
         }
         source.at = bytes.end;
-        let slice = self.store_slice(job, &key, body, request_time).await;
-        if let Some(flight) = flight {
-            flight.finish(Outcome::Stored(slice));
+        let slice = self.keep_new_slice(job, &key, body, request_time);
+        if let Some(next) = next {
+            let next_key = slice_key(&job.key, &job.slicing.bytes_of(next));
+            source.next_flight = self.lead_slice_flight(&next_key).map(|guard| guard.keep());
         }
+        if let Some(flight) = flight {
+            flight.finish(Outcome::Stored(slice.clone()));
+        }
+        // The tiers behind L1 after the waiters have the slice.
+        self.share_slice(job, &key, &slice).await;
         Ok(())
+    }
+
+    /// Leads the flight of the slice under `key`; `None` when someone fetches it by range
+    /// already (the caller reads it from its source all the same).
+    fn lead_slice_flight<'a>(&'a self, key: &'a str) -> Option<FlightGuard<'a, H::Lock>> {
+        let now = self.runtime.now();
+        let abandon_after = self
+            .config
+            .limits
+            .origin_timeout_ms
+            .saturating_add(self.config.limits.coalesce_wait_ms);
+        match self.state.with(|s| s.flights.join(key, now, abandon_after)) {
+            Role::Leader(id) => Some(FlightGuard::new(&self.state, key, id)),
+            Role::Waiter(id) => {
+                self.state.with(|s| s.flights.leave(key, id));
+                None
+            }
+        }
     }
 
     /// Slice `index` of the job's object: from L1, the colo tier, the shared tier, a fetch
@@ -508,6 +527,20 @@ impl<H: Host> Engine<H> {
         body: Vec<u8>,
         request_time: crate::time::Timestamp,
     ) -> Arc<CachedResponse> {
+        let slice = self.keep_new_slice(job, key, body, request_time);
+        self.share_slice(job, key, &slice).await;
+        slice
+    }
+
+    /// A slice of the job's object fetched from `request_time`, as a response with its
+    /// head's fields, kept in L1 under `key`.
+    fn keep_new_slice(
+        &self,
+        job: &Assembly,
+        key: &str,
+        body: Vec<u8>,
+        request_time: crate::time::Timestamp,
+    ) -> Arc<CachedResponse> {
         let mut slice = CachedResponse::new(
             200,
             job.entry.headers.clone(),
@@ -519,11 +552,15 @@ impl<H: Host> Engine<H> {
         let slice = self.ready_to_keep(slice);
         self.count(|s| s.slice_fetches += 1);
         self.keep_slice(job, key, &slice);
-        if self.shared.is_some() {
-            self.l2_write_tagged(key, &slice, &url_tag(&job.key)).await;
-        }
-        self.colo_write(key, &slice).await;
         slice
+    }
+
+    /// Writes a new slice to the shared tier and the colo tier.
+    async fn share_slice(&self, job: &Assembly, key: &str, slice: &CachedResponse) {
+        if self.shared.is_some() {
+            self.l2_write_tagged(key, slice, &url_tag(&job.key)).await;
+        }
+        self.colo_write(key, slice).await;
     }
 
     /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and

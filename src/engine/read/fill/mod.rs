@@ -449,6 +449,14 @@ impl<'a, L: Lock<EngineState>> FlightGuard<'a, L> {
         }
     }
 
+    /// Gives the guard up, the flight still led: its id, for the caller to lead it on (a
+    /// flight left unfinished is abandoned after its time, as a dropped leader's would be
+    /// were it not for this guard).
+    pub(in crate::engine::read) fn keep(mut self) -> u64 {
+        self.finished = true;
+        self.id
+    }
+
     /// Completes the flight with `outcome`, waking its waiters.
     pub(in crate::engine::read) fn finish(mut self, outcome: Outcome) {
         self.finished = true;
