@@ -18,11 +18,12 @@
 #      the first bytes reaching clients before the origin finishes). Each round and cache, a
 #      new query string; the clients wait at a barrier (a shared flock the script holds
 #      exclusively until all are ready) and are released together; each pipes its body into
-#      sha256sum and records curl's time_starttransfer and time_total. The origin's access
-#      log has the Range asked for, $request_time and $msec at the end of each line, so the
-#      end of the origin's response for that URL is known: each client's first byte (its start + TTFB) is
-#      compared with it. Reported per cache: origin requests for the URL (1 to pass), hashes
-#      equal to the file's, clients whose first byte came before the origin finished, TTFB
+#      sha256sum and records curl's time_starttransfer and time_total, and the wall-clock
+#      time its first body byte came out of curl. The origin's access log has the Range
+#      asked for, $request_time and $msec at the end of each line, so the end of the
+#      origin's response for that URL is known, and each client's first byte is compared
+#      with it. Reported per cache: origin requests for the URL (1 to pass), bodies equal
+#      to the file, clients whose first byte came before the origin finished, TTFB
 #      min/median/max, total time median, peak RSS during the phase.
 # edgecache runs twice, side by side: `edgecache` with the default limits (objects above
 # 8 MiB, so the 10 MiB and 100 MiB ones, cached in 1 MiB slices fetched by Range), and
@@ -527,17 +528,29 @@ done
 # running `curl | sha256sum` (both pinned to the client CPUs): the curl side writes
 # ready.I, waits for a shared flock on DIR/lock (which the script holds exclusively until
 # every client is ready, then releases: all start together), writes its start time and
-# execs curl, whose -w figures go to curl.I and whose body goes into sha256sum (sha.I).
+# execs curl, whose -w figures go to curl.I. The reading side takes the body's first byte
+# with dd (first.I), writes the time it had it (firstbyte.I), then execs sha256sum on the
+# rest (sha.I): the first byte is compared with the file's, the rest's hash with that of
+# the file past its first byte. So a client's first byte is timed where it is read, late
+# rather than early when the CPU is contended (start + time_starttransfer would be early
+# by however long curl took to start after the start time was written).
 # shellcheck disable=SC2016 # expanded by the client's bash, from its arguments
 COLD20_CLIENT='
 : >"$1/ready.$2"
 flock -s "$1/lock" true
 printf "%s\n" "${EPOCHREALTIME/,/.}" >"$1/start.$2"
 exec curl -sS -o - --max-time "$4" -w "%{stderr}%{http_code} %{time_starttransfer} %{time_total} %{size_download}\n" "$3" 2>"$1/curl.$2"'
+# shellcheck disable=SC2016 # expanded by the reader's bash, from its arguments
+COLD20_READER='
+dd bs=1 count=1 of="$1/first.$2" status=none
+printf "%s\n" "${EPOCHREALTIME/,/.}" >"$1/firstbyte.$2"
+exec sha256sum >"$1/sha.$2"'
+FIRST_BYTE=$(od -An -tx1 -N1 "$TMP/www/$BIG.bin" | tr -d ' ')
+REST_SHA=$(tail -c +2 "$TMP/www/$BIG.bin" | sha256sum | cut -d' ' -f1)
 COLD20_ROUNDS=$TMP/cold20-rounds.tsv
 printf 'run\tcache\ttoken\treleased_ms\tdone_ms\tstart_spread_ms\tload1\tmachine_busy_pct\tother_cpu_pct\n' >"$COLD20_ROUNDS"
 COLD20_TSV=$TMP/cold20-clients.tsv
-printf 'run\tcache\tclient\tcode\tttfb_ms\ttotal_s\tbytes\tsha_ok\tfirst_byte_ms\ttoken\n' >"$COLD20_TSV"
+printf 'run\tcache\tclient\tcode\tttfb_ms\ttotal_s\tbytes\tbody_ok\tfirst_byte_ms\tstart_ms\ttoken\n' >"$COLD20_TSV"
 # cold20_origin TOKEN -> "requests MiB end_ms fetch_s": origin requests and MiB for the URL
 # holding TOKEN; when the first of them to start (the fill) ended, and how long it took
 # ($msec and $request_time, the last two fields of the origin's log lines).
@@ -549,7 +562,7 @@ cold20_origin() {
 }
 # cold20_before TOKEN END_MS -> clients of that round whose first byte came before END_MS
 cold20_before() {
-    awk -F'\t' -v t="$1" -v e="$2" '$10 == t && e != "-" && $9 < e { n++ } END { print n + 0 }' "$COLD20_TSV"
+    awk -F'\t' -v t="$1" -v e="$2" '$11 == t && e != "-" && $9 != "-" && $9 < e { n++ } END { print n + 0 }' "$COLD20_TSV"
 }
 cold20_round() { # cold20_round CACHE RUN
     local cache=$1 run=$2 i token url dir t0 t1 l1 pid ready
@@ -562,7 +575,7 @@ cold20_round() { # cold20_round CACHE RUN
     CLIENT_PIDS=()
     for ((i = 1; i <= COLD20_CLIENTS; i++)); do
         ("${CLIENT_PIN[@]}" bash -c "$COLD20_CLIENT" client "$dir" "$i" "$url" "$COLD20_TIMEOUT" |
-            "${CLIENT_PIN[@]}" sha256sum >"$dir/sha.$i") 9>&- &
+            "${CLIENT_PIN[@]}" bash -c "$COLD20_READER" reader "$dir" "$i") 9>&- &
         CLIENT_PIDS+=("$!")
     done
     ready=0
@@ -592,18 +605,24 @@ cold20_round() { # cold20_round CACHE RUN
     read -r busy1 total1 <<<"$(machine_jiffies)"
     printf 'cold20\t%s\t%s\t%s\t%s\n' "$cache" "$run" "$t0" "$t1" >>"$WINDOWS"
     for ((i = 1; i <= COLD20_CLIENTS; i++)); do
-        local code=000 ttfb=0 total=0 bytes=0 start=0 sha=-
+        local code=000 ttfb=0 total=0 bytes=0 start=0 first=- fb=- sha=- ok=no
         if [ -s "$dir/curl.$i" ]; then read -r code ttfb total bytes < <(grep -E '^[0-9]{3} ' "$dir/curl.$i" | tail -n1) || true; fi
         if [ -s "$dir/start.$i" ]; then read -r start <"$dir/start.$i" || true; fi
+        if [ -s "$dir/first.$i" ]; then
+            first=$(od -An -tx1 -N1 "$dir/first.$i" | tr -d ' ')
+            read -r fb <"$dir/firstbyte.$i" || true
+        fi
         if [ -s "$dir/sha.$i" ]; then sha=$(cut -d' ' -f1 "$dir/sha.$i"); fi
+        if [ "$first" = "$FIRST_BYTE" ] && [ "$sha" = "$REST_SHA" ]; then ok=yes; fi
         awk -v r="$run" -v c="$cache" -v i="$i" -v code="$code" -v f="$ttfb" -v tt="$total" -v b="$bytes" \
-            -v ok="$([ "$sha" = "${SHA[$BIG]}" ] && echo yes || echo no)" -v s="$start" -v tok="$token" 'BEGIN {
-            printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%.3f\t%s\n", r, c, i, code, f * 1000, tt, b, ok, 1000 * (s + f), tok }' >>"$COLD20_TSV"
+            -v ok="$ok" -v s="$start" -v fb="$fb" -v tok="$token" 'BEGIN {
+            printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%.3f\t%s\n", r, c, i, code, f * 1000, tt, b, ok,
+                (fb == "-" ? "-" : sprintf("%.3f", 1000 * fb)), 1000 * s, tok }' >>"$COLD20_TSV"
     done
     awk -F'\t' -v tok="$token" -v r="$run" -v c="$cache" -v t0="$t0" -v t1="$t1" -v l="$l1" \
         -v b="$((busy1 - busy0))" -v tot="$((total1 - total0))" \
         -v ours="$((ticks1 - ticks0 + origin1 - origin0 + sampler1 - sampler0 + kids1 - kids0))" '
-        $10 == tok { s = $9 - $5; if (!n++ || s < lo) lo = s; if (s > hi) hi = s }
+        $11 == tok { s = $10; if (!n++ || s < lo) lo = s; if (s > hi) hi = s }
         END { other = (tot > 0 ? 100 * (b - ours) / tot : 0)
             printf "%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.0f\n", r, c, tok, t0, t1, hi - lo, l,
                 (tot > 0 ? 100 * b / tot : 0), (other > 0 ? other : 0) }' "$COLD20_TSV" >>"$COLD20_ROUNDS"
@@ -612,9 +631,9 @@ cold20_round() { # cold20_round CACHE RUN
     read -r reqs omib oend ofetch <<<"$(cold20_origin "$token")"
     log "$(awk -F'\t' -v r="$run" -v c="$cache" -v tok="$token" -v q="$reqs" -v om="$omib" -v of="$ofetch" -v oe="$oend" \
         -v before="$(cold20_before "$token" "$oend")" -v spread="$(tail -n1 "$COLD20_ROUNDS" | cut -f6)" '
-        $10 == tok { n++; ok += ($8 == "yes" && $4 == 200); tt += $6
+        $11 == tok { n++; ok += ($8 == "yes" && $4 == 200); tt += $6
             if (n == 1 || $5 < lo) lo = $5; if ($5 > hi) hi = $5 }
-        END { printf "cold20 %s %-15s %d/%d sha256 ok; origin %s req %s MiB in %s s; first byte before the origin finished: %d/%d; TTFB %.1f-%.1f ms, mean total %.2f s; start spread %s ms",
+        END { printf "cold20 %s %-15s %d/%d bodies ok; origin %s req %s MiB in %s s; first byte before the origin finished: %d/%d; TTFB %.1f-%.1f ms, mean total %.2f s; start spread %s ms",
             r, c, ok, n, q, om, of, before, n, lo, hi, tt / n, spread }' "$COLD20_TSV")"
 }
 if [ "$COLD20" = 1 ]; then
@@ -779,9 +798,9 @@ report_hits() {
     done
 }
 
-# cold20_stats CACHE -> "met origin_requests origin_mib sha_ok before ttfb_min ttfb_median
+# cold20_stats CACHE -> "met origin_requests origin_mib body_ok before ttfb_min ttfb_median
 # ttfb_max total_median fetch_s latest_minus_end_ms spread_ms load1", over the cache's cold20
-# rounds: origin requests, MiB and fetch seconds per round ("/"-joined), sha_ok and before as "n/total",
+# rounds: origin requests, MiB and fetch seconds per round ("/"-joined), body_ok and before as "n/total",
 # latest_minus_end_ms the latest first byte of a round minus the end of its origin fetch
 # (the largest over rounds; negative: every client had bytes before the origin finished).
 cold20_stats() {
@@ -794,7 +813,7 @@ cold20_stats() {
         f+="${f:+/}$ofetch"
         [ "$reqs" = 1 ] || met=no
         before=$((before + $(cold20_before "$tok" "$oend")))
-        late+="$(awk -F'\t' -v t="$tok" -v e="$oend" '$10 == t && (n++ == 0 || $9 > m) { m = $9 }
+        late+="$(awk -F'\t' -v t="$tok" -v e="$oend" '$11 == t && $9 != "-" && (n++ == 0 || $9 > m) { m = $9 }
             END { if (e == "-") print "-"; else printf "%+.0f", m - e }' "$COLD20_TSV") "
     done
     total=$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { n++ } END { print n + 0 }' "$COLD20_TSV")
@@ -814,13 +833,14 @@ report_cold20() {
     echo "#### $COLD20_CLIENTS cold clients of the 100 MiB object at once"
     echo
     echo "Per round: a new URL, $COLD20_CLIENTS curl clients released together (start spread: the"
-    echo "first to the last client's start), each body piped into sha256sum. \"Origin finished\":"
-    echo "the end of the first origin request for that URL (\`\$msec\` in the origin's log, when"
-    echo "nginx had written the last byte to the socket); a client's first byte: its start +"
-    echo "time_starttransfer. Origin requests, MiB and fetch seconds (of that first request) per"
-    echo "round, \"/\"-joined."
+    echo "first to the last client's start), each body piped out of curl into dd (its first byte)"
+    echo "and sha256sum (the rest); body = file's: status 200, 100 MiB, that byte and that hash"
+    echo "the file's. \"Origin finished\": the end of the first origin request for that URL"
+    echo "(\`\$msec\` in the origin's log, when nginx had written the last byte to the socket); a"
+    echo "client's first byte: when dd had it (late rather than early on a busy CPU). Origin"
+    echo "requests, MiB and fetch seconds (of that first request) per round, \"/\"-joined."
     echo
-    echo "| cache | origin requests per URL | origin MiB per URL | origin fetch s | sha256 = file's | first byte before the origin finished | TTFB min / median / max ms | latest first byte − origin end ms | total median s | start spread ms (max) | peak RSS MiB (+memfd) | load1 |"
+    echo "| cache | origin requests per URL | origin MiB per URL | origin fetch s | body = file's | first byte before the origin finished | TTFB min / median / max ms | latest first byte − origin end ms | total median s | start spread ms (max) | peak RSS MiB (+memfd) | load1 |"
     echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     local c met q mib ok before lo med hi tmed f late spread l1 r m
     for c in "${CACHES[@]}"; do
@@ -889,7 +909,7 @@ report_targets() {
         echo "$sep"
         row="| $COLD20_CLIENTS cold clients of 100 MiB: one origin fetch, identical bytes, first bytes before the origin finished (every round) |"
         for c in "${CACHES[@]}"; do
-            row+=" $(cold20_stats "$c" | awk '{ printf "%s (origin requests %s; sha256 ok %s; before %s)", ($1 == "yes" ? "met" : "**missed**"), $2, $4, $5 }') |"
+            row+=" $(cold20_stats "$c" | awk '{ printf "%s (origin requests %s; bodies ok %s; before %s)", ($1 == "yes" ? "met" : "**missed**"), $2, $4, $5 }') |"
         done
         echo "$row"
     fi
