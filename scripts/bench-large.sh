@@ -12,7 +12,19 @@
 #      query string per run so each is a miss), with the origin reached directly as the floor;
 #   3. peak RSS of each cache (VmRSS of its processes, summed, sampled every 100 ms by
 #      benches/large/rss-sampler.py) while it is measured in each phase, and the size of the
-#      memfd copies edgecache holds for sendfile (shared memory VmRSS does not count).
+#      memfd copies edgecache holds for sendfile (shared memory VmRSS does not count);
+#   4. phase `cold20` (not in the default BENCH_PHASES; see below): 20 clients at once on a
+#      cold miss of the 100 MiB object (issue 13: one origin fetch, identical bytes for all,
+#      the first bytes reaching clients before the origin finishes). Each round and cache, a
+#      new query string; the clients wait at a barrier (a shared flock the script holds
+#      exclusively until all are ready) and are released together; each pipes its body into
+#      sha256sum and records curl's time_starttransfer and time_total, and the wall-clock
+#      time its first body byte came out of curl. The origin's access log has the Range
+#      asked for, $request_time and $msec at the end of each line, so the end of the
+#      origin's response for that URL is known, and each client's first byte is compared
+#      with it. Reported per cache: origin requests for the URL (1 to pass), bodies equal
+#      to the file, clients whose first byte came before the origin finished, TTFB
+#      min/median/max, total time median, peak RSS during the phase.
 # edgecache runs twice, side by side: `edgecache` with the default limits (objects above
 # 8 MiB, so the 10 MiB and 100 MiB ones, cached in 1 MiB slices fetched by Range), and
 # `edgecache-whole` with limits.max_object_bytes = 128 MiB and l1.max_bytes = 512 MiB (both
@@ -27,14 +39,20 @@
 # Everything started is stopped by pid on exit.
 #
 # Usage: scripts/bench-large.sh   (about 8 minutes with the defaults, plus the cargo build)
+#        BENCH_PHASES="1m 10m range cold20" scripts/bench-large.sh   (adds the cold20 phase)
+#        BENCH_PHASES=cold20 BENCH_TTFB_RUNS=0 scripts/bench-large.sh   (cold20 alone: no wrk
+#        phase, no single-client cold misses; about 1-2 minutes after the build)
 # Knobs (environment):
 #   BENCH_DURATION=8       seconds per wrk run
 #   BENCH_RUNS=3           wrk runs per cache x phase (medians shown)
-#   BENCH_TTFB_RUNS=7      cold misses per cache (and origin fetches for the floor)
+#   BENCH_TTFB_RUNS=7      cold misses per cache (and origin fetches for the floor); 0 skips them
 #   BENCH_THREADS=2 BENCH_CONNECTIONS=16   wrk -t / -c
 #   BENCH_PIN=1 BENCH_SERVER_CPUS=0 BENCH_CLIENT_CPUS=1   as in scripts/bench-http.sh
 #   BENCH_CACHES="edgecache edgecache-whole nginx varnish"
-#   BENCH_PHASES="1m 10m range"
+#   BENCH_PHASES="1m 10m range"   wrk phases 1m 10m range, and cold20 (20 clients of one cold miss)
+#   BENCH_COLD20_RUNS=2    cold20 rounds per cache (each a new URL; order rotated)
+#   BENCH_COLD20_CLIENTS=20   concurrent clients per cold20 round
+#   BENCH_COLD20_TIMEOUT=120  curl --max-time of a cold20 client (s)
 #   BENCH_VARNISH_MEM=512m Varnish's -s malloc size
 #   BENCH_BUILD=1          run `cargo build --release --features server --bin edgecache` first
 #   EDGECACHE_BIN=path     binary to run (default target/release/edgecache)
@@ -55,6 +73,22 @@ SERVER_CPUS=${BENCH_SERVER_CPUS:-0}
 CLIENT_CPUS=${BENCH_CLIENT_CPUS:-1}
 read -r -a CACHES <<<"${BENCH_CACHES:-edgecache edgecache-whole nginx varnish}"
 read -r -a PHASES <<<"${BENCH_PHASES:-1m 10m range}"
+# The wrk phases, and whether the cold20 phase (not a wrk phase) runs.
+HIT_PHASES=()
+COLD20=0
+for phase in "${PHASES[@]}"; do
+    case $phase in
+    1m | 10m | range) HIT_PHASES+=("$phase") ;;
+    cold20) COLD20=1 ;;
+    *)
+        printf '[bench-large] error: unknown phase %s (1m, 10m, range, cold20)\n' "$phase" >&2
+        exit 1
+        ;;
+    esac
+done
+COLD20_RUNS=${BENCH_COLD20_RUNS:-2}
+COLD20_CLIENTS=${BENCH_COLD20_CLIENTS:-20}
+COLD20_TIMEOUT=${BENCH_COLD20_TIMEOUT:-120}
 VARNISH_MEM=${BENCH_VARNISH_MEM:-512m}
 BUILD=${BENCH_BUILD:-1}
 BIN=${EDGECACHE_BIN:-$ROOT/target/release/edgecache}
@@ -76,7 +110,7 @@ die() {
     exit 1
 }
 
-for tool in wrk curl nginx varnishd python3 awk sha256sum top; do
+for tool in wrk curl nginx varnishd python3 awk sha256sum top flock; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install -y nginx-light varnish wrk curl)"
 done
 if [ "$PIN" = 1 ]; then
@@ -101,6 +135,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/edgecache-bench-large.XXXXXX")
 chmod 755 "$TMP"
 PIDS=()
 WRK_PID=
+CLIENT_PIDS=() # the cold20 clients of the round under way (each a subshell: curl | sha256sum)
 
 descendants() {
     local p=$1 c
@@ -116,6 +151,10 @@ cleanup() {
     trap - EXIT INT TERM
     if [ -n "$WRK_PID" ]; then kill -TERM "$WRK_PID" 2>/dev/null || true; fi
     local kids=()
+    for pid in "${CLIENT_PIDS[@]}"; do
+        # shellcheck disable=SC2207
+        kids+=($(descendants "$pid") "$pid")
+    done
     for pid in "${PIDS[@]}"; do
         # shellcheck disable=SC2207
         kids+=($(descendants "$pid"))
@@ -234,7 +273,7 @@ wait_http origin "http://127.0.0.1:$ORIGIN_PORT/1m.bin"
 
 for cache in "${CACHES[@]}"; do
     port=${PORT[$cache]:-}
-    [ -n "$port" ] && [ "$cache" != origin ] || die "unknown cache '$cache' (edgecache, edgecache-whole, nginx, varnish)"
+    { [ -n "$port" ] && [ "$cache" != origin ]; } || die "unknown cache '$cache' (edgecache, edgecache-whole, nginx, varnish)"
     log "$cache on 127.0.0.1:$port"
     case $cache in
     edgecache)
@@ -397,7 +436,7 @@ START_TIME=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 T_START=$(date +%s)
 
 log "wrk warm-up (2 s per cache and phase)"
-for phase in "${PHASES[@]}"; do
+for phase in "${HIT_PHASES[@]}"; do
     for cache in "${CACHES[@]}"; do
         run_wrk "$cache" "$phase" 2 "$TMP/warmup.txt"
     done
@@ -406,7 +445,7 @@ ORIGIN_AFTER_WARM=$(origin_requests)
 
 n=${#CACHES[@]}
 for run in $(seq "$RUNS"); do
-    for phase in "${PHASES[@]}"; do
+    for phase in "${HIT_PHASES[@]}"; do
         printf 'hits %s run %s: load %s; top: %s\n' "$phase" "$run" "$(load1)" "$(top_users)" >>"$TOPS"
         for ((k = 0; k < n; k++)); do
             cache=${CACHES[$(((k + run - 1) % n))]}
@@ -482,6 +521,130 @@ for run in $(seq "$TTFB_RUNS"); do
         log "$(tail -n1 "$TTFB" | awk -F'\t' '{printf "cold %s %-15s %s TTFB %s ms, all in %s s, sha256 %s, origin %s req %s MiB, then hit: %s (load %s)", $1, $2, $3, $4, $5, $7, $8, $9, $10, $11}')"
     done
 done
+
+# ---------------------------------------------------------------------------------------
+# 20 cold clients (phase cold20): COLD20_CLIENTS clients at once on one cold miss of the
+# 100 MiB object, per cache and round, a new query string each. Each client is a subshell
+# running `curl | sha256sum` (both pinned to the client CPUs): the curl side writes
+# ready.I, waits for a shared flock on DIR/lock (which the script holds exclusively until
+# every client is ready, then releases: all start together), writes its start time and
+# execs curl, whose -w figures go to curl.I. The reading side takes the body's first byte
+# with dd (first.I), writes the time it had it (firstbyte.I), then execs sha256sum on the
+# rest (sha.I): the first byte is compared with the file's, the rest's hash with that of
+# the file past its first byte. So a client's first byte is timed where it is read, late
+# rather than early when the CPU is contended (start + time_starttransfer would be early
+# by however long curl took to start after the start time was written).
+# shellcheck disable=SC2016 # expanded by the client's bash, from its arguments
+COLD20_CLIENT='
+: >"$1/ready.$2"
+flock -s "$1/lock" true
+printf "%s\n" "${EPOCHREALTIME/,/.}" >"$1/start.$2"
+exec curl -sS -o - --max-time "$4" -w "%{stderr}%{http_code} %{time_starttransfer} %{time_total} %{size_download}\n" "$3" 2>"$1/curl.$2"'
+# shellcheck disable=SC2016 # expanded by the reader's bash, from its arguments
+COLD20_READER='
+dd bs=1 count=1 of="$1/first.$2" status=none
+printf "%s\n" "${EPOCHREALTIME/,/.}" >"$1/firstbyte.$2"
+exec sha256sum >"$1/sha.$2"'
+FIRST_BYTE=$(od -An -tx1 -N1 "$TMP/www/$BIG.bin" | tr -d ' ')
+REST_SHA=$(tail -c +2 "$TMP/www/$BIG.bin" | sha256sum | cut -d' ' -f1)
+COLD20_ROUNDS=$TMP/cold20-rounds.tsv
+printf 'run\tcache\ttoken\treleased_ms\tdone_ms\tstart_spread_ms\tload1\tmachine_busy_pct\tother_cpu_pct\n' >"$COLD20_ROUNDS"
+COLD20_TSV=$TMP/cold20-clients.tsv
+printf 'run\tcache\tclient\tcode\tttfb_ms\ttotal_s\tbytes\tbody_ok\tfirst_byte_ms\tstart_ms\ttoken\n' >"$COLD20_TSV"
+# cold20_origin TOKEN -> "requests MiB end_ms fetch_s": origin requests and MiB for the URL
+# holding TOKEN; when the first of them to start (the fill) ended, and how long it took
+# ($msec and $request_time, the last two fields of the origin's log lines).
+cold20_origin() {
+    awk -v t="$1" '
+        index($7, t) { n++; b += $10; e = $NF * 1000; d = $(NF - 1); s = e - 1000 * d
+            if (n == 1 || s < fs) { fs = s; fe = e; fd = d } }
+        END { if (n) printf "%d %.1f %.3f %.3f\n", n, b / 1048576, fe, fd; else print "0 0.0 - -" }' "$TMP/origin/access.log"
+}
+# cold20_before TOKEN END_MS -> clients of that round whose first byte came before END_MS
+cold20_before() {
+    awk -F'\t' -v t="$1" -v e="$2" '$11 == t && e != "-" && $9 != "-" && $9 < e { n++ } END { print n + 0 }' "$COLD20_TSV"
+}
+cold20_round() { # cold20_round CACHE RUN
+    local cache=$1 run=$2 i token url dir t0 t1 l1 pid ready
+    token="cold20=$run-$RANDOM$RANDOM"
+    url="http://127.0.0.1:${PORT[$cache]}/$BIG.bin?$token"
+    dir=$TMP/cold20/$cache-$run
+    mkdir -p "$dir"
+    exec 9>"$dir/lock"
+    flock -x 9
+    CLIENT_PIDS=()
+    for ((i = 1; i <= COLD20_CLIENTS; i++)); do
+        ("${CLIENT_PIN[@]}" bash -c "$COLD20_CLIENT" client "$dir" "$i" "$url" "$COLD20_TIMEOUT" |
+            "${CLIENT_PIN[@]}" bash -c "$COLD20_READER" reader "$dir" "$i") 9>&- &
+        CLIENT_PIDS+=("$!")
+    done
+    ready=0
+    for _ in $(seq 300); do
+        ready=$(find "$dir" -name 'ready.*' | wc -l)
+        [ "$ready" -lt "$COLD20_CLIENTS" ] || break
+        sleep 0.1
+    done
+    [ "$ready" -ge "$COLD20_CLIENTS" ] || die "cold20 $cache: only $ready of $COLD20_CLIENTS clients ready after 30 s"
+    sleep 0.2 # the last ones to reach their flock (one still on its way starts at once)
+    l1=$(load1)
+    read -r busy0 total0 <<<"$(machine_jiffies)"
+    ticks0=$(tree_ticks "${PID_OF[$cache]}")
+    origin0=$(tree_ticks "${PID_OF[origin]}")
+    sampler0=$(tree_ticks "${PID_OF[sampler]}")
+    kids0=$(children_ticks)
+    t0=$(now_ms)
+    flock -u 9
+    exec 9>&-
+    for pid in "${CLIENT_PIDS[@]}"; do wait "$pid" || true; done
+    t1=$(now_ms)
+    CLIENT_PIDS=()
+    ticks1=$(tree_ticks "${PID_OF[$cache]}")
+    origin1=$(tree_ticks "${PID_OF[origin]}")
+    sampler1=$(tree_ticks "${PID_OF[sampler]}")
+    kids1=$(children_ticks)
+    read -r busy1 total1 <<<"$(machine_jiffies)"
+    printf 'cold20\t%s\t%s\t%s\t%s\n' "$cache" "$run" "$t0" "$t1" >>"$WINDOWS"
+    for ((i = 1; i <= COLD20_CLIENTS; i++)); do
+        local code=000 ttfb=0 total=0 bytes=0 start=0 first=- fb=- sha=- ok=no
+        if [ -s "$dir/curl.$i" ]; then read -r code ttfb total bytes < <(grep -E '^[0-9]{3} ' "$dir/curl.$i" | tail -n1) || true; fi
+        if [ -s "$dir/start.$i" ]; then read -r start <"$dir/start.$i" || true; fi
+        if [ -s "$dir/first.$i" ]; then
+            first=$(od -An -tx1 -N1 "$dir/first.$i" | tr -d ' ')
+            read -r fb <"$dir/firstbyte.$i" || true
+        fi
+        if [ -s "$dir/sha.$i" ]; then sha=$(cut -d' ' -f1 "$dir/sha.$i"); fi
+        if [ "$first" = "$FIRST_BYTE" ] && [ "$sha" = "$REST_SHA" ]; then ok=yes; fi
+        awk -v r="$run" -v c="$cache" -v i="$i" -v code="$code" -v f="$ttfb" -v tt="$total" -v b="$bytes" \
+            -v ok="$ok" -v s="$start" -v fb="$fb" -v tok="$token" 'BEGIN {
+            printf "%s\t%s\t%s\t%s\t%.3f\t%.3f\t%s\t%s\t%s\t%.3f\t%s\n", r, c, i, code, f * 1000, tt, b, ok,
+                (fb == "-" ? "-" : sprintf("%.3f", 1000 * fb)), 1000 * s, tok }' >>"$COLD20_TSV"
+    done
+    awk -F'\t' -v tok="$token" -v r="$run" -v c="$cache" -v t0="$t0" -v t1="$t1" -v l="$l1" \
+        -v b="$((busy1 - busy0))" -v tot="$((total1 - total0))" \
+        -v ours="$((ticks1 - ticks0 + origin1 - origin0 + sampler1 - sampler0 + kids1 - kids0))" '
+        $11 == tok { s = $10; if (!n++ || s < lo) lo = s; if (s > hi) hi = s }
+        END { other = (tot > 0 ? 100 * (b - ours) / tot : 0)
+            printf "%s\t%s\t%s\t%s\t%s\t%.1f\t%s\t%.0f\t%.0f\n", r, c, tok, t0, t1, hi - lo, l,
+                (tot > 0 ? 100 * b / tot : 0), (other > 0 ? other : 0) }' "$COLD20_TSV" >>"$COLD20_ROUNDS"
+    sleep 0.5 # the origin's log line for the fill
+    local reqs omib oend ofetch
+    read -r reqs omib oend ofetch <<<"$(cold20_origin "$token")"
+    log "$(awk -F'\t' -v r="$run" -v c="$cache" -v tok="$token" -v q="$reqs" -v om="$omib" -v of="$ofetch" -v oe="$oend" \
+        -v before="$(cold20_before "$token" "$oend")" -v spread="$(tail -n1 "$COLD20_ROUNDS" | cut -f6)" '
+        $11 == tok { n++; ok += ($8 == "yes" && $4 == 200); tt += $6
+            if (n == 1 || $5 < lo) lo = $5; if ($5 > hi) hi = $5 }
+        END { printf "cold20 %s %-15s %d/%d bodies ok; origin %s req %s MiB in %s s; first byte before the origin finished: %d/%d; TTFB %.1f-%.1f ms, mean total %.2f s; start spread %s ms",
+            r, c, ok, n, q, om, of, before, n, lo, hi, tt / n, spread }' "$COLD20_TSV")"
+}
+if [ "$COLD20" = 1 ]; then
+    log "cold20: $COLD20_CLIENTS clients at once on a cold miss of the $BIG object ($COLD20_RUNS rounds per cache)"
+    for run in $(seq "$COLD20_RUNS"); do
+        printf 'cold20 %s: load %s; top: %s\n' "$run" "$(load1)" "$(top_users)" >>"$TOPS"
+        for ((k = 0; k < n; k++)); do
+            cold20_round "${CACHES[$(((k + run - 1) % n))]}" "$run"
+        done
+    done
+fi
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 T_END=$(date +%s)
 declare -A HWM
@@ -540,13 +703,48 @@ report() {
     else
         echo "- pinning: none"
     fi
-    echo "- hits: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $RUNS runs per cell, interleaved (order rotated), medians; origin requests during the measured hit runs: **$ORIGIN_DURING** (0 = all hits)"
-    echo "- cold misses: $TTFB_RUNS per target, interleaved with the origin fetched directly; curl's time_starttransfer on a new connection; the whole body read and hashed"
-    echo "- **load**: loadavg $LOAD_START at start, $LOAD_END at end; CPU used by other work during the hit runs: median $(awk -F'\t' 'NR > 1 { print $11 }' "$RESULTS" | median)% of the machine (max $(awk -F'\t' 'NR > 1 { print $11 }' "$RESULTS" | sort -g | tail -n1)%). Top CPU users at each round:"
+    if [ "${#HIT_PHASES[@]}" -gt 0 ]; then
+        echo "- hits: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $RUNS runs per cell, interleaved (order rotated), medians; origin requests during the measured hit runs: **$ORIGIN_DURING** (0 = all hits)"
+    else echo "- hits: not measured (no wrk phase in BENCH_PHASES)"; fi
+    if [ "$TTFB_RUNS" -gt 0 ]; then
+        echo "- cold misses: $TTFB_RUNS per target, interleaved with the origin fetched directly; curl's time_starttransfer on a new connection; the whole body read and hashed"
+    else echo "- cold misses (one client): not measured (BENCH_TTFB_RUNS=0)"; fi
+    if [ "$COLD20" = 1 ]; then
+        echo "- cold20: $COLD20_RUNS rounds per cache (order rotated), each $COLD20_CLIENTS curl clients released together on a new URL of the $BIG object, bodies piped into sha256sum"
+    fi
+    local other=""
+    if [ "${#HIT_PHASES[@]}" -gt 0 ]; then
+        other+="; CPU used by other work during the hit runs: median $(awk -F'\t' 'NR > 1 { print $11 }' "$RESULTS" | median)% of the machine (max $(awk -F'\t' 'NR > 1 { print $11 }' "$RESULTS" | sort -g | tail -n1)%)"
+    fi
+    if [ "$COLD20" = 1 ]; then
+        other+="; CPU used by other work during the cold20 rounds: median $(awk -F'\t' 'NR > 1 { print $9 }' "$COLD20_ROUNDS" | median)% of the machine (max $(awk -F'\t' 'NR > 1 { print $9 }' "$COLD20_ROUNDS" | sort -g | tail -n1)%), machine busy median $(awk -F'\t' 'NR > 1 { print $8 }' "$COLD20_ROUNDS" | median)%"
+    fi
+    echo "- **load**: loadavg $LOAD_START at start, $LOAD_END at end$other. Top CPU users at each round:"
     sed 's/^/  - /' "$TOPS"
     echo "- idle RSS after start (MiB): $(for c in "${CACHES[@]}"; do printf '%s %s; ' "$c" "${IDLE_RSS[$c]}"; done)"
     echo "- warm-up checks:"
     for e in "${EVIDENCE[@]}"; do echo "  - $e"; done
+    [ "$TTFB_RUNS" -gt 0 ] && report_cold
+    [ "$COLD20" = 1 ] && report_cold20
+    [ "${#HIT_PHASES[@]}" -gt 0 ] && report_hits
+    report_targets
+    echo
+    echo "<details><summary>raw runs</summary>"
+    echo
+    echo '```'
+    [ "${#HIT_PHASES[@]}" -gt 0 ] && { column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"; echo; }
+    [ "$TTFB_RUNS" -gt 0 ] && { column -t -s $'\t' "$TTFB" 2>/dev/null || cat "$TTFB"; echo; }
+    if [ "$COLD20" = 1 ]; then
+        column -t -s $'\t' "$COLD20_ROUNDS" 2>/dev/null || cat "$COLD20_ROUNDS"
+        echo
+        column -t -s $'\t' "$COLD20_TSV" 2>/dev/null || cat "$COLD20_TSV"
+    fi
+    echo '```'
+    echo
+    echo "</details>"
+}
+
+report_cold() {
     echo
     echo "#### Cold miss, 100 MiB object: time to first byte"
     echo
@@ -562,7 +760,7 @@ report() {
         local med rss="-"
         med=$(tcol "$t" 4 | median)
         if [ "$t" != origin ]; then
-            read -r r m s <<<"$(peak "$t" cold)"
+            read -r r m _ <<<"$(peak "$t" cold)"
             rss="$r (+$m)"
         fi
         local byend=0 tok
@@ -575,6 +773,9 @@ report() {
             "$([ "$t" = origin ] && echo - || echo "$(tcol "$t" 10 | grep -c yes)/$TTFB_RUNS")" \
             "$rss" "$(tcol "$t" 11 | sort -g | sed -n '1p;$p' | paste -sd- -)"
     done
+}
+
+report_hits() {
     echo
     echo "#### Hits"
     echo
@@ -584,9 +785,9 @@ report() {
     echo "| cache | object | req/s | MiB/s | p50 ms | p99 ms | server CPU % | server CPU ms/GiB | peak RSS MiB | memfd MiB | MiB/s per run | load1 per run |"
     echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
     local phase cache
-    for phase in "${PHASES[@]}"; do
+    for phase in "${HIT_PHASES[@]}"; do
         for cache in "${CACHES[@]}"; do
-            read -r r m s <<<"$(peak "$cache" "$phase")"
+            read -r r m _ <<<"$(peak "$cache" "$phase")"
             printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(label "$cache")" \
                 "$(phase_label "$phase")" "$(col "$cache" "$phase" 4 | median)" \
                 "$(col "$cache" "$phase" 5 | median)" "$(col "$cache" "$phase" 6 | median)" \
@@ -595,20 +796,79 @@ report() {
                 "$r" "$m" "$(col "$cache" "$phase" 5 | paste -sd/ -)" "$(col "$cache" "$phase" 12 | paste -sd/ -)"
         done
     done
+}
+
+# cold20_stats CACHE -> "met origin_requests origin_mib body_ok before ttfb_min ttfb_median
+# ttfb_max total_median fetch_s latest_minus_end_ms spread_ms load1", over the cache's cold20
+# rounds: origin requests, MiB and fetch seconds per round ("/"-joined), body_ok and before as "n/total",
+# latest_minus_end_ms the latest first byte of a round minus the end of its origin fetch
+# (the largest over rounds; negative: every client had bytes before the origin finished).
+cold20_stats() {
+    local c=$1 tok reqs omib oend ofetch q="" mib="" f="" before=0 late="" met=yes total ok ttfbs
+    # shellcheck disable=SC2013 # one token (no blanks) per line
+    for tok in $(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { print $3 }' "$COLD20_ROUNDS"); do
+        read -r reqs omib oend ofetch <<<"$(cold20_origin "$tok")"
+        q+="${q:+/}$reqs"
+        mib+="${mib:+/}$omib"
+        f+="${f:+/}$ofetch"
+        [ "$reqs" = 1 ] || met=no
+        before=$((before + $(cold20_before "$tok" "$oend")))
+        late+="$(awk -F'\t' -v t="$tok" -v e="$oend" '$11 == t && $9 != "-" && (n++ == 0 || $9 > m) { m = $9 }
+            END { if (e == "-") print "-"; else printf "%+.0f", m - e }' "$COLD20_TSV") "
+    done
+    total=$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { n++ } END { print n + 0 }' "$COLD20_TSV")
+    ok=$(awk -F'\t' -v c="$c" -v b="$((100 * 1024 * 1024))" 'NR > 1 && $2 == c && $4 == 200 && $7 == b && $8 == "yes" { n++ } END { print n + 0 }' "$COLD20_TSV")
+    if [ "$total" = 0 ] || [ "$ok" != "$total" ] || [ "$before" != "$total" ]; then met=no; fi
+    ttfbs=$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { print $5 }' "$COLD20_TSV" | sort -g)
+    printf '%s %s %s %s %s %s %s %s %s %s %s %s %s\n' "$met" "${q:--}" "${mib:--}" "$ok/$total" "$before/$total" \
+        "$(head -n1 <<<"$ttfbs")" "$(median <<<"$ttfbs")" "$(tail -n1 <<<"$ttfbs")" \
+        "$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { print $6 }' "$COLD20_TSV" | median)" "${f:--}" \
+        "$(tr ' ' '\n' <<<"$late" | grep -v '^$' | sort -g | tail -n1)" \
+        "$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { print $6 }' "$COLD20_ROUNDS" | sort -g | tail -n1)" \
+        "$(awk -F'\t' -v c="$c" 'NR > 1 && $2 == c { print $7 }' "$COLD20_ROUNDS" | sort -g | sed -n '1p;$p' | paste -sd- -)"
+}
+
+report_cold20() {
+    echo
+    echo "#### $COLD20_CLIENTS cold clients of the 100 MiB object at once"
+    echo
+    echo "Per round: a new URL, $COLD20_CLIENTS curl clients released together (start spread: the"
+    echo "first to the last client's start), each body piped out of curl into dd (its first byte)"
+    echo "and sha256sum (the rest); body = file's: status 200, 100 MiB, that byte and that hash"
+    echo "the file's. \"Origin finished\": the end of the first origin request for that URL"
+    echo "(\`\$msec\` in the origin's log, when nginx had written the last byte to the socket); a"
+    echo "client's first byte: when dd had it (late rather than early on a busy CPU). Origin"
+    echo "requests, MiB and fetch seconds (of that first request) per round, \"/\"-joined."
+    echo
+    echo "| cache | origin requests per URL | origin MiB per URL | origin fetch s | body = file's | first byte before the origin finished | TTFB min / median / max ms | latest first byte − origin end ms | total median s | start spread ms (max) | peak RSS MiB (+memfd) | load1 |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+    local c met q mib ok before lo med hi tmed f late spread l1 r m
+    for c in "${CACHES[@]}"; do
+        read -r met q mib ok before lo med hi tmed f late spread l1 <<<"$(cold20_stats "$c")"
+        read -r r m _ <<<"$(peak "$c" cold20)"
+        printf '| %s | %s | %s | %s | %s | %s | %s / %s / %s | %s | %s | %s | %s (+%s) | %s |\n' "$(label "$c")" \
+            "$q" "$mib" "$f" "$ok" "$before" "$lo" "$med" "$hi" "$late" "$tmed" "$spread" "$r" "$m" "$l1"
+    done
+}
+
+report_targets() {
     echo
     echo "#### Targets"
     echo
     echo "| target | edgecache (defaults) | edgecache-whole |"
     echo "| --- | --- | --- |"
-    local row ec
-    row="| cold-miss TTFB within 1 ms of the origin's (median) |"
-    for ec in edgecache edgecache-whole; do
-        if [[ " ${CACHES[*]} " == *" $ec "* ]]; then
-            row+=" $(awk -v a="$(tcol "$ec" 4 | median)" -v b="$omed" 'BEGIN { d = a - b; printf "%s (%+.3f ms)", (d <= 1 ? "met" : "**missed**"), d }') |"
-        else row+=" - |"; fi
-    done
-    echo "$row"
-    for phase in "${PHASES[@]}"; do
+    local row ec omed
+    if [ "$TTFB_RUNS" -gt 0 ]; then
+        omed=$(tcol origin 4 | median)
+        row="| cold-miss TTFB within 1 ms of the origin's (median) |"
+        for ec in edgecache edgecache-whole; do
+            if [[ " ${CACHES[*]} " == *" $ec "* ]]; then
+                row+=" $(awk -v a="$(tcol "$ec" 4 | median)" -v b="$omed" 'BEGIN { d = a - b; printf "%s (%+.3f ms)", (d <= 1 ? "met" : "**missed**"), d }') |"
+            else row+=" - |"; fi
+        done
+        echo "$row"
+    fi
+    for phase in "${HIT_PHASES[@]}"; do
         local best=0 best_name=- best_cpu=1e99 best_cpu_name=-
         for cache in nginx varnish; do
             [[ " ${CACHES[*]} " == *" $cache "* ]] || continue
@@ -638,18 +898,23 @@ report() {
         else row+=" - |"; fi
     done
     echo "$row"
+    if [ "$COLD20" = 1 ]; then
+        echo
+        local c head="| target |" sep="| --- |"
+        for c in "${CACHES[@]}"; do
+            head+=" $(label "$c") |"
+            sep+=" --- |"
+        done
+        echo "$head"
+        echo "$sep"
+        row="| $COLD20_CLIENTS cold clients of 100 MiB: one origin fetch, identical bytes, first bytes before the origin finished (every round) |"
+        for c in "${CACHES[@]}"; do
+            row+=" $(cold20_stats "$c" | awk '{ printf "%s (origin requests %s; bodies ok %s; before %s)", ($1 == "yes" ? "met" : "**missed**"), $2, $4, $5 }') |"
+        done
+        echo "$row"
+    fi
     echo
     echo "VmHWM over the run (MiB, all processes summed): $(for c in "${CACHES[@]}"; do printf '%s %s; ' "$c" "${HWM[$c]}"; done)"
-    echo
-    echo "<details><summary>raw runs</summary>"
-    echo
-    echo '```'
-    column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
-    echo
-    column -t -s $'\t' "$TTFB" 2>/dev/null || cat "$TTFB"
-    echo '```'
-    echo
-    echo "</details>"
 }
 
 report | tee "${OUT:-/dev/null}"
