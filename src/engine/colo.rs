@@ -476,7 +476,8 @@ impl<H: Host> Engine<H> {
             return;
         };
         // The head of an object in slices stays out: an instance of an older version in the
-        // same data centre would read it as a complete, empty response.
+        // same data centre would read it as a complete, empty response. (An incomplete
+        // response goes in: its entry version is one older versions do not read.)
         let sliced = super::read::Slicing::of(stored).is_some();
         if stored.body.len() > self.config.colo.max_object_bytes || sliced {
             return;

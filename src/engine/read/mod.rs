@@ -6,6 +6,8 @@
 
 mod fill;
 mod lookup;
+#[cfg(test)]
+mod partial_tests;
 mod slices;
 
 pub(in crate::engine) use lookup::variant_to_follow;
@@ -110,7 +112,7 @@ impl<H: Host> Engine<H> {
         let candidate = self
             .l1_find(&key, head.headers(), now)
             .map(|stored| Candidate {
-                evaluation: self.evaluate(head.headers(), &stored, now),
+                evaluation: self.evaluate(head, &stored, now),
                 stored,
                 tier: Tier::L1,
             });
@@ -125,6 +127,9 @@ impl<H: Host> Engine<H> {
                     (Some(c), fwd)
                 }
                 Reuse::VaryMismatch => (None, Forward::VaryMiss),
+                // RFC 9111 §3.3: an incomplete response that does not hold what is asked
+                // for; the origin's answer replaces it (RFC 9211 §2.2 `fwd=partial`).
+                Reuse::Incomplete => (None, Forward::Partial),
                 _ => return self.serve_candidate(head, &key, c),
             },
             None => (None, Forward::UriMiss),
