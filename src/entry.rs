@@ -33,6 +33,16 @@
 //! of the wrong length or fails its checksum makes the whole entry a miss
 //! ([`ChunkManifest::assemble`]), never a corrupt body.
 //!
+//! # Incomplete responses (versions 3 and 4)
+//!
+//! An incomplete response (a `206` holding one range, RFC 9111 §3.3, see
+//! [`crate::policy::partial`]) is written as version `3` (the version 1 layout) or, as the
+//! head of a chunked body, version `4` (the version 2 layout); its range is its stored
+//! `Content-Range`. Versions 1 and 2 never hold a `206`, and versions 3 and 4 nothing else
+//! ([`DecodeError::Corrupt`] otherwise): versions that predate incomplete responses read
+//! them as [`DecodeError::UnsupportedVersion`], a miss, and never serve a part of a
+//! response as if it were the whole.
+//!
 //! Decoding checks, in order: the magic ([`DecodeError::BadMagic`]), the version
 //! ([`DecodeError::UnsupportedVersion`]; a future version may change everything after the
 //! version byte), the checksum ([`DecodeError::ChecksumMismatch`]), then parses, requiring
@@ -137,6 +147,20 @@ pub const MAGIC: [u8; 4] = [b'E', b'C', 0xCA, 0xC4];
 pub const VERSION: u8 = 1;
 /// The format version of a chunked body's head ([`encode_chunked_head`]).
 pub const CHUNKED_VERSION: u8 = 2;
+/// The format version [`encode`] writes for an incomplete response (status `206`).
+pub const PARTIAL_VERSION: u8 = 3;
+/// The format version of a chunked body's head of an incomplete response.
+pub const CHUNKED_PARTIAL_VERSION: u8 = 4;
+
+/// Whether `version` is a chunked body's head.
+fn is_chunked(version: u8) -> bool {
+    matches!(version, CHUNKED_VERSION | CHUNKED_PARTIAL_VERSION)
+}
+
+/// Whether `version` holds an incomplete response.
+fn is_partial(version: u8) -> bool {
+    matches!(version, PARTIAL_VERSION | CHUNKED_PARTIAL_VERSION)
+}
 
 const FLAG_DEFLATE: u8 = 0x01;
 const FLAG_INVALIDATED: u8 = 0x02;
@@ -228,7 +252,7 @@ impl fmt::Display for DecodeError {
             DecodeError::UnsupportedVersion(v) => {
                 write!(
                     f,
-                    "unsupported cache entry version {v} (expected {VERSION})"
+                    "unsupported cache entry version {v} (expected {VERSION} to {CHUNKED_PARTIAL_VERSION})"
                 )
             }
             DecodeError::Truncated => f.write_str("truncated cache entry"),
@@ -244,9 +268,14 @@ impl core::error::Error for DecodeError {}
 /// Encodes `entry` in the current format (see the module documentation for the layout).
 pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
     let compressed = compress_body(entry, options);
+    let version = if entry.status == 206 {
+        PARTIAL_VERSION
+    } else {
+        VERSION
+    };
     encode_as(
         entry,
-        VERSION,
+        version,
         |out| {
             put_len(out, entry.body.len());
             if let Some(compressed) = &compressed {
@@ -261,9 +290,14 @@ pub fn encode(entry: &CachedResponse, options: &EncodeOptions) -> Vec<u8> {
 /// Encodes the head of `entry`, whose body is stored in chunks as `manifest` describes
 /// (`entry.body` is not written).
 pub fn encode_chunked_head(entry: &CachedResponse, manifest: &ChunkManifest) -> Vec<u8> {
+    let version = if entry.status == 206 {
+        CHUNKED_PARTIAL_VERSION
+    } else {
+        CHUNKED_VERSION
+    };
     encode_as(
         entry,
-        CHUNKED_VERSION,
+        version,
         |out| {
             put_len(out, manifest.total_bytes);
             put_len(out, manifest.chunk_bytes);
@@ -284,10 +318,10 @@ fn encode_as(
     body: impl FnOnce(&mut Vec<u8>),
     deflated: bool,
 ) -> Vec<u8> {
-    let stored_body = if version == VERSION {
-        &entry.body[..]
-    } else {
+    let stored_body = if is_chunked(version) {
         &[]
+    } else {
+        &entry.body[..]
     };
     let tag_bytes: usize = entry.tags.iter().map(|t| t.len() + 2).sum();
     let mut out = Vec::with_capacity(
@@ -346,7 +380,10 @@ pub fn decode_head(
         return Err(DecodeError::BadMagic);
     }
     let version = *bytes.get(MAGIC.len()).ok_or(DecodeError::Truncated)?;
-    if version != VERSION && version != CHUNKED_VERSION {
+    if !matches!(
+        version,
+        VERSION | CHUNKED_VERSION | PARTIAL_VERSION | CHUNKED_PARTIAL_VERSION
+    ) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let payload_len = bytes
@@ -376,6 +413,11 @@ fn parse_payload(
         return Err(DecodeError::Corrupt("unknown flags"));
     }
     let status = u16::from_le_bytes(r.array()?);
+    if (status == 206) != is_partial(version) {
+        return Err(DecodeError::Corrupt(
+            "a 206 is stored as an incomplete response, and only it",
+        ));
+    }
     let request_time = Timestamp::from_millis(u64::from_le_bytes(r.array()?));
     let response_time = Timestamp::from_millis(u64::from_le_bytes(r.array()?));
     let mut header_budget = limits.max_header_bytes;
@@ -406,7 +448,7 @@ fn parse_payload(
         return Err(DecodeError::TooLarge("body"));
     }
     let mut manifest = None;
-    let body = if version == CHUNKED_VERSION {
+    let body = if is_chunked(version) {
         if flags & FLAG_DEFLATE != 0 {
             return Err(DecodeError::Corrupt("a chunked body is never deflated"));
         }
@@ -1035,7 +1077,7 @@ mod tests {
         );
         assert_eq!(decode(b"E", &limits()), Err(DecodeError::Truncated));
         assert_eq!(decode(b"X", &limits()), Err(DecodeError::BadMagic));
-        for v in [0u8, 3, 255] {
+        for v in [0u8, 5, 255] {
             let mut other = bytes.clone();
             other[4] = v;
             assert_eq!(
@@ -1048,6 +1090,44 @@ mod tests {
                 Err(DecodeError::UnsupportedVersion(v))
             );
         }
+    }
+
+    /// RFC 9111 §3.3: an incomplete response is written in versions that predate it do
+    /// not read (they would serve a part as the whole), and round-trips in this one; the
+    /// status and the version must agree.
+    #[test]
+    fn incomplete_responses_have_versions_of_their_own() {
+        let mut partial = sample();
+        partial.status = 206;
+        partial.headers.append("content-range", "bytes 4-21/100");
+        let bytes = encode(&partial, &EncodeOptions::default());
+        assert_eq!(bytes.get(4), Some(&PARTIAL_VERSION));
+        assert_eq!(decode(&bytes, &limits()), Ok(partial.clone()));
+        let (manifest, _) = ChunkManifest::split(&partial.body, 4, 7);
+        let head = encode_chunked_head(&partial, &manifest);
+        assert_eq!(head.get(4), Some(&CHUNKED_PARTIAL_VERSION));
+        let (decoded, read) = decode_head(&head, &limits()).unwrap();
+        assert_eq!((decoded.status, read), (206, Some(manifest)));
+        for version in [PARTIAL_VERSION, CHUNKED_PARTIAL_VERSION] {
+            assert!(
+                ![VERSION, CHUNKED_VERSION].contains(&version),
+                "an older version reads it as unsupported"
+            );
+        }
+        // Re-sealed with the version and status disagreeing: corrupt both ways.
+        let mut as_whole = bytes[..bytes.len() - 8].to_vec();
+        as_whole[4] = VERSION;
+        assert!(matches!(
+            decode(&seal(as_whole), &limits()),
+            Err(DecodeError::Corrupt(_))
+        ));
+        let whole = encode(&sample(), &EncodeOptions::default());
+        let mut as_partial = whole[..whole.len() - 8].to_vec();
+        as_partial[4] = PARTIAL_VERSION;
+        assert!(matches!(
+            decode(&seal(as_partial), &limits()),
+            Err(DecodeError::Corrupt(_))
+        ));
     }
 
     #[test]
@@ -1285,7 +1365,7 @@ mod tests {
     fn errors_display() {
         assert_eq!(
             DecodeError::UnsupportedVersion(9).to_string(),
-            "unsupported cache entry version 9 (expected 1)"
+            "unsupported cache entry version 9 (expected 1 to 4)"
         );
         assert_eq!(
             DecodeError::Corrupt("x").to_string(),

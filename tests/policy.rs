@@ -870,12 +870,43 @@ fn store_1xx_refused() {
     );
 }
 
-/// RFC 9111 §3.3: this cache does not store partial content.
+/// RFC 9111 §3.3: partial content is stored (as an incomplete response) only when it is
+/// one range of known complete length whose `Content-Length` is the range's.
 #[test]
-fn store_206_refused() {
+fn store_206_only_as_one_exact_range() {
+    let partial = |range: &str, length: &str| {
+        can_store(
+            "GET",
+            &[],
+            206,
+            &[
+                ("Cache-Control", "max-age=60"),
+                ("Content-Range", range),
+                ("Content-Length", length),
+            ],
+        )
+    };
+    assert_eq!(partial("bytes 4-9/10", "6"), Ok(()));
+    assert_eq!(partial("bytes 4-9/10", "5"), Err(NotStorable::ContentRange));
+    assert_eq!(partial("bytes */10", "0"), Err(NotStorable::ContentRange));
+    assert_eq!(partial("bytes 4-9/*", "6"), Err(NotStorable::ContentRange));
     assert_eq!(
         can_store("GET", &[], 206, &[("Cache-Control", "max-age=60")]),
-        Err(NotStorable::Status)
+        Err(NotStorable::ContentRange)
+    );
+    assert_eq!(
+        can_store(
+            "GET",
+            &[],
+            206,
+            &[
+                ("Cache-Control", "max-age=60, no-store"),
+                ("Content-Range", "bytes 4-9/10"),
+                ("Content-Length", "6"),
+            ],
+        ),
+        Err(NotStorable::ResponseNoStore),
+        "and by every other rule"
     );
 }
 

@@ -6,8 +6,10 @@ mod support;
 
 use support::cache::{config, Cache};
 use support::{
-    assert_large_objects_are_cached_in_slices, assert_ranges_are_served_from_the_complete_response,
-    await_object, eventually, pattern, url, Frontend, Origin, RedisServer, WAIT,
+    assert_large_objects_are_cached_in_slices,
+    assert_partial_responses_answer_the_ranges_within_them,
+    assert_ranges_are_served_from_the_complete_response, await_object, eventually, get_range,
+    pattern, url, Frontend, Origin, RedisServer, WAIT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -17,6 +19,65 @@ async fn ranges_are_served_from_the_complete_response() {
     config.limits.max_object_bytes = 64 * 1024;
     let cache = Cache::start(config, &origin, None).await;
     assert_ranges_are_served_from_the_complete_response(&cache, &origin).await;
+}
+
+/// RFC 9111 §3.3: an origin's `206` is stored as an incomplete response and answers the
+/// ranges within it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_responses_answer_the_ranges_within_them() {
+    let origin = Origin::start().await;
+    let cache = Cache::start(config(), &origin, None).await;
+    assert_partial_responses_answer_the_ranges_within_them(&cache, &origin).await;
+}
+
+/// An incomplete response reaches Redis in a format of its own (entry version 3, which
+/// versions before incomplete responses read as a miss), and another instance answers the
+/// ranges within it from there without the origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_responses_are_shared_through_redis_in_their_own_format() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let a = Cache::start(config(), &origin, Some(&redis)).await;
+    let b = Cache::start(config(), &origin, Some(&redis)).await;
+    let path = "/shared-part?size=1000&part=700-999&cc=max-age%3D300";
+    let first = get_range(&a, path, "bytes=700-709", None).await;
+    assert_eq!(first.status, 206);
+    let mut con = redis.conn().await;
+    let key = await_object(&mut con, "/shared-part?").await;
+    let stored: Vec<u8> = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.get(4),
+        Some(&3),
+        "entry version 3: an incomplete response"
+    );
+    let from_redis = get_range(&b, path, "bytes=900-", None).await;
+    assert_eq!(from_redis.status, 206);
+    assert_eq!(
+        from_redis.header("content-range"),
+        Some("bytes 900-999/1000")
+    );
+    assert_eq!(&from_redis.body[..], &pattern(1000)[900..]);
+    assert!(
+        from_redis.cache_status().contains("edgecache-l2; hit"),
+        "{}",
+        from_redis.cache_status()
+    );
+    assert_eq!(
+        origin.count(path),
+        1,
+        "no origin request from the second instance"
+    );
+    let lacking = get_range(&b, path, "bytes=0-9", None).await;
+    assert!(
+        lacking.cache_status().contains("fwd=partial"),
+        "{}",
+        lacking.cache_status()
+    );
+    assert_eq!(origin.count(path), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

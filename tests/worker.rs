@@ -531,6 +531,18 @@ async fn ranges_are_served_from_the_complete_response() {
     assert_ranges_are_served_from_the_complete_response(&w, &origin).await;
 }
 
+/// RFC 9111 §3.3 on the Worker: the same assertions as tests/ranges.rs against
+/// `edgecache serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_responses_answer_the_ranges_within_them() {
+    if skipped() {
+        return;
+    }
+    let origin = Origin::start().await;
+    let w = Worker::start(&origin, None, "{}").await;
+    assert_partial_responses_answer_the_ranges_within_them(&w, &origin).await;
+}
+
 /// Concurrent misses for one cold key inside one isolate make one origin fetch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_make_one_origin_fetch() {

@@ -515,7 +515,8 @@ impl<H: Host> Engine<H> {
             return;
         };
         // The head of an object in slices is encoded so that versions before slicing do
-        // not read it ([`Engine::encode_for_tier`]); its slices are entries of their own.
+        // not read it ([`Engine::encode_for_tier`]); its slices are entries of their own. So
+        // is an incomplete response: its entry version is one older versions do not read.
         if stored.body.len() > self.config.colo.max_object_bytes {
             return;
         }

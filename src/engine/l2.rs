@@ -16,6 +16,9 @@
 //! - the head of an object stored in slices ([`super::read::Slicing`]) is written as a
 //!   chunked head of no chunks, which versions before slicing do not read (they would take
 //!   it for a complete, empty response);
+//! - an incomplete response (a `206`, RFC 9111 §3.3, [`crate::policy::partial`]) is written
+//!   as entry version 3 (4 for a chunked head), which versions before incomplete responses
+//!   read as a miss, never as the whole response ([`crate::entry`]);
 //! - `{prefix}e{epoch}:tag:{tag}`: the set of object keys carrying a purge tag;
 //! - `{prefix}epoch`, `{prefix}purge:seq`, `{prefix}purge:{n}`, `{prefix}lease:{cache key}`:
 //!   see [`super::sync`];

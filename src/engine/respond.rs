@@ -11,6 +11,7 @@ use crate::headers::Headers;
 use crate::policy::cache_status::{render, CacheStatusEntry};
 use crate::policy::conditional::{client_not_modified, not_modified_headers};
 use crate::policy::hop_by_hop;
+use crate::policy::partial::{self, Coverage};
 use crate::policy::range::{self, ByteRange, Ranged};
 
 use super::filling::FillReader;
@@ -185,13 +186,21 @@ pub(crate) fn reading_fill<B>(mut response: Response<B>, reader: FillReader) -> 
 /// `Content-Range: bytes */length` (§15.5.17). Content the cache holds whole (stored, or
 /// buffered from the origin) is ranged, and so is a fill of declared length, for a single
 /// range (read from the fill as its bytes arrive); other streams, and several ranges of a
-/// fill, are sent whole (a server may ignore `Range`, §14.2).
+/// fill, are sent whole (a server may ignore `Range`, §14.2). An incomplete stored response
+/// (RFC 9111 §3.3) is cut to the range asked for when it holds it ([`partial_of_partial`]),
+/// and otherwise sent as it is (the origin's answer, when it filled the cache).
 pub(crate) fn ranged<B>(
     method: &str,
     request_headers: &Headers,
     mut response: Response<B>,
     boundary: impl FnOnce() -> String,
 ) -> Response<B> {
+    if let Body::Cached(stored) = &response.body {
+        if stored.status == 206 {
+            let stored = stored.clone();
+            return partial_of_partial(method, request_headers, response, stored);
+        }
+    }
     // In `u64`: a fill (an object in slices) may be larger than a 32-bit `usize`.
     let complete = match &response.body {
         Body::Cached(stored) => stored.body.len() as u64,
@@ -287,6 +296,29 @@ pub(crate) fn ranged<B>(
     );
     response.headers = fields;
     response.body = Body::Bytes(body);
+    response
+}
+
+/// `response`, about to send the incomplete stored response `stored` (RFC 9111 §3.3), cut
+/// to the one range the request asks for when `stored` holds it ([`partial::coverage`]):
+/// a `206` of those bytes with their own `Content-Range` (RFC 9110 §14.4). Otherwise
+/// unchanged: the lookup never serves an incomplete response that does not hold the
+/// request's range ([`partial::limit`]), so this is the origin's own `206` passed on.
+fn partial_of_partial<B>(
+    method: &str,
+    request_headers: &Headers,
+    mut response: Response<B>,
+    stored: Arc<CachedResponse>,
+) -> Response<B> {
+    let Coverage::Within { range, extent } = partial::coverage(method, request_headers, &stored)
+    else {
+        return response;
+    };
+    let mut fields = response.take_fields();
+    fields.remove("content-length");
+    fields.set("content-range", range.content_range(extent.complete));
+    response.headers = fields;
+    response.body = Body::Slice(stored, extent.offsets(&range));
     response
 }
 

@@ -62,6 +62,17 @@ impl Statuses {
         }
     }
 
+    /// Served from `tier`, which held only part of the response (§2.2 `fwd=partial`): the
+    /// rest came from the tiers behind it or the origin.
+    pub(crate) fn partial(&self, tier: Tier, ttl: i64, detail: Option<&str>) -> CacheStatusEntry {
+        CacheStatusEntry {
+            fwd: Some(Forward::Partial),
+            ttl: Some(ttl),
+            detail: detail.map(String::from),
+            ..self.tier(tier)
+        }
+    }
+
     /// Served from `tier` with the response another request's fetch brought (§2.6
     /// `collapsed`).
     pub(crate) fn collapsed_hit(&self, tier: Tier, ttl: i64) -> CacheStatusEntry {
@@ -181,6 +192,10 @@ mod tests {
             ]
         );
         assert!(s.backfilled(Tier::L1, Forward::UriMiss, true).is_empty());
+        assert_eq!(
+            s.partial(Tier::L1, 30, None).render(),
+            "edge-l1; fwd=partial; ttl=30"
+        );
         assert_eq!(
             s.collapsed_hit(Tier::L2, 9).render(),
             "edge-l2; hit; ttl=9; collapsed"

@@ -119,14 +119,16 @@ fn weak_eq(stored: Option<&[u8]>, new: &[u8]) -> bool {
 /// serve, so it should answer `304 Not Modified` instead (RFC 9111 §4.3.2, RFC 9110
 /// §13.1.2–§13.1.3, evaluation order §13.2.2): `If-None-Match` (weak comparison, `*` matches
 /// any) takes precedence; otherwise `If-Modified-Since` is compared with `Last-Modified`
-/// (or `Date` when there is none). Only for `GET` / `HEAD` and `200` responses.
+/// (or `Date` when there is none). Only for `GET` / `HEAD` and `200` responses, and the
+/// `206` of an incomplete stored response: its validators are the representation's, and
+/// these preconditions are evaluated before `Range` (§13.2.2).
 pub fn client_not_modified(
     method: &str,
     request_headers: &Headers,
     status: u16,
     response_headers: &Headers,
 ) -> bool {
-    if !matches!(method, "GET" | "HEAD") || status != 200 {
+    if !matches!(method, "GET" | "HEAD") || !matches!(status, 200 | 206) {
         return false;
     }
     if request_headers.contains("if-none-match") {

@@ -4,7 +4,8 @@
 //!
 //! The read path asks, in order: [`request::classify`] (may this request use the cache?),
 //! [`reuse::evaluate`] (may this stored response be reused, and how?), and on a fetch,
-//! [`storable::storability`] then [`storage::prepare`] (what to store, and for how long).
+//! [`storable::storability`] then [`storage::prepare`] (what to store, and for how long);
+//! [`partial`] keeps incomplete (`206`) responses to the requests they can answer.
 //! [`conditional`] builds validation requests and merges `304` responses, [`invalidation`]
 //! lists the URIs an unsafe method invalidates, and [`cache_status`] renders RFC 9211 entries.
 
@@ -15,6 +16,7 @@ pub mod forwarding;
 pub mod freshness;
 pub mod hop_by_hop;
 pub mod invalidation;
+pub mod partial;
 pub mod range;
 pub mod request;
 pub mod reuse;

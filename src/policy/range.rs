@@ -222,7 +222,23 @@ pub fn decide(
     response_headers: &Headers,
     complete: u64,
 ) -> Ranged {
-    if method != "GET" || status != 200 {
+    if status != 200 {
+        return Ranged::Whole;
+    }
+    requested(method, request_headers, response_headers, complete)
+}
+
+/// What a `method` request with `request_headers` asks for of a `complete`-byte
+/// representation whose validators `response_headers` carries (RFC 9110 §14.2, §13.1.5),
+/// whatever response holds it: [`decide`] for a complete response, and
+/// [`super::partial::coverage`] for an incomplete one (RFC 9111 §3.3), which must hold it.
+pub fn requested(
+    method: &str,
+    request_headers: &Headers,
+    response_headers: &Headers,
+    complete: u64,
+) -> Ranged {
+    if method != "GET" {
         return Ranged::Whole;
     }
     let mut lines = request_headers.get_all("range");

@@ -28,6 +28,9 @@ pub enum Reuse {
     /// The request's selecting headers differ from the stored ones (§4.1): this stored
     /// response cannot be used at all.
     VaryMismatch,
+    /// An incomplete stored response (§3.3) that does not hold what the request asks for:
+    /// it cannot be used, and the request goes to the origin ([`super::partial::limit`]).
+    Incomplete,
 }
 
 /// Why a stored response needs validation before use.

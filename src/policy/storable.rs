@@ -12,9 +12,13 @@ pub enum NotStorable {
     /// Only `GET` responses are stored (RFC 9111 §3: the method must be understood and
     /// defined as cacheable; `HEAD` is answered from `GET` responses instead).
     Method,
-    /// The status is not final, is `206` (partial content is not stored), or is not
-    /// understood while `must-understand` is present (§3, §5.2.2.3).
+    /// The status is not final, or is not understood while `must-understand` is present
+    /// (§3, §5.2.2.3).
     Status,
+    /// A `206` that is not one range the cache can vouch for: no valid single
+    /// `Content-Range` of known complete length, several ranges, or a `Content-Length`
+    /// other than the range's (§3.3, [`super::partial::extent_to_store`]).
+    ContentRange,
     /// The request carried `no-store` (§5.2.1.5).
     RequestNoStore,
     /// The response carried `no-store` (§5.2.2.5).
@@ -39,6 +43,7 @@ impl NotStorable {
         match self {
             NotStorable::Method => "method",
             NotStorable::Status => "status",
+            NotStorable::ContentRange => "content-range",
             NotStorable::RequestNoStore => "request-no-store",
             NotStorable::ResponseNoStore => "no-store",
             NotStorable::Private => "private",
@@ -54,6 +59,7 @@ impl NotStorable {
         match self {
             NotStorable::Method => "RFC 9111 §3",
             NotStorable::Status => "RFC 9111 §3, §5.2.2.3",
+            NotStorable::ContentRange => "RFC 9111 §3.3, RFC 9110 §14.4",
             NotStorable::RequestNoStore => "RFC 9111 §5.2.1.5",
             NotStorable::ResponseNoStore => "RFC 9111 §5.2.2.5",
             NotStorable::Private => "RFC 9111 §5.2.2.7",
@@ -90,8 +96,13 @@ pub fn storability(
     if method != "GET" {
         return Err(NotStorable::Method);
     }
-    if !(200..=599).contains(&status) || status == 206 {
+    if !(200..=599).contains(&status) {
         return Err(NotStorable::Status);
+    }
+    // §3.3: a partial response is stored as an incomplete one, only when it is one range
+    // whose bytes are exactly those it claims.
+    if status == 206 && super::partial::extent_to_store(response_headers).is_none() {
+        return Err(NotStorable::ContentRange);
     }
     if RequestDirectives::from_headers(request_headers).no_store {
         return Err(NotStorable::RequestNoStore);

@@ -608,6 +608,28 @@ pub async fn origin_answer(
         builder = builder.header("vary", vary.as_str());
     }
     let size = params.get("size").and_then(|v| v.parse::<usize>().ok());
+    // `part=first-last` (with `size`): a `206` of those bytes whatever was asked for, as an
+    // origin that sends a part of its own accord does, for the first `part_times` requests
+    // (all, without it); `content_range=…` is the `Content-Range` it claims instead (an
+    // origin that lies about it).
+    let part_times = params.get("part_times").and_then(|v| v.parse::<u64>().ok());
+    if let (Some(size), Some(part)) = (size, params.get("part")) {
+        if part_times.is_none_or(|times| n <= times) {
+            let (first, last) = part
+                .split_once('-')
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+                .expect("part=first-last");
+            let claimed = params
+                .get("content_range")
+                .cloned()
+                .unwrap_or_else(|| format!("bytes {first}-{last}/{size}"));
+            return builder
+                .status(206)
+                .header("content-range", claimed)
+                .body(full(pattern(size)[first..=last].to_vec()))
+                .unwrap();
+        }
+    }
     if let (Some(size), Some(range), Some("1")) =
         (size, &range, params.get("ranges").map(String::as_str))
     {
@@ -1238,6 +1260,34 @@ pub async fn get_range<F: Frontend>(
         .unwrap_or_else(|e| panic!("GET {path_and_query} with Range {range}: {e}"))
 }
 
+/// Each `(range, first, last)` of `path`, whose content is `bytes`, is a hit: a `206` of
+/// `bytes[first..=last]` with its `Content-Range` and `Content-Length` (RFC 9110 §14.4).
+async fn assert_range_hits<F: Frontend>(
+    cache: &F,
+    path: &str,
+    bytes: &[u8],
+    hits: &[(&str, usize, usize)],
+) {
+    for &(range, first, last) in hits {
+        let hit = get_range(cache, path, range, None).await;
+        assert_eq!(hit.status, 206, "{range}");
+        assert!(
+            hit.cache_status().contains("hit"),
+            "{range}: {}",
+            hit.cache_status()
+        );
+        let content_range = format!("bytes {first}-{last}/{}", bytes.len());
+        assert_eq!(hit.header("content-range"), Some(content_range.as_str()));
+        let length = (last + 1 - first).to_string();
+        assert_eq!(
+            hit.header("content-length"),
+            Some(length.as_str()),
+            "{range}"
+        );
+        assert_eq!(&hit.body[..], &bytes[first..=last], "{range}");
+    }
+}
+
 /// RFC 9110 §14 through a host: a range miss fills the complete response (the origin is
 /// not asked for a range), every range form is then cut from the stored response without
 /// the origin, and a response larger than `max_object_bytes` (which `cache` must set to
@@ -1255,23 +1305,13 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
     assert_eq!(miss.header("content-length"), Some("100"));
     assert_eq!(&miss.body[..], &bytes[..100]);
     assert!(origin.ranges(&path).is_empty(), "the fill asked for it all");
-    for (range, first, last) in [
+    let hits = [
         ("bytes=-500", SIZE - 500, SIZE - 1),
         ("bytes=39000-", 39_000, SIZE - 1),
         ("bytes=100-199", 100, 199),
         ("bytes=39990-50000", 39_990, SIZE - 1),
-    ] {
-        let hit = get_range(cache, &path, range, None).await;
-        assert_eq!(hit.status, 206, "{range}");
-        assert!(
-            hit.cache_status().contains("hit"),
-            "{range}: {}",
-            hit.cache_status()
-        );
-        let content_range = format!("bytes {first}-{last}/{SIZE}");
-        assert_eq!(hit.header("content-range"), Some(content_range.as_str()));
-        assert_eq!(&hit.body[..], &bytes[first..=last], "{range}");
-    }
+    ];
+    assert_range_hits(cache, &path, &bytes, &hits).await;
     // A whole response from the cache says ranges may be asked for (RFC 9110 §14.3).
     let whole = cache.get(&path).await;
     assert_eq!(whole.header("accept-ranges"), Some("bytes"));
@@ -1315,6 +1355,89 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
     assert_eq!(part.header("content-range"), Some("bytes 1000-1999/200000"));
     assert_eq!(&part.body[..], &pattern(200_000)[1000..2000]);
     assert_eq!(origin.ranges(big), vec!["bytes=1000-1999".to_string()]);
+}
+
+/// RFC 9111 §3.3 through a host: an origin's single-part `206` (to a request the cache
+/// sends without `Range`) is stored as an incomplete response; the ranges wholly within it
+/// are hits cut from it with their own `Content-Range`; anything else goes to the origin
+/// (`fwd=partial`), whose complete `200` then replaces it; a `206` whose `Content-Range`
+/// is not exactly its content is passed on and not stored.
+pub async fn assert_partial_responses_answer_the_ranges_within_them<F: Frontend>(
+    cache: &F,
+    origin: &Origin,
+) {
+    const SIZE: usize = 1000;
+    let bytes = pattern(SIZE);
+    let path = format!("/partial?size={SIZE}&part=700-999&part_times=2&cc=max-age%3D600");
+    let first = get_range(cache, &path, "bytes=750-759", None).await;
+    assert_eq!(first.status, 206, "{}", first.cache_status());
+    assert_eq!(first.header("content-range"), Some("bytes 750-759/1000"));
+    assert_eq!(&first.body[..], &bytes[750..760]);
+    assert!(
+        first.cache_status().contains("stored"),
+        "{}",
+        first.cache_status()
+    );
+    assert!(
+        origin.ranges(&path).is_empty(),
+        "the origin was asked for it all"
+    );
+    let hits = [
+        ("bytes=800-899", 800, 899),
+        ("bytes=900-", 900, SIZE - 1),
+        ("bytes=-50", SIZE - 50, SIZE - 1),
+        ("bytes=700-999", 700, SIZE - 1),
+    ];
+    assert_range_hits(cache, &path, &bytes, &hits).await;
+    assert_eq!(origin.count(&path), 1);
+    // A range it lacks: the origin's answer (the same part) is passed on as it is.
+    let outside = get_range(cache, &path, "bytes=0-9", None).await;
+    assert_eq!(outside.header("content-range"), Some("bytes 700-999/1000"));
+    assert!(
+        outside.cache_status().contains("fwd=partial"),
+        "{}",
+        outside.cache_status()
+    );
+    assert_eq!(origin.count(&path), 2);
+    // The whole response: the origin's complete 200 replaces the part, and serves ranges.
+    let whole = cache.get(&path).await;
+    assert_eq!((whole.status, &whole.body[..]), (200, &bytes[..]));
+    assert!(
+        whole.cache_status().contains("fwd=partial"),
+        "{}",
+        whole.cache_status()
+    );
+    let from_whole = get_range(cache, &path, "bytes=0-9", None).await;
+    assert_eq!(
+        (from_whole.status, &from_whole.body[..]),
+        (206, &bytes[..10])
+    );
+    assert!(
+        from_whole.cache_status().contains("hit"),
+        "{}",
+        from_whole.cache_status()
+    );
+    assert_eq!(origin.count(&path), 3);
+    // Parts that are not exactly what they claim are passed on, never stored.
+    for (why, claimed) in [
+        ("a length that lies", "bytes%20700-998%2F1000"),
+        ("an unsatisfied range", "bytes%20*%2F1000"),
+        ("an unknown length", "bytes%20700-999%2F*"),
+    ] {
+        let path = format!(
+            "/partial-bad?size={SIZE}&part=700-999&content_range={claimed}&cc=max-age%3D600"
+        );
+        for n in 1..=2 {
+            let passed = get_range(cache, &path, "bytes=800-809", None).await;
+            assert_eq!((passed.status, passed.body.len()), (206, 300), "{why}");
+            assert!(
+                !passed.cache_status().contains("hit"),
+                "{why}: {}",
+                passed.cache_status()
+            );
+            assert_eq!(origin.count(&path), n, "{why}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------

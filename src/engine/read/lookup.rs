@@ -10,6 +10,7 @@ use alloc::vec::Vec;
 
 use crate::entry::{CachedResponse, Derived};
 use crate::headers::Headers;
+use crate::policy::partial;
 use crate::policy::reuse::{evaluate, evaluate_with, Evaluation, Reuse, StoredFigures};
 use crate::policy::storage::lifetimes;
 use crate::policy::vary;
@@ -69,17 +70,22 @@ impl<H: Host> Engine<H> {
         Arc::new(entry)
     }
 
-    /// [`evaluate`] with the figures [`Self::ready_to_keep`] computed, if it did.
+    /// The verdict on `stored` for `head` (RFC 9111 §4): [`evaluate`] with the figures
+    /// [`Self::ready_to_keep`] computed, if it did, limited by what an incomplete `stored`
+    /// holds for this request (§3.3, [`partial::limit`]). Every use of a stored response
+    /// for a request, in every tier and by every waiter, goes by it.
     pub(super) fn evaluate(
         &self,
-        request_headers: &Headers,
+        head: &RequestView,
         stored: &CachedResponse,
         now: crate::time::Timestamp,
     ) -> Evaluation {
-        match &stored.derived.figures {
+        let request_headers = head.headers();
+        let evaluation = match &stored.derived.figures {
             Some(figures) => evaluate_with(figures, request_headers, stored, now),
             None => evaluate(request_headers, stored, now, &self.config.policy),
-        }
+        };
+        partial::limit(evaluation, head.method(), request_headers, stored)
     }
 
     /// Looks `key` up in L1, following the stored response's `Vary` to the variant entry
@@ -126,7 +132,7 @@ impl<H: Host> Engine<H> {
     ) -> Option<Candidate> {
         let stored = found?;
         let now = self.runtime.now();
-        let evaluation = self.evaluate(head.headers(), &stored, now);
+        let evaluation = self.evaluate(head, &stored, now);
         if evaluation.reuse == Reuse::VaryMismatch {
             return None;
         }
@@ -325,7 +331,7 @@ mod tests {
             let view = view(encoding);
             let key = engine.key_for(&view);
             let found = engine.l1_find(&key, view.headers(), now).expect("stored");
-            let evaluation = engine.evaluate(view.headers(), &found, now);
+            let evaluation = engine.evaluate(&view, &found, now);
             assert_eq!(evaluation.reuse, Reuse::Fresh, "{encoding}");
         }
         let view = view("zstd");
@@ -333,7 +339,7 @@ mod tests {
         let found = engine
             .l1_find(&key, view.headers(), now)
             .expect("the primary");
-        let evaluation = engine.evaluate(view.headers(), &found, now);
+        let evaluation = engine.evaluate(&view, &found, now);
         assert_eq!(evaluation.reuse, Reuse::VaryMismatch);
     }
 }

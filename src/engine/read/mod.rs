@@ -6,6 +6,8 @@
 
 mod fill;
 mod lookup;
+#[cfg(test)]
+mod partial_tests;
 mod slices;
 
 pub(in crate::engine) use lookup::variant_to_follow;
@@ -110,7 +112,7 @@ impl<H: Host> Engine<H> {
         let candidate = self
             .l1_find(&key, head.headers(), now)
             .map(|stored| Candidate {
-                evaluation: self.evaluate(head.headers(), &stored, now),
+                evaluation: self.evaluate(head, &stored, now),
                 stored,
                 tier: Tier::L1,
             });
@@ -125,6 +127,9 @@ impl<H: Host> Engine<H> {
                     (Some(c), fwd)
                 }
                 Reuse::VaryMismatch => (None, Forward::VaryMiss),
+                // RFC 9111 §3.3: an incomplete response that does not hold what is asked
+                // for; the origin's answer replaces it (RFC 9211 §2.2 `fwd=partial`).
+                Reuse::Incomplete => (None, Forward::Partial),
                 _ => return self.serve_candidate(head, &key, c),
             },
             None => (None, Forward::UriMiss),
@@ -158,10 +163,13 @@ impl<H: Host> Engine<H> {
                 stored: c.stored.clone(),
             })
         };
+        // The head of an object in slices whose response needs slices L1 lacks: the rest
+        // comes from behind it, perhaps the origin (RFC 9211 §2.2 `fwd=partial`).
+        let partial = self.lacks_slices(head, key, &c.stored);
         let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
             self.count(|s| s.stale_while_revalidate += 1);
             (
-                self.hit_entries(&c, Some("stale-while-revalidate")),
+                self.hit_entries(&c, Some("stale-while-revalidate"), partial),
                 revalidate(),
             )
         } else if c.tier == Tier::L1 && self.refresh_ahead_due(&c) {
@@ -170,7 +178,7 @@ impl<H: Host> Engine<H> {
                 s.l1_hits += 1;
                 s.refreshed_early += u64::from(job.is_some());
             });
-            (self.hit_entries(&c, None), job)
+            (self.hit_entries(&c, None, partial), job)
         } else {
             self.count(|s| match c.tier {
                 Tier::L1 => s.l1_hits += 1,
@@ -182,7 +190,7 @@ impl<H: Host> Engine<H> {
                 keys: self.store_keys(key, &c.stored, head.headers()),
                 stored: c.stored.clone(),
             });
-            (self.hit_entries(&c, None), job)
+            (self.hit_entries(&c, None, partial), job)
         };
         Handled {
             response: respond::from_cache(
@@ -214,9 +222,20 @@ impl<H: Host> Engine<H> {
         )
     }
 
-    /// `Cache-Status` entries for a response served from a tier.
-    fn hit_entries(&self, c: &Candidate, detail: Option<&str>) -> Vec<CacheStatusEntry> {
-        let mut entries = alloc::vec![self.statuses.hit(c.tier, c.evaluation.ttl_secs, detail)];
+    /// `Cache-Status` entries for a response served from a tier: a hit, or, when only part
+    /// of its content is there (`partial`), a forward for the rest.
+    fn hit_entries(
+        &self,
+        c: &Candidate,
+        detail: Option<&str>,
+        partial: bool,
+    ) -> Vec<CacheStatusEntry> {
+        let ttl = c.evaluation.ttl_secs;
+        let served = match partial {
+            false => self.statuses.hit(c.tier, ttl, detail),
+            true => self.statuses.partial(c.tier, ttl, detail),
+        };
+        let mut entries = alloc::vec![served];
         entries.extend(
             self.statuses
                 .backfilled(c.tier, Forward::UriMiss, self.colo().is_some()),

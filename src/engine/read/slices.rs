@@ -28,7 +28,7 @@ use core::ops::Range;
 use crate::cache_control::RequestDirectives;
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
-use crate::policy::range::strong_validator;
+use crate::policy::range::{self, strong_validator, Ranged};
 use crate::policy::storage::lifetimes;
 use crate::policy::vary;
 use crate::store::{EntryMeta, Windows};
@@ -214,6 +214,29 @@ impl<H: Host> Engine<H> {
         let job = Job::Slices(Box::new(SliceJob { assembly, source }));
         handled.job = Job::merge(handled.job, Some(job));
         handled
+    }
+
+    /// Whether the response to `head` from `stored`, the head of an object in slices under
+    /// `key`, needs a slice that is not in L1 now: its content then comes in part from
+    /// Redis or the origin, and the cache had only part of the response (RFC 9211 §2.2
+    /// `fwd=partial`), not a hit. The span is the one [`Self::serve_slices`] reads: the
+    /// single range asked for, nothing for a `416`, else the whole object.
+    pub(super) fn lacks_slices(
+        &self,
+        head: &RequestView,
+        key: &str,
+        stored: &CachedResponse,
+    ) -> bool {
+        let Some(slicing) = Slicing::of(stored).filter(|_| head.method() == "GET") else {
+            return false;
+        };
+        let span = match range::decide("GET", head.headers(), 200, &stored.headers, slicing.length)
+        {
+            Ranged::Partial(parts) if parts.len() == 1 => parts[0].first..parts[0].last + 1,
+            Ranged::Unsatisfiable => return false,
+            Ranged::Partial(_) | Ranged::Whole => 0..slicing.length,
+        };
+        !self.slices_in_l1(key, slicing, &span)
     }
 
     /// Whether every slice of `span` of the object under `key` is in L1.
@@ -849,13 +872,57 @@ mod tests {
             .clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/e", &[])));
         assert_eq!(again.body.as_deref(), Ok(content().as_str()));
-        assert!(status(&again).contains("hit"), "{}", status(&again));
+        assert_eq!(
+            status(&again),
+            "edgecache-l1; fwd=partial; ttl=60",
+            "the object, but not all of its content: no hit"
+        );
         assert_eq!(
             sim.fetches() - before,
             4,
             "the four slices it lacked, not the object again"
         );
         assert_eq!(ranges.borrow().len(), 5);
+    }
+
+    /// RFC 9211 §2.2: a response from an object in slices is a hit only when every slice
+    /// it needs is in L1; one whose slices came from the origin says `fwd=partial`.
+    #[test]
+    fn a_response_is_a_hit_only_when_its_slices_are_stored() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let asked = |range: &'static str| request("GET", "/h", &[("range", range)]);
+        let first = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, asked("bytes=0-10")));
+        assert!(
+            status(&first).contains("fwd=uri-miss"),
+            "{}",
+            status(&first)
+        );
+        for (range, cache_status, fetched) in [
+            ("bytes=0-10", "edgecache-l1; hit; ttl=60", 1),
+            ("bytes=2000-2100", "edgecache-l1; fwd=partial; ttl=60", 3),
+            ("bytes=1500-2100", "edgecache-l1; hit; ttl=60", 3),
+            ("bytes=6000-", "edgecache-l1; hit; ttl=60", 3),
+        ] {
+            let r = sim.clock.block_on(serve(&engine, &sim.clock, asked(range)));
+            assert_eq!(status(&r), cache_status, "{range}");
+            assert_eq!(ranges.borrow().len(), fetched, "{range}");
+        }
+        let whole = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/h", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        assert!(status(&whole).contains("fwd=partial"), "{}", status(&whole));
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/h", &[])));
+        assert_eq!(status(&again), "edgecache-l1; hit; ttl=60");
+        let head = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("HEAD", "/h", &[])));
+        assert_eq!(status(&head), "edgecache-l1; hit; ttl=60", "no content");
     }
 
     /// A `Last-Modified` too close to the response's `Date` is a weak validator (RFC 9110

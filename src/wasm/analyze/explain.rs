@@ -36,7 +36,10 @@ pub(crate) fn not_storable(reason: NotStorable, method: &str, status: u16) -> St
     match reason {
         NotStorable::Method => format!("Only GET responses are stored; this is a {method} request."),
         NotStorable::Status => format!(
-            "Status {status} is not stored: it is not a final status, is 206 Partial Content, or is not understood while must-understand is present."
+            "Status {status} is not stored: it is not a final status, or is not understood while must-understand is present."
+        ),
+        NotStorable::ContentRange => String::from(
+            "A 206 Partial Content is stored only as one range whose bytes are exactly those it claims: a single Content-Range of known complete length, and a Content-Length equal to the range's."
         ),
         NotStorable::RequestNoStore => String::from("The request says Cache-Control: no-store, so nothing about this exchange is stored."),
         NotStorable::ResponseNoStore => String::from("The response says no-store: no cache, shared or private, may keep a copy."),
@@ -108,6 +111,7 @@ pub(crate) fn decision(reuse: Reuse) -> (&'static str, Option<&'static str>) {
         Reuse::StaleWhileRevalidate => ("stale-while-revalidate", None),
         Reuse::Revalidate(r) => ("revalidate", Some(revalidate_code(r))),
         Reuse::VaryMismatch => ("vary-mismatch", None),
+        Reuse::Incomplete => ("incomplete", None),
     }
 }
 
@@ -157,6 +161,10 @@ pub(crate) fn reuse(
         Reuse::VaryMismatch => (
             String::from("The request's Vary-nominated headers differ from the stored ones: this copy cannot be used."),
             String::from("RFC 9111 §4.1"),
+        ),
+        Reuse::Incomplete => (
+            String::from("The stored copy is partial and does not hold what the request asks for (one range wholly within it): the request goes to the origin, whose answer replaces it."),
+            String::from("RFC 9111 §3.3"),
         ),
     };
     if stale_on_error && !matches!(reuse, Reuse::Fresh | Reuse::StaleAcceptedByRequest) {

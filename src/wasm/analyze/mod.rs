@@ -23,7 +23,7 @@ use crate::policy::request::{classify, RequestClass};
 use crate::policy::reuse::{evaluate, stale_windows, Evaluation, Reuse, RevalidateReason};
 use crate::policy::storable::{NotStorable, ResponseView};
 use crate::policy::storage::{lifetimes, purge_tags};
-use crate::policy::{vary, PolicyConfig};
+use crate::policy::{partial, vary, PolicyConfig};
 use crate::time::Timestamp;
 use explain::duration;
 use report::{
@@ -312,6 +312,7 @@ pub fn analyze(
             report.cache_status.on_fetch = on_fetch.render();
             let ctx = MomentContext {
                 stored: &stored,
+                method: &method,
                 request: req_h,
                 config: &config,
                 cache_name: &cache_name,
@@ -417,6 +418,7 @@ fn headline(report: &Report, at_store: &Evaluation) -> String {
 
 struct MomentContext<'a> {
     stored: &'a CachedResponse,
+    method: &'a str,
     request: &'a Headers,
     config: &'a PolicyConfig,
     cache_name: &'a str,
@@ -430,6 +432,7 @@ impl MomentContext<'_> {
     /// engine would send for it (a hit, or a forward that stores the refetched response).
     fn moment(&self, at: Timestamp, response_time: Timestamp, label: String) -> Moment {
         let ev = evaluate(self.request, self.stored, at, self.config);
+        let ev = partial::limit(ev, self.method, self.request, self.stored);
         let (decision, revalidate_reason) = explain::decision(ev.reuse);
         let (text, rfc) =
             explain::reuse(ev.reuse, ev.ttl_secs, self.has_validator, ev.stale_if_error);
@@ -453,6 +456,13 @@ impl MomentContext<'_> {
                     Forward::Stale
                 }),
                 fwd_status: Some(if self.has_validator { 304 } else { self.status }),
+                stored: true,
+                ttl: Some(self.refetched_ttl),
+                ..base.clone()
+            },
+            Reuse::Incomplete => CacheStatusEntry {
+                fwd: Some(Forward::Partial),
+                fwd_status: Some(self.status),
                 stored: true,
                 ttl: Some(self.refetched_ttl),
                 ..base.clone()

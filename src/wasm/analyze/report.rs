@@ -81,7 +81,8 @@ pub struct Moment {
     /// A short label (`just stored`, `freshness ends`…).
     pub label: String,
     /// `fresh`, `stale-accepted-by-request`, `stale-while-revalidate`,
-    /// `revalidate` or `vary-mismatch`.
+    /// `revalidate`, `vary-mismatch` or `incomplete` (a stored `206` that does not hold
+    /// the request's range, RFC 9111 §3.3).
     pub decision: &'static str,
     /// Why validation is needed (`stale`, `response-no-cache`…), for `revalidate`.
     pub revalidate_reason: Option<&'static str>,

@@ -39,8 +39,9 @@ fn is_error_status(status: u16) -> bool {
 
 /// Request fields the cache answers itself from the complete response it fills the cache
 /// with: the client's validators (forwarding them would fetch a `304` it could not store,
-/// RFC 9111 §4.3.2) and its range (a `206` it would not store; the range is cut from the
-/// complete response, RFC 9110 §14.2).
+/// RFC 9111 §4.3.2) and its range (the range is cut from the complete response, RFC 9110
+/// §14.2, which serves every later range too; an origin that answers with a `206` all the
+/// same has it stored as an incomplete response, RFC 9111 §3.3).
 pub(in crate::engine::read) const ANSWERED_BY_THE_CACHE: [&str; 4] =
     ["if-none-match", "if-modified-since", "range", "if-range"];
 
@@ -406,7 +407,7 @@ impl<H: Host> Engine<H> {
                 filling: filling.clone(),
             }
         });
-        let evaluation = self.evaluate(head.headers(), &entry, now);
+        let evaluation = self.evaluate(head, &entry, now);
         let entries = self.fill_entries(fwd, entry.status, evaluation.ttl_secs);
         let response = respond::from_stored_body(
             head.method(),
@@ -468,7 +469,7 @@ impl<H: Host> Engine<H> {
         };
         let keys = self.l1_insert(key, &stored, head.headers(), now);
         self.count(|s| s.stored += 1);
-        let evaluation = self.evaluate(head.headers(), &stored, now);
+        let evaluation = self.evaluate(head, &stored, now);
         let entries = self.fill_entries(fwd, fwd_status, evaluation.ttl_secs);
         let fields = origin_fields.unwrap_or_else(|| stored.headers.clone());
         // A `304` confirmed the cache's content; any other status brought it.

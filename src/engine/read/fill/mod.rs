@@ -63,7 +63,7 @@ impl<H: Host> Engine<H> {
                     }
                 } else if let Some(Outcome::Stored(stored)) = outcome {
                     let now = self.runtime.now();
-                    let evaluation = self.evaluate(head.headers(), &stored, now);
+                    let evaluation = self.evaluate(head, &stored, now);
                     if usable(&evaluation) {
                         let entry = self.statuses.collapsed(fwd, evaluation.ttl_secs);
                         return Handled::now(respond::from_cache(
@@ -86,12 +86,17 @@ impl<H: Host> Engine<H> {
                     // Only the leader reads the colo tier and L2: one Redis GET per key
                     // however many wait.
                     if let Some(found) = self.shared_lookup(head, &key).await {
-                        if matches!(found.evaluation.reuse, Reuse::Revalidate(_)) {
-                            candidate = Some(found);
-                            fwd = Forward::Stale;
-                        } else {
-                            guard.finish(Outcome::Stored(found.stored.clone()));
-                            return self.serve_candidate(head, &key, found);
+                        match found.evaluation.reuse {
+                            Reuse::Revalidate(_) => {
+                                candidate = Some(found);
+                                fwd = Forward::Stale;
+                            }
+                            // RFC 9111 §3.3: a part that does not hold what is asked for.
+                            Reuse::Incomplete => fwd = Forward::Partial,
+                            _ => {
+                                guard.finish(Outcome::Stored(found.stored.clone()));
+                                return self.serve_candidate(head, &key, found);
+                            }
                         }
                     }
                 }
@@ -148,7 +153,7 @@ impl<H: Host> Engine<H> {
         fill: InProgress,
         fwd: Forward,
     ) -> Option<Handled<H::Body>> {
-        let evaluation = self.evaluate(head.headers(), &fill.entry, self.runtime.now());
+        let evaluation = self.evaluate(head, &fill.entry, self.runtime.now());
         if !usable(&evaluation) {
             return None;
         }
@@ -195,7 +200,7 @@ impl<H: Host> Engine<H> {
             return LeaseOrWait::Fetch { leased };
         };
         let now = self.runtime.now();
-        let evaluation = self.evaluate(head.headers(), &found, now);
+        let evaluation = self.evaluate(head, &found, now);
         if !usable(&evaluation) {
             return LeaseOrWait::Fetch { leased };
         }
@@ -231,9 +236,8 @@ impl<H: Host> Engine<H> {
     /// ([`Waited::Leased`]) while the others go on waiting for it: an origin in trouble
     /// gets one request at a time, not one per waiting instance.
     async fn await_other_instance(&self, head: &RequestView, key: &str) -> Waited {
-        let usable = |found: &Arc<CachedResponse>| {
-            usable(&self.evaluate(head.headers(), found, self.runtime.now()))
-        };
+        let usable =
+            |found: &Arc<CachedResponse>| usable(&self.evaluate(head, found, self.runtime.now()));
         let started = self.runtime.now();
         let bound = self
             .config
@@ -313,7 +317,7 @@ impl<H: Host> Engine<H> {
             }
         }
         let now = self.runtime.now();
-        let evaluation = self.evaluate(head.headers(), &stored, now);
+        let evaluation = self.evaluate(&head, &stored, now);
         let candidate = Candidate {
             stored,
             evaluation: Evaluation {
