@@ -171,3 +171,52 @@ async fn a_cold_object_in_slices_is_fetched_once_for_concurrent_clients() {
     }
     assert_eq!(origin.count(&path), 1, "ranges: {:?}", origin.ranges(&path));
 }
+
+/// With L1 full of popular entries (TinyLFU admission), a popular large object's slices
+/// are kept as its head is: admission is the object's, not each slice key's (each is new).
+/// Otherwise clients reading behind the first would fetch every slice again by range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_popular_object_keeps_its_slices_in_a_full_l1() {
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    config.l1.max_bytes = 2 << 20;
+    let cache = Cache::start(config, &origin, None).await;
+    // Popular small objects filling L1: each asked for several times.
+    let hot: Vec<String> = (0..24)
+        .map(|n| {
+            url(
+                &format!("/hot/{n}"),
+                &[("cc", "max-age=300"), ("size", "81920")],
+            )
+        })
+        .collect();
+    for _ in 0..4 {
+        for path in &hot {
+            cache.get(path).await;
+        }
+    }
+    let size: usize = (1 << 20) + 3;
+    let path = url(
+        "/popular-slices",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    let _ = cache.get(&path).await;
+    let fetched = origin.count(&path);
+    for _ in 0..3 {
+        let again = cache.get(&path).await;
+        assert!(again.body == pattern(size));
+    }
+    assert_eq!(
+        origin.count(&path),
+        fetched,
+        "every slice from L1: ranges {:?}",
+        origin.ranges(&path)
+    );
+}

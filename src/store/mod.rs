@@ -697,6 +697,31 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     /// ([`InsertOutcome::Rejected`]). An entry with `size > max_bytes` is never stored and
     /// removes any resident entry under that key ([`InsertOutcome::TooLarge`]).
     pub fn insert(&mut self, key: K, value: V, meta: EntryMeta, now: Timestamp) -> InsertOutcome {
+        self.insert_as(key, value, meta, now, true)
+    }
+
+    /// Stores `value` under `key` as [`L1Store::insert`] does, but without the admission
+    /// check: for an entry that is part of one already admitted (a slice of a large object
+    /// whose head is resident), whose own key is new however popular the object is, and
+    /// which TinyLFU would otherwise refuse in a full store.
+    pub fn insert_admitted(
+        &mut self,
+        key: K,
+        value: V,
+        meta: EntryMeta,
+        now: Timestamp,
+    ) -> InsertOutcome {
+        self.insert_as(key, value, meta, now, false)
+    }
+
+    fn insert_as(
+        &mut self,
+        key: K,
+        value: V,
+        meta: EntryMeta,
+        now: Timestamp,
+        check_admission: bool,
+    ) -> InsertOutcome {
         let hash = self.hasher.hash_one(&key);
         // The get that just missed this key already recorded this access.
         let noted = match self.last_miss {
@@ -763,7 +788,7 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
         let room_needed = self.lru.len() >= self.config.max_entries
             || self.used().saturating_add(size) > self.config.max_bytes;
         if room_needed {
-            if let Some(sketch) = &self.sketch {
+            if let (Some(sketch), true) = (&self.sketch, check_admission) {
                 if !self.admit(freq.estimate(sketch.epoch()), sketch.epoch(), size, now) {
                     self.stats.rejected += 1;
                     return InsertOutcome::Rejected;

@@ -585,3 +585,26 @@ fn admission_refuses_a_reservation_for_a_rare_key() {
     );
     check_accounting(&s);
 }
+
+/// `insert_admitted` stores a key TinyLFU would refuse (a part of an entry already
+/// admitted), evicting least-recently-used entries for it; `insert` still refuses it.
+#[test]
+fn insert_admitted_skips_admission() {
+    let mut s = tinylfu(4, 1000);
+    for k in 0..4 {
+        s.insert(k, k, meta(1), t(0));
+    }
+    for _ in 0..5 {
+        for k in 0..4 {
+            assert!(s.get(&k, t(1)).is_fresh());
+        }
+    }
+    assert_eq!(s.insert(100, 100, meta(1), t(2)), InsertOutcome::Rejected);
+    assert_eq!(
+        s.insert_admitted(100, 100, meta(1), t(2)),
+        InsertOutcome::Inserted
+    );
+    assert!(s.contains(&100));
+    assert_eq!(s.len(), 4, "the least recently used entry made room");
+    check_accounting(&s);
+}

@@ -604,8 +604,16 @@ impl<H: Host> Engine<H> {
             .cloned()
             .chain(core::iter::once(url_tag(&job.key)));
         let meta = EntryMeta::new(windows, slice.size_bytes() + key.len()).with_tags(tags);
-        self.state
-            .with(|s| s.l1.insert(String::from(key), slice.clone(), meta, now));
+        // Admission is the object's: each slice's key is new, however often the object is
+        // asked for, so TinyLFU would refuse the slices of an admitted head in a full L1 and
+        // every client reading behind the first would fetch them again by range.
+        self.state.with(|s| {
+            if s.l1.contains(job.key.as_str()) {
+                s.l1.insert_admitted(String::from(key), slice.clone(), meta, now);
+            } else {
+                s.l1.insert(String::from(key), slice.clone(), meta, now);
+            }
+        });
     }
 }
 
