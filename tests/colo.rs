@@ -714,3 +714,40 @@ fn sliced_isolate(origin: &Origin, colo: &MemoryColo) -> Engine<ColoHost> {
     .unwrap()
     .with_colo(Some(colo.clone()))
 }
+
+/// Review finding 5: without Redis, a colo slice is used only if stamped at or after its
+/// head's representation was received. A `304` revalidation moves the head's
+/// `response_time` (`freshen`), not that time (`edgecache-sliced-at`): the slices of the
+/// same representation stay usable after every revalidation, rather than being fetched
+/// again by every isolate.
+#[tokio::test]
+async fn without_redis_a_revalidated_head_keeps_its_colo_slices() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let size: usize = (128 << 10) + 3;
+    let path = url(
+        "/colo/sliced-revalidated",
+        &[
+            ("cc", "max-age=1"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+            ("revalidate", "1"),
+        ],
+    );
+    let a = sliced_isolate(&origin, &colo);
+    assert!(get(&a, &path).await.body == pattern(size));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Stale: `a` revalidates its head (a `304`) and serves the slices it holds.
+    assert!(get(&a, &path).await.body == pattern(size));
+    assert_eq!(origin.revalidations(), 1, "the head was revalidated");
+    let before = origin.ranges(&path);
+    let b = sliced_isolate(&origin, &colo);
+    let whole = get(&b, &path).await;
+    assert!(whole.body == pattern(size));
+    assert_eq!(
+        origin.ranges(&path),
+        before,
+        "b took the slices (same validator) from the colo tier"
+    );
+}

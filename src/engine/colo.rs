@@ -409,7 +409,8 @@ impl<H: Host> Engine<H> {
 
     /// Looks slice `slice_key` of the object `object_key`, whose head is `head`, up in the
     /// colo tier. Purges of the object cover it (its URL and tags are checked, as for the
-    /// head). Without the shared tier, a slice written before `head` was received is not
+    /// head). Without the shared tier, a slice written before `head`'s representation was
+    /// received ([`super::read::Slicing::received_at`], which a `304` does not move) is not
     /// used: a purge by URL through the purge API names only the head, so the slices of
     /// the object it replaced may still be there (as for `Vary` variants, [`Engine::colo_find`]).
     pub(crate) async fn colo_find_slice(
@@ -420,8 +421,8 @@ impl<H: Host> Engine<H> {
     ) -> Option<Arc<CachedResponse>> {
         let position = self.colo_read_position().await?;
         let (stamp, slice) = self.colo_read(position, object_key, slice_key).await?;
-        let head_received = head.response_time.as_millis() as i64;
-        (position.is_some() || stamp >= head_received).then_some(slice)
+        let received = super::read::Slicing::received_at(head);
+        (position.is_some() || stamp >= received).then_some(slice)
     }
 
     /// Reads, decodes and checks one colo entry, with its stamp. Corrupt entries are

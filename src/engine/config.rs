@@ -526,6 +526,10 @@ impl EngineConfig {
         if !given.is_object() {
             return Err(invalid("cache", "must be a JSON object"));
         }
+        // The text as a configuration first (every table has defaults): serde then names
+        // an unknown field, locates a mistyped value, and refuses a field given twice,
+        // which the merged value could no longer tell.
+        serde_json::from_str::<EngineConfig>(text).map_err(|e| invalid("cache", e.to_string()))?;
         let mut merged = serde_json::to_value(base).map_err(|e| invalid("cache", e.to_string()))?;
         merge_json(&mut merged, given);
         let config: EngineConfig = serde_json::from_value(merged).map_err(|e| {
@@ -808,26 +812,28 @@ pub fn is_private_origin(url: &str) -> bool {
         return true;
     }
     match host.parse::<core::net::IpAddr>() {
-        Ok(core::net::IpAddr::V4(ip)) => {
-            let [a, b, ..] = ip.octets();
-            ip.is_loopback()
-                || ip.is_private()
-                || ip.is_link_local()
-                || a == 0
-                // 100.64.0.0/10, carrier-grade NAT's shared space (RFC 6598).
-                || (a == 100 && b & 0xc0 == 64)
-        }
+        Ok(core::net::IpAddr::V4(ip)) => is_private_v4(ip),
         Ok(core::net::IpAddr::V6(ip)) => {
             ip.is_loopback()
                 || ip.is_unspecified()
                 || ip.is_unique_local()
                 || ip.is_unicast_link_local()
-                || ip
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| v4.is_loopback() || v4.is_private())
+                // `::ffff:a.b.c.d` reaches a.b.c.d: the same ranges are refused.
+                || ip.to_ipv4_mapped().is_some_and(is_private_v4)
         }
         Err(_) => false,
     }
+}
+
+/// Loopback, private (RFC 1918), link-local (the cloud metadata address among them),
+/// `0.0.0.0/8`, or carrier-grade NAT's shared space (RFC 6598).
+fn is_private_v4(ip: core::net::Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || a == 0
+        || (a == 100 && b & 0xc0 == 64)
 }
 
 #[cfg(test)]
@@ -863,6 +869,44 @@ mod tests {
             EngineConfig::default(),
             "from_json reads over the engine's defaults"
         );
+    }
+
+    /// Review finding 7: a mistyped value is located (parsing the merged value alone said
+    /// `invalid type: string "32MiB", expected usize` and nothing else).
+    #[test]
+    fn a_mistyped_field_is_named_or_located() {
+        let error = EngineConfig::from_json(r#"{"l1":{"max_bytes":"32MiB"}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("max_bytes") || error.contains("column"),
+            "{error}"
+        );
+    }
+
+    /// Review finding 9: a table (or field) given twice is refused (`duplicate field`),
+    /// not silently the last of them. (JSON.stringify of a `[vars]` table cannot produce
+    /// duplicates; a hand-written `EDGECACHE_CACHE` string can.)
+    #[test]
+    fn a_table_given_twice_is_refused() {
+        let read =
+            EngineConfig::from_json(r#"{"l1":{"max_bytes":1048576},"l1":{"max_entries":5}}"#);
+        assert!(read.is_err(), "{:?}", read.map(|c| c.l1));
+    }
+
+    /// Review finding 10: IPv4-mapped IPv6 addresses are checked as their IPv4 address
+    /// (`http://[::ffff:169.254.169.254]` was let through, its IPv4 form refused).
+    #[test]
+    fn ipv4_mapped_addresses_are_checked_as_their_ipv4_address() {
+        for private in [
+            "http://[::ffff:169.254.169.254]/",
+            "http://[::ffff:100.64.0.1]/",
+            "http://[::ffff:0.0.0.1]/",
+        ] {
+            let v4 = private.replace("[::ffff:", "").replace(']', "");
+            assert!(is_private_origin(&v4), "{v4}");
+            assert!(is_private_origin(private), "{private}");
+        }
     }
 
     #[test]

@@ -143,18 +143,12 @@ pub enum Room {
 }
 
 impl Filling {
-    /// An empty fill whose body the origin declared `declared_length` bytes long. With
-    /// `keep_up_to`, the body is kept to be stored, and room for the declared length is
-    /// taken at once when it is at most that many bytes (a body that grows past the limit
-    /// is no longer kept: [`Filling::stop_keeping`]).
-    pub fn new(declared_length: Option<u64>, keep_up_to: Option<usize>) -> Self {
-        let body = keep_up_to.map(|limit| {
-            let expected = declared_length.unwrap_or(0);
-            match usize::try_from(expected) {
-                Ok(expected) if expected <= limit => Vec::with_capacity(expected),
-                _ => Vec::new(),
-            }
-        });
+    /// An empty fill whose body the origin declared `declared_length` bytes long, kept to
+    /// be stored when `keep` (room for it is made with [`Filling::make_room`], once counted
+    /// against L1; a body that grows past the object limit is no longer kept:
+    /// [`Filling::stop_keeping`]).
+    pub fn new(declared_length: Option<u64>, keep: bool) -> Self {
+        let body = keep.then(Vec::new);
         Filling {
             state: FillLock::new(FillState {
                 chunks: VecDeque::new(),
@@ -217,12 +211,17 @@ impl Filling {
     pub fn stop_keeping(&self) {
         self.state.with(|s| {
             s.keep = false;
-            if let Some(body) = s.body.take() {
+            if let Some(mut body) = s.body.take() {
+                // The unread part moves into a chunk of its own, in place (no copy).
                 let slowest = s.slowest_reader().min(s.queue_start);
-                let behind = usize::try_from(slowest).unwrap_or(usize::MAX)
-                    ..usize::try_from(s.queue_start).unwrap_or(usize::MAX);
-                if let Some(unread) = body.get(behind).filter(|b| !b.is_empty()) {
-                    s.chunks.push_front(Piece::Owned(Arc::new(unread.to_vec())));
+                let (Ok(from), Ok(to)) = (usize::try_from(slowest), usize::try_from(s.queue_start))
+                else {
+                    return;
+                };
+                body.truncate(to);
+                body.drain(..from.min(body.len()));
+                if !body.is_empty() {
+                    s.chunks.push_front(Piece::Owned(Arc::new(body)));
                     s.queue_start = slowest;
                 }
             }
@@ -233,6 +232,16 @@ impl Filling {
     /// Whether the body is still to be stored.
     pub fn keeps(&self) -> bool {
         self.state.with(|s| s.keep)
+    }
+
+    /// Allocates room for `bytes` more of the body being kept, at once: for a body of
+    /// declared length, once L1 counts it, so that it is allocated once and exactly.
+    pub fn make_room(&self, bytes: usize) {
+        self.state.with(|s| {
+            if let (true, Some(body)) = (s.keep, &mut s.body) {
+                body.reserve_exact(bytes);
+            }
+        });
     }
 
     /// Whether the writer may read on: always while the body is kept; otherwise once the
@@ -277,7 +286,11 @@ impl Filling {
         let (stored, wake) = self.state.with(|s| {
             s.end = End::Complete;
             let stored = match (s.keep, store) {
-                (true, Some(store)) => s.body.take().map(store),
+                (true, Some(store)) => s.body.take().map(|mut body| {
+                    // A body of undeclared length grew by doubling: L1 counts its length.
+                    body.shrink_to_fit();
+                    store(body)
+                }),
                 _ => None,
             };
             if let Some(stored) = &stored {
@@ -318,6 +331,13 @@ impl Filling {
     fn chunk_bytes(&self) -> u64 {
         self.state
             .with(|s| s.chunks.iter().map(|c| c.len() as u64).sum())
+    }
+
+    /// The bytes allocated for the body being kept, for tests.
+    #[cfg(test)]
+    pub(crate) fn body_capacity(&self) -> usize {
+        self.state
+            .with(|s| s.body.as_ref().map_or(0, Vec::capacity))
     }
 }
 
@@ -373,6 +393,7 @@ impl FillState {
     /// chunk, of the stored response, or a copy of part of the body. `None` when they are
     /// gone (released: never for a live reader).
     fn part_at(&self, offset: u64, until: u64) -> Option<FillChunk> {
+        let until = until.min(offset.saturating_add(MAX_READ));
         if offset >= self.queue_start {
             let mut start = self.queue_start;
             for piece in &self.chunks {
@@ -389,7 +410,6 @@ impl FillState {
             }
             return None;
         }
-        let until = until.min(offset.saturating_add(MAX_READ));
         let range = usize::try_from(offset).ok()?..usize::try_from(until).ok()?;
         if let Some(stored) = &self.stored {
             let len = range.len();
@@ -570,7 +590,7 @@ pub struct InProgress {
 /// The fills in progress, by cache key. A key can have several at once: one per `Vary`
 /// variant (a request that cannot use the fill in progress starts its own). A purge takes
 /// the fills it covers out of the table: they are neither joined nor stored, since what
-/// they bring may predate it (their readers read on).
+/// they bring may predate it (their readers read on), and no longer kept.
 #[derive(Debug, Default)]
 pub struct Fills {
     next_id: u64,
@@ -595,20 +615,30 @@ impl Fills {
 
     /// Takes the fills of `key` (a URL purge) out of the table.
     pub fn purge_key(&mut self, key: &str) {
-        self.by_key.remove(key);
+        for fill in self.by_key.remove(key).into_iter().flatten() {
+            fill.filling.stop_keeping();
+        }
     }
 
     /// Takes the fills tagged `tag` out of the table.
     pub fn purge_tag(&mut self, tag: &str) {
         for fills in self.by_key.values_mut() {
-            fills.retain(|f| !f.entry.tags.iter().any(|t| t == tag));
+            fills.retain(|f| {
+                let purged = f.entry.tags.iter().any(|t| t == tag);
+                if purged {
+                    f.filling.stop_keeping();
+                }
+                !purged
+            });
         }
         self.by_key.retain(|_, fills| !fills.is_empty());
     }
 
     /// Takes every fill out of the table.
     pub fn clear(&mut self) {
-        self.by_key.clear();
+        for (_, fills) in self.by_key.drain() {
+            fills.iter().for_each(|f| f.filling.stop_keeping());
+        }
     }
 
     /// Unregisters fill `id` of `key`; whether it was still registered.
@@ -674,7 +704,7 @@ mod tests {
             Timestamp::EPOCH,
             Timestamp::EPOCH,
         ));
-        let fill = Arc::new(Filling::new(Some(5), None));
+        let fill = Arc::new(Filling::new(Some(5), false));
         let mut reader = FillReader::new(fill.clone());
         fill.append_stored(stored.clone(), 2..5);
         fill.append(b"ab".to_vec());
@@ -735,7 +765,7 @@ mod tests {
     fn a_kept_fill_holds_its_body_once() {
         const CHUNK: usize = 64 * 1024;
         let body = pattern(4 << 20);
-        let fill = Arc::new(Filling::new(Some(body.len() as u64), Some(8 << 20)));
+        let fill = Arc::new(Filling::new(Some(body.len() as u64), true));
         let mut slow = FillReader::new(fill.clone());
         let mut fast = FillReader::new(fill.clone());
         let mut fast_read = Vec::new();
@@ -785,7 +815,7 @@ mod tests {
     #[test]
     fn joiners_and_ranges_read_a_kept_fill_from_its_body() {
         let body = pattern(3 << 20);
-        let fill = Arc::new(Filling::new(Some(body.len() as u64), Some(8 << 20)));
+        let fill = Arc::new(Filling::new(Some(body.len() as u64), true));
         let first = FillReader::new(fill.clone());
         for chunk in body[..2 << 20].chunks(100_000) {
             fill.append(chunk.to_vec());
@@ -813,7 +843,7 @@ mod tests {
     #[test]
     fn a_fill_no_longer_kept_still_serves_its_readers() {
         let body = pattern(3 << 20);
-        let fill = Arc::new(Filling::new(None, Some(8 << 20)));
+        let fill = Arc::new(Filling::new(None, true));
         let mut slow = FillReader::new(fill.clone());
         for chunk in body[..2 << 20].chunks(50_000) {
             fill.append(chunk.to_vec());
@@ -844,7 +874,7 @@ mod tests {
     #[test]
     fn a_reader_behind_a_failed_fill_reads_up_to_the_failure() {
         let body = pattern(2 << 20);
-        let fill = Arc::new(Filling::new(Some(4 << 20), Some(8 << 20)));
+        let fill = Arc::new(Filling::new(Some(4 << 20), true));
         let mut slow = FillReader::new(fill.clone());
         for chunk in body.chunks(64 * 1024) {
             fill.append(chunk.to_vec());
@@ -856,6 +886,52 @@ mod tests {
         assert!(
             FillReader::join(fill).is_none(),
             "a failed fill is not joined"
+        );
+    }
+
+    /// Review finding 1: the body a fill stores is grown by `extend_from_slice` chunk by
+    /// chunk, so a body of undeclared length is stored with the spare capacity of its last
+    /// doubling: up to about twice its length, which L1 (counting `body.len()`) never sees.
+    /// Before this change the stored body was allocated at exactly `received` bytes.
+    #[test]
+    fn a_stored_body_of_undeclared_length_holds_no_spare_capacity() {
+        let body = pattern((1 << 20) + 1);
+        let fill = Arc::new(Filling::new(None, true));
+        let _reader = FillReader::new(fill.clone());
+        for chunk in body.chunks(16 * 1024) {
+            fill.append(chunk.to_vec());
+        }
+        let stored = fill.complete_stored(stored_of).expect("kept");
+        assert_eq!(stored.body, body);
+        assert!(
+            stored.body.capacity() <= stored.body.len() + 64 * 1024,
+            "a stored body of {} bytes holds {} bytes",
+            stored.body.len(),
+            stored.body.capacity()
+        );
+    }
+
+    /// Review finding 3: a fill that stops being kept hands its slowest reader the unread
+    /// part of the body as one chunk, and `part_at` hands out chunk parts whole: that reader
+    /// gets a single part of megabytes (up to `limits.max_object_bytes`), which the Worker
+    /// copies whole (`fill_stream`: `to_vec`, then into JS), where `MAX_READ` promises no
+    /// host a part much larger than it sends at once.
+    #[test]
+    fn a_fill_no_longer_kept_hands_out_parts_of_at_most_max_read() {
+        let body = pattern(4 << 20);
+        let fill = Arc::new(Filling::new(None, true));
+        let mut slow = FillReader::new(fill.clone());
+        for chunk in body.chunks(64 * 1024) {
+            fill.append(chunk.to_vec());
+        }
+        fill.stop_keeping();
+        fill.complete();
+        let (read, largest, end) = read_now(&mut slow);
+        assert_eq!(end, Some(Ok(())));
+        assert_eq!(read, body);
+        assert!(
+            largest as u64 <= MAX_READ,
+            "one part of {largest} bytes (MAX_READ is {MAX_READ})"
         );
     }
 }

@@ -21,11 +21,12 @@ use super::{Body, Response, Source};
 /// Fields meant for this cache only, removed before responses leave it: the surrogate
 /// fields (Edge Architecture 1.0) and edgecache's own targeted field (RFC 9213 §2.1).
 /// `CDN-Cache-Control` is left for caches further downstream.
-const CACHE_ONLY_FIELDS: [&str; 4] = [
+const CACHE_ONLY_FIELDS: [&str; 5] = [
     "surrogate-control",
     "surrogate-key",
     "edgecache-cache-control",
     super::read::SLICES_FIELD,
+    super::read::SLICED_AT_FIELD,
 ];
 
 /// Sets `Cache-Status`, appending to any the origin or an upstream cache sent (RFC 9211 §2:
@@ -484,7 +485,7 @@ mod tests {
     fn ranges_of_content_beyond_4_gib_are_cut() {
         use crate::engine::filling::{FillReader, Filling};
         let length: u64 = 5 << 30;
-        let fill = Arc::new(Filling::new(Some(length), None));
+        let fill = Arc::new(Filling::new(Some(length), false));
         let response: Response<()> = Response {
             status: 200,
             headers: Headers::from_pairs([("etag", "\"v\"")]),

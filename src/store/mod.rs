@@ -1015,7 +1015,8 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
     /// Reserves `bytes` of the byte bound for the entry of `key` while it arrives (a body
     /// received as it is served), evicting least-recently-used entries for them as
     /// [`L1Store::insert`] would for a new key: with TinyLFU, only if `key` has been
-    /// requested more often than every entry it would evict. Returns whether the bytes
+    /// requested more often than every entry it would evict (a resident key's new version
+    /// always is, as its insert would be). Returns whether the bytes
     /// were reserved; when not (they could never fit, or admission refused), nothing
     /// changed, and the entry should not be kept. The access was recorded by the `get`
     /// that missed `key`; this records none.
@@ -1028,7 +1029,10 @@ impl<K: Hash + Eq + Clone, V: Clone, S: BuildHasher + Clone> L1Store<K, V, S> {
             return false;
         }
         if self.used().saturating_add(bytes) > self.config.max_bytes {
-            if let Some(sketch) = &self.sketch {
+            // A resident key's new version is not subject to admission, as its insert is
+            // not; its hits are counted in its entry, not in the sketch.
+            let resident = self.contains(key);
+            if let (Some(sketch), false) = (&self.sketch, resident) {
                 let candidate = sketch.estimate(self.hasher.hash_one(key));
                 if !self.admit(
                     candidate.estimate(sketch.epoch()),

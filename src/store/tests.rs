@@ -608,3 +608,26 @@ fn insert_admitted_skips_admission() {
     assert_eq!(s.len(), 4, "the least recently used entry made room");
     check_accounting(&s);
 }
+
+/// Review finding 8: `reserve` judged the key by the sketch's estimate, but a resident
+/// key's hits are counted in its entry (`Slot::freq`), not in the sketch, so the hottest
+/// resident key looked as rare as a one-off URL. A resident key's new version (a
+/// revalidation answered `200`, streamed as a fill) was then refused room whenever L1 was
+/// full, though `insert` of a resident key is never subject to admission (`Replaced`).
+#[test]
+fn a_reservation_for_a_resident_hot_key_is_not_refused() {
+    let mut s = tinylfu(10, 40);
+    for k in 0..4 {
+        s.insert(k, k, meta(10), t(0));
+    }
+    for _ in 0..5 {
+        for k in 0..4 {
+            assert!(s.get(&k, t(1)).is_fresh());
+        }
+    }
+    assert!(
+        s.reserve(&0, 10, t(2)),
+        "the new version of resident key 0, as hot as any, was refused room"
+    );
+    check_accounting(&s);
+}

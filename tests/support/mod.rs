@@ -358,6 +358,8 @@ pub struct OriginState {
     pub ranges: Mutex<Vec<(String, String)>>,
     /// Opened by the test ([`Origin::open_gate`]) for a `gate_after` body to go on.
     pub gate: tokio::sync::Notify,
+    /// `304`s sent to `revalidate=1` requests.
+    pub revalidations: std::sync::atomic::AtomicUsize,
 }
 
 /// Counts a GET/HEAD as being answered while it lives.
@@ -470,6 +472,13 @@ impl Origin {
             .filter(|(p, _)| p == path_and_query)
             .map(|(_, r)| r.clone())
             .collect()
+    }
+
+    /// How many `304`s the origin sent.
+    pub fn revalidations(&self) -> usize {
+        self.state
+            .revalidations
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The most GET/HEAD requests it was answering at once.
@@ -606,6 +615,21 @@ pub async fn origin_answer(
     }
     if let Some(vary) = params.get("vary") {
         builder = builder.header("vary", vary.as_str());
+    }
+    // `revalidate=1`: a `304` to an `If-None-Match` naming the `etag` parameter.
+    if params.get("revalidate").is_some_and(|v| v == "1") {
+        let inm = req
+            .headers()
+            .get(hyper::header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok());
+        if let (Some(etag), Some(inm)) = (params.get("etag"), inm) {
+            if inm.split(',').any(|tag| tag.trim() == etag) {
+                state
+                    .revalidations
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return builder.status(304).body(full(Bytes::new())).unwrap();
+            }
+        }
     }
     let size = params.get("size").and_then(|v| v.parse::<usize>().ok());
     // `part=first-last` (with `size`): a `206` of those bytes whatever was asked for, as an

@@ -45,6 +45,12 @@ use crate::engine::{respond, Body, Engine, Handled, Host, Job, RequestView};
 /// sent to clients ([`respond`] removes it).
 pub const SLICES_FIELD: &str = "edgecache-slices";
 
+/// The internal field of a head that says when its representation was received from the
+/// origin (ms since the epoch): unlike the head's `response_time`, a `304` that freshens
+/// the head does not move it (the origin cannot set it: it is removed from origin
+/// responses), so it tells slices of this representation from older ones.
+pub const SLICED_AT_FIELD: &str = "edgecache-sliced-at";
+
 /// How an object is sliced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slicing {
@@ -65,6 +71,16 @@ impl Slicing {
             slice_bytes: slice.trim().parse().ok().filter(|&n| n > 0)?,
             length: length.trim().parse().ok()?,
         })
+    }
+
+    /// When the representation `head` is the head of was received from the origin (ms):
+    /// its [`SLICED_AT_FIELD`], or, for a head written before that field, its
+    /// `response_time`.
+    pub fn received_at(head: &CachedResponse) -> i64 {
+        head.headers
+            .get_str(SLICED_AT_FIELD)
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(head.response_time.as_millis() as i64)
     }
 
     /// The value of [`SLICES_FIELD`] for it.
@@ -179,7 +195,7 @@ impl<H: Host> Engine<H> {
     ) -> Handled<H::Body> {
         // A stand-in of the object's length, so the one range decision applies as to any
         // content of known length.
-        let whole = Arc::new(Filling::new(Some(slicing.length), None));
+        let whole = Arc::new(Filling::new(Some(slicing.length), false));
         handled.response.body = Body::Filling(FillReader::new(whole));
         if head.asks_for_a_range() {
             handled.response = respond::ranged("GET", head.headers(), handled.response, || {
@@ -199,7 +215,7 @@ impl<H: Host> Engine<H> {
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Handled::now(response);
         }
-        let transit = Arc::new(Filling::new(Some(span.end - span.start), None));
+        let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
         let source = source.filter(|_| span.start == 0);
         let assembly = Assembly {

@@ -4,6 +4,7 @@
 //! served because the origin failed (RFC 5861 §4, RFC 9111 §4.2.4).
 
 use alloc::boxed::Box;
+use alloc::format;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -21,7 +22,7 @@ use crate::engine::filling::{FillJob, FillReader, Filling, InProgress};
 use crate::engine::flight::Outcome;
 use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
-use crate::engine::read::{sliceable, SLICES_FIELD};
+use crate::engine::read::{sliceable, SLICED_AT_FIELD, SLICES_FIELD};
 use crate::engine::status::Tier;
 use crate::engine::{
     respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView, Source,
@@ -155,6 +156,7 @@ impl<H: Host> Engine<H> {
         // `304` whose fields are merged into the stored ones.
         let mut response = response;
         response.headers.remove(SLICES_FIELD);
+        response.headers.remove(SLICED_AT_FIELD);
 
         // A 304 answering our own conditional request: freshen the stored response.
         if response.status == 304 {
@@ -210,6 +212,8 @@ impl<H: Host> Engine<H> {
                 }
                 if let Some(slicing) = sliced {
                     fields.set(SLICES_FIELD, slicing.field());
+                    let received = self.runtime.now().as_millis();
+                    fields.set(SLICED_AT_FIELD, format!("{received}"));
                 }
                 self.count(|s| s.sliced_objects += 1);
                 let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
@@ -394,10 +398,7 @@ impl<H: Host> Engine<H> {
     ) -> (Handled<H::Body>, Outcome) {
         let now = self.runtime.now();
         let entry = Arc::new(entry);
-        let filling = Arc::new(Filling::new(
-            declared_length(&origin_fields),
-            Some(self.config.limits.max_object_bytes),
-        ));
+        let filling = Arc::new(Filling::new(declared_length(&origin_fields), true));
         let fill = self.state.with(|s| {
             let id = s.fills.start(key, entry.clone(), filling.clone());
             s.stats.streamed_fills += 1;

@@ -130,6 +130,10 @@ impl<H: Host> Engine<H> {
         reserved: &AtomicUsize,
     ) -> Ended {
         let limits = &self.config.limits;
+        // A body of declared length is counted in L1, and allocated, whole and at once.
+        if let Some(declared) = filling.declared_length() {
+            self.keep_room_for(filling, key, id, declared, reserved);
+        }
         loop {
             let next = with_timeout(
                 &self.runtime,
@@ -161,19 +165,13 @@ impl<H: Host> Engine<H> {
             // (evictions free memory, which takes time for large entries).
             let len = bytes.len();
             filling.append(bytes);
-            if filling.keeps() {
-                let now = self.runtime.now();
-                let fits = total <= limits.max_object_bytes as u64
-                    && self.state.with(|s| s.l1.reserve(key, len, now));
-                if fits {
-                    reserved.fetch_add(len, Ordering::Relaxed);
-                } else {
-                    filling.stop_keeping();
-                    self.state.with(|s| {
-                        s.l1.release(reserved.swap(0, Ordering::Relaxed));
-                        s.fills.end(key, id)
-                    });
-                }
+            if filling.declared_length().is_none() {
+                self.keep_room_for(filling, key, id, len as u64, reserved);
+            }
+            if !filling.keeps() && reserved.load(Ordering::Relaxed) > 0 {
+                // No longer kept (a purge took it out of the table): nothing to count.
+                self.state
+                    .with(|s| s.l1.release(reserved.swap(0, Ordering::Relaxed)));
             }
             // Readers that stop reading altogether count as gone after the same wait.
             let room = core::future::poll_fn(|cx| filling.poll_room(cx));
@@ -186,6 +184,46 @@ impl<H: Host> Engine<H> {
                         limits.between_bytes_timeout_ms
                     ))
                 }
+            }
+        }
+    }
+}
+
+impl<H: Host> Engine<H> {
+    /// Counts `more` bytes of a kept fill's body against L1 (and allocates them), or, when
+    /// the body would outgrow `limits.max_object_bytes` or L1 has no room for it, stops
+    /// keeping it: it is then served, not stored, and gives back what it held.
+    fn keep_room_for(
+        &self,
+        filling: &Filling,
+        key: &str,
+        id: u64,
+        more: u64,
+        reserved: &AtomicUsize,
+    ) {
+        if !filling.keeps() {
+            return;
+        }
+        let held = reserved.load(Ordering::Relaxed);
+        let total = (held as u64).saturating_add(more);
+        let now = self.runtime.now();
+        let fits = usize::try_from(more)
+            .ok()
+            .filter(|_| total <= self.config.limits.max_object_bytes as u64);
+        let fits = fits.filter(|&more| self.state.with(|s| s.l1.reserve(key, more, now)));
+        match fits {
+            Some(more) => {
+                reserved.fetch_add(more, Ordering::Relaxed);
+                if filling.declared_length().is_some() {
+                    filling.make_room(more);
+                }
+            }
+            None => {
+                filling.stop_keeping();
+                self.state.with(|s| {
+                    s.l1.release(reserved.swap(0, Ordering::Relaxed));
+                    s.fills.end(key, id)
+                });
             }
         }
     }
@@ -520,7 +558,7 @@ mod tests {
     #[test]
     fn a_fill_whose_start_is_gone_cannot_be_joined() {
         use crate::engine::filling::{FillReader, Filling};
-        let fill = Arc::new(Filling::new(None, Some(usize::MAX)));
+        let fill = Arc::new(Filling::new(None, true));
         let mut first = FillReader::new(fill.clone());
         fill.append(b"aaaa".to_vec());
         assert!(
@@ -535,7 +573,7 @@ mod tests {
             "its start was released"
         );
         fill.fail("gone");
-        assert!(FillReader::join(Arc::new(Filling::new(None, Some(usize::MAX)))).is_some());
+        assert!(FillReader::join(Arc::new(Filling::new(None, true))).is_some());
     }
 
     /// A background revalidation whose new body (of undeclared length) outgrows the object
@@ -668,6 +706,17 @@ mod tests {
         Simulation,
         crate::engine::Engine<crate::engine::simulated::SimHost>,
     ) {
+        small_l1_then(end, &[("content-length", "12000")])
+    }
+
+    /// [`small_l1_then_a_stream`], `/big` sent with `fields` (its length, or none).
+    fn small_l1_then(
+        end: StreamEnd,
+        fields: &[(&str, &str)],
+    ) -> (
+        Simulation,
+        crate::engine::Engine<crate::engine::simulated::SimHost>,
+    ) {
         let sim = origin(&[LENGTH], StreamEnd::Complete);
         let small = "x".repeat(6_000);
         let cc = ("cache-control", "max-age=60");
@@ -679,12 +728,9 @@ mod tests {
             (100, piece.as_str()),
             (100, piece.as_str()),
         ];
-        sim.then(Answer::stream(
-            200,
-            &[cc, ("content-length", "12000")],
-            &pieces,
-            end,
-        ));
+        let mut all = alloc::vec![cc];
+        all.extend_from_slice(fields);
+        sim.then(Answer::stream(200, &all, &pieces, end));
         let mut config = EngineConfig::default();
         config.l1.max_bytes = 20_000;
         config.l1.admission = crate::engine::config::L1Admission::Lru;
@@ -697,12 +743,23 @@ mod tests {
         (sim, engine)
     }
 
-    /// A fill's bytes count against `l1.max_bytes` as they arrive, not only once it is
-    /// stored: entries are evicted for them while it runs, resident and in-flight bytes
-    /// together never pass the bound, and the reservation becomes the stored entry.
+    /// A fill's bytes count against `l1.max_bytes` while it runs, not only once it is
+    /// stored: all of its declared length from the start (it is allocated whole, once), or,
+    /// of undeclared length, as they arrive. Entries are evicted for them while it runs,
+    /// resident and in-flight bytes together never pass the bound, and the reservation
+    /// becomes the stored entry.
     #[test]
-    fn a_fill_counts_against_l1_while_it_arrives() {
-        let (sim, engine) = small_l1_then_a_stream(StreamEnd::Complete);
+    fn a_fill_counts_against_l1_while_it_runs() {
+        for (fields, expected) in [
+            (&[("content-length", "12000")][..], [12_000, 12_000, 12_000]),
+            (&[][..], [4_000, 8_000, 8_000]),
+        ] {
+            a_fill_counts_against_l1(fields, expected);
+        }
+    }
+
+    fn a_fill_counts_against_l1(fields: &[(&str, &str)], expected: [usize; 3]) {
+        let (sim, engine) = small_l1_then(StreamEnd::Complete, fields);
         let first = sim
             .clock
             .block_on(engine.handle(request("GET", "/big", &[])));
@@ -723,7 +780,7 @@ mod tests {
             .clock
             .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
         let reserved: Vec<usize> = seen.iter().map(|&(_, _, r)| r).collect();
-        assert_eq!(reserved, [4_000, 8_000, 8_000], "{seen:?}");
+        assert_eq!(reserved, expected, "{seen:?}");
         assert!(seen.iter().all(|&(_, b, r)| b + r <= 20_000), "{seen:?}");
         assert_eq!(
             seen[1].0, 1,
@@ -789,5 +846,146 @@ mod tests {
             .block_on(serve(&engine, &sim.clock, request("GET", "/huge", &[])));
         assert!(!cache_status(&again.fields).contains("hit"));
         assert_eq!(sim.fetches(), 3);
+    }
+
+    /// The cache key of a GET of `path`.
+    fn key_of(
+        engine: &crate::engine::Engine<crate::engine::simulated::SimHost>,
+        path: &str,
+    ) -> String {
+        let r = request("GET", path, &[]);
+        let parsed = crate::engine::RequestView::parse("GET", "http", path, r.headers, None);
+        let Ok(crate::engine::Target::Resource(view)) = parsed else {
+            panic!("a resource");
+        };
+        engine.key_for(&view)
+    }
+
+    /// Review finding 2: a kept fill allocates its body for the whole declared length at
+    /// once (`Filling::new`, `Vec::with_capacity(declared)`), while L1 counts only the bytes
+    /// received (`reserve`, chunk by chunk). Memory the bound does not see: on the Worker
+    /// (L1 32 MiB, `max_object_bytes` 8 MiB, 128 MB per isolate), ten concurrent misses of
+    /// 8 MiB objects allocate 80 MiB before their first bytes arrive, and an origin that
+    /// declares 8 MiB and sends 10 bytes (then stalls) costs 8 MiB for the whole
+    /// between-bytes timeout. Here: 12,000 bytes declared, 4,000 received, L1 bound 20,000.
+    #[test]
+    fn a_fill_holds_no_more_memory_than_l1_counts_for_it() {
+        let (sim, engine) = small_l1_then_a_stream(StreamEnd::Complete);
+        let key = key_of(&engine, "/big");
+        let mut first = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/big", &[])));
+        let job = first.job.take().expect("the fill job");
+        let watch = async {
+            sim.clock.sleep(50).await;
+            engine.state.with(|s| {
+                let held: usize = s
+                    .fills
+                    .find(&key)
+                    .iter()
+                    .map(|f| f.filling.body_capacity())
+                    .sum();
+                (held, s.l1.reserved())
+            })
+        };
+        let ((), (held, reserved)) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
+        assert_eq!(reserved, 12_000, "the declared length, counted at once");
+        assert!(
+            held <= reserved,
+            "the fill holds {held} bytes for its body; L1 counts {reserved}"
+        );
+    }
+
+    /// Review finding 4: a purge during a fill takes it out of the table (it will not be
+    /// stored), but the fill goes on being kept: it keeps reserving room in L1 as its bytes
+    /// arrive, evicting entries for a body that is then thrown away (and holds the whole
+    /// body rather than `TRANSIT_BYTES`). Here `/a` is evicted for `/big` after `/big` was
+    /// purged.
+    #[test]
+    fn a_purged_fill_takes_no_more_room_in_l1() {
+        // Of undeclared length: its room is taken as its bytes arrive.
+        let (sim, engine) = small_l1_then(StreamEnd::Complete, &[]);
+        let key = key_of(&engine, "/big");
+        let mut first = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/big", &[])));
+        let job = first.job.take().expect("the fill job");
+        let purge = async {
+            sim.clock.sleep(50).await;
+            engine.purge(&PurgeTarget::Url(key.clone()), false).await;
+        };
+        sim.clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), purge));
+        assert_eq!(engine.state.with(|s| s.l1.reserved()), 0);
+        assert_eq!(
+            engine.state.with(|s| s.l1.len()),
+            2,
+            "an entry was evicted for a fill that could no longer be stored"
+        );
+    }
+
+    /// Review finding 8 (the engine's view): with TinyLFU (the default), a hot entry whose
+    /// revalidation brings a new version (a `200`, streamed as a fill) into a full L1 is not
+    /// stored: the fill's reservation is judged by the sketch, which does not hold the hits
+    /// of a resident key. The stale entry stays, and every later request goes to the origin
+    /// again, forever.
+    #[test]
+    fn a_hot_entry_revalidated_with_a_new_version_is_stored() {
+        let cc = ("cache-control", "max-age=1");
+        let length = ("content-length", "12000");
+        let old = "v".repeat(4_000);
+        let old_pieces = [(0, old.as_str()), (0, old.as_str()), (0, old.as_str())];
+        let new = "w".repeat(4_000);
+        let new_pieces = [(0, new.as_str()), (0, new.as_str()), (0, new.as_str())];
+        let newer = Answer::stream(
+            200,
+            &[cc, length, ("etag", "\"2\"")],
+            &new_pieces,
+            StreamEnd::Complete,
+        );
+        let sim = Simulation::new(Timestamp::from_millis(T0), newer.clone());
+        sim.then(Answer::stream(
+            200,
+            &[cc, length, ("etag", "\"1\"")],
+            &old_pieces,
+            StreamEnd::Complete,
+        ));
+        let small = "x".repeat(3_000);
+        let long = ("cache-control", "max-age=600");
+        sim.then(Answer::respond(200, &[long], &small));
+        sim.then(Answer::respond(200, &[long], &small));
+        sim.then(newer);
+        let mut config = EngineConfig::default();
+        config.l1.max_bytes = 20_000;
+        assert_eq!(
+            config.l1.admission,
+            crate::engine::config::L1Admission::TinyLfu
+        );
+        let engine = sim.engine(config).unwrap();
+        for _ in 0..5 {
+            for path in ["/v", "/a", "/b"] {
+                sim.clock
+                    .block_on(serve(&engine, &sim.clock, request("GET", path, &[])));
+            }
+        }
+        assert_eq!(sim.fetches(), 3);
+        assert_eq!(engine.state.with(|s| s.l1.len()), 3);
+        sim.clock.advance_secs(5);
+        let revalidated = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/v", &[])));
+        assert_eq!(revalidated.body.as_deref(), Ok(new.repeat(3).as_str()));
+        assert_eq!(sim.fetches(), 4);
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/v", &[])));
+        assert!(
+            cache_status(&again.fields).contains("hit"),
+            "the new version was not stored: {:?}",
+            again.fields
+        );
+        assert_eq!(sim.fetches(), 4);
     }
 }
