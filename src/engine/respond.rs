@@ -187,7 +187,8 @@ pub(crate) fn reading_fill<B>(mut response: Response<B>, reader: FillReader) -> 
 /// `Content-Range: bytes */length` (§15.5.17). Content the cache holds whole (stored, or
 /// buffered from the origin) is ranged, and so is a fill of declared length, for a single
 /// range (read from the fill as its bytes arrive); other streams, and several ranges of a
-/// fill, are sent whole (a server may ignore `Range`, §14.2). An incomplete stored response
+/// fill, are sent whole (a server may ignore `Range`, §14.2; several ranges of an object in
+/// slices are assembled, [`multipart_of_assembled`]). An incomplete stored response
 /// (RFC 9111 §3.3) is cut to the range asked for when it holds it ([`partial_of_partial`]),
 /// and otherwise sent as it is (the origin's answer, when it filled the cache).
 pub(crate) fn ranged<B>(
@@ -212,18 +213,7 @@ pub(crate) fn ranged<B>(
         },
         Body::Empty | Body::Slice(..) | Body::Stream(_) => return response,
     };
-    let validators = match &response.stored_fields {
-        Some(stored) => &stored.headers,
-        None => &response.headers,
-    };
-    let decision = range::decide(
-        method,
-        request_headers,
-        response.status,
-        validators,
-        complete,
-    );
-    let parts = match decision {
+    let parts = match range_decision(method, request_headers, &response, complete) {
         Ranged::Whole => return response,
         Ranged::Unsatisfiable => {
             let mut fields = response.take_fields();
@@ -275,29 +265,115 @@ pub(crate) fn ranged<B>(
         Body::Bytes(bytes) => &bytes[..],
         _ => &[][..],
     };
+    let layout = multipart_response(&mut response, &parts, complete, &boundary());
+    let mut body = Vec::new();
+    for segment in layout {
+        match segment {
+            Segment::Framing(bytes) => body.extend_from_slice(&bytes),
+            Segment::Content(part) => body.extend_from_slice(&content[span(&part)]),
+        }
+    }
+    response.body = Body::Bytes(body);
+    response
+}
+
+/// The one range decision ([`range::decide`]) for `response`, whose content is `complete`
+/// bytes long: `If-Range` is checked against the stored fields when it has them.
+fn range_decision<B>(
+    method: &str,
+    request_headers: &Headers,
+    response: &Response<B>,
+    complete: u64,
+) -> Ranged {
+    let validators = match &response.stored_fields {
+        Some(stored) => &stored.headers,
+        None => &response.headers,
+    };
+    range::decide(
+        method,
+        request_headers,
+        response.status,
+        validators,
+        complete,
+    )
+}
+
+/// One piece of a `multipart/byteranges` body: its framing (a boundary and a part's
+/// fields, or the closing delimiter), or a part's content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Segment {
+    /// Bytes of the framing.
+    Framing(Vec<u8>),
+    /// These bytes of the content.
+    Content(ByteRange),
+}
+
+impl Segment {
+    /// How many bytes of the body it is.
+    pub(crate) fn len(&self) -> u64 {
+        match self {
+            Segment::Framing(bytes) => bytes.len() as u64,
+            Segment::Content(part) => part.len(),
+        }
+    }
+}
+
+/// Makes `response` (about to send content `complete` bytes long) the head of a
+/// `multipart/byteranges` `206` of `parts` separated by `boundary` (RFC 9110 §14.6), and
+/// returns its body's layout, in order. The one place the framing is written.
+fn multipart_response<B>(
+    response: &mut Response<B>,
+    parts: &[ByteRange],
+    complete: u64,
+    boundary: &str,
+) -> Vec<Segment> {
     let mut fields = response.take_fields();
     let part_type = fields.get_str("content-type").map(String::from);
-    let boundary = boundary();
-    let mut body = Vec::new();
-    for part in &parts {
-        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+    let mut layout = Vec::with_capacity(parts.len() * 2 + 1);
+    for (n, part) in parts.iter().enumerate() {
+        let mut framing = Vec::new();
+        if n > 0 {
+            framing.extend_from_slice(b"\r\n");
+        }
+        framing.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
         if let Some(part_type) = &part_type {
-            body.extend_from_slice(format!("content-type: {part_type}\r\n").as_bytes());
+            framing.extend_from_slice(format!("content-type: {part_type}\r\n").as_bytes());
         }
         let range = part.content_range(complete);
-        body.extend_from_slice(format!("content-range: {range}\r\n\r\n").as_bytes());
-        body.extend_from_slice(&content[span(part)]);
-        body.extend_from_slice(b"\r\n");
+        framing.extend_from_slice(format!("content-range: {range}\r\n\r\n").as_bytes());
+        layout.push(Segment::Framing(framing));
+        layout.push(Segment::Content(*part));
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    layout.push(Segment::Framing(
+        format!("\r\n--{boundary}--\r\n").into_bytes(),
+    ));
     fields.remove("content-length");
     fields.set(
         "content-type",
         format!("multipart/byteranges; boundary={boundary}"),
     );
     response.headers = fields;
-    response.body = Body::Bytes(body);
-    response
+    response.status = 206;
+    layout
+}
+
+/// For the response to a request for several ranges of content `complete` bytes long that
+/// is assembled later (an object in slices): `response` made the head of its
+/// `multipart/byteranges` `206` and the layout of its body ([`multipart_response`]), when
+/// the one range decision says several ranges; `None` otherwise ([`ranged`] then applies).
+pub(crate) fn multipart_of_assembled<B>(
+    method: &str,
+    request_headers: &Headers,
+    response: &mut Response<B>,
+    complete: u64,
+    boundary: impl FnOnce() -> String,
+) -> Option<Vec<Segment>> {
+    match range_decision(method, request_headers, response, complete) {
+        Ranged::Partial(parts) if parts.len() > 1 => {
+            Some(multipart_response(response, &parts, complete, &boundary()))
+        }
+        _ => None,
+    }
 }
 
 /// `response`, about to send the incomplete stored response `stored` (RFC 9111 §3.3), cut

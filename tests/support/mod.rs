@@ -1342,23 +1342,12 @@ pub async fn assert_ranges_are_served_from_the_complete_response<F: Frontend>(
     // Several ranges: multipart/byteranges.
     let multi = get_range(cache, &path, "bytes=0-9, 20000-20009", None).await;
     assert_eq!(multi.status, 206);
-    let content_type = multi.header("content-type").unwrap_or("").to_string();
-    let boundary = content_type
-        .strip_prefix("multipart/byteranges; boundary=")
-        .unwrap_or_else(|| panic!("multipart type: {content_type}"));
-    let mut expected = Vec::new();
-    for (first, last) in [(0, 9), (20_000, 20_009)] {
-        expected.extend_from_slice(
-            format!(
-                "--{boundary}\r\ncontent-type: text/plain\r\ncontent-range: bytes {first}-{last}/{SIZE}\r\n\r\n"
-            )
-            .as_bytes(),
-        );
-        expected.extend_from_slice(&bytes[first..=last]);
-        expected.extend_from_slice(b"\r\n");
-    }
-    expected.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    assert_eq!(&multi.body[..], &expected[..]);
+    assert_multipart(
+        &multi,
+        &bytes,
+        &[(0, 9), (20_000, 20_009)],
+        Some("text/plain"),
+    );
     // Not satisfiable; ignored when malformed; If-Range.
     let beyond = get_range(cache, &path, "bytes=40000-", None).await;
     assert_eq!(beyond.status, 416);
@@ -1741,6 +1730,41 @@ pub async fn assert_chunked_bodies_are_shared_through_redis<A: Frontend, B: Fron
 /// An object larger than `limits.max_object_bytes` (the cache under test has 256 KiB, and
 /// slices of 64 KiB) is served whole and cached in slices fetched by range; the next
 /// request, and a range of it, are served from them; a purge of its URL reaches them.
+/// `response` is the `multipart/byteranges` `206` (RFC 9110 §14.6) of `parts` (first and
+/// last byte of each) of `content`, each part typed `part_type`, byte for byte.
+pub fn assert_multipart(
+    response: &Resp,
+    content: &[u8],
+    parts: &[(usize, usize)],
+    part_type: Option<&str>,
+) {
+    assert_eq!(response.status, 206);
+    let content_type = response.header("content-type").unwrap_or("").to_string();
+    let boundary = content_type
+        .strip_prefix("multipart/byteranges; boundary=")
+        .unwrap_or_else(|| panic!("multipart type: {content_type}"));
+    let mut expected = Vec::new();
+    for &(first, last) in parts {
+        expected.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        if let Some(part_type) = part_type {
+            expected.extend_from_slice(format!("content-type: {part_type}\r\n").as_bytes());
+        }
+        let size = content.len();
+        expected.extend_from_slice(
+            format!("content-range: bytes {first}-{last}/{size}\r\n\r\n").as_bytes(),
+        );
+        expected.extend_from_slice(&content[first..=last]);
+        expected.extend_from_slice(b"\r\n");
+    }
+    expected.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    assert!(
+        response.body == expected,
+        "{} bytes, expected {}",
+        response.body.len(),
+        expected.len()
+    );
+}
+
 pub async fn assert_large_objects_are_cached_in_slices<F: Frontend>(
     cache: &F,
     origin: &Origin,
@@ -1788,6 +1812,13 @@ pub async fn assert_large_objects_are_cached_in_slices<F: Frontend>(
         Some(&*format!("bytes 100000-200000/{size}"))
     );
     assert!(part.body == expected[100000..=200000]);
+    // Several ranges, across slices and out of order: one multipart/byteranges 206.
+    let several = [("range", "bytes=1048570-1048580, 10-19, 65530-65545")];
+    let multi = send(cache.addr(), "GET", &path, &several, Bytes::new())
+        .await
+        .expect("several ranges");
+    let parts = [(1_048_570, 1_048_580), (10, 19), (65_530, 65_545)];
+    assert_multipart(&multi, &expected, &parts, Some("text/plain"));
     assert_eq!(origin.count(&path), 1, "all from the cache");
     // After a purge of its URL, a range reads only the slices it covers, by range.
     cache.purge(&format!("url={}", enc(&path))).await;

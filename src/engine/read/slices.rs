@@ -15,8 +15,9 @@
 //! the response is cut off (never bytes of two versions in one body).
 //!
 //! A client's `Range` is decided once on the complete length ([`respond::ranged`]) and only
-//! the slices it covers are read. Purges reach the slices: they carry the head's purge tags
-//! and its URL's tag.
+//! the slices it covers are read; several ranges make one `multipart/byteranges` body
+//! ([`respond::multipart_of_assembled`]) whose parts are read from their slices. Purges
+//! reach the slices: they carry the head's purge tags and its URL's tag.
 
 use alloc::boxed::Box;
 use alloc::format;
@@ -28,7 +29,7 @@ use core::ops::Range;
 use crate::cache_control::RequestDirectives;
 use crate::entry::CachedResponse;
 use crate::headers::Headers;
-use crate::policy::range::{self, strong_validator, Ranged};
+use crate::policy::range::{self, strong_validator, ByteRange, Ranged};
 use crate::policy::storage::lifetimes;
 use crate::policy::vary;
 use crate::store::{EntryMeta, Windows};
@@ -39,6 +40,7 @@ use crate::engine::filling::{FillReader, Filling, Room};
 use crate::engine::flight::{Outcome, Role};
 use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
+use crate::engine::respond::Segment;
 use crate::engine::{respond, Body, Engine, Handled, Host, Job, RequestView};
 
 /// The internal field of a sliced object's head: `{slice length}/{object length}`. Never
@@ -151,8 +153,9 @@ struct Assembly {
     /// The object's head.
     entry: Arc<CachedResponse>,
     slicing: Slicing,
-    /// The bytes of the object to send.
-    span: Range<u64>,
+    /// What to send: the object's bytes to send (one span, or the parts of a
+    /// `multipart/byteranges` body between their framing).
+    segments: Vec<Segment>,
     /// Where they go: the response's content.
     transit: Arc<Filling>,
     /// The request said `only-if-cached`: no slice may be fetched from the origin.
@@ -176,7 +179,7 @@ impl<B> core::fmt::Debug for SliceJob<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SliceJob")
             .field("key", &self.assembly.key)
-            .field("span", &self.assembly.span)
+            .field("segments", &self.assembly.segments.len())
             .finish_non_exhaustive()
     }
 }
@@ -197,33 +200,65 @@ impl<H: Host> Engine<H> {
         // content of known length.
         let whole = Arc::new(Filling::new(Some(slicing.length), false));
         handled.response.body = Body::Filling(FillReader::new(whole));
+        let boundary = || format!("edgecache-{:016x}", self.runtime.random_u64());
+        let mut multipart = None;
         if head.asks_for_a_range() {
-            handled.response = respond::ranged("GET", head.headers(), handled.response, || {
-                format!("edgecache-{:016x}", self.runtime.random_u64())
-            });
+            multipart = respond::multipart_of_assembled(
+                "GET",
+                head.headers(),
+                &mut handled.response,
+                slicing.length,
+                boundary,
+            );
+            if multipart.is_none() {
+                handled.response =
+                    respond::ranged("GET", head.headers(), handled.response, boundary);
+            }
         }
-        let Body::Filling(reader) = &handled.response.body else {
-            return handled;
+        let segments = match multipart {
+            Some(layout) => layout,
+            None => {
+                let Body::Filling(reader) = &handled.response.body else {
+                    return handled;
+                };
+                let span = reader.span();
+                if span.is_empty() {
+                    Vec::new()
+                } else {
+                    alloc::vec![Segment::Content(ByteRange {
+                        first: span.start,
+                        last: span.end - 1,
+                    })]
+                }
+            }
         };
-        let span = reader.span();
         let key = self.key_for(head);
         // RFC 9111 §5.2.1.7: only what is stored, or 504 — so every slice it needs must be
         // in L1 now, and none is fetched later.
         let cached_only = RequestDirectives::from_headers(head.headers()).only_if_cached;
-        if cached_only && !self.slices_in_l1(&key, slicing, &span) {
+        let all_in_l1 = segments.iter().all(|segment| match segment {
+            Segment::Content(part) => {
+                self.slices_in_l1(&key, slicing, &(part.first..part.last + 1))
+            }
+            Segment::Framing(_) => true,
+        });
+        if cached_only && !all_in_l1 {
             let entry = self.statuses.note(Some("only-if-cached"));
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Handled::now(response);
         }
-        let transit = Arc::new(Filling::new(Some(span.end - span.start), false));
+        let length: u64 = segments.iter().map(Segment::len).sum();
+        let transit = Arc::new(Filling::new(Some(length), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
-        let source = source.filter(|_| span.start == 0);
+        // Its first request reads the object from the origin's whole response.
+        let from_start = matches!(segments.as_slice(), [Segment::Content(part)] if part.first == 0);
+        let source = source.filter(|_| from_start);
         let assembly = Assembly {
             head: head.clone(),
             key,
             entry,
             slicing,
-            span,
+            segments,
             transit,
             cached_only,
         };
@@ -285,49 +320,71 @@ impl<H: Host> Engine<H> {
             next_flight: None,
         });
         let unfinished = CutOffUnlessDone(&transit);
-        if job.span.is_empty() {
-            transit.complete();
-            unfinished.done();
-            return;
-        }
-        let first = job.span.start / job.slicing.slice_bytes;
-        let last = (job.span.end - 1) / job.slicing.slice_bytes;
-        for index in first..=last {
-            if let Some(from_source) = source
-                .as_mut()
-                .filter(|s| s.at == index * job.slicing.slice_bytes)
-            {
-                let next = (index < last).then_some(index + 1);
-                if let Err(why) = self.slice_from_source(&job, index, next, from_source).await {
-                    transit.fail(&why);
-                    unfinished.done();
-                    return;
+        for segment in &job.segments {
+            let sent = match segment {
+                Segment::Framing(bytes) => {
+                    transit.append(bytes.clone());
+                    self.room_in(&transit).await
                 }
-                continue;
-            }
-            let slice = match self.slice(&job, index).await {
-                Ok(slice) => slice,
-                Err(why) => {
-                    transit.fail(&why);
-                    unfinished.done();
-                    return;
+                Segment::Content(part) => {
+                    self.send_span(&job, part.first..part.last + 1, &mut source)
+                        .await
                 }
             };
-            let bytes = job.slicing.bytes_of(index);
-            let from = job.span.start.max(bytes.start) - bytes.start;
-            let to = job.span.end.min(bytes.end) - bytes.start;
-            // Within the slice, whose length was checked: fits a `usize`. Shared, not copied.
-            transit.append_stored(slice, from as usize..to as usize);
-            let wait = self.config.limits.between_bytes_timeout_ms;
-            let room = core::future::poll_fn(|cx| transit.poll_room(cx));
-            if with_timeout(&self.runtime, wait, room).await != Some(Room::Ready) {
-                transit.fail("its client left, or read nothing for too long");
+            if let Err(why) = sent {
+                transit.fail(&why);
                 unfinished.done();
                 return;
             }
         }
         transit.complete();
         unfinished.done();
+    }
+
+    /// Sends `span` of the job's object into its response, slice by slice, as fast as its
+    /// client reads them.
+    async fn send_span(
+        &self,
+        job: &Assembly,
+        span: Range<u64>,
+        source: &mut Option<Source<H::Body>>,
+    ) -> Result<(), String> {
+        if span.is_empty() {
+            return Ok(());
+        }
+        let first = span.start / job.slicing.slice_bytes;
+        let last = (span.end - 1) / job.slicing.slice_bytes;
+        for index in first..=last {
+            if let Some(from_source) = source
+                .as_mut()
+                .filter(|s| s.at == index * job.slicing.slice_bytes)
+            {
+                let next = (index < last).then_some(index + 1);
+                self.slice_from_source(job, index, next, from_source)
+                    .await?;
+                continue;
+            }
+            let slice = self.slice(job, index).await?;
+            let bytes = job.slicing.bytes_of(index);
+            let from = span.start.max(bytes.start) - bytes.start;
+            let to = span.end.min(bytes.end) - bytes.start;
+            // Within the slice, whose length was checked: fits a `usize`. Shared, not copied.
+            job.transit.append_stored(slice, from as usize..to as usize);
+            self.room_in(&job.transit).await?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the client of `transit` has read enough for more to be sent.
+    async fn room_in(&self, transit: &Filling) -> Result<(), String> {
+        let wait = self.config.limits.between_bytes_timeout_ms;
+        let room = core::future::poll_fn(|cx| transit.poll_room(cx));
+        match with_timeout(&self.runtime, wait, room).await {
+            Some(Room::Ready) => Ok(()),
+            _ => Err(String::from(
+                "its client left, or read nothing for too long",
+            )),
+        }
     }
 
     /// Reads slice `index` from the job's source into its response as the bytes arrive,
