@@ -130,6 +130,11 @@ fn same_representation(head: &Headers, slice: &Headers) -> bool {
 /// The key the slice of `bytes` of the object under `key` is stored under: named by its
 /// bytes, not its index, so objects sliced another way never read each other's (U+001F
 /// never appears in a URL's key).
+/// The key of the first slice of the object under `key`.
+pub(in crate::engine::read) fn first_slice_key(key: &str, slicing: Slicing) -> String {
+    slice_key(key, &slicing.bytes_of(0))
+}
+
 fn slice_key(key: &str, bytes: &Range<u64>) -> String {
     format!("{key}\u{1f}slice {}-{}", bytes.start, bytes.end)
 }
@@ -142,6 +147,10 @@ pub struct SliceJob<B> {
     /// response is its first request's: its slices are read from it, in order, as it
     /// arrives, rather than asked for again by range.
     source: Option<B>,
+    /// With a source, the flight of its first slice, which it leads already: taken before
+    /// the head was stored, so that the requests that find the head, or were coalesced on
+    /// the object, wait for that slice rather than fetch it by range themselves.
+    first_flight: Option<u64>,
 }
 
 /// What a [`SliceJob`] assembles.
@@ -184,6 +193,13 @@ impl<B> core::fmt::Debug for SliceJob<B> {
     }
 }
 
+/// The first request for an object in slices: the origin's whole response, and the flight
+/// of its first slice if it leads it (taken before the head was stored).
+pub(in crate::engine::read) type FirstRequest<'a, H> = (
+    <H as Host>::Body,
+    Option<FlightGuard<'a, <H as Host>::Lock>>,
+);
+
 impl<H: Host> Engine<H> {
     /// The response to `head` whose stored response is the head `entry` of an object cut in
     /// slices: `handled` (made from `entry` as from any stored response) with its `Range`
@@ -194,7 +210,7 @@ impl<H: Host> Engine<H> {
         mut handled: Handled<H::Body>,
         entry: Arc<CachedResponse>,
         slicing: Slicing,
-        source: Option<H::Body>,
+        source: Option<FirstRequest<'_, H>>,
     ) -> Handled<H::Body> {
         // A stand-in of the object's length, so the one range decision applies as to any
         // content of known length.
@@ -252,7 +268,11 @@ impl<H: Host> Engine<H> {
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
         // Its first request reads the object from the origin's whole response.
         let from_start = matches!(segments.as_slice(), [Segment::Content(part)] if part.first == 0);
-        let source = source.filter(|_| from_start);
+        // (A source not used drops the flight of its first slice: finished, not shared.)
+        let (source, first_flight) = match source.filter(|_| from_start) {
+            Some((stream, flight)) => (Some(stream), flight.map(FlightGuard::keep)),
+            None => (None, None),
+        };
         let assembly = Assembly {
             head: head.clone(),
             key,
@@ -262,7 +282,11 @@ impl<H: Host> Engine<H> {
             transit,
             cached_only,
         };
-        let job = Job::Slices(Box::new(SliceJob { assembly, source }));
+        let job = Job::Slices(Box::new(SliceJob {
+            assembly,
+            source,
+            first_flight,
+        }));
         handled.job = Job::merge(handled.job, Some(job));
         handled
     }
@@ -311,13 +335,14 @@ impl<H: Host> Engine<H> {
         let SliceJob {
             assembly: job,
             source,
+            first_flight,
         } = job;
         let transit = job.transit.clone();
         let mut source = source.map(|stream| Source {
             stream,
             at: 0,
             carry: Vec::new(),
-            next_flight: None,
+            next_flight: first_flight,
         });
         let unfinished = CutOffUnlessDone(&transit);
         for segment in &job.segments {
@@ -440,11 +465,13 @@ impl<H: Host> Engine<H> {
             }
         }
         source.at = bytes.end;
-        let slice = self.keep_new_slice(job, &key, body, request_time);
+        // The next slice's flight first: a request that finds this slice in L1 (another
+        // thread, at once) and asks for the next then finds it in flight.
         if let Some(next) = next {
             let next_key = slice_key(&job.key, &job.slicing.bytes_of(next));
             source.next_flight = self.lead_slice_flight(&next_key).map(|guard| guard.keep());
         }
+        let slice = self.keep_new_slice(job, &key, body, request_time);
         if let Some(flight) = flight {
             flight.finish(Outcome::Stored(slice.clone()));
         }
@@ -455,7 +482,10 @@ impl<H: Host> Engine<H> {
 
     /// Leads the flight of the slice under `key`; `None` when someone fetches it by range
     /// already (the caller reads it from its source all the same).
-    fn lead_slice_flight<'a>(&'a self, key: &'a str) -> Option<FlightGuard<'a, H::Lock>> {
+    pub(in crate::engine::read) fn lead_slice_flight<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> Option<FlightGuard<'a, H::Lock>> {
         let now = self.runtime.now();
         let abandon_after = self
             .config
@@ -529,6 +559,13 @@ impl<H: Host> Engine<H> {
             Role::Leader(id) => {
                 // Finishes the flight as not shared if this fetch is dropped midway.
                 let flight = FlightGuard::new(&self.state, &key, id);
+                // Looked for again: another request may have stored it and ended its flight
+                // between the first look and this one (they store, then end the flight).
+                let now = self.runtime.now();
+                if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
+                    flight.finish(Outcome::Stored(slice.clone()));
+                    return Ok(slice);
+                }
                 let fetched = self.fetch_slice(job, index, &key).await;
                 let outcome = match &fetched {
                     Ok(slice) => Outcome::Stored(slice.clone()),

@@ -216,6 +216,14 @@ impl<H: Host> Engine<H> {
                     fields.set(SLICED_AT_FIELD, format!("{received}"));
                 }
                 self.count(|s| s.sliced_objects += 1);
+                // The flight of the first slice, which this stream will bring, is taken before
+                // the head is stored: a request finding the head then waits for it.
+                let first_key = sliced
+                    .filter(|_| !head.asks_for_a_range())
+                    .map(|slicing| crate::engine::read::slices::first_slice_key(key, slicing));
+                let first_flight = first_key
+                    .as_deref()
+                    .and_then(|first| self.lead_slice_flight(first));
                 let entry = keep.into_entry(head.headers(), origin, fields, Vec::new());
                 let (handled, outcome) =
                     self.store_and_serve(head, key, entry, Some(response.headers), fwd, status);
@@ -226,9 +234,13 @@ impl<H: Host> Engine<H> {
                     _ => None,
                 };
                 let handled = match whole {
-                    Some((stored, slicing)) => {
-                        self.serve_slices(head, handled, stored, slicing, Some(stream))
-                    }
+                    Some((stored, slicing)) => self.serve_slices(
+                        head,
+                        handled,
+                        stored,
+                        slicing,
+                        Some((stream, first_flight)),
+                    ),
                     None => handled,
                 };
                 (handled, outcome)
