@@ -460,6 +460,20 @@ async fn a_corrupt_colo_value_is_a_counted_miss() {
         );
         assert_eq!(reader.snapshot().engine.colo_corrupt, 1);
     }
+    // An entry in a format this version does not know (written by a newer one, beside it
+    // during a deploy): a miss, not counted as corrupt.
+    let mut newer = b"ECC\x01\0\0\0\0\0\0\0\0".to_vec();
+    newer.extend_from_slice(&edgecache::entry::MAGIC);
+    newer.extend_from_slice(&[200, 0, 0, 0]);
+    colo.overwrite_all(&newer);
+    let reader = isolate(&origin, &redis, &colo);
+    let answer = get(&reader, &path).await;
+    assert!(
+        !answer.cache_status.contains("colo; hit"),
+        "{}",
+        answer.cache_status
+    );
+    assert_eq!(reader.snapshot().engine.colo_corrupt, 0);
 }
 
 /// Without Redis or the purge API (the default on a Worker): the colo tier is on, its

@@ -30,7 +30,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
-use crate::entry::{decode_head, CachedResponse, DecodeLimits};
+use crate::entry::{decode_head, CachedResponse, DecodeError, DecodeLimits};
 use crate::headers::Headers;
 
 use super::host::{ColoCache, Lock, Runtime};
@@ -70,18 +70,29 @@ pub fn unstamp(value: &[u8]) -> Option<(i64, &[u8])> {
 }
 
 /// Decodes a colo entry: a whole entry, or the head of an object in slices (a chunked head
-/// of no chunks, [`Engine::encode_for_tier`]). A head with chunks is never written here:
-/// `None`, like anything that does not decode.
-fn decode_colo_entry(encoded: &[u8], limits: &DecodeLimits) -> Option<CachedResponse> {
-    match decode_head(encoded, limits).ok()? {
-        (entry, None) => Some(entry),
-        (head, Some(manifest))
+/// of no chunks, [`Engine::encode_for_tier`]). A head with chunks is never written here,
+/// so it is corrupt, like anything that does not decode; an entry of a newer format (a
+/// newer version beside this one, during a deploy) is a miss, and not counted as corrupt.
+fn decode_colo_entry(encoded: &[u8], limits: &DecodeLimits) -> Result<CachedResponse, Unread> {
+    match decode_head(encoded, limits) {
+        Ok((entry, None)) => Ok(entry),
+        Ok((head, Some(manifest)))
             if manifest.checksums.is_empty() && super::read::Slicing::of(&head).is_some() =>
         {
-            Some(head)
+            Ok(head)
         }
-        (_, Some(_)) => None,
+        Err(DecodeError::UnsupportedVersion(_)) => Err(Unread::Newer),
+        Ok((_, Some(_))) | Err(_) => Err(Unread::Corrupt),
     }
+}
+
+/// Why a colo value was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unread {
+    /// Written by a newer version, in a format this one does not know.
+    Newer,
+    /// Damaged, or foreign.
+    Corrupt,
 }
 
 /// What the purges an isolate knows of say about a colo entry.
@@ -447,11 +458,16 @@ impl<H: Host> Engine<H> {
             max_body_bytes: self.config.colo.max_object_bytes,
             ..DecodeLimits::default()
         };
-        let Some((seq, mut entry)) =
-            unstamp(&bytes).and_then(|(seq, rest)| Some((seq, decode_colo_entry(rest, &limits)?)))
-        else {
-            self.count(|s| s.colo_corrupt += 1);
-            return None;
+        let read = unstamp(&bytes)
+            .ok_or(Unread::Corrupt)
+            .and_then(|(seq, rest)| Ok((seq, decode_colo_entry(rest, &limits)?)));
+        let (seq, mut entry) = match read {
+            Ok(read) => read,
+            Err(Unread::Newer) => return None,
+            Err(Unread::Corrupt) => {
+                self.count(|s| s.colo_corrupt += 1);
+                return None;
+            }
         };
         let verdict = match position {
             Some(position) => {
