@@ -220,3 +220,62 @@ async fn a_popular_object_keeps_its_slices_in_a_full_l1() {
         origin.ranges(&path)
     );
 }
+
+/// A cold object too large to store whole, first asked for with a range starting in its
+/// first slice (`bytes=0-`, as media players first ask): its slices are read from the
+/// origin's one response up to the range's end, stored on the way, and the range is sent
+/// as they arrive; no slice is fetched again by range.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_range_from_the_start_reads_the_origins_response() {
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    let cache = Cache::start(config, &origin, None).await;
+    let size: usize = (512 << 10) + 9;
+    let expected = pattern(size);
+    for (name, range, first, last) in [
+        ("from-zero", "bytes=0-", 0, size - 1),
+        ("in-first-slice", "bytes=100-70000", 100, 70_000),
+    ] {
+        let path = url(
+            &format!("/first-range/{name}"),
+            &[
+                ("cc", "max-age=300"),
+                ("size", &size.to_string()),
+                ("ranges", "1"),
+                ("etag", "\"v1\""),
+            ],
+        );
+        let part = support::send(
+            cache.addr(),
+            "GET",
+            &path,
+            &[("range", range)],
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("a range");
+        assert_eq!(part.status, 206, "{name}");
+        assert_eq!(
+            part.header("content-range"),
+            Some(&*format!("bytes {first}-{last}/{size}")),
+            "{name}"
+        );
+        assert!(part.body == expected[first..=last], "{name}");
+        assert_eq!(origin.count(&path), 1, "{name}: one origin request");
+        assert!(origin.ranges(&path).is_empty(), "{name}: no slice by range");
+        // The slices the range covered were stored on the way.
+        let again = support::send(
+            cache.addr(),
+            "GET",
+            &path,
+            &[("range", &*format!("bytes={first}-{last}"))],
+            bytes::Bytes::new(),
+        )
+        .await
+        .expect("the range again");
+        assert!(again.body == expected[first..=last], "{name}");
+        assert_eq!(origin.count(&path), 1, "{name}: from the cache");
+    }
+}

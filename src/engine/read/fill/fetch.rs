@@ -204,8 +204,9 @@ impl<H: Host> Engine<H> {
                 if !fits && sliced.is_some() =>
             {
                 // Too large to hold whole: its head is stored, and its content is cut in
-                // slices. This response, when whole, reads them from this very stream as it
-                // arrives; a range's are fetched by range (in `read`), the stream dropped.
+                // slices. This response reads them from this very stream as it arrives when
+                // it is whole or a range starting in the first slice; other ranges' are
+                // fetched by range, the stream dropped ([`Engine::serve_slices`]).
                 let mut fields = response.headers.clone();
                 if let Some(value) = &route_override {
                     fields.set("edgecache-cache-control", value);
@@ -219,7 +220,6 @@ impl<H: Host> Engine<H> {
                 // The flight of the first slice, which this stream will bring, is taken before
                 // the head is stored: a request finding the head then waits for it.
                 let first_key = sliced
-                    .filter(|_| !head.asks_for_a_range())
                     .map(|slicing| crate::engine::read::slices::first_slice_key(key, slicing));
                 let first_flight = first_key
                     .as_deref()
@@ -228,9 +228,7 @@ impl<H: Host> Engine<H> {
                 let (handled, outcome) =
                     self.store_and_serve(head, key, entry, Some(response.headers), fwd, status);
                 let whole = match (&handled.response.body, sliced) {
-                    (Body::Cached(stored), Some(slicing)) if !head.asks_for_a_range() => {
-                        Some((stored.clone(), slicing))
-                    }
+                    (Body::Cached(stored), Some(slicing)) => Some((stored.clone(), slicing)),
                     _ => None,
                 };
                 let handled = match whole {
