@@ -119,6 +119,9 @@ pub enum Source {
     Origin,
     /// The engine itself (errors, the admin API).
     Engine,
+    /// An object's slices, assembled as the response is sent: counted slice by slice, from
+    /// the cache or from the origin, as each is sent ([`read::SliceJob`]).
+    Slices,
 }
 
 impl<B> Response<B> {
@@ -486,7 +489,7 @@ impl<H: Host> Engine<H> {
         match handled.response.source {
             Source::Cache => self.count(|s| s.bytes_from_cache += bytes),
             Source::Origin => self.count(|s| s.bytes_from_origin += bytes),
-            Source::Engine => {}
+            Source::Engine | Source::Slices => {}
         }
         let now = self.runtime.now();
         if self.purge_sync_due(now) {

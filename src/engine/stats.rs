@@ -33,10 +33,12 @@ pub struct EngineStats {
     /// Requests sent to the origin.
     pub origin_fetches: u64,
     /// Bytes of content served from the cache (hits, stale responses, those a `304`
-    /// confirmed; ranges count the bytes sent).
+    /// confirmed; ranges count the bytes sent; an object in slices, the bytes sent of the
+    /// slices the cache had).
     pub bytes_from_cache: u64,
     /// Bytes of content served as the origin sent them in the same request (fills, passes;
-    /// a stream counts the `Content-Length` it declares).
+    /// a stream counts the `Content-Length` it declares; an object in slices, the bytes sent
+    /// of the slices fetched for the response).
     pub bytes_from_origin: u64,
     /// Origin fetches that failed (timeout, unreachable, broken).
     pub origin_errors: u64,

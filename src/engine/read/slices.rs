@@ -153,6 +153,15 @@ pub struct SliceJob<B> {
     first_flight: Option<u64>,
 }
 
+/// Where a slice a response sends came from, for the byte counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fetched {
+    /// A tier of the cache, or another request's fetch.
+    Cached,
+    /// The origin, fetched for this response.
+    FromOrigin,
+}
+
 /// What a [`SliceJob`] assembles.
 struct Assembly {
     /// The request (its fields go to the origin for the slices it fetches).
@@ -266,6 +275,7 @@ impl<H: Host> Engine<H> {
         let length: u64 = segments.iter().map(Segment::len).sum();
         let transit = Arc::new(Filling::new(Some(length), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
+        handled.response.source = crate::engine::Source::Slices;
         // Its first request reads the object from the origin's whole response: all of it,
         // or a range starting in its first slice (`bytes=0-`, as media players first ask),
         // whose slices up to the range's end it stores on the way.
@@ -394,15 +404,24 @@ impl<H: Host> Engine<H> {
                     .await?;
                 continue;
             }
-            let slice = self.slice(job, index).await?;
+            let (slice, fetched) = self.slice(job, index).await?;
             let bytes = job.slicing.bytes_of(index);
             let from = span.start.max(bytes.start) - bytes.start;
             let to = span.end.min(bytes.end) - bytes.start;
+            self.count_sent(fetched, to - from);
             // Within the slice, whose length was checked: fits a `usize`. Shared, not copied.
             job.transit.append_stored(slice, from as usize..to as usize);
             self.room_in(&job.transit).await?;
         }
         Ok(())
+    }
+
+    /// Counts `bytes` of content sent from a slice that came as `fetched` says.
+    fn count_sent(&self, fetched: Fetched, bytes: u64) {
+        self.count(|s| match fetched {
+            Fetched::Cached => s.bytes_from_cache += bytes,
+            Fetched::FromOrigin => s.bytes_from_origin += bytes,
+        });
     }
 
     /// Waits until the client of `transit` has read enough for more to be sent.
@@ -467,10 +486,12 @@ impl<H: Host> Engine<H> {
             body.extend_from_slice(&chunk);
             let end = at + chunk.len() as u64;
             if span.start <= at && end <= span.end {
+                self.count_sent(Fetched::FromOrigin, chunk.len() as u64);
                 job.transit.append(chunk);
             } else if span.start < end && at < span.end {
                 let from = (span.start.max(at) - at) as usize;
                 let to = (span.end.min(end) - at) as usize;
+                self.count_sent(Fetched::FromOrigin, (to - from) as u64);
                 job.transit.append(chunk[from..to].to_vec());
             }
             let room = core::future::poll_fn(|cx| job.transit.poll_room(cx));
@@ -519,7 +540,11 @@ impl<H: Host> Engine<H> {
 
     /// Slice `index` of the job's object: from L1, the colo tier, the shared tier, a fetch
     /// of it in progress, or the origin.
-    async fn slice(&self, job: &Assembly, index: u64) -> Result<Arc<CachedResponse>, String> {
+    async fn slice(
+        &self,
+        job: &Assembly,
+        index: u64,
+    ) -> Result<(Arc<CachedResponse>, Fetched), String> {
         let key = slice_key(&job.key, &job.slicing.bytes_of(index));
         let usable = |slice: &Arc<CachedResponse>| {
             let expected = job.slicing.bytes_of(index);
@@ -528,19 +553,19 @@ impl<H: Host> Engine<H> {
         };
         let now = self.runtime.now();
         if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
-            return Ok(slice);
+            return Ok((slice, Fetched::Cached));
         }
         if self.colo().is_some() {
             let found = self.colo_find_slice(&job.key, &key, &job.entry).await;
             if let Some(slice) = found.filter(usable) {
                 self.keep_slice(job, &key, &slice);
-                return Ok(slice);
+                return Ok((slice, Fetched::Cached));
             }
         }
         if self.shared.is_some() {
             if let Some(slice) = self.l2_read(&key).await.filter(usable) {
                 self.keep_slice(job, &key, &slice);
-                return Ok(slice);
+                return Ok((slice, Fetched::Cached));
             }
         }
         if job.cached_only {
@@ -568,8 +593,11 @@ impl<H: Host> Engine<H> {
                 let waited = waited.await;
                 waiter.done(waited.is_some());
                 match waited {
-                    Some(Outcome::Stored(slice)) if usable(&slice) => Ok(slice),
-                    _ => self.fetch_slice(job, index, &key).await,
+                    Some(Outcome::Stored(slice)) if usable(&slice) => Ok((slice, Fetched::Cached)),
+                    _ => Ok((
+                        self.fetch_slice(job, index, &key).await?,
+                        Fetched::FromOrigin,
+                    )),
                 }
             }
             Role::Leader(id) => {
@@ -580,7 +608,7 @@ impl<H: Host> Engine<H> {
                 let now = self.runtime.now();
                 if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
                     flight.finish(Outcome::Stored(slice.clone()));
-                    return Ok(slice);
+                    return Ok((slice, Fetched::Cached));
                 }
                 let fetched = self.fetch_slice(job, index, &key).await;
                 let outcome = match &fetched {
@@ -588,7 +616,7 @@ impl<H: Host> Engine<H> {
                     Err(_) => Outcome::NotShared,
                 };
                 flight.finish(outcome);
-                fetched
+                Ok((fetched?, Fetched::FromOrigin))
             }
         }
     }
@@ -1018,6 +1046,54 @@ mod tests {
         );
         // The first request's slice came with the origin's whole response, not by range.
         assert_eq!(ranges.borrow().len(), 4);
+    }
+
+    /// The bytes of an object in slices are counted where each slice came from, as they
+    /// are sent: from the origin for the first request (its slices read from the origin's
+    /// response) and for slices fetched by range, from the cache for those it had.
+    #[test]
+    fn bytes_sent_from_slices_are_counted_where_they_came_from() {
+        let (sim, _) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let bytes = |engine: &crate::engine::Engine<crate::engine::simulated::SimHost>| {
+            let stats = engine.snapshot().engine;
+            (stats.bytes_from_cache, stats.bytes_from_origin)
+        };
+        let get = |target: &str, fields: &[(&str, &str)]| {
+            sim.clock
+                .block_on(serve(&engine, &sim.clock, request("GET", target, fields)))
+        };
+        let size = SIZE as u64;
+        get("/b", &[]);
+        assert_eq!(
+            bytes(&engine),
+            (0, size),
+            "the first request: all from the origin"
+        );
+        get("/b", &[]);
+        assert_eq!(bytes(&engine), (size, size), "then all from the cache");
+        // Slice 1 gone from L1: a range over slices 0 to 2 fetches it by range.
+        let parsed = crate::engine::RequestView::parse(
+            "GET",
+            "http",
+            "/b",
+            request("GET", "/b", &[]).headers,
+            None,
+        );
+        let Ok(crate::engine::Target::Resource(view)) = parsed else {
+            panic!("a resource");
+        };
+        let key = engine.key_for(&view);
+        let slicing = super::Slicing {
+            slice_bytes: 1024,
+            length: size,
+        };
+        engine.state.with(|s| {
+            s.l1.remove(super::slice_key(&key, &slicing.bytes_of(1)).as_str())
+        });
+        get("/b", &[("range", "bytes=1000-2100")]);
+        // 24 bytes of slice 0 and 53 of slice 2 from the cache, 1024 of slice 1 fetched.
+        assert_eq!(bytes(&engine), (size + 24 + 53, size + 1024));
     }
 
     /// RFC 9211 §2.2: a response from an object in slices is a hit only when every slice
