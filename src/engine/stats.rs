@@ -20,6 +20,9 @@ pub struct EngineStats {
     pub l2_hits: u64,
     /// Not in any tier.
     pub misses: u64,
+    /// Responses from the stored head of an object in slices that needed slices from behind
+    /// L1 (RFC 9211 §2.2 `fwd=partial`): counted here, not as hits.
+    pub partial_hits: u64,
     /// Served stale while revalidating in the background (RFC 5861 §3).
     pub stale_while_revalidate: u64,
     /// Served stale because the origin failed (RFC 5861 §4).
@@ -151,6 +154,7 @@ counters! {
         l1_hits: "Fresh hits served from L1",
         l2_hits: "Fresh hits served from L2",
         misses: "Requests found in no tier",
+        partial_hits: "Responses from a stored object in slices that needed slices from behind L1",
         stale_while_revalidate: "Stale responses served while revalidating",
         stale_if_error: "Stale responses served because the origin failed",
         refreshed_early: "Fresh hits that refreshed the entry ahead of expiry",

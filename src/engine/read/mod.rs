@@ -178,12 +178,16 @@ impl<H: Host> Engine<H> {
         } else if c.tier == Tier::L1 && self.refresh_ahead_due(&c) {
             let job = revalidate();
             self.count(|s| {
-                s.l1_hits += 1;
+                match partial {
+                    true => s.partial_hits += 1,
+                    false => s.l1_hits += 1,
+                }
                 s.refreshed_early += u64::from(job.is_some());
             });
             (self.hit_entries(&c, None, partial), job)
         } else {
             self.count(|s| match c.tier {
+                _ if partial => s.partial_hits += 1,
                 Tier::L1 => s.l1_hits += 1,
                 Tier::Colo => s.colo_hits += 1,
                 Tier::L2 => s.l2_hits += 1,

@@ -1135,6 +1135,12 @@ mod tests {
             .clock
             .block_on(serve(&engine, &sim.clock, request("HEAD", "/h", &[])));
         assert_eq!(status(&head), "edgecache-l1; hit; ttl=60", "no content");
+        let stats = engine.snapshot().engine;
+        assert_eq!(
+            (stats.partial_hits, stats.l1_hits),
+            (2, 5),
+            "the two fwd=partial responses are not counted as hits"
+        );
     }
 
     /// A `Last-Modified` too close to the response's `Date` is a weak validator (RFC 9110
