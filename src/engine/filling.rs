@@ -675,8 +675,19 @@ pub struct FillJob<B> {
     pub(crate) key: String,
     /// The fill, as registered.
     pub(crate) fill: InProgress,
-    /// The rest of the origin's body.
-    pub(crate) stream: B,
+    /// The rest of the origin's body (taken when the job runs).
+    pub(crate) stream: Option<B>,
+}
+
+impl<B> Drop for FillJob<B> {
+    /// A job dropped before its fill ended (never run: a host that could not start it, or
+    /// dropped midway) fails the fill, so its readers end at once instead of waiting for
+    /// bytes that will never come, and no request joins it.
+    fn drop(&mut self) {
+        if !self.fill.filling.ended() {
+            self.fill.filling.fail("the fill was abandoned");
+        }
+    }
 }
 
 impl<B> core::fmt::Debug for FillJob<B> {

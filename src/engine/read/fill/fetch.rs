@@ -434,7 +434,7 @@ impl<H: Host> Engine<H> {
             head: head.clone(),
             key: String::from(key),
             fill: fill.clone(),
-            stream,
+            stream: Some(stream),
         }));
         let handled = Handled {
             response,

@@ -28,23 +28,25 @@ enum Ended {
 impl<H: Host> Engine<H> {
     /// Runs a fill to its end (see the module documentation); returns the tier writes that
     /// follow a stored response.
-    pub(crate) async fn run_fill(&self, job: FillJob<H::Body>) -> Option<Job<H::Body>> {
+    pub(crate) async fn run_fill(&self, mut job: FillJob<H::Body>) -> Option<Job<H::Body>> {
         let FillJob {
             head,
             key,
             fill,
-            mut stream,
-        } = job;
+            stream,
+        } = &mut job;
+        let (head, key, fill) = (&*head, &**key, &*fill);
+        let mut stream = stream.take()?;
         let guard = Unfinished {
             state: &self.state,
-            key: &key,
+            key,
             id: fill.id,
             filling: &fill.filling,
             reserved: AtomicUsize::new(0),
             armed: true,
         };
         let ended = self
-            .read_body(&fill.filling, &key, fill.id, &mut stream, &guard.reserved)
+            .read_body(&fill.filling, key, fill.id, &mut stream, &guard.reserved)
             .await;
         drop(stream);
         let reserved = guard.disarm();
@@ -61,7 +63,7 @@ impl<H: Host> Engine<H> {
                 filling.fail("every client left");
                 self.state.with(|s| {
                     s.l1.release(reserved);
-                    s.fills.end(&key, fill.id)
+                    s.fills.end(key, fill.id)
                 });
                 return None;
             }
@@ -71,11 +73,11 @@ impl<H: Host> Engine<H> {
             filling.fail(&why);
             self.state.with(|s| {
                 s.l1.release(reserved);
-                s.fills.end(&key, fill.id);
+                s.fills.end(key, fill.id);
                 s.stats.failed_fills += 1;
             });
             // Nothing reaches the shared tier: other instances need not wait out the lease.
-            self.release_lease(&key).await;
+            self.release_lease(key).await;
             return None;
         }
         // The body is moved into the response to store, and readers still behind read it
@@ -90,20 +92,20 @@ impl<H: Host> Engine<H> {
             // Not kept (it outgrew the object limit, or L1 had no room): served, not stored.
             self.state.with(|s| {
                 s.l1.release(reserved);
-                s.fills.end(&key, fill.id)
+                s.fills.end(key, fill.id)
             });
-            self.release_lease(&key).await;
+            self.release_lease(key).await;
             return None;
         };
         let now = self.runtime.now();
         // Only a fill still registered stores: a purge since it started took it out. The
         // bytes reserved while it arrived are given back as the entry takes their place.
-        let keys = self.l1_insert_if(&key, &stored, head.headers(), now, |s| {
+        let keys = self.l1_insert_if(key, &stored, head.headers(), now, |s| {
             s.l1.release(reserved);
-            s.fills.end(&key, fill.id)
+            s.fills.end(key, fill.id)
         });
         let Some(keys) = keys else {
-            self.release_lease(&key).await;
+            self.release_lease(key).await;
             return None;
         };
         self.count(|s| s.stored += 1);
@@ -694,6 +696,34 @@ mod tests {
             matches!(outcome, core::task::Poll::Ready(Some(Err(_)))),
             "{outcome:?}"
         );
+    }
+
+    /// A fill whose job is dropped before it ever runs (a host that could not start it)
+    /// ends its readers at once too, and a later request does not join it.
+    #[test]
+    fn a_fill_job_dropped_unrun_cuts_its_readers_off() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let mut first = sim.clock.block_on(engine.handle(request("GET", "/u", &[])));
+        drop(first.job.take().expect("the fill job"));
+        let Body::Filling(reader) = &mut first.response.body else {
+            panic!("a fill");
+        };
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let outcome = loop {
+            match reader.poll_chunk(&mut cx) {
+                core::task::Poll::Ready(Some(Ok(_))) => {}
+                other => break other,
+            }
+        };
+        assert!(
+            matches!(outcome, core::task::Poll::Ready(Some(Err(_)))),
+            "{outcome:?}"
+        );
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/u", &[])));
+        assert_eq!(again.body.as_deref(), Ok("aaaabbbbcccc"));
     }
 
     use crate::engine::host::Lock;
