@@ -97,10 +97,9 @@ impl<H: Host> Engine<H> {
                 return self.serve_slices(&head, handled, stored, slicing, None);
             }
         }
-        // (A first response assembled from slices was ranged already: ranging it again
-        // changes nothing, since it is a `206` or `416`, or a `200` decided whole for this
-        // very request.)
-        if head.asks_for_a_range() {
+        // A first response assembled from slices was ranged already, when its assembly
+        // was planned ([`Engine::serve_slices`]).
+        if head.asks_for_a_range() && handled.response.source != crate::engine::Source::Slices {
             handled.response = respond::ranged("GET", head.headers(), handled.response, || {
                 format!("edgecache-{:016x}", self.runtime.random_u64())
             });
