@@ -21,7 +21,34 @@ fn head_end(buf: &[u8]) -> Option<usize> {
     buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
 }
 
-/// An origin answering `GET /N` with [`body`]`(N)`, cacheable for an hour, keep-alive.
+/// Serialises this file's tests, which count the process's body files (every running cache
+/// adds to them): waits for the last test's cache to have closed its files (its runtime
+/// drops it after the test has ended).
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static FILES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let guard = FILES.lock().await;
+    for _ in 0..1000 {
+        if body_files() == 0 {
+            return guard;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{} body files still open after the last test", body_files());
+}
+
+/// The `first-last` of a request's `Range: bytes=first-last`, if it has one.
+fn asked_range(head: &str) -> Option<(usize, usize)> {
+    let value = head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("range: bytes=")
+            .map(String::from)
+    })?;
+    let (first, last) = value.trim().split_once('-')?;
+    Some((first.parse().ok()?, last.parse().ok()?))
+}
+
+/// An origin answering `GET /N` with [`body`]`(N)`, cacheable for an hour, with a strong
+/// `ETag`, and `Range: bytes=a-b` with a `206`; keep-alive.
 async fn origin() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -41,14 +68,23 @@ async fn origin() -> SocketAddr {
                     let head = String::from_utf8_lossy(&buf[..end]).into_owned();
                     buf.drain(..end);
                     let path = head.split(' ').nth(1).unwrap_or("/0");
-                    let body = body(path[1..].parse().unwrap_or(0));
+                    let whole = body(path[1..].parse().unwrap_or(0));
+                    let len = whole.len();
+                    let (status, extra, part) = match asked_range(&head) {
+                        Some((first, last)) if first <= last && last < len => (
+                            "206 Partial Content",
+                            format!("Content-Range: bytes {first}-{last}/{len}\r\n"),
+                            &whole[first..=last],
+                        ),
+                        _ => ("200 OK", String::new(), &whole[..]),
+                    };
                     let mut out = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\
-                         Cache-Control: public, max-age=3600\r\n\r\n",
-                        body.len()
+                        "HTTP/1.1 {status}\r\nContent-Length: {}\r\n{extra}\
+                         ETag: \"v1\"\r\nAccept-Ranges: bytes\r\nCache-Control: public, max-age=3600\r\n\r\n",
+                        part.len()
                     )
                     .into_bytes();
-                    out.extend_from_slice(&body);
+                    out.extend_from_slice(part);
                     if conn.write_all(&out).await.is_err() {
                         return;
                     }
@@ -61,8 +97,13 @@ async fn origin() -> SocketAddr {
 
 /// `edgecache serve` in front of a fresh [`origin`], with zero-copy sending on.
 async fn cache() -> SocketAddr {
+    cache_with(EngineConfig::default()).await
+}
+
+/// As [`cache`], with `config`.
+async fn cache_with(config: EngineConfig) -> SocketAddr {
     let origin = format!("http://{}", origin().await);
-    let engine = server::build_engine(EngineConfig::default(), &origin, None).unwrap();
+    let engine = server::build_engine(config, &origin, None).unwrap();
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let forever = std::future::pending();
@@ -154,6 +195,7 @@ fn body_files() -> usize {
 
 #[tokio::test]
 async fn hits_arrive_byte_for_byte_from_memory_and_from_files() {
+    let _serial = serial().await;
     let addr = cache().await;
     let mut client = Client::new(addr).await;
     let sizes = [
@@ -181,6 +223,7 @@ async fn hits_arrive_byte_for_byte_from_memory_and_from_files() {
 
 #[tokio::test]
 async fn pipelined_requests_and_head_keep_their_framing() {
+    let _serial = serial().await;
     let addr = cache().await;
     let mut client = Client::new(addr).await;
     // Cache both objects, so the batch below is all hits.
@@ -211,6 +254,7 @@ async fn pipelined_requests_and_head_keep_their_framing() {
 
 #[tokio::test]
 async fn a_slow_reader_gets_every_byte() {
+    let _serial = serial().await;
     let addr = cache().await;
     let len = 4 << 20;
     let path = format!("/{len}");
@@ -237,6 +281,7 @@ async fn a_slow_reader_gets_every_byte() {
 /// right too.
 #[tokio::test]
 async fn ranges_of_file_backed_bodies_are_the_right_bytes() {
+    let _serial = serial().await;
     let addr = cache().await;
     let mut client = Client::new(addr).await;
     let len = 300_000;
@@ -269,4 +314,65 @@ async fn ranges_of_file_backed_bodies_are_the_right_bytes() {
         assert!(got == body(len), "the whole response after the range");
     }
     assert_eq!(body_files(), files, "the ranges used the hit's file");
+}
+
+/// The slices of an object too large to store whole are sent from file copies too, made
+/// when a slice is read from the cache (a hit on it), not when it was fetched for the
+/// response: the first response makes none, the second one a file per slice, and whole
+/// responses, ranges across slices and a slow reader all get the right bytes.
+#[tokio::test]
+async fn slices_read_from_the_cache_are_sent_from_files() {
+    let _serial = serial().await;
+    let mut config = EngineConfig::default();
+    config.limits.max_object_bytes = 1 << 20;
+    config.limits.slice_bytes = 256 << 10;
+    let addr = cache_with(config).await;
+    let len: usize = (3 << 20) + 5;
+    // Twelve slices of 256 KiB have a file; the last one, of 5 bytes, is too small for one.
+    let slices = len / (256 << 10);
+    let path = format!("/{len}");
+    let mut client = Client::new(addr).await;
+    let before = body_files();
+    let (head, got) = client.get(&path).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(got == body(len), "the first response's bytes");
+    assert_eq!(
+        body_files(),
+        before,
+        "slices fetched for a response get no file"
+    );
+    let (head, got) = client.get(&path).await;
+    assert!(head.contains("edgecache-l1; hit"), "{head}");
+    assert!(got == body(len), "the second response's bytes");
+    assert_eq!(
+        body_files(),
+        before + slices,
+        "every slice read from the cache has a file"
+    );
+    // A range across three slices, then a whole response on the same connection.
+    let (first, last) = (200_000, 700_000);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: test\r\nRange: bytes={first}-{last}\r\n\r\n\
+         GET {path} HTTP/1.1\r\nHost: test\r\n\r\n"
+    );
+    client.conn.write_all(request.as_bytes()).await.unwrap();
+    let (head, got) = client.response(false).await;
+    assert!(head.starts_with("http/1.1 206"), "{head}");
+    assert!(got == body(len)[first..=last], "the range's bytes");
+    let (head, got) = client.response(false).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(got == body(len), "the whole response after the range");
+    // A slow reader with a small window: `sendfile` sends each slice in many parts.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut slow = Client {
+        conn: socket.connect(addr).await.unwrap(),
+        buf: Vec::new(),
+        chunk: 16 << 10,
+        slow: true,
+    };
+    let (head, got) = slow.get(&path).await;
+    assert!(head.contains("edgecache-l1; hit"), "{head}");
+    assert!(got == body(len), "the slow reader's bytes");
+    assert_eq!(body_files(), before + slices, "the files were reused");
 }

@@ -97,7 +97,7 @@ async fn call(
         }
         Body::Filling(reader) => {
             use http_body_util::BodyExt;
-            let body = edgecache::native::body::FillBody(reader);
+            let body = edgecache::native::body::FillBody::new(reader);
             body.collect().await.expect("body").to_bytes().to_vec()
         }
     };

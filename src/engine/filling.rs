@@ -104,14 +104,20 @@ impl core::error::Error for FillError {}
 #[derive(Clone, Debug)]
 enum Piece {
     Owned(Arc<Vec<u8>>),
-    Stored(Arc<CachedResponse>, Range<usize>),
+    /// Part of a stored body; `reused`: read from the cache (another request's entry), not
+    /// stored for the response that reads it.
+    Stored {
+        stored: Arc<CachedResponse>,
+        range: Range<usize>,
+        reused: bool,
+    },
 }
 
 impl Piece {
     fn bytes(&self) -> &[u8] {
         match self {
             Piece::Owned(bytes) => bytes,
-            Piece::Stored(stored, range) => &stored.body[range.clone()],
+            Piece::Stored { stored, range, .. } => &stored.body[range.clone()],
         }
     }
 
@@ -130,6 +136,38 @@ pub struct FillChunk {
 impl AsRef<[u8]> for FillChunk {
     fn as_ref(&self) -> &[u8] {
         &self.piece.bytes()[self.range.clone()]
+    }
+}
+
+/// A chunk that is part of a stored response's body, as a host may send it (natively, from
+/// the entry's file copy with `sendfile`).
+#[derive(Debug)]
+pub struct StoredPart<'a> {
+    /// The stored response.
+    pub stored: &'a Arc<CachedResponse>,
+    /// Where the chunk lies in its body.
+    pub range: Range<usize>,
+    /// Whether it was read from the cache (a hit on that entry), rather than stored for the
+    /// response that reads it (a miss's own body, a slice fetched for it).
+    pub reused: bool,
+}
+
+impl FillChunk {
+    /// The stored response this chunk is part of, when it is (a slice, or the body of a
+    /// fill once stored); `None` for the origin's bytes and copies of them.
+    pub fn stored_part(&self) -> Option<StoredPart<'_>> {
+        match &self.piece {
+            Piece::Owned(_) => None,
+            Piece::Stored {
+                stored,
+                range,
+                reused,
+            } => Some(StoredPart {
+                stored,
+                range: range.start + self.range.start..range.start + self.range.end,
+                reused: *reused,
+            }),
+        }
     }
 }
 
@@ -181,10 +219,15 @@ impl Filling {
         self.push(Piece::Owned(Arc::new(bytes)));
     }
 
-    /// Appends `range` of the body of `stored` (a slice), shared rather than copied.
-    pub fn append_stored(&self, stored: Arc<CachedResponse>, range: Range<usize>) {
+    /// Appends `range` of the body of `stored` (a slice), shared rather than copied;
+    /// `reused`: read from the cache, rather than stored for this response.
+    pub fn append_stored(&self, stored: Arc<CachedResponse>, range: Range<usize>, reused: bool) {
         if range.end <= stored.body.len() {
-            self.push(Piece::Stored(stored, range));
+            self.push(Piece::Stored {
+                stored,
+                range,
+                reused,
+            });
         }
     }
 
@@ -415,7 +458,11 @@ impl FillState {
             let len = range.len();
             stored.body.get(range.clone())?;
             return Some(FillChunk {
-                piece: Piece::Stored(stored.clone(), range),
+                piece: Piece::Stored {
+                    stored: stored.clone(),
+                    range,
+                    reused: false,
+                },
                 range: 0..len,
             });
         }
@@ -717,7 +764,7 @@ mod tests {
         ));
         let fill = Arc::new(Filling::new(Some(5), false));
         let mut reader = FillReader::new(fill.clone());
-        fill.append_stored(stored.clone(), 2..5);
+        fill.append_stored(stored.clone(), 2..5, true);
         fill.append(b"ab".to_vec());
         fill.complete();
         let mut cx = Context::from_waker(Waker::noop());
@@ -726,12 +773,16 @@ mod tests {
         };
         assert_eq!(first.as_ref(), b"234");
         assert_eq!(first.as_ref().as_ptr(), stored.body[2..].as_ptr(), "shared");
+        let part = first.stored_part().expect("a part of the stored body");
+        assert!(Arc::ptr_eq(part.stored, &stored));
+        assert_eq!((part.range, part.reused), (2..5, true));
         let Poll::Ready(Some(Ok(second))) = reader.poll_chunk(&mut cx) else {
             panic!("a chunk");
         };
         assert_eq!(second.as_ref(), b"ab");
+        assert!(second.stored_part().is_none(), "the origin's bytes");
         assert!(matches!(reader.poll_chunk(&mut cx), Poll::Ready(None)));
-        fill.append_stored(stored, 8..11);
+        fill.append_stored(stored, 8..11, false);
         assert_eq!(fill.received(), 5, "a range past the body is refused");
     }
 

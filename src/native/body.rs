@@ -1,9 +1,10 @@
 //! The native body type: any `http_body::Body` of `Bytes`, boxed, plus a body that replays
-//! an already-read prefix before the rest of a stream, and one that fails when its source
-//! stalls.
+//! an already-read prefix before the rest of a stream, one that fails when its source
+//! stalls, and one that reads a fill.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -12,6 +13,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::BodyExt;
 
+use super::ready::{FileCopy, ReadyEntries};
+use super::sendfile::Bodies;
 use crate::engine::BodyError;
 
 /// A boxed error from any body.
@@ -180,7 +183,35 @@ impl Body for Prefixed {
 /// chunk is shared with the fill without copying. A failed fill fails the body, so hyper
 /// ends the response abnormally (the connection is closed before the declared length, or
 /// without the last chunk) and the client never takes it for complete.
-pub struct FillBody(pub crate::engine::filling::FillReader);
+pub struct FillBody {
+    reader: crate::engine::filling::FillReader,
+    /// The connection's registered bodies and the server's ready forms, when parts of
+    /// stored bodies (slices read from the cache) are sent from their file copies.
+    files: Option<(Arc<Bodies>, Arc<ReadyEntries>)>,
+}
+
+impl FillBody {
+    /// The body of `reader`, every chunk written from memory.
+    pub fn new(reader: crate::engine::filling::FillReader) -> Self {
+        FillBody {
+            reader,
+            files: None,
+        }
+    }
+
+    /// The body of `reader`, where the parts of stored bodies are sent from their entries'
+    /// file copies ([`ReadyEntries::body_part`]), made for entries read from the cache.
+    pub fn sending_files(
+        reader: crate::engine::filling::FillReader,
+        bodies: Arc<Bodies>,
+        readies: Arc<ReadyEntries>,
+    ) -> Self {
+        FillBody {
+            reader,
+            files: Some((bodies, readies)),
+        }
+    }
+}
 
 impl Body for FillBody {
     type Data = Bytes;
@@ -190,18 +221,27 @@ impl Body for FillBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.0.poll_chunk(cx) {
+        match self.reader.poll_chunk(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Ready(Some(Ok(chunk))) => {
-                Poll::Ready(Some(Ok(Frame::data(Bytes::from_owner(chunk)))))
+                let bytes = match (&self.files, chunk.stored_part()) {
+                    (Some((bodies, readies)), Some(part)) => readies.body_part(
+                        bodies,
+                        part.stored.clone(),
+                        part.range,
+                        FileCopy::Find { make: part.reused },
+                    ),
+                    _ => Bytes::from_owner(chunk),
+                };
+                Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(Box::new(error)))),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self.0.expected_length() {
+        match self.reader.expected_length() {
             Some(length) => SizeHint::with_exact(length),
             None => SizeHint::new(),
         }

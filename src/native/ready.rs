@@ -9,12 +9,14 @@
 //! file copy does not fit the budget.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
+use bytes::Bytes;
 use http::HeaderMap;
 
 use super::origin::append_fields;
-use super::sendfile::{self, FileCopies, SealedBody};
+use super::sendfile::{self, Bodies, FileCopies, SealedBody};
 use crate::engine::served_fields;
 use crate::entry::CachedResponse;
 
@@ -27,6 +29,19 @@ pub struct Ready {
     pub fields: HeaderMap,
     /// The body in a sealed memfd, when it is large enough and the file could be made.
     pub file: Option<Arc<SealedBody>>,
+}
+
+/// Which file copy a stored body is sent from ([`ReadyEntries::body_part`]).
+pub enum FileCopy {
+    /// The one its hit's ready form has (or that it has none), looked up already.
+    Known(Option<Arc<SealedBody>>),
+    /// Its entry's, if a hit has made one.
+    Find {
+        /// Make it now if there is none: the entry is being reused, so the copy pays for
+        /// itself. A response that stored the entry makes none: an object asked for once
+        /// gets no file copy.
+        make: bool,
+    },
 }
 
 /// The ready forms of the entries that have been hit, and the file copies they hold.
@@ -82,6 +97,32 @@ impl ReadyEntries {
         (record.entry.as_ptr() == Arc::as_ptr(stored)).then(|| record.ready.clone())
     }
 
+    /// `range` of `stored`'s body as `Bytes` for a connection's hyper, never copied: sent from
+    /// the entry's file copy (registered in the connection's `bodies`, [`sendfile`]) when it
+    /// has one, else written from memory. A range outside the body is empty.
+    pub fn body_part(
+        &self,
+        bodies: &Arc<Bodies>,
+        stored: Arc<CachedResponse>,
+        range: Range<usize>,
+        file: FileCopy,
+    ) -> Bytes {
+        let file = match file {
+            FileCopy::Known(file) => file,
+            FileCopy::Find { make: true } => self.get_or_build(&stored).file.clone(),
+            FileCopy::Find { make: false } => self.get(&stored).and_then(|r| r.file.clone()),
+        };
+        let whole = match file {
+            Some(file) => bodies.body(stored, file),
+            None => Bytes::from_owner(SharedBody(stored)),
+        };
+        match range {
+            all if all == (0..whole.len()) => whole,
+            part if part.start <= part.end && part.end <= whole.len() => whole.slice(part),
+            _ => Bytes::new(),
+        }
+    }
+
     /// How many records the table holds (live or not yet pruned).
     pub fn len(&self) -> usize {
         self.shards.iter().map(|s| lock(s).records.len()).sum()
@@ -126,6 +167,15 @@ impl Shard {
     fn prune(&mut self) {
         self.records.retain(|_, r| r.entry.strong_count() > 0);
         self.prune_at = (self.records.len() * 2).max(64);
+    }
+}
+
+/// A stored body shared with hyper without copying.
+struct SharedBody(Arc<CachedResponse>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        &self.0.body
     }
 }
 

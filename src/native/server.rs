@@ -7,24 +7,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use super::body::{boxed, empty, full, BetweenBytes, ProxyBody};
+use super::body::{boxed, empty, full, BetweenBytes, FillBody, ProxyBody};
 use super::connections::{Resolved, Tracker};
 use super::interim::{self, Writer};
 use super::origin::{append_to_header_map, from_header_map, to_header_map, HyperOrigin};
-use super::ready::ReadyEntries;
+use super::ready::{FileCopy, ReadyEntries};
 use super::runtime::TokioRuntime;
 use super::sendfile::{Bodies, FileCopies, HitStream};
 use super::tls::Trust;
 use super::NativeHost;
 use crate::engine::{Body, Engine, EngineConfig, Request};
-use crate::entry::CachedResponse;
 use crate::shared_tier::redis_rs::RedisRsTier;
 
 /// The engine as the native host runs it.
@@ -101,15 +99,6 @@ fn client_body(incoming: Incoming, engine: &NativeEngine) -> ProxyBody {
     boxed(BetweenBytes::new(boxed(incoming), timeout))
 }
 
-/// A stored body shared with hyper without copying.
-struct SharedBody(Arc<CachedResponse>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        &self.0.body
-    }
-}
-
 /// Converts a hyper request, runs it through the engine, converts the response back. A hit
 /// is sent in its ready form (`readies`, the server's); a cached body with a file copy is
 /// registered in `bodies`, the connection's, so that it is sent from the file (see
@@ -121,7 +110,7 @@ pub async fn serve_one(
     request: hyper::Request<Incoming>,
     peer: SocketAddr,
     bodies: &Arc<Bodies>,
-    readies: &ReadyEntries,
+    readies: &Arc<ReadyEntries>,
     writer: &Arc<Writer>,
 ) -> hyper::Response<ProxyBody> {
     let (parts, incoming) = request.into_parts();
@@ -176,9 +165,12 @@ pub async fn serve_one(
         }
         None => (to_header_map(&response.headers), None),
     };
-    // Responses that are not hits (the one that stored the entry) use the entry's file if a
-    // hit has made one, but do not make it: an object asked for once gets no file copy.
-    let ready_file = |stored: &Arc<CachedResponse>| readies.get(stored)?.file.clone();
+    // A hit's file copy is in its ready form, at hand; other responses (the one that stored
+    // the entry) use the entry's file if a hit has made one, but do not make it.
+    let file = match response.stored_fields {
+        Some(_) => FileCopy::Known(file),
+        None => FileCopy::Find { make: false },
+    };
     // hyper computes the length of the body we send; a HEAD's is the engine's to say.
     headers.remove(hyper::header::CONTENT_LENGTH);
     if let Some(length) = response.content_length {
@@ -187,17 +179,19 @@ pub async fn serve_one(
     let body = match response.body {
         Body::Empty => empty(),
         Body::Bytes(bytes) => full(bytes),
-        Body::Cached(stored) => match file.or_else(|| ready_file(&stored)) {
-            Some(file) => full(bodies.body(stored, file)),
-            None => full(Bytes::from_owner(SharedBody(stored))),
-        },
+        Body::Cached(stored) => {
+            let all = 0..stored.body.len();
+            full(readies.body_part(bodies, stored, all, file))
+        }
         // A range of a body with a file is sent from the file too: its bytes lie inside the
         // registered body, which is what `HitStream` looks for.
-        Body::Slice(stored, range) => match ready_file(&stored) {
-            Some(file) => full(bodies.body(stored, file).slice(range)),
-            None => full(Bytes::from_owner(SharedBody(stored)).slice(range)),
-        },
-        Body::Filling(reader) => boxed(super::body::FillBody(reader)),
+        Body::Slice(stored, range) => full(readies.body_part(bodies, stored, range, file)),
+        // So are the parts of stored bodies a fill's reader reads (slices of an object).
+        Body::Filling(reader) => boxed(FillBody::sending_files(
+            reader,
+            bodies.clone(),
+            readies.clone(),
+        )),
         Body::Stream(stream) => stream,
     };
     let mut out = hyper::Response::new(body);

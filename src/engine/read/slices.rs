@@ -410,7 +410,11 @@ impl<H: Host> Engine<H> {
             let to = span.end.min(bytes.end) - bytes.start;
             self.count_sent(fetched, to - from);
             // Within the slice, whose length was checked: fits a `usize`. Shared, not copied.
-            job.transit.append_stored(slice, from as usize..to as usize);
+            job.transit.append_stored(
+                slice,
+                from as usize..to as usize,
+                fetched == Fetched::Cached,
+            );
             self.room_in(&job.transit).await?;
         }
         Ok(())
