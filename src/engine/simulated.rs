@@ -700,6 +700,10 @@ impl SimRedisData {
                     })
                     .collect(),
             ),
+            ("EXISTS", keys) if !keys.is_empty() => {
+                let n = keys.iter().filter(|k| self.exists(k)).count();
+                Reply::Integer(n as i64)
+            }
             ("SET", [k, v, options @ ..]) => {
                 let nx = options.iter().any(|o| o.eq_ignore_ascii_case(b"NX"));
                 if nx && self.exists(k) {
