@@ -661,6 +661,54 @@ async fn objects_in_slices_are_shared_through_the_colo_tier() {
     );
 }
 
+/// RFC 9111 §5.2.1.7: the colo tier is part of the cache. Without Redis, `only-if-cached`
+/// at an isolate whose L1 has none of an object's slices is answered from the colo tier,
+/// byte for byte, without the origin; with one slice gone from it, a response that needs
+/// that slice is a `504`, and one that does not is answered.
+#[tokio::test]
+async fn only_if_cached_objects_in_slices_are_answered_from_the_colo_tier() {
+    let origin = Origin::start().await;
+    let colo = MemoryColo::default();
+    let size: usize = (256 << 10) + 5;
+    let path = sliced_object("/colo/only-if-cached", size);
+    let a = sliced_isolate(&origin, &colo);
+    assert!(get(&a, &path).await.body == pattern(size));
+    let asked = (origin.count(&path), origin.ranges(&path).len());
+    let only = [("cache-control", "only-if-cached")];
+    let b = sliced_isolate(&origin, &colo);
+    let whole = call_with(&b, "GET", &path, false, &only).await;
+    assert_eq!(whole.status, 200);
+    assert!(whole.body == pattern(size), "whole, from the colo tier");
+    assert!(
+        whole.cache_status.contains("fwd=partial"),
+        "{}",
+        whole.cache_status
+    );
+    // Slice 1 (bytes 65536-131071) leaves the colo tier.
+    let second: Vec<String> = colo
+        .keys()
+        .into_iter()
+        .filter(|k| k.ends_with("slice 65536-131072"))
+        .collect();
+    assert_eq!(second.len(), 1, "{:?}", colo.keys());
+    colo.entries.lock().unwrap().remove(&second[0]);
+    let c = sliced_isolate(&origin, &colo);
+    let lacking = call_with(&c, "GET", &path, false, &only).await;
+    assert_eq!(lacking.status, 504);
+    let range = [
+        ("cache-control", "only-if-cached"),
+        ("range", "bytes=131072-140000"),
+    ];
+    let held = call_with(&c, "GET", &path, false, &range).await;
+    assert_eq!(held.status, 206);
+    assert!(held.body == pattern(size)[131_072..=140_000]);
+    assert_eq!(
+        (origin.count(&path), origin.ranges(&path).len()),
+        asked,
+        "no origin request for only-if-cached"
+    );
+}
+
 /// Without Redis, after a purge by URL through the purge API (which names only the head),
 /// the slices of the object it replaced are not used: they were written before the new head
 /// was received, so they are fetched again.

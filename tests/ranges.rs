@@ -4,12 +4,14 @@
 
 mod support;
 
+use bytes::Bytes;
+
 use support::cache::{config, Cache};
 use support::{
     assert_large_objects_are_cached_in_slices,
     assert_partial_responses_answer_the_ranges_within_them,
     assert_ranges_are_served_from_the_complete_response, await_object, eventually, get_range,
-    pattern, url, Frontend, Origin, RedisServer, WAIT,
+    pattern, send, url, Frontend, Origin, RedisServer, WAIT,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,6 +135,94 @@ async fn large_objects_in_slices_are_shared_through_redis() {
         origin.count(&path),
         fetched,
         "no origin request from the second instance"
+    );
+}
+
+/// RFC 9111 §5.2.1.7: Redis is part of the cache. `only-if-cached` at an instance whose
+/// L1 has none of an object's slices is answered from those another instance stored in
+/// Redis, byte for byte, without the origin; with one slice gone from Redis, a response
+/// that needs it is a `504`, and one that does not is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_cached_objects_in_slices_are_answered_from_redis() {
+    let redis = RedisServer::start().await;
+    let origin = Origin::start().await;
+    let mut config = config();
+    config.limits.max_object_bytes = 256 * 1024;
+    config.limits.slice_bytes = 64 * 1024;
+    let a = Cache::start(config.clone(), &origin, Some(&redis)).await;
+    let b = Cache::start(config.clone(), &origin, Some(&redis)).await;
+    let c = Cache::start(config, &origin, Some(&redis)).await;
+    let size: usize = (512 << 10) + 7;
+    let path = url(
+        "/only-if-cached-slices",
+        &[
+            ("cc", "max-age=300"),
+            ("size", &size.to_string()),
+            ("ranges", "1"),
+            ("etag", "\"v1\""),
+        ],
+    );
+    assert!(a.get(&path).await.body == pattern(size));
+    let mut con = redis.conn().await;
+    await_object(&mut con, "/only-if-cached-slices?").await;
+    let slices = async |con: &mut redis::aio::MultiplexedConnection| -> Vec<String> {
+        redis::cmd("KEYS")
+            .arg("ec:v1:*only-if-cached-slices*slice*")
+            .query_async(con)
+            .await
+            .unwrap_or_default()
+    };
+    eventually("the 9 slices in Redis", WAIT, async || {
+        (slices(&mut con).await.len() >= 9).then_some(())
+    })
+    .await;
+    let asked = (origin.count(&path), origin.ranges(&path).len());
+    let only = async |cache: &Cache, range: Option<&str>| {
+        let mut fields = vec![("cache-control", "only-if-cached")];
+        fields.extend(range.map(|r| ("range", r)));
+        send(cache.addr(), "GET", &path, &fields, Bytes::new())
+            .await
+            .unwrap_or_else(|e| panic!("GET {path} only-if-cached {range:?}: {e}"))
+    };
+
+    let from_redis = only(&b, None).await;
+    assert_eq!(from_redis.status, 200);
+    assert!(
+        from_redis.body == pattern(size),
+        "whole and intact from Redis"
+    );
+    assert!(
+        from_redis.cache_status().contains("fwd=partial"),
+        "{}",
+        from_redis.cache_status()
+    );
+
+    // Slice 3 (bytes 196608-262143) leaves Redis; c has nothing in L1.
+    let third: Vec<String> = slices(&mut con)
+        .await
+        .into_iter()
+        .filter(|k| k.ends_with("slice 196608-262144"))
+        .collect();
+    assert_eq!(third.len(), 1, "{third:?}");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&third[0])
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let lacking = only(&c, None).await;
+    assert_eq!(lacking.status, 504, "{}", lacking.text());
+    let lacking = only(&c, Some("bytes=200000-200009")).await;
+    assert_eq!(lacking.status, 504);
+    let held = only(&c, Some("bytes=0-196607")).await;
+    assert_eq!(held.status, 206);
+    assert!(held.body == pattern(size)[..196_608]);
+    let held = only(&c, Some("bytes=-10")).await;
+    assert_eq!(held.status, 206);
+    assert!(held.body == pattern(size)[size - 10..]);
+    assert_eq!(
+        (origin.count(&path), origin.ranges(&path).len()),
+        asked,
+        "no origin request for only-if-cached"
     );
 }
 

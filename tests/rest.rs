@@ -86,6 +86,10 @@ async fn every_command_against_a_real_redis_over_rest() {
         .unwrap();
     assert_eq!(many.len(), 3);
     assert!(many[0].is_some() && many[1].is_none() && many[2].is_some());
+    // Existence without the value, one EXISTS per key (a key is not counted twice).
+    let found = s.exist(&["k1".into(), "nope".into(), "k1".into()]).await;
+    assert_eq!(found.unwrap(), [true, false, true]);
+    assert!(s.exist(&[]).await.unwrap().is_empty());
 
     assert!(s.set_if_absent("lease", b"a", 5_000).await.unwrap());
     assert!(!s.set_if_absent("lease", b"b", 5_000).await.unwrap());

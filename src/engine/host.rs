@@ -194,6 +194,10 @@ pub trait SharedTier {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError>;
     /// `MGET keys…` (one round trip).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, TierError>;
+    /// `EXISTS key` for each of `keys`, pipelined (one round trip): whether each exists,
+    /// without reading its value. One command per key rather than one `EXISTS` of them
+    /// all, whose count would not say which are missing.
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError>;
     /// `SET key value PX ttl_ms`.
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError>;
     /// `SET key value NX PX ttl_ms`; whether it was set (the lease was won).
@@ -393,6 +397,9 @@ impl SharedTier for NoSharedTier {
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>, TierError> {
         Ok(keys.iter().map(|_| None).collect())
+    }
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError> {
+        Ok(keys.iter().map(|_| false).collect())
     }
     async fn set(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), TierError> {
         Ok(())

@@ -48,6 +48,10 @@ pub const CHUNK_TTL_MARGIN_MS: u64 = 60_000;
 /// How many chunks one read asks for (`MGET`): at 512 KiB, 4 MiB per round trip.
 pub const CHUNKS_PER_READ: usize = 8;
 
+/// How many keys one existence check asks about (`EXISTS` commands in one pipeline): an
+/// object of 1 MiB slices up to 256 MiB in one round trip.
+pub const KEYS_PER_CHECK: usize = 256;
+
 /// Skips the shared tier after repeated failures, and lets one probe through after a
 /// cool-down (closed → open → half-open → closed).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -254,6 +258,29 @@ impl<H: Host> Engine<H> {
             first = batch.end;
         }
         Some(Ok(body))
+    }
+
+    /// Whether the shared tier holds an object under each of `cache_keys`, asked with
+    /// `EXISTS` ([`SharedTier::exist`]), [`KEYS_PER_CHECK`] keys per round trip, without
+    /// reading a value: an object there is not decoded, so a corrupt one, or a chunked one
+    /// whose chunk Redis evicted, counts as held (and is a miss when it is read). `None`
+    /// when the tier is absent or failed.
+    pub(crate) async fn l2_holds(&self, cache_keys: &[String]) -> Option<Vec<bool>> {
+        let epoch = self.l2_epoch().await?;
+        let mut held = Vec::with_capacity(cache_keys.len());
+        for batch in cache_keys.chunks(KEYS_PER_CHECK) {
+            let keys: Vec<String> = batch
+                .iter()
+                .map(|key| self.l2_object_key(epoch, key))
+                .collect();
+            let tier = self.l2_tier()?;
+            let answers = self.l2_guarded(tier.exist(&keys)).await?;
+            if answers.len() != keys.len() {
+                return None;
+            }
+            held.extend(answers);
+        }
+        Some(held)
     }
 
     /// Writes `stored` under `cache_key` with a TTL covering every window it may be served

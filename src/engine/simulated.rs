@@ -700,6 +700,10 @@ impl SimRedisData {
                     })
                     .collect(),
             ),
+            ("EXISTS", keys) if !keys.is_empty() => {
+                let n = keys.iter().filter(|k| self.exists(k)).count();
+                Reply::Integer(n as i64)
+            }
             ("SET", [k, v, options @ ..]) => {
                 let nx = options.iter().any(|o| o.eq_ignore_ascii_case(b"NX"));
                 if nx && self.exists(k) {
@@ -994,6 +998,17 @@ pub async fn serve<H: Host<Body = SimBody>>(
     request: super::Request<SimBody>,
 ) -> Received {
     let handled = engine.handle(request).await;
+    receive(engine, clock, handled).await
+}
+
+/// What the client of `handled`, a response of `engine`, receives as the simulated host
+/// sends it: its job runs while the client reads it. ([`serve`] without the request, for
+/// tests that act between the response's head and its content.)
+pub async fn receive<H: Host<Body = SimBody>>(
+    engine: &Engine<H>,
+    clock: &SimClock,
+    handled: super::Handled<SimBody>,
+) -> Received {
     let mut response = handled.response;
     let fields = response.fields();
     let job = async {

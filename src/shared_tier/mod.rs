@@ -323,6 +323,21 @@ impl<T: Transport> SharedTier for RedisTier<T> {
         }
     }
 
+    async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let commands: Vec<Command<'_>> = keys
+            .iter()
+            .map(|k| alloc::vec![b"EXISTS" as &[u8], k.as_bytes()])
+            .collect();
+        self.all(&commands)
+            .await?
+            .into_iter()
+            .map(|reply| Ok(count_of(reply, "EXISTS")? > 0))
+            .collect()
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
         let ttl = ttl_arg(ttl_ms);
         let command = alloc::vec![

@@ -94,7 +94,9 @@ impl<H: Host> Engine<H> {
         if let Body::Cached(stored) = &handled.response.body {
             if let Some(slicing) = Slicing::of(stored) {
                 let stored = stored.clone();
-                return self.serve_slices(&head, handled, stored, slicing, None);
+                return self
+                    .serve_slices(&head, handled, stored, slicing, None)
+                    .await;
             }
         }
         // A first response assembled from slices was ranged already, when its assembly

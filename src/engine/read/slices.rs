@@ -39,7 +39,7 @@ use super::url_tag;
 use crate::engine::filling::{FillReader, Filling, Room};
 use crate::engine::flight::{Outcome, Role};
 use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
-use crate::engine::l2::with_timeout;
+use crate::engine::l2::{with_timeout, KEYS_PER_CHECK};
 use crate::engine::respond::Segment;
 use crate::engine::{respond, Body, Engine, Handled, Host, Job, RequestView};
 
@@ -127,6 +127,14 @@ fn same_representation(head: &Headers, slice: &Headers) -> bool {
     validator.is_some() && validator == strong_validator(slice)
 }
 
+/// Whether `slice` can be slice `index` of the object whose head is `head`: of its
+/// representation, and of that slice's length.
+fn fits(head: &CachedResponse, slicing: Slicing, index: u64, slice: &CachedResponse) -> bool {
+    let expected = slicing.bytes_of(index);
+    same_representation(&head.headers, &slice.headers)
+        && slice.body.len() as u64 == expected.end - expected.start
+}
+
 /// The key the slice of `bytes` of the object under `key` is stored under: named by its
 /// bytes, not its index, so objects sliced another way never read each other's (U+001F
 /// never appears in a URL's key).
@@ -212,8 +220,10 @@ pub(in crate::engine::read) type FirstRequest<'a, H> = (
 impl<H: Host> Engine<H> {
     /// The response to `head` whose stored response is the head `entry` of an object cut in
     /// slices: `handled` (made from `entry` as from any stored response) with its `Range`
-    /// decided on the object's length, and its content assembled by a [`SliceJob`].
-    pub(super) fn serve_slices(
+    /// decided on the object's length, and its content assembled by a [`SliceJob`]; or,
+    /// for `only-if-cached` (RFC 9111 §5.2.1.7), a `504` when a slice it needs is in no
+    /// tier ([`Self::slices_held`], decided here once, before any byte is sent).
+    pub(super) async fn serve_slices(
         &self,
         head: &RequestView,
         mut handled: Handled<H::Body>,
@@ -259,15 +269,9 @@ impl<H: Host> Engine<H> {
         };
         let key = self.key_for(head);
         // RFC 9111 §5.2.1.7: only what is stored, or 504 — so every slice it needs must be
-        // in L1 now, and none is fetched later.
+        // in a tier of this cache now, and none is fetched from the origin later.
         let cached_only = RequestDirectives::from_headers(head.headers()).only_if_cached;
-        let all_in_l1 = segments.iter().all(|segment| match segment {
-            Segment::Content(part) => {
-                self.slices_in_l1(&key, slicing, &(part.first..part.last + 1))
-            }
-            Segment::Framing(_) => true,
-        });
-        if cached_only && !all_in_l1 {
+        if cached_only && !self.slices_held(&key, &entry, slicing, &segments).await {
             let entry = self.statuses.note(Some("only-if-cached"));
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Handled::now(response);
@@ -327,6 +331,89 @@ impl<H: Host> Engine<H> {
             Ranged::Partial(_) | Ranged::Whole => 0..slicing.length,
         };
         !self.slices_in_l1(key, slicing, &span)
+    }
+
+    /// Whether a tier of this cache (L1, the shared tier, the colo tier) holds every slice
+    /// of the object under `key`, whose head is `entry`, that `segments` read: whether an
+    /// `only-if-cached` request (RFC 9111 §5.2.1.7) is answered from what is stored or with
+    /// `504`. [`Self::serve_slices`] asks once, before the response's head goes out; the
+    /// origin is never asked.
+    ///
+    /// Cost, for the slices L1 lacks only (none more when L1 holds them all): one pipelined
+    /// round trip to the shared tier per [`KEYS_PER_CHECK`] of them (`EXISTS`, no value
+    /// read), then, for each the shared tier lacks, one read of the colo tier, checked
+    /// against the head and dropped (the Cache API has no existence check, and a colo
+    /// entry's purge stamp is inside its value). At most one slice is held at a time, never
+    /// the object; slices are checked lazily, so an object's declared length does not size
+    /// any allocation, and the first slice missing everywhere ends the check.
+    ///
+    /// A slice held now may be gone when it is sent (evicted, expired or purged meanwhile,
+    /// or a shared-tier entry that does not decode or is of another representation): the
+    /// job does not fetch it from the origin ([`Assembly::cached_only`]) but cuts the
+    /// response off ([`Engine::run_slices`]), so its body ends short of its
+    /// `Content-Length`, or before a multipart body's closing delimiter: it never looks
+    /// complete.
+    async fn slices_held(
+        &self,
+        key: &str,
+        entry: &CachedResponse,
+        slicing: Slicing,
+        segments: &[Segment],
+    ) -> bool {
+        let indices = segments.iter().flat_map(|segment| match segment {
+            Segment::Content(part) => {
+                part.first / slicing.slice_bytes..part.last / slicing.slice_bytes + 1
+            }
+            Segment::Framing(_) => 0..0,
+        });
+        let mut lacking = Vec::new();
+        for index in indices {
+            let slice = slice_key(key, &slicing.bytes_of(index));
+            if !self.state.with(|s| s.l1.contains(slice.as_str())) {
+                lacking.push((index, slice));
+            }
+            if lacking.len() == KEYS_PER_CHECK {
+                if !self.held_behind_l1(key, entry, slicing, &lacking).await {
+                    return false;
+                }
+                lacking.clear();
+            }
+        }
+        self.held_behind_l1(key, entry, slicing, &lacking).await
+    }
+
+    /// Whether the shared tier or the colo tier holds each of `lacking`, slices `(index,
+    /// key)` of the object under `key` that L1 lacks ([`Self::slices_held`]).
+    async fn held_behind_l1(
+        &self,
+        key: &str,
+        entry: &CachedResponse,
+        slicing: Slicing,
+        lacking: &[(u64, String)],
+    ) -> bool {
+        if lacking.is_empty() {
+            return true;
+        }
+        let in_l2 = match self.shared.is_some() {
+            true => {
+                let keys: Vec<String> = lacking.iter().map(|(_, k)| k.clone()).collect();
+                self.l2_holds(&keys).await
+            }
+            false => None,
+        };
+        for (n, (index, slice_key)) in lacking.iter().enumerate() {
+            if in_l2.as_ref().and_then(|held| held.get(n)) == Some(&true) {
+                continue;
+            }
+            if self.colo().is_none() {
+                return false;
+            }
+            let found = self.colo_find_slice(key, slice_key, entry).await;
+            if !found.is_some_and(|slice| fits(entry, slicing, *index, &slice)) {
+                return false;
+            }
+        }
+        true
     }
 
     /// Whether every slice of `span` of the object under `key` is in L1.
@@ -550,11 +637,7 @@ impl<H: Host> Engine<H> {
         index: u64,
     ) -> Result<(Arc<CachedResponse>, Fetched), String> {
         let key = slice_key(&job.key, &job.slicing.bytes_of(index));
-        let usable = |slice: &Arc<CachedResponse>| {
-            let expected = job.slicing.bytes_of(index);
-            same_representation(&job.entry.headers, &slice.headers)
-                && slice.body.len() as u64 == expected.end - expected.start
-        };
+        let usable = |slice: &Arc<CachedResponse>| fits(&job.entry, job.slicing, index, slice);
         let now = self.runtime.now();
         if let Some(slice) = self.l1_find(&key, &Headers::new(), now).filter(usable) {
             return Ok((slice, Fetched::Cached));
@@ -800,8 +883,8 @@ mod tests {
 
     use crate::engine::admin::PurgeTarget;
     use crate::engine::host::Lock;
-    use crate::engine::simulated::{request, serve, Answer, Simulation};
-    use crate::engine::EngineConfig;
+    use crate::engine::simulated::{receive, request, serve, Answer, SimRedisHost, Simulation};
+    use crate::engine::{Engine, EngineConfig, SharedTier};
     use crate::time::Timestamp;
 
     const SIZE: usize = 5000;
@@ -1190,6 +1273,189 @@ mod tests {
             .block_on(serve(&engine, &sim.clock, request("GET", "/o", &missing)));
         assert_eq!(r.status, 504);
         assert_eq!(ranges.borrow().len(), asked, "the origin was not asked");
+    }
+
+    /// Instances of `sim` (with [`config`]) sharing one simulated Redis, and that Redis.
+    struct Shared {
+        redis: crate::engine::simulated::SimRedis,
+        seed: core::cell::Cell<u64>,
+    }
+
+    impl Shared {
+        fn new(sim: &Simulation) -> Self {
+            Shared {
+                redis: crate::engine::simulated::SimRedis::new(sim.clock.clone()),
+                seed: core::cell::Cell::new(1),
+            }
+        }
+
+        /// A new instance: its own L1, the shared Redis.
+        fn instance(&self, sim: &Simulation) -> Engine<SimRedisHost> {
+            let (origin, _) = sim.parts();
+            self.seed.set(self.seed.get() + 1);
+            let runtime = crate::engine::simulated::SimRuntime::seeded(
+                sim.clock.clone(),
+                self.seed.get() << 32,
+            );
+            let tier = crate::shared_tier::RedisTier::over(self.redis.clone());
+            Engine::new(config(), origin, Some(tier), runtime).unwrap()
+        }
+
+        /// Deletes from Redis slice `index` (of 1024 bytes) of the object at `target`.
+        fn forget_slice(
+            &self,
+            sim: &Simulation,
+            engine: &Engine<SimRedisHost>,
+            target: &str,
+            index: u64,
+        ) {
+            let slicing = super::Slicing {
+                slice_bytes: 1024,
+                length: SIZE as u64,
+            };
+            let slice = super::slice_key(&key_of(engine, target), &slicing.bytes_of(index));
+            let epoch = sim.clock.block_on(engine.l2_epoch()).unwrap();
+            let keys = [engine.l2_object_key(epoch, &slice)];
+            let tier = crate::shared_tier::RedisTier::over(self.redis.clone());
+            let exists = |tier: &crate::shared_tier::RedisTier<_>| {
+                sim.clock.block_on(SharedTier::exist(tier, &keys)).unwrap()
+            };
+            assert_eq!(exists(&tier), [true], "slice {index} was in Redis");
+            sim.clock
+                .block_on(SharedTier::delete(&tier, &keys))
+                .unwrap();
+            assert_eq!(exists(&tier), [false]);
+        }
+    }
+
+    /// The cache key of `target` at `engine`.
+    fn key_of<H: crate::engine::Host>(engine: &Engine<H>, target: &str) -> String {
+        let r = request("GET", target, &[]);
+        let parsed = crate::engine::RequestView::parse("GET", "http", target, r.headers, None);
+        let Ok(crate::engine::Target::Resource(view)) = parsed else {
+            panic!("a resource");
+        };
+        engine.key_for(&view)
+    }
+
+    /// RFC 9111 §5.2.1.7: the shared tier is part of the cache. `only-if-cached` at an
+    /// instance whose L1 has none of an object's slices is answered from those another
+    /// instance stored in Redis, byte for byte, without the origin; the response says
+    /// `fwd=partial` (RFC 9211 §2.2: L1 had only part of it), the next one, from the slices
+    /// it kept, `hit`.
+    #[test]
+    fn only_if_cached_is_answered_from_slices_in_the_shared_tier() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let shared = Shared::new(&sim);
+        let (a, b) = (shared.instance(&sim), shared.instance(&sim));
+        let filled = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/t", &[])));
+        assert_eq!(filled.body.as_deref(), Ok(content().as_str()));
+        let asked = (sim.fetches(), ranges.borrow().len());
+        let only = [("cache-control", "only-if-cached")];
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/t", &only)));
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()));
+        assert!(
+            status(&r).starts_with("edgecache-l2; fwd=partial"),
+            "{}",
+            status(&r)
+        );
+        let stats = b.snapshot().engine;
+        assert_eq!(
+            (stats.partial_hits, stats.l1_hits, stats.l2_hits),
+            (1, 0, 0)
+        );
+        let ranged = [
+            ("cache-control", "only-if-cached"),
+            ("range", "bytes=2000-2100"),
+        ];
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/t", &ranged)));
+        assert_eq!(
+            (r.status, r.body.as_deref()),
+            (206, Ok(&content()[2000..=2100]))
+        );
+        assert_eq!(status(&r), "edgecache-l1; hit; ttl=60", "the slices b kept");
+        assert_eq!(
+            (sim.fetches(), ranges.borrow().len()),
+            asked,
+            "the origin was not asked"
+        );
+    }
+
+    /// RFC 9111 §5.2.1.7: `504` only when a slice the response needs is in no tier; what
+    /// needs only slices some tier holds is answered, the origin never asked.
+    #[test]
+    fn only_if_cached_is_504_only_when_a_slice_is_in_no_tier() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let shared = Shared::new(&sim);
+        let (a, c) = (shared.instance(&sim), shared.instance(&sim));
+        sim.clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/m", &[])));
+        // Slice 2 (bytes 2048-3071) leaves Redis; a still holds it in L1.
+        shared.forget_slice(&sim, &a, "/m", 2);
+        let asked = (sim.fetches(), ranges.borrow().len());
+        let only = |range: Option<&'static str>| {
+            let mut fields = alloc::vec![("cache-control", "only-if-cached")];
+            fields.extend(range.map(|r| ("range", r)));
+            request("GET", "/m", &fields)
+        };
+        let at = |engine: &Engine<SimRedisHost>, range| {
+            sim.clock.block_on(serve(engine, &sim.clock, only(range)))
+        };
+        for range in [None, Some("bytes=2047-2048"), Some("bytes=0-10,2100-2110")] {
+            let r = at(&c, range);
+            assert_eq!(r.status, 504, "{range:?}");
+        }
+        let r = at(&c, Some("bytes=0-2047"));
+        assert_eq!((r.status, r.body.as_deref()), (206, Ok(&content()[..2048])));
+        let r = at(&c, Some("bytes=3072-"));
+        assert_eq!((r.status, r.body.as_deref()), (206, Ok(&content()[3072..])));
+        let r = at(&c, Some("bytes=0-10,4000-4010"));
+        assert_eq!(r.status, 206);
+        let body = r.body.unwrap();
+        assert!(
+            body.contains(&content()[..=10]) && body.contains(&content()[4000..=4010]),
+            "{body}"
+        );
+        let r = at(&a, None);
+        assert_eq!((r.status, r.body.as_deref()), (200, Ok(content().as_str())));
+        assert_eq!(status(&r), "edgecache-l1; hit; ttl=60");
+        assert_eq!(
+            (sim.fetches(), ranges.borrow().len()),
+            asked,
+            "the origin was not asked"
+        );
+    }
+
+    /// A slice held when `only-if-cached` was decided and gone when it is to be sent: the
+    /// response, its status sent already, is cut off (never complete-looking), and the
+    /// origin is not asked for the slice.
+    #[test]
+    fn a_slice_gone_after_the_decision_cuts_the_response_off() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let shared = Shared::new(&sim);
+        let (a, c) = (shared.instance(&sim), shared.instance(&sim));
+        sim.clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/g", &[])));
+        let asked = (sim.fetches(), ranges.borrow().len());
+        let only = [("cache-control", "only-if-cached")];
+        let handled = sim.clock.block_on(c.handle(request("GET", "/g", &only)));
+        assert_eq!(handled.response.status, 200);
+        shared.forget_slice(&sim, &a, "/g", 3);
+        let r = sim.clock.block_on(receive(&c, &sim.clock, handled));
+        let why = r.body.expect_err("cut off");
+        assert!(why.0.contains("slice 3 is no longer cached"), "{why}");
+        assert_eq!(
+            (sim.fetches(), ranges.borrow().len()),
+            asked,
+            "the origin was not asked"
+        );
     }
 
     /// An origin that does not take ranges: the object streams through uncached.

@@ -232,13 +232,16 @@ impl<H: Host> Engine<H> {
                     _ => None,
                 };
                 let handled = match whole {
-                    Some((stored, slicing)) => self.serve_slices(
-                        head,
-                        handled,
-                        stored,
-                        slicing,
-                        Some((stream, first_flight)),
-                    ),
+                    Some((stored, slicing)) => {
+                        self.serve_slices(
+                            head,
+                            handled,
+                            stored,
+                            slicing,
+                            Some((stream, first_flight)),
+                        )
+                        .await
+                    }
                     None => handled,
                 };
                 (handled, outcome)
