@@ -13,9 +13,10 @@
 //!
 //! Memory: a fill to be stored holds its body once. Its bytes are written into the body
 //! that will be stored as they arrive (no copy of the whole at the end), and the origin's
-//! latest chunks are also kept, up to [`TRANSIT_BYTES`], so that readers keeping up with
-//! the origin get them without a copy; a reader further behind gets a copy of the part it
-//! reads next ([`MAX_READ`] at most), and once the body is stored, shares it.
+//! latest chunks are also kept, up to [`TRANSIT_BYTES`] (less when L1 has no room to count
+//! them: [`Filling::hold_at_most`]), so that readers keeping up with the origin get them
+//! without a copy; a reader further behind gets a copy of the part it reads next
+//! ([`MAX_READ`] at most), and once the body is stored, shares it.
 
 use alloc::collections::VecDeque;
 use alloc::string::String;
@@ -58,6 +59,10 @@ pub struct Filling {
 struct FillState {
     /// The latest chunks: they cover `queue_start..received`.
     chunks: VecDeque<Piece>,
+    /// While the body is kept, how many bytes of the latest chunks are held besides it:
+    /// [`TRANSIT_BYTES`], or less when L1 has no room to count more
+    /// ([`Filling::hold_at_most`]).
+    transit_limit: u64,
     /// The body offset of `chunks[0]`.
     queue_start: u64,
     /// Bytes appended so far.
@@ -190,6 +195,7 @@ impl Filling {
         Filling {
             state: FillLock::new(FillState {
                 chunks: VecDeque::new(),
+                transit_limit: TRANSIT_BYTES,
                 queue_start: 0,
                 received: 0,
                 end: End::Open,
@@ -369,6 +375,26 @@ impl Filling {
         self.state.with(|s| matches!(s.end, End::Failed(_)))
     }
 
+    /// The bytes of the latest chunks held besides the body while it is kept, for the
+    /// readers keeping up ([`TRANSIT_BYTES`] at most, and the last chunk); 0 when it is not
+    /// kept.
+    pub fn held_besides_body(&self) -> u64 {
+        self.state.with(|s| match s.body {
+            Some(_) => s.received - s.queue_start,
+            None => 0,
+        })
+    }
+
+    /// Holds at most `bytes` of the latest chunks besides the kept body from now on (never
+    /// more than [`TRANSIT_BYTES`]), releasing those beyond at once: readers behind them
+    /// read copies of the body's bytes instead, one part at a time.
+    pub fn hold_at_most(&self, bytes: u64) {
+        self.state.with(|s| {
+            s.transit_limit = bytes.min(TRANSIT_BYTES);
+            s.release_read();
+        });
+    }
+
     /// Bytes held in chunks (besides the body), for tests.
     #[cfg(test)]
     fn chunk_bytes(&self) -> u64 {
@@ -416,14 +442,14 @@ impl FillState {
     }
 
     /// Releases the chunks every reader has read, and, while the body is held besides,
-    /// those beyond [`TRANSIT_BYTES`] behind the end (readers behind them read the body).
+    /// those beyond its transit limit behind the end (readers behind them read the body).
     fn release_read(&mut self) {
         let slowest = self.slowest_reader();
         while let Some(front) = self.chunks.front() {
             let len = front.len() as u64;
             let read = self.queue_start + len <= slowest;
             let held_besides =
-                self.body.is_some() && self.received - self.queue_start > TRANSIT_BYTES;
+                self.body.is_some() && self.received - self.queue_start > self.transit_limit;
             if !(read || held_besides) {
                 break;
             }

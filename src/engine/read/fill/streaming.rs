@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::engine::filling::{FillJob, Filling, Room};
+use crate::engine::filling::{FillJob, Filling, Room, TRANSIT_BYTES};
 use crate::engine::host::{Lock, Origin, Runtime};
 use crate::engine::l2::with_timeout;
 use crate::engine::{Engine, EngineState, Host, Job};
@@ -120,9 +120,12 @@ impl<H: Host> Engine<H> {
 
     /// Reads the origin's body into `filling` until it ends, fails, or, when the body is
     /// not kept, has no reader left. While the body is kept, its bytes count against
-    /// `l1.max_bytes` as they arrive (`reserved`, [`crate::store::L1Store::reserve`]). A
-    /// body that outgrows `limits.max_object_bytes`, or that L1 has no room for, is no
-    /// longer kept (nor joined), but goes on reaching the clients reading it.
+    /// `l1.max_bytes` as they arrive (`reserved`, [`crate::store::L1Store::reserve`]), and
+    /// so do the latest chunks the fill holds besides it for readers keeping up
+    /// ([`Filling::held_besides_body`], counted again before each read from the origin), so
+    /// that `l1.max_bytes` bounds the memory of however many fills run at once. A body that
+    /// outgrows `limits.max_object_bytes`, or that L1 has no room for, is no longer kept
+    /// (nor joined), but goes on reaching the clients reading it.
     async fn read_body(
         &self,
         filling: &Filling,
@@ -136,7 +139,10 @@ impl<H: Host> Engine<H> {
         if let Some(declared) = filling.declared_length() {
             self.keep_room_for(filling, key, id, declared, reserved);
         }
+        // The part of `reserved` that counts the chunks held besides the body.
+        let mut transit = 0;
         loop {
+            self.count_transit(filling, key, &mut transit, reserved);
             let next = with_timeout(
                 &self.runtime,
                 limits.between_bytes_timeout_ms,
@@ -220,14 +226,55 @@ impl<H: Host> Engine<H> {
                     filling.make_room(more);
                 }
             }
-            None => {
-                filling.stop_keeping();
-                self.state.with(|s| {
-                    s.l1.release(reserved.swap(0, Ordering::Relaxed));
-                    s.fills.end(key, id)
-                });
+            None => self.stop_keeping(filling, key, id, reserved),
+        }
+    }
+
+    /// Makes the count in L1 of the chunks a kept fill holds besides its body
+    /// ([`Filling::held_besides_body`]) what it holds now; `transit` is the part of
+    /// `reserved` that counts them. When L1 has no room to count more, the fill holds no
+    /// more than is counted (readers behind read copies of the body's bytes instead), and
+    /// holds up to [`TRANSIT_BYTES`] again once there is room.
+    fn count_transit(
+        &self,
+        filling: &Filling,
+        key: &str,
+        transit: &mut usize,
+        reserved: &AtomicUsize,
+    ) {
+        if !filling.keeps() {
+            *transit = 0;
+            return;
+        }
+        let held = usize::try_from(filling.held_besides_body()).unwrap_or(usize::MAX);
+        if held > *transit {
+            let more = held - *transit;
+            let now = self.runtime.now();
+            if self.state.with(|s| s.l1.reserve(key, more, now)) {
+                reserved.fetch_add(more, Ordering::Relaxed);
+                *transit = held;
+                filling.hold_at_most(TRANSIT_BYTES);
+            } else {
+                filling.hold_at_most(*transit as u64);
             }
         }
+        // What is held now, after the readers' reads and any release just made.
+        let held = usize::try_from(filling.held_besides_body()).unwrap_or(usize::MAX);
+        if held < *transit {
+            let less = *transit - held;
+            self.state.with(|s| s.l1.release(less));
+            reserved.fetch_sub(less, Ordering::Relaxed);
+            *transit = held;
+        }
+    }
+
+    /// Stops keeping a fill (it is served, not stored) and gives back the room it held.
+    fn stop_keeping(&self, filling: &Filling, key: &str, id: u64, reserved: &AtomicUsize) {
+        filling.stop_keeping();
+        self.state.with(|s| {
+            s.l1.release(reserved.swap(0, Ordering::Relaxed));
+            s.fills.end(key, id)
+        });
     }
 }
 
@@ -794,6 +841,8 @@ mod tests {
             .clock
             .block_on(engine.handle(request("GET", "/big", &[])));
         let job = first.job.expect("the fill job");
+        // Its client leaves: the fill holds no chunk besides its body for it.
+        drop(first.response);
         let watch = async {
             let mut seen = Vec::new();
             for _ in 0..3 {
@@ -825,6 +874,110 @@ mod tests {
             .clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/big", &[])));
         assert!(cache_status(&hit.fields).contains("hit"));
+    }
+
+    /// The latest chunks a fill holds besides its body for a reader that has not read them
+    /// count against `l1.max_bytes` too (else every fill in progress could hold up to
+    /// `TRANSIT_BYTES` more than L1's bound says), and stop counting once read.
+    #[test]
+    fn chunks_held_for_a_reader_count_against_l1() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        let first = sim.clock.block_on(engine.handle(request("GET", "/v", &[])));
+        let job = first.job.expect("the fill job");
+        let Body::Filling(mut reader) = first.response.body else {
+            panic!("a streamed response");
+        };
+        let reserved = || engine.state.with(|s| s.l1.reserved());
+        let watch = async {
+            let mut seen = Vec::new();
+            // Pieces of 4 bytes arrive at 0, 100 and 200 ms; the reader reads none of them
+            // until 160 ms, then all it can.
+            sim.clock.sleep(60).await;
+            seen.push(reserved());
+            sim.clock.sleep(100).await;
+            seen.push(reserved());
+            let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+            let mut read = 0;
+            while let core::task::Poll::Ready(Some(Ok(chunk))) = reader.poll_chunk(&mut cx) {
+                read += chunk.as_ref().len();
+            }
+            assert_eq!(read, 8, "two pieces had arrived");
+            sim.clock.sleep(100).await;
+            seen.push(reserved());
+            seen
+        };
+        let ((), seen) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
+        // The body's 12 bytes from the start, and the chunks not read yet: 4, then 8; none
+        // once the fill is stored.
+        assert_eq!(seen, [16, 20, 0]);
+        let stored = engine.state.with(|s| s.l1.len());
+        assert_eq!(stored, 1, "stored once complete");
+    }
+
+    /// When L1 has no room to count more chunks for a reader that lags, the fill holds no
+    /// more than is counted (the reader reads copies of the body instead) and is stored all
+    /// the same: the reader still gets every byte, in order.
+    #[test]
+    fn a_fill_without_room_for_its_chunks_holds_fewer_and_is_stored() {
+        let cc = ("cache-control", "max-age=60");
+        let piece = |c: &str| c.repeat(4_000);
+        let (a, b, c) = (piece("a"), piece("b"), piece("c"));
+        let pieces = [(0, a.as_str()), (100, b.as_str()), (100, c.as_str())];
+        let length = ("content-length", "12000");
+        let sim = Simulation::new(
+            Timestamp::from_millis(T0),
+            Answer::stream(200, &[cc, length], &pieces, StreamEnd::Complete),
+        );
+        let mut config = EngineConfig::default();
+        config.l1.max_bytes = 18_000;
+        config.l1.admission = crate::engine::config::L1Admission::Lru;
+        let engine = sim.engine(config).unwrap();
+        let key = key_of(&engine, "/big");
+        let first = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/big", &[])));
+        let job = first.job.expect("the fill job");
+        let Body::Filling(mut reader) = first.response.body else {
+            panic!("a streamed response");
+        };
+        let watch = async {
+            let mut seen = Vec::new();
+            // Pieces arrive at 0, 100 and 200 ms.
+            for wait in [60, 100, 100] {
+                sim.clock.sleep(wait).await;
+                seen.push(engine.state.with(|s| {
+                    let held: u64 = s
+                        .fills
+                        .find(&key)
+                        .iter()
+                        .map(|f| f.filling.held_besides_body())
+                        .sum();
+                    assert!(
+                        s.l1.reserved() as u64 >= 12_000 + held || held == 0,
+                        "{held} bytes of chunks held, {} counted",
+                        s.l1.reserved()
+                    );
+                    s.l1.reserved()
+                }));
+            }
+            seen
+        };
+        let ((), seen) = sim
+            .clock
+            .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
+        // 12,000 for the body, then 4,000 for the first piece; the second found no room, so
+        // the fill holds 4,000 bytes of chunks at most, and then none once stored.
+        assert_eq!(seen, [16_000, 16_000, 0]);
+        let mut cx = core::task::Context::from_waker(core::task::Waker::noop());
+        let mut read = String::new();
+        while let core::task::Poll::Ready(Some(Ok(chunk))) = reader.poll_chunk(&mut cx) {
+            read.push_str(core::str::from_utf8(chunk.as_ref()).unwrap());
+        }
+        assert_eq!(read, alloc::format!("{a}{b}{c}"), "every byte, in order");
+        assert_eq!(engine.state.with(|s| s.l1.len()), 1, "stored");
     }
 
     /// A fill that fails gives back the room it held in L1.
@@ -921,7 +1074,9 @@ mod tests {
         let ((), (held, reserved)) = sim
             .clock
             .block_on(crate::engine::simulated::join(engine.run_job(job), watch));
-        assert_eq!(reserved, 12_000, "the declared length, counted at once");
+        // The declared length, counted at once, and the first piece (4,000 bytes), held
+        // besides the body for the client, which has not read it.
+        assert_eq!(reserved, 16_000, "the declared length, counted at once");
         assert!(
             held <= reserved,
             "the fill holds {held} bytes for its body; L1 counts {reserved}"
@@ -944,14 +1099,17 @@ mod tests {
         let job = first.job.take().expect("the fill job");
         let purge = async {
             sim.clock.sleep(50).await;
+            let resident = engine.state.with(|s| s.l1.len());
             engine.purge(&PurgeTarget::Url(key.clone()), false).await;
+            resident
         };
-        sim.clock
+        let ((), resident) = sim
+            .clock
             .block_on(crate::engine::simulated::join(engine.run_job(job), purge));
         assert_eq!(engine.state.with(|s| s.l1.reserved()), 0);
         assert_eq!(
             engine.state.with(|s| s.l1.len()),
-            2,
+            resident,
             "an entry was evicted for a fill that could no longer be stored"
         );
     }
