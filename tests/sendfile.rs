@@ -375,4 +375,25 @@ async fn slices_read_from_the_cache_are_sent_from_files() {
     assert!(head.contains("edgecache-l1; hit"), "{head}");
     assert!(got == body(len), "the slow reader's bytes");
     assert_eq!(body_files(), before + slices, "the files were reused");
+    // Another object, fetched once; then a range inside one of its slices, a hit on that
+    // slice alone, which makes that slice's file and is sent from it.
+    let other = (2 << 20) + 7;
+    let path = format!("/{other}");
+    assert!(client.get(&path).await.1 == body(other));
+    assert_eq!(body_files(), before + slices);
+    let (first, last) = (300_000, 310_000);
+    for _ in 0..2 {
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: test\r\nRange: bytes={first}-{last}\r\n\r\n");
+        client.conn.write_all(request.as_bytes()).await.unwrap();
+        let (head, got) = client.response(false).await;
+        assert!(head.starts_with("http/1.1 206"), "{head}");
+        assert!(head.contains("edgecache-l1; hit"), "{head}");
+        assert!(got == body(other)[first..=last], "the range's bytes");
+        assert_eq!(
+            body_files(),
+            before + slices + 1,
+            "one file, for that slice"
+        );
+    }
 }

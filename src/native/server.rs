@@ -23,6 +23,7 @@ use super::sendfile::{Bodies, FileCopies, HitStream};
 use super::tls::Trust;
 use super::NativeHost;
 use crate::engine::{Body, Engine, EngineConfig, Request};
+use crate::entry::CachedResponse;
 use crate::shared_tier::redis_rs::RedisRsTier;
 
 /// The engine as the native host runs it.
@@ -165,10 +166,14 @@ pub async fn serve_one(
         }
         None => (to_header_map(&response.headers), None),
     };
-    // A hit's file copy is in its ready form, at hand; other responses (the one that stored
-    // the entry) use the entry's file if a hit has made one, but do not make it.
-    let file = match response.stored_fields {
-        Some(_) => FileCopy::Known(file),
+    // A hit's file copy is in its ready form, at hand, when the body is the entry whose
+    // fields it sends; another entry's body in a hit (a range within one slice of an
+    // object) is reused too, so its copy is made if it has none; other responses (the one
+    // that stored the entry) use the entry's file if a hit has made one, but do not make it.
+    let hit_fields = response.stored_fields.as_ref();
+    let file_for = |stored: &Arc<CachedResponse>| match &hit_fields {
+        Some(fields) if Arc::ptr_eq(fields, stored) => FileCopy::Known(file.clone()),
+        Some(_) => FileCopy::Find { make: true },
         None => FileCopy::Find { make: false },
     };
     // hyper computes the length of the body we send; a HEAD's is the engine's to say.
@@ -181,11 +186,15 @@ pub async fn serve_one(
         Body::Bytes(bytes) => full(bytes),
         Body::Cached(stored) => {
             let all = 0..stored.body.len();
+            let file = file_for(&stored);
             full(readies.body_part(bodies, stored, all, file))
         }
         // A range of a body with a file is sent from the file too: its bytes lie inside the
         // registered body, which is what `HitStream` looks for.
-        Body::Slice(stored, range) => full(readies.body_part(bodies, stored, range, file)),
+        Body::Slice(stored, range) => {
+            let file = file_for(&stored);
+            full(readies.body_part(bodies, stored, range, file))
+        }
         // So are the parts of stored bodies a fill's reader reads (slices of an object).
         Body::Filling(reader) => boxed(FillBody::sending_files(
             reader,

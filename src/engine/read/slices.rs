@@ -276,6 +276,11 @@ impl<H: Host> Engine<H> {
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Handled::now(response);
         }
+        if let Some(body) = self.within_one_slice_in_l1(&key, &entry, slicing, &segments) {
+            handled.response.body = body;
+            handled.response.source = crate::engine::Source::Cache;
+            return handled;
+        }
         let length: u64 = segments.iter().map(Segment::len).sum();
         let transit = Arc::new(Filling::new(Some(length), false));
         handled.response.body = Body::Filling(FillReader::new(transit.clone()));
@@ -414,6 +419,33 @@ impl<H: Host> Engine<H> {
             }
         }
         true
+    }
+
+    /// The content of a response whose `segments` are one range inside one slice that L1
+    /// holds (a player's or a downloader's range, as a rule): part of that slice, sent as
+    /// any range of a stored body is, with no assembly job. `None` otherwise.
+    fn within_one_slice_in_l1(
+        &self,
+        key: &str,
+        entry: &CachedResponse,
+        slicing: Slicing,
+        segments: &[Segment],
+    ) -> Option<Body<H::Body>> {
+        let [Segment::Content(part)] = segments else {
+            return None;
+        };
+        let index = part.first / slicing.slice_bytes;
+        if part.last / slicing.slice_bytes != index {
+            return None;
+        }
+        let bytes = slicing.bytes_of(index);
+        let now = self.runtime.now();
+        let slice = self
+            .l1_find(&slice_key(key, &bytes), &Headers::new(), now)
+            .filter(|slice| fits(entry, slicing, index, slice))?;
+        // Within the slice, whose length was checked: fits a `usize`.
+        let range = (part.first - bytes.start) as usize..(part.last + 1 - bytes.start) as usize;
+        Some(Body::Slice(slice, range))
     }
 
     /// Whether every slice of `span` of the object under `key` is in L1.
@@ -1058,6 +1090,53 @@ mod tests {
             .block_on(serve(&engine, &sim.clock, request("GET", "/r", &beyond)));
         assert_eq!(r.status, 416);
         assert_eq!(r.fields.get_str("content-range"), Some("bytes */5000"));
+    }
+
+    /// A range inside one slice that L1 holds is sent from that slice as any range of a
+    /// stored body (no assembly job, counted as cache bytes); a range across two slices is
+    /// still assembled. Both are the right bytes.
+    #[test]
+    fn a_range_inside_one_slice_in_l1_is_sent_from_it() {
+        let (sim, ranges) = origin(Rc::new(RefCell::new("\"v1\"")), true);
+        let engine = sim.engine(config()).unwrap();
+        let whole = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/r", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        let asked = ranges.borrow().len();
+        let before = engine.snapshot().engine.bytes_from_cache;
+        let inside = sim.clock.block_on(engine.handle(request(
+            "GET",
+            "/r",
+            &[("range", "bytes=2100-2199")],
+        )));
+        assert!(inside.job.is_none(), "no assembly job");
+        let crate::engine::Body::Slice(slice, range) = &inside.response.body else {
+            panic!("part of one slice");
+        };
+        assert_eq!(inside.response.status, 206);
+        assert_eq!(
+            &slice.body[range.clone()],
+            &content().as_bytes()[2100..2200]
+        );
+        assert!(
+            inside
+                .response
+                .headers
+                .get_str("cache-status")
+                .is_some_and(|s| s.contains("hit")),
+            "{:?}",
+            inside.response.headers
+        );
+        assert_eq!(engine.snapshot().engine.bytes_from_cache, before + 100);
+        let across = sim.clock.block_on(serve(
+            &engine,
+            &sim.clock,
+            request("GET", "/r", &[("range", "bytes=2000-2100")]),
+        ));
+        assert_eq!(across.status, 206);
+        assert_eq!(across.body.as_deref(), Ok(&content()[2000..=2100]));
+        assert_eq!(ranges.borrow().len(), asked, "no origin request");
     }
 
     /// A slice of another representation (the object changed at the origin): the response
