@@ -1,17 +1,20 @@
 // Drives the www/ demo page in real headless Chromium (Playwright), as a person would:
 // the header analyser, the simulator, and the live view against a real `edgecache serve`
-// this test starts itself (with a tiny node origin behind it). Fails on any console error.
+// this test starts itself (with a tiny node origin behind it): alone, and sharing a real
+// `redis-server` (also started here) for the fleet's figures. Fails on any console error.
 //
 //   node tests/browser/www.test.mjs
 //
-// Needs www/pkg (scripts/build-www.sh) and target/release/edgecache
-// (cargo build --release --features server); scripts/test.sh builds both first.
+// Needs www/pkg (scripts/build-www.sh), target/release/edgecache (cargo build --release
+// --features server; under $CARGO_TARGET_DIR when set) and redis-server ($REDIS_SERVER, else
+// /usr/bin/redis-server); scripts/test.sh builds both first and setup installs redis-server.
 // Screenshots go to test-output/browser/; EDGECACHE_UPDATE_SCREENSHOT=1 also writes
 // www/screenshot.png. Prints cargo-style `test ... ok` lines and a `test result:` line.
 import { chromium } from 'playwright-core';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const WWW = join(ROOT, 'www');
 const OUT = join(ROOT, 'test-output/browser');
-const BIN = join(ROOT, 'target/release/edgecache');
+const BIN = join(process.env.CARGO_TARGET_DIR ? resolve(ROOT, process.env.CARGO_TARGET_DIR) : join(ROOT, 'target'), 'release/edgecache');
+const REDIS_SERVER = process.env.REDIS_SERVER || '/usr/bin/redis-server';
 const TOKEN = 'browser-test-token-0123456789';
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -106,8 +110,62 @@ async function originServer() {
   return { port, hits: () => hits };
 }
 
-/** A real `edgecache serve`, CORS-allowing the page's origin; stopped by its pid. */
-async function startEdgecache(originPort, pageOrigin) {
+/** Stops a child process this test started, by its pid: SIGTERM, then SIGKILL after 3 s. */
+function stopChild(child) {
+  return new Promise((r) => {
+    if (child.exitCode !== null || child.signalCode !== null) return r();
+    child.once('exit', r);
+    process.kill(child.pid, 'SIGTERM');
+    setTimeout(() => { if (child.exitCode === null && child.signalCode === null) process.kill(child.pid, 'SIGKILL'); }, 3000).unref();
+  });
+}
+
+/** Whether a Redis on `port` answers PING. */
+function redisPing(port) {
+  return new Promise((ok) => {
+    const socket = connect(port, '127.0.0.1');
+    let reply = '';
+    const done = (v) => { socket.destroy(); ok(v); };
+    socket.setTimeout(1000, () => done(false));
+    socket.on('error', () => done(false));
+    socket.on('connect', () => socket.write('PING\r\n'));
+    socket.on('data', (d) => { reply += d; if (reply.includes('\r\n')) done(reply.startsWith('+PONG')); });
+  });
+}
+
+/** A real `redis-server` of this test's own: a free loopback port, no persistence, its own
+ *  directory; stopped by its pid. Returns its URL. */
+async function startRedis() {
+  if (!existsSync(REDIS_SERVER)) fail(`${REDIS_SERVER} is missing: apt-get install redis-server (or set REDIS_SERVER)`);
+  const errors = [];
+  for (let attempt = 0; attempt < 3; attempt++) {
+    const port = await freePort();
+    const dir = mkdtempSync(join(tmpdir(), 'edgecache-browser-redis-'));
+    cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+    const child = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let log = '';
+    child.stdout.on('data', (d) => (log += d));
+    child.stderr.on('data', (d) => (log += d));
+    cleanups.unshift(() => stopChild(child));
+    try {
+      await until('redis-server to answer PING', async () => {
+        if (child.exitCode !== null) fail(`redis-server exited (${child.exitCode}): ${log.slice(-500)}`);
+        return redisPing(port);
+      }, 5000, 50);
+      return `redis://127.0.0.1:${port}/`;
+    } catch (e) {
+      errors.push(e.message);
+      await stopChild(child);
+    }
+  }
+  fail(`could not start redis-server: ${errors.join('; ')}`);
+}
+
+/** A real `edgecache serve`, CORS-allowing the page's origin; stopped by its pid. With
+ *  `redis`, it shares that Redis and reports to the fleet's totals every `reportSecs`. */
+async function startEdgecache(originPort, pageOrigin, { redis, reportSecs } = {}) {
   if (!existsSync(BIN)) fail(`${BIN} is missing: cargo build --release --features server`);
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'edgecache-browser-'));
@@ -116,9 +174,11 @@ async function startEdgecache(originPort, pageOrigin) {
   writeFileSync(config, [
     `listen = "127.0.0.1:${port}"`,
     `origin = "http://127.0.0.1:${originPort}"`,
+    ...(redis ? [`redis = "${redis}"`] : []),
     '[cache.admin]',
     'path = "/_edgecache"',
     `cors_allow_origins = ["${pageOrigin}"]`,
+    ...(reportSecs ? ['[cache.stats]', `report_secs = ${reportSecs}`] : []),
     '',
   ].join('\n'));
   const child = spawn(BIN, ['serve', '--config', config, '--listen', `127.0.0.1:${port}`, '--origin', `http://127.0.0.1:${originPort}`], {
@@ -128,12 +188,8 @@ async function startEdgecache(originPort, pageOrigin) {
   let log = '';
   child.stdout.on('data', (d) => (log += d));
   child.stderr.on('data', (d) => (log += d));
-  cleanups.push(() => new Promise((r) => {
-    if (child.exitCode !== null) return r();
-    child.once('exit', r);
-    process.kill(child.pid, 'SIGTERM');
-    setTimeout(() => { if (child.exitCode === null) process.kill(child.pid, 'SIGKILL'); }, 3000).unref();
-  }));
+  // Cleanups run in order: this one goes first, before that of the Redis it may use.
+  cleanups.unshift(() => stopChild(child));
   const base = `http://127.0.0.1:${port}`;
   await until('edgecache serve to answer its stats endpoint', async () => {
     if (child.exitCode !== null) fail(`edgecache exited (${child.exitCode}): ${log}`);
@@ -156,6 +212,11 @@ async function canvasSignature(page, id) {
     }
     return { painted, hash, width: c.width, height: c.height };
   }, id);
+}
+
+/** Stops the live view's polling if a check before left it running (a failed one does). */
+async function stopLive(page) {
+  if (await page.isEnabled('#live-stop')) await page.click('#live-stop');
 }
 
 async function main() {
@@ -289,6 +350,18 @@ async function main() {
     const sig = await canvasSignature(page, 'chart-live');
     if (sig.painted < 1000) fail('live chart is empty');
     if (!(Number(await page.getAttribute('#chart-live', 'data-points')) >= 6)) fail('live chart has too few points');
+    // Without Redis there are no fleet figures: the fleet block says why, as a note, and the
+    // instance's figures are labelled as this instance's.
+    if (await page.isHidden('#live-instance')) fail('the instance block is hidden');
+    const id = await page.textContent('#live-instance-id');
+    if (!/^[0-9a-f]{16}$/.test(id)) fail(`instance id shown: ${JSON.stringify(id)}`);
+    if ((await page.getAttribute('#live-fleet', 'data-state')) !== 'unavailable') fail(`fleet state: ${await page.getAttribute('#live-fleet', 'data-state')}`);
+    if (await page.isHidden('#live-fleet-unavailable')) fail('the reason there are no fleet figures is hidden');
+    const reason = await page.textContent('#live-fleet-reason');
+    if (!/^No fleet figures\. No shared tier \(Redis\)/.test(reason)) fail(`fleet reason: ${reason}`);
+    if (!/redis/.test(await page.textContent('#live-fleet-hint'))) fail('no hint on how to get fleet figures');
+    if (!(await page.isHidden('#live-fleet-counters'))) fail('fleet counters shown without fleet figures');
+    if (!(await page.isDisabled('input[name=live-chart-scope][value=fleet]'))) fail('the fleet chart can be chosen without fleet figures');
     await page.screenshot({ path: join(OUT, 'live.png'), fullPage: true });
     await page.click('#live-stop');
   });
@@ -298,6 +371,7 @@ async function main() {
     // errors: expected here, and only here.
     allowNetworkErrors = true;
     try {
+      await stopLive(page);
       await page.fill('#live-form input[name=token]', 'wrong-token-0123456789');
       await page.click('#live-start');
       await until('the 401 message', async () => /refused the token/.test(await page.textContent('#live-message')));
@@ -319,6 +393,62 @@ async function main() {
     }
   });
 
+  await check('live view: the fleet\'s figures from an edgecache sharing a real Redis', async () => {
+    await stopLive(page);
+    const redis = await startRedis();
+    const shared = await startEdgecache(origin.port, pageOrigin, { redis, reportSecs: 1 });
+    await page.fill('#live-form input[name=url]', `${shared.base}/_edgecache/stats`);
+    await page.fill('#live-form input[name=token]', TOKEN);
+    await page.fill('#live-form input[name=interval]', '0.3');
+    await page.click('#live-start');
+    const fleetCounter = async (name) => Number((await page.textContent(`#live-fleet-counters dd[data-counter="${name}"]`)).replace(/\D/g, ''));
+    let stop = false;
+    const traffic = (async () => {
+      for (let i = 0; !stop; i++) {
+        await fetch(`${shared.base}/fleet/${i % 5}`).then((r) => r.text()).catch(() => {});
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+    try {
+      await until('fleet figures', async () => (await page.getAttribute('#live-fleet', 'data-state')) === 'figures', 15000);
+      await until('the fleet totals to count requests, hits and bytes', async () => (await fleetCounter('requests')) > 10
+        && (await fleetCounter('L1 hits')) > 0 && (await fleetCounter('bytes from cache')) > 0, 15000);
+      await page.check('input[name=live-chart-scope][value=fleet]');
+      await until('fleet rates charted', async () => (await page.getAttribute('#chart-live', 'data-scope')) === 'fleet'
+        && Number(await page.getAttribute('#chart-live', 'data-points')) >= 9, 15000);
+    } finally {
+      stop = true;
+      await traffic;
+    }
+    if ((await page.getAttribute('#live-message', 'data-kind')) !== 'ok') fail(await page.textContent('#live-message'));
+    if ((await page.getAttribute('#live-fleet', 'data-instances')) !== '1') fail(`instances: ${await page.getAttribute('#live-fleet', 'data-instances')}`);
+    const fact = (name) => page.textContent(`#live-fleet-freshness dd[data-fact="${name}"]`);
+    if (!/^1 \(within the last 3 s\)$/.test(await fact('instances reporting'))) fail(`instances reporting: ${await fact('instances reporting')}`);
+    if (!/ old$/.test(await fact('their reports'))) fail(`report ages: ${await fact('their reports')}`);
+    if (!/ ago$/.test(await fact('this instance\u2019s last report'))) fail(`own report: ${await fact('this instance\u2019s last report')}`);
+    if ((await fact('reports every')) !== '1 s') fail(`report interval: ${await fact('reports every')}`);
+    if (!/ago\)$/.test(await fact('counting since'))) fail(`since: ${await fact('counting since')}`);
+    if (!/^\d+(\.\d)? %$/.test(await page.textContent('#live-fleet-counters dd[data-counter="hit ratio"]'))) fail('no fleet hit ratio');
+    if (await page.$('#live-fleet-counters dd[data-counter="L1 entries"]')) fail('a per-instance gauge is shown as a fleet total');
+    if (!(await page.isHidden('#live-fleet-unavailable'))) fail('the unavailable note is shown with fleet figures');
+    // The one instance reporting is the one answering, and is named as such.
+    const id = await page.textContent('#live-instance-id');
+    const listed = await page.textContent('#live-fleet-list');
+    if (!listed.includes(id) || !listed.includes('(this instance)')) fail(`reporting list: ${listed}`);
+    // The fleet counts only what was reported: never more than the instance counted.
+    const [own, all] = await page.evaluate(() => ['live-counters', 'live-fleet-counters'].map((id) =>
+      Number(document.querySelector(`#${id} dd[data-counter="requests"]`).textContent.replace(/\D/g, ''))));
+    if (!(all <= own)) fail(`fleet requests ${all} > the instance's ${own}`);
+    if (!/whole fleet/.test(await page.textContent('#live-chart-caption'))) fail('the chart caption does not say it shows the fleet');
+    if ((await canvasSignature(page, 'chart-live')).painted < 1000) fail('fleet chart is empty');
+    await page.click('#live-fleet-reporting summary');
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(OUT, 'live-fleet.png'), fullPage: true });
+    await page.click('#live-stop');
+    await page.check('input[name=live-chart-scope][value=instance]');
+    if ((await page.getAttribute('#chart-live', 'data-scope')) !== 'instance') fail('the chart did not go back to the instance');
+  });
+
   await check('phone layout: no horizontal scrolling, tools usable', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     for (const tab of ['analyzer', 'simulator', 'live']) {
@@ -326,6 +456,7 @@ async function main() {
       await page.waitForTimeout(150);
       const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
       if (overflow > 1) fail(`${tab}: page is ${overflow}px wider than the phone`);
+      if (tab === 'live') await page.screenshot({ path: join(OUT, 'phone-live.png'), fullPage: true });
     }
     await page.click('#tab-analyzer');
     await page.click('[data-example=cdn]');
