@@ -142,8 +142,9 @@ impl<H: Host> Engine<H> {
         if let Some(handled) = self.join_fill(head, &key, fwd) {
             return handled;
         }
-        if candidate.is_none() && RequestDirectives::from_headers(head.headers()).only_if_cached {
-            // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin.
+        if RequestDirectives::from_headers(head.headers()).only_if_cached {
+            // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin, not
+            // even to revalidate a stale one (`candidate`, which the request did not accept).
             if let Some(c) = Box::pin(self.shared_lookup(head, &key)).await {
                 if c.usable() {
                     return self.serve_candidate(head, &key, c);
@@ -306,6 +307,24 @@ mod tests {
             .block_on(engine.handle(request("GET", "/o", &only)));
         assert_eq!(hit.response.status, 200);
         assert_eq!(sim.fetches(), 1);
+    }
+
+    /// RFC 9111 §5.2.1.7: `only-if-cached` never reaches the origin, not even to revalidate
+    /// a stale stored response: without `max-stale` accepting it, the answer is a 504.
+    #[test]
+    fn only_if_cached_does_not_revalidate_a_stale_response() {
+        // A validator: the stale response is kept (validator retention) to revalidate.
+        let sim = digits(&[("etag", "\"d\"")]);
+        let engine = sim.engine(EngineConfig::default()).unwrap();
+        sim.clock.block_on(engine.handle(request("GET", "/o", &[])));
+        assert_eq!(sim.fetches(), 1);
+        sim.clock.advance_secs(120);
+        let only = [("cache-control", "only-if-cached")];
+        let stale = sim
+            .clock
+            .block_on(engine.handle(request("GET", "/o", &only)));
+        assert_eq!(sim.fetches(), 1, "the origin was asked");
+        assert_eq!(stale.response.status, 504);
     }
 
     /// An origin answering `0123456789`, fresh for a minute, with `fields` too.
