@@ -37,7 +37,7 @@ CLIENT_CPUS=${BENCH_CLIENT_CPUS:-1}
 read -r -a CACHES <<<"${BENCH_CACHES:-edgecache nginx varnish}"
 read -r -a SIZES <<<"${BENCH_SIZES:-1k 64k}"
 BUILD=${BENCH_BUILD:-1}
-BIN=${EDGECACHE_BIN:-$ROOT/target/release/edgecache}
+BIN=${EDGECACHE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/edgecache}
 KEEP=${BENCH_KEEP:-0}
 OUT=${BENCH_OUT:-}
 

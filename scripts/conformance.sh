@@ -51,7 +51,7 @@ wait_port "$origin_port" 20
 case "$target" in
 native)
   cargo build --release --features server --bin edgecache >/dev/null
-  EDGECACHE_ADMIN_TOKEN= RUST_LOG=warn setsid target/release/edgecache serve \
+  EDGECACHE_ADMIN_TOKEN= RUST_LOG=warn setsid "${CARGO_TARGET_DIR:-target}/release/edgecache" serve \
     --origin "http://127.0.0.1:$origin_port" --listen "127.0.0.1:$cache_port" >"$out/edgecache.log" 2>&1 &
   pids+=($!)
   wait_port "$cache_port" 20

@@ -1922,6 +1922,27 @@ fn merge304_restarts_age() {
     );
 }
 
+/// RFC 9110 §6.6.1, RFC 9111 §4.3.4: a `304` without `Date` is dated when it was
+/// received, so the freshened response's age restarts (else the stored `Date` stays, and the
+/// response is as old as before its validation).
+#[test]
+fn merge304_without_date_is_dated_on_receipt() {
+    let e = stored(&[
+        ("Cache-Control", "max-age=60"),
+        ("ETag", "\"a\""),
+        ("Date", &date(0)),
+    ]);
+    assert_ne!(eval(&e, &[], 100).reuse, Reuse::Fresh);
+    let Freshened::Updated(u) = freshened(&e, &[("ETag", "\"a\"")], 100) else {
+        panic!()
+    };
+    assert_eq!(u.headers.get_str("date"), Some(date(100).as_str()));
+    assert_eq!(
+        evaluate(&Headers::new(), &u, t(110), &cfg()).reuse,
+        Reuse::Fresh
+    );
+}
+
 /// RFC 9111 §4.3.4 (soft purge): successful validation clears the invalidation mark.
 #[test]
 fn merge304_clears_invalidation() {

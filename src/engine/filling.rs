@@ -59,10 +59,6 @@ pub struct Filling {
 struct FillState {
     /// The latest chunks: they cover `queue_start..received`.
     chunks: VecDeque<Piece>,
-    /// While the body is kept, how many bytes of the latest chunks are held besides it:
-    /// [`TRANSIT_BYTES`], or less when L1 has no room to count more
-    /// ([`Filling::hold_at_most`]).
-    transit_limit: u64,
     /// The body offset of `chunks[0]`.
     queue_start: u64,
     /// Bytes appended so far.
@@ -195,7 +191,6 @@ impl Filling {
         Filling {
             state: FillLock::new(FillState {
                 chunks: VecDeque::new(),
-                transit_limit: TRANSIT_BYTES,
                 queue_start: 0,
                 received: 0,
                 end: End::Open,
@@ -385,13 +380,20 @@ impl Filling {
         })
     }
 
-    /// Holds at most `bytes` of the latest chunks besides the kept body from now on (never
-    /// more than [`TRANSIT_BYTES`]), releasing those beyond at once: readers behind them
-    /// read copies of the body's bytes instead, one part at a time.
+    /// Releases the oldest of the latest chunks held besides the kept body until at most
+    /// `bytes` of them are held: readers behind them read copies of the body's bytes
+    /// instead, one part at a time. Later chunks are held as before.
     pub fn hold_at_most(&self, bytes: u64) {
         self.state.with(|s| {
-            s.transit_limit = bytes.min(TRANSIT_BYTES);
-            s.release_read();
+            if s.body.is_none() {
+                return;
+            }
+            while s.received - s.queue_start > bytes {
+                let Some(front) = s.chunks.pop_front() else {
+                    break;
+                };
+                s.queue_start += front.len() as u64;
+            }
         });
     }
 
@@ -442,14 +444,14 @@ impl FillState {
     }
 
     /// Releases the chunks every reader has read, and, while the body is held besides,
-    /// those beyond its transit limit behind the end (readers behind them read the body).
+    /// those beyond [`TRANSIT_BYTES`] behind the end (readers behind them read the body).
     fn release_read(&mut self) {
         let slowest = self.slowest_reader();
         while let Some(front) = self.chunks.front() {
             let len = front.len() as u64;
             let read = self.queue_start + len <= slowest;
             let held_besides =
-                self.body.is_some() && self.received - self.queue_start > self.transit_limit;
+                self.body.is_some() && self.received - self.queue_start > TRANSIT_BYTES;
             if !(read || held_besides) {
                 break;
             }

@@ -83,6 +83,12 @@ pub fn freshen(
         }
         replaced.push(name);
     }
+    // RFC 9110 §6.6.1: a `304` without `Date` is dated when it was received, as any
+    // response this cache stores (else the stored `Date` would stay, and with it the
+    // stored response's age from before the validation).
+    if !not_modified.contains("date") {
+        headers.set("date", crate::http_date::format_http_date(response_time));
+    }
     Freshened::Updated(CachedResponse {
         headers,
         request_time,

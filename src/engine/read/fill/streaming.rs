@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::sync::Arc;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::engine::filling::{FillJob, Filling, Room, TRANSIT_BYTES};
+use crate::engine::filling::{FillJob, Filling, Room};
 use crate::engine::host::{Lock, Origin, Runtime};
 use crate::engine::l2::with_timeout;
 use crate::engine::{Engine, EngineState, Host, Job};
@@ -232,9 +232,9 @@ impl<H: Host> Engine<H> {
 
     /// Makes the count in L1 of the chunks a kept fill holds besides its body
     /// ([`Filling::held_besides_body`]) what it holds now; `transit` is the part of
-    /// `reserved` that counts them. When L1 has no room to count more, the fill holds no
-    /// more than is counted (readers behind read copies of the body's bytes instead), and
-    /// holds up to [`TRANSIT_BYTES`] again once there is room.
+    /// `reserved` that counts them. When L1 has no room to count more, the fill releases
+    /// what is not counted (readers behind read copies of the body's bytes instead); the
+    /// chunks that arrive next are held and counted again if there is room by then.
     fn count_transit(
         &self,
         filling: &Filling,
@@ -253,7 +253,6 @@ impl<H: Host> Engine<H> {
             if self.state.with(|s| s.l1.reserve(key, more, now)) {
                 reserved.fetch_add(more, Ordering::Relaxed);
                 *transit = held;
-                filling.hold_at_most(TRANSIT_BYTES);
             } else {
                 filling.hold_at_most(*transit as u64);
             }
