@@ -532,7 +532,13 @@ impl EngineConfig {
         serde_json::from_str::<EngineConfig>(text).map_err(|e| invalid("cache", e.to_string()))?;
         let mut merged = serde_json::to_value(base).map_err(|e| invalid("cache", e.to_string()))?;
         merge_json(&mut merged, given);
-        let config: EngineConfig = serde_json::from_value(merged).map_err(|e| {
+        // Read back from text, not with `from_value`: the configuration's Deserialize code
+        // then exists once, for the text reader used just above, instead of a second time
+        // for `Value` (17 KiB of the Worker's gzipped wasm, BENCHMARKS.md "What the
+        // Worker bundle is made of"). The merged value has no floats (no field is one), so
+        // its text reads back exactly.
+        let merged = serde_json::to_string(&merged).map_err(|e| invalid("cache", e.to_string()))?;
+        let config: EngineConfig = serde_json::from_str(&merged).map_err(|e| {
             // serde names the unknown or mistyped field in its message.
             invalid("cache", e.to_string())
         })?;
