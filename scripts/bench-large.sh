@@ -54,6 +54,8 @@
 #   BENCH_COLD20_CLIENTS=20   concurrent clients per cold20 round
 #   BENCH_COLD20_TIMEOUT=120  curl --max-time of a cold20 client (s)
 #   BENCH_VARNISH_MEM=512m Varnish's -s malloc size
+#   BENCH_EDGECACHE_SENDFILE=true  edgecache's [connections] sendfile (false: hits written
+#                          from memory, as Varnish does)
 #   BENCH_BUILD=1          run `cargo build --release --features server --bin edgecache` first
 #   EDGECACHE_BIN=path     binary to run (default target/release/edgecache)
 #   BENCH_OUT=file         also write the report to this file
@@ -97,6 +99,7 @@ OUT=${BENCH_OUT:-}
 # edgecache's two configurations (bytes).
 EC_L1=268435456            # the default l1.max_bytes (256 MiB)
 EC_MAX_OBJECT=8388608      # the default limits.max_object_bytes (8 MiB)
+EC_SENDFILE=${BENCH_EDGECACHE_SENDFILE:-true}   # edgecache's [connections] sendfile
 WHOLE_L1=536870912         # 512 MiB
 WHOLE_MAX_OBJECT=134217728 # 128 MiB
 # The constant in the RSS target: RSS <= l1.max_bytes + RSS_CONST_MIB (stated before any run).
@@ -171,9 +174,11 @@ render "$HTTP_CONF/origin.nginx.conf" "$TMP/origin/nginx.conf" "$TMP/origin" "$O
 render "$HTTP_CONF/nginx-cache.conf" "$TMP/nginx/nginx.conf" "$TMP/nginx" "$NGINX_PORT"
 
 ec_config() { # ec_config FILE PORT L1_BYTES MAX_OBJECT_BYTES
+    # (sendfile only when turned off: builds before it was a setting refuse the field)
     cat >"$1" <<EOF
 listen = "127.0.0.1:$2"
 origin = "http://127.0.0.1:$ORIGIN_PORT"
+$([ "$EC_SENDFILE" = true ] || printf '\n[connections]\nsendfile = %s\n' "$EC_SENDFILE")
 
 [cache.l1]
 max_bytes = $3

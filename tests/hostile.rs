@@ -282,6 +282,7 @@ fn limits(header_timeout_ms: u64, max: usize, max_per_client: usize) -> Resolved
         header_timeout_ms,
         max,
         max_per_client,
+        ..ConnectionLimits::default()
     }
     .resolve(1024)
 }

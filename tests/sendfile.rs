@@ -102,6 +102,11 @@ async fn cache() -> SocketAddr {
 
 /// As [`cache`], with `config`.
 async fn cache_with(config: EngineConfig) -> SocketAddr {
+    cache_sending_files(config, true).await
+}
+
+/// As [`cache`], with `config`, and `sendfile` as `[connections] sendfile` says.
+async fn cache_sending_files(config: EngineConfig, sendfile: bool) -> SocketAddr {
     let origin = format!("http://{}", origin().await);
     let engine = server::build_engine(config, &origin, None).unwrap();
     let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -112,8 +117,11 @@ async fn cache_with(config: EngineConfig) -> SocketAddr {
         listener,
         forever,
         Duration::from_secs(1),
-        edgecache::native::connections::ConnectionLimits::default()
-            .resolve(edgecache::native::connections::open_file_limit()),
+        edgecache::native::connections::ConnectionLimits {
+            sendfile,
+            ..Default::default()
+        }
+        .resolve(edgecache::native::connections::open_file_limit()),
     ));
     addr
 }
@@ -219,6 +227,29 @@ async fn hits_arrive_byte_for_byte_from_memory_and_from_files() {
     }
     // The three bodies of at least `MIN_LEN` bytes were hits with a file each.
     assert!(body_files() >= 3, "{} body files", body_files());
+}
+
+/// `[connections] sendfile = false`: every hit is written from memory, byte for byte, and
+/// no body file is made.
+#[tokio::test]
+async fn with_sendfile_off_hits_are_written_from_memory() {
+    let _serial = serial().await;
+    let mut config = EngineConfig::default();
+    config.limits.max_object_bytes = 1 << 20;
+    config.limits.slice_bytes = 256 << 10;
+    let addr = cache_sending_files(config, false).await;
+    let mut client = Client::new(addr).await;
+    for len in [64 << 10, (3 << 20) + 5] {
+        let path = format!("/{len}");
+        for round in 0..3 {
+            let (head, got) = client.get(&path).await;
+            assert!(got == body(len), "{len} bytes differ, round {round}");
+            if round > 0 {
+                assert!(head.contains("edgecache-l1; hit"), "{head}");
+            }
+        }
+    }
+    assert_eq!(body_files(), 0, "no file copies");
 }
 
 #[tokio::test]

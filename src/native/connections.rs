@@ -28,6 +28,13 @@ pub struct ConnectionLimits {
     /// Most connections open at once from one client address. `0` (the default): a quarter
     /// of `max`, so one address can never hold every slot.
     pub max_per_client: usize,
+    /// Send cached bodies of at least 16 KiB with `sendfile` from sealed in-memory copies
+    /// ([`super::sendfile`]), as nginx's `sendfile on`: the kernel takes references to the
+    /// pages rather than copying the bytes, so a byte costs less CPU. On loopback (a TLS
+    /// terminator on the same host), `sendfile` moves fewer bytes per second per
+    /// connection than copied writes do: `false` trades that CPU for that throughput
+    /// (BENCHMARKS.md "Large objects"). Default `true`.
+    pub sendfile: bool,
 }
 
 impl Default for ConnectionLimits {
@@ -36,6 +43,7 @@ impl Default for ConnectionLimits {
             header_timeout_ms: 15_000,
             max: 0,
             max_per_client: 0,
+            sendfile: true,
         }
     }
 }
@@ -49,6 +57,8 @@ pub struct Resolved {
     pub max: usize,
     /// See [`ConnectionLimits::max_per_client`].
     pub max_per_client: usize,
+    /// See [`ConnectionLimits::sendfile`].
+    pub sendfile: bool,
 }
 
 impl ConnectionLimits {
@@ -85,6 +95,7 @@ impl ConnectionLimits {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max,
             max_per_client,
+            sendfile: self.sendfile,
         }
     }
 }
@@ -220,6 +231,7 @@ mod tests {
             header_timeout: Duration::from_secs(1),
             max: 3,
             max_per_client: 2,
+            sendfile: true,
         });
         let a1 = tracker.admit(ip("10.0.0.1")).unwrap();
         let _a2 = tracker.admit(ip("10.0.0.1")).unwrap();

@@ -222,12 +222,10 @@ pub async fn run(
     limits: Resolved,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    // Zero-copy hits where the platform has the calls; file copies of large bodies add at
-    // most a quarter to L1's memory.
-    let files = FileCopies::new(
-        super::zero_copy::syscalls(),
-        engine.config().l1.max_bytes / 4,
-    );
+    // Zero-copy hits where the platform has the calls, unless turned off; file copies of
+    // large bodies add at most a quarter to L1's memory.
+    let syscalls = super::zero_copy::syscalls().filter(|_| limits.sendfile);
+    let files = FileCopies::new(syscalls, engine.config().l1.max_bytes / 4);
     let readies = Arc::new(ReadyEntries::new(files));
     let tracker = Tracker::new(limits);
     let mut refusals = RateLimitedLog::default();
