@@ -59,6 +59,28 @@ pub(crate) fn url_tag(key: &str) -> String {
     format!("\u{1f}url {key}")
 }
 
+/// What a response served from a stored response counts ([`Engine::count_served`]),
+/// once it is final: the response for an object in slices may still be refused
+/// (`only-if-cached` when a slice is in no tier: a `504`, which serves nothing).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Served {
+    hit: Hit,
+    /// It started a refresh-ahead revalidation.
+    refreshed_early: bool,
+}
+
+/// Which counter a response served from a stored one moves.
+#[derive(Clone, Copy, Debug)]
+enum Hit {
+    /// An object in slices whose response needs slices from behind L1 (`partial_hits`).
+    Partial,
+    L1,
+    Colo,
+    L2,
+    /// Served stale while it is revalidated (RFC 5861 §3).
+    StaleWhileRevalidate,
+}
+
 impl<H: Host> Engine<H> {
     /// The request fields the route of `view` keys on ([`crate::engine::config::RouteRule::key_headers`]).
     pub(crate) fn key_headers(&self, view: &RequestView) -> &[String] {
@@ -90,14 +112,17 @@ impl<H: Host> Engine<H> {
     /// the complete response like any other. The content of an object stored in slices is
     /// assembled from them ([`slices`]).
     pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
-        let mut handled = self.read_whole(&head).await;
+        let (mut handled, served) = self.read_whole(&head).await;
         if let Body::Cached(stored) = &handled.response.body {
             if let Some(slicing) = Slicing::of(stored) {
                 let stored = stored.clone();
                 return self
-                    .serve_slices(&head, handled, stored, slicing, None)
+                    .serve_slices(&head, handled, stored, slicing, None, served)
                     .await;
             }
+        }
+        if let Some(served) = served {
+            self.count_served(served);
         }
         // A first response assembled from slices was ranged already, when its assembly
         // was planned ([`Engine::serve_slices`]).
@@ -109,8 +134,9 @@ impl<H: Host> Engine<H> {
         handled
     }
 
-    /// Serves a `GET` or `HEAD` with the complete response.
-    async fn read_whole(&self, head: &RequestView) -> Handled<H::Body> {
+    /// Serves a `GET` or `HEAD` with the complete response; with what it counts when it is
+    /// served from a stored response ([`Served`]), which the caller counts once it is final.
+    async fn read_whole(&self, head: &RequestView) -> (Handled<H::Body>, Option<Served>) {
         let key = self.key_for(head);
         let now = self.runtime.now();
         let candidate = self
@@ -134,32 +160,43 @@ impl<H: Host> Engine<H> {
                 // RFC 9111 §3.3: an incomplete response that does not hold what is asked
                 // for; the origin's answer replaces it (RFC 9211 §2.2 `fwd=partial`).
                 Reuse::Incomplete => (None, Forward::Partial),
-                _ => return self.serve_candidate(head, &key, c),
+                _ => {
+                    let (handled, served) = self.serve_candidate(head, &key, c);
+                    return (handled, Some(served));
+                }
             },
             None => (None, Forward::UriMiss),
         };
         // A response being stored as it arrives serves this request too, from its first byte.
         if let Some(handled) = self.join_fill(head, &key, fwd) {
-            return handled;
+            return (handled, None);
         }
         if RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin, not
             // even to revalidate a stale one (`candidate`, which the request did not accept).
             if let Some(c) = Box::pin(self.shared_lookup(head, &key)).await {
                 if c.usable() {
-                    return self.serve_candidate(head, &key, c);
+                    let (handled, served) = self.serve_candidate(head, &key, c);
+                    return (handled, Some(served));
                 }
             }
             let entry = self.statuses.note(Some("only-if-cached"));
-            return Handled::now(respond::error(504, "not in cache (only-if-cached)", entry));
+            let refused = respond::error(504, "not in cache (only-if-cached)", entry);
+            return (Handled::now(refused), None);
         }
         // A miss, boxed: a hit's future need not carry room for a fetch.
-        Box::pin(self.fetch_coalesced(head, key, candidate, fwd)).await
+        let handled = Box::pin(self.fetch_coalesced(head, key, candidate, fwd)).await;
+        (handled, None)
     }
 
     /// Serves a stored response that needs no origin round trip first (fresh, accepted
-    /// stale, or stale-while-revalidate with a background job).
-    fn serve_candidate(&self, head: &RequestView, key: &str, c: Candidate) -> Handled<H::Body> {
+    /// stale, or stale-while-revalidate with a background job), and says what it counts.
+    fn serve_candidate(
+        &self,
+        head: &RequestView,
+        key: &str,
+        c: Candidate,
+    ) -> (Handled<H::Body>, Served) {
         let revalidate = || {
             let already = self.state.with(|s| s.flights.in_flight(key));
             (!already).then(|| Job::Revalidate {
@@ -171,37 +208,42 @@ impl<H: Host> Engine<H> {
         // The head of an object in slices whose response needs slices L1 lacks: the rest
         // comes from behind it, perhaps the origin (RFC 9211 §2.2 `fwd=partial`).
         let partial = self.lacks_slices(head, key, &c.stored);
-        let (entries, job) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
-            self.count(|s| s.stale_while_revalidate += 1);
+        let hit = match c.tier {
+            _ if partial => Hit::Partial,
+            Tier::L1 => Hit::L1,
+            Tier::Colo => Hit::Colo,
+            Tier::L2 => Hit::L2,
+        };
+        let (entries, job, served) = if c.evaluation.reuse == Reuse::StaleWhileRevalidate {
+            let served = Served {
+                hit: Hit::StaleWhileRevalidate,
+                refreshed_early: false,
+            };
             (
                 self.hit_entries(&c, Some("stale-while-revalidate"), partial),
                 revalidate(),
+                served,
             )
         } else if c.tier == Tier::L1 && self.refresh_ahead_due(&c) {
             let job = revalidate();
-            self.count(|s| {
-                match partial {
-                    true => s.partial_hits += 1,
-                    false => s.l1_hits += 1,
-                }
-                s.refreshed_early += u64::from(job.is_some());
-            });
-            (self.hit_entries(&c, None, partial), job)
+            let served = Served {
+                hit,
+                refreshed_early: job.is_some(),
+            };
+            (self.hit_entries(&c, None, partial), job, served)
         } else {
-            self.count(|s| match c.tier {
-                _ if partial => s.partial_hits += 1,
-                Tier::L1 => s.l1_hits += 1,
-                Tier::Colo => s.colo_hits += 1,
-                Tier::L2 => s.l2_hits += 1,
-            });
             // Found in L2 with a colo tier in front: fill it too, after the response.
             let job = (c.tier == Tier::L2 && self.colo().is_some()).then(|| Job::WriteColo {
                 keys: self.store_keys(key, &c.stored, head.headers()),
                 stored: c.stored.clone(),
             });
-            (self.hit_entries(&c, None, partial), job)
+            let served = Served {
+                hit,
+                refreshed_early: false,
+            };
+            (self.hit_entries(&c, None, partial), job, served)
         };
-        Handled {
+        let handled = Handled {
             response: respond::from_cache(
                 head.method(),
                 head.headers(),
@@ -210,7 +252,22 @@ impl<H: Host> Engine<H> {
                 &entries,
             ),
             job,
-        }
+        };
+        (handled, served)
+    }
+
+    /// Counts a response served from a stored one, once it is final.
+    pub(super) fn count_served(&self, served: Served) {
+        self.count(|s| {
+            match served.hit {
+                Hit::Partial => s.partial_hits += 1,
+                Hit::L1 => s.l1_hits += 1,
+                Hit::Colo => s.colo_hits += 1,
+                Hit::L2 => s.l2_hits += 1,
+                Hit::StaleWhileRevalidate => s.stale_while_revalidate += 1,
+            }
+            s.refreshed_early += u64::from(served.refreshed_early);
+        });
     }
 
     /// Whether a fresh L1 hit should refresh its entry in the background now

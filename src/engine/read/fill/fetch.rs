@@ -239,6 +239,7 @@ impl<H: Host> Engine<H> {
                             stored,
                             slicing,
                             Some((stream, first_flight)),
+                            None,
                         )
                         .await
                     }

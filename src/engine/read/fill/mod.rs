@@ -95,7 +95,11 @@ impl<H: Host> Engine<H> {
                             Reuse::Incomplete => fwd = Forward::Partial,
                             _ => {
                                 guard.finish(Outcome::Stored(found.stored.clone()));
-                                return self.serve_candidate(head, &key, found);
+                                // Counted now: only an `only-if-cached` request (which
+                                // never comes here) could still be refused.
+                                let (handled, served) = self.serve_candidate(head, &key, found);
+                                self.count_served(served);
+                                return handled;
                             }
                         }
                     }
