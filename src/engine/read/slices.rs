@@ -889,26 +889,58 @@ impl<H: Host> Engine<H> {
     /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and
     /// URL, so the purges of the object reach it.
     fn keep_slice(&self, job: &Assembly, key: &str, slice: &Arc<CachedResponse>) {
+        self.keep_slice_of(&job.key, &job.entry, key, slice);
+    }
+
+    /// Keeps the slices of the object under `head_key` that L1 holds as long as `head`,
+    /// its head just freshened by a `304` (RFC 9111 §4.3.4): the representation is the
+    /// same, so its slices are too, and they live on with it rather than expire on the
+    /// windows their head had when they were stored (and be fetched again by range). In
+    /// Redis and the colo tier they keep the expiry they were written with.
+    pub(in crate::engine::read) fn keep_slices_with(&self, head_key: &str, head: &CachedResponse) {
+        let Some(slicing) = Slicing::of(head) else {
+            return;
+        };
         let now = self.runtime.now();
-        let l = lifetimes(&job.entry, now, &self.config.policy);
+        let count = slicing.length.div_ceil(slicing.slice_bytes);
+        for index in 0..count {
+            let key = slice_key(head_key, &slicing.bytes_of(index));
+            let held = self
+                .l1_find(&key, &Headers::new(), now)
+                .filter(|slice| fits(head, slicing, index, slice));
+            if let Some(slice) = held {
+                self.keep_slice_of(head_key, head, &key, &slice);
+            }
+        }
+    }
+
+    /// [`Self::keep_slice`] for the object under `head_key`, whose head is `head`.
+    fn keep_slice_of(
+        &self,
+        head_key: &str,
+        head: &CachedResponse,
+        key: &str,
+        slice: &Arc<CachedResponse>,
+    ) {
+        let now = self.runtime.now();
+        let l = lifetimes(head, now, &self.config.policy);
         let windows = Windows {
             stored_at: now,
             fresh_until: l.fresh_until,
             stale_while_revalidate_until: l.stale_while_revalidate_until,
             stale_if_error_until: l.keep_until,
         };
-        let tags = job
-            .entry
+        let tags = head
             .tags
             .iter()
             .cloned()
-            .chain(core::iter::once(url_tag(&job.key)));
+            .chain(core::iter::once(url_tag(head_key)));
         let meta = EntryMeta::new(windows, slice.size_bytes() + key.len()).with_tags(tags);
         // Admission is the object's: each slice's key is new, however often the object is
         // asked for, so TinyLFU would refuse the slices of an admitted head in a full L1 and
         // every client reading behind the first would fetch them again by range.
         self.state.with(|s| {
-            if s.l1.contains(job.key.as_str()) {
+            if s.l1.contains(head_key) {
                 s.l1.insert_admitted(String::from(key), slice.clone(), meta, now);
             } else {
                 s.l1.insert(String::from(key), slice.clone(), meta, now);
@@ -920,8 +952,8 @@ impl<H: Host> Engine<H> {
 /// Whether L1 holds an entry under `key` that it would still serve at `now`: resident and
 /// not expired. An expired entry stays resident until it is looked up (which drops it) or
 /// evicted, so residence alone does not say a slice can be sent from L1; slices expire on
-/// their own windows (their head's when kept), which a `304` that freshens the head does
-/// not move.
+/// their own windows (their head's when kept, or when a `304` last freshened it while they
+/// were in L1: [`Engine::keep_slices_with`]).
 fn live_in_l1(s: &crate::engine::EngineState, key: &str, now: crate::time::Timestamp) -> bool {
     s.l1.peek(key)
         .is_some_and(|entry| now < entry.windows.expires_at())
@@ -1411,12 +1443,13 @@ mod tests {
         (sim, ranges)
     }
 
-    /// A slice L1 still lists but has expired (kept as long as its head was when stored;
-    /// the head has since been freshened by a `304`) is held by no tier: L1 drops it when
-    /// it is read. `only-if-cached` then gets a `504`, not a response cut off after its head
-    /// went out, and a range that needs it is not called a hit (the origin sends it).
+    /// RFC 9111 §4.3.4: a `304` that freshens the head of an object in slices keeps its
+    /// slices as long as the head (the representation is the same). Before, they kept the
+    /// windows their head had when they were stored, expired an hour later while the head
+    /// was fresh, and were fetched again by range: `only-if-cached` got a `504` and every
+    /// other request sent the origin a range.
     #[test]
-    fn an_expired_slice_in_l1_is_not_held() {
+    fn slices_live_on_with_their_freshened_head() {
         let (sim, ranges) = origin_revalidating();
         let engine = sim.engine(config()).unwrap();
         let whole = sim
@@ -1430,8 +1463,8 @@ mod tests {
             .clock
             .block_on(serve(&engine, &sim.clock, request("HEAD", "/x", &[])));
         assert_eq!(head.status, 200, "{}", status(&head));
-        // The slices, kept until 60 s + 1 h after they were stored, have expired; the head,
-        // revalidated 15 s ago, is fresh.
+        // Past the windows the slices had when stored (60 s + 1 h); the head, revalidated
+        // 15 s ago, is fresh, and so are its slices.
         sim.clock.advance_secs(15);
         let asked = ranges.borrow().len();
         let only = [
@@ -1441,15 +1474,23 @@ mod tests {
         let r = sim
             .clock
             .block_on(serve(&engine, &sim.clock, request("GET", "/x", &only)));
-        assert_eq!(r.status, 504, "{} {:?}", status(&r), r.body);
-        assert_eq!(ranges.borrow().len(), asked, "the origin was not asked");
-        let plain = [("range", "bytes=2100-2199")];
-        let r = sim
-            .clock
-            .block_on(serve(&engine, &sim.clock, request("GET", "/x", &plain)));
+        assert_eq!(r.status, 206, "{} {:?}", status(&r), r.body);
         assert_eq!(r.body.as_deref(), Ok(&content()[2100..2200]));
-        assert_eq!(ranges.borrow().len(), asked + 1, "fetched from the origin");
-        assert!(!status(&r).contains("hit"), "{}", status(&r));
+        assert!(status(&r).contains("hit"), "{}", status(&r));
+        let again = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(again.body.as_deref(), Ok(content().as_str()));
+        assert!(status(&again).contains("hit"), "{}", status(&again));
+        assert_eq!(ranges.borrow().len(), asked, "no slice fetched again");
+        // Once the head itself is past its windows, its slices go with it.
+        sim.clock.advance_secs(3_700);
+        let gone = sim.clock.block_on(serve(
+            &engine,
+            &sim.clock,
+            request("GET", "/x", &[("cache-control", "only-if-cached")]),
+        ));
+        assert_eq!(gone.status, 504, "{}", status(&gone));
     }
 
     /// A `504` for `only-if-cached` (a slice it needs is in no tier) is not a hit: the

@@ -366,7 +366,13 @@ impl<H: Host> Engine<H> {
                     fields.set("edgecache-cache-control", value);
                 }
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
-                self.store_and_serve(head, key, entry, None, fwd, 304)
+                let (handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
+                // The slices of an object in slices live on with their freshened head.
+                let now = self.runtime.now();
+                if let Some(stored) = self.l1_find(key, head.headers(), now) {
+                    self.keep_slices_with(key, &stored);
+                }
+                (handled, outcome)
             }
             ResponseDecision::Pass(reason) => {
                 self.l1_purge_key(key, false, self.runtime.now());
