@@ -82,12 +82,18 @@ async fn partial_responses_are_shared_through_redis_in_their_own_format() {
     assert_eq!(origin.count(path), 2);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn large_objects_are_cached_in_slices() {
-    let origin = Origin::start().await;
+/// The test configuration with objects above 256 KiB cached in slices of 64 KiB.
+fn sliced_config() -> edgecache::engine::EngineConfig {
     let mut config = config();
     config.limits.max_object_bytes = 256 * 1024;
     config.limits.slice_bytes = 64 * 1024;
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_objects_are_cached_in_slices() {
+    let origin = Origin::start().await;
+    let config = sliced_config();
     let cache = Cache::start(config, &origin, None).await;
     assert_large_objects_are_cached_in_slices(&cache, &origin, "/s").await;
 }
@@ -98,9 +104,7 @@ async fn large_objects_are_cached_in_slices() {
 async fn large_objects_in_slices_are_shared_through_redis() {
     let redis = RedisServer::start().await;
     let origin = Origin::start().await;
-    let mut config = config();
-    config.limits.max_object_bytes = 256 * 1024;
-    config.limits.slice_bytes = 64 * 1024;
+    let config = sliced_config();
     let a = Cache::start(config.clone(), &origin, Some(&redis)).await;
     let b = Cache::start(config, &origin, Some(&redis)).await;
     let size: usize = (512 << 10) + 7;
@@ -146,9 +150,7 @@ async fn large_objects_in_slices_are_shared_through_redis() {
 async fn only_if_cached_objects_in_slices_are_answered_from_redis() {
     let redis = RedisServer::start().await;
     let origin = Origin::start().await;
-    let mut config = config();
-    config.limits.max_object_bytes = 256 * 1024;
-    config.limits.slice_bytes = 64 * 1024;
+    let config = sliced_config();
     let a = Cache::start(config.clone(), &origin, Some(&redis)).await;
     let b = Cache::start(config.clone(), &origin, Some(&redis)).await;
     let c = Cache::start(config, &origin, Some(&redis)).await;
@@ -232,9 +234,7 @@ async fn only_if_cached_objects_in_slices_are_answered_from_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_object_in_slices_is_fetched_once_for_concurrent_clients() {
     let origin = Origin::start().await;
-    let mut config = config();
-    config.limits.max_object_bytes = 256 * 1024;
-    config.limits.slice_bytes = 64 * 1024;
+    let config = sliced_config();
     let cache = Cache::start(config, &origin, None).await;
     let size: usize = (2 << 20) + 11;
     let path = url(
@@ -268,9 +268,7 @@ async fn a_cold_object_in_slices_is_fetched_once_for_concurrent_clients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_popular_object_keeps_its_slices_in_a_full_l1() {
     let origin = Origin::start().await;
-    let mut config = config();
-    config.limits.max_object_bytes = 256 * 1024;
-    config.limits.slice_bytes = 64 * 1024;
+    let mut config = sliced_config();
     config.l1.max_bytes = 2 << 20;
     let cache = Cache::start(config, &origin, None).await;
     // Popular small objects filling L1: each asked for several times.
@@ -318,9 +316,7 @@ async fn a_popular_object_keeps_its_slices_in_a_full_l1() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_first_range_from_the_start_reads_the_origins_response() {
     let origin = Origin::start().await;
-    let mut config = config();
-    config.limits.max_object_bytes = 256 * 1024;
-    config.limits.slice_bytes = 64 * 1024;
+    let config = sliced_config();
     let cache = Cache::start(config, &origin, None).await;
     let size: usize = (512 << 10) + 9;
     let expected = pattern(size);
