@@ -60,6 +60,26 @@ async fn every_command_against_a_real_redis() {
     let found = s.exist(&["k1".into(), "nope".into(), "k1".into()]).await;
     assert_eq!(found.unwrap(), [true, false, true]);
     assert!(s.exist(&[]).await.unwrap().is_empty());
+    // Extended only (GT): a longer TTL applies, a shorter one and a missing key do not.
+    let extended = s.extend(&["k1".into(), "nope".into()], 120_000).await;
+    assert_eq!(extended.unwrap(), 1, "only the key that exists");
+    assert_eq!(
+        s.extend(&["k1".into()], 1_000).await.unwrap(),
+        0,
+        "never shortened"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("k1")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    assert!(ttl > 110_000 && ttl <= 120_000, "PEXPIRE GT applied: {ttl}");
+    assert_eq!(
+        s.exist(&["nope".into()]).await.unwrap(),
+        [false],
+        "not created"
+    );
+    assert_eq!(s.extend(&[], 1_000).await.unwrap(), 0);
 
     assert!(s.set_if_absent("lease", b"a", 5_000).await.unwrap());
     assert!(!s.set_if_absent("lease", b"b", 5_000).await.unwrap());

@@ -528,6 +528,17 @@ impl<H: Host> Engine<H> {
     /// of it lasts (capped at `colo.max_ttl_secs` in expiry mode), tagged for the purge
     /// API. Bodies above `colo.max_object_bytes` are not written.
     pub(crate) async fn colo_write(&self, cache_key: &str, stored: &CachedResponse) {
+        self.colo_write_as(cache_key, stored, stored).await;
+    }
+
+    /// [`Self::colo_write`] for an entry kept as long as `lives_as` (a slice, as long as its
+    /// object's head: [`Self::keep_ms`]).
+    pub(crate) async fn colo_write_as(
+        &self,
+        cache_key: &str,
+        stored: &CachedResponse,
+        lives_as: &CachedResponse,
+    ) {
         let (Some(colo), Some(mode)) = (self.colo(), self.colo_mode()) else {
             return;
         };
@@ -537,7 +548,7 @@ impl<H: Host> Engine<H> {
         if stored.body.len() > self.config.colo.max_object_bytes {
             return;
         }
-        let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored) else {
+        let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored, lives_as) else {
             return;
         };
         let (position, stamp_seq) = match mode {

@@ -198,6 +198,10 @@ pub trait SharedTier {
     /// without reading its value. One command per key rather than one `EXISTS` of them
     /// all, whose count would not say which are missing.
     async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError>;
+    /// `PEXPIRE key ttl_ms GT` for each of `keys`, pipelined (one round trip): each key that
+    /// exists is kept at least `ttl_ms` from now, never shortened; a missing key stays
+    /// missing. How many were extended.
+    async fn extend(&self, keys: &[String], ttl_ms: u64) -> Result<u64, TierError>;
     /// `SET key value PX ttl_ms`.
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError>;
     /// `SET key value NX PX ttl_ms`; whether it was set (the lease was won).
@@ -400,6 +404,9 @@ impl SharedTier for NoSharedTier {
     }
     async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError> {
         Ok(keys.iter().map(|_| false).collect())
+    }
+    async fn extend(&self, _keys: &[String], _ttl_ms: u64) -> Result<u64, TierError> {
+        Ok(0)
     }
     async fn set(&self, _key: &str, _value: &[u8], _ttl_ms: u64) -> Result<(), TierError> {
         Ok(())

@@ -15,7 +15,8 @@
 //!   read by nothing and expire with the TTL they were written with;
 //! - the head of an object stored in slices ([`super::read::Slicing`]) is written as a
 //!   chunked head of no chunks, which versions before slicing do not read (they would take
-//!   it for a complete, empty response);
+//!   it for a complete, empty response); its slices are objects of their own, whose TTLs
+//!   (and their chunks') are extended when a `304` freshens the head ([`Engine::l2_extend`]);
 //! - an incomplete response (a `206`, RFC 9111 §3.3, [`crate::policy::partial`]) is written
 //!   as entry version 3 (4 for a chunked head), which versions before incomplete responses
 //!   read as a miss, never as the whole response ([`crate::entry`]);
@@ -260,6 +261,62 @@ impl<H: Host> Engine<H> {
         Some(Ok(body))
     }
 
+    /// Keeps the objects under `cache_keys` (each with its body's length) at least
+    /// `ttl_ms` longer in the shared tier, with their chunks, and the sets of `tags`
+    /// listing them ([`SharedTier::extend`]: never shortened; a missing object stays
+    /// missing). An object whose body is larger than `l2.chunk_bytes` is a chunked head:
+    /// the heads are read ([`KEYS_PER_CHECK`] per round trip) for the names of their
+    /// chunks, which are kept [`CHUNK_TTL_MARGIN_MS`] longer still. A head that cannot be
+    /// decoded is left as it is: reading it is a miss. Whether the tier answered.
+    pub(crate) async fn l2_extend(
+        &self,
+        cache_keys: &[(String, usize)],
+        tags: &[String],
+        ttl_ms: u64,
+    ) -> Option<()> {
+        let epoch = self.l2_epoch().await?;
+        let chunk_bytes = self.config.l2.chunk_bytes;
+        let limits = DecodeLimits {
+            max_body_bytes: self.config.l2.max_object_bytes,
+            ..DecodeLimits::default()
+        };
+        let chunk_ttl = ttl_ms.saturating_add(CHUNK_TTL_MARGIN_MS);
+        for batch in cache_keys.chunks(KEYS_PER_CHECK) {
+            let keys: Vec<String> = batch
+                .iter()
+                .map(|(key, _)| self.l2_object_key(epoch, key))
+                .collect();
+            let chunked: Vec<String> = batch
+                .iter()
+                .zip(&keys)
+                .filter(|((_, len), _)| *len > chunk_bytes)
+                .map(|(_, key)| key.clone())
+                .collect();
+            let mut chunks = Vec::new();
+            if !chunked.is_empty() {
+                let tier = self.l2_tier()?;
+                for head in self.l2_guarded(tier.get_many(&chunked)).await?.into_iter() {
+                    if let Some(Ok((_, Some(manifest)))) =
+                        head.map(|bytes| decode_head(&bytes, &limits))
+                    {
+                        chunks.extend(
+                            (0..manifest.checksums.len())
+                                .map(|n| self.l2_chunk_key(epoch, manifest.write_id, n)),
+                        );
+                    }
+                }
+            }
+            let tier = self.l2_tier()?;
+            // Chunks first: a head never outlives its chunks.
+            self.l2_guarded(tier.extend(&chunks, chunk_ttl)).await?;
+            self.l2_guarded(tier.extend(&keys, ttl_ms)).await?;
+        }
+        let sets: Vec<String> = tags.iter().map(|tag| self.l2_tag_key(epoch, tag)).collect();
+        let tier = self.l2_tier()?;
+        self.l2_guarded(tier.extend(&sets, ttl_ms)).await?;
+        Some(())
+    }
+
     /// Whether the shared tier holds an object under each of `cache_keys`, asked with
     /// `EXISTS` ([`SharedTier::exist`]), [`KEYS_PER_CHECK`] keys per round trip, without
     /// reading a value: an object there is not decoded, so a corrupt one, or a chunked one
@@ -334,12 +391,9 @@ impl<H: Host> Engine<H> {
     ) -> Option<(u64, Vec<u8>)> {
         let chunk_bytes = self.config.l2.chunk_bytes;
         if stored.body.len() <= chunk_bytes {
-            return self.encode_for_tier(stored);
+            return self.encode_for_tier(stored, stored);
         }
-        let now = self.runtime.now();
-        let ttl_ms = lifetimes(stored, now, &self.config.policy)
-            .keep_until
-            .millis_since(now);
+        let ttl_ms = self.keep_ms(stored);
         if ttl_ms == 0 {
             return None;
         }
@@ -381,14 +435,27 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// What a tier behind L1 stores for `stored`: how long to keep it (every window it may
-    /// be served in) and its encoding (for the head of an object in slices, a chunked head
-    /// of no chunks). `None` when it is of no further use.
-    pub(crate) fn encode_for_tier(&self, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
+    /// How long a tier behind L1 keeps an entry that lives as `lives_as` does, in ms: every
+    /// window `lives_as` may be served in (RFC 9111 §4.2, RFC 5861, and the validator
+    /// retention). An entry lives as itself; a slice whose head a `304` freshened lives as
+    /// that head (it carries the fields its head had when it was stored). 0: of no further
+    /// use.
+    pub(crate) fn keep_ms(&self, lives_as: &CachedResponse) -> u64 {
         let now = self.runtime.now();
-        let ttl_ms = lifetimes(stored, now, &self.config.policy)
+        lifetimes(lives_as, now, &self.config.policy)
             .keep_until
-            .millis_since(now);
+            .millis_since(now)
+    }
+
+    /// What a tier behind L1 stores for `stored`: how long to keep it (as long as
+    /// `lives_as`, [`Self::keep_ms`]) and its encoding (for the head of an object in
+    /// slices, a chunked head of no chunks). `None` when it is of no further use.
+    pub(crate) fn encode_for_tier(
+        &self,
+        stored: &CachedResponse,
+        lives_as: &CachedResponse,
+    ) -> Option<(u64, Vec<u8>)> {
+        let ttl_ms = self.keep_ms(lives_as);
         if ttl_ms == 0 {
             return None;
         }

@@ -22,7 +22,7 @@ use core::task::{Context, Poll, Waker};
 use crate::headers::Headers;
 use crate::time::{Clock, ManualClock, Timestamp};
 
-use super::host::{BodyError, NoColo, NoSharedTier, Origin, OriginBody, OriginError};
+use super::host::{BodyError, ColoCache, NoSharedTier, Origin, OriginBody, OriginError};
 use super::host::{OriginRequest, OriginResponse, Runtime, TierError};
 use super::{ConfigError, Engine, EngineConfig, EngineState, Host};
 use crate::shared_tier::{Command, RedisTier, Reply, Transport};
@@ -527,7 +527,7 @@ impl Host for SimHost {
     type Body = SimBody;
     type Origin = SimOrigin;
     type SharedTier = NoSharedTier;
-    type Colo = NoColo;
+    type Colo = SimColo;
     type Runtime = SimRuntime;
     type Lock = RefCell<EngineState>;
 }
@@ -539,9 +539,67 @@ impl Host for SimRedisHost {
     type Body = SimBody;
     type Origin = SimOrigin;
     type SharedTier = RedisTier<SimRedis>;
-    type Colo = NoColo;
+    type Colo = SimColo;
     type Runtime = SimRuntime;
     type Lock = RefCell<EngineState>;
+}
+
+/// A colo cache in memory, on simulated time (the Workers Cache API as the engine uses
+/// it): values under keys, each gone once its TTL has passed. Clones share one store. An
+/// engine has it only when given it ([`Engine::with_colo`]).
+#[derive(Clone)]
+pub struct SimColo {
+    /// Each key's value, and when it expires.
+    entries: Rc<RefCell<BTreeMap<String, ColoValue>>>,
+    clock: Rc<SimClock>,
+}
+
+type ColoValue = (Vec<u8>, Timestamp);
+
+impl SimColo {
+    /// An empty colo cache on `clock`.
+    pub fn new(clock: Rc<SimClock>) -> Self {
+        SimColo {
+            entries: Rc::default(),
+            clock,
+        }
+    }
+
+    /// The keys it holds (not expired) that contain `part`, with when each expires.
+    pub fn expiries(&self, part: &str) -> Vec<(String, Timestamp)> {
+        let now = self.clock.now();
+        self.entries
+            .borrow()
+            .iter()
+            .filter(|(key, (_, until))| key.contains(part) && *until > now)
+            .map(|(key, (_, until))| (key.clone(), *until))
+            .collect()
+    }
+}
+
+impl ColoCache for SimColo {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, TierError> {
+        let now = self.clock.now();
+        let entries = self.entries.borrow();
+        Ok(entries
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(value, _)| value.clone()))
+    }
+
+    async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl_ms: u64,
+        _tags: &[String],
+    ) -> Result<(), TierError> {
+        let until = self.clock.now().plus_millis(ttl_ms);
+        self.entries
+            .borrow_mut()
+            .insert(String::from(key), (value.to_vec(), until));
+        Ok(())
+    }
 }
 
 /// A Redis in memory, on simulated time: the commands the engine sends for the purge log,
@@ -645,6 +703,12 @@ impl SimRedis {
             .zsets
             .get(key.as_bytes())
             .map_or(0, BTreeMap::len)
+    }
+
+    /// When `key` expires, if it exists and has a TTL.
+    pub fn expiry_of(&self, key: &str) -> Option<Timestamp> {
+        self.expire_due();
+        self.data.borrow().expires.get(key.as_bytes()).copied()
     }
 
     fn expire_due(&self) {
@@ -754,13 +818,27 @@ impl SimRedisData {
                     .flat_map(|(f, v)| [Reply::Bytes(f.clone()), Reply::Bytes(v.clone())])
                     .collect(),
             ),
-            ("PEXPIRE", [k, ms, ..]) => {
+            ("PEXPIRE", [k, ms, options @ ..]) => {
                 let Some(ms) = int(ms) else { return wrong() };
                 if !self.exists(k) {
                     return Reply::Integer(0);
                 }
-                let ms = u64::try_from(ms).unwrap_or(0);
-                self.expires.insert(k.clone(), now.plus_millis(ms));
+                let at = now.plus_millis(u64::try_from(ms).unwrap_or(0));
+                let current = self.expires.get(k).copied();
+                // Redis 7: GT and LT count a key without a TTL as one that never expires.
+                let applies = options.iter().all(|o| {
+                    match String::from_utf8_lossy(o).to_ascii_uppercase().as_str() {
+                        "NX" => current.is_none(),
+                        "XX" => current.is_some(),
+                        "GT" => current.is_some_and(|c| at > c),
+                        "LT" => current.is_none_or(|c| at < c),
+                        _ => false,
+                    }
+                });
+                if !applies {
+                    return Reply::Integer(0);
+                }
+                self.expires.insert(k.clone(), at);
                 Reply::Integer(1)
             }
             ("ZADD", [z, score, member]) => {

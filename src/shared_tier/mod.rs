@@ -338,6 +338,22 @@ impl<T: Transport> SharedTier for RedisTier<T> {
             .collect()
     }
 
+    async fn extend(&self, keys: &[String], ttl_ms: u64) -> Result<u64, TierError> {
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let ttl = ttl_arg(ttl_ms);
+        let commands: Vec<Command<'_>> = keys
+            .iter()
+            .map(|k| alloc::vec![b"PEXPIRE" as &[u8], k.as_bytes(), ttl.as_bytes(), b"GT"])
+            .collect();
+        let mut extended = 0;
+        for reply in self.all(&commands).await? {
+            extended += count_of(reply, "PEXPIRE")?;
+        }
+        Ok(extended)
+    }
+
     async fn set(&self, key: &str, value: &[u8], ttl_ms: u64) -> Result<(), TierError> {
         let ttl = ttl_arg(ttl_ms);
         let command = alloc::vec![

@@ -892,24 +892,82 @@ impl<H: Host> Engine<H> {
         self.keep_slice_of(&job.key, &job.entry, key, slice);
     }
 
-    /// Keeps the slices of the object under `head_key` that L1 holds as long as `head`,
-    /// its head just freshened by a `304` (RFC 9111 §4.3.4): the representation is the
-    /// same, so its slices are too, and they live on with it rather than expire on the
-    /// windows their head had when they were stored (and be fetched again by range). In
-    /// Redis and the colo tier they keep the expiry they were written with.
-    pub(in crate::engine::read) fn keep_slices_with(&self, head_key: &str, head: &CachedResponse) {
+    /// Keeps the slices of the object under `head_key` as long as `head`, its head just
+    /// freshened by a `304` (RFC 9111 §4.3.4): the representation is the same, so its
+    /// slices are too, and they live on with it rather than expire on the windows their
+    /// head had when they were stored (and be fetched again by range, by every instance).
+    /// Those L1 holds are kept now; the job returned keeps those behind L1
+    /// ([`Self::keep_slices_behind_l1`]). `None` when `head` is not sliced.
+    pub(in crate::engine::read) fn keep_slices_with(
+        &self,
+        head_key: &str,
+        head: &Arc<CachedResponse>,
+    ) -> Option<Job<H::Body>> {
+        let slicing = Slicing::of(head)?;
+        for (key, slice) in self.slices_held_in_l1(head_key, head, slicing) {
+            self.keep_slice_of(head_key, head, &key, &slice);
+        }
+        let behind = self.shared.is_some() || self.colo().is_some();
+        behind.then(|| Job::KeepSlices {
+            key: String::from(head_key),
+            head: head.clone(),
+        })
+    }
+
+    /// The slices of the object under `head_key` (head `head`, sliced as `slicing`) that
+    /// L1 holds, with their keys.
+    fn slices_held_in_l1(
+        &self,
+        head_key: &str,
+        head: &CachedResponse,
+        slicing: Slicing,
+    ) -> Vec<(String, Arc<CachedResponse>)> {
+        let now = self.runtime.now();
+        let count = slicing.length.div_ceil(slicing.slice_bytes);
+        (0..count)
+            .filter_map(|index| {
+                let key = slice_key(head_key, &slicing.bytes_of(index));
+                let slice = self
+                    .l1_find(&key, &Headers::new(), now)
+                    .filter(|slice| fits(head, slicing, index, slice))?;
+                Some((key, slice))
+            })
+            .collect()
+    }
+
+    /// Keeps the slices of the object under `key` as long as its freshened `head` in the
+    /// tiers behind L1 ([`Self::keep_slices_with`]): in the shared tier every slice, by
+    /// extending its TTL ([`Engine::l2_extend`]: no slice is read or written); in the colo
+    /// tier, which cannot extend an entry, those L1 holds, written again (the others expire
+    /// there and are read from the shared tier or fetched by range).
+    pub(crate) async fn keep_slices_behind_l1(&self, key: &str, head: &CachedResponse) {
         let Some(slicing) = Slicing::of(head) else {
             return;
         };
-        let now = self.runtime.now();
-        let count = slicing.length.div_ceil(slicing.slice_bytes);
-        for index in 0..count {
-            let key = slice_key(head_key, &slicing.bytes_of(index));
-            let held = self
-                .l1_find(&key, &Headers::new(), now)
-                .filter(|slice| fits(head, slicing, index, slice));
-            if let Some(slice) = held {
-                self.keep_slice_of(head_key, head, &key, &slice);
+        if self.shared.is_some() {
+            let ttl_ms = self.keep_ms(head);
+            let count = slicing.length.div_ceil(slicing.slice_bytes);
+            let slices: Vec<(String, usize)> = (0..count)
+                .map(|index| {
+                    let bytes = slicing.bytes_of(index);
+                    let len = usize::try_from(bytes.end - bytes.start).unwrap_or(usize::MAX);
+                    (slice_key(key, &bytes), len)
+                })
+                .collect();
+            // The sets the slices are listed in: their URL's, and their head's tags'.
+            let tags: Vec<String> = head
+                .tags
+                .iter()
+                .cloned()
+                .chain(core::iter::once(url_tag(key)))
+                .collect();
+            if ttl_ms > 0 {
+                self.l2_extend(&slices, &tags, ttl_ms).await;
+            }
+        }
+        if self.colo().is_some() {
+            for (slice_key, slice) in self.slices_held_in_l1(key, head, slicing) {
+                self.colo_write_as(&slice_key, &slice, head).await;
             }
         }
     }
@@ -1493,6 +1551,90 @@ mod tests {
         assert_eq!(gone.status, 504, "{}", status(&gone));
     }
 
+    /// RFC 9111 §4.3.4 behind L1: a `304` that freshens the head of an object in slices
+    /// keeps its slices as long as the head in Redis (every slice, its chunks too: here
+    /// slices of 2048 bytes are stored as chunks of 1024) and in the colo tier (those L1
+    /// holds, written again). Before, they expired there on the windows they were written
+    /// with while the head was fresh, and every other instance fetched them again by range.
+    #[test]
+    fn slices_live_on_behind_l1_with_their_freshened_head() {
+        let (sim, ranges) = origin_revalidating();
+        let shared = Shared::new(&sim);
+        let mut chunked = config();
+        chunked.limits.slice_bytes = 2048;
+        chunked.l2.chunk_bytes = 1024;
+        let colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let a = shared
+            .instance_with(&sim, chunked.clone())
+            .with_colo(Some(colo.clone()));
+        let whole = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        let slices_in_colo = colo.expiries("slice");
+        assert_eq!(slices_in_colo.len(), 3, "{slices_in_colo:?}");
+        // Past the head's freshness, within its validator retention: a HEAD at `a`
+        // revalidates the head (`304`), which is fresh again.
+        sim.clock.advance_secs(3_650);
+        let asked = ranges.borrow().len();
+        let fetches = sim.fetches();
+        let head = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &[])));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        assert_eq!(sim.fetches(), fetches + 1, "revalidated");
+        // Again, asked to (`no-cache`), past the windows the slices were written with (60 s
+        // + 1 h, and a minute more for their chunks).
+        sim.clock.advance_secs(50);
+        let no_cache = [("cache-control", "no-cache")];
+        let head = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &no_cache)));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        assert_eq!(sim.fetches(), fetches + 2, "revalidated");
+        sim.clock.advance_secs(30);
+        // In the colo tier, the slices L1 holds were written again to expire with their
+        // head (a slice's own fields are its head's from before the `304`).
+        let in_colo = colo.expiries("/x");
+        let (slices, heads): (Vec<_>, Vec<_>) =
+            in_colo.iter().partition(|(key, _)| key.contains("slice"));
+        assert_eq!((slices.len(), heads.len()), (3, 1), "{in_colo:?}");
+        let later = crate::time::Clock::now(&*sim.clock).plus_millis(3_000_000);
+        assert!(heads[0].1 > later, "{in_colo:?}");
+        assert!(
+            slices.iter().all(|(_, until)| *until == heads[0].1),
+            "{in_colo:?}"
+        );
+        // Another instance, its L1 empty: every slice from Redis, none from the origin.
+        let only = [("cache-control", "only-if-cached")];
+        let b = shared.instance_with(&sim, chunked.clone());
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(r.status, 200, "{}", status(&r));
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()));
+        // And one with the colo tier and without Redis's slices: every slice from the colo.
+        for index in 0..3 {
+            shared.forget_slice_of(&sim, &a, "/x", 2048, index);
+        }
+        let c = shared
+            .instance_with(&sim, chunked.clone())
+            .with_colo(Some(colo.clone()));
+        let r = sim
+            .clock
+            .block_on(serve(&c, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(r.status, 200, "{}", status(&r));
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()));
+        assert_eq!(ranges.borrow().len(), asked, "no slice fetched again");
+        // Once the head is past its own windows, no tier serves its slices.
+        sim.clock.advance_secs(3_700);
+        let d = shared.instance_with(&sim, chunked);
+        let gone = sim
+            .clock
+            .block_on(serve(&d, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(gone.status, 504, "{}", status(&gone));
+    }
+
     /// A `504` for `only-if-cached` (a slice it needs is in no tier) is not a hit: the
     /// head found in L1 is not counted as served (neither `l1_hits` nor `partial_hits`).
     #[test]
@@ -1534,6 +1676,11 @@ mod tests {
 
         /// A new instance: its own L1, the shared Redis.
         fn instance(&self, sim: &Simulation) -> Engine<SimRedisHost> {
+            self.instance_with(sim, config())
+        }
+
+        /// [`Self::instance`] with `config`.
+        fn instance_with(&self, sim: &Simulation, config: EngineConfig) -> Engine<SimRedisHost> {
             let (origin, _) = sim.parts();
             self.seed.set(self.seed.get() + 1);
             let runtime = crate::engine::simulated::SimRuntime::seeded(
@@ -1541,7 +1688,7 @@ mod tests {
                 self.seed.get() << 32,
             );
             let tier = crate::shared_tier::RedisTier::over(self.redis.clone());
-            Engine::new(config(), origin, Some(tier), runtime).unwrap()
+            Engine::new(config, origin, Some(tier), runtime).unwrap()
         }
 
         /// Deletes from Redis slice `index` (of 1024 bytes) of the object at `target`.
@@ -1552,8 +1699,20 @@ mod tests {
             target: &str,
             index: u64,
         ) {
+            self.forget_slice_of(sim, engine, target, 1024, index);
+        }
+
+        /// Deletes from Redis slice `index` (of `slice_bytes`) of the object at `target`.
+        fn forget_slice_of(
+            &self,
+            sim: &Simulation,
+            engine: &Engine<SimRedisHost>,
+            target: &str,
+            slice_bytes: u64,
+            index: u64,
+        ) {
             let slicing = super::Slicing {
-                slice_bytes: 1024,
+                slice_bytes,
                 length: SIZE as u64,
             };
             let slice = super::slice_key(&key_of(engine, target), &slicing.bytes_of(index));

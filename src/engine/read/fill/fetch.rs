@@ -366,11 +366,14 @@ impl<H: Host> Engine<H> {
                     fields.set("edgecache-cache-control", value);
                 }
                 let entry = keep.into_entry(head.headers(), origin, fields, body);
-                let (handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
+                let (mut handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
                 // The slices of an object in slices live on with their freshened head.
                 let now = self.runtime.now();
                 if let Some(stored) = self.l1_find(key, head.headers(), now) {
-                    self.keep_slices_with(key, &stored);
+                    // After the head's own writes (a batch runs last-first): the L2 write
+                    // releases the fetch lease.
+                    let kept = self.keep_slices_with(key, &stored);
+                    handled.job = Job::merge(kept, handled.job.take());
                 }
                 (handled, outcome)
             }
