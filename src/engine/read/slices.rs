@@ -1897,6 +1897,86 @@ mod tests {
         assert_eq!(sim.fetches(), 1, "stored, and no slice fetched");
     }
 
+    /// An origin serving an object that declares `length` bytes (`ETag` `"v1"`, ranges,
+    /// `max-age=60`), answering `304` to `If-None-Match: "v1"`. Its bodies are made up on
+    /// the fly: only the bytes a range asks for are ever produced.
+    fn origin_declaring(length: u64) -> Simulation {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[], ""),
+        );
+        let clock = sim.clock.clone();
+        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
+            let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
+            let mut fields = alloc::vec![
+                ("cache-control", String::from("max-age=60")),
+                ("etag", String::from("\"v1\"")),
+                ("accept-ranges", String::from("bytes")),
+                ("date", date),
+            ];
+            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
+                let pairs: Vec<(&str, &str)> =
+                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                return (Answer::respond(304, &pairs, ""), 0);
+            }
+            let (status, body) = match req.headers.get_str("range") {
+                Some(range) => {
+                    let (a, b) = range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.split_once('-'))
+                        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
+                        .unwrap();
+                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{length}")));
+                    (206, "z".repeat((b - a + 1) as usize))
+                }
+                None => {
+                    fields.push(("content-length", length.to_string()));
+                    // Enough for the first slices; the response is dropped before the rest.
+                    (200, "z".repeat(8192))
+                }
+            };
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            (Answer::respond(status, &pairs, &body), 0)
+        }));
+        sim
+    }
+
+    /// Review (120d6b0): the cost of a `304` that freshens a sliced head is not bounded by
+    /// what is stored but by the length the origin declared. One slice of a 64 MiB object
+    /// (1 KiB slices, the minimum `limits.slice_bytes`) is stored; each client request with
+    /// `Cache-Control: no-cache` revalidates the head and sends Redis a `PEXPIRE` for each
+    /// of the 65,536 slices the object would have (256 round trips), and builds all their
+    /// keys in one `Vec` first (at a declared `Content-Length` of 2^62 that `Vec` cannot be
+    /// allocated: the process aborts).
+    #[test]
+    fn a_freshened_head_costs_what_is_stored_not_what_is_declared() {
+        let sim = origin_declaring(64 << 20);
+        let shared = Shared::new(&sim);
+        let a = shared.instance(&sim);
+        let first = sim.clock.block_on(serve(
+            &a,
+            &sim.clock,
+            request("GET", "/big", &[("range", "bytes=0-99")]),
+        ));
+        assert_eq!(first.status, 206, "{}", status(&first));
+        sim.clock.advance_secs(61);
+        let mut per_request = Vec::new();
+        for _ in 0..2 {
+            let before = shared.redis.commands("PEXPIRE");
+            let no_cache = [("cache-control", "no-cache")];
+            let r = sim
+                .clock
+                .block_on(serve(&a, &sim.clock, request("HEAD", "/big", &no_cache)));
+            assert_eq!(r.status, 200, "{}", status(&r));
+            per_request.push(shared.redis.commands("PEXPIRE") - before);
+        }
+        // One slice is stored, plus its URL's set: a handful of keys to extend.
+        assert!(
+            per_request.iter().all(|&n| n <= 1024),
+            "PEXPIREs per no-cache HEAD: {per_request:?}"
+        );
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
