@@ -1977,6 +1977,92 @@ mod tests {
         );
     }
 
+    /// Review (120d6b0), the colo tier without the shared tier (`local+expiry`): a slice
+    /// rewritten for a freshened head is stamped with the time of the rewrite, not with
+    /// when its bytes were fetched, so it passes every check meant to keep a purged slice
+    /// out: the purging isolate's own record (it covers entries stamped before it) and the
+    /// head's `received_at` ([`Engine::colo_find_slice`]). Here the origin's bytes change
+    /// under the same `ETag` (an nginx `mtime-size` ETag of a file rewritten within a
+    /// second: what a purge is for); isolate `b` purges the URL, isolate `a`, whose L1
+    /// still holds the old slices (other isolates' L1 learn of a purge only by expiry),
+    /// revalidates its head (`304`) and writes them back to the colo tier stamped after the
+    /// purge; `b`, the isolate that purged, then serves the old bytes. Before 120d6b0 the
+    /// old slices had expired from the colo tier (60 s cap), and `b` fetched slice 2 anew.
+    #[test]
+    fn a_rewritten_slice_does_not_outlive_a_purge_in_the_colo_tier() {
+        let fill = Rc::new(RefCell::new('a'));
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[], ""),
+        );
+        let clock = sim.clock.clone();
+        let fill_at_origin = fill.clone();
+        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
+            let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
+            let mut fields = alloc::vec![
+                ("cache-control", String::from("max-age=60")),
+                ("etag", String::from("\"v1\"")),
+                ("accept-ranges", String::from("bytes")),
+                ("date", date),
+            ];
+            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
+                let pairs: Vec<(&str, &str)> =
+                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                return (Answer::respond(304, &pairs, ""), 0);
+            }
+            let byte = *fill_at_origin.borrow();
+            let (status, body) = match req.headers.get_str("range") {
+                Some(range) => {
+                    let (a, b) = range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.split_once('-'))
+                        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                        .unwrap();
+                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
+                    (206, core::iter::repeat_n(byte, b - a + 1).collect::<String>())
+                }
+                None => {
+                    fields.push(("content-length", SIZE.to_string()));
+                    (200, core::iter::repeat_n(byte, SIZE).collect::<String>())
+                }
+            };
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            (Answer::respond(status, &pairs, &body), 0)
+        }));
+        let colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let a = sim.engine(config()).unwrap().with_colo(Some(colo.clone()));
+        let b = sim.engine(config()).unwrap().with_colo(Some(colo.clone()));
+        assert_eq!(a.colo_mode(), Some(crate::engine::colo::ColoMode::Expiry));
+        let whole = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(whole.body.as_deref(), Ok("a".repeat(SIZE).as_str()));
+        // The origin's bytes change under the same validator; `b` purges the URL.
+        sim.clock.advance_secs(30);
+        *fill.borrow_mut() = 'b';
+        sim.clock
+            .block_on(b.purge(&PurgeTarget::Url(key_of(&b, "/x")), false));
+        // `a`'s head is stale: revalidated, `304`.
+        sim.clock.advance_secs(31);
+        let head = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &[])));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        // `b`, which purged, reads slice 2.
+        sim.clock.advance_secs(1);
+        let range = [("range", "bytes=2100-2199")];
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/x", &range)));
+        assert_eq!(r.status, 206, "{}", status(&r));
+        assert_eq!(
+            r.body.as_deref(),
+            Ok("b".repeat(100).as_str()),
+            "bytes from before the purge: {}",
+            status(&r)
+        );
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
