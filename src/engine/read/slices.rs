@@ -2063,6 +2063,65 @@ mod tests {
         );
     }
 
+    /// Review (120d6b0): `l2_extend` decides which slices are chunked from its own
+    /// `l2.chunk_bytes`, not from what Redis holds. An instance configured with larger
+    /// chunks than the writer's (a rolling change of `l2.chunk_bytes`) extends the slices'
+    /// chunked heads but not their chunks: each head outlives its chunks (what "chunks
+    /// first" is meant to prevent), and the slices are gone for every instance while their
+    /// head is fresh. (The other way round, it `MGET`s whole slices, 256 per reply: up to
+    /// 256 MiB at the default 1 MiB slices.)
+    #[test]
+    fn slices_live_on_whatever_chunk_size_the_extender_has() {
+        let (sim, _ranges) = origin_revalidating();
+        let shared = Shared::new(&sim);
+        let mut writer = config();
+        writer.limits.slice_bytes = 2048;
+        writer.l2.chunk_bytes = 1024;
+        let mut extender = writer.clone();
+        extender.l2.chunk_bytes = 4096;
+        let a = shared.instance_with(&sim, writer.clone());
+        let whole = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        let only = [("cache-control", "only-if-cached")];
+        let b = shared.instance_with(&sim, extender);
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()), "{}", status(&r));
+        // `b` revalidates the head (`304`) and extends the slices.
+        sim.clock.advance_secs(3_650);
+        let fetches = sim.fetches();
+        let head = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("HEAD", "/x", &[])));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        assert_eq!(sim.fetches(), fetches + 1, "revalidated");
+        // Past the windows the slices and their chunks were written with (60 s + 1 h, and a
+        // minute more for the chunks); the head is fresh.
+        sim.clock.advance_secs(80);
+        let head = sim.clock.block_on(serve(
+            &b,
+            &sim.clock,
+            request("HEAD", "/x", &[("cache-control", "no-cache")]),
+        ));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        let c = shared.instance_with(&sim, writer);
+        let r = sim
+            .clock
+            .block_on(serve(&c, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(r.status, 200, "{}", status(&r));
+        // Today: a `200` cut off ("slice 0 is no longer cached"): `EXISTS` found the
+        // extended heads, their chunks had expired.
+        assert!(
+            r.body.as_deref() == Ok(content().as_str()),
+            "{:?} {}",
+            r.body.as_ref().err(),
+            status(&r)
+        );
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
