@@ -552,6 +552,9 @@ pub struct SimColo {
     /// Each key's value, and when it expires.
     entries: Rc<RefCell<BTreeMap<String, ColoValue>>>,
     clock: Rc<SimClock>,
+    /// How long a `put` takes, in simulated ms (the Cache API's `put` is I/O: other
+    /// requests of the isolate run meanwhile).
+    put_ms: Rc<Cell<u64>>,
 }
 
 type ColoValue = (Vec<u8>, Timestamp);
@@ -562,7 +565,13 @@ impl SimColo {
         SimColo {
             entries: Rc::default(),
             clock,
+            put_ms: Rc::default(),
         }
+    }
+
+    /// Makes every `put` take `ms` simulated milliseconds.
+    pub fn set_put_ms(&self, ms: u64) {
+        self.put_ms.set(ms);
     }
 
     /// The keys it holds (not expired) that contain `part`, with when each expires.
@@ -594,6 +603,9 @@ impl ColoCache for SimColo {
         ttl_ms: u64,
         _tags: &[String],
     ) -> Result<(), TierError> {
+        if self.put_ms.get() > 0 {
+            self.clock.sleep(self.put_ms.get()).await;
+        }
         let until = self.clock.now().plus_millis(ttl_ms);
         self.entries
             .borrow_mut()

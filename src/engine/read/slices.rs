@@ -2122,6 +2122,67 @@ mod tests {
         );
     }
 
+    /// Review (120d6b0), purge-log mode: the slices L1 holds are collected once, then
+    /// written to the colo tier one `put` (an await) after another, each stamped with the
+    /// purge position the isolate has reached *at its write*. A purge the isolate applies
+    /// meanwhile (another request's sync) drops them from L1, but the slices already
+    /// collected are then written stamped after it, and no reader's check covers them: a
+    /// purged slice is back in the colo tier. (The head's own `WriteColo` has the same
+    /// race, over one write; the rewrite holds it open across every slice.)
+    #[test]
+    fn a_purge_applied_during_the_colo_rewrite_is_not_undone() {
+        let (sim, ranges) = origin_revalidating();
+        let shared = Shared::new(&sim);
+        let colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let a = shared.instance(&sim).with_colo(Some(colo.clone()));
+        let whole = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        sim.clock.advance_secs(3_650);
+        // `a` revalidates its head (`304`); its job rewrites the five slices, 10 ms a put.
+        colo.set_put_ms(10);
+        let handled = sim.clock.block_on(a.handle(request("HEAD", "/x", &[])));
+        assert_eq!(handled.response.status, 200);
+        let job = handled.job.expect("a job");
+        // Meanwhile another instance purges the URL, and `a` applies it (its next sync).
+        let b = shared.instance(&sim);
+        let key = key_of(&a, "/x");
+        let clock = sim.clock.clone();
+        let jobs: Vec<core::pin::Pin<Box<dyn core::future::Future<Output = ()> + '_>>> = alloc::vec![
+            Box::pin(a.run_job(job)),
+            Box::pin(async {
+                clock.sleep(25).await;
+                b.purge(&PurgeTarget::Url(key.clone()), false).await;
+                a.sync_purges().await;
+            }),
+        ];
+        sim.clock.block_on_all(jobs);
+        assert_eq!(a.state.with(|s| s.l1.len()), 0, "the purge reached a's L1");
+        colo.set_put_ms(0);
+        // With a real Redis the purge deleted the slices, listed in the URL's set; the
+        // simulated Redis has no sets (`SADD` is refused), so they are deleted here.
+        for index in 0..5 {
+            shared.forget_slice(&sim, &a, "/x", index);
+        }
+        // A new instance in the same colo: the head is fetched anew (purged everywhere),
+        // and slice 2 must be too.
+        let c = shared.instance(&sim).with_colo(Some(colo.clone()));
+        let asked = ranges.borrow().len();
+        let r = sim.clock.block_on(serve(
+            &c,
+            &sim.clock,
+            request("GET", "/x", &[("range", "bytes=2100-2199")]),
+        ));
+        assert_eq!(r.body.as_deref(), Ok(&content()[2100..2200]));
+        assert_eq!(
+            ranges.borrow().len(),
+            asked + 1,
+            "slice 2 came from a purged copy: {}",
+            status(&r)
+        );
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
