@@ -152,6 +152,19 @@ pub const PARTIAL_VERSION: u8 = 3;
 /// The format version of a chunked body's head of an incomplete response.
 pub const CHUNKED_PARTIAL_VERSION: u8 = 4;
 
+/// How many bytes of an encoding say what it is ([`chunked_head`]): the magic and version.
+pub const KIND_BYTES: usize = MAGIC.len() + 1;
+
+/// What the encoding starting with `prefix` (at least [`KIND_BYTES`] of it) is: `Some(true)`
+/// a chunked body's head, `Some(false)` an entry with its body, `None` none this version
+/// reads (foreign bytes, a newer version, or too short to say).
+pub fn chunked_head(prefix: &[u8]) -> Option<bool> {
+    let version = *prefix.get(MAGIC.len())?;
+    (prefix.get(..MAGIC.len()) == Some(&MAGIC[..])
+        && (VERSION..=CHUNKED_PARTIAL_VERSION).contains(&version))
+    .then(|| is_chunked(version))
+}
+
 /// Whether `version` is a chunked body's head.
 fn is_chunked(version: u8) -> bool {
     matches!(version, CHUNKED_VERSION | CHUNKED_PARTIAL_VERSION)

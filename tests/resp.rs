@@ -60,6 +60,18 @@ async fn every_command_against_a_real_redis() {
     let found = s.exist(&["k1".into(), "nope".into(), "k1".into()]).await;
     assert_eq!(found.unwrap(), [true, false, true]);
     assert!(s.exist(&[]).await.unwrap().is_empty());
+    // The first bytes of each value; a missing key's are none.
+    let prefixes = s
+        .get_prefixes(&["k1".into(), "nope".into()], 4)
+        .await
+        .unwrap();
+    assert_eq!(prefixes, [b"\x00bin".to_vec(), Vec::new()]);
+    let whole = s.get_prefixes(&["k1".into()], 1 << 20).await.unwrap();
+    assert_eq!(
+        whole,
+        [b"\x00binary\xffvalue\r\n".to_vec()],
+        "a short value whole"
+    );
     // Extended only (GT): a longer TTL applies, a shorter one and a missing key do not.
     let extended = s.extend(&["k1".into(), "nope".into()], 120_000).await;
     assert_eq!(extended.unwrap(), 1, "only the key that exists");

@@ -226,6 +226,14 @@ struct Position {
     seen: i64,
 }
 
+/// What a colo write is stamped with: the purge position it is written under (with the
+/// purge log), and its sequence (the position's, or a time in ms).
+#[derive(Clone, Copy)]
+struct ColoStamp {
+    position: Option<Position>,
+    seq: i64,
+}
+
 /// How purges reach the colo tier, from what is configured (see the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColoMode {
@@ -528,18 +536,75 @@ impl<H: Host> Engine<H> {
     /// of it lasts (capped at `colo.max_ttl_secs` in expiry mode), tagged for the purge
     /// API. Bodies above `colo.max_object_bytes` are not written.
     pub(crate) async fn colo_write(&self, cache_key: &str, stored: &CachedResponse) {
-        self.colo_write_as(cache_key, stored, stored).await;
+        let Some(mode) = self.colo_mode() else {
+            return;
+        };
+        let Some(stamp) = self.colo_stamp(mode).await else {
+            return;
+        };
+        self.colo_put(mode, stamp, cache_key, stored, stored).await;
     }
 
-    /// [`Self::colo_write`] for an entry kept as long as `lives_as` (a slice, as long as its
-    /// object's head: [`Self::keep_ms`]).
-    pub(crate) async fn colo_write_as(
+    /// Writes again to the colo tier the slices `held` reads from L1 (key and slice) of an
+    /// object whose `head` a `304` freshened, kept as long as that head (a slice carries
+    /// its head's fields from before the `304`, whose own lifetime is shorter): the colo
+    /// tier cannot extend an entry. Each is stamped as old as its content, so that a purge
+    /// that content predates covers it: with the purge log, the position reached before
+    /// L1 is read (a purge applied later is after the stamp); without it, the time its
+    /// bytes were fetched. In expiry mode nothing is written: an entry older than
+    /// `colo.max_ttl_secs` is never used there.
+    pub(crate) async fn colo_rewrite(
         &self,
+        held: impl FnOnce() -> Vec<(String, Arc<CachedResponse>)>,
+        head: &CachedResponse,
+    ) {
+        let Some(mode) = self.colo_mode().filter(|&m| m != ColoMode::Expiry) else {
+            return;
+        };
+        let Some(stamp) = self.colo_stamp(mode).await else {
+            return;
+        };
+        for (key, slice) in held() {
+            let stamp = match stamp.position {
+                Some(_) => stamp,
+                None => ColoStamp {
+                    position: None,
+                    seq: slice.response_time.as_millis() as i64,
+                },
+            };
+            self.colo_put(mode, stamp, &key, &slice, head).await;
+        }
+    }
+
+    /// The stamp of a colo write made now: with the purge log, this isolate's position in
+    /// it; otherwise the time. `None` when the position cannot be had.
+    async fn colo_stamp(&self, mode: ColoMode) -> Option<ColoStamp> {
+        Some(match mode {
+            ColoMode::PurgeLog => {
+                let position = self.colo_position(false).await?;
+                ColoStamp {
+                    position: Some(position),
+                    seq: position.seen,
+                }
+            }
+            ColoMode::PurgeApi | ColoMode::Expiry => ColoStamp {
+                position: None,
+                seq: self.runtime.now().as_millis() as i64,
+            },
+        })
+    }
+
+    /// Writes `stored` under `cache_key`, stamped `stamp`, kept as long as `lives_as`
+    /// ([`Self::keep_ms`]; capped at `colo.max_ttl_secs` in expiry mode).
+    async fn colo_put(
+        &self,
+        mode: ColoMode,
+        stamp: ColoStamp,
         cache_key: &str,
         stored: &CachedResponse,
         lives_as: &CachedResponse,
     ) {
-        let (Some(colo), Some(mode)) = (self.colo(), self.colo_mode()) else {
+        let Some(colo) = self.colo() else {
             return;
         };
         // The head of an object in slices is encoded so that versions before slicing do
@@ -551,20 +616,11 @@ impl<H: Host> Engine<H> {
         let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored, lives_as) else {
             return;
         };
-        let (position, stamp_seq) = match mode {
-            ColoMode::PurgeLog => {
-                let Some(position) = self.colo_position(false).await else {
-                    return;
-                };
-                (Some(position), position.seen)
-            }
-            ColoMode::PurgeApi | ColoMode::Expiry => (None, self.runtime.now().as_millis() as i64),
-        };
         if mode == ColoMode::Expiry {
             ttl_ms = ttl_ms.min(self.config.colo.max_ttl_secs.saturating_mul(1000));
         }
-        let value = stamp(stamp_seq, &encoded);
-        let key = self.colo_key(position, cache_key);
+        let value = self::stamp(stamp.seq, &encoded);
+        let key = self.colo_key(stamp.position, cache_key);
         let tags = self.colo_tags(stored);
         let timeout = self.config.colo.timeout_ms;
         match with_timeout(

@@ -198,6 +198,10 @@ pub trait SharedTier {
     /// without reading its value. One command per key rather than one `EXISTS` of them
     /// all, whose count would not say which are missing.
     async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError>;
+    /// `GETRANGE key 0 bytes-1` for each of `keys`, pipelined (one round trip): the first
+    /// `bytes` of each value (empty for a missing key), to tell what a key holds without
+    /// reading all of it.
+    async fn get_prefixes(&self, keys: &[String], bytes: usize) -> Result<Vec<Vec<u8>>, TierError>;
     /// `PEXPIRE key ttl_ms GT` for each of `keys`, pipelined (one round trip): each key that
     /// exists is kept at least `ttl_ms` from now, never shortened; a missing key stays
     /// missing. How many were extended.
@@ -404,6 +408,13 @@ impl SharedTier for NoSharedTier {
     }
     async fn exist(&self, keys: &[String]) -> Result<Vec<bool>, TierError> {
         Ok(keys.iter().map(|_| false).collect())
+    }
+    async fn get_prefixes(
+        &self,
+        keys: &[String],
+        _bytes: usize,
+    ) -> Result<Vec<Vec<u8>>, TierError> {
+        Ok(keys.iter().map(|_| Vec::new()).collect())
     }
     async fn extend(&self, _keys: &[String], _ttl_ms: u64) -> Result<u64, TierError> {
         Ok(0)

@@ -32,8 +32,8 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::entry::{
-    decode_head, encode, encode_chunked_head, CachedResponse, ChunkError, ChunkManifest,
-    DecodeError, DecodeLimits, EncodeOptions,
+    chunked_head, decode_head, encode, encode_chunked_head, CachedResponse, ChunkError,
+    ChunkManifest, DecodeError, DecodeLimits, EncodeOptions, KIND_BYTES,
 };
 use crate::policy::storage::lifetimes;
 use crate::time::Timestamp;
@@ -261,21 +261,23 @@ impl<H: Host> Engine<H> {
         Some(Ok(body))
     }
 
-    /// Keeps the objects under `cache_keys` (each with its body's length) at least
-    /// `ttl_ms` longer in the shared tier, with their chunks, and the sets of `tags`
-    /// listing them ([`SharedTier::extend`]: never shortened; a missing object stays
-    /// missing). An object whose body is larger than `l2.chunk_bytes` is a chunked head:
-    /// the heads are read ([`KEYS_PER_CHECK`] per round trip) for the names of their
-    /// chunks, which are kept [`CHUNK_TTL_MARGIN_MS`] longer still. A head that cannot be
-    /// decoded is left as it is: reading it is a miss. Whether the tier answered.
+    /// Keeps the objects under `cache_keys` at least `ttl_ms` longer in the shared tier,
+    /// with their chunks, and the sets of `tags` listing them ([`SharedTier::extend`]:
+    /// never shortened; a missing object stays missing). What each key holds is read from
+    /// Redis, not assumed from this instance's `l2.chunk_bytes` (the writer's may differ):
+    /// its first [`KIND_BYTES`] bytes (`GETRANGE`), then, for a chunked head, the head
+    /// itself (small: fields and checksums) for the names of its chunks, which are kept
+    /// [`CHUNK_TTL_MARGIN_MS`] longer still and extended first, so a head never outlives
+    /// them. A key holding what this version does not read, or a chunked head that does
+    /// not decode, is left as it is (reading it is a miss). [`KEYS_PER_CHECK`] keys per
+    /// round trip (three round trips each). Whether the tier answered.
     pub(crate) async fn l2_extend(
         &self,
-        cache_keys: &[(String, usize)],
+        cache_keys: &[String],
         tags: &[String],
         ttl_ms: u64,
     ) -> Option<()> {
         let epoch = self.l2_epoch().await?;
-        let chunk_bytes = self.config.l2.chunk_bytes;
         let limits = DecodeLimits {
             max_body_bytes: self.config.l2.max_object_bytes,
             ..DecodeLimits::default()
@@ -284,18 +286,26 @@ impl<H: Host> Engine<H> {
         for batch in cache_keys.chunks(KEYS_PER_CHECK) {
             let keys: Vec<String> = batch
                 .iter()
-                .map(|(key, _)| self.l2_object_key(epoch, key))
+                .map(|key| self.l2_object_key(epoch, key))
                 .collect();
-            let chunked: Vec<String> = batch
-                .iter()
-                .zip(&keys)
-                .filter(|((_, len), _)| *len > chunk_bytes)
-                .map(|(_, key)| key.clone())
-                .collect();
+            let tier = self.l2_tier()?;
+            let kinds = self
+                .l2_guarded(tier.get_prefixes(&keys, KIND_BYTES))
+                .await?;
+            let mut whole = Vec::new();
+            let mut chunked = Vec::new();
+            for (key, kind) in keys.into_iter().zip(kinds) {
+                match chunked_head(&kind) {
+                    Some(true) => chunked.push(key),
+                    Some(false) => whole.push(key),
+                    None => {}
+                }
+            }
             let mut chunks = Vec::new();
             if !chunked.is_empty() {
                 let tier = self.l2_tier()?;
-                for head in self.l2_guarded(tier.get_many(&chunked)).await?.into_iter() {
+                let heads = self.l2_guarded(tier.get_many(&chunked)).await?;
+                for (key, head) in chunked.into_iter().zip(heads) {
                     if let Some(Ok((_, Some(manifest)))) =
                         head.map(|bytes| decode_head(&bytes, &limits))
                     {
@@ -303,13 +313,13 @@ impl<H: Host> Engine<H> {
                             (0..manifest.checksums.len())
                                 .map(|n| self.l2_chunk_key(epoch, manifest.write_id, n)),
                         );
+                        whole.push(key);
                     }
                 }
             }
             let tier = self.l2_tier()?;
-            // Chunks first: a head never outlives its chunks.
             self.l2_guarded(tier.extend(&chunks, chunk_ttl)).await?;
-            self.l2_guarded(tier.extend(&keys, ttl_ms)).await?;
+            self.l2_guarded(tier.extend(&whole, ttl_ms)).await?;
         }
         let sets: Vec<String> = tags.iter().map(|tag| self.l2_tag_key(epoch, tag)).collect();
         let tier = self.l2_tier()?;

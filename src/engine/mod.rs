@@ -228,8 +228,8 @@ pub enum Job<B> {
     Fill(Box<filling::FillJob<B>>),
     /// Assemble a response's content from the slices of its object ([`read::SliceJob`]).
     Slices(Box<read::SliceJob<B>>),
-    /// Keep the slices of the object under `key` in the tiers behind L1 as long as its
-    /// `head`, which a `304` freshened ([`read::Slicing`]).
+    /// Keep the slices of the object under `key` in every tier as long as its `head`,
+    /// which a `304` freshened ([`read::Slicing`]).
     KeepSlices {
         /// The object's key.
         key: String,
@@ -576,7 +576,7 @@ impl<H: Host> Engine<H> {
                 Job::Fill(fill) => queue.extend(self.run_fill(*fill).await),
                 Job::Slices(slices) => self.run_slices(*slices).await,
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
-                Job::KeepSlices { key, head } => self.keep_slices_behind_l1(&key, &head).await,
+                Job::KeepSlices { key, head } => self.keep_slices(&key, &head).await,
                 Job::Warm(heads) => {
                     for head in heads {
                         // As a client's GET: route rules, coalescing and every tier apply.

@@ -21,12 +21,13 @@ use super::{Body, Response, Source};
 /// Fields meant for this cache only, removed before responses leave it: the surrogate
 /// fields (Edge Architecture 1.0) and edgecache's own targeted field (RFC 9213 §2.1).
 /// `CDN-Cache-Control` is left for caches further downstream.
-const CACHE_ONLY_FIELDS: [&str; 5] = [
+const CACHE_ONLY_FIELDS: [&str; 6] = [
     "surrogate-control",
     "surrogate-key",
     "edgecache-cache-control",
     super::read::SLICES_FIELD,
     super::read::SLICED_AT_FIELD,
+    super::read::SLICES_KEPT_FIELD,
 ];
 
 /// Sets `Cache-Status`, appending to any the origin or an upstream cache sent (RFC 9211 §2:

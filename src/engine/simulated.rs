@@ -555,6 +555,9 @@ pub struct SimColo {
     /// How long a `put` takes, in simulated ms (the Cache API's `put` is I/O: other
     /// requests of the isolate run meanwhile).
     put_ms: Rc<Cell<u64>>,
+    /// Whether it stands for a colo tier with Cloudflare's purge API configured: a purge
+    /// sent there empties every copy (here: the whole store).
+    purge_api: bool,
 }
 
 type ColoValue = (Vec<u8>, Timestamp);
@@ -566,7 +569,14 @@ impl SimColo {
             entries: Rc::default(),
             clock,
             put_ms: Rc::default(),
+            purge_api: false,
         }
+    }
+
+    /// This colo cache with the purge API ([`ColoCache::purges_everywhere`]).
+    pub fn with_purge_api(mut self) -> Self {
+        self.purge_api = true;
+        self
     }
 
     /// Makes every `put` take `ms` simulated milliseconds.
@@ -610,6 +620,15 @@ impl ColoCache for SimColo {
         self.entries
             .borrow_mut()
             .insert(String::from(key), (value.to_vec(), until));
+        Ok(())
+    }
+
+    fn purges_everywhere(&self) -> bool {
+        self.purge_api
+    }
+
+    async fn purge_everywhere(&self, _body: &str) -> Result<(), TierError> {
+        self.entries.borrow_mut().clear();
         Ok(())
     }
 }
@@ -763,6 +782,18 @@ impl SimRedisData {
         let name = String::from_utf8_lossy(name).to_ascii_uppercase();
         let key = args.first().cloned().unwrap_or_default();
         match (name.as_str(), args) {
+            ("GETRANGE", [k, from, to]) => {
+                let (Some(from), Some(to)) = (int(from), int(to)) else {
+                    return wrong();
+                };
+                let value = self.strings.get(k).cloned().unwrap_or_default();
+                // Non-negative offsets only (the engine sends no others), inclusive.
+                let from = usize::try_from(from).unwrap_or(0).min(value.len());
+                let to = usize::try_from(to.saturating_add(1))
+                    .unwrap_or(0)
+                    .clamp(from, value.len());
+                Reply::Bytes(value[from..to].to_vec())
+            }
             ("GET", [k]) => self
                 .strings
                 .get(k)

@@ -338,6 +338,22 @@ impl<T: Transport> SharedTier for RedisTier<T> {
             .collect()
     }
 
+    async fn get_prefixes(&self, keys: &[String], bytes: usize) -> Result<Vec<Vec<u8>>, TierError> {
+        if keys.is_empty() || bytes == 0 {
+            return Ok(keys.iter().map(|_| Vec::new()).collect());
+        }
+        let end = (bytes - 1).to_string();
+        let commands: Vec<Command<'_>> = keys
+            .iter()
+            .map(|k| alloc::vec![b"GETRANGE" as &[u8], k.as_bytes(), b"0", end.as_bytes()])
+            .collect();
+        self.all(&commands)
+            .await?
+            .into_iter()
+            .map(|reply| Ok(bulk(reply, "GETRANGE")?.unwrap_or_default()))
+            .collect()
+    }
+
     async fn extend(&self, keys: &[String], ttl_ms: u64) -> Result<u64, TierError> {
         if keys.is_empty() {
             return Ok(0);

@@ -53,6 +53,11 @@ pub const SLICES_FIELD: &str = "edgecache-slices";
 /// responses), so it tells slices of this representation from older ones.
 pub const SLICED_AT_FIELD: &str = "edgecache-sliced-at";
 
+/// The internal field of a head that says until when (ms since the epoch) its slices were
+/// last kept, when a `304` freshened it ([`Engine::slices_to_keep`]). The origin cannot set
+/// it either.
+pub const SLICES_KEPT_FIELD: &str = "edgecache-slices-kept-until";
+
 /// How an object is sliced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slicing {
@@ -63,16 +68,28 @@ pub struct Slicing {
 }
 
 impl Slicing {
+    /// An object of `length` bytes in slices of `slice_bytes`, if it has at most
+    /// [`MAX_SLICES`] of them.
+    fn new(slice_bytes: u64, length: u64) -> Option<Slicing> {
+        let slicing = Slicing {
+            slice_bytes: Some(slice_bytes).filter(|&n| n > 0)?,
+            length,
+        };
+        (slicing.count() <= MAX_SLICES).then_some(slicing)
+    }
+
     /// How `stored` is sliced, if it is the head of a sliced object.
     pub fn of(stored: &CachedResponse) -> Option<Slicing> {
         if !stored.body.is_empty() || stored.status != 200 {
             return None;
         }
         let (slice, length) = stored.headers.get_str(SLICES_FIELD)?.split_once('/')?;
-        Some(Slicing {
-            slice_bytes: slice.trim().parse().ok().filter(|&n| n > 0)?,
-            length: length.trim().parse().ok()?,
-        })
+        Slicing::new(slice.trim().parse().ok()?, length.trim().parse().ok()?)
+    }
+
+    /// How many slices the object has.
+    fn count(&self) -> u64 {
+        self.length.div_ceil(self.slice_bytes)
     }
 
     /// When the representation `head` is the head of was received from the origin (ms):
@@ -100,7 +117,8 @@ impl Slicing {
 /// How a response too large to store whole is sliced, if it may be: a `200` of declared
 /// length whose origin takes byte ranges (`Accept-Ranges: bytes`), with a strong validator
 /// to check every slice against ([`strong_validator`]), not varying (slices are keyed by
-/// URL alone) and not already partial. `None` when `slice_bytes` is 0 (off).
+/// URL alone), not already partial, and in at most [`MAX_SLICES`] slices. `None` when
+/// `slice_bytes` is 0 (off).
 pub fn sliceable(status: u16, fields: &Headers, slice_bytes: usize) -> Option<Slicing> {
     let takes_ranges = fields
         .list_items("accept-ranges")
@@ -114,11 +132,13 @@ pub fn sliceable(status: u16, fields: &Headers, slice_bytes: usize) -> Option<Sl
         return None;
     }
     let length = fields.get_str("content-length")?.trim().parse().ok()?;
-    Some(Slicing {
-        slice_bytes: slice_bytes as u64,
-        length,
-    })
+    Slicing::new(slice_bytes as u64, length)
 }
+
+/// The most slices an object is cut in (16 GiB in the default slices of 1 MiB): a larger
+/// one is passed through, not cached. It bounds the work done per object: one key per
+/// slice to look up, extend or purge, however long the length its origin declares.
+pub const MAX_SLICES: u64 = 1 << 14;
 
 /// Whether `slice` holds bytes of the representation `head` describes: the same strong
 /// validator (the head has one: it was sliced for it).
@@ -892,26 +912,33 @@ impl<H: Host> Engine<H> {
         self.keep_slice_of(&job.key, &job.entry, key, slice);
     }
 
-    /// Keeps the slices of the object under `head_key` as long as `head`, its head just
-    /// freshened by a `304` (RFC 9111 §4.3.4): the representation is the same, so its
-    /// slices are too, and they live on with it rather than expire on the windows their
-    /// head had when they were stored (and be fetched again by range, by every instance).
-    /// Those L1 holds are kept now; the job returned keeps those behind L1
-    /// ([`Self::keep_slices_behind_l1`]). `None` when `head` is not sliced.
-    pub(in crate::engine::read) fn keep_slices_with(
-        &self,
-        head_key: &str,
-        head: &Arc<CachedResponse>,
-    ) -> Option<Job<H::Body>> {
-        let slicing = Slicing::of(head)?;
-        for (key, slice) in self.slices_held_in_l1(head_key, head, slicing) {
-            self.keep_slice_of(head_key, head, &key, &slice);
+    /// Whether the slices of the object `entry` heads, just freshened by a `304` (RFC 9111
+    /// §4.3.4), are to be kept anew as long as it ([`Self::keep_slices`]); if so, `entry`
+    /// is marked with until when they will be ([`SLICES_KEPT_FIELD`]). The representation
+    /// is the same, so its slices are too: they live on with it rather than expire on the
+    /// windows their head had when they were stored (and be fetched again by range, by
+    /// every instance). Not when `entry` is not sliced, nor while the slices are kept
+    /// within an eighth of `entry`'s own remaining life of it: so a client that asks for a
+    /// validation on every request (`no-cache`) costs the slices nothing, and an object's
+    /// slices are kept anew at most about eight times over its validator retention.
+    pub(in crate::engine::read) fn slices_to_keep(&self, entry: &mut CachedResponse) -> bool {
+        if Slicing::of(entry).is_none() {
+            return false;
         }
-        let behind = self.shared.is_some() || self.colo().is_some();
-        behind.then(|| Job::KeepSlices {
-            key: String::from(head_key),
-            head: head.clone(),
-        })
+        let now = self.runtime.now();
+        let keep_until = lifetimes(entry, now, &self.config.policy).keep_until;
+        let slack = keep_until.millis_since(now) / 8;
+        let kept_until = entry
+            .headers
+            .get_str(SLICES_KEPT_FIELD)
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(crate::time::Timestamp::from_millis);
+        if kept_until.is_some_and(|until| until.plus_millis(slack) >= keep_until) {
+            return false;
+        }
+        let until = format!("{}", keep_until.as_millis());
+        entry.headers.set(SLICES_KEPT_FIELD, until);
+        true
     }
 
     /// The slices of the object under `head_key` (head `head`, sliced as `slicing`) that
@@ -923,8 +950,7 @@ impl<H: Host> Engine<H> {
         slicing: Slicing,
     ) -> Vec<(String, Arc<CachedResponse>)> {
         let now = self.runtime.now();
-        let count = slicing.length.div_ceil(slicing.slice_bytes);
-        (0..count)
+        (0..slicing.count())
             .filter_map(|index| {
                 let key = slice_key(head_key, &slicing.bytes_of(index));
                 let slice = self
@@ -935,24 +961,23 @@ impl<H: Host> Engine<H> {
             .collect()
     }
 
-    /// Keeps the slices of the object under `key` as long as its freshened `head` in the
-    /// tiers behind L1 ([`Self::keep_slices_with`]): in the shared tier every slice, by
-    /// extending its TTL ([`Engine::l2_extend`]: no slice is read or written); in the colo
-    /// tier, which cannot extend an entry, those L1 holds, written again (the others expire
-    /// there and are read from the shared tier or fetched by range).
-    pub(crate) async fn keep_slices_behind_l1(&self, key: &str, head: &CachedResponse) {
+    /// Keeps the slices of the object under `key` as long as its freshened `head`
+    /// ([`Self::slices_to_keep`]) in every tier: in L1 those it holds; in the shared tier
+    /// every slice, by extending its TTL ([`Engine::l2_extend`]: no slice's content is read
+    /// or written); in the colo tier, which cannot extend an entry, those L1 holds, written
+    /// again ([`Engine::colo_rewrite`]; the others expire there and are read from the
+    /// shared tier or fetched by range).
+    pub(crate) async fn keep_slices(&self, key: &str, head: &CachedResponse) {
         let Some(slicing) = Slicing::of(head) else {
             return;
         };
+        for (slice_key, slice) in self.slices_held_in_l1(key, head, slicing) {
+            self.keep_slice_of(key, head, &slice_key, &slice);
+        }
         if self.shared.is_some() {
             let ttl_ms = self.keep_ms(head);
-            let count = slicing.length.div_ceil(slicing.slice_bytes);
-            let slices: Vec<(String, usize)> = (0..count)
-                .map(|index| {
-                    let bytes = slicing.bytes_of(index);
-                    let len = usize::try_from(bytes.end - bytes.start).unwrap_or(usize::MAX);
-                    (slice_key(key, &bytes), len)
-                })
+            let slices: Vec<String> = (0..slicing.count())
+                .map(|index| slice_key(key, &slicing.bytes_of(index)))
                 .collect();
             // The sets the slices are listed in: their URL's, and their head's tags'.
             let tags: Vec<String> = head
@@ -965,11 +990,10 @@ impl<H: Host> Engine<H> {
                 self.l2_extend(&slices, &tags, ttl_ms).await;
             }
         }
-        if self.colo().is_some() {
-            for (slice_key, slice) in self.slices_held_in_l1(key, head, slicing) {
-                self.colo_write_as(&slice_key, &slice, head).await;
-            }
-        }
+        // Read from L1 after the colo tier's purge position is taken: a purge applied
+        // since then is after the slices' stamp.
+        self.colo_rewrite(|| self.slices_held_in_l1(key, head, slicing), head)
+            .await;
     }
 
     /// [`Self::keep_slice`] for the object under `head_key`, whose head is `head`.
@@ -1583,6 +1607,8 @@ mod tests {
             .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &[])));
         assert_eq!(head.status, 200, "{}", status(&head));
         assert_eq!(sim.fetches(), fetches + 1, "revalidated");
+        // Kept as long as the freshened head: fresh 60 s, then its validator retention.
+        let kept_until = crate::time::Clock::now(&*sim.clock).plus_secs(3_660);
         // Again, asked to (`no-cache`), past the windows the slices were written with (60 s
         // + 1 h, and a minute more for their chunks).
         sim.clock.advance_secs(50);
@@ -1594,15 +1620,13 @@ mod tests {
         assert_eq!(sim.fetches(), fetches + 2, "revalidated");
         sim.clock.advance_secs(30);
         // In the colo tier, the slices L1 holds were written again to expire with their
-        // head (a slice's own fields are its head's from before the `304`).
-        let in_colo = colo.expiries("/x");
-        let (slices, heads): (Vec<_>, Vec<_>) =
-            in_colo.iter().partition(|(key, _)| key.contains("slice"));
-        assert_eq!((slices.len(), heads.len()), (3, 1), "{in_colo:?}");
-        let later = crate::time::Clock::now(&*sim.clock).plus_millis(3_000_000);
-        assert!(heads[0].1 > later, "{in_colo:?}");
+        // head as the first `304` freshened it (a slice's own fields are its head's from
+        // before that `304`, whose lifetime is shorter); the second `304`, within the
+        // windows the slices were kept for, kept them no longer.
+        let in_colo = colo.expiries("slice");
+        assert_eq!(in_colo.len(), 3, "{in_colo:?}");
         assert!(
-            slices.iter().all(|(_, until)| *until == heads[0].1),
+            in_colo.iter().all(|(_, until)| *until == kept_until),
             "{in_colo:?}"
         );
         // Another instance, its L1 empty: every slice from Redis, none from the origin.
@@ -1941,16 +1965,16 @@ mod tests {
         sim
     }
 
-    /// Review (120d6b0): the cost of a `304` that freshens a sliced head is not bounded by
-    /// what is stored but by the length the origin declared. One slice of a 64 MiB object
-    /// (1 KiB slices, the minimum `limits.slice_bytes`) is stored; each client request with
-    /// `Cache-Control: no-cache` revalidates the head and sends Redis a `PEXPIRE` for each
-    /// of the 65,536 slices the object would have (256 round trips), and builds all their
-    /// keys in one `Vec` first (at a declared `Content-Length` of 2^62 that `Vec` cannot be
-    /// allocated: the process aborts).
+    /// Review (120d6b0): the cost of a `304` that freshens a sliced head followed the
+    /// length the origin declared, on every `304`. One slice of an 8 MiB object in 1 KiB
+    /// slices (the minimum `limits.slice_bytes`) is stored; each client request with
+    /// `Cache-Control: no-cache` revalidated the head and sent Redis a `PEXPIRE` for each
+    /// of its 8,192 slices. Now the slices are kept anew only once the head's windows
+    /// outrun those they were kept for (here: none of these `304`s), and an object of more
+    /// than [`super::MAX_SLICES`] slices (64 MiB here) is not sliced at all: passed through.
     #[test]
     fn a_freshened_head_costs_what_is_stored_not_what_is_declared() {
-        let sim = origin_declaring(64 << 20);
+        let sim = origin_declaring(8 << 20);
         let shared = Shared::new(&sim);
         let a = shared.instance(&sim);
         let first = sim.clock.block_on(serve(
@@ -1959,22 +1983,64 @@ mod tests {
             request("GET", "/big", &[("range", "bytes=0-99")]),
         ));
         assert_eq!(first.status, 206, "{}", status(&first));
+        assert!(status(&first).contains("stored"), "{}", status(&first));
         sim.clock.advance_secs(61);
+        // The first `304` keeps the slices on (one key asked about per slice; the one stored
+        // slice and its URL's set extended); those right after it, nothing.
         let mut per_request = Vec::new();
-        for _ in 0..2 {
-            let before = shared.redis.commands("PEXPIRE");
+        for _ in 0..3 {
+            let before = (
+                shared.redis.commands("GETRANGE"),
+                shared.redis.commands("PEXPIRE"),
+            );
             let no_cache = [("cache-control", "no-cache")];
             let r = sim
                 .clock
                 .block_on(serve(&a, &sim.clock, request("HEAD", "/big", &no_cache)));
             assert_eq!(r.status, 200, "{}", status(&r));
-            per_request.push(shared.redis.commands("PEXPIRE") - before);
+            per_request.push((
+                shared.redis.commands("GETRANGE") - before.0,
+                shared.redis.commands("PEXPIRE") - before.1,
+            ));
+            sim.clock.advance_secs(60);
         }
-        // One slice is stored, plus its URL's set: a handful of keys to extend.
-        assert!(
-            per_request.iter().all(|&n| n <= 1024),
-            "PEXPIREs per no-cache HEAD: {per_request:?}"
+        // (Each `304` writes the head again, whose tag sets take 2 `PEXPIRE`s.)
+        assert_eq!(
+            per_request,
+            [(8192, 4), (0, 2), (0, 2)],
+            "per no-cache HEAD"
         );
+        // Further on, a `304` keeps them on again: every slice key is asked about (what
+        // Redis holds decides what is extended).
+        sim.clock.advance_secs(3_000);
+        let before = shared.redis.commands("GETRANGE");
+        let r = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/big", &[])));
+        assert_eq!(r.status, 200, "{}", status(&r));
+        assert_eq!(shared.redis.commands("GETRANGE") - before, 8192);
+        // 65,536 slices: more than an object is cut in; passed through, not stored.
+        let huge = origin_declaring(64 << 20);
+        let engine = huge.engine(config()).unwrap();
+        let r = huge.clock.block_on(serve(
+            &engine,
+            &huge.clock,
+            request("GET", "/huge", &[("range", "bytes=0-99")]),
+        ));
+        assert!(!status(&r).contains("stored"), "{}", status(&r));
+        assert!(
+            super::sliceable(200, &first_fields(64 << 20), 1024).is_none()
+                && super::sliceable(200, &first_fields(8 << 20), 1024).is_some()
+        );
+    }
+
+    /// The fields of a sliceable `200` of `length` bytes.
+    fn first_fields(length: u64) -> crate::headers::Headers {
+        let mut fields = crate::headers::Headers::new();
+        fields.set("accept-ranges", "bytes");
+        fields.set("etag", "\"v1\"");
+        fields.set("content-length", length.to_string());
+        fields
     }
 
     /// Review (120d6b0), the colo tier without the shared tier (`local+expiry`): a slice
@@ -1990,6 +2056,19 @@ mod tests {
     /// old slices had expired from the colo tier (60 s cap), and `b` fetched slice 2 anew.
     #[test]
     fn a_rewritten_slice_does_not_outlive_a_purge_in_the_colo_tier() {
+        rewritten_slice_after_a_purge(false);
+    }
+
+    /// [`a_rewritten_slice_does_not_outlive_a_purge_in_the_colo_tier`] with Cloudflare's
+    /// purge API: `b`'s purge empties the colo tier, and `a`, whose L1 still holds the old
+    /// slices, writes them back stamped as old as their bytes, which `b`'s own record of the
+    /// purge covers (stamped with the time of the rewrite, they were served).
+    #[test]
+    fn with_the_purge_api_a_rewritten_slice_does_not_outlive_a_purge() {
+        rewritten_slice_after_a_purge(true);
+    }
+
+    fn rewritten_slice_after_a_purge(purge_api: bool) {
         let fill = Rc::new(RefCell::new('a'));
         let sim = Simulation::new(
             Timestamp::from_millis(1_000_000),
@@ -2019,7 +2098,10 @@ mod tests {
                         .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
                         .unwrap();
                     fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
-                    (206, core::iter::repeat_n(byte, b - a + 1).collect::<String>())
+                    (
+                        206,
+                        core::iter::repeat_n(byte, b - a + 1).collect::<String>(),
+                    )
                 }
                 None => {
                     fields.push(("content-length", SIZE.to_string()));
@@ -2029,10 +2111,16 @@ mod tests {
             let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
             (Answer::respond(status, &pairs, &body), 0)
         }));
-        let colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let mut colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let mode = if purge_api {
+            colo = colo.with_purge_api();
+            crate::engine::colo::ColoMode::PurgeApi
+        } else {
+            crate::engine::colo::ColoMode::Expiry
+        };
         let a = sim.engine(config()).unwrap().with_colo(Some(colo.clone()));
         let b = sim.engine(config()).unwrap().with_colo(Some(colo.clone()));
-        assert_eq!(a.colo_mode(), Some(crate::engine::colo::ColoMode::Expiry));
+        assert_eq!(a.colo_mode(), Some(mode));
         let whole = sim
             .clock
             .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));

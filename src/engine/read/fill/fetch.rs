@@ -22,7 +22,7 @@ use crate::engine::filling::{FillJob, FillReader, Filling, InProgress};
 use crate::engine::flight::Outcome;
 use crate::engine::host::{Lock, Origin, OriginBody, OriginError, OriginRequest, Runtime};
 use crate::engine::l2::with_timeout;
-use crate::engine::read::{sliceable, SLICED_AT_FIELD, SLICES_FIELD};
+use crate::engine::read::{sliceable, SLICED_AT_FIELD, SLICES_FIELD, SLICES_KEPT_FIELD};
 use crate::engine::status::Tier;
 use crate::engine::{
     respond, Body, Engine, Handled, Host, Job, OriginResponse, RequestView, Source,
@@ -157,6 +157,7 @@ impl<H: Host> Engine<H> {
         let mut response = response;
         response.headers.remove(SLICES_FIELD);
         response.headers.remove(SLICED_AT_FIELD);
+        response.headers.remove(SLICES_KEPT_FIELD);
 
         // A 304 answering our own conditional request: freshen the stored response.
         if response.status == 304 {
@@ -365,15 +366,18 @@ impl<H: Host> Engine<H> {
                 if let Some(value) = &route_override {
                     fields.set("edgecache-cache-control", value);
                 }
-                let entry = keep.into_entry(head.headers(), origin, fields, body);
-                let (mut handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
+                let mut entry = keep.into_entry(head.headers(), origin, fields, body);
                 // The slices of an object in slices live on with their freshened head.
-                let now = self.runtime.now();
-                if let Some(stored) = self.l1_find(key, head.headers(), now) {
+                let keep_slices = self.slices_to_keep(&mut entry);
+                let (mut handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
+                if let (true, Outcome::Stored(stored)) = (keep_slices, &outcome) {
                     // After the head's own writes (a batch runs last-first): the L2 write
                     // releases the fetch lease.
-                    let kept = self.keep_slices_with(key, &stored);
-                    handled.job = Job::merge(kept, handled.job.take());
+                    let kept = Job::KeepSlices {
+                        key: String::from(key),
+                        head: stored.clone(),
+                    };
+                    handled.job = Job::merge(Some(kept), handled.job.take());
                 }
                 (handled, outcome)
             }
