@@ -2271,6 +2271,110 @@ mod tests {
         );
     }
 
+    /// An origin as [`origin_revalidating`], with `Cache-Control: max-age={max_age}` on its
+    /// `200`s, `206`s and `304`s.
+    fn origin_revalidating_for(max_age: u64) -> (Simulation, Rc<RefCell<Vec<String>>>) {
+        let sim = Simulation::new(
+            Timestamp::from_millis(1_000_000),
+            Answer::respond(200, &[], ""),
+        );
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
+        let clock = sim.clock.clone();
+        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
+            let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
+            let mut fields = alloc::vec![
+                ("cache-control", alloc::format!("max-age={max_age}")),
+                ("etag", String::from("\"v1\"")),
+                ("accept-ranges", String::from("bytes")),
+                ("date", date),
+            ];
+            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
+                let pairs: Vec<(&str, &str)> =
+                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                return (Answer::respond(304, &pairs, ""), 0);
+            }
+            let body = content();
+            let (status, body) = match req.headers.get_str("range") {
+                Some(range) => {
+                    log.borrow_mut().push(String::from(range));
+                    let (a, b) = range
+                        .strip_prefix("bytes=")
+                        .and_then(|r| r.split_once('-'))
+                        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                        .unwrap();
+                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
+                    (206, body[a..=b].to_string())
+                }
+                None => {
+                    fields.push(("content-length", SIZE.to_string()));
+                    (200, body)
+                }
+            };
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            (Answer::respond(status, &pairs, &body), 0)
+        }));
+        (sim, seen)
+    }
+
+    /// Review (d59c389): the skip rule of [`Engine::slices_to_keep`] lets a `304` leave the
+    /// slices kept up to an eighth of the head's remaining life short of the head's keep
+    /// time; when that eighth exceeds what the head keeps past its freshness (the validator
+    /// retention, or the stale windows), the slices expire while the head is *fresh*: the
+    /// original bug, back. Default policy (1 h retention), `max-age=86400`: a `304` keeps
+    /// the slices until +90,000 s; a client's `no-cache` 11,000 s later (a `304`) makes the
+    /// head fresh until +97,400 s but is skipped (90,000 + 11,250 >= 101,000); at +95,000 s
+    /// the head is fresh and its slices are gone from L1 (and Redis): fetched by range.
+    /// With `validator_retention_secs = 0` the same happens with `max-age=60` and a `304`
+    /// 7 s after the first.
+    #[test]
+    fn a_skipped_keep_never_leaves_a_fresh_head_without_its_slices() {
+        for (max_age, retention, later) in [(86_400, 3_600, 11_000), (60, 0, 7)] {
+            let (sim, ranges) = origin_revalidating_for(max_age);
+            let mut config = config();
+            config.policy.validator_retention_secs = retention;
+            let engine = sim.engine(config).unwrap();
+            let whole = sim
+                .clock
+                .block_on(serve(&engine, &sim.clock, request("GET", "/x", &[])));
+            assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+            // Stale: revalidated (`304`), its slices kept as long as the freshened head.
+            sim.clock.advance_secs(max_age + 1);
+            let first_304 = crate::time::Clock::now(&*sim.clock);
+            let head = sim
+                .clock
+                .block_on(serve(&engine, &sim.clock, request("HEAD", "/x", &[])));
+            assert_eq!(head.status, 200, "{}", status(&head));
+            // A client asks for a validation (`no-cache`): `304`, fresh `max_age` more.
+            sim.clock.advance_secs(later);
+            let fetches = sim.fetches();
+            let no_cache = [("cache-control", "no-cache")];
+            let head =
+                sim.clock
+                    .block_on(serve(&engine, &sim.clock, request("HEAD", "/x", &no_cache)));
+            assert_eq!(head.status, 200, "{}", status(&head));
+            assert_eq!(sim.fetches(), fetches + 1, "revalidated");
+            let fresh_until = crate::time::Clock::now(&*sim.clock).plus_secs(max_age);
+            // Past what the first `304` kept the slices for, the head still fresh.
+            let kept_until = first_304.plus_secs(max_age + u64::from(retention));
+            sim.clock.advance_to(kept_until.plus_millis(1_000));
+            assert!(crate::time::Clock::now(&*sim.clock) < fresh_until);
+            let asked = ranges.borrow().len();
+            let r = sim.clock.block_on(serve(
+                &engine,
+                &sim.clock,
+                request("GET", "/x", &[("range", "bytes=2100-2199")]),
+            ));
+            assert_eq!(r.body.as_deref(), Ok(&content()[2100..2200]));
+            assert_eq!(
+                ranges.borrow().len(),
+                asked,
+                "max-age={max_age}, retention {retention}: a slice of a fresh head fetched again: {}",
+                status(&r)
+            );
+        }
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
