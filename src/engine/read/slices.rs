@@ -2375,6 +2375,51 @@ mod tests {
         }
     }
 
+    /// Review (d59c389): [`Engine::slices_to_keep`] marks the head kept-until before the
+    /// job that keeps the slices runs, whatever becomes of that job. Here Redis is down
+    /// while `a`'s job runs (the head's write and every `PEXPIRE` fail); it is back for the
+    /// next `304` (a client's `no-cache`, 30 s later), which writes the head to Redis
+    /// fresh, marked kept, and so skips the keep. The slices expire in Redis on the windows
+    /// they were written with while the head there is fresh: another instance fetches them
+    /// again by range (`only-if-cached`: a `504`).
+    #[test]
+    fn a_failed_keep_is_not_recorded_as_kept() {
+        let (sim, ranges) = origin_revalidating();
+        let shared = Shared::new(&sim);
+        let a = shared.instance(&sim);
+        let whole = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/x", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        // Stale, within the validator retention: a `304`, whose job runs with Redis down.
+        sim.clock.advance_secs(3_600);
+        let handled = sim.clock.block_on(a.handle(request("HEAD", "/x", &[])));
+        assert_eq!(handled.response.status, 200);
+        let job = handled.job.expect("a job");
+        shared.redis.set_down(true);
+        sim.clock.block_on(a.run_job(job));
+        shared.redis.set_down(false);
+        // Redis is back (past the breaker's cooldown): a client's `no-cache`, a `304`.
+        sim.clock.advance_secs(30);
+        let no_cache = [("cache-control", "no-cache")];
+        let head = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &no_cache)));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        // Past the windows the slices were written to Redis with (60 s + 1 h); the head
+        // there, written by the second `304`, is fresh.
+        sim.clock.advance_secs(40);
+        let b = shared.instance(&sim);
+        let asked = ranges.borrow().len();
+        let only = [("cache-control", "only-if-cached")];
+        let r = sim
+            .clock
+            .block_on(serve(&b, &sim.clock, request("GET", "/x", &only)));
+        assert_eq!(r.status, 200, "{}", status(&r));
+        assert_eq!(r.body.as_deref(), Ok(content().as_str()), "{}", status(&r));
+        assert_eq!(ranges.borrow().len(), asked);
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
