@@ -2420,6 +2420,51 @@ mod tests {
         assert_eq!(ranges.borrow().len(), asked);
     }
 
+    /// Review (d59c389): [`Slicing::of`] now refuses a head of more than
+    /// [`super::MAX_SLICES`] slices, but such heads are in Redis already: every version
+    /// since slicing (3ec4620 to 120d6b0) sliced objects of any length, and during a deploy
+    /// the versions before this one still do. This version reads such a head as what it
+    /// is encoded as, a chunked body of no chunks, with an empty body: not sliced, it is an
+    /// ordinary empty `200`, served as the object (and kept in L1 as it). Here the head of
+    /// a 64 MiB object in 1 KiB slices (65,536), as 120d6b0 wrote it.
+    #[test]
+    fn a_head_of_too_many_slices_from_an_earlier_version_is_not_an_empty_object() {
+        const LENGTH: u64 = 64 << 20;
+        let sim = origin_declaring(LENGTH);
+        let shared = Shared::new(&sim);
+        let a = shared.instance(&sim);
+        let now = crate::time::Clock::now(&*sim.clock);
+        let mut fields = first_fields(LENGTH);
+        fields.set("cache-control", "max-age=60");
+        fields.set("date", crate::http_date::format_http_date(now));
+        fields.set(super::SLICES_FIELD, alloc::format!("1024/{LENGTH}"));
+        fields.set(
+            super::SLICED_AT_FIELD,
+            alloc::format!("{}", now.as_millis()),
+        );
+        let head = crate::entry::CachedResponse::new(200, fields, Vec::new(), now, now);
+        let (manifest, _) = crate::entry::ChunkManifest::split(&[], 1, 0);
+        let encoded = crate::entry::encode_chunked_head(&head, &manifest);
+        let epoch = sim.clock.block_on(a.l2_epoch()).unwrap();
+        let key = a.l2_object_key(epoch, &key_of(&a, "/huge"));
+        let tier = crate::shared_tier::RedisTier::over(shared.redis.clone());
+        sim.clock
+            .block_on(SharedTier::set(&tier, &key, &encoded, 3_660_000))
+            .unwrap();
+        let fetches = sim.fetches();
+        let range = [("range", "bytes=0-99")];
+        let r = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/huge", &range)));
+        assert_eq!(
+            (r.status, r.fields.get_str("content-range")),
+            (206, Some(alloc::format!("bytes 0-99/{LENGTH}").as_str())),
+            "bytes 0-99 of a {LENGTH}-byte object: {} (origin asked {} times)",
+            status(&r),
+            sim.fetches() - fetches
+        );
+    }
+
     /// A purge of the object's URL reaches its slices.
     #[test]
     fn a_purge_reaches_the_slices() {
