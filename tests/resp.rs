@@ -537,3 +537,30 @@ async fn leases_are_released_only_by_their_holder_with_both_clients() {
         1
     );
 }
+
+/// Review (d59c389): `get_prefixes` fails as a whole when one of its keys holds another
+/// type than a string (`GETRANGE` answers `WRONGTYPE`), where `MGET` (`get_many`) reads such
+/// a key as missing and `EXISTS` as present. `l2_extend` then gives up on the batch (256
+/// keys), every batch after it and the tag sets, and counts an error toward the breaker:
+/// one foreign key under an object key stops every slice of the object being kept.
+#[tokio::test(flavor = "current_thread")]
+async fn a_key_of_another_type_does_not_fail_every_prefix() {
+    let redis = RedisServer::start().await;
+    let s = store(&redis.url());
+    let mut own = redis.conn().await;
+    s.set("k1", b"ECvalue", 60_000).await.unwrap();
+    let _: i64 = redis::cmd("SADD")
+        .arg("aset")
+        .arg("member")
+        .query_async(&mut own)
+        .await
+        .unwrap();
+    let many = s.get_many(&["k1".into(), "aset".into()]).await.unwrap();
+    assert!(many[0].is_some() && many[1].is_none(), "MGET: a miss");
+    let prefixes = s.get_prefixes(&["k1".into(), "aset".into()], 5).await;
+    assert_eq!(
+        prefixes.as_deref().ok(),
+        Some(&[b"ECval".to_vec(), Vec::new()][..]),
+        "{prefixes:?}"
+    );
+}
