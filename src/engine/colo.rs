@@ -81,6 +81,13 @@ fn decode_colo_entry(encoded: &[u8], limits: &DecodeLimits) -> Result<CachedResp
         {
             Ok(head)
         }
+        // The head of an object this version does not slice (more than `MAX_SLICES`
+        // slices, from an earlier version): not damaged, but of no use.
+        Ok((head, Some(manifest)))
+            if manifest.checksums.is_empty() && super::read::refused_head(&head) =>
+        {
+            Err(Unread::Newer)
+        }
         Err(DecodeError::UnsupportedVersion(_)) => Err(Unread::Newer),
         Ok((_, Some(_))) | Err(_) => Err(Unread::Corrupt),
     }
@@ -539,24 +546,28 @@ impl<H: Host> Engine<H> {
         let Some(mode) = self.colo_mode() else {
             return;
         };
+        let ttl_ms = self.keep_ms(stored);
+        if ttl_ms == 0 {
+            return;
+        }
         let Some(stamp) = self.colo_stamp(mode).await else {
             return;
         };
-        self.colo_put(mode, stamp, cache_key, stored, stored).await;
+        self.colo_put(mode, stamp, cache_key, stored, ttl_ms).await;
     }
 
     /// Writes again to the colo tier the slices `held` reads from L1 (key and slice) of an
-    /// object whose `head` a `304` freshened, kept as long as that head (a slice carries
-    /// its head's fields from before the `304`, whose own lifetime is shorter): the colo
-    /// tier cannot extend an entry. Each is stamped as old as its content, so that a purge
-    /// that content predates covers it: with the purge log, the position reached before
-    /// L1 is read (a purge applied later is after the stamp); without it, the time its
-    /// bytes were fetched. In expiry mode nothing is written: an entry older than
+    /// object whose head a `304` freshened, kept `ttl_ms` (as long as that head: a slice
+    /// carries its head's fields from before the `304`, whose own lifetime is shorter): the
+    /// colo tier cannot extend an entry. Each is stamped as old as its content, so that a
+    /// purge that content predates covers it: with the purge log, the position reached
+    /// before L1 is read (a purge applied later is after the stamp); without it, the time
+    /// its bytes were fetched. In expiry mode nothing is written: an entry older than
     /// `colo.max_ttl_secs` is never used there.
     pub(crate) async fn colo_rewrite(
         &self,
         held: impl FnOnce() -> Vec<(String, Arc<CachedResponse>)>,
-        head: &CachedResponse,
+        ttl_ms: u64,
     ) {
         let Some(mode) = self.colo_mode().filter(|&m| m != ColoMode::Expiry) else {
             return;
@@ -572,7 +583,7 @@ impl<H: Host> Engine<H> {
                     seq: slice.response_time.as_millis() as i64,
                 },
             };
-            self.colo_put(mode, stamp, &key, &slice, head).await;
+            self.colo_put(mode, stamp, &key, &slice, ttl_ms).await;
         }
     }
 
@@ -594,28 +605,26 @@ impl<H: Host> Engine<H> {
         })
     }
 
-    /// Writes `stored` under `cache_key`, stamped `stamp`, kept as long as `lives_as`
-    /// ([`Self::keep_ms`]; capped at `colo.max_ttl_secs` in expiry mode).
+    /// Writes `stored` under `cache_key`, stamped `stamp`, kept `ttl_ms` (capped at
+    /// `colo.max_ttl_secs` in expiry mode).
     async fn colo_put(
         &self,
         mode: ColoMode,
         stamp: ColoStamp,
         cache_key: &str,
         stored: &CachedResponse,
-        lives_as: &CachedResponse,
+        mut ttl_ms: u64,
     ) {
         let Some(colo) = self.colo() else {
             return;
         };
         // The head of an object in slices is encoded so that versions before slicing do
-        // not read it ([`Engine::encode_for_tier`]); its slices are entries of their own. So
+        // not read it ([`Engine::tier_encoding`]); its slices are entries of their own. So
         // is an incomplete response: its entry version is one older versions do not read.
         if stored.body.len() > self.config.colo.max_object_bytes {
             return;
         }
-        let Some((mut ttl_ms, encoded)) = self.encode_for_tier(stored, lives_as) else {
-            return;
-        };
+        let encoded = self.tier_encoding(stored);
         if mode == ColoMode::Expiry {
             ttl_ms = ttl_ms.min(self.config.colo.max_ttl_secs.saturating_mul(1000));
         }

@@ -217,6 +217,9 @@ impl<H: Host> Engine<H> {
             Err(_) => Err(ChunkError::Corrupt(0)),
         };
         match read {
+            // The head of an object this version does not slice (more than `MAX_SLICES`
+            // slices, from an earlier version): a miss, left for the versions that read it.
+            Ok(entry) if super::read::refused_head(&entry) => None,
             Ok(entry) => Some(self.ready_to_keep(entry)),
             Err(error) => {
                 if matches!(error, ChunkError::Corrupt(_)) {
@@ -401,7 +404,7 @@ impl<H: Host> Engine<H> {
     ) -> Option<(u64, Vec<u8>)> {
         let chunk_bytes = self.config.l2.chunk_bytes;
         if stored.body.len() <= chunk_bytes {
-            return self.encode_for_tier(stored, stored);
+            return self.encode_for_tier(stored);
         }
         let ttl_ms = self.keep_ms(stored);
         if ttl_ms == 0 {
@@ -445,42 +448,35 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// How long a tier behind L1 keeps an entry that lives as `lives_as` does, in ms: every
-    /// window `lives_as` may be served in (RFC 9111 §4.2, RFC 5861, and the validator
-    /// retention). An entry lives as itself; a slice whose head a `304` freshened lives as
-    /// that head (it carries the fields its head had when it was stored). 0: of no further
-    /// use.
-    pub(crate) fn keep_ms(&self, lives_as: &CachedResponse) -> u64 {
+    /// How long a tier behind L1 keeps `stored`, in ms: every window it may be served in
+    /// (RFC 9111 §4.2, RFC 5861, and the validator retention). 0: of no further use.
+    pub(crate) fn keep_ms(&self, stored: &CachedResponse) -> u64 {
         let now = self.runtime.now();
-        lifetimes(lives_as, now, &self.config.policy)
+        lifetimes(stored, now, &self.config.policy)
             .keep_until
             .millis_since(now)
     }
 
-    /// What a tier behind L1 stores for `stored`: how long to keep it (as long as
-    /// `lives_as`, [`Self::keep_ms`]) and its encoding (for the head of an object in
-    /// slices, a chunked head of no chunks). `None` when it is of no further use.
-    pub(crate) fn encode_for_tier(
-        &self,
-        stored: &CachedResponse,
-        lives_as: &CachedResponse,
-    ) -> Option<(u64, Vec<u8>)> {
-        let ttl_ms = self.keep_ms(lives_as);
-        if ttl_ms == 0 {
-            return None;
-        }
+    /// What a tier behind L1 stores for `stored`: how long to keep it ([`Self::keep_ms`])
+    /// and its encoding ([`Self::tier_encoding`]). `None` when it is of no further use.
+    pub(crate) fn encode_for_tier(&self, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
+        let ttl_ms = self.keep_ms(stored);
+        (ttl_ms > 0).then(|| (ttl_ms, self.tier_encoding(stored)))
+    }
+
+    /// The encoding of `stored` in a tier behind L1: for the head of an object in slices, a
+    /// chunked head of no chunks, which versions before slicing do not read (they would
+    /// take it for a complete, empty response).
+    pub(crate) fn tier_encoding(&self, stored: &CachedResponse) -> Vec<u8> {
         if super::read::Slicing::of(stored).is_some() {
-            // The head of an object in slices: a chunked head of no chunks, which versions
-            // before slicing do not read (they would take it for a complete, empty
-            // response).
             let (manifest, _) = ChunkManifest::split(&[], 1, 0);
-            return Some((ttl_ms, encode_chunked_head(stored, &manifest)));
+            return encode_chunked_head(stored, &manifest);
         }
         let options = EncodeOptions {
             compress_min_bytes: self.config.l2.compress_min_bytes,
             ..EncodeOptions::default()
         };
-        Some((ttl_ms, encode(stored, &options)))
+        encode(stored, &options)
     }
 
     /// Deletes the objects of `cache_keys` from the shared tier.

@@ -235,6 +235,8 @@ pub enum Job<B> {
         key: String,
         /// Its freshened head.
         head: Arc<CachedResponse>,
+        /// Until when they are kept.
+        until: crate::time::Timestamp,
     },
     /// Several jobs.
     Batch(Vec<Job<B>>),
@@ -576,7 +578,7 @@ impl<H: Host> Engine<H> {
                 Job::Fill(fill) => queue.extend(self.run_fill(*fill).await),
                 Job::Slices(slices) => self.run_slices(*slices).await,
                 Job::Invalidate(keys) => self.invalidate_keys(&keys).await,
-                Job::KeepSlices { key, head } => self.keep_slices(&key, &head).await,
+                Job::KeepSlices { key, head, until } => self.keep_slices(&key, &head, until).await,
                 Job::Warm(heads) => {
                     for head in heads {
                         // As a client's GET: route rules, coalescing and every tier apply.

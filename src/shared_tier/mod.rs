@@ -347,10 +347,18 @@ impl<T: Transport> SharedTier for RedisTier<T> {
             .iter()
             .map(|k| alloc::vec![b"GETRANGE" as &[u8], k.as_bytes(), b"0", end.as_bytes()])
             .collect();
-        self.all(&commands)
-            .await?
+        let replies = self.transport.pipeline(&commands).await?;
+        if replies.len() != commands.len() {
+            return Err(TierError("one reply per command expected".to_string()));
+        }
+        // A key holding another type (`WRONGTYPE`) has no string prefix: it is reported as
+        // holding none, rather than failing every other key's answer.
+        replies
             .into_iter()
-            .map(|reply| Ok(bulk(reply, "GETRANGE")?.unwrap_or_default()))
+            .map(|reply| match reply {
+                Reply::Error(_) => Ok(Vec::new()),
+                other => Ok(bulk(other, "GETRANGE")?.unwrap_or_default()),
+            })
             .collect()
     }
 

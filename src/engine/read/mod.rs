@@ -12,7 +12,9 @@ mod slices;
 
 pub(in crate::engine) use lookup::variant_to_follow;
 pub use slices::SliceJob;
-pub(crate) use slices::{sliceable, Slicing, SLICED_AT_FIELD, SLICES_FIELD, SLICES_KEPT_FIELD};
+pub(crate) use slices::{
+    refused_head, sliceable, Slicing, SLICED_AT_FIELD, SLICES_FIELD, SLICES_KEPT_FIELD,
+};
 
 use alloc::boxed::Box;
 use alloc::format;

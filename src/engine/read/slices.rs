@@ -909,36 +909,30 @@ impl<H: Host> Engine<H> {
     /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and
     /// URL, so the purges of the object reach it.
     fn keep_slice(&self, job: &Assembly, key: &str, slice: &Arc<CachedResponse>) {
-        self.keep_slice_of(&job.key, &job.entry, key, slice);
+        let now = self.runtime.now();
+        self.keep_slice_of(&job.key, &job.entry, key, slice, now);
     }
 
-    /// Whether the slices of the object `entry` heads, just freshened by a `304` (RFC 9111
-    /// §4.3.4), are to be kept anew as long as it ([`Self::keep_slices`]); if so, `entry`
-    /// is marked with until when they will be ([`SLICES_KEPT_FIELD`]). The representation
-    /// is the same, so its slices are too: they live on with it rather than expire on the
-    /// windows their head had when they were stored (and be fetched again by range, by
-    /// every instance). Not when `entry` is not sliced, nor while the slices are kept
-    /// within an eighth of `entry`'s own remaining life of it: so a client that asks for a
-    /// validation on every request (`no-cache`) costs the slices nothing, and an object's
-    /// slices are kept anew at most about eight times over its validator retention.
-    pub(in crate::engine::read) fn slices_to_keep(&self, entry: &mut CachedResponse) -> bool {
-        if Slicing::of(entry).is_none() {
-            return false;
-        }
+    /// Until when the slices of the object `entry` heads, just freshened by a `304` (RFC
+    /// 9111 §4.3.4), are to be kept anew ([`Self::keep_slices`]), if they are. The
+    /// representation is the same, so its slices are too: they live on with it rather
+    /// than expire on the windows their head had when they were stored (and be fetched
+    /// again by range, by every instance). They are kept an eighth of `entry`'s remaining
+    /// life longer than it, so not again while that covers it ([`SLICES_KEPT_FIELD`],
+    /// recorded once they are kept): a client that asks for a validation on every request
+    /// (`no-cache`) costs the slices nothing, and they never expire before their head.
+    /// `None` when `entry` is not sliced, or its slices are kept long enough.
+    pub(in crate::engine::read) fn slices_to_keep(
+        &self,
+        entry: &CachedResponse,
+    ) -> Option<crate::time::Timestamp> {
+        Slicing::of(entry)?;
         let now = self.runtime.now();
         let keep_until = lifetimes(entry, now, &self.config.policy).keep_until;
-        let slack = keep_until.millis_since(now) / 8;
-        let kept_until = entry
-            .headers
-            .get_str(SLICES_KEPT_FIELD)
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(crate::time::Timestamp::from_millis);
-        if kept_until.is_some_and(|until| until.plus_millis(slack) >= keep_until) {
-            return false;
+        if slices_kept_until(entry).is_some_and(|until| until >= keep_until) {
+            return None;
         }
-        let until = format!("{}", keep_until.as_millis());
-        entry.headers.set(SLICES_KEPT_FIELD, until);
-        true
+        Some(keep_until.plus_millis(keep_until.millis_since(now) / 8))
     }
 
     /// The slices of the object under `head_key` (head `head`, sliced as `slicing`) that
@@ -961,21 +955,29 @@ impl<H: Host> Engine<H> {
             .collect()
     }
 
-    /// Keeps the slices of the object under `key` as long as its freshened `head`
-    /// ([`Self::slices_to_keep`]) in every tier: in L1 those it holds; in the shared tier
-    /// every slice, by extending its TTL ([`Engine::l2_extend`]: no slice's content is read
-    /// or written); in the colo tier, which cannot extend an entry, those L1 holds, written
-    /// again ([`Engine::colo_rewrite`]; the others expire there and are read from the
-    /// shared tier or fetched by range).
-    pub(crate) async fn keep_slices(&self, key: &str, head: &CachedResponse) {
+    /// Keeps the slices of the object under `key` until `until`, as long as its freshened
+    /// `head` and more ([`Self::slices_to_keep`]), in every tier: in L1 those it holds; in
+    /// the shared tier every slice, by extending its TTL ([`Engine::l2_extend`]: no
+    /// slice's content is read or written); in the colo tier, which cannot extend an entry,
+    /// those L1 holds, written again ([`Engine::colo_rewrite`]; the others expire there
+    /// and are read from the shared tier or fetched by range). Once the shared tier has
+    /// answered (or there is none), the head in L1 records it ([`SLICES_KEPT_FIELD`]); a
+    /// keep that failed is not recorded, so the next `304` keeps them again.
+    pub(crate) async fn keep_slices(
+        &self,
+        key: &str,
+        head: &Arc<CachedResponse>,
+        until: crate::time::Timestamp,
+    ) {
         let Some(slicing) = Slicing::of(head) else {
             return;
         };
         for (slice_key, slice) in self.slices_held_in_l1(key, head, slicing) {
-            self.keep_slice_of(key, head, &slice_key, &slice);
+            self.keep_slice_of(key, head, &slice_key, &slice, until);
         }
+        let ttl_ms = until.millis_since(self.runtime.now());
+        let mut kept = true;
         if self.shared.is_some() {
-            let ttl_ms = self.keep_ms(head);
             let slices: Vec<String> = (0..slicing.count())
                 .map(|index| slice_key(key, &slicing.bytes_of(index)))
                 .collect();
@@ -986,31 +988,60 @@ impl<H: Host> Engine<H> {
                 .cloned()
                 .chain(core::iter::once(url_tag(key)))
                 .collect();
-            if ttl_ms > 0 {
-                self.l2_extend(&slices, &tags, ttl_ms).await;
-            }
+            kept = self.l2_extend(&slices, &tags, ttl_ms).await.is_some();
         }
         // Read from L1 after the colo tier's purge position is taken: a purge applied
         // since then is after the slices' stamp.
-        self.colo_rewrite(|| self.slices_held_in_l1(key, head, slicing), head)
+        self.colo_rewrite(|| self.slices_held_in_l1(key, head, slicing), ttl_ms)
             .await;
+        if kept {
+            self.record_slices_kept(key, head, until);
+        }
+    }
+
+    /// Marks the head `head` under `key` in L1, if L1 still holds that one, with `until`
+    /// ([`SLICES_KEPT_FIELD`]): its next `304`s carry it on, and so do its later writes to
+    /// the tiers behind L1.
+    fn record_slices_kept(
+        &self,
+        key: &str,
+        head: &Arc<CachedResponse>,
+        until: crate::time::Timestamp,
+    ) {
+        let now = self.runtime.now();
+        self.state.with(|s| {
+            let Some(entry) = s.l1.peek(key).filter(|e| Arc::ptr_eq(e.value, head)) else {
+                return;
+            };
+            let mut marked = CachedResponse::clone(head);
+            marked
+                .headers
+                .set(SLICES_KEPT_FIELD, format!("{}", until.as_millis()));
+            let meta =
+                EntryMeta::new(entry.windows, entry.size).with_tags(entry.tags.iter().cloned());
+            s.l1.insert_admitted(String::from(key), Arc::new(marked), meta, now);
+        });
     }
 
     /// [`Self::keep_slice`] for the object under `head_key`, whose head is `head`.
+    /// It is kept at least until `until`, and until its slices were last kept
+    /// ([`SLICES_KEPT_FIELD`]), if that is later than the head's own windows.
     fn keep_slice_of(
         &self,
         head_key: &str,
         head: &CachedResponse,
         key: &str,
         slice: &Arc<CachedResponse>,
+        until: crate::time::Timestamp,
     ) {
         let now = self.runtime.now();
         let l = lifetimes(head, now, &self.config.policy);
+        let kept_until = slices_kept_until(head).map_or(until, |kept| kept.max(until));
         let windows = Windows {
             stored_at: now,
             fresh_until: l.fresh_until,
             stale_while_revalidate_until: l.stale_while_revalidate_until,
-            stale_if_error_until: l.keep_until,
+            stale_if_error_until: l.keep_until.max(kept_until),
         };
         let tags = head
             .tags
@@ -1031,11 +1062,30 @@ impl<H: Host> Engine<H> {
     }
 }
 
+/// Whether `entry` is the head of an object in slices that this version does not slice (a
+/// head an earlier version wrote, of more than [`MAX_SLICES`] slices): it must never be
+/// served as the whole object, whose content it does not hold.
+pub(crate) fn refused_head(entry: &CachedResponse) -> bool {
+    entry.body.is_empty() && entry.headers.contains(SLICES_FIELD) && Slicing::of(entry).is_none()
+}
+
+/// Until when the slices of the object `head` heads were last kept, as it records
+/// ([`SLICES_KEPT_FIELD`]).
+fn slices_kept_until(head: &CachedResponse) -> Option<crate::time::Timestamp> {
+    let until = head
+        .headers
+        .get_str(SLICES_KEPT_FIELD)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(crate::time::Timestamp::from_millis(until))
+}
+
 /// Whether L1 holds an entry under `key` that it would still serve at `now`: resident and
 /// not expired. An expired entry stays resident until it is looked up (which drops it) or
 /// evicted, so residence alone does not say a slice can be sent from L1; slices expire on
 /// their own windows (their head's when kept, or when a `304` last freshened it while they
-/// were in L1: [`Engine::keep_slices_with`]).
+/// were in L1: [`Engine::keep_slices`]).
 fn live_in_l1(s: &crate::engine::EngineState, key: &str, now: crate::time::Timestamp) -> bool {
     s.l1.peek(key)
         .is_some_and(|entry| now < entry.windows.expires_at())
@@ -1607,8 +1657,9 @@ mod tests {
             .block_on(serve(&a, &sim.clock, request("HEAD", "/x", &[])));
         assert_eq!(head.status, 200, "{}", status(&head));
         assert_eq!(sim.fetches(), fetches + 1, "revalidated");
-        // Kept as long as the freshened head: fresh 60 s, then its validator retention.
-        let kept_until = crate::time::Clock::now(&*sim.clock).plus_secs(3_660);
+        // Kept as long as the freshened head (fresh 60 s, then its validator retention), and
+        // an eighth of that longer.
+        let kept_until = crate::time::Clock::now(&*sim.clock).plus_millis(3_660_000 * 9 / 8);
         // Again, asked to (`no-cache`), past the windows the slices were written with (60 s
         // + 1 h, and a minute more for their chunks).
         sim.clock.advance_secs(50);

@@ -366,16 +366,17 @@ impl<H: Host> Engine<H> {
                 if let Some(value) = &route_override {
                     fields.set("edgecache-cache-control", value);
                 }
-                let mut entry = keep.into_entry(head.headers(), origin, fields, body);
+                let entry = keep.into_entry(head.headers(), origin, fields, body);
                 // The slices of an object in slices live on with their freshened head.
-                let keep_slices = self.slices_to_keep(&mut entry);
+                let keep_slices = self.slices_to_keep(&entry);
                 let (mut handled, outcome) = self.store_and_serve(head, key, entry, None, fwd, 304);
-                if let (true, Outcome::Stored(stored)) = (keep_slices, &outcome) {
+                if let (Some(until), Outcome::Stored(stored)) = (keep_slices, &outcome) {
                     // After the head's own writes (a batch runs last-first): the L2 write
                     // releases the fetch lease.
                     let kept = Job::KeepSlices {
                         key: String::from(key),
                         head: stored.clone(),
+                        until,
                     };
                     handled.job = Job::merge(Some(kept), handled.job.take());
                 }
