@@ -12,7 +12,9 @@
 //! read ([`TRANSIT_BYTES`]).
 //!
 //! Memory: a fill to be stored holds its body once. Its bytes are written into the body
-//! that will be stored as they arrive (no copy of the whole at the end), and the origin's
+//! that will be stored as they arrive (no copy of the whole at the end), just after its
+//! readers have been handed them ([`Filling::commit`]: writing into a large body's fresh
+//! memory faults it in, which must not hold back a client's first bytes), and the origin's
 //! latest chunks are also kept, up to [`TRANSIT_BYTES`] (less when L1 has no room to count
 //! them: [`Filling::hold_at_most`]), so that readers keeping up with the origin get them
 //! without a copy; a reader further behind gets a copy of the part it reads next
@@ -63,6 +65,9 @@ struct FillState {
     queue_start: u64,
     /// Bytes appended so far.
     received: u64,
+    /// Bytes written into `body` so far ([`Filling::commit`]): the latest chunks hold
+    /// `copied..received`, which no chunk is released before.
+    copied: u64,
     end: End,
     /// Whether the body will be stored when complete.
     keep: bool,
@@ -193,6 +198,7 @@ impl Filling {
                 chunks: VecDeque::new(),
                 queue_start: 0,
                 received: 0,
+                copied: 0,
                 end: End::Open,
                 keep: body.is_some(),
                 body,
@@ -215,9 +221,20 @@ impl Filling {
         self.state.with(|s| s.received)
     }
 
-    /// Appends the next chunk from the origin and wakes the readers.
-    pub fn append(&self, bytes: Vec<u8>) {
-        self.push(Piece::Owned(Arc::new(bytes)));
+    /// Appends the next chunk from the origin and wakes the readers; whether any was
+    /// waiting for it. A kept body gets its bytes at the next [`Self::commit`] (or when the
+    /// fill completes), so that readers can send them first: writing them into the body
+    /// can take a while (fresh memory a large body faults in page by page).
+    pub fn append(&self, bytes: Vec<u8>) -> bool {
+        self.push(Piece::Owned(Arc::new(bytes)))
+    }
+
+    /// Writes the chunks appended since the last commit into the body being kept.
+    pub fn commit(&self) {
+        self.state.with(|s| {
+            s.commit();
+            s.release_read();
+        });
     }
 
     /// Appends `range` of the body of `stored` (a slice), shared rather than copied;
@@ -232,20 +249,19 @@ impl Filling {
         }
     }
 
-    fn push(&self, piece: Piece) {
+    fn push(&self, piece: Piece) -> bool {
         if piece.len() == 0 {
-            return;
+            return false;
         }
         let wake = self.state.with(|s| {
             s.received += piece.len() as u64;
-            if let (true, Some(body)) = (s.keep, &mut s.body) {
-                body.extend_from_slice(piece.bytes());
-            }
             s.chunks.push_back(piece);
             s.release_read();
             core::mem::take(&mut s.waiting_readers)
         });
+        let woke = !wake.is_empty();
         wake.into_iter().for_each(Waker::wake);
+        woke
     }
 
     /// From now on the body is not stored: no reader joins any more (the caller
@@ -329,6 +345,7 @@ impl Filling {
     ) -> Option<Arc<CachedResponse>> {
         let (stored, wake) = self.state.with(|s| {
             s.end = End::Complete;
+            s.commit();
             let stored = match (s.keep, store) {
                 (true, Some(store)) => s.body.take().map(|mut body| {
                     // A body of undeclared length grew by doubling: L1 counts its length.
@@ -389,10 +406,15 @@ impl Filling {
                 return;
             }
             while s.received - s.queue_start > bytes {
-                let Some(front) = s.chunks.pop_front() else {
+                // Not before its bytes are in the body.
+                let Some(len) = s.chunks.front().map(|c| c.len() as u64) else {
                     break;
                 };
-                s.queue_start += front.len() as u64;
+                if s.queue_start + len > s.copied {
+                    break;
+                }
+                s.chunks.pop_front();
+                s.queue_start += len;
             }
         });
     }
@@ -402,6 +424,12 @@ impl Filling {
     fn chunk_bytes(&self) -> u64 {
         self.state
             .with(|s| s.chunks.iter().map(|c| c.len() as u64).sum())
+    }
+
+    /// The bytes written into the body being kept so far, for tests.
+    #[cfg(test)]
+    fn body_len(&self) -> usize {
+        self.state.with(|s| s.body.as_ref().map_or(0, Vec::len))
     }
 
     /// The bytes allocated for the body being kept, for tests.
@@ -443,8 +471,26 @@ impl FillState {
         offset >= self.queue_start || self.body.is_some() || self.stored.is_some()
     }
 
+    /// Writes the latest chunks' bytes not yet in the body being kept into it.
+    fn commit(&mut self) {
+        let Some(body) = self.body.as_mut().filter(|_| self.keep) else {
+            return;
+        };
+        let mut start = self.queue_start;
+        for piece in &self.chunks {
+            let end = start + piece.len() as u64;
+            if end > self.copied {
+                let from = usize::try_from(self.copied.saturating_sub(start)).unwrap_or(0);
+                body.extend_from_slice(piece.bytes().get(from..).unwrap_or_default());
+            }
+            start = end;
+        }
+        self.copied = self.received;
+    }
+
     /// Releases the chunks every reader has read, and, while the body is held besides,
-    /// those beyond [`TRANSIT_BYTES`] behind the end (readers behind them read the body).
+    /// those beyond [`TRANSIT_BYTES`] behind the end (readers behind them read the body);
+    /// never one whose bytes are not in the body yet.
     fn release_read(&mut self) {
         let slowest = self.slowest_reader();
         while let Some(front) = self.chunks.front() {
@@ -452,7 +498,8 @@ impl FillState {
             let read = self.queue_start + len <= slowest;
             let held_besides =
                 self.body.is_some() && self.received - self.queue_start > TRANSIT_BYTES;
-            if !(read || held_besides) {
+            let in_body = self.body.is_none() || self.queue_start + len <= self.copied;
+            if !((read || held_besides) && in_body) {
                 break;
             }
             self.chunks.pop_front();
@@ -794,6 +841,7 @@ mod tests {
         let mut reader = FillReader::new(fill.clone());
         fill.append_stored(stored.clone(), 2..5, true);
         fill.append(b"ab".to_vec());
+        fill.commit();
         fill.complete();
         let mut cx = Context::from_waker(Waker::noop());
         let Poll::Ready(Some(Ok(first))) = reader.poll_chunk(&mut cx) else {
@@ -847,6 +895,37 @@ mod tests {
         ))
     }
 
+    /// Readers get a kept fill's chunk before it is written into the body (which can take a
+    /// while for a large body in fresh memory), and no chunk is released before its bytes
+    /// are in the body: appended well past `TRANSIT_BYTES` without a commit, every byte is
+    /// still stored.
+    #[test]
+    fn readers_get_a_chunk_before_the_body_does_and_none_is_lost() {
+        const CHUNK: usize = 64 * 1024;
+        let body = pattern(3 << 20);
+        let fill = Arc::new(Filling::new(Some(body.len() as u64), true));
+        let mut reader = FillReader::new(fill.clone());
+        assert!(read_now(&mut reader).0.is_empty(), "nothing yet: it waits");
+        assert!(
+            fill.append(body[..CHUNK].to_vec()),
+            "the reader was waiting"
+        );
+        assert_eq!(fill.body_len(), 0, "not in the body yet");
+        assert_eq!(read_now(&mut reader).0, body[..CHUNK]);
+        fill.commit();
+        assert_eq!(fill.body_len(), CHUNK);
+        // The reader reads on; the body is not written to until the end.
+        let mut read = body[..CHUNK].to_vec();
+        for chunk in body[CHUNK..].chunks(CHUNK) {
+            fill.append(chunk.to_vec());
+            read.extend(read_now(&mut reader).0);
+        }
+        assert_eq!(fill.body_len(), CHUNK);
+        assert_eq!(read, body);
+        let stored = fill.complete_stored(stored_of).expect("kept");
+        assert_eq!(stored.body, body, "every byte stored");
+    }
+
     /// A fill being kept holds its body once: however far behind a reader is, the chunks
     /// held besides the body stay within `TRANSIT_BYTES` (they held the whole body, and the
     /// end of the fill copied it once more), and the reader still gets every byte, in
@@ -861,6 +940,7 @@ mod tests {
         let mut fast_read = Vec::new();
         for (i, chunk) in body.chunks(CHUNK).enumerate() {
             fill.append(chunk.to_vec());
+            fill.commit();
             fast_read.extend(read_now(&mut fast).0);
             assert!(
                 fill.chunk_bytes() <= TRANSIT_BYTES + CHUNK as u64,
@@ -909,6 +989,7 @@ mod tests {
         let first = FillReader::new(fill.clone());
         for chunk in body[..2 << 20].chunks(100_000) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         drop(first);
         let mut joiner = FillReader::join(fill.clone()).expect("the body has its start");
@@ -919,6 +1000,7 @@ mod tests {
         assert_eq!((read.as_slice(), end), (&body[..2 << 20], None));
         for chunk in body[2 << 20..].chunks(100_000) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         let (rest, _, _) = read_now(&mut joiner);
         assert_eq!(rest, body[2 << 20..]);
@@ -937,11 +1019,13 @@ mod tests {
         let mut slow = FillReader::new(fill.clone());
         for chunk in body[..2 << 20].chunks(50_000) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         let (early, _, _) = read_now(&mut slow);
         let early = early.len();
         for chunk in body[2 << 20..].chunks(50_000) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         fill.stop_keeping();
         assert!(early > 0);
@@ -968,6 +1052,7 @@ mod tests {
         let mut slow = FillReader::new(fill.clone());
         for chunk in body.chunks(64 * 1024) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         fill.fail("the origin went away");
         let (read, _, end) = read_now(&mut slow);
@@ -990,6 +1075,7 @@ mod tests {
         let _reader = FillReader::new(fill.clone());
         for chunk in body.chunks(16 * 1024) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         let stored = fill.complete_stored(stored_of).expect("kept");
         assert_eq!(stored.body, body);
@@ -1013,6 +1099,7 @@ mod tests {
         let mut slow = FillReader::new(fill.clone());
         for chunk in body.chunks(64 * 1024) {
             fill.append(chunk.to_vec());
+            fill.commit();
         }
         fill.stop_keeping();
         fill.complete();

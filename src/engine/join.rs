@@ -1,5 +1,5 @@
-//! Running two futures side by side without an executor (the engine has none of its own):
-//! [`join`] polls both until both are done.
+//! Running futures together without an executor (the engine has none of its own): [`join`]
+//! polls two until both are done; [`yield_now`] lets the others run.
 
 use alloc::boxed::Box;
 use core::future::Future;
@@ -29,6 +29,23 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
                 Poll::Pending
             }
         }
+    })
+    .await
+}
+
+/// Lets the host run its other ready tasks before this one goes on: pending once, woken at
+/// once. Where an executor runs a task another woke only once the waker yields (tokio runs
+/// it next on the same thread, from a slot other threads do not take), a task that keeps
+/// finding work ready would otherwise hold it back for as long as that lasts.
+pub async fn yield_now() {
+    let mut yielded = false;
+    core::future::poll_fn(move |cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
     })
     .await
 }

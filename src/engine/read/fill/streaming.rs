@@ -135,10 +135,10 @@ impl<H: Host> Engine<H> {
         reserved: &AtomicUsize,
     ) -> Ended {
         let limits = &self.config.limits;
-        // A body of declared length is counted in L1, and allocated, whole and at once.
-        if let Some(declared) = filling.declared_length() {
-            self.keep_room_for(filling, key, id, declared, reserved);
-        }
+        // A body of declared length is counted in L1, and allocated, whole and at once,
+        // once its readers have its first bytes: making room can take a while (evictions
+        // free memory; a large body's first page is faulted in).
+        let mut room_for_declared = filling.declared_length();
         // The part of `reserved` that counts the chunks held besides the body.
         let mut transit = 0;
         loop {
@@ -157,7 +157,12 @@ impl<H: Host> Engine<H> {
                     ))
                 }
                 Some(Err(error)) => return Ended::Failed(format!("{error}")),
-                Some(Ok(None)) => return Ended::Complete,
+                Some(Ok(None)) => {
+                    if let Some(declared) = room_for_declared.take() {
+                        self.keep_room_for(filling, key, id, declared, reserved);
+                    }
+                    return Ended::Complete;
+                }
                 Some(Ok(Some(bytes))) => bytes,
             };
             let total = filling.received().saturating_add(bytes.len() as u64);
@@ -169,10 +174,19 @@ impl<H: Host> Engine<H> {
                     "the origin sent more than the length it declared",
                 ));
             }
-            // Readers have the bytes first: the room they take in L1 is made afterwards
-            // (evictions free memory, which takes time for large entries).
+            // Readers have the bytes first: the room they take in L1 is made afterwards.
             let len = bytes.len();
-            filling.append(bytes);
+            if filling.append(bytes) {
+                // Its readers send these bytes before they are written into the body (which
+                // can take a while: fresh memory a large body faults in page by page) and
+                // before more are read: the first ones above all, the client's first bytes
+                // of content. (tokio runs a task another woke only once that one yields.)
+                crate::engine::join::yield_now().await;
+            }
+            if let Some(declared) = room_for_declared.take() {
+                self.keep_room_for(filling, key, id, declared, reserved);
+            }
+            filling.commit();
             if filling.declared_length().is_none() {
                 self.keep_room_for(filling, key, id, len as u64, reserved);
             }
