@@ -1189,4 +1189,43 @@ mod tests {
         );
         assert_eq!(sim.fetches(), 4);
     }
+
+    /// Review (0fcf08a): an origin that declares a length and ends with none of its bytes
+    /// sent is a failed fill (run_fill: "sent 0 of the 12000 bytes"), yet the `Ok(None)` arm
+    /// of `read_body` still reserves the whole declared length in L1 first, evicting an
+    /// entry for a body it already knows it will not store.
+    #[test]
+    fn a_fill_that_ends_short_evicts_nothing_for_it() {
+        let sim = origin(&[LENGTH], StreamEnd::Complete);
+        let cc = ("cache-control", "max-age=60");
+        let small = "x".repeat(6_000);
+        sim.then(Answer::respond(200, &[cc], &small));
+        sim.then(Answer::respond(200, &[cc], &small));
+        sim.then(Answer::stream(
+            200,
+            &[cc, ("content-length", "12000")],
+            &[],
+            StreamEnd::Complete,
+        ));
+        let mut config = EngineConfig::default();
+        config.l1.max_bytes = 20_000;
+        config.l1.admission = crate::engine::config::L1Admission::Lru;
+        let engine = sim.engine(config).unwrap();
+        for path in ["/a", "/b"] {
+            sim.clock
+                .block_on(serve(&engine, &sim.clock, request("GET", path, &[])));
+        }
+        assert_eq!(engine.state.with(|s| s.l1.len()), 2);
+        let received =
+            sim.clock
+                .block_on(serve(&engine, &sim.clock, request("GET", "/short", &[])));
+        assert!(received.body.is_err(), "cut off: {:?}", received.body);
+        assert_eq!(engine.snapshot().engine.streamed_fills, 1);
+        assert_eq!(engine.state.with(|s| s.l1.reserved()), 0);
+        assert_eq!(
+            engine.state.with(|s| s.l1.len()),
+            2,
+            "an entry was evicted for a fill that could not be stored"
+        );
+    }
 }
