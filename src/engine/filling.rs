@@ -1112,3 +1112,172 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod fuzz_review {
+    use super::*;
+    use crate::time::Timestamp;
+    use core::task::{Context, Poll, Waker};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    fn stored_of(body: Vec<u8>) -> Arc<CachedResponse> {
+        Arc::new(CachedResponse::new(
+            200,
+            crate::headers::Headers::new(),
+            body,
+            Timestamp::EPOCH,
+            Timestamp::EPOCH,
+        ))
+    }
+
+    #[test]
+    fn fuzz_fill_interleavings() {
+        let all: Vec<u8> = (0..8_000_000usize)
+            .map(|i| (i.wrapping_mul(2654435761) >> 7) as u8)
+            .collect();
+        let seeds: u64 = option_env!("FUZZ_SEEDS").map_or(400, |s| s.parse().unwrap());
+        for seed in 1..seeds {
+            let mut rng = Rng(seed.wrapping_mul(0x9E3779B97F4A7C15) | 1);
+            let fill = Arc::new(Filling::new(None, true));
+            let mut readers: Vec<(FillReader, Vec<u8>, bool)> =
+                vec![(FillReader::new(fill.clone()), Vec::new(), false)];
+            let mut sent = 0usize;
+            let mut failed = false;
+            let mut ranges: Vec<(FillReader, usize, Vec<u8>)> = Vec::new();
+            let mut log = Vec::new();
+            let max_chunk = [10u64, 5000, 70_000, 400_000][rng.below(4) as usize];
+            for _ in 0..(rng.below(120) + 1) {
+                let op = rng.below(100);
+                let mut cx = Context::from_waker(Waker::noop());
+                if op < 30 {
+                    let n = (rng.below(max_chunk) + 1) as usize;
+                    if sent + n > all.len() {
+                        break;
+                    }
+                    log.push(format!("append {n}"));
+                    fill.append(all[sent..sent + n].to_vec());
+                    sent += n;
+                } else if op < 45 {
+                    log.push("commit".into());
+                    fill.commit();
+                } else if op < 75 {
+                    if readers.is_empty() {
+                        continue;
+                    }
+                    let i = rng.below(readers.len() as u64) as usize;
+                    let parts = rng.below(6) + 1;
+                    log.push(format!("read {i} x{parts}"));
+                    let (r, got, done) = &mut readers[i];
+                    for _ in 0..parts {
+                        match r.poll_chunk(&mut cx) {
+                            Poll::Ready(Some(Ok(p))) => got.extend_from_slice(p.as_ref()),
+                            Poll::Ready(Some(Err(e))) => {
+                                assert!(failed, "seed {seed}: {e} {log:?}");
+                                assert_eq!(got.len(), sent, "seed {seed}: failed early {log:?}");
+                                *done = true;
+                                break;
+                            }
+                            Poll::Ready(None) => panic!("seed {seed}: ended early"),
+                            Poll::Pending => break,
+                        }
+                    }
+                    assert_eq!(got[..], all[..got.len()], "seed {seed}: {log:?}");
+                } else if op < 82 {
+                    log.push("join".into());
+                    if let Some(r) = FillReader::join(fill.clone()) {
+                        readers.push((r, Vec::new(), false));
+                    }
+                } else if op < 84 {
+                    if let Some(r) = FillReader::join(fill.clone()) {
+                        let start = rng.below(sent as u64 + 2_000_000);
+                        log.push(format!("range {start}"));
+                        ranges.push((r.range(start..u64::MAX / 2), start as usize, Vec::new()));
+                    }
+                } else if op < 85 {
+                    if !ranges.is_empty() {
+                        let i = rng.below(ranges.len() as u64) as usize;
+                        let (r, start, got) = &mut ranges[i];
+                        log.push(format!("rread {i}"));
+                        for _ in 0..(rng.below(6) + 1) {
+                            match r.poll_chunk(&mut cx) {
+                                Poll::Ready(Some(Ok(p))) => got.extend_from_slice(p.as_ref()),
+                                Poll::Ready(Some(Err(e))) => {
+                                    panic!("seed {seed}: range {e} {log:?}")
+                                }
+                                _ => break,
+                            }
+                        }
+                        assert!(
+                            got[..] == all[*start..*start + got.len()],
+                            "seed {seed}: range bytes {log:?}"
+                        );
+                    }
+                } else if op < 86 {
+                    if !readers.is_empty() {
+                        let i = rng.below(readers.len() as u64) as usize;
+                        log.push(format!("drop {i}"));
+                        readers.remove(i);
+                    }
+                } else if op < 93 {
+                    let b = rng.below(3_000_000);
+                    log.push(format!("hold_at_most {b}"));
+                    fill.hold_at_most(b);
+                } else if op < 97 {
+                    log.push("stop_keeping".into());
+                    fill.stop_keeping();
+                } else if op < 98 {
+                    log.push("fail".into());
+                    fill.fail("x");
+                    failed = true;
+                    break;
+                }
+            }
+            let kept_before = fill.keeps();
+            let stored = if failed {
+                None
+            } else {
+                fill.complete_stored(stored_of)
+            };
+            if !failed && kept_before {
+                let stored = stored.expect("kept");
+                assert!(
+                    stored.body[..] == all[..sent],
+                    "seed {seed}: stored body wrong {} vs {sent} {log:?}",
+                    stored.body.len()
+                );
+            }
+            for (i, (r, got, done)) in readers.iter_mut().enumerate() {
+                if *done {
+                    continue;
+                }
+                let mut cx = Context::from_waker(Waker::noop());
+                loop {
+                    match r.poll_chunk(&mut cx) {
+                        Poll::Ready(Some(Ok(p))) => got.extend_from_slice(p.as_ref()),
+                        Poll::Ready(Some(Err(e))) => {
+                            assert!(failed, "seed {seed} reader {i}: {e} {log:?}");
+                            assert_eq!(got.len(), sent, "seed {seed} reader {i} cut {log:?}");
+                            break;
+                        }
+                        Poll::Ready(None) => break,
+                        Poll::Pending => panic!("pending at end"),
+                    }
+                }
+                assert_eq!(got.len(), sent, "seed {seed} reader {i}: {log:?}");
+                assert!(got[..] == all[..sent], "seed {seed} reader {i}");
+            }
+        }
+    }
+}
