@@ -471,19 +471,23 @@ impl FillState {
         offset >= self.queue_start || self.body.is_some() || self.stored.is_some()
     }
 
-    /// Writes the latest chunks' bytes not yet in the body being kept into it.
+    /// Writes the latest chunks' bytes not yet in the body being kept into it: those of
+    /// the last chunks, found from the end (the chunks held besides the body can be many
+    /// small ones).
     fn commit(&mut self) {
         let Some(body) = self.body.as_mut().filter(|_| self.keep) else {
             return;
         };
-        let mut start = self.queue_start;
-        for piece in &self.chunks {
-            let end = start + piece.len() as u64;
-            if end > self.copied {
-                let from = usize::try_from(self.copied.saturating_sub(start)).unwrap_or(0);
-                body.extend_from_slice(piece.bytes().get(from..).unwrap_or_default());
-            }
-            start = end;
+        let mut start = self.received;
+        let mut first = self.chunks.len();
+        while start > self.copied && first > 0 {
+            first -= 1;
+            start -= self.chunks[first].len() as u64;
+        }
+        for piece in self.chunks.range(first..) {
+            let from = usize::try_from(self.copied.saturating_sub(start)).unwrap_or(0);
+            body.extend_from_slice(piece.bytes().get(from..).unwrap_or_default());
+            start += piece.len() as u64;
         }
         self.copied = self.received;
     }

@@ -158,7 +158,10 @@ impl<H: Host> Engine<H> {
                 }
                 Some(Err(error)) => return Ended::Failed(format!("{error}")),
                 Some(Ok(None)) => {
-                    if let Some(declared) = room_for_declared.take() {
+                    // A body of declared length that came whole before any chunk (none: 0
+                    // bytes) is counted; one that ended short will fail, and takes no room.
+                    let whole = room_for_declared.filter(|&n| n == filling.received());
+                    if let Some(declared) = whole {
                         self.keep_room_for(filling, key, id, declared, reserved);
                     }
                     return Ended::Complete;
