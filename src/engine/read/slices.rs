@@ -1972,48 +1972,61 @@ mod tests {
         assert_eq!(sim.fetches(), 1, "stored, and no slice fetched");
     }
 
-    /// An origin serving an object that declares `length` bytes (`ETag` `"v1"`, ranges,
-    /// `max-age=60`), answering `304` to `If-None-Match: "v1"`. Its bodies are made up on
-    /// the fly: only the bytes a range asks for are ever produced.
-    fn origin_declaring(length: u64) -> Simulation {
+    /// An origin of one object of `length` bytes, whose byte `i` is `byte_at(i)` when asked:
+    /// `ETag: "v1"`, `Cache-Control: max-age={max_age}`, `Date` of the moment,
+    /// `Accept-Ranges: bytes`; `304` to `If-None-Match: "v1"`, a single byte range as a
+    /// `206`, anything else as a `200` of at most `whole_bytes` of its bytes (a large object
+    /// is never produced whole; the response is dropped before the rest). It records
+    /// every `Range` it answers.
+    fn object_origin(
+        length: usize,
+        max_age: u64,
+        whole_bytes: usize,
+        byte_at: impl Fn(usize) -> u8 + 'static,
+    ) -> (Simulation, Rc<RefCell<Vec<String>>>) {
         let sim = Simulation::new(
             Timestamp::from_millis(1_000_000),
             Answer::respond(200, &[], ""),
         );
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let log = seen.clone();
         let clock = sim.clock.clone();
+        let bytes = move |from: usize, to: usize| -> String {
+            (from..to).map(|i| char::from(byte_at(i))).collect()
+        };
         sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
             let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
             let mut fields = alloc::vec![
-                ("cache-control", String::from("max-age=60")),
+                ("cache-control", alloc::format!("max-age={max_age}")),
                 ("etag", String::from("\"v1\"")),
                 ("accept-ranges", String::from("bytes")),
                 ("date", date),
             ];
-            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
-                let pairs: Vec<(&str, &str)> =
-                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                return (Answer::respond(304, &pairs, ""), 0);
-            }
-            let (status, body) = match req.headers.get_str("range") {
-                Some(range) => {
-                    let (a, b) = range
-                        .strip_prefix("bytes=")
-                        .and_then(|r| r.split_once('-'))
-                        .map(|(a, b)| (a.parse::<u64>().unwrap(), b.parse::<u64>().unwrap()))
-                        .unwrap();
-                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{length}")));
-                    (206, "z".repeat((b - a + 1) as usize))
-                }
-                None => {
-                    fields.push(("content-length", length.to_string()));
-                    // Enough for the first slices; the response is dropped before the rest.
-                    (200, "z".repeat(8192))
-                }
+            let (status, body) = if req.headers.get_str("if-none-match") == Some("\"v1\"") {
+                (304, String::new())
+            } else if let Some(range) = req.headers.get_str("range") {
+                log.borrow_mut().push(String::from(range));
+                let (a, b) = range
+                    .strip_prefix("bytes=")
+                    .and_then(|r| r.split_once('-'))
+                    .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
+                    .unwrap();
+                fields.push(("content-range", alloc::format!("bytes {a}-{b}/{length}")));
+                (206, bytes(a, b + 1))
+            } else {
+                fields.push(("content-length", length.to_string()));
+                (200, bytes(0, length.min(whole_bytes)))
             };
             let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
             (Answer::respond(status, &pairs, &body), 0)
         }));
-        sim
+        (sim, seen)
+    }
+
+    /// An origin of an object that declares `length` bytes, all `z` ([`object_origin`],
+    /// `max-age=60`).
+    fn origin_declaring(length: u64) -> Simulation {
+        object_origin(length as usize, 60, 8192, |_| b'z').0
     }
 
     /// Review (120d6b0): the cost of a `304` that freshens a sliced head followed the
@@ -2120,48 +2133,9 @@ mod tests {
     }
 
     fn rewritten_slice_after_a_purge(purge_api: bool) {
-        let fill = Rc::new(RefCell::new('a'));
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(200, &[], ""),
-        );
-        let clock = sim.clock.clone();
+        let fill = Rc::new(core::cell::Cell::new(b'a'));
         let fill_at_origin = fill.clone();
-        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
-            let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
-            let mut fields = alloc::vec![
-                ("cache-control", String::from("max-age=60")),
-                ("etag", String::from("\"v1\"")),
-                ("accept-ranges", String::from("bytes")),
-                ("date", date),
-            ];
-            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
-                let pairs: Vec<(&str, &str)> =
-                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                return (Answer::respond(304, &pairs, ""), 0);
-            }
-            let byte = *fill_at_origin.borrow();
-            let (status, body) = match req.headers.get_str("range") {
-                Some(range) => {
-                    let (a, b) = range
-                        .strip_prefix("bytes=")
-                        .and_then(|r| r.split_once('-'))
-                        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
-                        .unwrap();
-                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
-                    (
-                        206,
-                        core::iter::repeat_n(byte, b - a + 1).collect::<String>(),
-                    )
-                }
-                None => {
-                    fields.push(("content-length", SIZE.to_string()));
-                    (200, core::iter::repeat_n(byte, SIZE).collect::<String>())
-                }
-            };
-            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            (Answer::respond(status, &pairs, &body), 0)
-        }));
+        let (sim, _) = object_origin(SIZE, 60, SIZE, move |_| fill_at_origin.get());
         let mut colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
         let mode = if purge_api {
             colo = colo.with_purge_api();
@@ -2178,7 +2152,7 @@ mod tests {
         assert_eq!(whole.body.as_deref(), Ok("a".repeat(SIZE).as_str()));
         // The origin's bytes change under the same validator; `b` purges the URL.
         sim.clock.advance_secs(30);
-        *fill.borrow_mut() = 'b';
+        fill.set(b'b');
         sim.clock
             .block_on(b.purge(&PurgeTarget::Url(key_of(&b, "/x")), false));
         // `a`'s head is stale: revalidated, `304`.
@@ -2325,47 +2299,8 @@ mod tests {
     /// An origin as [`origin_revalidating`], with `Cache-Control: max-age={max_age}` on its
     /// `200`s, `206`s and `304`s.
     fn origin_revalidating_for(max_age: u64) -> (Simulation, Rc<RefCell<Vec<String>>>) {
-        let sim = Simulation::new(
-            Timestamp::from_millis(1_000_000),
-            Answer::respond(200, &[], ""),
-        );
-        let seen = Rc::new(RefCell::new(Vec::new()));
-        let log = seen.clone();
-        let clock = sim.clock.clone();
-        sim.script.borrow_mut().answerer = Some(Box::new(move |req| {
-            let date = crate::http_date::format_http_date(crate::time::Clock::now(&*clock));
-            let mut fields = alloc::vec![
-                ("cache-control", alloc::format!("max-age={max_age}")),
-                ("etag", String::from("\"v1\"")),
-                ("accept-ranges", String::from("bytes")),
-                ("date", date),
-            ];
-            if req.headers.get_str("if-none-match") == Some("\"v1\"") {
-                let pairs: Vec<(&str, &str)> =
-                    fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-                return (Answer::respond(304, &pairs, ""), 0);
-            }
-            let body = content();
-            let (status, body) = match req.headers.get_str("range") {
-                Some(range) => {
-                    log.borrow_mut().push(String::from(range));
-                    let (a, b) = range
-                        .strip_prefix("bytes=")
-                        .and_then(|r| r.split_once('-'))
-                        .map(|(a, b)| (a.parse::<usize>().unwrap(), b.parse::<usize>().unwrap()))
-                        .unwrap();
-                    fields.push(("content-range", alloc::format!("bytes {a}-{b}/{SIZE}")));
-                    (206, body[a..=b].to_string())
-                }
-                None => {
-                    fields.push(("content-length", SIZE.to_string()));
-                    (200, body)
-                }
-            };
-            let pairs: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            (Answer::respond(status, &pairs, &body), 0)
-        }));
-        (sim, seen)
+        let body = content().into_bytes();
+        object_origin(SIZE, max_age, SIZE, move |i| body[i])
     }
 
     /// Review (d59c389): the skip rule of [`Engine::slices_to_keep`] lets a `304` leave the
