@@ -634,7 +634,7 @@ impl ColoCache for SimColo {
 }
 
 /// A Redis in memory, on simulated time: the commands the engine sends for the purge log,
-/// leases, entries and the fleet's statistics (strings, hashes, sorted sets, TTLs,
+/// leases, entries, tags and the fleet's statistics (strings, hashes, sets, sorted sets, TTLs,
 /// `MULTI`/`EXEC`), answered as a RESP2 server would; any other command gets an error
 /// reply. Clones share one server. It can be made unreachable ([`Self::set_down`]), and
 /// it keeps the name of every command it was sent, answered or not ([`Self::commands`]).
@@ -649,6 +649,7 @@ struct SimRedisData {
     strings: BTreeMap<Vec<u8>, Vec<u8>>,
     hashes: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, Vec<u8>>>,
     zsets: BTreeMap<Vec<u8>, BTreeMap<Vec<u8>, u64>>,
+    sets: BTreeMap<Vec<u8>, alloc::collections::BTreeSet<Vec<u8>>>,
     expires: BTreeMap<Vec<u8>, Timestamp>,
     down: bool,
     sent: Vec<String>,
@@ -763,13 +764,15 @@ impl SimRedisData {
         let string = self.strings.remove(key).is_some();
         let hash = self.hashes.remove(key).is_some();
         let zset = self.zsets.remove(key).is_some();
-        string || hash || zset
+        let set = self.sets.remove(key).is_some();
+        string || hash || zset || set
     }
 
     fn exists(&self, key: &[u8]) -> bool {
         self.strings.contains_key(key)
             || self.hashes.contains_key(key)
             || self.zsets.contains_key(key)
+            || self.sets.contains_key(key)
     }
 
     /// Runs one command (not `MULTI` or `EXEC`).
@@ -829,6 +832,19 @@ impl SimRedisData {
                 }
                 Reply::Bytes(b"OK".to_vec())
             }
+            ("SADD", [set, members @ ..]) if !members.is_empty() => {
+                let set = self.sets.entry(set.clone()).or_default();
+                let added = members.iter().filter(|m| set.insert((*m).clone())).count();
+                Reply::Integer(added as i64)
+            }
+            ("SMEMBERS", [set]) => Reply::Array(
+                self.sets
+                    .get(set)
+                    .into_iter()
+                    .flatten()
+                    .map(|m| Reply::Bytes(m.clone()))
+                    .collect(),
+            ),
             ("DEL", keys) => {
                 let n = keys.iter().filter(|k| self.remove(k)).count();
                 Reply::Integer(n as i64)

@@ -1660,6 +1660,10 @@ mod tests {
         // Kept as long as the freshened head (fresh 60 s, then its validator retention), and
         // an eighth of that longer.
         let kept_until = crate::time::Clock::now(&*sim.clock).plus_millis(3_660_000 * 9 / 8);
+        // So is the URL's set that lists them in Redis (a purge of the URL deletes them).
+        let epoch = sim.clock.block_on(a.l2_epoch()).unwrap();
+        let url_set = a.l2_tag_key(epoch, &super::url_tag(&key_of(&a, "/x")));
+        assert_eq!(shared.redis.expiry_of(&url_set), Some(kept_until));
         // Again, asked to (`no-cache`), past the windows the slices were written with (60 s
         // + 1 h, and a minute more for their chunks).
         sim.clock.advance_secs(50);
@@ -1786,22 +1790,38 @@ mod tests {
             slice_bytes: u64,
             index: u64,
         ) {
+            let keys = [self.slice_key_in_redis(sim, engine, target, slice_bytes, index)];
+            let tier = crate::shared_tier::RedisTier::over(self.redis.clone());
+            assert!(self.holds(sim, &keys[0]), "slice {index} was in Redis");
+            sim.clock
+                .block_on(SharedTier::delete(&tier, &keys))
+                .unwrap();
+            assert!(!self.holds(sim, &keys[0]));
+        }
+
+        /// The Redis key of slice `index` (of `slice_bytes`) of the object at `target`.
+        fn slice_key_in_redis(
+            &self,
+            sim: &Simulation,
+            engine: &Engine<SimRedisHost>,
+            target: &str,
+            slice_bytes: u64,
+            index: u64,
+        ) -> String {
             let slicing = super::Slicing {
                 slice_bytes,
                 length: SIZE as u64,
             };
             let slice = super::slice_key(&key_of(engine, target), &slicing.bytes_of(index));
             let epoch = sim.clock.block_on(engine.l2_epoch()).unwrap();
-            let keys = [engine.l2_object_key(epoch, &slice)];
+            engine.l2_object_key(epoch, &slice)
+        }
+
+        /// Whether Redis holds `key`.
+        fn holds(&self, sim: &Simulation, key: &str) -> bool {
             let tier = crate::shared_tier::RedisTier::over(self.redis.clone());
-            let exists = |tier: &crate::shared_tier::RedisTier<_>| {
-                sim.clock.block_on(SharedTier::exist(tier, &keys)).unwrap()
-            };
-            assert_eq!(exists(&tier), [true], "slice {index} was in Redis");
-            sim.clock
-                .block_on(SharedTier::delete(&tier, &keys))
-                .unwrap();
-            assert_eq!(exists(&tier), [false]);
+            let keys = [String::from(key)];
+            sim.clock.block_on(SharedTier::exist(&tier, &keys)).unwrap() == [true]
         }
     }
 
@@ -2273,10 +2293,10 @@ mod tests {
         sim.clock.block_on_all(jobs);
         assert_eq!(a.state.with(|s| s.l1.len()), 0, "the purge reached a's L1");
         colo.set_put_ms(0);
-        // With a real Redis the purge deleted the slices, listed in the URL's set; the
-        // simulated Redis has no sets (`SADD` is refused), so they are deleted here.
+        // The purge deleted the slices from Redis too: they are listed in the URL's set.
         for index in 0..5 {
-            shared.forget_slice(&sim, &a, "/x", index);
+            let key = shared.slice_key_in_redis(&sim, &a, "/x", 1024, index);
+            assert!(!shared.holds(&sim, &key), "slice {index} is still in Redis");
         }
         // A new instance in the same colo: the head is fetched anew (purged everywhere),
         // and slice 2 must be too.
