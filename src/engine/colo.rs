@@ -542,11 +542,17 @@ impl<H: Host> Engine<H> {
     /// purge position (or, without the shared tier, the time), for as long as any window
     /// of it lasts (capped at `colo.max_ttl_secs` in expiry mode), tagged for the purge
     /// API. Bodies above `colo.max_object_bytes` are not written.
-    pub(crate) async fn colo_write(&self, cache_key: &str, stored: &CachedResponse) {
+    /// Kept at least `keep_at_least_ms` (a slice, as long as its head's slices are).
+    pub(crate) async fn colo_write(
+        &self,
+        cache_key: &str,
+        stored: &CachedResponse,
+        keep_at_least_ms: u64,
+    ) {
         let Some(mode) = self.colo_mode() else {
             return;
         };
-        let ttl_ms = self.keep_ms(stored);
+        let ttl_ms = self.keep_ms(stored).max(keep_at_least_ms);
         if ttl_ms == 0 {
             return;
         }

@@ -366,7 +366,7 @@ impl<H: Host> Engine<H> {
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
-        let Some((ttl_ms, value)) = self.l2_value(epoch, &keys[0], stored).await else {
+        let Some((ttl_ms, value)) = self.l2_value(epoch, &keys[0], stored, 0).await else {
             return;
         };
         let url = (keys.len() > 1).then(|| super::read::url_tag(&keys[0]));
@@ -376,39 +376,48 @@ impl<H: Host> Engine<H> {
         }
     }
 
-    /// Writes `stored` under `key` alone, listed in the set of `url_tag` as well as its own
-    /// tags' (a slice of an object, which a purge of the object's URL deletes).
-    pub(crate) async fn l2_write_tagged(&self, key: &str, stored: &CachedResponse, url_tag: &str) {
+    /// Writes `stored` under `key` alone, kept at least `keep_at_least_ms`, listed in the
+    /// set of `url_tag` as well as its own tags' (a slice of an object, which a purge of the
+    /// object's URL deletes, kept as long as its head's slices are).
+    pub(crate) async fn l2_write_tagged(
+        &self,
+        key: &str,
+        stored: &CachedResponse,
+        url_tag: &str,
+        keep_at_least_ms: u64,
+    ) {
         if self.shared.is_none() || stored.body.len() > self.config.l2.max_object_bytes {
             return;
         }
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
-        let Some((ttl_ms, value)) = self.l2_value(epoch, key, stored).await else {
+        let Some((ttl_ms, value)) = self.l2_value(epoch, key, stored, keep_at_least_ms).await
+        else {
             return;
         };
         self.l2_write(epoch, key, (ttl_ms, &value), stored, Some(url_tag))
             .await;
     }
 
-    /// What the object key of `stored` (under `cache_key`) holds, and for how long: its
-    /// encoding, or, for a body larger than `l2.chunk_bytes` or the head of an object in
-    /// slices, a chunked head, whose chunks are written first (`None` when one could not
-    /// be, or the entry is of no further use).
+    /// What the object key of `stored` (under `cache_key`) holds, and for how long (its
+    /// windows, and at least `keep_at_least_ms`): its encoding, or, for a body larger than
+    /// `l2.chunk_bytes` or the head of an object in slices, a chunked head, whose chunks are
+    /// written first (`None` when one could not be, or the entry is of no further use).
     async fn l2_value(
         &self,
         epoch: i64,
         cache_key: &str,
         stored: &CachedResponse,
+        keep_at_least_ms: u64,
     ) -> Option<(u64, Vec<u8>)> {
         let chunk_bytes = self.config.l2.chunk_bytes;
-        if stored.body.len() <= chunk_bytes {
-            return self.encode_for_tier(stored);
-        }
-        let ttl_ms = self.keep_ms(stored);
+        let ttl_ms = self.keep_ms(stored).max(keep_at_least_ms);
         if ttl_ms == 0 {
             return None;
+        }
+        if stored.body.len() <= chunk_bytes {
+            return Some((ttl_ms, self.tier_encoding(stored)));
         }
         let (mut manifest, chunks) = ChunkManifest::split(&stored.body, chunk_bytes, 0);
         manifest.write_id = manifest.id_for(cache_key);

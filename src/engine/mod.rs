@@ -569,7 +569,7 @@ impl<H: Host> Engine<H> {
                 }
                 Job::WriteColo { keys, stored } => {
                     for key in &keys {
-                        self.colo_write(key, &stored).await;
+                        self.colo_write(key, &stored, 0).await;
                     }
                 }
                 Job::SyncPurges => self.sync_purges().await,

@@ -898,12 +898,17 @@ impl<H: Host> Engine<H> {
         slice
     }
 
-    /// Writes a new slice to the shared tier and the colo tier.
+    /// Writes a new slice to the shared tier and the colo tier, kept at least as long as
+    /// its head says its slices are ([`SLICES_KEPT_FIELD`]): a `304` that comes before it
+    /// expires skips it with the others.
     async fn share_slice(&self, job: &Assembly, key: &str, slice: &CachedResponse) {
+        let now = self.runtime.now();
+        let at_least = slices_kept_until(&job.entry).map_or(0, |until| until.millis_since(now));
         if self.shared.is_some() {
-            self.l2_write_tagged(key, slice, &url_tag(&job.key)).await;
+            self.l2_write_tagged(key, slice, &url_tag(&job.key), at_least)
+                .await;
         }
-        self.colo_write(key, slice).await;
+        self.colo_write(key, slice, at_least).await;
     }
 
     /// Keeps `slice` in L1 under `key` as long as its head: tagged with the head's tags and
@@ -1712,6 +1717,42 @@ mod tests {
             .clock
             .block_on(serve(&d, &sim.clock, request("GET", "/x", &only)));
         assert_eq!(gone.status, 504, "{}", status(&gone));
+    }
+
+    /// A slice fetched after its slices were kept on for a freshened head (here: the first
+    /// time it is asked for) is written to Redis and the colo tier kept as long as the
+    /// others, not on its own windows (shorter): the next `304`s skip the keep while that
+    /// lasts, so it would expire first and be fetched again by range.
+    #[test]
+    fn a_slice_stored_after_a_keep_lives_as_long_as_the_kept_ones() {
+        let (sim, ranges) = origin_revalidating();
+        let shared = Shared::new(&sim);
+        let colo = crate::engine::simulated::SimColo::new(sim.clock.clone());
+        let a = shared.instance(&sim).with_colo(Some(colo.clone()));
+        let first = [("range", "bytes=0-99")];
+        let r = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/k", &first)));
+        assert_eq!(r.status, 206, "{}", status(&r));
+        sim.clock.advance_secs(3_650);
+        let head = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("HEAD", "/k", &[])));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        let kept_until = crate::time::Clock::now(&*sim.clock).plus_millis(3_660_000 * 9 / 8);
+        // Slice 2, asked for the first time.
+        let asked = ranges.borrow().len();
+        let later = [("range", "bytes=2100-2199")];
+        let r = sim
+            .clock
+            .block_on(serve(&a, &sim.clock, request("GET", "/k", &later)));
+        assert_eq!(r.body.as_deref(), Ok(&content()[2100..2200]));
+        assert_eq!(ranges.borrow().len(), asked + 1, "fetched by range");
+        let key = shared.slice_key_in_redis(&sim, &a, "/k", 1024, 2);
+        assert_eq!(shared.redis.expiry_of(&key), Some(kept_until));
+        let in_colo = colo.expiries("slice 2048-3072");
+        assert_eq!(in_colo.len(), 1, "{in_colo:?}");
+        assert_eq!(in_colo[0].1, kept_until);
     }
 
     /// A `504` for `only-if-cached` (a slice it needs is in no tier) is not a hit: the
