@@ -70,7 +70,7 @@ pub fn unstamp(value: &[u8]) -> Option<(i64, &[u8])> {
 }
 
 /// Decodes a colo entry: a whole entry, or the head of an object in slices (a chunked head
-/// of no chunks, [`Engine::encode_for_tier`]). A head with chunks is never written here,
+/// of no chunks, [`Engine::tier_encoding`]). A head with chunks is never written here,
 /// so it is corrupt, like anything that does not decode; an entry of a newer format (a
 /// newer version beside this one, during a deploy) is a miss, and not counted as corrupt.
 fn decode_colo_entry(encoded: &[u8], limits: &DecodeLimits) -> Result<CachedResponse, Unread> {

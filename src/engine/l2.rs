@@ -16,7 +16,7 @@
 //! - the head of an object stored in slices ([`super::read::Slicing`]) is written as a
 //!   chunked head of no chunks, which versions before slicing do not read (they would take
 //!   it for a complete, empty response); its slices are objects of their own, whose TTLs
-//!   (and their chunks') are extended when a `304` freshens the head ([`Engine::l2_extend`]);
+//!   (and their chunks') are extended when a `304` freshens the head (`Engine::l2_extend`);
 //! - an incomplete response (a `206`, RFC 9111 §3.3, [`crate::policy::partial`]) is written
 //!   as entry version 3 (4 for a chunked head), which versions before incomplete responses
 //!   read as a miss, never as the whole response ([`crate::entry`]);
@@ -464,13 +464,6 @@ impl<H: Host> Engine<H> {
         lifetimes(stored, now, &self.config.policy)
             .keep_until
             .millis_since(now)
-    }
-
-    /// What a tier behind L1 stores for `stored`: how long to keep it ([`Self::keep_ms`])
-    /// and its encoding ([`Self::tier_encoding`]). `None` when it is of no further use.
-    pub(crate) fn encode_for_tier(&self, stored: &CachedResponse) -> Option<(u64, Vec<u8>)> {
-        let ttl_ms = self.keep_ms(stored);
-        (ttl_ms > 0).then(|| (ttl_ms, self.tier_encoding(stored)))
     }
 
     /// The encoding of `stored` in a tier behind L1: for the head of an object in slices, a
