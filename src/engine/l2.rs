@@ -118,6 +118,14 @@ impl<H: Host> Engine<H> {
         format!("{}e{epoch}:obj:{cache_key}", self.config.l2.key_prefix)
     }
 
+    /// The shared-tier keys of the stored objects `cache_keys` in `epoch`.
+    fn l2_object_keys(&self, epoch: i64, cache_keys: &[String]) -> Vec<String> {
+        cache_keys
+            .iter()
+            .map(|key| self.l2_object_key(epoch, key))
+            .collect()
+    }
+
     /// The shared-tier key of chunk `index` of write `write_id` in `epoch`.
     fn l2_chunk_key(&self, epoch: i64, write_id: u64, index: usize) -> String {
         format!(
@@ -287,10 +295,7 @@ impl<H: Host> Engine<H> {
         };
         let chunk_ttl = ttl_ms.saturating_add(CHUNK_TTL_MARGIN_MS);
         for batch in cache_keys.chunks(KEYS_PER_CHECK) {
-            let keys: Vec<String> = batch
-                .iter()
-                .map(|key| self.l2_object_key(epoch, key))
-                .collect();
+            let keys = self.l2_object_keys(epoch, batch);
             let tier = self.l2_tier()?;
             let kinds = self
                 .l2_guarded(tier.get_prefixes(&keys, KIND_BYTES))
@@ -339,10 +344,7 @@ impl<H: Host> Engine<H> {
         let epoch = self.l2_epoch().await?;
         let mut held = Vec::with_capacity(cache_keys.len());
         for batch in cache_keys.chunks(KEYS_PER_CHECK) {
-            let keys: Vec<String> = batch
-                .iter()
-                .map(|key| self.l2_object_key(epoch, key))
-                .collect();
+            let keys = self.l2_object_keys(epoch, batch);
             let tier = self.l2_tier()?;
             let answers = self.l2_guarded(tier.exist(&keys)).await?;
             if answers.len() != keys.len() {
@@ -489,10 +491,7 @@ impl<H: Host> Engine<H> {
         let Some(epoch) = self.l2_epoch().await else {
             return;
         };
-        let keys: alloc::vec::Vec<String> = cache_keys
-            .iter()
-            .map(|k| self.l2_object_key(epoch, k))
-            .collect();
+        let keys = self.l2_object_keys(epoch, cache_keys);
         if let Some(tier) = self.l2_tier() {
             self.l2_guarded(tier.delete(&keys)).await;
         }

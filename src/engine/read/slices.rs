@@ -1755,6 +1755,62 @@ mod tests {
         assert_eq!(in_colo[0].1, kept_until);
     }
 
+    /// An origin cannot say the slices are kept already: `edgecache-slices-kept-until` on
+    /// its `200` and its `304`s is dropped, so a `304` keeps the slices on, and no client
+    /// ever sees the field.
+    #[test]
+    fn an_origin_cannot_set_until_when_slices_are_kept() {
+        let (sim, ranges) = origin_revalidating();
+        let mut inner = sim.script.borrow_mut().answerer.take().unwrap();
+        sim.script.borrow_mut().answerer = Some(Box::new(move |req| match inner(req) {
+            (Answer::Respond(status, mut fields, body), delay) => {
+                let forged = (
+                    String::from(super::SLICES_KEPT_FIELD),
+                    String::from("99999999999999"),
+                );
+                fields.push(forged);
+                (Answer::Respond(status, fields, body), delay)
+            }
+            other => other,
+        }));
+        let engine = sim.engine(config()).unwrap();
+        let whole = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/f", &[])));
+        assert_eq!(whole.body.as_deref(), Ok(content().as_str()));
+        sim.clock.advance_secs(3_650);
+        let head = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("HEAD", "/f", &[])));
+        assert_eq!(head.status, 200, "{}", status(&head));
+        sim.clock.advance_secs(15);
+        let asked = ranges.borrow().len();
+        let only = [
+            ("range", "bytes=2100-2199"),
+            ("cache-control", "only-if-cached"),
+        ];
+        let r = sim
+            .clock
+            .block_on(serve(&engine, &sim.clock, request("GET", "/f", &only)));
+        assert_eq!(r.status, 206, "{} {:?}", status(&r), r.body);
+        assert_eq!(ranges.borrow().len(), asked, "no slice fetched again");
+        // Kept as long as the head (an eighth longer), not until the origin's made-up time.
+        let key = key_of(&engine, "/f");
+        let slicing = super::Slicing {
+            slice_bytes: 1024,
+            length: SIZE as u64,
+        };
+        let slice = super::slice_key(&key, &slicing.bytes_of(2));
+        let until = engine
+            .state
+            .with(|s| s.l1.peek(&slice).map(|e| e.windows.expires_at()));
+        let day = crate::time::Clock::now(&*sim.clock).plus_secs(86_400);
+        assert!(until.is_some_and(|u| u < day), "{until:?}");
+        for response in [&whole, &head, &r] {
+            assert!(response.fields.get_str(super::SLICES_KEPT_FIELD).is_none());
+        }
+    }
+
     /// A `504` for `only-if-cached` (a slice it needs is in no tier) is not a hit: the
     /// head found in L1 is not counted as served (neither `l1_hits` nor `partial_hits`).
     #[test]
@@ -2090,13 +2146,12 @@ mod tests {
         object_origin(length as usize, 60, 8192, |_| b'z').0
     }
 
-    /// Review (120d6b0): the cost of a `304` that freshens a sliced head followed the
-    /// length the origin declared, on every `304`. One slice of an 8 MiB object in 1 KiB
-    /// slices (the minimum `limits.slice_bytes`) is stored; each client request with
-    /// `Cache-Control: no-cache` revalidated the head and sent Redis a `PEXPIRE` for each
-    /// of its 8,192 slices. Now the slices are kept anew only once the head's windows
-    /// outrun those they were kept for (here: none of these `304`s), and an object of more
-    /// than [`super::MAX_SLICES`] slices (64 MiB here) is not sliced at all: passed through.
+    /// The cost of a `304` that freshens a sliced head follows what is stored, not the
+    /// length the origin declared. One slice of an 8 MiB object in 1 KiB slices (the
+    /// minimum `limits.slice_bytes`) is stored; the first `no-cache` `304` keeps the slices
+    /// (one key asked about per slice), the next ones do nothing while that lasts; an
+    /// object of more than [`super::MAX_SLICES`] slices (64 MiB here) is passed through.
+    /// (A review of 120d6b0 found 8,192 `PEXPIRE`s sent for every such `304`.)
     #[test]
     fn a_freshened_head_costs_what_is_stored_not_what_is_declared() {
         let sim = origin_declaring(8 << 20);
@@ -2168,17 +2223,14 @@ mod tests {
         fields
     }
 
-    /// Review (120d6b0), the colo tier without the shared tier (`local+expiry`): a slice
-    /// rewritten for a freshened head is stamped with the time of the rewrite, not with
-    /// when its bytes were fetched, so it passes every check meant to keep a purged slice
-    /// out: the purging isolate's own record (it covers entries stamped before it) and the
-    /// head's `received_at` ([`Engine::colo_find_slice`]). Here the origin's bytes change
-    /// under the same `ETag` (an nginx `mtime-size` ETag of a file rewritten within a
-    /// second: what a purge is for); isolate `b` purges the URL, isolate `a`, whose L1
-    /// still holds the old slices (other isolates' L1 learn of a purge only by expiry),
-    /// revalidates its head (`304`) and writes them back to the colo tier stamped after the
-    /// purge; `b`, the isolate that purged, then serves the old bytes. Before 120d6b0 the
-    /// old slices had expired from the colo tier (60 s cap), and `b` fetched slice 2 anew.
+    /// The colo tier without the shared tier (`local+expiry`): a slice written again for a
+    /// freshened head is stamped with when its bytes were fetched, so a purge made since
+    /// covers it. Here the origin's bytes change under the same `ETag` (an nginx
+    /// `mtime-size` ETag of a file rewritten within a second: what a purge is for); isolate
+    /// `b` purges the URL; isolate `a`, whose L1 still holds the old slices (other
+    /// isolates' L1 learn of a purge only by expiry), revalidates its head (`304`); `b` then
+    /// fetches slice 2 anew. (A review of 120d6b0 found the rewrite stamped with its own
+    /// time, which passed every check, and `b` served the old bytes.)
     #[test]
     fn a_rewritten_slice_does_not_outlive_a_purge_in_the_colo_tier() {
         rewritten_slice_after_a_purge(false);
@@ -2237,13 +2289,11 @@ mod tests {
         );
     }
 
-    /// Review (120d6b0): `l2_extend` decides which slices are chunked from its own
-    /// `l2.chunk_bytes`, not from what Redis holds. An instance configured with larger
-    /// chunks than the writer's (a rolling change of `l2.chunk_bytes`) extends the slices'
-    /// chunked heads but not their chunks: each head outlives its chunks (what "chunks
-    /// first" is meant to prevent), and the slices are gone for every instance while their
-    /// head is fresh. (The other way round, it `MGET`s whole slices, 256 per reply: up to
-    /// 256 MiB at the default 1 MiB slices.)
+    /// What `l2_extend` extends is what Redis holds, not what this instance's
+    /// `l2.chunk_bytes` would have written: an instance with larger chunks than the writer's
+    /// (a rolling change of `l2.chunk_bytes`) still extends the slices' chunks with their
+    /// heads, so no head outlives its chunks. (A review of 120d6b0 found it chose by its own
+    /// configuration.)
     #[test]
     fn slices_live_on_whatever_chunk_size_the_extender_has() {
         let (sim, _ranges) = origin_revalidating();
@@ -2296,13 +2346,11 @@ mod tests {
         );
     }
 
-    /// Review (120d6b0), purge-log mode: the slices L1 holds are collected once, then
-    /// written to the colo tier one `put` (an await) after another, each stamped with the
-    /// purge position the isolate has reached *at its write*. A purge the isolate applies
-    /// meanwhile (another request's sync) drops them from L1, but the slices already
-    /// collected are then written stamped after it, and no reader's check covers them: a
-    /// purged slice is back in the colo tier. (The head's own `WriteColo` has the same
-    /// race, over one write; the rewrite holds it open across every slice.)
+    /// Purge-log mode: the colo rewrite stamps every slice with the purge position reached
+    /// before L1 is read, so a purge this isolate applies while the rewrite awaits its
+    /// `put`s (another request's sync) is after their stamp and covers them. (A review of
+    /// 120d6b0 found each stamped at its own write, after the purge: a purged slice back in
+    /// the colo tier.)
     #[test]
     fn a_purge_applied_during_the_colo_rewrite_is_not_undone() {
         let (sim, ranges) = origin_revalidating();
@@ -2364,16 +2412,13 @@ mod tests {
         object_origin(SIZE, max_age, SIZE, move |i| body[i])
     }
 
-    /// Review (d59c389): the skip rule of [`Engine::slices_to_keep`] lets a `304` leave the
-    /// slices kept up to an eighth of the head's remaining life short of the head's keep
-    /// time; when that eighth exceeds what the head keeps past its freshness (the validator
-    /// retention, or the stale windows), the slices expire while the head is *fresh*: the
-    /// original bug, back. Default policy (1 h retention), `max-age=86400`: a `304` keeps
-    /// the slices until +90,000 s; a client's `no-cache` 11,000 s later (a `304`) makes the
-    /// head fresh until +97,400 s but is skipped (90,000 + 11,250 >= 101,000); at +95,000 s
-    /// the head is fresh and its slices are gone from L1 (and Redis): fetched by range.
-    /// With `validator_retention_secs = 0` the same happens with `max-age=60` and a `304`
-    /// 7 s after the first.
+    /// Slices kept on never expire before their fresh head, whatever its `max-age` and
+    /// validator retention: they are kept an eighth of its remaining life longer, and a
+    /// `304` skips the keep only while that covers its new keep time. (A review of d59c389
+    /// found a skip rule that let them fall up to an eighth short: with the default 1 h
+    /// retention and `max-age=86400`, a `no-cache` `304` 11,000 s after a keep was skipped
+    /// and at +95,000 s the fresh head's slices were fetched by range; with
+    /// `validator_retention_secs = 0`, the same with `max-age=60`.)
     #[test]
     fn a_skipped_keep_never_leaves_a_fresh_head_without_its_slices() {
         for (max_age, retention, later) in [(86_400, 3_600, 11_000), (60, 0, 7)] {
@@ -2422,13 +2467,11 @@ mod tests {
         }
     }
 
-    /// Review (d59c389): [`Engine::slices_to_keep`] marks the head kept-until before the
-    /// job that keeps the slices runs, whatever becomes of that job. Here Redis is down
-    /// while `a`'s job runs (the head's write and every `PEXPIRE` fail); it is back for the
-    /// next `304` (a client's `no-cache`, 30 s later), which writes the head to Redis
-    /// fresh, marked kept, and so skips the keep. The slices expire in Redis on the windows
-    /// they were written with while the head there is fresh: another instance fetches them
-    /// again by range (`only-if-cached`: a `504`).
+    /// A keep that failed (Redis down while the job runs) is not recorded on the head, so
+    /// the next `304` (a client's `no-cache`, 30 s later) keeps the slices again, and
+    /// another instance finds them in Redis. (A review of d59c389 found the head marked
+    /// before the job ran: the next `304` skipped, and the slices expired under a fresh
+    /// head.)
     #[test]
     fn a_failed_keep_is_not_recorded_as_kept() {
         let (sim, ranges) = origin_revalidating();
@@ -2467,13 +2510,11 @@ mod tests {
         assert_eq!(ranges.borrow().len(), asked);
     }
 
-    /// Review (d59c389): [`Slicing::of`] now refuses a head of more than
-    /// [`super::MAX_SLICES`] slices, but such heads are in Redis already: every version
-    /// since slicing (3ec4620 to 120d6b0) sliced objects of any length, and during a deploy
-    /// the versions before this one still do. This version reads such a head as what it
-    /// is encoded as, a chunked body of no chunks, with an empty body: not sliced, it is an
-    /// ordinary empty `200`, served as the object (and kept in L1 as it). Here the head of
-    /// a 64 MiB object in 1 KiB slices (65,536), as 120d6b0 wrote it.
+    /// A head of more than [`super::MAX_SLICES`] slices, as every version from 3ec4620 to
+    /// 120d6b0 wrote it (and older versions still do during a deploy), is a miss: never
+    /// served as the object, whose content it does not hold. Here the head of a 64 MiB
+    /// object in 1 KiB slices (65,536). (A review of d59c389 found it read as a chunked body
+    /// of no chunks and served as an empty `200`.)
     #[test]
     fn a_head_of_too_many_slices_from_an_earlier_version_is_not_an_empty_object() {
         const LENGTH: u64 = 64 << 20;

@@ -1193,10 +1193,9 @@ mod tests {
         assert_eq!(sim.fetches(), 4);
     }
 
-    /// Review (0fcf08a): an origin that declares a length and ends with none of its bytes
-    /// sent is a failed fill (run_fill: "sent 0 of the 12000 bytes"), yet the `Ok(None)` arm
-    /// of `read_body` still reserves the whole declared length in L1 first, evicting an
-    /// entry for a body it already knows it will not store.
+    /// An origin that declares a length and ends with none of its bytes sent is a failed
+    /// fill ("sent 0 of the 12000 bytes"), and takes no room in L1: nothing is evicted for
+    /// it. (A review of 0fcf08a found the whole declared length reserved at its end.)
     #[test]
     fn a_fill_that_ends_short_evicts_nothing_for_it() {
         let sim = origin(&[LENGTH], StreamEnd::Complete);
