@@ -20,6 +20,10 @@ export CARGO_HOME="${CARGO_HOME:-$HOME/.cargo}"
 export PATH="$CARGO_HOME/bin:$PATH"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export WRANGLER_SEND_METRICS=false
+# CI builds once from clean: incremental caches would only take disk (3+ GB of a ~10 GB target
+# directory once filled a CI machine). A developer's runs keep them.
+if [[ "${CI:-}" == true ]]; then export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"; fi
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # Feature sets. Each entry is one run; "" means default features. A feature is added
 # automatically once src/ has code behind it (`feature = "NAME"`), or list it here by hand.
@@ -40,7 +44,13 @@ PASSED=0 FAILED=0 IGNORED=0
 START_ALL=$SECONDS
 SELECTED=("$@")
 
-banner() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+# Free space where the build writes: a full disk fails a step with a misleading compile error.
+free_disk() {
+    local d="$TARGET_DIR"
+    while [[ ! -e "$d" ]]; do d="$(dirname "$d")"; done
+    df -h --output=avail "$d" 2>/dev/null | tail -1 | tr -d ' '
+}
+banner() { printf '\n==> [%s] %s (disk free: %s)\n' "$(date +%H:%M:%S)" "$*" "$(free_disk)"; }
 
 selected() {
     ((${#SELECTED[@]} == 0)) && return 0
@@ -58,6 +68,8 @@ finish() {
         printf '  %-6s %5ss  %s\n' "$status" "$secs" "$name"
     done
     printf '  total %ss; logs in %s\n' "$((SECONDS - START_ALL))" "$LOG_DIR"
+    printf '  disk: %s in %s; %s free there\n' "$(du -sh "$TARGET_DIR" 2>/dev/null | cut -f1)" \
+        "$TARGET_DIR" "$(free_disk)"
     if ((rc == 0)); then
         printf 'ALL STEPS PASSED\n'
     else
