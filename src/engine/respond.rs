@@ -189,13 +189,13 @@ pub(crate) fn reading_fill<B>(mut response: Response<B>, reader: FillReader) -> 
 /// buffered from the origin) is ranged, and so is a fill of declared length, for a single
 /// range (read from the fill as its bytes arrive); other streams, and several ranges of a
 /// fill, are sent whole (a server may ignore `Range`, §14.2; several ranges of an object in
-/// slices are assembled, [`multipart_of_assembled`]). An incomplete stored response
+/// slices are assembled, [`ranged_for_assembly`]). An incomplete stored response
 /// (RFC 9111 §3.3) is cut to the range asked for when it holds it ([`partial_of_partial`]),
 /// and otherwise sent as it is (the origin's answer, when it filled the cache).
 pub(crate) fn ranged<B>(
     method: &str,
     request_headers: &Headers,
-    mut response: Response<B>,
+    response: Response<B>,
     boundary: impl FnOnce() -> String,
 ) -> Response<B> {
     if let Body::Cached(stored) = &response.body {
@@ -214,7 +214,19 @@ pub(crate) fn ranged<B>(
         },
         Body::Empty | Body::Slice(..) | Body::Stream(_) => return response,
     };
-    let parts = match range_decision(method, request_headers, &response, complete) {
+    let decision = range_decision(method, request_headers, &response, complete);
+    apply_range(response, decision, complete, boundary)
+}
+
+/// `response` (complete, `complete` bytes of content, about to be sent) as the range
+/// `decision` made for it says ([`ranged`]).
+fn apply_range<B>(
+    mut response: Response<B>,
+    decision: Ranged,
+    complete: u64,
+    boundary: impl FnOnce() -> String,
+) -> Response<B> {
+    let parts = match decision {
         Ranged::Whole => return response,
         Ranged::Unsatisfiable => {
             let mut fields = response.take_fields();
@@ -358,22 +370,24 @@ fn multipart_response<B>(
     layout
 }
 
-/// For the response to a request for several ranges of content `complete` bytes long that
-/// is assembled later (an object in slices): `response` made the head of its
-/// `multipart/byteranges` `206` and the layout of its body ([`multipart_response`]), when
-/// the one range decision says several ranges; `None` otherwise ([`ranged`] then applies).
-pub(crate) fn multipart_of_assembled<B>(
+/// The response to a range request for content `complete` bytes long that is assembled
+/// later (an object in slices), with the one range decision made once: for several ranges,
+/// `response` made the head of its `multipart/byteranges` `206` and the layout of its body,
+/// ([`multipart_response`]); otherwise `response` as [`ranged`] makes it, and no
+/// layout. Its body is a fill of declared length `complete` (the stand-in of the object).
+pub(crate) fn ranged_for_assembly<B>(
     method: &str,
     request_headers: &Headers,
-    response: &mut Response<B>,
+    mut response: Response<B>,
     complete: u64,
     boundary: impl FnOnce() -> String,
-) -> Option<Vec<Segment>> {
-    match range_decision(method, request_headers, response, complete) {
+) -> (Response<B>, Option<Vec<Segment>>) {
+    match range_decision(method, request_headers, &response, complete) {
         Ranged::Partial(parts) if parts.len() > 1 => {
-            Some(multipart_response(response, &parts, complete, &boundary()))
+            let layout = multipart_response(&mut response, &parts, complete, &boundary());
+            (response, Some(layout))
         }
-        _ => None,
+        decision => (apply_range(response, decision, complete, boundary), None),
     }
 }
 

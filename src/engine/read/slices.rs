@@ -16,7 +16,7 @@
 //!
 //! A client's `Range` is decided once on the complete length ([`respond::ranged`]) and only
 //! the slices it covers are read; several ranges make one `multipart/byteranges` body
-//! ([`respond::multipart_of_assembled`]) whose parts are read from their slices. Purges
+//! ([`respond::ranged_for_assembly`]) whose parts are read from their slices. Purges
 //! reach the slices: they carry the head's purge tags and its URL's tag.
 
 use alloc::boxed::Box;
@@ -283,17 +283,16 @@ impl<H: Host> Engine<H> {
         let boundary = || format!("edgecache-{:016x}", self.runtime.random_u64());
         let mut multipart = None;
         if head.asks_for_a_range() {
-            multipart = respond::multipart_of_assembled(
+            // One range decision for both: several ranges, or one (or none) cut as any is.
+            let response;
+            (response, multipart) = respond::ranged_for_assembly(
                 "GET",
                 head.headers(),
-                &mut handled.response,
+                handled.response,
                 slicing.length,
                 boundary,
             );
-            if multipart.is_none() {
-                handled.response =
-                    respond::ranged("GET", head.headers(), handled.response, boundary);
-            }
+            handled.response = response;
         }
         let segments = match multipart {
             Some(layout) => layout,
