@@ -114,12 +114,14 @@ impl<H: Host> Engine<H> {
     /// the complete response like any other. The content of an object stored in slices is
     /// assembled from them ([`slices`]).
     pub(crate) async fn read(&self, head: RequestView) -> Handled<H::Body> {
-        let (mut handled, served) = self.read_whole(&head).await;
+        // The key, computed once: the lookup and an object in slices use it.
+        let key = self.key_for(&head);
+        let (mut handled, served) = self.read_whole(&head, &key).await;
         if let Body::Cached(stored) = &handled.response.body {
             if let Some(slicing) = Slicing::of(stored) {
                 let stored = stored.clone();
                 return self
-                    .serve_slices(&head, handled, stored, slicing, None, served)
+                    .serve_slices(&head, &key, handled, stored, slicing, None, served)
                     .await;
             }
         }
@@ -138,11 +140,14 @@ impl<H: Host> Engine<H> {
 
     /// Serves a `GET` or `HEAD` with the complete response; with what it counts when it is
     /// served from a stored response ([`Served`]), which the caller counts once it is final.
-    async fn read_whole(&self, head: &RequestView) -> (Handled<H::Body>, Option<Served>) {
-        let key = self.key_for(head);
+    async fn read_whole(
+        &self,
+        head: &RequestView,
+        key: &str,
+    ) -> (Handled<H::Body>, Option<Served>) {
         let now = self.runtime.now();
         let candidate = self
-            .l1_find(&key, head.headers(), now)
+            .l1_find(key, head.headers(), now)
             .map(|stored| Candidate {
                 evaluation: self.evaluate(head, &stored, now),
                 stored,
@@ -163,22 +168,22 @@ impl<H: Host> Engine<H> {
                 // for; the origin's answer replaces it (RFC 9211 §2.2 `fwd=partial`).
                 Reuse::Incomplete => (None, Forward::Partial),
                 _ => {
-                    let (handled, served) = self.serve_candidate(head, &key, c);
+                    let (handled, served) = self.serve_candidate(head, key, c);
                     return (handled, Some(served));
                 }
             },
             None => (None, Forward::UriMiss),
         };
         // A response being stored as it arrives serves this request too, from its first byte.
-        if let Some(handled) = self.join_fill(head, &key, fwd) {
+        if let Some(handled) = self.join_fill(head, key, fwd) {
             return (handled, None);
         }
         if RequestDirectives::from_headers(head.headers()).only_if_cached {
             // RFC 9111 §5.2.1.7: use a stored response or answer 504, never the origin, not
             // even to revalidate a stale one (`candidate`, which the request did not accept).
-            if let Some(c) = Box::pin(self.shared_lookup(head, &key)).await {
+            if let Some(c) = Box::pin(self.shared_lookup(head, key)).await {
                 if c.usable() {
-                    let (handled, served) = self.serve_candidate(head, &key, c);
+                    let (handled, served) = self.serve_candidate(head, key, c);
                     return (handled, Some(served));
                 }
             }
@@ -187,7 +192,7 @@ impl<H: Host> Engine<H> {
             return (Handled::now(refused), None);
         }
         // A miss, boxed: a hit's future need not carry room for a fetch.
-        let handled = Box::pin(self.fetch_coalesced(head, key, candidate, fwd)).await;
+        let handled = Box::pin(self.fetch_coalesced(head, String::from(key), candidate, fwd)).await;
         (handled, None)
     }
 

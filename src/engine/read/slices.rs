@@ -244,9 +244,11 @@ impl<H: Host> Engine<H> {
     /// for `only-if-cached` (RFC 9111 §5.2.1.7), a `504` when a slice it needs is in no
     /// tier ([`Self::slices_held`], decided here once, before any byte is sent). `served`:
     /// what it counts as served from the stored head, counted unless it is refused.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn serve_slices(
         &self,
         head: &RequestView,
+        key: &str,
         handled: Handled<H::Body>,
         entry: Arc<CachedResponse>,
         slicing: Slicing,
@@ -254,7 +256,7 @@ impl<H: Host> Engine<H> {
         served: Option<super::Served>,
     ) -> Handled<H::Body> {
         match self
-            .plan_slices(head, handled, entry, slicing, source)
+            .plan_slices(head, key, handled, entry, slicing, source)
             .await
         {
             Ok(planned) => {
@@ -271,6 +273,7 @@ impl<H: Host> Engine<H> {
     async fn plan_slices(
         &self,
         head: &RequestView,
+        key: &str,
         mut handled: Handled<H::Body>,
         entry: Arc<CachedResponse>,
         slicing: Slicing,
@@ -311,16 +314,15 @@ impl<H: Host> Engine<H> {
                 }
             }
         };
-        let key = self.key_for(head);
         // RFC 9111 §5.2.1.7: only what is stored, or 504 — so every slice it needs must be
         // in a tier of this cache now, and none is fetched from the origin later.
         let cached_only = RequestDirectives::from_headers(head.headers()).only_if_cached;
-        if cached_only && !self.slices_held(&key, &entry, slicing, &segments).await {
+        if cached_only && !self.slices_held(key, &entry, slicing, &segments).await {
             let entry = self.statuses.note(Some("only-if-cached"));
             let response = respond::error(504, "not in cache (only-if-cached)", entry);
             return Err(Handled::now(response));
         }
-        if let Some(body) = self.within_one_slice_in_l1(&key, &entry, slicing, &segments) {
+        if let Some(body) = self.within_one_slice_in_l1(key, &entry, slicing, &segments) {
             handled.response.body = body;
             handled.response.source = crate::engine::Source::Cache;
             return Ok(handled);
@@ -343,7 +345,7 @@ impl<H: Host> Engine<H> {
         };
         let assembly = Assembly {
             head: head.clone(),
-            key,
+            key: String::from(key),
             entry,
             slicing,
             segments,
