@@ -76,18 +76,27 @@ pub fn unsatisfied_range(complete: u64) -> String {
 /// Parses a `Range` value (RFC 9110 §14.1.1). `None` when it is not a valid `bytes`
 /// ranges-specifier (which the server ignores, §14.2).
 pub fn parse(value: &str) -> Option<Vec<RangeSpec>> {
-    let (unit, set) = value.split_once('=')?;
-    if !unit.trim_matches([' ', '\t']).eq_ignore_ascii_case("bytes") {
+    parse_bytes(value.as_bytes())
+}
+
+/// [`parse`] on the field's bytes. Every byte of a valid value is ASCII (`bytes`, `=`, `,`,
+/// `-`, digits, SP and HTAB), so a value that is not UTF-8 is not valid either; and
+/// splitting on ASCII bytes is splitting on those characters. Byte by byte rather than
+/// with `str` patterns: a range hit parses its `Range` on every request.
+pub fn parse_bytes(value: &[u8]) -> Option<Vec<RangeSpec>> {
+    let eq = value.iter().position(|&b| b == b'=')?;
+    if !trim_ows(&value[..eq]).eq_ignore_ascii_case(b"bytes") {
         return None;
     }
     let mut specs = Vec::new();
     // `1#range-spec`: empty list elements are allowed and skipped (RFC 9110 §5.6.1.2).
-    for element in set.split(',') {
-        let element = element.trim_matches([' ', '\t']);
+    for element in value[eq + 1..].split(|&b| b == b',') {
+        let element = trim_ows(element);
         if element.is_empty() {
             continue;
         }
-        let (first, last) = element.split_once('-')?;
+        let dash = element.iter().position(|&b| b == b'-')?;
+        let (first, last) = (&element[..dash], &element[dash + 1..]);
         let spec = if first.is_empty() {
             RangeSpec::Suffix(digits(last)?)
         } else {
@@ -108,12 +117,20 @@ pub fn parse(value: &str) -> Option<Vec<RangeSpec>> {
     (!specs.is_empty()).then_some(specs)
 }
 
+/// `s` without leading and trailing optional whitespace (SP, HTAB; RFC 9110 §5.6.3).
+fn trim_ows(s: &[u8]) -> &[u8] {
+    let ows = |b: &u8| matches!(b, b' ' | b'\t');
+    let start = s.iter().position(|b| !ows(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &s[start..end]
+}
+
 /// `1*DIGIT`; values beyond `u64` saturate (they are beyond any length).
-fn digits(s: &str) -> Option<u64> {
-    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+fn digits(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    Some(s.bytes().fold(0u64, |n, b| {
+    Some(s.iter().fold(0u64, |n, &b| {
         n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
     }))
 }
@@ -245,7 +262,7 @@ pub fn requested(
     let (Some(value), None) = (lines.next(), lines.next()) else {
         return Ranged::Whole;
     };
-    let Some(specs) = core::str::from_utf8(value).ok().and_then(parse) else {
+    let Some(specs) = parse_bytes(value) else {
         return Ranged::Whole;
     };
     if let Some(if_range) = request_headers.get_str("if-range") {
@@ -284,6 +301,99 @@ mod tests {
             parse("bytes=0-99999999999999999999999"),
             Some(alloc::vec![from(0, Some(u64::MAX))])
         );
+    }
+
+    /// The parser as it was written with `str` patterns, before it worked on bytes: the
+    /// byte parser must agree with it on every value.
+    fn parse_with_str_patterns(value: &str) -> Option<Vec<RangeSpec>> {
+        fn digits(s: &str) -> Option<u64> {
+            if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            Some(s.bytes().fold(0u64, |n, b| {
+                n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+            }))
+        }
+        let (unit, set) = value.split_once('=')?;
+        if !unit.trim_matches([' ', '\t']).eq_ignore_ascii_case("bytes") {
+            return None;
+        }
+        let mut specs = Vec::new();
+        for element in set.split(',') {
+            let element = element.trim_matches([' ', '\t']);
+            if element.is_empty() {
+                continue;
+            }
+            let (first, last) = element.split_once('-')?;
+            let spec = if first.is_empty() {
+                RangeSpec::Suffix(digits(last)?)
+            } else {
+                let first = digits(first)?;
+                let last = if last.is_empty() {
+                    None
+                } else {
+                    Some(digits(last)?)
+                };
+                if last.is_some_and(|last| last < first) {
+                    return None;
+                }
+                RangeSpec::From { first, last }
+            };
+            specs.push(spec);
+        }
+        (!specs.is_empty()).then_some(specs)
+    }
+
+    /// The byte parser agrees with the `str` one on many values made of the characters
+    /// that matter (and some that do not, a multi-byte one among them), and refuses values
+    /// that are not UTF-8, which `requested` used to refuse before parsing.
+    #[test]
+    fn the_byte_parser_agrees_with_the_str_parser() {
+        let alphabet = [
+            "b",
+            "bytes",
+            "BYTES",
+            "=",
+            "-",
+            ",",
+            " ",
+            "\t",
+            "0",
+            "1",
+            "7",
+            "99",
+            "x",
+            "\u{e9}",
+            "18446744073709551616",
+            "0-1",
+            "5-",
+            "-3",
+            "12-40",
+            ", ",
+        ];
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = 0;
+        for _ in 0..200_000 {
+            let mut value = String::new();
+            if next() % 2 == 0 {
+                value.push_str("bytes=");
+            }
+            for _ in 0..next() % 9 {
+                value.push_str(alphabet[(next() % alphabet.len() as u64) as usize]);
+            }
+            let parsed = parse(&value);
+            assert_eq!(parsed, parse_with_str_patterns(&value), "{value:?}");
+            valid += usize::from(parsed.is_some());
+        }
+        assert!(valid > 5_000, "valid values too rare to compare: {valid}");
+        assert_eq!(parse_bytes(b"bytes=0-1\xff"), None);
+        assert_eq!(parse_bytes(b"bytes\xff=0-1"), None);
     }
 
     #[test]
