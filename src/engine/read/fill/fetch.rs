@@ -236,7 +236,7 @@ impl<H: Host> Engine<H> {
                     Some((stored, slicing)) => {
                         self.serve_slices(
                             head,
-                            &self.key_for(head),
+                            key,
                             handled,
                             stored,
                             slicing,
