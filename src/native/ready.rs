@@ -1,7 +1,8 @@
 //! What the native host keeps to send a stored entry's hits fast, beside the engine's L1
 //! rather than in the entry: the served fields as a header map (cloning it shares the values
 //! instead of copying them) and, for bodies of at least [`sendfile::MIN_LEN`] bytes, a sealed
-//! file copy to send with `sendfile` ([`sendfile`]). Built on an entry's first plain hit.
+//! file copy to send with `sendfile` ([`sendfile`]). Built on an entry's first plain hit; a
+//! body that found the copies' budget full then gets its copy on a later hit, once one fits.
 //!
 //! Records are keyed by the entry's address and hold a `Weak` to it: while the `Weak` lives
 //! the address cannot be reused, and a record whose entry is gone is found dead and dropped
@@ -71,12 +72,24 @@ impl ReadyEntries {
         }
     }
 
-    /// The ready form of `stored`, built now if it has none.
+    /// The ready form of `stored`, built now if it has none. A form built without the file
+    /// copy its body should have (the budget was full then) gets one as soon as a copy fits:
+    /// otherwise a hot entry stored while the budget was full would be written from memory
+    /// for as long as it lives, while colder ones kept their copies.
     pub fn get_or_build(&self, stored: &Arc<CachedResponse>) -> Arc<Ready> {
-        if let Some(ready) = self.get(stored) {
-            return ready;
-        }
-        let ready = Arc::new(self.build(stored));
+        let ready = match self.get(stored) {
+            Some(ready) if ready.file.is_some() || !self.may_have_a_file(stored) => {
+                return ready;
+            }
+            Some(ready) => match self.files.seal(&stored.body) {
+                Some(file) => Arc::new(Ready {
+                    fields: ready.fields.clone(),
+                    file: Some(Arc::new(file)),
+                }),
+                None => return ready,
+            },
+            None => Arc::new(self.build(stored)),
+        };
         let mut shard = self.shard(stored);
         if shard.records.len() >= shard.prune_at {
             shard.prune();
@@ -87,6 +100,11 @@ impl ReadyEntries {
         };
         shard.records.insert(key(stored), record);
         ready
+    }
+
+    /// Whether `stored`'s body is one to send from a file copy, and one would fit now.
+    fn may_have_a_file(&self, stored: &CachedResponse) -> bool {
+        stored.body.len() >= sendfile::MIN_LEN && self.files.has_room_for(stored.body.len())
     }
 
     /// The ready form of `stored`, if a hit has built one.
@@ -217,6 +235,32 @@ mod tests {
             first.file.is_none(),
             "no file copies without the system calls"
         );
+    }
+
+    /// A body that found the file budget full is sent from memory until a copy fits, then
+    /// gets one on its next hit (not only once its entry is stored again).
+    #[test]
+    fn a_body_without_a_file_copy_gets_one_once_the_budget_has_room() {
+        let Some(syscalls) = crate::native::zero_copy::syscalls() else {
+            return;
+        };
+        let len = sendfile::MIN_LEN;
+        let table = ReadyEntries::new(FileCopies::new(Some(syscalls), len));
+        let first = entry(len);
+        let second = entry(len);
+        assert!(table.get_or_build(&first).file.is_some());
+        let without = table.get_or_build(&second);
+        assert!(without.file.is_none(), "the budget holds one copy");
+        assert!(
+            table.get_or_build(&second).file.is_none(),
+            "still full: asked again, none made"
+        );
+        drop(first);
+        table.prune();
+        let with = table.get_or_build(&second);
+        assert!(with.file.is_some(), "the freed budget is used");
+        assert_eq!(with.fields, without.fields);
+        assert!(Arc::ptr_eq(&with, &table.get_or_build(&second)), "kept");
     }
 
     #[test]

@@ -123,6 +123,16 @@ impl FileCopies {
         }
     }
 
+    /// Whether a copy of `len` bytes would fit within the bounds now: a hint, two loads,
+    /// for a body that has none to ask again; [`Self::seal`] decides.
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.syscalls.as_ref().is_some_and(|sys| {
+            let open = self.open.load(Ordering::Relaxed);
+            let held = self.held.load(Ordering::Relaxed);
+            within_bounds(open, sys.max_files, held, len, self.budget)
+        })
+    }
+
     /// How many file copies exist now.
     pub fn open_files(&self) -> usize {
         self.open.load(Ordering::Relaxed)
