@@ -1299,6 +1299,74 @@ mod tests {
         assert_eq!(r.fields.get_str("content-range"), Some("bytes */5000"));
     }
 
+    /// The one range decision for an object in slices (`ranged_for_assembly`) answers as
+    /// the decision for the same object stored whole does, on a miss and on a hit: status,
+    /// `Content-Range`, `Content-Type` and content (a multipart body's boundary aside), for
+    /// single ranges, suffixes, several ranges, overlaps, `416`, invalid values and `If-Range`.
+    #[test]
+    fn ranges_of_an_object_in_slices_answer_as_those_of_one_stored_whole() {
+        fn answer(r: &crate::engine::simulated::Received) -> (u16, String, String, String) {
+            let field = |name| String::from(r.fields.get_str(name).unwrap_or("-"));
+            let mut body = r
+                .body
+                .clone()
+                .unwrap_or_else(|e| alloc::format!("cut: {e:?}"));
+            let mut content_type = field("content-type");
+            if let Some((_, boundary)) = content_type.split_once("boundary=") {
+                body = body.replace(boundary, "B");
+                content_type = content_type.replace(boundary, "B");
+            }
+            (r.status, field("content-range"), content_type, body)
+        }
+        let cases: &[&[(&str, &str)]] = &[
+            &[("range", "bytes=0-0")],
+            &[("range", "bytes=2000-2100")],
+            &[("range", "bytes=-10")],
+            &[("range", "bytes=4990-")],
+            &[("range", "bytes=0-")],
+            &[("range", "bytes=6000-")],
+            &[("range", "bytes=-0")],
+            &[("range", "bytes=0-1,3000-3010")],
+            &[("range", "bytes=0-10,5-20")],
+            &[("range", "bytes=100-199,1000-1099,-5")],
+            &[("range", "Bytes = 0-0 , -1,,")],
+            &[("range", "bytes=x")],
+            &[("range", "items=0-1")],
+            &[("range", "bytes=0-1"), ("if-range", "\"v1\"")],
+            &[("range", "bytes=0-1"), ("if-range", "\"v2\"")],
+            &[("range", "bytes=0-1,10-20"), ("if-range", "\"v2\"")],
+            &[("range", "bytes=0-1"), ("range", "bytes=2-3")],
+        ];
+        let mut statuses = Vec::new();
+        for &asked in cases {
+            let etag = || Rc::new(RefCell::new("\"v1\""));
+            let (sim, _) = origin(etag(), true);
+            let whole = sim.engine(EngineConfig::default()).unwrap();
+            sim.clock
+                .block_on(serve(&whole, &sim.clock, request("GET", "/o", &[])));
+            let expected =
+                sim.clock
+                    .block_on(serve(&whole, &sim.clock, request("GET", "/o", asked)));
+            assert!(status(&expected).contains("hit"), "{}", status(&expected));
+            let multipart = expected
+                .fields
+                .get_str("content-type")
+                .is_some_and(|t| t.starts_with("multipart/byteranges"));
+            statuses.push((expected.status, multipart));
+            let (sim, _) = origin(etag(), true);
+            let sliced = sim.engine(config()).unwrap();
+            for attempt in ["miss", "hit"] {
+                let got =
+                    sim.clock
+                        .block_on(serve(&sliced, &sim.clock, request("GET", "/o", asked)));
+                assert_eq!(answer(&got), answer(&expected), "{attempt}: {asked:?}");
+            }
+        }
+        for kind in [(200, false), (206, false), (206, true), (416, false)] {
+            assert!(statuses.contains(&kind), "{kind:?} among {statuses:?}");
+        }
+    }
+
     /// A range inside one slice that L1 holds is sent from that slice as any range of a
     /// stored body (no assembly job, counted as cache bytes); a range across two slices is
     /// still assembled. Both are the right bytes.
