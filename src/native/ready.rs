@@ -263,6 +263,33 @@ mod tests {
         assert!(Arc::ptr_eq(&with, &table.get_or_build(&second)), "kept");
     }
 
+    /// The budget a gone entry's copy holds is freed for a body without a copy even when no
+    /// new entry is hit: the records of entries evicted from L1 keep their files until a
+    /// prune, and nothing but a new entry's first hit (or a shard growing) pruned them, so
+    /// a hot body without a copy was written from memory for as long as the hot set stayed.
+    #[test]
+    fn budget_held_by_gone_entries_reaches_a_body_without_a_copy() {
+        let Some(syscalls) = crate::native::zero_copy::syscalls() else {
+            return;
+        };
+        let len = sendfile::MIN_LEN;
+        let table = ReadyEntries::new(FileCopies::new(Some(syscalls), len));
+        let first = entry(len);
+        let second = entry(len);
+        assert!(table.get_or_build(&first).file.is_some());
+        assert!(
+            table.get_or_build(&second).file.is_none(),
+            "the budget holds one copy"
+        );
+        // Evicted: its record, and its file, stay until a prune. No prune by hand here.
+        drop(first);
+        let hits_to_copy = (1..=4096).find(|_| table.get_or_build(&second).file.is_some());
+        assert!(
+            hits_to_copy.is_some(),
+            "the gone entry's copy still holds the budget after 4096 hits"
+        );
+    }
+
     #[test]
     fn records_of_gone_entries_are_pruned_and_never_mistaken() {
         let table = ReadyEntries::new(FileCopies::new(None, usize::MAX));
