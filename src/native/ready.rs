@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use bytes::Bytes;
@@ -23,6 +24,10 @@ use crate::entry::CachedResponse;
 
 /// Shards of the table (a hit locks one).
 const SHARDS: usize = 16;
+
+/// Hits of bodies without a file copy that found the budget full before one prunes the
+/// records of gone entries, whose copies may hold it: a prune locks every shard.
+const PRUNE_AFTER_FULL_HITS: usize = 1024;
 
 /// What a hit of one entry sends.
 pub struct Ready {
@@ -49,6 +54,9 @@ pub enum FileCopy {
 pub struct ReadyEntries {
     shards: Vec<Mutex<Shard>>,
     files: Arc<FileCopies>,
+    /// Hits of bodies without a file copy that found the budget full since the last prune
+    /// they made.
+    full_hits: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -69,6 +77,7 @@ impl ReadyEntries {
         ReadyEntries {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             files,
+            full_hits: AtomicUsize::new(0),
         }
     }
 
@@ -103,8 +112,26 @@ impl ReadyEntries {
     }
 
     /// Whether `stored`'s body is one to send from a file copy, and one would fit now.
+    /// Copies of entries that are gone (evicted from L1) hold the budget until their records
+    /// are pruned, which otherwise only a new entry's first hit or a growing shard brings:
+    /// one hit in [`PRUNE_AFTER_FULL_HITS`] that finds it full prunes first.
     fn may_have_a_file(&self, stored: &CachedResponse) -> bool {
-        stored.body.len() >= sendfile::MIN_LEN && self.files.has_room_for(stored.body.len())
+        let len = stored.body.len();
+        if len < sendfile::MIN_LEN {
+            return false;
+        }
+        if self.files.has_room_for(len) {
+            return true;
+        }
+        // No copy open (or none can be made): a prune would free nothing.
+        if self.files.open_files() == 0
+            || self.full_hits.fetch_add(1, Ordering::Relaxed) + 1 < PRUNE_AFTER_FULL_HITS
+        {
+            return false;
+        }
+        self.full_hits.store(0, Ordering::Relaxed);
+        self.prune();
+        self.files.has_room_for(len)
     }
 
     /// The ready form of `stored`, if a hit has built one.
