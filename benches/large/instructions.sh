@@ -72,6 +72,19 @@ status=$(curl -s -o /dev/null -D - -H 'Range: bytes=65536-131071' "$EC/100m.bin"
     tr -d '\r' | awk -F': ' 'tolower($1) == "cache-status" { print $2 }')
 case $status in *hit*) ;; *) die "a warmed range is not a hit: Cache-Status: $status" ;; esac
 
+status=$(curl -s -o /dev/null -D - "$EC/64k.bin" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "cache-status" { print $2 }')
+case $status in *hit*) ;; *) die "the warmed 64 KiB object is not a hit: Cache-Status: $status" ;; esac
+
+# wrk's "N requests in Ts, X read": X in bytes (wrk prints 1024-based B, KB, MB, GB, TB).
+bytes_read() {
+    awk '/ requests in / {
+        v = $(NF - 1); n = v + 0; u = v; gsub(/[0-9.]/, "", u)
+        m = u == "KB" ? 1024 : u == "MB" ? 1048576 : u == "GB" ? 1073741824 : u == "TB" ? 1099511627776 : 1
+        printf "%.0f\n", n * m
+    }' <<<"$1"
+}
+
 PID=${PID_OF[edgecache]}
 for kind in "${KINDS[@]}"; do
     case $kind in
@@ -84,6 +97,7 @@ for kind in "${KINDS[@]}"; do
             ;;
         *) die "unknown kind $kind (plain, range)" ;;
     esac
+    origin_before=$(wc -l <"$TMP/origin/access.log")
     callgrind_control -z "$PID" >/dev/null 2>&1
     callgrind_control -i on "$PID" >/dev/null 2>&1
     out=$(wrk -t1 -c4 -d"${SECONDS_PER_KIND}s" "${script[@]}" "$url" 2>&1)
@@ -91,9 +105,19 @@ for kind in "${KINDS[@]}"; do
     callgrind_control -d "$kind" "$PID" >/dev/null 2>&1
     requests=$(awk '/ requests in /{ print $1 }' <<<"$out")
     grep -q 'Non-2xx' <<<"$out" && die "$kind: wrk saw answers that were not 2xx: $out"
+    grep -q 'Socket errors' <<<"$out" && die "$kind: wrk saw socket errors or timeouts: $out"
+    [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "$kind: no request counted: $out"
+    # Without range.lua's response() nothing else checks the answers: a 200 of the whole
+    # object, or a miss, would be counted as a request all the same.
+    per_response=$(($(bytes_read "$out") / requests))
+    ((per_response >= 65536 && per_response < 65536 + 2048)) ||
+        die "$kind: $per_response bytes per response, not a 64 KiB body and its head: $out"
+    origin_after=$(wc -l <"$TMP/origin/access.log")
+    ((origin_after == origin_before)) ||
+        die "$kind: $((origin_after - origin_before)) requests reached the origin: not all hits"
     file=$(ls -t "$TMP"/callgrind.out.* | head -1)
     instructions=$(awk '/^totals:/ { print $2; exit }' "$file")
-    [ -n "$requests" ] && [ "$requests" -gt 0 ] || die "$kind: no request counted: $out"
+    [ -n "$instructions" ] || die "$kind: no totals: line in $file"
     printf '%-6s requests=%d instructions=%d per_request=%d\n' "$kind" "$requests" \
         "$instructions" "$((instructions / requests))"
 done
