@@ -6,7 +6,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::headers::Headers;
+use crate::headers::{trim_ows, Headers};
 use crate::http_date::parse_http_date;
 
 /// At most this many ranges are served in one response; a request asking for more gets the
@@ -115,14 +115,6 @@ pub fn parse_bytes(value: &[u8]) -> Option<Vec<RangeSpec>> {
         specs.push(spec);
     }
     (!specs.is_empty()).then_some(specs)
-}
-
-/// `s` without leading and trailing optional whitespace (SP, HTAB; RFC 9110 §5.6.3).
-fn trim_ows(s: &[u8]) -> &[u8] {
-    let ows = |b: &u8| matches!(b, b' ' | b'\t');
-    let start = s.iter().position(|b| !ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
 }
 
 /// `1*DIGIT`; values beyond `u64` saturate (they are beyond any length).
