@@ -317,6 +317,46 @@ mod tests {
         );
     }
 
+    /// Files that could not be made: `sealed_file` fails, and counts its calls.
+    static SEAL_CALLS: AtomicUsize = AtomicUsize::new(0);
+    fn no_file(_: &[u8]) -> std::io::Result<std::fs::File> {
+        SEAL_CALLS.fetch_add(1, Ordering::Relaxed);
+        Err(std::io::Error::from_raw_os_error(24)) // EMFILE
+    }
+
+    /// While files cannot be made (the process out of descriptors), the hits of a body
+    /// without a copy do not make a failing system call each: only a new entry's first hit
+    /// tries, and one that succeeds lets the others ask again.
+    #[test]
+    fn a_failing_file_copy_is_not_retried_on_every_hit() {
+        let Some(syscalls) = crate::native::zero_copy::syscalls() else {
+            return;
+        };
+        let failing = sendfile::Syscalls {
+            sealed_file: no_file,
+            ..syscalls
+        };
+        let table = ReadyEntries::new(FileCopies::new(Some(failing), usize::MAX));
+        let body = entry(sendfile::MIN_LEN);
+        assert!(table.get_or_build(&body).file.is_none());
+        let built = SEAL_CALLS.load(Ordering::Relaxed);
+        assert!(built >= 1, "its first hit tried");
+        for _ in 0..2048 {
+            assert!(table.get_or_build(&body).file.is_none());
+        }
+        assert_eq!(
+            SEAL_CALLS.load(Ordering::Relaxed),
+            built,
+            "not tried per hit"
+        );
+        let other = entry(sendfile::MIN_LEN);
+        assert!(table.get_or_build(&other).file.is_none());
+        assert!(
+            SEAL_CALLS.load(Ordering::Relaxed) > built,
+            "a new entry still tries"
+        );
+    }
+
     #[test]
     fn records_of_gone_entries_are_pruned_and_never_mistaken() {
         let table = ReadyEntries::new(FileCopies::new(None, usize::MAX));

@@ -42,7 +42,7 @@ use std::fs::File;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 
@@ -83,6 +83,10 @@ pub struct FileCopies {
     held: AtomicUsize,
     /// The most bytes they may hold.
     budget: usize,
+    /// The last file could not be made (the process out of descriptors or memory): hits of
+    /// bodies without a copy stop asking ([`Self::has_room_for`]) until one is made (a new
+    /// entry's first hit still tries) or one is released.
+    failing: AtomicBool,
 }
 
 impl FileCopies {
@@ -94,6 +98,7 @@ impl FileCopies {
             open: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
             budget,
+            failing: AtomicBool::new(false),
         })
     }
 
@@ -110,12 +115,16 @@ impl FileCopies {
             return None;
         }
         match (sys.sealed_file)(body) {
-            Ok(file) => Some(SealedBody {
-                file,
-                len,
-                copies: self.clone(),
-            }),
+            Ok(file) => {
+                self.failing.store(false, Ordering::Relaxed);
+                Some(SealedBody {
+                    file,
+                    len,
+                    copies: self.clone(),
+                })
+            }
             Err(e) => {
+                self.failing.store(true, Ordering::Relaxed);
                 self.release(len);
                 tracing::debug!(error = %e, "no file copy of a cached body");
                 None
@@ -123,9 +132,13 @@ impl FileCopies {
         }
     }
 
-    /// Whether a copy of `len` bytes would fit within the bounds now: a hint, two loads,
-    /// for a body that has none to ask again; [`Self::seal`] decides.
+    /// Whether a copy of `len` bytes would fit within the bounds now, and the last file
+    /// could be made: a hint, three loads, for a body that has none to ask again (a failing
+    /// system call is not retried on every hit); [`Self::seal`] decides.
     pub fn has_room_for(&self, len: usize) -> bool {
+        if self.failing.load(Ordering::Relaxed) {
+            return false;
+        }
         self.syscalls.as_ref().is_some_and(|sys| {
             let open = self.open.load(Ordering::Relaxed);
             let held = self.held.load(Ordering::Relaxed);
@@ -161,6 +174,8 @@ fn within_bounds(open: usize, max_files: usize, held: usize, len: usize, budget:
 impl Drop for SealedBody {
     fn drop(&mut self) {
         self.copies.release(self.len);
+        // A descriptor and its memory are back: a new file may be made again.
+        self.copies.failing.store(false, Ordering::Relaxed);
     }
 }
 
