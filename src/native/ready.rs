@@ -264,18 +264,25 @@ mod tests {
         );
     }
 
+    /// A table whose file budget holds one copy, held by `first`'s; `second`, as large, has
+    /// not been hit yet. `None` without the system calls (not Linux).
+    fn one_copy_and_a_body_without(
+    ) -> Option<(ReadyEntries, Arc<CachedResponse>, Arc<CachedResponse>)> {
+        let syscalls = crate::native::zero_copy::syscalls()?;
+        let len = sendfile::MIN_LEN;
+        let table = ReadyEntries::new(FileCopies::new(Some(syscalls), len));
+        let (first, second) = (entry(len), entry(len));
+        assert!(table.get_or_build(&first).file.is_some());
+        Some((table, first, second))
+    }
+
     /// A body that found the file budget full is sent from memory until a copy fits, then
     /// gets one on its next hit (not only once its entry is stored again).
     #[test]
     fn a_body_without_a_file_copy_gets_one_once_the_budget_has_room() {
-        let Some(syscalls) = crate::native::zero_copy::syscalls() else {
+        let Some((table, first, second)) = one_copy_and_a_body_without() else {
             return;
         };
-        let len = sendfile::MIN_LEN;
-        let table = ReadyEntries::new(FileCopies::new(Some(syscalls), len));
-        let first = entry(len);
-        let second = entry(len);
-        assert!(table.get_or_build(&first).file.is_some());
         let without = table.get_or_build(&second);
         assert!(without.file.is_none(), "the budget holds one copy");
         assert!(
@@ -296,14 +303,9 @@ mod tests {
     /// a hot body without a copy was written from memory for as long as the hot set stayed.
     #[test]
     fn budget_held_by_gone_entries_reaches_a_body_without_a_copy() {
-        let Some(syscalls) = crate::native::zero_copy::syscalls() else {
+        let Some((table, first, second)) = one_copy_and_a_body_without() else {
             return;
         };
-        let len = sendfile::MIN_LEN;
-        let table = ReadyEntries::new(FileCopies::new(Some(syscalls), len));
-        let first = entry(len);
-        let second = entry(len);
-        assert!(table.get_or_build(&first).file.is_some());
         assert!(
             table.get_or_build(&second).file.is_none(),
             "the budget holds one copy"

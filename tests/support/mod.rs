@@ -1927,3 +1927,40 @@ pub async fn assert_fleet_totals_are_the_sum<F: Frontend>(
     }
     first
 }
+
+/// What `SharedTier::get_prefixes` and `SharedTier::extend` do against a real Redis, for
+/// every client of it (RESP and REST): `s` stores `k1` = `\x00binary\xffvalue\r\n` with a
+/// TTL of about 60 s and has no key `nope`; `own` is a direct connection to the same Redis.
+pub async fn check_prefixes_and_extend(
+    s: &impl edgecache::engine::SharedTier,
+    own: &mut redis::aio::MultiplexedConnection,
+) {
+    // The first bytes of each value; a missing key's are none.
+    let prefixes = s
+        .get_prefixes(&["k1".into(), "nope".into()], 4)
+        .await
+        .unwrap();
+    assert_eq!(prefixes, [b"\x00bin".to_vec(), Vec::new()]);
+    let whole = s.get_prefixes(&["k1".into()], 1 << 20).await.unwrap();
+    assert_eq!(
+        whole,
+        [b"\x00binary\xffvalue\r\n".to_vec()],
+        "a short value whole"
+    );
+    // Extended only (GT): a longer TTL applies, a shorter one and a missing key do not.
+    let extended = s.extend(&["k1".into(), "nope".into()], 120_000).await;
+    assert_eq!(extended.unwrap(), 1, "only the key that exists");
+    assert_eq!(
+        s.extend(&["k1".into()], 1_000).await.unwrap(),
+        0,
+        "never shortened"
+    );
+    let ttl: i64 = redis::cmd("PTTL").arg("k1").query_async(own).await.unwrap();
+    assert!(ttl > 110_000 && ttl <= 120_000, "PEXPIRE GT applied: {ttl}");
+    assert_eq!(
+        s.exist(&["nope".into()]).await.unwrap(),
+        [false],
+        "not created"
+    );
+    assert_eq!(s.extend(&[], 1_000).await.unwrap(), 0);
+}
